@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotSupported is returned (wrapped) when the OS or kernel cannot do what
+// was asked. Backends fall back on it; callers test it with errors.Is.
+var ErrNotSupported = errors.New("not supported")
+
+// Backend enforces a policy with one OS's kernel mechanism. Implementations:
+// linux (eBPF), darwin (pf), windows (WFP), enginetest (in memory).
+type Backend interface {
+	// Name is a short identifier such as "ebpf", "pf" or "wfp".
+	Name() string
+	// Apply puts the whole policy in force atomically: when it returns nil no
+	// connection is judged by the previous policy any more, and none was ever
+	// judged by a mix of both. On error the previous policy stays in force.
+	Apply(ctx context.Context, p *Policy) error
+	// State reports what is in force in the kernel right now.
+	State(ctx context.Context) (State, error)
+	// Violations returns the stream of denied and audited attempts. It is the
+	// same channel on every call and is closed by Close.
+	Violations() <-chan Violation
+	// Close releases the backend's handles. Enforcement stays in place
+	// (pinned/persistent) unless the backend was told to detach.
+	Close() error
+}
+
+// Counters are totals of judged connection attempts.
+type Counters struct {
+	Allowed uint64 `json:"allowed"`
+	Denied  uint64 `json:"denied"`
+	Audited uint64 `json:"audited"`
+}
+
+// Add returns the sum of c and o.
+func (c Counters) Add(o Counters) Counters {
+	return Counters{c.Allowed + o.Allowed, c.Denied + o.Denied, c.Audited + o.Audited}
+}
+
+// State is a backend's report of what the kernel enforces.
+type State struct {
+	Backend     string              `json:"backend"`
+	AttachPoint string              `json:"attach_point"`
+	Hooks       []string            `json:"hooks"`         // active hook names
+	Rules       int                 `json:"rules"`         // rules in force
+	Counters    Counters            `json:"counters"`      // totals
+	RuleCounter map[string]Counters `json:"rule_counters"` // by rule name; "" is the default
+	EventsLost  uint64              `json:"events_lost"`
+}
+
+// Drift is one difference found between the kernel and the desired policy.
+type Drift struct {
+	What     string `json:"what"`     // e.g. "program detached from cgroup"
+	Repaired bool   `json:"repaired"` // whether Sync put it back
+}
+
+// Syncer is implemented by backends that can compare the kernel with the
+// desired policy and repair what someone changed behind their back.
+type Syncer interface {
+	Sync(ctx context.Context, p *Policy) ([]Drift, error)
+}
+
+// Resetter is implemented by backends that can remove everything they put in
+// the kernel (programs, pins, filters, anchors).
+type Resetter interface {
+	Reset(ctx context.Context) error
+}
+
+// Check is one line of `exewall doctor`.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"` // what works, or what to do about it
+}

@@ -1,0 +1,41 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Verdict of a reported attempt.
+type Verdict string
+
+const (
+	VerdictAllow Verdict = "allow"
+	VerdictDeny  Verdict = "deny"
+	VerdictAudit Verdict = "audit" // would have been denied; reported, not enforced
+)
+
+// Violation is one denied or audited connection attempt, as `exewall
+// violations --json` prints it. Fields a kernel does not report (WFP and pf
+// carry no pid) are left zero rather than guessed.
+type Violation struct {
+	Time    time.Time  `json:"time"`
+	PID     uint32     `json:"pid"`
+	UID     uint32     `json:"uid"`
+	Comm    string     `json:"comm"`
+	Exe     string     `json:"exe"`
+	Rule    string     `json:"rule"`
+	Verdict Verdict    `json:"verdict"`
+	Proto   string     `json:"proto"`  // tcp | udp | icmp
+	Family  string     `json:"family"` // ipv4 | ipv6
+	Daddr   netip.Addr `json:"daddr"`  // IPv4-mapped shown as IPv4
+	Dport   uint16     `json:"dport"`
+}
+
+// FamilyOf names the address family an address is judged as: IPv4-mapped
+// IPv6 addresses are IPv4.
+func FamilyOf(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
