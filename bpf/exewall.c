@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* exewall datapath: judges every connect() and unconnected sendmsg() of the
+ * processes in the attached cgroup by the executable they run. */
+//go:build ignore
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#include "kernel_types.h"
+#include "exewall.h"
+
+/* IP protocol numbers (linux/in.h drags in arch headers we do not need). */
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_UDPLITE 136
+#define IPPROTO_MPTCP 262
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* active[0] is the policy generation in force. Userspace fills the other
+ * generation, flips this word, waits for an RCU grace period, then clears
+ * the old one: each program reads it once, so no attempt sees a mix. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct config);
+} configs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct exe_key);
+	__type(value, struct rule);
+} exe_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct id_key);
+	__type(value, struct rule);
+} cgroup_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct id_key);
+	__type(value, struct rule);
+} uid_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct id_key);
+	__type(value, struct rule);
+} gid_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_DEST_NODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dest_key);
+	__type(value, struct dest_val);
+} dests SEC(".maps");
+
+/* Local ranges for local-only: value 1 is local, 0 carves out an exception
+ * (cloud metadata). Kept current from netlink; not per generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct local_key);
+	__type(value, __u8);
+} local_nets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_RULES + 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct counter);
+} counters SEC(".maps");
+
+/* Ring buffer reservations that failed: the event is lost, never the verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+/* bpf2go emits Go types only for types in BTF; the event reaches BTF this way. */
+const struct event *unused_event __attribute__((unused));
+
+/* Counter slot -> rule name, written by userspace only: lets a restarted
+ * daemon name the counters it adopts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES + 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct rule_name);
+} counter_names SEC(".maps");
+
+static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
+{
+	switch (ctx->protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_MPTCP:
+		return PROTO_TCP;
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+		return PROTO_UDP;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		return PROTO_ICMP;
+	}
+	return PROTO_ANY;
+}
+
+static __always_inline int read_exe(struct file_id *id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	if (!mm)
+		return -1;
+	struct file *exe = mm->exe_file;
+	if (!exe)
+		return 0;
+	struct inode *inode = exe->f_inode;
+	id->dev = inode->i_sb->s_dev;
+	id->igen = inode->i_generation;
+	id->ino = inode->i_ino;
+	return 1;
+}
+
+static __always_inline struct rule *find_cgroup_rule(struct config *cfg, __u32 gen)
+{
+	struct rule *found = NULL;
+	struct id_key k = { .gen = gen };
+
+	/* Deepest cgroup wins: walk from the root down, keep the last match.
+	 * Bounded by cgroup depth, never by the number of rules. */
+	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		k.id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!k.id)
+			break;
+		struct rule *r = bpf_map_lookup_elem(&cgroup_rules, &k);
+		if (r)
+			found = r;
+	}
+	return found;
+}
+
+static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 *addr, __u16 port,
+				       __u8 proto, __u8 *verdict)
+{
+	struct dest_key k = {
+		.prefixlen = 64 + (family == 4 ? 32 : 128),
+		.rule = bpf_htonl(r->id),
+		.family = bpf_htonl(family),
+	};
+	__builtin_memcpy(k.addr, addr, 16);
+
+	struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
+	if (!v)
+		return 0;
+	for (int i = 0; i < MAX_DEST_ENTRIES; i++) {
+		if (i >= v->count)
+			break;
+		struct dest_entry *e = &v->e[i];
+		if (e->proto != PROTO_ANY && e->proto != proto)
+			continue;
+		if (port < e->port_lo || port > e->port_hi)
+			continue;
+		*verdict = e->verdict;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int is_local(__u32 family, const __u8 *addr)
+{
+	struct local_key k = {
+		.prefixlen = 32 + (family == 4 ? 32 : 128),
+		.family = bpf_htonl(family),
+	};
+	__builtin_memcpy(k.addr, addr, 16);
+	__u8 *v = bpf_map_lookup_elem(&local_nets, &k);
+	return v && *v;
+}
+
+static __always_inline void count(__u32 slot, __u8 verdict)
+{
+	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
+	if (!c)
+		return;
+	/* Atomic even per CPU: a preemptible kernel may interleave two hooks. */
+	if (verdict == VERDICT_ALLOW)
+		__sync_fetch_and_add(&c->allowed, 1);
+	else if (verdict == VERDICT_DENY)
+		__sync_fetch_and_add(&c->denied, 1);
+	else
+		__sync_fetch_and_add(&c->audited, 1);
+}
+
+static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u32 family,
+				   const __u8 *addr, __u16 port, __u8 proto, __u8 hook,
+				   struct file_id *exe, int has_exe)
+{
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+		if (lost)
+			__sync_fetch_and_add(lost, 1);
+		return;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	ev->boot_ns = bpf_ktime_get_boot_ns();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	ev->counter = slot;
+	ev->rule = r ? r->id : 0;
+	ev->exe = *exe;
+	__builtin_memcpy(ev->daddr, addr, 16);
+	ev->dport = port;
+	ev->family = family;
+	ev->proto = proto;
+	ev->verdict = verdict;
+	ev->hook = hook;
+	ev->has_exe = has_exe;
+	ev->_pad = 0;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* judge returns 1 to let the call proceed, 0 to fail it with EPERM. */
+static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
+				 __u16 port, __u8 hook)
+{
+	struct file_id exe = {};
+	int has_exe = read_exe(&exe);
+	if (has_exe < 0)
+		return 1; /* kernel thread: no user memory, always allowed */
+
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&active, &zero);
+	if (!genp)
+		return 1;
+	__u32 gen = *genp & 1;
+	struct config *cfg = bpf_map_lookup_elem(&configs, &gen);
+	if (!cfg)
+		return 1;
+
+	__u8 proto = proto_of(ctx);
+	struct rule *r = NULL;
+	if (has_exe) {
+		struct exe_key k = { .id = exe, .gen = gen };
+		r = bpf_map_lookup_elem(&exe_rules, &k);
+	}
+	if (!r && cfg->has_cgroup_rules)
+		r = find_cgroup_rule(cfg, gen);
+	if (!r && (cfg->has_uid_rules || cfg->has_gid_rules)) {
+		__u64 uid_gid = bpf_get_current_uid_gid();
+		struct id_key k = { .gen = gen };
+		if (cfg->has_uid_rules) {
+			k.id = (__u32)uid_gid;
+			r = bpf_map_lookup_elem(&uid_rules, &k);
+		}
+		if (!r && cfg->has_gid_rules) {
+			k.id = uid_gid >> 32;
+			r = bpf_map_lookup_elem(&gid_rules, &k);
+		}
+	}
+
+	__u8 verdict = 0;
+	__u8 action = cfg->default_action;
+	__u8 audit = 0;
+	__u32 slot = cfg->default_counter;
+	if (r) {
+		action = r->action;
+		audit = r->audit;
+		slot = r->counter;
+		if (r->has_dests)
+			match_dests(r, family, addr, port, proto, &verdict);
+	}
+	if (!verdict) {
+		if (action == ACTION_ALLOW)
+			verdict = VERDICT_ALLOW;
+		else if (action == ACTION_LOCAL_ONLY && is_local(family, addr))
+			verdict = VERDICT_ALLOW;
+		else
+			verdict = VERDICT_DENY;
+	}
+	if (verdict == VERDICT_DENY && (audit || cfg->audit_mode))
+		verdict = VERDICT_AUDIT;
+
+	count(slot, verdict);
+	if (verdict == VERDICT_ALLOW)
+		return 1;
+	report(r, slot, verdict, family, addr, port, proto, hook, &exe, has_exe);
+	return verdict == VERDICT_AUDIT;
+}
+
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	__u8 addr[16] = {};
+	__u32 ip = ctx->user_ip4;
+	__builtin_memcpy(addr, &ip, 4);
+	return judge(ctx, 4, addr, bpf_ntohs((__u16)ctx->user_port), hook);
+}
+
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	__u32 a[4];
+	a[0] = ctx->user_ip6[0];
+	a[1] = ctx->user_ip6[1];
+	a[2] = ctx->user_ip6[2];
+	a[3] = ctx->user_ip6[3];
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+
+	/* ::ffff:a.b.c.d is an IPv4 destination, whichever hook it came by. */
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		__u8 addr4[16] = {};
+		__builtin_memcpy(addr4, &a[3], 4);
+		return judge(ctx, 4, addr4, port, hook);
+	}
+	return judge(ctx, 6, (const __u8 *)a, port, hook);
+}
+
+SEC("cgroup/connect4")
+int exewall_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, HOOK_CONNECT4); }
+
+SEC("cgroup/connect6")
+int exewall_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_CONNECT6); }
+
+SEC("cgroup/sendmsg4")
+int exewall_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, HOOK_SENDMSG4); }
+
+SEC("cgroup/sendmsg6")
+int exewall_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_SENDMSG6); }

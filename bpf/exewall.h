@@ -1,0 +1,117 @@
+/* Shared between the datapath programs: map layouts and constants. The Go side
+ * gets these types from bpf2go (-type), never by hand. */
+#pragma once
+
+#include <linux/types.h>
+
+#define MAX_RULES (1 << 17)       /* rules per policy generation */
+#define MAX_DEST_NODES (1 << 18)  /* distinct (rule, prefix) pairs per two generations */
+#define MAX_DEST_ENTRIES 16       /* entries one destination lookup can see */
+#define MAX_CGROUP_DEPTH 32
+#define GEN_BIT (1u << 31)        /* rule ids carry their generation in the top bit */
+
+enum action { ACTION_ALLOW = 0, ACTION_DENY = 1, ACTION_LOCAL_ONLY = 2 };
+enum verdict { VERDICT_ALLOW = 1, VERDICT_DENY = 2, VERDICT_AUDIT = 3 };
+enum proto { PROTO_ANY = 0, PROTO_TCP = 1, PROTO_UDP = 2, PROTO_ICMP = 3 };
+enum hook { HOOK_CONNECT4 = 1, HOOK_CONNECT6 = 2, HOOK_SENDMSG4 = 3, HOOK_SENDMSG6 = 4 };
+
+/* Executable identity as the kernel sees it: exe_file->f_inode. */
+struct file_id {
+	__u32 dev; /* i_sb->s_dev, kernel encoding (major << 20 | minor) */
+	__u32 igen; /* i_generation */
+	__u64 ino;
+};
+
+struct exe_key {
+	struct file_id id;
+	__u32 gen; /* policy generation (0 or 1) */
+	__u32 _pad;
+};
+
+/* Key for cgroup id, uid and gid selector maps. */
+struct id_key {
+	__u64 id;
+	__u32 gen;
+	__u32 _pad;
+};
+
+/* What a selector map yields: the rule itself, so judging costs one lookup. */
+struct rule {
+	__u32 id;      /* rule id: index | gen << 31, keys the dests trie */
+	__u32 counter; /* stable slot in counters, survives re-applies */
+	__u8 action;   /* enum action */
+	__u8 audit;
+	__u8 has_dests;
+	__u8 _pad;
+};
+
+/* Per-generation settings, switched together with the maps. */
+struct config {
+	__u32 default_counter;
+	__u8 default_action;
+	__u8 audit_mode;
+	__u8 has_cgroup_rules;
+	__u8 has_uid_rules;
+	__u8 has_gid_rules;
+	__u8 _pad[3];
+};
+
+struct dest_key {
+	__u32 prefixlen; /* 64 + address bits */
+	__u32 rule;      /* big endian rule id, so it is a prefix of the key */
+	__u32 family;    /* 4 or 6, big endian */
+	__u8 addr[16];   /* IPv4 in the first 4 bytes */
+};
+
+struct dest_entry {
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 proto;   /* enum proto, 0 = any */
+	__u8 verdict; /* VERDICT_ALLOW or VERDICT_DENY */
+	__u16 _pad;
+};
+
+/* A prefix node: its own entries, then those of every shorter prefix that
+ * contains it (flattened by userspace), in the order they are tried. One
+ * LPM lookup therefore sees every entry that can match. */
+struct dest_val {
+	__u32 count;
+	__u32 _pad;
+	struct dest_entry e[MAX_DEST_ENTRIES];
+};
+
+struct local_key {
+	__u32 prefixlen; /* 32 + address bits */
+	__u32 family;    /* 4 or 6, big endian */
+	__u8 addr[16];
+};
+
+struct rule_name {
+	char name[64];
+};
+
+struct counter {
+	__u64 allowed;
+	__u64 denied;
+	__u64 audited;
+};
+
+struct event {
+	__u64 boot_ns;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__u32 counter;
+	__u32 rule;
+	struct file_id exe;
+	__u8 daddr[16];
+	__u16 dport;
+	__u8 family; /* 4 or 6, as judged (IPv4-mapped is 4) */
+	__u8 proto;  /* enum proto */
+	__u8 verdict;
+	__u8 hook;
+	__u8 has_exe;
+	__u8 _pad;
+	char comm[16];
+};

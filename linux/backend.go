@@ -1,0 +1,771 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Config says where and how to enforce.
+type Config struct {
+	// Cgroup is the cgroup v2 directory to attach to; "" means the root of
+	// the discovered cgroup v2 mount. Tests pass a scratch cgroup.
+	Cgroup string
+	// PinDir holds the pinned links, programs and maps; "" means DefaultPinDir.
+	PinDir string
+	// RingBufSize is the event ring buffer size in bytes (a power of two,
+	// multiple of the page size); 0 means 4 MiB.
+	RingBufSize uint32
+	// DetachOnClose removes everything from the kernel on Close instead of
+	// leaving enforcement in place.
+	DetachOnClose bool
+	// WatchInterval is how often executables and cgroups are re-resolved so
+	// rules follow files that appear or are replaced; 0 means one second.
+	WatchInterval time.Duration
+	Logger        *slog.Logger
+}
+
+type hook struct {
+	name   string
+	attach ebpf.AttachType
+	prog   func(*datapathObjects) *ebpf.Program
+}
+
+var hooks = []hook{
+	{"connect4", ebpf.AttachCGroupInet4Connect, func(o *datapathObjects) *ebpf.Program { return o.ExewallConnect4 }},
+	{"connect6", ebpf.AttachCGroupInet6Connect, func(o *datapathObjects) *ebpf.Program { return o.ExewallConnect6 }},
+	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *datapathObjects) *ebpf.Program { return o.ExewallSendmsg4 }},
+	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *datapathObjects) *ebpf.Program { return o.ExewallSendmsg6 }},
+}
+
+// Backend is the eBPF engine.Backend.
+type Backend struct {
+	cfg        Config
+	log        *slog.Logger
+	cgroupPath string
+	cgroupID   uint64
+	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
+	objs       datapathObjects
+	resolver   *KernelResolver
+	ncpu       int
+
+	mu        sync.Mutex
+	links     map[string]link.Link
+	policy    *engine.Policy
+	ids       identities
+	seen      map[string][]engine.FileID // every identity an exe rule has had
+	statCache map[string]statKey         // last stat of each exe path, for watch
+	slots     map[string]uint32          // rule name -> counter slot
+	gens      [2]*compiled               // what each generation holds; nil = unknown
+	repin     bool                       // maps are fresh (old pins incompatible): pin after first apply
+	hostNets  []netip.Prefix
+	local     map[datapathLocalKey]uint8 // what local_nets holds
+
+	reader     *ringbuf.Reader
+	violations chan engine.Violation
+	dropped    uint64 // events read but not delivered (consumer too slow)
+	done       chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// New loads the datapath, adopting pinned maps and links left by an earlier
+// run so enforcement never lapses. Nothing new is attached until the first
+// Apply has filled the maps.
+func New(cfg Config) (*Backend, error) {
+	if cfg.PinDir == "" {
+		cfg.PinDir = DefaultPinDir
+	}
+	if cfg.RingBufSize == 0 {
+		cfg.RingBufSize = 1 << 22
+	}
+	if cfg.WatchInterval == 0 {
+		cfg.WatchInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, seen: map[string][]engine.FileID{},
+		slots: map[string]uint32{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, 4096),
+		done: make(chan struct{})}
+
+	root, err := CgroupMount()
+	if err != nil {
+		return nil, err
+	}
+	b.cgroupRoot = root
+	b.cgroupPath = cfg.Cgroup
+	if b.cgroupPath == "" {
+		b.cgroupPath = root
+	}
+	if b.cgroupID, err = CgroupID(b.cgroupPath); err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", b.cgroupPath, err)
+	}
+	if b.ncpu, err = ebpf.PossibleCPU(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise memlock limit: %w", err)
+	}
+	if err := EnsureBPFFS(cfg.PinDir); err != nil {
+		return nil, err
+	}
+	if err := b.load(); err != nil {
+		return nil, err
+	}
+	b.resolver = NewKernelResolver()
+	if b.resolver.Fallback != nil {
+		b.log.Warn("executable identity", "err", b.resolver.Fallback)
+	}
+	if err := b.restoreSlots(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if b.hasPinnedLinks() {
+		// A previous daemon left enforcement in place: take it over now, the
+		// new programs read the very maps the old ones did.
+		if err := b.attach(); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	if b.reader, err = ringbuf.NewReader(b.objs.Events); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	if err := b.startLocalNets(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.wg.Add(2)
+	go b.readEvents()
+	go b.watch()
+	return b, nil
+}
+
+func (b *Backend) load() error {
+	spec, err := loadDatapath()
+	if err != nil {
+		return fmt.Errorf("load datapath spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = b.cfg.RingBufSize
+	for _, m := range spec.Maps {
+		if m.Name != ".bss" && m.Name != ".rodata" && m.Name != ".data" {
+			m.Pinning = ebpf.PinByName
+		}
+	}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	err = spec.LoadAndAssign(&b.objs, opts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		// Pins from an older map layout: load fresh maps, fill them on the
+		// first Apply, then swap programs and pins (no gap: the old programs
+		// keep judging with the old maps until their links are updated).
+		b.log.Info("pinned maps have an older layout; migrating", "err", err)
+		b.repin = true
+		opts.Maps.PinPath = ""
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+		err = spec.LoadAndAssign(&b.objs, opts)
+	}
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load datapath: %+v", ve)
+		}
+		return fmt.Errorf("load datapath: %w", err)
+	}
+	return nil
+}
+
+func (b *Backend) linkPin(h hook) string { return filepath.Join(b.cfg.PinDir, "link_"+h.name) }
+
+func (b *Backend) hasPinnedLinks() bool {
+	for _, h := range hooks {
+		if _, err := os.Stat(b.linkPin(h)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// attach makes every hook run the loaded programs on our cgroup: a pinned
+// link is adopted and its program replaced in place (atomic, no gap, no
+// second attachment); otherwise a new multi-attach link is created and pinned.
+func (b *Backend) attach() error {
+	for _, h := range hooks {
+		prog := h.prog(&b.objs)
+		pin := b.linkPin(h)
+		if l, ok := b.links[h.name]; ok {
+			if err := l.Update(prog); err != nil {
+				return fmt.Errorf("update %s program: %w", h.name, err)
+			}
+			continue
+		}
+		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+			if b.linkOnOurCgroup(l) {
+				if err := l.Update(prog); err != nil {
+					l.Close()
+					return fmt.Errorf("update pinned %s link: %w", h.name, err)
+				}
+				b.links[h.name] = l
+				continue
+			}
+			// Pinned for another cgroup (the attach point changed): drop it
+			// only after the new link is in place.
+			defer func() { l.Unpin(); l.Close() }()
+			os.Remove(pin)
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err)
+		}
+		if err := l.Pin(pin); err != nil {
+			l.Close()
+			return fmt.Errorf("pin %s link (a bpf_link is needed so enforcement outlives the daemon): %w", h.name, err)
+		}
+		b.links[h.name] = l
+	}
+	return nil
+}
+
+func (b *Backend) linkOnOurCgroup(l link.Link) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	cg := info.Cgroup()
+	return cg != nil && cg.CgroupId == b.cgroupID
+}
+
+// Name implements engine.Backend.
+func (b *Backend) Name() string { return "ebpf" }
+
+// AttachPoint is the cgroup directory the programs are attached to.
+func (b *Backend) AttachPoint() string { return b.cgroupPath }
+
+// PinDir is where links, programs and maps are pinned.
+func (b *Backend) PinDir() string { return b.cfg.PinDir }
+
+// Apply implements engine.Backend: the policy is written to the idle
+// generation, the generation word is flipped, and only after an RCU grace
+// period (no program still reads the old generation) is the old one cleared.
+func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids, err := b.resolve(p)
+	if err != nil {
+		return err
+	}
+	return b.applyLocked(p.Clone(), ids)
+}
+
+func (b *Backend) resolve(p *engine.Policy) (identities, error) {
+	ids := identities{exe: map[string][]engine.FileID{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	var paths []string
+	for _, r := range p.Rules {
+		if r.Exe != "" {
+			paths = append(paths, r.Exe)
+		}
+	}
+	found, err := b.resolver.IdentifyAll(paths)
+	if err != nil {
+		return ids, err
+	}
+	for _, path := range paths {
+		// Keep every identity the path has had while the rule lives: a
+		// process still running a replaced binary stays covered.
+		known := slices.Clone(b.seen[path])
+		if id, ok := found[path]; ok && !slices.Contains(known, id) {
+			known = append(known, id)
+		}
+		ids.exe[path] = known
+	}
+	for _, r := range p.Rules {
+		switch {
+		case r.Cgroup != "":
+			c := engine.CleanCgroup(r.Cgroup)
+			if id, err := CgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
+				ids.cgroups[c] = id
+			}
+		case r.User != "":
+			uid, err := engine.LookupUID(r.User)
+			if err != nil {
+				return ids, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			ids.uids[r.User] = uid
+		case r.Group != "":
+			gid, err := engine.LookupGID(r.Group)
+			if err != nil {
+				return ids, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			ids.gids[r.Group] = gid
+		}
+	}
+	return ids, nil
+}
+
+func (b *Backend) slotFor(name string) uint32 {
+	if s, ok := b.slots[name]; ok {
+		return s
+	}
+	used := make(map[uint32]bool, len(b.slots))
+	for _, s := range b.slots {
+		used[s] = true
+	}
+	s := uint32(1)
+	for used[s] {
+		s++
+	}
+	b.slots[name] = s
+	return s
+}
+
+func (b *Backend) activeGen() (uint32, error) {
+	var gen uint32
+	if err := b.objs.Active.Lookup(uint32(0), &gen); err != nil {
+		return 0, fmt.Errorf("read active generation: %w", err)
+	}
+	return gen & 1, nil
+}
+
+func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
+	cur, err := b.activeGen()
+	if err != nil {
+		return err
+	}
+	next := cur ^ 1
+	slotsBefore := maps_clone(b.slots)
+	c, err := compile(p, next, ids, b.slotFor)
+	if err != nil {
+		b.slots = slotsBefore
+		return err
+	}
+	fail := func(err error) error {
+		b.slots = slotsBefore
+		b.clearGen(next) // best effort; the active generation was never touched
+		return err
+	}
+	if err := b.clearGen(next); err != nil {
+		return fail(err)
+	}
+	b.gens[next] = c
+	if err := b.writeGen(c, next); err != nil {
+		return fail(err)
+	}
+	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		return fail(fmt.Errorf("switch generation: %w", err))
+	}
+	waitForReaders()
+	if err := b.clearGen(cur); err != nil {
+		b.log.Warn("clear old policy generation", "err", err)
+	}
+	b.dropUnusedSlots(c)
+	if b.repin || len(b.links) < len(hooks) {
+		if err := b.attach(); err != nil {
+			return err
+		}
+	}
+	if b.repin {
+		if err := b.pinMaps(); err != nil {
+			return err
+		}
+		b.repin = false
+	}
+	b.policy, b.ids = p, ids
+	for path, known := range ids.exe {
+		b.seen[path] = known
+	}
+	for path := range b.seen {
+		if _, ok := ids.exe[path]; !ok {
+			delete(b.seen, path)
+		}
+	}
+	return nil
+}
+
+func maps_clone(m map[string]uint32) map[string]uint32 {
+	c := make(map[string]uint32, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// waitForReaders returns after an RCU grace period: every datapath program
+// that read the old generation word has finished (cgroup programs run
+// inside rcu_read_lock, and membarrier(GLOBAL) is synchronize_rcu()).
+func waitForReaders() {
+	const membarrierCmdGlobal = 1
+	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
+		// No membarrier (nohz_full, old kernel): programs run for
+		// microseconds, so a generous sleep is an honest substitute.
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *Backend) writeGen(c *compiled, gen uint32) error {
+	if err := batchUpdate(b.objs.ExeRules, c.exe); err != nil {
+		return fmt.Errorf("write exe rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.CgroupRules, c.cgroups); err != nil {
+		return fmt.Errorf("write cgroup rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.UidRules, c.uids); err != nil {
+		return fmt.Errorf("write user rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.GidRules, c.gids); err != nil {
+		return fmt.Errorf("write group rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.Dests, c.dests); err != nil {
+		return fmt.Errorf("write destinations: %w", err)
+	}
+	zero := make([]datapathCounter, b.ncpu)
+	for slot, name := range c.names {
+		// Counters must exist before the flip or the first hits go uncounted.
+		if err := b.objs.Counters.Update(slot, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("create counter: %w", err)
+		}
+		var rn datapathRuleName
+		copy(rn.Name[:], toInt8(name))
+		if err := b.objs.CounterNames.Update(slot, rn, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("name counter: %w", err)
+		}
+	}
+	c.config.DefaultCounter = 0
+	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+func toInt8(s string) []int8 {
+	out := make([]int8, len(s))
+	for i := range len(s) {
+		out[i] = int8(s[i])
+	}
+	return out
+}
+
+func fromInt8(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	keys := make([]K, 0, len(entries))
+	vals := make([]V, 0, len(entries))
+	for k, v := range entries {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Update(keys[i], vals[i], ebpf.UpdateAny); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearGen removes every entry of one generation. What we wrote is known;
+// after a restart it is found by scanning the maps once.
+func (b *Backend) clearGen(gen uint32) error {
+	c := b.gens[gen]
+	if c == nil {
+		var err error
+		if c, err = b.scanGen(gen); err != nil {
+			return err
+		}
+	}
+	if err := batchDelete(b.objs.ExeRules, keysOf(c.exe)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.CgroupRules, keysOf(c.cgroups)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.UidRules, keysOf(c.uids)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.GidRules, keysOf(c.gids)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.Dests, keysOf(c.dests)); err != nil {
+		return err
+	}
+	b.gens[gen] = &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
+		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{}, dests: map[datapathDestKey]datapathDestVal{}}
+	return nil
+}
+
+func keysOf[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (b *Backend) scanGen(gen uint32) (*compiled, error) {
+	c := &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
+		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{}, dests: map[datapathDestKey]datapathDestVal{}}
+	var ek datapathExeKey
+	var r datapathRule
+	it := b.objs.ExeRules.Iterate()
+	for it.Next(&ek, &r) {
+		if ek.Gen == gen {
+			c.exe[ek] = r
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	for _, pair := range []struct {
+		m   *ebpf.Map
+		out map[datapathIdKey]datapathRule
+	}{{b.objs.CgroupRules, c.cgroups}, {b.objs.UidRules, c.uids}, {b.objs.GidRules, c.gids}} {
+		var k datapathIdKey
+		it := pair.m.Iterate()
+		for it.Next(&k, &r) {
+			if k.Gen == gen {
+				pair.out[k] = r
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var dk datapathDestKey
+	var dv datapathDestVal
+	dit := b.objs.Dests.Iterate()
+	for dit.Next(&dk, &dv) {
+		if htonl(dk.Rule)>>31 == gen {
+			c.dests[dk] = dv
+		}
+	}
+	return c, dit.Err()
+}
+
+// dropUnusedSlots forgets counters of rules that are gone.
+func (b *Backend) dropUnusedSlots(c *compiled) {
+	for name, slot := range b.slots {
+		if _, ok := c.names[slot]; !ok {
+			delete(b.slots, name)
+			b.objs.Counters.Delete(slot)
+			b.objs.CounterNames.Delete(slot)
+		}
+	}
+}
+
+// restoreSlots reads back the slot of every rule name from the pinned maps.
+func (b *Backend) restoreSlots() error {
+	var slot uint32
+	var rn datapathRuleName
+	it := b.objs.CounterNames.Iterate()
+	for it.Next(&slot, &rn) {
+		if slot != 0 {
+			b.slots[fromInt8(rn.Name[:])] = slot
+		}
+	}
+	return it.Err()
+}
+
+func (b *Backend) pinMaps() error {
+	for name, m := range map[string]*ebpf.Map{
+		"active": b.objs.Active, "configs": b.objs.Configs, "exe_rules": b.objs.ExeRules,
+		"cgroup_rules": b.objs.CgroupRules, "uid_rules": b.objs.UidRules, "gid_rules": b.objs.GidRules,
+		"dests": b.objs.Dests, "local_nets": b.objs.LocalNets, "counters": b.objs.Counters,
+		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
+	} {
+		path := filepath.Join(b.cfg.PinDir, name)
+		os.Remove(path)
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// State implements engine.Backend.
+func (b *Backend) State(ctx context.Context) (engine.State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := engine.State{Backend: b.Name(), AttachPoint: b.cgroupPath, RuleCounter: map[string]engine.Counters{}}
+	for _, h := range hooks {
+		if _, ok := b.links[h.name]; ok {
+			st.Hooks = append(st.Hooks, h.name)
+		}
+	}
+	if b.policy != nil {
+		st.Rules = len(b.policy.Rules)
+	}
+	names := map[uint32]string{}
+	for n, s := range b.slots {
+		names[s] = n
+	}
+	var slot uint32
+	vals := make([]datapathCounter, b.ncpu)
+	it := b.objs.Counters.Iterate()
+	for it.Next(&slot, &vals) {
+		var c engine.Counters
+		for _, v := range vals {
+			c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
+		}
+		name, ok := names[slot]
+		if slot != 0 && !ok {
+			continue
+		}
+		st.RuleCounter[name] = c
+		st.Counters = st.Counters.Add(c)
+	}
+	if err := it.Err(); err != nil {
+		return st, fmt.Errorf("read counters: %w", err)
+	}
+	lost, err := b.kernelLost()
+	if err != nil {
+		return st, err
+	}
+	st.EventsLost = lost + b.droppedEvents()
+	return st, nil
+}
+
+func (b *Backend) kernelLost() (uint64, error) {
+	vals := make([]uint64, b.ncpu)
+	if err := b.objs.EventsLost.Lookup(uint32(0), &vals); err != nil {
+		return 0, fmt.Errorf("read lost events: %w", err)
+	}
+	var n uint64
+	for _, v := range vals {
+		n += v
+	}
+	return n, nil
+}
+
+// Violations implements engine.Backend.
+func (b *Backend) Violations() <-chan engine.Violation { return b.violations }
+
+// HostNets returns the on-link subnets local-only currently allows.
+func (b *Backend) HostNets() []netip.Prefix {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.hostNets)
+}
+
+// Close implements engine.Backend. Enforcement stays in the kernel (pinned)
+// unless the backend was configured to detach.
+func (b *Backend) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.done)
+		if b.reader != nil {
+			b.reader.Close()
+		}
+		b.wg.Wait()
+		if b.cfg.DetachOnClose {
+			err = b.reset()
+		}
+		for _, l := range b.links {
+			l.Close()
+		}
+		b.objs.Close()
+		if b.resolver != nil {
+			b.resolver.Close()
+		}
+		close(b.violations)
+	})
+	return err
+}
+
+// Reset implements engine.Resetter: detach and unpin everything.
+func (b *Backend) Reset(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reset()
+}
+
+func (b *Backend) reset() error {
+	for name, l := range b.links {
+		l.Unpin()
+		l.Close()
+		delete(b.links, name)
+	}
+	return Reset(b.cfg.PinDir)
+}
+
+// Reset removes everything exewall pinned under pinDir: links (which detaches
+// the programs), programs and maps. It needs no running daemon.
+func Reset(pinDir string) error {
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	entries, err := os.ReadDir(pinDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		path := filepath.Join(pinDir, e.Name())
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			l.Unpin()
+			l.Close()
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(pinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,182 @@
+//go:build linux
+
+package linux
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Limits of the datapath, mirrored from bpf/exewall.h.
+const (
+	maxRules       = 1 << 17
+	maxDestEntries = 16
+	genBit         = 1 << 31
+)
+
+// Kernel enum values, mirrored from bpf/exewall.h.
+const (
+	verdictAllow = 1
+	verdictDeny  = 2
+	verdictAudit = 3
+)
+
+// compiled is one policy generation's map contents.
+type compiled struct {
+	config  datapathConfig
+	exe     map[datapathExeKey]datapathRule
+	cgroups map[datapathIdKey]datapathRule
+	uids    map[datapathIdKey]datapathRule
+	gids    map[datapathIdKey]datapathRule
+	dests   map[datapathDestKey]datapathDestVal
+	names   map[uint32]string // counter slot -> rule name, for slots in use
+}
+
+// identities is what compile needs from the machine, resolved beforehand.
+type identities struct {
+	exe     map[string][]engine.FileID // by exe path; several while an old inode still runs
+	cgroups map[string]uint64          // by cleaned cgroup path
+	uids    map[string]uint32
+	gids    map[string]uint32
+}
+
+// compile turns a policy into generation gen of the datapath's maps. slots
+// assigns each rule name a stable counter slot (slot 0 is the default).
+func compile(p *engine.Policy, gen uint32, ids identities, slots func(name string) uint32) (*compiled, error) {
+	if len(p.Rules) > maxRules {
+		return nil, fmt.Errorf("policy has %d rules; the datapath holds at most %d", len(p.Rules), maxRules)
+	}
+	c := &compiled{
+		exe:     map[datapathExeKey]datapathRule{},
+		cgroups: map[datapathIdKey]datapathRule{},
+		uids:    map[datapathIdKey]datapathRule{},
+		gids:    map[datapathIdKey]datapathRule{},
+		dests:   map[datapathDestKey]datapathDestVal{},
+		names:   map[uint32]string{0: ""},
+	}
+	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		slot := slots(r.Name)
+		c.names[slot] = r.Name
+		dr := datapathRule{
+			Id:       uint32(i) | gen<<31,
+			Counter:  slot,
+			Action:   uint8(r.Action),
+			Audit:    b2u(r.Audit),
+			HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
+		}
+		if dr.HasDests == 1 {
+			if err := compileDests(r, dr.Id, c.dests); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case r.Exe != "":
+			for _, id := range ids.exe[r.Exe] {
+				c.exe[datapathExeKey{Id: datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}, Gen: gen}] = dr
+			}
+		case r.Cgroup != "":
+			if id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]; ok {
+				c.cgroups[datapathIdKey{Id: id, Gen: gen}] = dr
+				c.config.HasCgroupRules = 1
+			}
+		case r.User != "":
+			uid, ok := ids.uids[r.User]
+			if !ok {
+				return nil, fmt.Errorf("rule %s: unknown user %q", r.Name, r.User)
+			}
+			c.uids[datapathIdKey{Id: uint64(uid), Gen: gen}] = dr
+			c.config.HasUidRules = 1
+		case r.Group != "":
+			gid, ok := ids.gids[r.Group]
+			if !ok {
+				return nil, fmt.Errorf("rule %s: unknown group %q", r.Name, r.Group)
+			}
+			c.gids[datapathIdKey{Id: uint64(gid), Gen: gen}] = dr
+			c.config.HasGidRules = 1
+		}
+	}
+	return c, nil
+}
+
+// compileDests writes one LPM node per distinct prefix of the rule. Each node
+// lists its own entries and then those of every shorter prefix containing
+// it, in the engine's order, so one longest-prefix lookup finds every entry
+// that can match and the first match decides (engine.OrderedDests).
+func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapathDestVal) error {
+	ordered := engine.OrderedDests(r) // longest prefix first
+	prefixes := map[netip.Prefix]bool{}
+	for _, d := range ordered {
+		prefixes[d.Prefix] = true
+	}
+	keys := make([]netip.Prefix, 0, len(prefixes))
+	for p := range prefixes {
+		keys = append(keys, p)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, node := range keys {
+		var val datapathDestVal
+		for _, d := range ordered {
+			if d.Prefix.Addr().Is4() != node.Addr().Is4() || d.Prefix.Bits() > node.Bits() || !d.Prefix.Contains(node.Addr()) {
+				continue
+			}
+			if val.Count == maxDestEntries {
+				return fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, node)
+			}
+			e := datapathDestEntry{PortLo: d.PortLo, PortHi: d.PortHi, Proto: uint8(d.Proto), Verdict: verdictAllow}
+			if d.AnyPort() {
+				e.PortLo, e.PortHi = 0, 0xffff
+			}
+			if d.Verdict == engine.VerdictDeny {
+				e.Verdict = verdictDeny
+			}
+			val.E[val.Count] = e
+			val.Count++
+		}
+		out[destKey(ruleID, node)] = val
+	}
+	return nil
+}
+
+func destKey(ruleID uint32, p netip.Prefix) datapathDestKey {
+	fam, bits, addr := famAddr(p)
+	k := datapathDestKey{Prefixlen: 64 + uint32(bits), Rule: htonl(ruleID), Family: htonl(fam), Addr: addr}
+	return k
+}
+
+func localKey(p netip.Prefix) datapathLocalKey {
+	fam, bits, addr := famAddr(p)
+	return datapathLocalKey{Prefixlen: 32 + uint32(bits), Family: htonl(fam), Addr: addr}
+}
+
+// famAddr lays an address out as the datapath does: IPv4 in the first four
+// bytes with family 4, IPv6 in all sixteen with family 6.
+func famAddr(p netip.Prefix) (fam uint32, bits int, addr [16]byte) {
+	p = p.Masked()
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		copy(addr[:], a[:])
+		return 4, p.Bits(), addr
+	}
+	return 6, p.Bits(), p.Addr().As16()
+}
+
+// htonl stores v so that its bytes in memory are big endian, which is what
+// makes rule and family a bit prefix of an LPM key.
+func htonl(v uint32) uint32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,115 @@
+//go:build linux
+
+package linux
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+var protoNames = [...]string{0: "", 1: "tcp", 2: "udp", 3: "icmp"}
+
+func (b *Backend) droppedEvents() uint64 { return atomic.LoadUint64(&b.dropped) }
+
+// readEvents turns ring buffer records into violations. It never blocks on a
+// slow consumer: the ring buffer would fill and the kernel would start losing
+// events, so an undeliverable event is counted as lost here instead.
+func (b *Backend) readEvents() {
+	defer b.wg.Done()
+	var rec ringbuf.Record
+	var ev datapathEvent
+	size := binary.Size(ev)
+	for {
+		if err := b.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+			b.log.Warn("read ring buffer", "err", err)
+			continue
+		}
+		if len(rec.RawSample) < size {
+			continue
+		}
+		if err := binary.Read(bytes.NewReader(rec.RawSample[:size]), binary.NativeEndian, &ev); err != nil {
+			continue
+		}
+		v := b.enrich(&ev)
+		select {
+		case b.violations <- v:
+		default:
+			atomic.AddUint64(&b.dropped, 1)
+		}
+	}
+}
+
+func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
+	v := engine.Violation{
+		Time:    bootToWall(ev.BootNs),
+		PID:     ev.Pid,
+		UID:     ev.Uid,
+		Comm:    fromInt8(ev.Comm[:]),
+		Verdict: engine.VerdictDeny,
+		Dport:   ev.Dport,
+	}
+	if ev.Verdict == verdictAudit {
+		v.Verdict = engine.VerdictAudit
+	}
+	if int(ev.Proto) < len(protoNames) {
+		v.Proto = protoNames[ev.Proto]
+	}
+	if ev.Family == 4 {
+		v.Daddr = netip.AddrFrom4([4]byte(ev.Daddr[:4]))
+	} else {
+		v.Daddr = netip.AddrFrom16(ev.Daddr)
+	}
+	v.Family = engine.FamilyOf(v.Daddr)
+
+	b.mu.Lock()
+	for name, slot := range b.slots {
+		if slot == ev.Counter {
+			v.Rule = name
+			break
+		}
+	}
+	if r := b.policyRule(v.Rule); r != nil && r.Exe != "" {
+		v.Exe = r.Exe
+	}
+	b.mu.Unlock()
+	if v.Exe == "" {
+		// The default verdict or a cgroup/user rule: name the process's
+		// executable while it can still be read.
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ev.Pid)); err == nil {
+			v.Exe = exe
+		}
+	}
+	return v
+}
+
+func (b *Backend) policyRule(name string) *engine.Rule {
+	if b.policy == nil || name == "" {
+		return nil
+	}
+	return b.policy.RuleByName(name)
+}
+
+// bootToWall converts CLOCK_BOOTTIME nanoseconds (what the datapath stamps,
+// monotonic across suspend) to wall-clock time.
+func bootToWall(bootNs uint64) time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Now()
+	}
+	now := time.Now()
+	return now.Add(-time.Duration(uint64(ts.Nano()) - bootNs))
+}

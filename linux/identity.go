@@ -1,0 +1,168 @@
+//go:build linux
+
+package linux
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// KernelResolver resolves executables to the identity the datapath reads
+// (exe_file->f_inode): it opens each file and asks a task_file iterator what
+// the kernel holds for that fd. stat() is not used because it disagrees with
+// the kernel on overlayfs and btrfs. When iterators cannot load it falls back
+// to stat() and says so in Fallback.
+type KernelResolver struct {
+	mu       sync.Mutex
+	prog     *ebpf.Program
+	iter     *link.Iter
+	Fallback error // why the kernel view is unavailable, nil when it is used
+}
+
+// NewKernelResolver loads the iterator; on failure the resolver still works
+// through stat().
+func NewKernelResolver() *KernelResolver {
+	r := &KernelResolver{}
+	spec, err := loadFileid()
+	if err == nil {
+		err = spec.Variables["target_tgid"].Set(uint32(os.Getpid()))
+	}
+	if err == nil {
+		var objs fileidObjects
+		if err = spec.LoadAndAssign(&objs, nil); err == nil {
+			r.prog = objs.ExewallFileid
+			r.iter, err = link.AttachIter(link.IterOptions{Program: r.prog})
+			if err != nil {
+				r.prog.Close()
+				r.prog = nil
+			}
+		}
+	}
+	if err != nil {
+		r.Fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
+	}
+	return r
+}
+
+// Close releases the iterator.
+func (r *KernelResolver) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.iter != nil {
+		r.iter.Close()
+		r.prog.Close()
+		r.iter, r.prog = nil, nil
+	}
+	return nil
+}
+
+// Identify implements engine.Resolver.
+func (r *KernelResolver) Identify(path string) (engine.FileID, bool, error) {
+	ids, err := r.IdentifyAll([]string{path})
+	if err != nil {
+		return engine.FileID{}, false, err
+	}
+	id, ok := ids[path]
+	return id, ok, nil
+}
+
+// batch bounds how many files are open at once while resolving.
+const batch = 512
+
+// IdentifyAll resolves many paths with one iterator pass per batch. Paths
+// that do not exist are absent from the result.
+func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+	out := make(map[string]engine.FileID, len(paths))
+	for start := 0; start < len(paths); start += batch {
+		end := min(start+batch, len(paths))
+		if err := r.identifyBatch(paths[start:end], out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
+	fds := make(map[uint32]string, len(paths))
+	defer func() {
+		for fd := range fds {
+			unix.Close(int(fd))
+		}
+	}()
+	for _, p := range paths {
+		// O_PATH: no read permission or side effects needed; f_inode is the
+		// same inode exec would map (the overlay inode on overlayfs).
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+				continue
+			}
+			return fmt.Errorf("open %s: %w", p, err)
+		}
+		fds[uint32(fd)] = p
+	}
+	if len(fds) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	iter := r.iter
+	if iter == nil {
+		r.mu.Unlock()
+		for fd, p := range fds {
+			id, err := statID(int(fd))
+			if err != nil {
+				return fmt.Errorf("stat %s: %w", p, err)
+			}
+			out[p] = id
+		}
+		return nil
+	}
+	rd, err := iter.Open()
+	if err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("run identity iterator: %w", err)
+	}
+	data, err := io.ReadAll(rd)
+	rd.Close()
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("read identity iterator: %w", err)
+	}
+	var rec fileidFdId
+	size := binary.Size(rec)
+	for off := 0; off+size <= len(data); off += size {
+		if err := binary.Read(bytes.NewReader(data[off:off+size]), binary.NativeEndian, &rec); err != nil {
+			return err
+		}
+		if p, ok := fds[rec.Fd]; ok {
+			out[p] = engine.FileID{Dev: rec.Id.Dev, Gen: rec.Id.Igen, Ino: rec.Id.Ino}
+		}
+	}
+	for _, p := range fds {
+		if _, ok := out[p]; !ok {
+			return fmt.Errorf("identity iterator did not report %s", p)
+		}
+	}
+	return nil
+}
+
+// statID is the fallback: stat's st_dev re-encoded the kernel's way.
+func statID(fd int) (engine.FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return engine.FileID{}, err
+	}
+	dev := unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)
+	return engine.FileID{Dev: dev, Ino: st.Ino}, nil
+}
