@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// window is a bounded ring of the latest violations plus the live
+// subscribers. Record never blocks: a storm of denied connects costs a
+// fixed amount of memory, and a subscriber that cannot keep up is dropped
+// (its channel closed) instead of slowing everyone else.
+type window struct {
+	mu      sync.Mutex
+	ring    []Violation
+	next    int  // where the next violation goes
+	full    bool // ring has wrapped
+	total   uint64
+	subs    map[*subscriber]struct{}
+	subBuf  int
+	dropped uint64 // subscribers dropped for being slow
+}
+
+type subscriber struct{ ch chan Violation }
+
+func newWindow(size, subBuf int) *window {
+	return &window{ring: make([]Violation, size), subs: map[*subscriber]struct{}{}, subBuf: subBuf}
+}
+
+func (w *window) record(v Violation) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ring[w.next] = v
+	w.next++
+	if w.next == len(w.ring) {
+		w.next, w.full = 0, true
+	}
+	w.total++
+	for s := range w.subs {
+		select {
+		case s.ch <- v:
+		default:
+			close(s.ch)
+			delete(w.subs, s)
+			w.dropped++
+		}
+	}
+}
+
+// since returns the violations kept whose time is at or after t, oldest
+// first.
+func (w *window) since(t time.Time) []Violation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Violation
+	add := func(vs []Violation) {
+		for _, v := range vs {
+			if !v.Time.Before(t) {
+				out = append(out, v)
+			}
+		}
+	}
+	if w.full {
+		add(w.ring[w.next:])
+	}
+	add(w.ring[:w.next])
+	return out
+}
+
+func (w *window) subscribe() (<-chan Violation, func()) {
+	s := &subscriber{ch: make(chan Violation, w.subBuf)}
+	w.mu.Lock()
+	w.subs[s] = struct{}{}
+	w.mu.Unlock()
+	return s.ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, ok := w.subs[s]; ok {
+			delete(w.subs, s)
+			close(s.ch)
+		}
+	}
+}
+
+// closeAll ends every subscription (the violation stream has ended).
+func (w *window) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s := range w.subs {
+		close(s.ch)
+		delete(w.subs, s)
+	}
+}
+
+func (w *window) stats() (total, droppedSubs uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.total, w.dropped
+}
