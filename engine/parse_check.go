@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxNameLen is the longest rule name accepted.
+const MaxNameLen = 64
+
+// lineOf names the line to blame for a field of rule i ("" for the rule
+// itself). Parse knows every node's line; a policy built in code only has
+// Rule.Line, often 0.
+type lineOf func(i int, field string) int
+
+func ruleLines(rules []Rule) lineOf {
+	return func(i int, _ string) int { return rules[i].Line }
+}
+
+// checkPolicy refuses what no policy may hold, whatever the OS. Parse,
+// Validate and Marshal all apply it, so a policy built by CLI edits is held
+// to the same rules as one read from a file.
+func checkPolicy(p *Policy) error {
+	if p == nil {
+		return refuse(0, "no policy")
+	}
+	if p.Default > ActionLocalOnly {
+		return refuse(0, "default: unknown action %v", p.Default)
+	}
+	if p.Mode > ModeAudit {
+		return refuse(0, "mode: unknown mode %d", p.Mode)
+	}
+	c := newChecker(ruleLines(p.Rules))
+	for i := range p.Rules {
+		if err := c.add(p.Rules, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checker refuses each rule on its own and against the rules before it.
+type checker struct {
+	at   lineOf
+	seen map[string]int // "kind\x00key" -> index of the first rule with it
+}
+
+func newChecker(at lineOf) *checker { return &checker{at: at, seen: map[string]int{}} }
+
+func (c *checker) add(rules []Rule, i int) error {
+	r := &rules[i]
+	if err := c.checkRule(r, i); err != nil {
+		return err
+	}
+	// Two rules may not share a name or select the same processes.
+	kind, key, field := "name", r.Name, "name"
+	if first, dup := c.seen[kind+"\x00"+key]; dup {
+		return refuse(c.at(i, field), "duplicate rule name %q%s", r.Name, firstAt(c.at(first, "")))
+	}
+	c.seen[kind+"\x00"+key] = i
+	switch {
+	case r.Exe != "":
+		kind, key, field = "executable", exeKey(r.Exe), "exe"
+	case r.Cgroup != "":
+		kind, key, field = "cgroup", CleanCgroup(r.Cgroup), "cgroup"
+	case r.User != "":
+		kind, key, field = "user", r.User, "user"
+	default:
+		kind, key, field = "group", r.Group, "group"
+	}
+	if first, dup := c.seen[kind+"\x00"+key]; dup {
+		return refuse(c.at(i, field), "rules %q and %q name the same %s %s", rules[first].Name, r.Name, kind, key)
+	}
+	c.seen[kind+"\x00"+key] = i
+	return nil
+}
+
+func (c *checker) checkRule(r *Rule, i int) error {
+	if r.Name == "" {
+		return refuse(c.at(i, "name"), "rule has no name")
+	}
+	if err := checkName(r.Name); err != nil {
+		return refuse(c.at(i, "name"), "%v", err)
+	}
+	// Blame the selector given last: it is the one too many.
+	var set []string
+	last := ""
+	for _, s := range []struct{ field, val string }{{"exe", r.Exe}, {"cgroup", r.Cgroup}, {"user", r.User}, {"group", r.Group}} {
+		if s.val == "" {
+			continue
+		}
+		set = append(set, s.field)
+		if last == "" || c.at(i, s.field) >= c.at(i, last) {
+			last = s.field
+		}
+	}
+	switch {
+	case len(set) == 0:
+		return refuse(c.at(i, ""), "rule %q selects nothing; give one of exe, cgroup, user or group", r.Name)
+	case len(set) > 1:
+		return refuse(c.at(i, last), "rule %q has both %s; a rule selects by exactly one of exe, cgroup, user or group", r.Name, strings.Join(set, " and "))
+	}
+	var err error
+	switch {
+	case r.Exe != "":
+		err = checkExe(r.Exe)
+	case r.Cgroup != "":
+		err = checkCgroup(r.Cgroup)
+	case r.User != "":
+		err = checkText("user", r.User)
+	default:
+		err = checkText("group", r.Group)
+	}
+	if err != nil {
+		return refuse(c.at(i, set[0]), "%v", err)
+	}
+	if r.Action > ActionLocalOnly {
+		return refuse(c.at(i, "action"), "rule %q: unknown action %v", r.Name, r.Action)
+	}
+	for _, l := range []struct {
+		field string
+		dests []Dest
+	}{{"allow", r.Allow}, {"deny", r.Deny}} {
+		for _, d := range l.dests {
+			if err := checkDest(d); err != nil {
+				line := d.Line
+				if line == 0 {
+					line = c.at(i, l.field)
+				}
+				return refuse(line, "%s: %v", l.field, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkName keeps names usable as CLI arguments, map keys and labels in every
+// backend: ASCII letters, digits, '.', '_', '-', not starting with '-' or '.'
+// (a flag, a hidden file).
+func checkName(s string) error {
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("rule name %q is longer than %d characters", s, MaxNameLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
+			(c == '.' || c == '-') && i > 0
+		if !ok {
+			return fmt.Errorf("rule name %q: use letters, digits, '.', '_' and '-' only, not starting with '.' or '-'", s)
+		}
+	}
+	return nil
+}
+
+// checkExe wants an absolute path, in Unix or Windows form whatever the OS
+// parsing it, so a policy file reads the same everywhere.
+func checkExe(s string) error {
+	if err := checkText("exe", s); err != nil {
+		return err
+	}
+	if !isAbsPath(s) {
+		return fmt.Errorf("exe %q is not an absolute path", s)
+	}
+	return nil
+}
+
+func isAbsPath(s string) bool {
+	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, `\\`) {
+		return true
+	}
+	return len(s) >= 3 && s[1] == ':' && (s[2] == '\\' || s[2] == '/') &&
+		(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z')
+}
+
+// exeKey folds the spellings of one path that need no file system to see:
+// "//" and "/./". ".." is kept, since it depends on symlinks; Validate
+// compares what the paths resolve to.
+func exeKey(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return strings.ToLower(strings.ReplaceAll(s, "/", `\`))
+	}
+	var parts []string
+	for _, part := range strings.Split(s, "/") {
+		if part != "" && part != "." {
+			parts = append(parts, part)
+		}
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// checkCgroup wants a path from the cgroup mount's root; "." and ".." would
+// name another cgroup than the text says.
+func checkCgroup(s string) error {
+	if err := checkText("cgroup", s); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(s, "/") {
+		return fmt.Errorf("cgroup %q must start with / (a path below the cgroup v2 mount)", s)
+	}
+	for _, part := range strings.Split(s, "/") {
+		if part == "." || part == ".." {
+			return fmt.Errorf("cgroup %q must not contain . or ..", s)
+		}
+	}
+	return nil
+}
+
+// checkText refuses what no policy file (UTF-8 YAML) or OS name can hold.
+func checkText(field, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is empty", field)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s %q is not valid UTF-8", field, s)
+	case strings.ContainsRune(s, 0):
+		return fmt.Errorf("%s %q contains a NUL byte", field, s)
+	}
+	return nil
+}
+
+// checkDest holds a Dest built in code to what ParseDest would produce.
+func checkDest(d Dest) error {
+	switch {
+	case !d.Prefix.IsValid():
+		return errors.New("destination has no prefix")
+	case d.Prefix != d.Prefix.Masked():
+		return fmt.Errorf("destination %s is not masked (want %s)", d.Prefix, d.Prefix.Masked())
+	case d.Prefix.Addr().Is4In6() && d.Prefix.Bits() >= 96:
+		return fmt.Errorf("destination %s is IPv4-mapped; give it as IPv4", d.Prefix)
+	case d.Prefix.Addr().Zone() != "":
+		return fmt.Errorf("destination %s has a zone", d.Prefix)
+	case d.Proto != ProtoAny && d.Proto != ProtoTCP && d.Proto != ProtoUDP:
+		return fmt.Errorf("destination %s: protocol %d not supported (want tcp or udp)", d.Prefix, d.Proto)
+	case d.AnyPort():
+	case d.PortLo == 0 || d.PortHi == 0 || d.PortLo > d.PortHi:
+		return fmt.Errorf("destination %s: bad port range %d-%d", d.Prefix, d.PortLo, d.PortHi)
+	}
+	return nil
+}
+
+func firstAt(line int) string {
+	if line == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (first at line %d)", line)
+}

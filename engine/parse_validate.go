@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Validate checks what needs the OS, after the checks Parse makes (so a
+// policy built in code is held to both). Each exe is resolved with r: a
+// missing file is fine (the rule is kept and enforced when it appears), two
+// rules resolving to one FileID are refused, and so is a script, whose
+// processes run as its interpreter. user: and group: names must resolve, and
+// two rules may not select one uid or gid. Errors are *PolicyError naming
+// Rule.Line.
+func Validate(p *Policy, r Resolver) error {
+	if err := checkPolicy(p); err != nil {
+		return err
+	}
+	type seenAt struct {
+		rule int
+		path string
+	}
+	exes := map[FileID]seenAt{}
+	uids, gids := map[uint32]int{}, map[uint32]int{}
+	for i, rule := range p.Rules {
+		switch {
+		case rule.Exe != "":
+			id, ok, err := r.Identify(rule.Exe)
+			if err != nil {
+				return refuse(rule.Line, "rule %q: cannot resolve %s: %v", rule.Name, rule.Exe, err)
+			}
+			if !ok {
+				continue
+			}
+			if first, dup := exes[id]; dup {
+				return refuse(rule.Line, "rules %q and %q name the same executable (%s and %s are %v)",
+					p.Rules[first.rule].Name, rule.Name, first.path, rule.Exe, id)
+			}
+			exes[id] = seenAt{i, rule.Exe}
+			if err := checkRunnable(rule.Exe); err != nil {
+				return refuse(rule.Line, "%v", err)
+			}
+		case rule.User != "":
+			uid, err := LookupUID(rule.User)
+			if err != nil {
+				return refuse(rule.Line, "rule %q: %v", rule.Name, err)
+			}
+			if first, dup := uids[uid]; dup {
+				return refuse(rule.Line, "rules %q and %q select the same user (uid %d)", p.Rules[first].Name, rule.Name, uid)
+			}
+			uids[uid] = i
+		case rule.Group != "":
+			gid, err := LookupGID(rule.Group)
+			if err != nil {
+				return refuse(rule.Line, "rule %q: %v", rule.Name, err)
+			}
+			if first, dup := gids[gid]; dup {
+				return refuse(rule.Line, "rules %q and %q select the same group (gid %d)", p.Rules[first].Name, rule.Name, gid)
+			}
+			gids[gid] = i
+		}
+	}
+	return nil
+}
+
+// checkRunnable refuses an exe whose processes would not carry its identity:
+// a directory, or a script (the kernel's exe_file is then the interpreter).
+// A file that vanished since Identify is left to the backend, like any
+// missing file.
+func checkRunnable(exe string) error {
+	fi, err := os.Stat(exe)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %v", exe, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", exe)
+	}
+	interp, via, err := scriptInterpreter(exe)
+	if err != nil {
+		return err
+	}
+	if interp == "" {
+		return nil
+	}
+	if via != "" {
+		via = " (via " + via + ")"
+	}
+	return fmt.Errorf("%s is a script run by %s%s; name the interpreter or use a cgroup: rule", exe, interp, via)
+}
+
+// maxInterpDepth is how many nested #! interpreters Linux follows.
+const maxInterpDepth = 4
+
+// scriptInterpreter returns the program that runs when exe is executed, or ""
+// when exe is not a script. Interpreters that are scripts themselves are
+// followed as the kernel does; via lists them. For "#!/usr/bin/env cmd" the
+// answer is "/usr/bin/env cmd": which cmd runs depends on the caller's PATH.
+func scriptInterpreter(exe string) (interp, via string, err error) {
+	var chain []string
+	for depth := 0; depth < maxInterpDepth; depth++ {
+		prog, args, ok, err := shebang(exe)
+		if err != nil {
+			return "", "", err
+		}
+		if !ok {
+			break
+		}
+		if prog == "" {
+			return "", "", fmt.Errorf("%s is a script with no interpreter on its #! line", exe)
+		}
+		if filepath.Base(prog) == "env" && args != "" {
+			chain = append(chain, prog+" "+args)
+			break
+		}
+		chain = append(chain, prog)
+		if !filepath.IsAbs(prog) {
+			break // resolved against the caller's directory: nothing to follow
+		}
+		exe = prog
+	}
+	if len(chain) == 0 {
+		return "", "", nil
+	}
+	return chain[len(chain)-1], strings.Join(chain[:len(chain)-1], ", "), nil
+}
+
+// binprmBufSize is how much of a file Linux reads to find a #! line.
+const binprmBufSize = 256
+
+// shebang reads a #! line: the interpreter and its argument string.
+func shebang(file string) (prog, args string, ok bool, err error) {
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
+	}
+	defer f.Close()
+	buf := make([]byte, binprmBufSize)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
+	}
+	buf = buf[:n]
+	if !bytes.HasPrefix(buf, []byte("#!")) {
+		return "", "", false, nil
+	}
+	line, _, _ := bytes.Cut(buf[2:], []byte("\n"))
+	s := strings.Trim(string(line), " \t\r")
+	prog = s
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		prog, args = s[:i], strings.Trim(s[i+1:], " \t")
+	}
+	return prog, args, true, nil
+}
