@@ -1,0 +1,494 @@
+package windows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Layer is the WFP layer a filter is added to. Both are the ALE connect
+// layers: they see the first packet of every outbound TCP connection and of
+// every UDP/raw-socket flow to a new remote address, which is what the Linux
+// cgroup connect/sendmsg hooks see.
+type Layer uint8
+
+const (
+	LayerConnectV4 Layer = iota + 1 // FWPM_LAYER_ALE_AUTH_CONNECT_V4
+	LayerConnectV6                  // FWPM_LAYER_ALE_AUTH_CONNECT_V6
+)
+
+var layers = []Layer{LayerConnectV4, LayerConnectV6}
+
+func (l Layer) String() string {
+	switch l {
+	case LayerConnectV4:
+		return "ALE_AUTH_CONNECT_V4"
+	case LayerConnectV6:
+		return "ALE_AUTH_CONNECT_V6"
+	}
+	return fmt.Sprintf("layer(%d)", uint8(l))
+}
+
+func layerOf(p netip.Prefix) Layer {
+	if p.Addr().Is4() {
+		return LayerConnectV4
+	}
+	return LayerConnectV6
+}
+
+// FilterAction is a filter's WFP action.
+type FilterAction uint8
+
+const (
+	Permit FilterAction = iota + 1 // FWP_ACTION_PERMIT
+	Block                          // FWP_ACTION_BLOCK, with the action right cleared (hard block)
+)
+
+func (a FilterAction) String() string {
+	switch a {
+	case Permit:
+		return "permit"
+	case Block:
+		return "block"
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// IP protocol numbers as WFP's FWPM_CONDITION_IP_PROTOCOL sees them.
+const (
+	protoICMP   uint8 = 1
+	protoTCP    uint8 = 6
+	protoUDP    uint8 = 17
+	protoICMPv6 uint8 = 58
+)
+
+func protoName(p uint8) string {
+	switch p {
+	case protoTCP:
+		return "tcp"
+	case protoUDP:
+		return "udp"
+	case protoICMP, protoICMPv6:
+		return "icmp"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// Filter describes one WFP filter exewall adds. All conditions are ANDed; a
+// zero condition matches everything. The adapter (backend_windows.go) turns
+// it into a wf.Rule in exewall's sublayer.
+type Filter struct {
+	Layer  Layer
+	Action FilterAction
+	// Audit marks a permit that stands where an enforced policy would block:
+	// the rule (or the whole policy) is in audit mode.
+	Audit bool
+	// Weight orders the filters of exewall's sublayer: WFP tries the
+	// matching filters from the highest weight down and the first permit or
+	// block decides, exactly like engine.MatchDests' first match.
+	Weight uint64
+
+	Exe    string       // FWPM_CONDITION_ALE_APP_ID of this executable path; "" = any app
+	User   string       // FWPM_CONDITION_ALE_USER_ID: the process token holds this account (name or SID)
+	Group  string       // FWPM_CONDITION_ALE_USER_ID: the process token holds this group (name or SID)
+	Remote netip.Prefix // FWPM_CONDITION_IP_REMOTE_ADDRESS; invalid or /0 = any address of the layer's family
+	Protos []uint8      // FWPM_CONDITION_IP_PROTOCOL, any of these; nil = any protocol
+	PortLo uint16       // FWPM_CONDITION_IP_REMOTE_PORT in [PortLo, PortHi]; 0, 0 = any port
+	PortHi uint16
+
+	Rule string // the engine rule's name; "" for the default and for exewall's own filter
+	Name string // display name shown by `netsh wfp show filters`
+}
+
+// Verdict is what a connection judged by this filter gets from the engine's
+// point of view.
+func (f Filter) Verdict() engine.Verdict {
+	switch {
+	case f.Audit:
+		return engine.VerdictAudit
+	case f.Action == Block:
+		return engine.VerdictDeny
+	}
+	return engine.VerdictAllow
+}
+
+// String renders the filter on one line; golden files and Sync compare it.
+func (f Filter) String() string {
+	var b strings.Builder
+	v := "v4"
+	if f.Layer == LayerConnectV6 {
+		v = "v6"
+	}
+	action := f.Action.String()
+	if f.Audit {
+		action = "permit(audit)"
+	}
+	fmt.Fprintf(&b, "%s w=%d %s", v, f.Weight, action)
+	if f.Exe != "" {
+		fmt.Fprintf(&b, " app=%s", quote(f.Exe))
+	}
+	if f.User != "" {
+		fmt.Fprintf(&b, " user=%s", quote(f.User))
+	}
+	if f.Group != "" {
+		fmt.Fprintf(&b, " group=%s", quote(f.Group))
+	}
+	if f.Remote.IsValid() && f.Remote.Bits() > 0 {
+		fmt.Fprintf(&b, " remote=%s", f.Remote)
+	}
+	if len(f.Protos) > 0 {
+		names := make([]string, len(f.Protos))
+		for i, p := range f.Protos {
+			names[i] = protoName(p)
+		}
+		fmt.Fprintf(&b, " proto=%s", strings.Join(names, "|"))
+	}
+	switch {
+	case f.PortLo == 0 && f.PortHi == 0:
+	case f.PortLo == f.PortHi:
+		fmt.Fprintf(&b, " port=%d", f.PortLo)
+	default:
+		fmt.Fprintf(&b, " port=%d-%d", f.PortLo, f.PortHi)
+	}
+	rule := f.Rule
+	if rule == "" {
+		rule = "-"
+	}
+	fmt.Fprintf(&b, " rule=%s name=%s", quote(rule), quote(f.Name))
+	return b.String()
+}
+
+// quote puts a value with blanks in double quotes. Backslashes stay as they
+// are: Windows paths are full of them and cannot contain a double quote.
+func quote(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t\"=|") {
+		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+	}
+	return s
+}
+
+// Host is what the translation needs to know about the machine.
+type Host struct {
+	// Nets are the host's own on-link subnets; `local-only` allows them.
+	Nets []netip.Prefix
+	// SelfExe is exewall's own executable. Its traffic is permitted above
+	// every rule so that a `default: deny` never cuts the service off. (The
+	// CLI reaches the service over a named pipe, which is not IP and never
+	// passes through these layers.)
+	SelfExe string
+}
+
+// Translate turns a policy into the filters that enforce it, ordered from the
+// highest weight down. It refuses what WFP cannot express (cgroup: rules,
+// numeric uids and gids) with errors wrapping engine.ErrNotSupported, rather
+// than enforce a weaker policy.
+//
+// Precedence follows engine.Evaluator: exewall's own executable, then exe
+// rules, user rules, group rules (each in file order), then the default.
+// Within a rule the destination entries come in engine.OrderedDests order and
+// the rule's action closes the list, so every connection a rule covers ends
+// at one of its filters and never falls through to a later rule or to the
+// default. In audit (policy mode or the rule's audit: true) every would-be
+// block becomes a permit marked Audit.
+func Translate(p *engine.Policy, h Host) ([]Filter, error) {
+	if err := check(p); err != nil {
+		return nil, err
+	}
+	var b builder
+	if h.SelfExe != "" {
+		for _, l := range layers {
+			b.add(Filter{Layer: l, Action: Permit, Exe: h.SelfExe, Name: "exewall: own service"})
+		}
+	}
+	nets := hostNets(h.Nets)
+	for _, pick := range []func(*engine.Rule) bool{
+		func(r *engine.Rule) bool { return r.Exe != "" },
+		func(r *engine.Rule) bool { return r.User != "" },
+		func(r *engine.Rule) bool { return r.Group != "" },
+	} {
+		for i := range p.Rules {
+			if r := &p.Rules[i]; pick(r) {
+				b.rule(r, r.Audit || p.Mode == engine.ModeAudit, nets)
+			}
+		}
+	}
+	for _, l := range layers {
+		b.action(Filter{Layer: l, Name: "exewall default"}, p.Default, p.Mode == engine.ModeAudit, nets)
+	}
+	n := uint64(len(b.fs))
+	for i := range b.fs {
+		b.fs[i].Weight = n - uint64(i)
+	}
+	return b.fs, nil
+}
+
+type builder struct{ fs []Filter }
+
+func (b *builder) add(f Filter) { b.fs = append(b.fs, f) }
+
+// block adds a block filter, or its audit stand-in.
+func (b *builder) block(f Filter, audit bool) {
+	f.Action = Block
+	if audit {
+		f.Action, f.Audit = Permit, true
+	}
+	b.add(f)
+}
+
+func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
+	sel := Filter{Exe: r.Exe, User: r.User, Group: r.Group, Rule: r.Name}
+	for _, l := range layers {
+		for _, d := range engine.OrderedDests(r) {
+			if layerOf(d.Prefix) != l {
+				continue // an IPv4 entry never matches IPv6 and vice versa
+			}
+			protos, ok := protosFor(d.Dest, l)
+			if !ok {
+				continue
+			}
+			f := sel
+			f.Layer, f.Remote, f.Protos, f.PortLo, f.PortHi = l, d.Prefix, protos, d.PortLo, d.PortHi
+			f.Name = fmt.Sprintf("exewall %s: %s %s", r.Name, d.Verdict, d.Dest)
+			if d.Verdict == engine.VerdictAllow {
+				f.Action = Permit
+				b.add(f)
+			} else {
+				b.block(f, audit)
+			}
+		}
+		f := sel
+		f.Layer, f.Name = l, "exewall "+r.Name
+		b.action(f, r.Action, audit, nets)
+	}
+}
+
+// action adds the filters that decide what no destination entry decided.
+func (b *builder) action(sel Filter, a engine.Action, audit bool, nets []netip.Prefix) {
+	name := sel.Name
+	switch a {
+	case engine.ActionAllow:
+		sel.Action, sel.Name = Permit, name+": allow"
+		b.add(sel)
+	case engine.ActionDeny:
+		sel.Name = name + ": deny"
+		b.block(sel, audit)
+	case engine.ActionLocalOnly:
+		// Metadata services sit inside the link-local ranges but are never
+		// local: block them above the local permits.
+		for _, m := range engine.MetadataAddrs {
+			if layerOf(m) == sel.Layer {
+				f := sel
+				f.Remote, f.Name = m, name+": local-only, metadata "+m.String()+" is not local"
+				b.block(f, audit)
+			}
+		}
+		for _, lr := range append(append([]netip.Prefix(nil), engine.LocalRanges...), nets...) {
+			if layerOf(lr) == sel.Layer {
+				f := sel
+				f.Action, f.Remote, f.Name = Permit, lr, name+": local-only "+lr.String()
+				b.add(f)
+			}
+		}
+		sel.Name = name + ": local-only, not local"
+		b.block(sel, audit)
+	}
+}
+
+// protosFor maps an entry's protocol and ports to IP protocol numbers at a
+// layer. ok is false for an entry that can never match: on Linux an ICMP
+// attempt has port 0, which no port range contains.
+func protosFor(d engine.Dest, l Layer) (protos []uint8, ok bool) {
+	switch d.Proto {
+	case engine.ProtoTCP:
+		return []uint8{protoTCP}, true
+	case engine.ProtoUDP:
+		return []uint8{protoUDP}, true
+	case engine.ProtoICMP:
+		if !d.AnyPort() {
+			return nil, false
+		}
+		if l == LayerConnectV6 {
+			return []uint8{protoICMPv6}, true
+		}
+		return []uint8{protoICMP}, true
+	}
+	if d.AnyPort() {
+		return nil, true
+	}
+	// WFP's remote "port" of an ICMP flow is its code; keep a ported entry to
+	// the protocols that have ports, as on Linux.
+	return []uint8{protoTCP, protoUDP}, true
+}
+
+// hostNets keeps the on-link subnets that add something to LocalRanges, in a
+// stable order. A /0 "subnet" is dropped: no real link is /0, and taking it
+// at its word would make every address local.
+func hostNets(in []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+next:
+	for _, p := range in {
+		if !p.IsValid() || p.Bits() == 0 || p.Addr().Is4In6() {
+			continue
+		}
+		p = p.Masked()
+		for _, lr := range engine.LocalRanges {
+			if lr.Addr().Is4() == p.Addr().Is4() && lr.Bits() <= p.Bits() && lr.Contains(p.Addr()) {
+				continue next
+			}
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Addr().Compare(out[j].Addr()); c != 0 {
+			return c < 0
+		}
+		return out[i].Bits() < out[j].Bits()
+	})
+	return out
+}
+
+// check refuses, all at once, what this backend cannot enforce faithfully.
+func check(p *engine.Policy) error {
+	var errs []error
+	if err := checkAction(p.Default); err != nil {
+		errs = append(errs, fmt.Errorf("default: %w", err))
+	}
+	exes := map[string]string{}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		fail := func(err error) { errs = append(errs, fmt.Errorf("rule %q: %w", r.Name, err)) }
+		if n := countSet(r.Exe, r.Cgroup, r.User, r.Group); n > 1 {
+			fail(errors.New("sets more than one of exe:, cgroup:, user:, group:"))
+			continue
+		}
+		switch {
+		case r.Cgroup != "":
+			fail(fmt.Errorf("cgroup: selects Linux cgroups, which Windows does not have: %w", engine.ErrNotSupported))
+		case r.Exe != "":
+			if !isWindowsAbs(r.Exe) {
+				fail(fmt.Errorf("exe %q is not an absolute Windows path (C:\\... or \\\\server\\share\\...)", r.Exe))
+				break
+			}
+			key := strings.ToLower(strings.ReplaceAll(r.Exe, "/", `\`))
+			if other, dup := exes[key]; dup {
+				fail(fmt.Errorf("exe %q is already covered by rule %q", r.Exe, other))
+			}
+			exes[key] = r.Name
+		case r.User != "":
+			if isNumeric(r.User) {
+				fail(fmt.Errorf("user: %q is a numeric uid; Windows accounts have no uid, name the account or give its SID (S-1-5-...): %w", r.User, engine.ErrNotSupported))
+			}
+		case r.Group != "":
+			if isNumeric(r.Group) {
+				fail(fmt.Errorf("group: %q is a numeric gid; Windows groups have no gid, name the group or give its SID (S-1-5-...): %w", r.Group, engine.ErrNotSupported))
+			}
+		default:
+			fail(errors.New("selects nothing (set exe:, user: or group:)"))
+		}
+		if err := checkAction(r.Action); err != nil {
+			fail(err)
+		}
+		for _, d := range append(append([]engine.Dest(nil), r.Allow...), r.Deny...) {
+			if !d.Prefix.IsValid() || d.PortLo > d.PortHi || (d.PortLo == 0) != (d.PortHi == 0) {
+				fail(fmt.Errorf("invalid destination %q", d))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkAction(a engine.Action) error {
+	switch a {
+	case engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly:
+		return nil
+	}
+	return fmt.Errorf("unknown action %s", a)
+}
+
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func isNumeric(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil
+}
+
+// filterMeta is stored in each WFP filter's provider data, so that a
+// restarted service (or `netsh wfp show filters`) can tell which rule a
+// filter enforces, and Sync can compare the kernel with the policy.
+type filterMeta struct {
+	Rule  string `json:"rule,omitempty"`
+	Exe   string `json:"exe,omitempty"`
+	AppID string `json:"app_id,omitempty"` // the app ID the exe resolved to when the filter was added
+	Block bool   `json:"block,omitempty"`
+	Audit bool   `json:"audit,omitempty"`
+	Spec  string `json:"spec"` // Filter.String()
+}
+
+func metaOf(f Filter, appID string) filterMeta {
+	return filterMeta{Rule: f.Rule, Exe: f.Exe, AppID: appID, Block: f.Action == Block, Audit: f.Audit, Spec: f.String()}
+}
+
+func (m filterMeta) encode() []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // strings and bools always marshal
+	}
+	return b
+}
+
+func decodeMeta(b []byte) (filterMeta, error) {
+	var m filterMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("decode filter provider data: %w", err)
+	}
+	if m.Spec == "" {
+		return m, errors.New("decode filter provider data: no spec")
+	}
+	return m, nil
+}
+
+// usesLocalOnly reports whether the policy's filters depend on the host's
+// subnets.
+func usesLocalOnly(p *engine.Policy) bool {
+	if p.Default == engine.ActionLocalOnly {
+		return true
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Action == engine.ActionLocalOnly {
+			return true
+		}
+	}
+	return false
+}
+
+// sameNets reports whether two lists of host subnets give the same filters.
+func sameNets(a, b []netip.Prefix) bool {
+	x, y := hostNets(a), hostNets(b)
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,395 @@
+package windows
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/exewall/exewall/engine"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+const (
+	curl   = `C:\Windows\System32\curl.exe`
+	ffox   = `C:\Program Files\Mozilla Firefox\firefox.exe`
+	rclone = `C:\Tools\rclone.exe`
+	self   = `C:\Program Files\exewall\exewall.exe`
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func dest(p string, lo, hi uint16, proto engine.Proto) engine.Dest {
+	return engine.Dest{Prefix: pfx(p), PortLo: lo, PortHi: hi, Proto: proto}
+}
+
+var testHost = Host{
+	Nets:    []netip.Prefix{pfx("203.0.113.7/24"), pfx("192.168.1.5/24"), pfx("2001:db8:1::5/64"), pfx("fe80::1/64")},
+	SelfExe: self,
+}
+
+var goldenCases = []struct {
+	name string
+	p    *engine.Policy
+	h    Host
+}{
+	{"allow", &engine.Policy{Default: engine.ActionAllow}, testHost},
+	{"allow-noself", &engine.Policy{Default: engine.ActionAllow}, Host{}},
+	{"deny", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny},
+	}}, testHost},
+	{"local-only", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "browser", Selector: engine.Selector{Exe: ffox}, Action: engine.ActionLocalOnly},
+	}}, testHost},
+	{"default-deny", &engine.Policy{Default: engine.ActionDeny, Rules: []engine.Rule{
+		{Name: "browser", Selector: engine.Selector{Exe: ffox}, Action: engine.ActionAllow},
+	}}, testHost},
+	{"default-local-only", &engine.Policy{Default: engine.ActionLocalOnly}, testHost},
+	{"lists", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "backup", Selector: engine.Selector{Exe: rclone}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{
+				dest("203.0.113.0/24", 443, 443, engine.ProtoTCP),
+				dest("2001:db8::/32", 443, 443, engine.ProtoAny),
+				dest("198.51.100.0/24", 0, 0, engine.ProtoAny),
+			},
+			Deny: []engine.Dest{
+				dest("203.0.113.128/25", 0, 0, engine.ProtoAny),
+				dest("198.51.100.0/24", 0, 0, engine.ProtoUDP), // equal length: deny first
+			}},
+		{Name: "browser", Selector: engine.Selector{Exe: ffox}, Action: engine.ActionAllow,
+			Deny: []engine.Dest{dest("0.0.0.0/0", 25, 25, engine.ProtoTCP), dest("169.254.169.254/32", 0, 0, engine.ProtoAny)}},
+	}}, testHost},
+	{"ports-protocols", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "tool", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{
+				dest("0.0.0.0/0", 53, 53, engine.ProtoUDP),
+				dest("0.0.0.0/0", 8000, 8999, engine.ProtoTCP),
+				dest("10.0.0.0/8", 1000, 2000, engine.ProtoAny), // tcp|udp: ICMP has no port
+				dest("0.0.0.0/0", 0, 0, engine.ProtoICMP),
+				dest("::/0", 0, 0, engine.ProtoICMP),         // ICMPv6 is protocol 58
+				dest("192.0.2.0/24", 7, 7, engine.ProtoICMP), // never matches: no filter
+			}},
+	}}, testHost},
+	{"ipv6", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "v6", Selector: engine.Selector{Exe: curl}, Action: engine.ActionLocalOnly,
+			Allow: []engine.Dest{dest("2001:db8::/32", 0, 0, engine.ProtoAny), dest("fd00:ec2::254/128", 80, 80, engine.ProtoTCP)},
+			Deny:  []engine.Dest{dest("fd00::/8", 0, 0, engine.ProtoAny), dest("::/0", 22, 22, engine.ProtoTCP)}},
+	}}, testHost},
+	{"audit-mode", &engine.Policy{Default: engine.ActionLocalOnly, Mode: engine.ModeAudit, Rules: []engine.Rule{
+		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{dest("203.0.113.0/24", 443, 443, engine.ProtoTCP)}},
+	}}, testHost},
+	{"audit-rule", &engine.Policy{Default: engine.ActionDeny, Rules: []engine.Rule{
+		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny, Audit: true,
+			Deny: []engine.Dest{dest("198.51.100.0/24", 0, 0, engine.ProtoAny)}},
+		{Name: "browser", Selector: engine.Selector{Exe: ffox}, Action: engine.ActionLocalOnly},
+	}}, testHost},
+	{"users-groups", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "ci", Selector: engine.Selector{Group: "ci-runners"}, Action: engine.ActionLocalOnly},
+		{Name: "builder", Selector: engine.Selector{User: `BUILD\svc-build`}, Action: engine.ActionDeny},
+		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionAllow},
+		{Name: "sid", Selector: engine.Selector{User: "S-1-5-21-1-2-3-1001"}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{dest("192.0.2.0/24", 0, 0, engine.ProtoAny)}},
+	}}, testHost},
+	{"refuse-cgroup", &engine.Policy{Rules: []engine.Rule{
+		{Name: "web", Selector: engine.Selector{Cgroup: "/system.slice/nginx.service"}, Action: engine.ActionLocalOnly},
+	}}, testHost},
+	{"refuse-many", &engine.Policy{Rules: []engine.Rule{
+		{Name: "uid", Selector: engine.Selector{User: "1000"}, Action: engine.ActionDeny},
+		{Name: "gid", Selector: engine.Selector{Group: "100"}, Action: engine.ActionDeny},
+		{Name: "linux", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny},
+		{Name: "a", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny},
+		{Name: "b", Selector: engine.Selector{Exe: strings.ToLower(strings.ReplaceAll(curl, `\`, "/"))}, Action: engine.ActionDeny},
+		{Name: "none", Action: engine.ActionDeny},
+		{Name: "two", Selector: engine.Selector{Exe: ffox, User: "bob"}, Action: engine.ActionDeny},
+	}}, testHost},
+}
+
+func render(fs []Filter, err error) string {
+	var b strings.Builder
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(&b, "error: %s\n", line)
+		}
+		return b.String()
+	}
+	for _, f := range fs {
+		b.WriteString(f.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func TestTranslateGolden(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, err := Translate(tc.p, tc.h)
+			got := render(fs, err)
+			file := filepath.Join("testdata", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (run go test ./windows/ -run Golden -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("%s differs; got:\n%s\nwant:\n%s", file, got, want)
+			}
+		})
+	}
+}
+
+func TestRefusalsWrapNotSupported(t *testing.T) {
+	for _, sel := range []engine.Selector{{Cgroup: "/a"}, {User: "1000"}, {Group: "0"}} {
+		_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: sel}}}, Host{})
+		if !errors.Is(err, engine.ErrNotSupported) {
+			t.Errorf("%+v: got %v, want an error wrapping engine.ErrNotSupported", sel, err)
+		}
+	}
+	// Invalid input is refused, but it is not a missing feature.
+	_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: engine.Selector{Exe: "curl.exe"}}}}, Host{})
+	if err == nil || errors.Is(err, engine.ErrNotSupported) {
+		t.Errorf("relative exe: got %v, want a plain refusal", err)
+	}
+}
+
+func TestWeightsUniqueDescending(t *testing.T) {
+	for _, tc := range goldenCases {
+		fs, err := Translate(tc.p, tc.h)
+		if err != nil {
+			continue
+		}
+		for i := 1; i < len(fs); i++ {
+			if fs[i].Weight >= fs[i-1].Weight {
+				t.Fatalf("%s: weight %d after %d", tc.name, fs[i].Weight, fs[i-1].Weight)
+			}
+		}
+		if fs[len(fs)-1].Weight != 1 {
+			t.Errorf("%s: lowest weight %d, want 1", tc.name, fs[len(fs)-1].Weight)
+		}
+	}
+}
+
+// wfpJudge is WFP's arbitration inside exewall's sublayer, reduced to what
+// Translate emits: the matching filter of the highest weight decides.
+func wfpJudge(fs []Filter, exe string, dst netip.Addr, port uint16, proto engine.Proto) (Filter, bool) {
+	dst = dst.Unmap()
+	l := LayerConnectV6
+	if dst.Is4() {
+		l = LayerConnectV4
+	}
+	var num uint8
+	switch proto {
+	case engine.ProtoTCP:
+		num = protoTCP
+	case engine.ProtoUDP:
+		num = protoUDP
+	case engine.ProtoICMP:
+		num = protoICMP
+		if l == LayerConnectV6 {
+			num = protoICMPv6
+		}
+	}
+	var best Filter
+	found := false
+	for _, f := range fs {
+		if f.Layer != l || (found && f.Weight <= best.Weight) {
+			continue
+		}
+		if f.User != "" || f.Group != "" {
+			continue // no user rules in the equivalence test
+		}
+		if f.Exe != "" && !strings.EqualFold(f.Exe, exe) {
+			continue
+		}
+		if f.Remote.IsValid() && !f.Remote.Contains(dst) {
+			continue
+		}
+		if len(f.Protos) > 0 && !containsProto(f.Protos, num) {
+			continue
+		}
+		if (f.PortLo != 0 || f.PortHi != 0) && (port < f.PortLo || port > f.PortHi) {
+			continue
+		}
+		best, found = f, true
+	}
+	return best, found
+}
+
+func containsProto(ps []uint8, p uint8) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+type fakeResolver map[string]engine.FileID
+
+func (r fakeResolver) Identify(p string) (engine.FileID, bool, error) {
+	id, ok := r[p]
+	return id, ok, nil
+}
+
+// TestTranslateMatchesEvaluator checks the filters against the engine's
+// reference evaluator on random policies and random connection attempts:
+// the weights must reproduce "most specific prefix first, deny before allow
+// at equal length, then the rule's action, then the default".
+func TestTranslateMatchesEvaluator(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	exes := []string{curl, ffox, rclone, `C:\x\other.exe`}
+	res := fakeResolver{}
+	for i, e := range exes {
+		res[e] = engine.FileID{Ino: uint64(i + 1)}
+	}
+	pool := []string{
+		"0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "203.0.113.0/24", "203.0.113.128/25",
+		"169.254.169.254/32", "169.254.0.0/16", "192.0.2.1/32",
+		"::/0", "2001:db8::/32", "2001:db8:1::/48", "fd00::/8", "fd00:ec2::254/128", "fe80::/10",
+	}
+	probes := []string{
+		"10.1.2.3", "10.9.9.9", "203.0.113.5", "203.0.113.200", "169.254.169.254", "169.254.1.1",
+		"192.0.2.1", "198.51.100.1", "127.0.0.1", "192.168.1.9", "8.8.8.8",
+		"2001:db8:1::1", "2001:db8:2::1", "fd00:ec2::254", "fd00::1", "fe80::1", "::1", "2606:4700::1",
+		"::ffff:10.1.2.3", "::ffff:8.8.8.8",
+	}
+	protos := []engine.Proto{engine.ProtoAny, engine.ProtoTCP, engine.ProtoUDP, engine.ProtoICMP}
+	ports := [][2]uint16{{0, 0}, {443, 443}, {53, 53}, {1000, 2000}, {22, 443}}
+	actions := []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly}
+	randDests := func() []engine.Dest {
+		var ds []engine.Dest
+		for n := rng.Intn(4); n > 0; n-- {
+			pr := ports[rng.Intn(len(ports))]
+			ds = append(ds, dest(pool[rng.Intn(len(pool))], pr[0], pr[1], protos[rng.Intn(len(protos))]))
+		}
+		return ds
+	}
+	checked := 0
+	for iter := 0; iter < 300; iter++ {
+		p := &engine.Policy{Default: actions[rng.Intn(3)], Mode: engine.Mode(rng.Intn(4) / 3)}
+		for i, e := range exes[:3] {
+			if rng.Intn(3) == 0 {
+				continue
+			}
+			p.Rules = append(p.Rules, engine.Rule{
+				Name: fmt.Sprintf("r%d", i), Selector: engine.Selector{Exe: e},
+				Action: actions[rng.Intn(3)], Audit: rng.Intn(5) == 0,
+				Allow: randDests(), Deny: randDests(),
+			})
+		}
+		fs, err := Translate(p, testHost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := engine.NewEvaluator(p, res, testHost.Nets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, exe := range exes {
+			s := engine.Subject{Exe: res[exe], HasExe: true}
+			for _, a := range probes {
+				dst := netip.MustParseAddr(a)
+				for _, proto := range protos[1:] {
+					for _, port := range []uint16{0, 22, 53, 443, 1500, 8080} {
+						if proto == engine.ProtoICMP {
+							port = 0
+						}
+						want := ev.Evaluate(s, dst, port, proto)
+						f, ok := wfpJudge(fs, exe, dst, port, proto)
+						if !ok {
+							t.Fatalf("no filter matched %s %s %s:%d", exe, proto, dst, port)
+						}
+						if f.Verdict() != want.Verdict || f.Rule != want.Rule {
+							t.Fatalf("policy %+v\n%s %s %s:%d: filter %q gives %s/%q, evaluator %s/%q\n%s",
+								p, exe, proto, dst, port, f.Name, f.Verdict(), f.Rule, want.Verdict, want.Rule, render(fs, nil))
+						}
+						checked++
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d attempts agree", checked)
+}
+
+func TestSelfNeverBlocked(t *testing.T) {
+	p := &engine.Policy{Default: engine.ActionDeny}
+	fs, err := Translate(p, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"8.8.8.8", "127.0.0.1", "::1", "2606:4700::1"} {
+		f, _ := wfpJudge(fs, self, netip.MustParseAddr(a), 443, engine.ProtoTCP)
+		if f.Action != Permit {
+			t.Errorf("own service to %s: %s", a, f)
+		}
+		f, _ = wfpJudge(fs, curl, netip.MustParseAddr(a), 443, engine.ProtoTCP)
+		if f.Action != Block {
+			t.Errorf("curl to %s under default deny: %s", a, f)
+		}
+	}
+}
+
+func TestHostNets(t *testing.T) {
+	got := hostNets([]netip.Prefix{
+		pfx("203.0.113.7/24"), pfx("203.0.113.9/24"), // one subnet
+		pfx("10.1.2.3/16"),    // inside 10.0.0.0/8: nothing new
+		pfx("fe80::1/64"),     // inside fe80::/10
+		pfx("2001:db8::5/64"), //
+		pfx("0.0.0.0/0"),      // dropped
+		pfx("8.0.0.0/7"),      //
+		{},                    // invalid
+	})
+	want := []netip.Prefix{pfx("8.0.0.0/7"), pfx("203.0.113.0/24"), pfx("2001:db8::/64")}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	fs, err := Translate(goldenCases[2].p, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		m := metaOf(f, `\device\harddiskvolume3\windows\system32\curl.exe`)
+		got, err := decodeMeta(m.encode())
+		if err != nil || got != m {
+			t.Errorf("round trip of %v: %+v, %v", m, got, err)
+		}
+	}
+	if _, err := decodeMeta([]byte(`{"rule":"x"}`)); err == nil {
+		t.Error("meta without spec accepted")
+	}
+	if _, err := decodeMeta(nil); err == nil {
+		t.Error("empty provider data accepted")
+	}
+}
+
+func TestNetsChange(t *testing.T) {
+	a := []netip.Prefix{pfx("203.0.113.7/24"), pfx("2001:db8::5/64")}
+	b := []netip.Prefix{pfx("2001:db8::9/64"), pfx("203.0.113.8/24"), pfx("10.0.0.2/8")} // same subnets, a private one more
+	if !sameNets(a, b) {
+		t.Error("a new address in known or private subnets must not re-apply")
+	}
+	if sameNets(a, append(b, pfx("198.51.100.1/24"))) {
+		t.Error("a new public subnet must re-apply")
+	}
+	if usesLocalOnly(&engine.Policy{Default: engine.ActionDeny, Rules: []engine.Rule{{Action: engine.ActionAllow}}}) {
+		t.Error("no local-only verdict")
+	}
+	if !usesLocalOnly(&engine.Policy{Rules: []engine.Rule{{Action: engine.ActionLocalOnly}}}) {
+		t.Error("a local-only rule")
+	}
+}

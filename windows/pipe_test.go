@@ -1,0 +1,44 @@
+package windows
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// TestPipeSDDL checks the pipe's descriptor by reading its SDDL: a protected
+// DACL whose only entries allow SYSTEM and Administrators, no owner or group
+// override, no SACL, nothing for Everyone, Users, Authenticated Users,
+// interactive or network logons.
+func TestPipeSDDL(t *testing.T) {
+	if !strings.HasPrefix(PipeSDDL, "D:P(") {
+		t.Fatalf("%q: want a protected DACL and nothing before it", PipeSDDL)
+	}
+	if strings.Contains(PipeSDDL, "S:") || strings.Contains(PipeSDDL, "O:") || strings.Contains(PipeSDDL, "G:") {
+		t.Fatalf("%q: unexpected owner, group or SACL", PipeSDDL)
+	}
+	ace := regexp.MustCompile(`\(([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*)\)`)
+	rest := strings.TrimPrefix(PipeSDDL, "D:P")
+	if ace.ReplaceAllString(rest, "") != "" {
+		t.Fatalf("%q: stray text between ACEs", PipeSDDL)
+	}
+	var trustees []string
+	for _, m := range ace.FindAllStringSubmatch(rest, -1) {
+		typ, flags, rights, trustee := m[1], m[2], m[3], m[6]
+		if typ != "A" || flags != "" || m[4] != "" || m[5] != "" {
+			t.Errorf("ACE %s: want a plain, non-inherited allow", m[0])
+		}
+		if rights != "GA" {
+			t.Errorf("ACE %s: rights %q, want GA", m[0], rights)
+		}
+		trustees = append(trustees, trustee)
+	}
+	sort.Strings(trustees)
+	if strings.Join(trustees, ",") != "BA,SY" {
+		t.Errorf("trustees %v, want exactly Administrators (BA) and SYSTEM (SY)", trustees)
+	}
+	if DefaultPipeName != `\\.\pipe\exewall` {
+		t.Errorf("DefaultPipeName = %q", DefaultPipeName)
+	}
+}
