@@ -1,0 +1,88 @@
+// Package apply holds `apply -f FILE` and `confirm`.
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+)
+
+// Command replaces the whole policy.
+var Command = &cli.Command{
+	Name:      "apply",
+	Usage:     "replace the whole policy with a policy file, atomically",
+	ArgsUsage: " ",
+	Description: `Validates FILE and puts it in force in one step: no connection is judged
+by a mix of the old and new policy. An invalid file is refused with the
+line at fault and the policy in force stays. FILE becomes the daemon's
+policy file, comments included. "-" reads standard input.
+
+With --confirm-within D the previous policy comes back by itself after D
+unless "exewall confirm" runs first: try a policy over SSH without the risk
+of locking yourself out.`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy file to apply"},
+		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless `exewall confirm` follows within this time (e.g. 2m)"},
+	},
+	Action: func(cliContext *cli.Context) error {
+		if _, err := commands.Args(cliContext, 0); err != nil {
+			return err
+		}
+		file := cliContext.String("file")
+		if file == "" {
+			return commands.Usagef("-f FILE is required (usage: exewall apply -f FILE [--confirm-within D])")
+		}
+		within := cliContext.Duration("confirm-within")
+		if within < 0 {
+			return commands.Usagef("--confirm-within must be positive")
+		}
+		var data []byte
+		var err error
+		if file == "-" {
+			data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+		} else {
+			data, err = os.ReadFile(file)
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
+		if err != nil {
+			var re *api.RemoteError
+			if errors.As(err, &re) && re.Error_.Line > 0 {
+				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Error_.Error)
+			}
+			return err
+		}
+		w := cliContext.App.Writer
+		fmt.Fprintf(w, "applied %s: %d rules in force\n", file, resp.Rules)
+		if resp.ConfirmDeadline != nil {
+			fmt.Fprintf(w, "run `exewall confirm` before %s (in %s) or the previous policy comes back\n",
+				resp.ConfirmDeadline.Format(time.TimeOnly), within)
+		}
+		return nil
+	},
+}
+
+// ConfirmCommand keeps a policy applied with --confirm-within.
+var ConfirmCommand = &cli.Command{
+	Name:  "confirm",
+	Usage: "keep the policy of the last `apply --confirm-within`",
+	Action: func(cliContext *cli.Context) error {
+		if _, err := commands.Args(cliContext, 0); err != nil {
+			return err
+		}
+		if err := commands.Client(cliContext).Confirm(cliContext.Context); err != nil {
+			return err
+		}
+		fmt.Fprintln(cliContext.App.Writer, "confirmed: the applied policy stays")
+		return nil
+	},
+}

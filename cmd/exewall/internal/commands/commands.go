@@ -1,0 +1,78 @@
+// Package commands holds what the CLI's commands share: the socket flag,
+// the API client, argument checks and output helpers.
+package commands
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/exewall/exewall/cmd/exewall/internal/api"
+)
+
+// SocketFlag selects the daemon; app moves it to the front of the command
+// line wherever it was typed, so it works before or after the subcommand.
+var SocketFlag = &cli.StringFlag{
+	Name:    "socket",
+	Usage:   "the daemon's Unix socket",
+	Value:   api.DefaultSocket,
+	EnvVars: []string{"EXEWALL_SOCKET"},
+}
+
+// JSONFlag is taken by every listing command.
+var JSONFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
+
+// Client returns a client for the daemon the user selected.
+func Client(cliContext *cli.Context) *api.Client {
+	return api.NewClient(cliContext.String(SocketFlag.Name))
+}
+
+// UsageError is a command line that does not fit the command.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+
+// Args checks the positional arguments: exactly n of them (n < 0: any
+// number), and none that looks like a flag. Go's flag parsing stops at the
+// first argument, so `exewall deny /bin/x --audit` would otherwise take
+// --audit as a second argument and silently not audit.
+func Args(cliContext *cli.Context, n int) ([]string, error) {
+	args := cliContext.Args().Slice()
+	usage := "usage: exewall " + cliContext.Command.FullName()
+	if u := cliContext.Command.ArgsUsage; u != "" {
+		usage += " " + u
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return nil, Usagef("flag %s given after the arguments; flags go first (%s)", a, usage)
+		}
+	}
+	if n >= 0 && len(args) != n {
+		switch {
+		case len(args) < n:
+			return nil, Usagef("missing argument (%s)", usage)
+		default:
+			return nil, Usagef("unexpected argument %q (%s)", args[n], usage)
+		}
+	}
+	return args, nil
+}
+
+// PrintJSON writes v as indented JSON.
+func PrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Table returns a tab-aligned writer; call Flush when done.
+func Table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}

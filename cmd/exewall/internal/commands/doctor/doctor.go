@@ -1,0 +1,59 @@
+// Package doctor holds `exewall doctor`: what this machine supports, and
+// what to do about what it does not. It needs no daemon.
+package doctor
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/daemon"
+	"github.com/exewall/exewall/engine"
+)
+
+// Command runs the checks.
+var Command = &cli.Command{
+	Name:  "doctor",
+	Usage: "check what this machine supports, and say what to do about what it does not",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "cgroup", Usage: "the cgroup v2 directory the daemon attaches to (default: the root)"},
+		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "the daemon's pin directory"},
+		commands.JSONFlag,
+	},
+	Action: func(cliContext *cli.Context) error {
+		if _, err := commands.Args(cliContext, 0); err != nil {
+			return err
+		}
+		checks := run(cliContext.String("cgroup"), cliContext.String("pin-dir"))
+		w := cliContext.App.Writer
+		if cliContext.Bool("json") {
+			if checks == nil {
+				checks = []engine.Check{}
+			}
+			if err := commands.PrintJSON(w, checks); err != nil {
+				return err
+			}
+		} else {
+			tw := commands.Table(w)
+			for _, c := range checks {
+				mark := "ok"
+				if !c.OK {
+					mark = "FAIL"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, c.Detail)
+			}
+			tw.Flush()
+		}
+		failed := 0
+		for _, c := range checks {
+			if !c.OK {
+				failed++
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d checks failed", failed, len(checks))
+		}
+		return nil
+	},
+}

@@ -1,0 +1,70 @@
+// Package status holds `exewall status`.
+package status
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+)
+
+// Command shows what the daemon enforces and what it has counted.
+var Command = &cli.Command{
+	Name:  "status",
+	Usage: "show the backend, attach point, policy, kernel counters and hooks",
+	Flags: []cli.Flag{commands.JSONFlag},
+	Action: func(cliContext *cli.Context) error {
+		if _, err := commands.Args(cliContext, 0); err != nil {
+			return err
+		}
+		st, err := commands.Client(cliContext).Status(cliContext.Context)
+		if err != nil {
+			return err
+		}
+		w := cliContext.App.Writer
+		if cliContext.Bool("json") {
+			return commands.PrintJSON(w, st)
+		}
+		tw := commands.Table(w)
+		fmt.Fprintf(tw, "backend:\t%s\n", st.Backend)
+		fmt.Fprintf(tw, "attached to:\t%s\n", st.Cgroup)
+		fmt.Fprintf(tw, "hooks:\t%s\n", strings.Join(st.Hooks, ", "))
+		owner := "edited by exewall"
+		if st.Managed {
+			owner = "managed: not writable, CLI edits refused"
+		}
+		fmt.Fprintf(tw, "policy:\t%s (%s)\n", st.PolicyFile, owner)
+		fmt.Fprintf(tw, "rules:\t%d, default %s, mode %s\n", st.Rules, st.Default, st.Mode)
+		if st.ConfirmDeadline != nil {
+			fmt.Fprintf(tw, "pending:\tapply rolls back at %s unless confirmed\n", st.ConfirmDeadline.Local().Format(time.TimeOnly))
+		}
+		fmt.Fprintf(tw, "counters:\tallowed %d, denied %d, audited %d\n", st.Counters.Allowed, st.Counters.Denied, st.Counters.Audited)
+		fmt.Fprintf(tw, "events lost:\t%d\n", st.EventsLost)
+		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
+		tw.Flush()
+		if len(st.RuleCounters) == 0 {
+			return nil
+		}
+		names := make([]string, 0, len(st.RuleCounters))
+		for n := range st.RuleCounters {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintln(w)
+		tw = commands.Table(w)
+		fmt.Fprintln(tw, "RULE\tALLOWED\tDENIED\tAUDITED")
+		for _, n := range names {
+			c := st.RuleCounters[n]
+			label := n
+			if label == "" {
+				label = "(default)"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", label, c.Allowed, c.Denied, c.Audited)
+		}
+		return tw.Flush()
+	},
+}

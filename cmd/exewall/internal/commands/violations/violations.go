@@ -1,0 +1,97 @@
+// Package violations holds `exewall violations`.
+package violations
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/engine"
+)
+
+// Command lists (and follows) blocked and audited connection attempts.
+var Command = &cli.Command{
+	Name:  "violations",
+	Usage: "show blocked (and audited) connection attempts",
+	Description: `Lists the attempts the daemon keeps in memory (the latest 10000; all of
+them are also in violations.log under the daemon's --state-dir).
+--since takes a duration (10m) or a time (RFC 3339). --follow keeps
+printing new ones until interrupted. --json prints one JSON object a line.`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "since", Usage: "only attempts newer than this duration ago (e.g. 10m) or time"},
+		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new attempts"},
+		commands.JSONFlag,
+	},
+	Action: func(cliContext *cli.Context) error {
+		if _, err := commands.Args(cliContext, 0); err != nil {
+			return err
+		}
+		var since time.Time
+		if s := cliContext.String("since"); s != "" {
+			if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+				since = time.Now().Add(-d)
+			} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				since = t
+			} else {
+				return commands.Usagef("--since %q: want a duration such as 10m or an RFC 3339 time", s)
+			}
+		}
+		follow := cliContext.Bool("follow")
+		ctx := cliContext.Context
+		if follow {
+			var stop context.CancelFunc
+			ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+		}
+		w := cliContext.App.Writer
+		var print func(engine.Violation) error
+		var tw *tabwriter.Writer
+		if cliContext.Bool("json") {
+			enc := json.NewEncoder(w)
+			print = func(v engine.Violation) error { return enc.Encode(v) }
+		} else {
+			tw = commands.Table(w)
+			fmt.Fprintln(tw, "TIME\tVERDICT\tRULE\tPID\tUID\tCOMM\tEXE\tDESTINATION")
+			print = func(v engine.Violation) error {
+				rule := v.Rule
+				if rule == "" {
+					rule = "(default)"
+				}
+				dest := fmt.Sprintf("%s %s", v.Proto, v.Daddr)
+				if v.Proto != "icmp" {
+					dest = fmt.Sprintf("%s %s", v.Proto, netJoin(v.Daddr.String(), v.Dport))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Time.Local().Format("2006-01-02 15:04:05.000"),
+					v.Verdict, rule, v.PID, v.UID, v.Comm, v.Exe, dest)
+				if follow {
+					return tw.Flush()
+				}
+				return nil
+			}
+		}
+		err := commands.Client(cliContext).Violations(ctx, since, follow, print)
+		if tw != nil {
+			tw.Flush()
+		}
+		if follow && ctx.Err() != nil {
+			return nil // interrupted by the user
+		}
+		return err
+	},
+}
+
+func netJoin(addr string, port uint16) string {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] == ':' {
+			return fmt.Sprintf("[%s]:%d", addr, port)
+		}
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}

@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// collector reads the kernel's exact counters at scrape time, so /metrics
+// and `exewall status` never disagree.
+type collector struct {
+	m        *engine.Manager
+	conns    *prometheus.Desc
+	lost     *prometheus.Desc
+	rules    *prometheus.Desc
+	managed  *prometheus.Desc
+	hookDesc *prometheus.Desc
+}
+
+func newCollector(m *engine.Manager) *collector {
+	return &collector{
+		m: m,
+		conns: prometheus.NewDesc("exewall_connections_total",
+			"Connection attempts judged in the kernel, by rule (\"\" is the default) and verdict.", []string{"rule", "verdict"}, nil),
+		lost: prometheus.NewDesc("exewall_events_lost_total",
+			"Violation events lost (ring buffer full or reader too slow).", nil, nil),
+		rules:    prometheus.NewDesc("exewall_rules", "Rules in force.", nil, nil),
+		managed:  prometheus.NewDesc("exewall_policy_managed", "1 when the policy file is not writable by exewall.", nil, nil),
+		hookDesc: prometheus.NewDesc("exewall_hook_active", "Kernel hooks in force.", []string{"hook"}, nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.conns
+	ch <- c.lost
+	ch <- c.rules
+	ch <- c.managed
+	ch <- c.hookDesc
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.m.Status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.conns, err)
+		return
+	}
+	for rule, n := range st.RuleCounters {
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Allowed), rule, "allow")
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Denied), rule, "deny")
+		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Audited), rule, "audit")
+	}
+	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.EventsLost))
+	ch <- prometheus.MustNewConstMetric(c.rules, prometheus.GaugeValue, float64(st.Rules))
+	managed := 0.0
+	if st.Managed {
+		managed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.managed, prometheus.GaugeValue, managed)
+	for _, h := range st.Hooks {
+		ch <- prometheus.MustNewConstMetric(c.hookDesc, prometheus.GaugeValue, 1, h)
+	}
+}
+
+type metrics struct {
+	reg        *prometheus.Registry
+	violations *prometheus.CounterVec
+	tamper     prometheus.Counter
+}
+
+func newMetrics(m *engine.Manager) *metrics {
+	reg := prometheus.NewRegistry()
+	mt := &metrics{
+		reg: reg,
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "exewall_violations_total", Help: "Violation events received, by verdict."}, []string{"verdict"}),
+		tamper: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exewall_tamper_events_total", Help: "Differences between the kernel and the policy found and repaired by sync."}),
+	}
+	reg.MustRegister(newCollector(m), mt.violations, mt.tamper,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return mt
+}
+
+// serve exposes /metrics on addr until ctx is done.
+func (mt *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(mt.reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return l.Addr(), nil
+}
