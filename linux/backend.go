@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -73,8 +74,11 @@ type Backend struct {
 	seen      map[string][]engine.FileID // every identity an exe rule has had
 	statCache map[string]statKey         // last stat of each exe path, for watch
 	slots     map[string]uint32          // rule name -> counter slot
-	gens      [2]*compiled               // what each generation holds; nil = unknown
-	repin     bool                       // maps are fresh (old pins incompatible): pin after first apply
+	slotName  map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
+	nextSlot  uint32
+	byName    map[string]*engine.Rule
+	gens      [2]*compiled // what each generation holds; nil = unknown
+	repin     bool         // maps are fresh (old pins incompatible): pin after first apply
 	hostNets  []netip.Prefix
 	local     map[datapathLocalKey]uint8 // what local_nets holds
 
@@ -89,7 +93,7 @@ type Backend struct {
 // New loads the datapath, adopting pinned maps and links left by an earlier
 // run so enforcement never lapses. Nothing new is attached until the first
 // Apply has filled the maps.
-func New(cfg Config) (*Backend, error) {
+func New(cfg Config) (_ *Backend, retErr error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir
 	}
@@ -103,7 +107,7 @@ func New(cfg Config) (*Backend, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, seen: map[string][]engine.FileID{},
-		slots: map[string]uint32{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, 4096),
+		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, 4096),
 		done: make(chan struct{})}
 
 	root, err := CgroupMount()
@@ -126,6 +130,14 @@ func New(cfg Config) (*Backend, error) {
 	}
 	if err := EnsureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
+	}
+	// A first start that fails must not leave half a set of pins behind.
+	if entries, _ := os.ReadDir(cfg.PinDir); len(entries) == 0 {
+		defer func() {
+			if b.objs.Active == nil || retErr != nil {
+				Reset(cfg.PinDir)
+			}
+		}()
 	}
 	if err := b.load(); err != nil {
 		return nil, err
@@ -322,20 +334,28 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	return ids, nil
 }
 
+// slotFor returns the counter slot of a rule name, allocating slots in
+// increasing order so that a slot freed by a removed rule is not handed to
+// another one while events naming it may still be in flight.
 func (b *Backend) slotFor(name string) uint32 {
 	if s, ok := b.slots[name]; ok {
 		return s
 	}
-	used := make(map[uint32]bool, len(b.slots))
-	for _, s := range b.slots {
-		used[s] = true
+	for {
+		s := b.nextSlot
+		b.nextSlot++
+		if b.nextSlot > maxRules {
+			b.nextSlot = 1
+		}
+		if old, used := b.slotName[s]; used {
+			if _, live := b.slots[old]; live {
+				continue
+			}
+		}
+		b.slots[name] = s
+		b.slotName[s] = name
+		return s
 	}
-	s := uint32(1)
-	for used[s] {
-		s++
-	}
-	b.slots[name] = s
-	return s
 }
 
 func (b *Backend) activeGen() (uint32, error) {
@@ -352,14 +372,15 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		return err
 	}
 	next := cur ^ 1
-	slotsBefore := maps_clone(b.slots)
+	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
+	restore := func() { b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore }
 	c, err := compile(p, next, ids, b.slotFor)
 	if err != nil {
-		b.slots = slotsBefore
+		restore()
 		return err
 	}
 	fail := func(err error) error {
-		b.slots = slotsBefore
+		restore()
 		b.clearGen(next) // best effort; the active generation was never touched
 		return err
 	}
@@ -390,6 +411,10 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.repin = false
 	}
 	b.policy, b.ids = p, ids
+	b.byName = make(map[string]*engine.Rule, len(p.Rules))
+	for i := range p.Rules {
+		b.byName[p.Rules[i].Name] = &p.Rules[i]
+	}
 	for path, known := range ids.exe {
 		b.seen[path] = known
 	}
@@ -399,14 +424,6 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		}
 	}
 	return nil
-}
-
-func maps_clone(m map[string]uint32) map[string]uint32 {
-	c := make(map[string]uint32, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // waitForReaders returns after an RCU grace period: every datapath program
@@ -593,7 +610,8 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	return c, dit.Err()
 }
 
-// dropUnusedSlots forgets counters of rules that are gone.
+// dropUnusedSlots forgets counters of rules that are gone. slotName keeps
+// the name so late events are still attributed correctly.
 func (b *Backend) dropUnusedSlots(c *compiled) {
 	for name, slot := range b.slots {
 		if _, ok := c.names[slot]; !ok {
@@ -611,7 +629,10 @@ func (b *Backend) restoreSlots() error {
 	it := b.objs.CounterNames.Iterate()
 	for it.Next(&slot, &rn) {
 		if slot != 0 {
-			b.slots[fromInt8(rn.Name[:])] = slot
+			name := fromInt8(rn.Name[:])
+			b.slots[name] = slot
+			b.slotName[slot] = name
+			b.nextSlot = max(b.nextSlot, slot+1)
 		}
 	}
 	return it.Err()
@@ -646,10 +667,6 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	if b.policy != nil {
 		st.Rules = len(b.policy.Rules)
 	}
-	names := map[uint32]string{}
-	for n, s := range b.slots {
-		names[s] = n
-	}
 	var slot uint32
 	vals := make([]datapathCounter, b.ncpu)
 	it := b.objs.Counters.Iterate()
@@ -658,8 +675,8 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		for _, v := range vals {
 			c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
 		}
-		name, ok := names[slot]
-		if slot != 0 && !ok {
+		name, ok := b.slotName[slot]
+		if slot != 0 && (!ok || b.slots[name] != slot) {
 			continue
 		}
 		st.RuleCounter[name] = c

@@ -38,7 +38,7 @@ func (o outcome) denied() bool { return o.Errno == "EPERM" }
 
 func clientMain() {
 	var attempts []attempt
-	if err := json.Unmarshal([]byte(os.Args[1]), &attempts); err != nil {
+	if err := json.NewDecoder(os.Stdin).Decode(&attempts); err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(2)
 	}

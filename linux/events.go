@@ -76,13 +76,10 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	v.Family = engine.FamilyOf(v.Daddr)
 
 	b.mu.Lock()
-	for name, slot := range b.slots {
-		if slot == ev.Counter {
-			v.Rule = name
-			break
-		}
+	if ev.Counter != 0 {
+		v.Rule = b.slotName[ev.Counter]
 	}
-	if r := b.policyRule(v.Rule); r != nil && r.Exe != "" {
+	if r := b.byName[v.Rule]; r != nil && r.Exe != "" && v.Rule != "" {
 		v.Exe = r.Exe
 	}
 	b.mu.Unlock()
@@ -94,13 +91,6 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		}
 	}
 	return v
-}
-
-func (b *Backend) policyRule(name string) *engine.Rule {
-	if b.policy == nil || name == "" {
-		return nil
-	}
-	return b.policy.RuleByName(name)
 }
 
 // bootToWall converts CLOCK_BOOTTIME nanoseconds (what the datapath stamps,

@@ -125,6 +125,15 @@ func (tb *testBackend) apply(t *testing.T, p *engine.Policy) {
 	if err := tb.Apply(context.Background(), p); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
+	// EXEWALL_TEST_SABOTAGE=detach detaches the programs after every apply,
+	// to show that the kernel tests fail without the datapath.
+	if os.Getenv("EXEWALL_TEST_SABOTAGE") == "detach" {
+		for name, l := range tb.links {
+			l.Unpin()
+			l.Close()
+			delete(tb.links, name)
+		}
+	}
 }
 
 // clientCopy puts a copy of the test binary at dir/name: a new file, hence a
@@ -173,7 +182,8 @@ func runClient(t *testing.T, exe, cg string, attempts []attempt, opts ...clientO
 		t.Fatal(err)
 	}
 	defer cgfd.Close()
-	cmd := exec.Command(exe, string(args))
+	cmd := exec.Command(exe)
+	cmd.Stdin = bytes.NewReader(args)
 	cmd.Env = append(os.Environ(), clientEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
 	if len(opts) > 0 && opts[0].asUser {
