@@ -1,0 +1,314 @@
+//go:build darwin
+
+package darwin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Options configure the pf backend.
+type Options struct {
+	StateDir string       // where the pf enable token is kept; DefaultStateDir when empty
+	Detach   bool         // Close removes the anchor and releases pf (--detach-on-exit)
+	Logger   *slog.Logger // nil for slog.Default()
+}
+
+// Backend enforces policies with pf on macOS. It implements engine.Backend,
+// engine.Syncer and engine.Resetter.
+type Backend struct {
+	anchor *Anchor
+	log    *slog.Logger
+	detach bool
+
+	viol   chan engine.Violation
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the pflog reader has stopped
+
+	mu        sync.Mutex // guards following and closed
+	following bool       // tcpdump is running
+	closed    bool
+}
+
+var (
+	_ engine.Backend  = (*Backend)(nil)
+	_ engine.Syncer   = (*Backend)(nil)
+	_ engine.Resetter = (*Backend)(nil)
+)
+
+// New prepares the pf backend and starts reading pflog. Nothing is loaded
+// into pf before the first Apply.
+func New(opts Options) (*Backend, error) {
+	if _, err := exec.LookPath("pfctl"); err != nil {
+		return nil, fmt.Errorf("pfctl not found: %w", engine.ErrNotSupported)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := opts.StateDir
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Backend{
+		anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
+		log:    log,
+		detach: opts.Detach,
+		viol:   make(chan engine.Violation, 1024),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go b.follow(ctx)
+	return b, nil
+}
+
+// Name implements engine.Backend.
+func (b *Backend) Name() string { return "pf" }
+
+// Apply renders p with the host's current subnets and loads it into the
+// anchor in one pfctl transaction; pfctl refusing it leaves the previous
+// rules in force.
+func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
+	rs, err := b.render(p)
+	if err != nil {
+		return err
+	}
+	return b.anchor.Load(ctx, rs)
+}
+
+func (b *Backend) render(p *engine.Policy) (*Ruleset, error) {
+	if p == nil {
+		return nil, errors.New("no policy")
+	}
+	// pfctl would refuse an unknown name too, without saying which rule.
+	// A name and a number for one id would make pf (first rule) and the
+	// engine (last rule) disagree.
+	seen := map[string]string{}
+	for _, r := range p.Rules {
+		var key string
+		var id uint32
+		var err error
+		switch {
+		case r.User != "":
+			id, err = engine.LookupUID(r.User)
+			key = fmt.Sprintf("uid %d", id)
+		case r.Group != "":
+			id, err = engine.LookupGID(r.Group)
+			key = fmt.Sprintf("gid %d", id)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rule %q: %w", r.Name, err)
+		}
+		if other, ok := seen[key]; ok {
+			return nil, fmt.Errorf("rules %q and %q both select %s", other, r.Name, key)
+		}
+		seen[key] = r.Name
+	}
+	nets, err := HostNets()
+	if err != nil {
+		return nil, err
+	}
+	return Render(p, nets)
+}
+
+// Sync implements engine.Syncer: it reloads the anchor when its rules are
+// gone or changed, when the host's subnets moved, or when pf was disabled.
+func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, error) {
+	rs, err := b.render(p)
+	if err != nil {
+		return nil, err
+	}
+	return b.anchor.Sync(ctx, rs)
+}
+
+// State implements engine.Backend.
+func (b *Backend) State(ctx context.Context) (engine.State, error) {
+	st, err := b.anchor.State(ctx)
+	b.mu.Lock()
+	if b.following {
+		st.Hooks = append(st.Hooks, "pflog0 (tcpdump)")
+	}
+	b.mu.Unlock()
+	return st, err
+}
+
+// Violations implements engine.Backend.
+func (b *Backend) Violations() <-chan engine.Violation { return b.viol }
+
+// Reset implements engine.Resetter: it flushes the anchor and hands back
+// pf's enable reference.
+func (b *Backend) Reset(ctx context.Context) error { return b.anchor.Remove(ctx) }
+
+// Close stops reading pflog. The rules stay in force, and so does our pf
+// reference, unless the backend was told to detach.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	<-b.done
+	close(b.viol)
+	if b.detach {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return b.anchor.Remove(ctx)
+	}
+	return nil
+}
+
+// Checks reports, for `exewall doctor`, what this Mac supports.
+func (b *Backend) Checks(ctx context.Context) []engine.Check {
+	var cs []engine.Check
+	on, err := b.anchor.Enabled(ctx)
+	switch {
+	case err != nil:
+		cs = append(cs, engine.Check{Name: "pf", Detail: err.Error()})
+	case on:
+		cs = append(cs, engine.Check{Name: "pf", OK: true, Detail: "enabled"})
+	default:
+		cs = append(cs, engine.Check{Name: "pf", Detail: "disabled; the daemon enables it (pfctl -E) when it applies a policy"})
+	}
+	out, err := b.anchor.Pfctl.Run(ctx, nil, "-s", "rules")
+	switch {
+	case err != nil:
+		cs = append(cs, engine.Check{Name: "pf anchor", Detail: err.Error()})
+	case strings.Contains(string(out), `anchor "com.apple/*"`):
+		cs = append(cs, engine.Check{Name: "pf anchor", OK: true, Detail: `the main ruleset evaluates anchor "com.apple/*", which holds ` + AnchorPath})
+	default:
+		cs = append(cs, engine.Check{Name: "pf anchor", Detail: `the main ruleset has no anchor "com.apple/*" rule, so ` + AnchorPath + ` is never evaluated: restore it in /etc/pf.conf`})
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		cs = append(cs, engine.Check{Name: "pflog", Detail: "tcpdump not found: no violations are reported"})
+	} else {
+		cs = append(cs, engine.Check{Name: "pflog", OK: true, Detail: "violations read from pflog0 with tcpdump"})
+	}
+	cs = append(cs, engine.Check{Name: "exe rules", Detail: "not supported on macOS: pf matches a socket's user or group only; use user: or group: rules"})
+	return cs
+}
+
+// follow runs tcpdump on pflog0 and turns its lines into violations,
+// restarting it when it dies.
+func (b *Backend) follow(ctx context.Context) {
+	defer close(b.done)
+	wait := time.Second
+	for {
+		err := b.tcpdump(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("reading pflog failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (b *Backend) tcpdump(ctx context.Context) error {
+	// macOS creates pflog interfaces on demand only.
+	if _, err := net.InterfaceByName("pflog0"); err != nil {
+		if _, err := Command("ifconfig").Run(ctx, nil, "pflog0", "create"); err != nil {
+			return fmt.Errorf("can't create pflog0: %w", err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "tcpdump", TcpdumpArgs...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("can't run tcpdump: %w", err)
+	}
+	b.setFollowing(true)
+	defer b.setFollowing(false)
+	rerr := ReadPflog(ctx, out, b.anchor.Name(), b.anchor.Lookup, time.Now, b.viol)
+	// Whatever ended the reading, tcpdump must not block on a full pipe.
+	_ = cmd.Process.Kill()
+	werr := cmd.Wait()
+	if rerr != nil {
+		return rerr
+	}
+	if werr != nil {
+		return fmt.Errorf("tcpdump: %w", werr)
+	}
+	return errors.New("tcpdump exited")
+}
+
+func (b *Backend) setFollowing(on bool) {
+	b.mu.Lock()
+	b.following = on
+	b.mu.Unlock()
+}
+
+// HostNets lists the subnets of the host's interfaces (loopback aside),
+// which `local-only` counts as local.
+func HostNets() ([]netip.Prefix, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("can't list interfaces: %w", err)
+	}
+	var out []netip.Prefix
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := n.Mask.Size()
+			ip = ip.Unmap()
+			if ip.Is4() && ones > 32 {
+				ones -= 96
+			}
+			if p, err := ip.Prefix(ones); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+// InstallService installs and starts the LaunchDaemon running exePath
+// (absolute) as `exewall daemon`.
+func InstallService(exePath string) error {
+	s := &Service{Launchctl: Command("launchctl")}
+	return s.Install(context.Background(), exePath)
+}
+
+// UninstallService stops the LaunchDaemon and removes its plist. pf's rules
+// stay in force until `exewall reset`.
+func UninstallService() error {
+	s := &Service{Launchctl: Command("launchctl")}
+	return s.Uninstall(context.Background())
+}

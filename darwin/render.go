@@ -1,0 +1,546 @@
+package darwin
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// AnchorPath is exewall's pf anchor. Apple's default /etc/pf.conf evaluates
+// only `anchor "com.apple/*"`, so a sub-anchor there is evaluated without
+// touching pf.conf or the main ruleset.
+const AnchorPath = "com.apple/exewall"
+
+// LocalTable is the pf table of destinations `local-only` allows.
+const LocalTable = "exewall_local"
+
+// labelPrefix starts every label we write, so ours are told apart from
+// anyone else's in `pfctl -s labels`.
+const labelPrefix = "exewall:"
+
+// Label says what a pf rule of ours stands for. pf carries the label into
+// `pfctl -sr` and rule counters, not into pflog, so Anchor reads the rule
+// numbers back after each load to map log lines to labels.
+type Label struct {
+	Rule    string         // the policy rule's name; "" for the default
+	Verdict engine.Verdict // allow, deny or audit
+}
+
+// Ruleset is a policy rendered for pf.
+type Ruleset struct {
+	Text   string           // pf.conf text for AnchorPath
+	Labels map[string]Label // every label in Text
+	Rules  int              // policy rules enforced (user: and group: rules)
+}
+
+// Render turns p into the pf ruleset of exewall's anchor. hostNets are the
+// host's on-link subnets, which `local-only` counts as local.
+//
+// The whole policy is one flat anchor: `pfctl -a com.apple/exewall -f -`
+// replaces its rules and tables in one transaction, so an apply is atomic
+// and removal is a single flush. Per-rule sub-anchors would buy nothing and
+// each would need its own flush.
+//
+// pf judges by the last matching rule unless a rule is quick. Every rule
+// here that decides is quick, so the anchor reads top to bottom, first match
+// wins, as the engine's evaluator does; a quick match also ends pf's
+// evaluation of the packet, so later anchors and the main ruleset never see
+// it. The order is:
+//
+//  1. user: rules, then group: rules (the engine tries the uid before the gid);
+//     within a rule its destination entries in engine.OrderedDests order (most
+//     specific prefix first, deny before allow at equal length), then its action
+//     as the catch-all for that user or group;
+//  2. the default, for every other socket's TCP and UDP, root and system
+//     daemons included, and for ping (ICMP echo requests).
+//
+// pf can tie only TCP and UDP packets to a socket's owner, so user: and
+// group: rules judge TCP and UDP; ICMP from anyone falls to the default.
+// Only outbound packets are judged, like the connect/sendmsg hooks on Linux:
+// replies to allowed connections pass through pf's state table.
+//
+// exe: and cgroup: rules are refused with an error wrapping
+// engine.ErrNotSupported.
+func Render(p *engine.Policy, hostNets []netip.Prefix) (*Ruleset, error) {
+	if p == nil {
+		return nil, errors.New("no policy")
+	}
+	if err := checkSelectors(p); err != nil {
+		return nil, err
+	}
+	g := &generator{p: p, hostNets: hostNets, labels: map[string]Label{}}
+	// uid rules before gid rules, each in file order: a socket has one uid
+	// and one gid, so the order within each group cannot change a verdict.
+	for i := range p.Rules {
+		if p.Rules[i].User != "" {
+			if err := g.rule(i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Group != "" {
+			if err := g.rule(i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	g.defaults()
+	return &Ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
+}
+
+// checkSelectors refuses what pf cannot select and selectors that would make
+// pf and the engine disagree.
+func checkSelectors(p *engine.Policy) error {
+	var exe, cg []string
+	seen := map[string]string{}
+	for _, r := range p.Rules {
+		var key string
+		switch {
+		case r.Exe != "":
+			exe = append(exe, strconv.Quote(r.Name))
+			continue
+		case r.Cgroup != "":
+			cg = append(cg, strconv.Quote(r.Name))
+			continue
+		case r.User != "":
+			key = "user " + r.User
+		case r.Group != "":
+			key = "group " + r.Group
+		default:
+			return fmt.Errorf("rule %q selects no processes", r.Name)
+		}
+		// pf takes the first quick match, the engine the last rule for an
+		// id: refuse rather than pick one.
+		if other, ok := seen[key]; ok {
+			return fmt.Errorf("rules %q and %q both select %s", other, r.Name, key)
+		}
+		seen[key] = r.Name
+	}
+	if len(exe) > 0 {
+		return fmt.Errorf("%s: cannot select by executable on macOS, where pf matches only the user or group owning a socket; use a user: or group: rule and run the app under a dedicated user: %w",
+			ruleNames(exe), engine.ErrNotSupported)
+	}
+	if len(cg) > 0 {
+		return fmt.Errorf("%s: cannot select by cgroup on macOS, which has no cgroups; use a user: or group: rule and run the service under a dedicated user: %w",
+			ruleNames(cg), engine.ErrNotSupported)
+	}
+	return nil
+}
+
+func ruleNames(quoted []string) string {
+	if len(quoted) == 1 {
+		return "rule " + quoted[0]
+	}
+	return "rules " + strings.Join(quoted, ", ")
+}
+
+type generator struct {
+	p        *engine.Policy
+	hostNets []netip.Prefix
+
+	tables    []string // table lines, LocalTable first when used
+	needLocal bool
+	body      []string
+	labels    map[string]Label
+	rules     int
+}
+
+// pfRule is one line of pf.conf filter rule.
+type pfRule struct {
+	pass  bool // pass, or block return (TCP RST, ICMP unreachable: the caller fails fast)
+	log   bool
+	quick bool
+	af    string // "", inet, inet6
+	proto string // "", tcp, udp, "{ tcp udp }", icmp, icmp6
+	to    string
+	port  string // "", "443", "1000:2000" (inclusive)
+	opts  string // user/group/icmp-type
+	label string
+}
+
+func (r pfRule) String() string {
+	var b strings.Builder
+	if r.pass {
+		b.WriteString("pass out")
+	} else {
+		b.WriteString("block return out")
+	}
+	if r.log {
+		// (user) makes pf look the socket up even when the rule does not,
+		// so the log line carries the uid.
+		b.WriteString(" log (user)")
+	}
+	if r.quick {
+		b.WriteString(" quick")
+	}
+	if r.af != "" {
+		b.WriteString(" " + r.af)
+	}
+	if r.proto != "" {
+		b.WriteString(" proto " + r.proto)
+	}
+	b.WriteString(" from any to " + r.to)
+	if r.port != "" {
+		b.WriteString(" port " + r.port)
+	}
+	if r.opts != "" {
+		b.WriteString(" " + r.opts)
+	}
+	fmt.Fprintf(&b, " label %q", r.label)
+	return b.String()
+}
+
+func (g *generator) emit(r pfRule, l Label) {
+	g.labels[r.label] = l
+	g.body = append(g.body, r.String())
+}
+
+func (g *generator) comment(format string, args ...any) {
+	g.body = append(g.body, "# "+fmt.Sprintf(format, args...))
+}
+
+// label names a pf rule: exewall:<verdict>:<id>, at most 63 bytes (pf's
+// PF_RULE_LABEL_SIZE); the id keeps the rule index, so truncation cannot
+// merge two rules.
+func label(v engine.Verdict, id string) string {
+	s := labelPrefix + string(v) + ":" + id
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return s
+}
+
+func ruleID(i int, name string) string {
+	return "r" + strconv.Itoa(i) + "-" + safeName(name)
+}
+
+// safeName keeps label text free of quotes and of pf's label macros ($nr...).
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// selectorOpt renders a user: or group: selector: numbers as ids, names
+// quoted for pfctl to resolve when it loads the rules.
+func selectorOpt(kind, v string) (string, error) {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		if n >= math.MaxUint32 { // pf's UID_MAX/GID_MAX means "unknown"
+			return "", fmt.Errorf("%s id %d is out of range", kind, n)
+		}
+		return kind + " = " + v, nil
+	}
+	for i, c := range []byte(v) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-')) {
+			return "", fmt.Errorf("%s name %q is not a valid macOS %s name", kind, v, kind)
+		}
+	}
+	if v == "" {
+		return "", fmt.Errorf("empty %s name", kind)
+	}
+	return kind + " = " + strconv.Quote(v), nil
+}
+
+// run is a stretch of consecutive entries (in evaluation order) with the
+// same outcome, port range, protocol and family: one pf rule (or one per
+// protocol), its prefixes in a table when there are several.
+type run struct {
+	verdict  engine.Verdict
+	v4       bool
+	lo, hi   uint16
+	proto    engine.Proto
+	prefixes []netip.Prefix
+}
+
+func runs(ds []engine.VerdictDest) []run {
+	var out []run
+	for _, d := range ds {
+		v4 := d.Prefix.Addr().Is4()
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.verdict == d.Verdict && last.v4 == v4 && last.lo == d.PortLo && last.hi == d.PortHi && last.proto == d.Proto {
+				last.prefixes = append(last.prefixes, d.Prefix)
+				continue
+			}
+		}
+		out = append(out, run{d.Verdict, v4, d.PortLo, d.PortHi, d.Proto, []netip.Prefix{d.Prefix}})
+	}
+	return out
+}
+
+func (g *generator) rule(i int) error {
+	r := &g.p.Rules[i]
+	kind, who := "user", r.User
+	if r.Group != "" {
+		kind, who = "group", r.Group
+	}
+	sel, err := selectorOpt(kind, who)
+	if err != nil {
+		return fmt.Errorf("rule %q: %w", r.Name, err)
+	}
+	g.rules++
+	audit := r.Audit || g.p.Mode == engine.ModeAudit
+	id := ruleID(i, r.Name)
+	mode := ""
+	if audit {
+		mode = ", audit"
+	}
+	g.body = append(g.body, "")
+	g.comment("rule %s: %s %s, action %s%s", strconv.Quote(r.Name), kind, strconv.Quote(who), r.Action, mode)
+
+	for k, rn := range runs(engine.OrderedDests(r)) {
+		var protos string
+		switch rn.proto {
+		case engine.ProtoTCP:
+			protos = "tcp"
+		case engine.ProtoUDP:
+			protos = "udp"
+		case engine.ProtoICMP:
+			g.comment("skipped %s: pf cannot tie ICMP to a %s; the default judges it", describe(rn), kind)
+			continue
+		default:
+			protos = "{ tcp udp }"
+		}
+		pr := pfRule{quick: true, af: "inet6", proto: protos, to: g.dest(i, k, rn.prefixes), port: portSpec(rn.lo, rn.hi), opts: sel}
+		if rn.v4 {
+			pr.af = "inet"
+		}
+		v := rn.verdict
+		if v == engine.VerdictDeny {
+			pr.log = true
+			if audit {
+				v = engine.VerdictAudit
+			}
+		}
+		pr.pass = v != engine.VerdictDeny
+		pr.label = label(v, id)
+		g.emit(pr, Label{r.Name, v})
+	}
+
+	// The action catches the rest of this user's or group's TCP and UDP, so
+	// nothing of theirs falls through to later rules or the default.
+	all := pfRule{quick: true, proto: "{ tcp udp }", to: "any", opts: sel}
+	switch r.Action {
+	case engine.ActionAllow:
+		all.pass = true
+		all.label = label(engine.VerdictAllow, id)
+		g.emit(all, Label{r.Name, engine.VerdictAllow})
+	case engine.ActionLocalOnly:
+		local := all
+		local.pass = true
+		local.to = g.local()
+		local.label = label(engine.VerdictAllow, id)
+		g.emit(local, Label{r.Name, engine.VerdictAllow})
+		g.denial(all, audit, r.Name, id)
+	default:
+		g.denial(all, audit, r.Name, id)
+	}
+	return nil
+}
+
+// denial emits r as a logged block, or as a logged pass when audited so the
+// attempt is reported, not enforced.
+func (g *generator) denial(r pfRule, audit bool, name, id string) {
+	r.log = true
+	v := engine.VerdictDeny
+	if audit {
+		v = engine.VerdictAudit
+	}
+	r.pass = audit
+	r.label = label(v, id)
+	g.emit(r, Label{name, v})
+}
+
+// defaults emits the policy's default. pf cannot select by executable, so
+// on macOS the default covers every socket no user:/group: rule matched,
+// root and system daemons (mDNSResponder, configd, softwareupdated)
+// included. `user >= 0` limits it to packets pf can tie to a local socket:
+// forwarded traffic (VMs, Internet Sharing) and the kernel's own packets
+// (neighbour discovery, ICMP errors) are not a process's connection, and
+// the Linux hooks do not see them either. Of ICMP, only echo requests
+// (ping) are judged.
+//
+// Allowed traffic is not passed: it falls through to the rest of pf. An
+// audited default is not quick either, so it reports without changing what
+// pf would otherwise decide.
+func (g *generator) defaults() {
+	g.body = append(g.body, "")
+	d := g.p.Default
+	audit := g.p.Mode == engine.ModeAudit
+	if d == engine.ActionAllow {
+		g.comment("default: allow. Nothing to add: traffic no rule matched goes on through pf.")
+		return
+	}
+	mode := ""
+	if audit {
+		mode = ", audit"
+	}
+	g.comment("default: %s%s, for every other socket's TCP and UDP (root and system daemons included) and ping", d, mode)
+	to := "any"
+	if d == engine.ActionLocalOnly {
+		to = "! " + g.local()
+	}
+	v := engine.VerdictDeny
+	if audit {
+		v = engine.VerdictAudit
+	}
+	for _, r := range []pfRule{
+		{proto: "{ tcp udp }", opts: "user >= 0"},
+		{af: "inet", proto: "icmp", opts: "icmp-type echoreq"},
+		{af: "inet6", proto: "icmp6", opts: "icmp6-type echoreq"},
+	} {
+		r.pass = audit
+		r.log = true
+		r.quick = !audit
+		r.to = to
+		r.label = label(v, "default")
+		g.emit(r, Label{"", v})
+	}
+}
+
+// local returns the local table's reference, declaring it on first use.
+func (g *generator) local() string {
+	if !g.needLocal {
+		g.needLocal = true
+		g.tables = slices.Insert(g.tables, 0, tableLine(LocalTable, LocalEntries(g.hostNets)))
+	}
+	return "<" + LocalTable + ">"
+}
+
+// dest renders the destination of a run: one prefix inline, several in a
+// table of their own.
+func (g *generator) dest(rule, k int, ps []netip.Prefix) string {
+	if len(ps) == 1 {
+		return formatPrefix(ps[0])
+	}
+	name := fmt.Sprintf("exewall_r%d_%d", rule, k)
+	es := make([]string, len(ps))
+	for i, p := range ps {
+		es[i] = formatPrefix(p)
+	}
+	g.tables = append(g.tables, tableLine(name, es))
+	return "<" + name + ">"
+}
+
+func tableLine(name string, entries []string) string {
+	return "table <" + name + "> const { " + strings.Join(entries, ", ") + " }"
+}
+
+// LocalEntries lists the local table: the engine's local ranges, the host's
+// subnets not already inside them, then the metadata addresses negated. pf
+// looks a table up by longest prefix, so a negated /32 inside 169.254.0.0/16
+// keeps the metadata service out, as engine.IsLocal does.
+func LocalEntries(hostNets []netip.Prefix) []string {
+	var out []string
+	for _, p := range engine.LocalRanges {
+		out = append(out, formatPrefix(p))
+	}
+	var extra []netip.Prefix
+	for _, p := range hostNets {
+		p = normalize(p)
+		if !p.IsValid() || covered(p, engine.LocalRanges) || slices.Contains(engine.MetadataAddrs, p) || slices.Contains(extra, p) {
+			continue
+		}
+		extra = append(extra, p)
+	}
+	slices.SortFunc(extra, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Bits(), b.Bits())
+	})
+	for _, p := range extra {
+		out = append(out, formatPrefix(p))
+	}
+	for _, p := range engine.MetadataAddrs {
+		out = append(out, "!"+formatPrefix(p))
+	}
+	return out
+}
+
+// normalize masks p and turns an IPv4-mapped prefix into IPv4.
+func normalize(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return p
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
+}
+
+func covered(p netip.Prefix, by []netip.Prefix) bool {
+	for _, b := range by {
+		if b.Bits() <= p.Bits() && b.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// formatPrefix writes a host prefix as a bare address, as pfctl prints it.
+func formatPrefix(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+func portSpec(lo, hi uint16) string {
+	switch {
+	case lo == 0 && hi == 0:
+		return ""
+	case lo == hi:
+		return strconv.Itoa(int(lo))
+	}
+	return strconv.Itoa(int(lo)) + ":" + strconv.Itoa(int(hi))
+}
+
+func describe(rn run) string {
+	s := make([]string, len(rn.prefixes))
+	for i, p := range rn.prefixes {
+		s[i] = engine.Dest{Prefix: p, PortLo: rn.lo, PortHi: rn.hi, Proto: rn.proto}.String()
+	}
+	return string(rn.verdict) + " " + strings.Join(s, ", ")
+}
+
+const header = `# exewall: pf ruleset of anchor "` + AnchorPath + `". Generated: every apply
+# replaces the whole anchor in one transaction; do not edit.
+#
+# Every deciding rule is quick, so the first match wins and ends pf's
+# evaluation: user: rules, then group: rules, each with its destination
+# entries (most specific prefix first, deny before allow at equal length)
+# and then its action; last the default. Only outbound packets are judged;
+# replies follow pf's state. pf ties only TCP and UDP to a socket's user
+# or group.
+`
+
+func (g *generator) text() string {
+	var b strings.Builder
+	b.WriteString(header)
+	if len(g.tables) > 0 {
+		b.WriteString("\n")
+		for _, t := range g.tables {
+			b.WriteString(t + "\n")
+		}
+	}
+	for _, l := range g.body {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
