@@ -18,11 +18,11 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Options configure the pf backend.
-type Options struct {
-	StateDir string       // where the pf enable token is kept; DefaultStateDir when empty
-	Detach   bool         // Close removes the anchor and releases pf (--detach-on-exit)
-	Logger   *slog.Logger // nil for slog.Default()
+// Config configures the pf backend.
+type Config struct {
+	StateDir      string       // where the pf enable token is kept; DefaultStateDir when empty
+	DetachOnClose bool         // Close removes the anchor and releases pf (--detach-on-exit)
+	Logger        *slog.Logger // nil for slog.Default()
 }
 
 // Backend enforces policies with pf on macOS. It implements engine.Backend,
@@ -49,15 +49,15 @@ var (
 
 // New prepares the pf backend and starts reading pflog. Nothing is loaded
 // into pf before the first Apply.
-func New(opts Options) (*Backend, error) {
+func New(cfg Config) (*Backend, error) {
 	if _, err := exec.LookPath("pfctl"); err != nil {
 		return nil, fmt.Errorf("pfctl not found: %w", engine.ErrNotSupported)
 	}
-	log := opts.Logger
+	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	dir := opts.StateDir
+	dir := cfg.StateDir
 	if dir == "" {
 		dir = DefaultStateDir
 	}
@@ -65,7 +65,7 @@ func New(opts Options) (*Backend, error) {
 	b := &Backend{
 		anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
 		log:    log,
-		detach: opts.Detach,
+		detach: cfg.DetachOnClose,
 		viol:   make(chan engine.Violation, 1024),
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -297,6 +297,16 @@ func HostNets() ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// Reset removes exewall's anchor and the pf reference a daemon kept in
+// stateDir (DefaultStateDir when empty); no daemon needs to run.
+func Reset(ctx context.Context, stateDir string) error {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	a := &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: stateDir}
+	return a.Remove(ctx)
 }
 
 // InstallService installs and starts the LaunchDaemon running exePath
