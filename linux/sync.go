@@ -1,0 +1,158 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Sync implements engine.Syncer: it compares what the kernel holds (links on
+// the cgroup, pins, map contents of the active generation) with the desired
+// policy, repairs every difference and reports it.
+func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var drifts []engine.Drift
+	report := func(repaired bool, format string, args ...any) {
+		drifts = append(drifts, engine.Drift{What: fmt.Sprintf(format, args...), Repaired: repaired})
+	}
+
+	for _, h := range hooks {
+		l, ok := b.links[h.name]
+		if !ok {
+			continue // not attached yet (no policy applied): nothing to compare
+		}
+		if !b.linkOnOurCgroup(l) {
+			// Detached behind our back (bpftool link detach): replace it.
+			l.Unpin()
+			l.Close()
+			delete(b.links, h.name)
+			os.Remove(b.linkPin(h))
+			err := b.attach()
+			report(err == nil, "%s program was detached from %s", h.name, b.cgroupPath)
+			if err != nil {
+				return drifts, err
+			}
+			continue
+		}
+		if _, err := os.Stat(b.linkPin(h)); errors.Is(err, os.ErrNotExist) {
+			err := l.Pin(b.linkPin(h))
+			report(err == nil, "%s link pin %s was removed", h.name, b.linkPin(h))
+		}
+	}
+
+	if b.policy == nil {
+		return drifts, nil
+	}
+	desired := p
+	if desired == nil {
+		desired = b.policy
+	}
+	gen, err := b.activeGen()
+	if err != nil {
+		return drifts, err
+	}
+	want := b.gens[gen]
+	have, err := b.scanGen(gen)
+	if err != nil {
+		return drifts, err
+	}
+	var cfg datapathConfig
+	if err := b.objs.Configs.Lookup(gen, &cfg); err != nil {
+		return drifts, err
+	}
+	stale := false
+	if want == nil {
+		stale = true
+		report(false, "active policy generation unknown")
+	} else {
+		for _, changed := range []bool{
+			diffMap(&drifts, "executable rule", want.exe, have.exe),
+			diffMap(&drifts, "cgroup rule", want.cgroups, have.cgroups),
+			diffMap(&drifts, "user rule", want.uids, have.uids),
+			diffMap(&drifts, "group rule", want.gids, have.gids),
+			diffMap(&drifts, "destination", want.dests, have.dests),
+		} {
+			stale = stale || changed
+		}
+		if cfg != want.config {
+			stale = true
+			report(false, "policy settings (default/mode) were changed in the kernel")
+		}
+	}
+	if !reflect.DeepEqual(desired, b.policy) {
+		stale = true
+		report(false, "policy in force differs from the desired policy")
+	}
+	if stale {
+		ids, err := b.resolve(desired)
+		if err != nil {
+			return drifts, err
+		}
+		if err := b.applyLocked(desired.Clone(), ids); err != nil {
+			return drifts, err
+		}
+		for i := range drifts {
+			drifts[i].Repaired = true
+		}
+	}
+	return drifts, nil
+}
+
+// diffMap reports entries missing, extra or changed; it returns whether any.
+func diffMap[K comparable, V comparable](drifts *[]engine.Drift, what string, want, have map[K]V) bool {
+	found := false
+	for k, v := range want {
+		if hv, ok := have[k]; !ok {
+			*drifts = append(*drifts, engine.Drift{What: fmt.Sprintf("%s entry was deleted from the kernel map", what)})
+			found = true
+		} else if hv != v {
+			*drifts = append(*drifts, engine.Drift{What: fmt.Sprintf("%s entry was modified in the kernel map", what)})
+			found = true
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			*drifts = append(*drifts, engine.Drift{What: fmt.Sprintf("%s entry was added to the kernel map", what)})
+			found = true
+		}
+	}
+	return found
+}
+
+// AttachedPrograms lists every program attached to the cgroup at the hooks
+// exewall uses, ours and others' (systemd's, Cilium's), for doctor.
+func AttachedPrograms(cgroup string) ([]string, error) {
+	f, err := os.Open(cgroup)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	for _, h := range hooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: h.attach})
+		if err != nil {
+			return nil, fmt.Errorf("query %s programs: %w", h.name, err)
+		}
+		for _, ap := range res.Programs {
+			name := "?"
+			if p, err := ebpf.NewProgramFromID(ap.ID); err == nil {
+				if info, err := p.Info(); err == nil {
+					name = info.Name
+				}
+				p.Close()
+			}
+			out = append(out, fmt.Sprintf("%s: id %d %s", h.name, ap.ID, name))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,69 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+
+	"github.com/exewall/exewall/engine"
+)
+
+// TestSyncRepairsTampering detaches a program and deletes a map entry behind
+// the backend's back; Sync must report and repair both.
+func TestSyncRepairsTampering(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "tampered")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{{Name: "d", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}}}
+	b.apply(t, p)
+
+	if drifts, err := b.Sync(context.Background(), p); err != nil || len(drifts) != 0 {
+		t.Fatalf("clean state: drifts %v, err %v", drifts, err)
+	}
+
+	// Tamper 1: detach the connect4 link, as `bpftool link detach` would.
+	raw, ok := b.links["connect4"].(interface{ Detach() error })
+	if !ok {
+		t.Fatalf("link %T cannot detach", b.links["connect4"])
+	}
+	if err := raw.Detach(); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+	if _, out := runClient(t, exe, cg, loopbackTCP(port)); out[0].denied() {
+		t.Fatal("detaching did not take the program off the hook; the test proves nothing")
+	}
+	// Tamper 2: delete the executable's rule from the active generation.
+	var k datapathExeKey
+	var r datapathRule
+	it := b.objs.ExeRules.Iterate()
+	for it.Next(&k, &r) {
+		break
+	}
+	if err := b.objs.ExeRules.Delete(k); err != nil {
+		t.Fatal(err)
+	}
+
+	drifts, err := b.Sync(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var detached, deleted bool
+	for _, d := range drifts {
+		detached = detached || (d.Repaired && strings.Contains(d.What, "connect4 program was detached"))
+		deleted = deleted || (d.Repaired && strings.Contains(d.What, "executable rule entry was deleted"))
+	}
+	if !detached || !deleted {
+		t.Fatalf("drifts %+v", drifts)
+	}
+	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("after sync: %+v, want EPERM", out[0])
+	}
+	if n := attachedPrograms(t, cg); n != len(hooks) {
+		t.Fatalf("%d programs attached after repair, want %d", n, len(hooks))
+	}
+}
