@@ -457,12 +457,13 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	zero := make([]datapathCounter, b.ncpu)
 	for slot, name := range c.names {
 		// Counters must exist before the flip or the first hits go uncounted.
-		if err := b.objs.Counters.Update(slot, zero, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		err := retryNoMem(func() error { return b.objs.Counters.Update(slot, zero, ebpf.UpdateNoExist) })
+		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			return fmt.Errorf("create counter: %w", err)
 		}
 		var rn datapathRuleName
 		copy(rn.Name[:], toInt8(name))
-		if err := b.objs.CounterNames.Update(slot, rn, ebpf.UpdateAny); err != nil {
+		if err := retryNoMem(func() error { return b.objs.CounterNames.Update(slot, rn, ebpf.UpdateAny) }); err != nil {
 			return fmt.Errorf("name counter: %w", err)
 		}
 	}
@@ -502,17 +503,43 @@ func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
 		keys = append(keys, k)
 		vals = append(vals, v)
 	}
-	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
-		return nil
-	} else if !errors.Is(err, ebpf.ErrNotSupported) {
-		return err
-	}
-	for i := range keys {
-		if err := m.Update(keys[i], vals[i], ebpf.UpdateAny); err != nil {
+	for done, tries := 0, 0; done < len(keys); {
+		n, err := m.BatchUpdate(keys[done:], vals[done:], nil)
+		done += n
+		switch {
+		case err == nil:
+		case errors.Is(err, ebpf.ErrNotSupported):
+			for i := done; i < len(keys); i++ {
+				if err := retryNoMem(func() error { return m.Update(keys[i], vals[i], ebpf.UpdateAny) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		case errors.Is(err, unix.ENOMEM) && tries < maxNoMemRetries:
+			tries++
+			time.Sleep(time.Millisecond)
+		default:
 			return err
 		}
 	}
 	return nil
+}
+
+const maxNoMemRetries = 200
+
+// retryNoMem retries a map update that failed with ENOMEM. Maps without
+// preallocation take elements from the kernel's BPF allocator, whose per-CPU
+// caches refill asynchronously: a burst of thousands of inserts can outrun
+// the refill and fail although memory is plentiful. A short pause lets it
+// catch up; a real shortage still fails after the retries.
+func retryNoMem(f func() error) error {
+	for tries := 0; ; tries++ {
+		err := f()
+		if err == nil || !errors.Is(err, unix.ENOMEM) || tries == maxNoMemRetries {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
