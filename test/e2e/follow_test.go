@@ -1,0 +1,77 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestFollowAndMetrics(t *testing.T) {
+	w := newWorld(t)
+	client := clientCopy(t, t.TempDir(), "followed")
+	port := listen(t)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	w.start("--metrics-addr", metrics, "--log-format", "json")
+	w.ok("deny", client)
+
+	follow := exec.Command(exewall, "--socket", w.socket, "violations", "--follow", "--json")
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(300 * time.Millisecond) // let the follower subscribe
+	pid, _ := w.connect(client, "tcp4", port, 1)
+	select {
+	case line := <-lines:
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil || v["pid"] != float64(pid) || v["verdict"] != "deny" {
+			t.Fatalf("followed %q (%v), want pid %d", line, err, pid)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("--follow printed nothing")
+	}
+
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`exewall_connections_total{rule="followed",verdict="deny"} 1`, "exewall_events_lost_total 0",
+		`exewall_violations_total{verdict="deny"} 1`, "exewall_rules 1", `exewall_hook_active{hook="connect4"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
