@@ -313,7 +313,7 @@ func TestSyncAndStatus(t *testing.T) {
 func TestDeriveName(t *testing.T) {
 	for sel, want := range map[engine.Selector]string{
 		{Exe: "/usr/bin/curl"}:                  "curl",
-		{Exe: `C:\Program Files\App\app.exe`}:  "app",
+		{Exe: `C:\Program Files\App\app.exe`}:   "app",
 		{Exe: "/opt/my app/.run"}:               "run",
 		{Cgroup: "/system.slice/nginx.service"}: "nginx.service",
 		{User: "nobody"}:                        "user-nobody",
