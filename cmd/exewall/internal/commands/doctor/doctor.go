@@ -16,6 +16,10 @@ import (
 var Command = &cli.Command{
 	Name:  "doctor",
 	Usage: "check what this machine supports, and say what to do about what it does not",
+	Description: `Reports the kernel, BTF, the cgroup v2 mount, bpffs, capabilities, which
+eBPF hook types load, whether exewall's programs pass the verifier, and
+which programs (exewall's and others') are attached to the cgroup. Each
+line says what works or what to do. It needs no daemon and changes nothing.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "cgroup", Usage: "the cgroup v2 directory the daemon attaches to (default: the root)"},
 		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "the daemon's pin directory"},
@@ -45,15 +49,8 @@ var Command = &cli.Command{
 			}
 			tw.Flush()
 		}
-		failed := 0
-		for _, c := range checks {
-			if !c.OK {
-				failed++
-			}
-		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d checks failed", failed, len(checks))
-		}
+		// A FAIL line is a finding, not a failure of the command: optional
+		// hooks (fentry, lsm) are refused on many kernels exewall runs on.
 		return nil
 	},
 }
