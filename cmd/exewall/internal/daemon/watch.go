@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -27,8 +28,20 @@ func watchPolicy(ctx context.Context, m *engine.Manager, path string, log *slog.
 		return err
 	}
 	// A symlinked file may live elsewhere: watch its directory too.
-	if target, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(target) != dir {
-		w.Add(filepath.Dir(target))
+	names := map[string]bool{filepath.Base(path): true}
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		names[filepath.Base(target)] = true
+		if filepath.Dir(target) != dir {
+			w.Add(filepath.Dir(target))
+		}
+	}
+	// Only the policy file and Kubernetes' ..data / ..<timestamp> entries
+	// matter; other files in the directory (our own temporary and probe
+	// files among them) would otherwise trigger reloads that trigger
+	// probes that trigger reloads.
+	relevant := func(name string) bool {
+		base := filepath.Base(name)
+		return names[base] || strings.HasPrefix(base, "..")
 	}
 	go func() {
 		defer w.Close()
@@ -44,7 +57,7 @@ func watchPolicy(ctx context.Context, m *engine.Manager, path string, log *slog.
 				if !ok {
 					return
 				}
-				if ev.Op == fsnotify.Chmod {
+				if ev.Op == fsnotify.Chmod || !relevant(ev.Name) {
 					continue
 				}
 				timer.Reset(quiet)
