@@ -62,6 +62,9 @@ type world struct {
 	logFile  string
 	d        *exec.Cmd
 	exited   chan struct{}
+	// wrap, when set, is a command line the daemon runs under (it gets
+	// exewall and its arguments appended).
+	wrap []string
 }
 
 func newWorld(t *testing.T) *world {
@@ -137,7 +140,11 @@ func (w *world) start(extra ...string) {
 	defer log.Close()
 	args := append([]string{"--socket", w.socket, "daemon", "--cgroup", w.cgroup, "--pin-dir", w.pinDir,
 		"--state-dir", w.stateDir, "--policy", w.policy}, extra...)
-	w.d = exec.Command(exewall, args...)
+	if len(w.wrap) > 0 {
+		w.d = exec.Command(w.wrap[0], append(append(w.wrap[1:], exewall), args...)...)
+	} else {
+		w.d = exec.Command(exewall, args...)
+	}
 	w.d.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
 	w.d.Stdout, w.d.Stderr = log, log
 	if err := w.d.Start(); err != nil {
