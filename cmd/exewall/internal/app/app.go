@@ -53,7 +53,6 @@ func NewWithWriters(out, errOut io.Writer) *App {
 	a.Version = Version
 	a.Writer, a.ErrWriter = out, errOut
 	a.EnableBashCompletion = false
-	a.HideHelpCommand = true
 	// "10.0.0.0/8 port 80,443" must stay one destination.
 	a.DisableSliceFlagSeparator = true
 	a.Flags = []cli.Flag{commands.SocketFlag}

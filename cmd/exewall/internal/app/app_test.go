@@ -66,6 +66,7 @@ func (e *env) run(t *testing.T, args ...string) string {
 func TestUsageErrorsAreOneLine(t *testing.T) {
 	for _, args := range [][]string{
 		{"nosuchcommand"},
+		{"help", "nosuchcommand"},
 		{"rule", "nosuch"},
 		{"deny"},
 		{"deny", "/bin/a", "/bin/b"},
