@@ -81,8 +81,13 @@ func NewWithWriters(out, errOut io.Writer) *App {
 }
 
 // setup gives every command the one-line usage errors and makes a
-// command with subcommands refuse an unknown one.
+// command with subcommands refuse an unknown one. urfave/cli adds its own
+// help commands to the (package-level, shared) command tree when it runs;
+// those are left alone.
 func setup(c *cli.Command) {
+	if c.Name == "help" {
+		return
+	}
 	c.OnUsageError = usageError
 	if len(c.Subcommands) > 0 {
 		c.HideHelpCommand = true
