@@ -39,10 +39,10 @@ func NewClient(socket string) *Client {
 // RemoteError is an error the daemon answered with.
 type RemoteError struct {
 	Status int
-	Error_ Error
+	Body   Error
 }
 
-func (e *RemoteError) Error() string { return e.Error_.Error }
+func (e *RemoteError) Error() string { return e.Body.Error }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	resp, err := c.send(ctx, method, path, in)
@@ -85,7 +85,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e); err != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("daemon answered %s", resp.Status)
 		}
-		return nil, &RemoteError{Status: resp.StatusCode, Error_: e}
+		return nil, &RemoteError{Status: resp.StatusCode, Body: e}
 	}
 	return resp, nil
 }

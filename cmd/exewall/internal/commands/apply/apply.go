@@ -56,8 +56,8 @@ of locking yourself out.`,
 		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {
 			var re *api.RemoteError
-			if errors.As(err, &re) && re.Error_.Line > 0 {
-				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Error_.Error)
+			if errors.As(err, &re) && re.Body.Line > 0 {
+				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Body.Error)
 			}
 			return err
 		}
