@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +27,14 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func TestFollowAndMetrics(t *testing.T) {
+// TestFollowMetricsTamper covers --follow, /metrics and the daemon's own
+// periodic tamper check.
+func TestFollowMetricsTamper(t *testing.T) {
 	w := newWorld(t)
 	client := clientCopy(t, t.TempDir(), "followed")
 	port := listen(t)
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	w.start("--metrics-addr", metrics, "--log-format", "json")
+	w.start("--metrics-addr", metrics, "--log-format", "json", "--sync-interval", "300ms")
 	w.ok("deny", client)
 
 	follow := exec.Command(exewall, "--socket", w.socket, "violations", "--follow", "--json")
@@ -73,5 +77,33 @@ func TestFollowAndMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+
+	// Someone detaches a program; the periodic check puts it back and
+	// logs a tamper event without anyone running `exewall sync`.
+	if out, err := execOut("bpftool", "link", "detach", "pinned", filepath.Join(w.pinDir, "link_connect4")); err != nil {
+		t.Fatalf("bpftool link detach: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		log, _ := os.ReadFile(w.logFile)
+		if strings.Contains(string(log), `"msg":"tamper`) && strings.Contains(string(log), `"by":"periodic sync"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tamper event logged:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.wantAttachedOnce()
+	w.wantVerdict(client, port, "EPERM")
+	resp, err = http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), "exewall_tamper_events_total 0") || !strings.Contains(string(body), "exewall_tamper_events_total") {
+		t.Errorf("tamper not counted in /metrics")
 	}
 }
