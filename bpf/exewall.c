@@ -21,106 +21,7 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* active[0] is the policy generation in force. Userspace fills the other
- * generation, flips this word, waits for an RCU grace period, then clears
- * the old one: each program reads it once, so no attempt sees a mix. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} active SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, struct config);
-} configs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct exe_key);
-	__type(value, struct rule);
-} exe_rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} cgroup_rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} uid_rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} gid_rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_DEST_NODES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dest_key);
-	__type(value, struct dest_val);
-} dests SEC(".maps");
-
-/* Local ranges for local-only: value 1 is local, 0 carves out an exception
- * (cloud metadata). Kept current from netlink; not per generation. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct local_key);
-	__type(value, __u8);
-} local_nets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_RULES + 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct counter);
-} counters SEC(".maps");
-
-/* Ring buffer reservations that failed: the event is lost, never the verdict. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} events_lost SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
-} events SEC(".maps");
-
-/* bpf2go emits Go types only for types in BTF; the event reaches BTF this way. */
-const struct event *unused_event __attribute__((unused));
-
-/* Counter slot -> rule name, written by userspace only: lets a restarted
- * daemon name the counters it adopts. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_RULES + 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct rule_name);
-} counter_names SEC(".maps");
+#include "maps.h"
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 {
@@ -138,6 +39,10 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 	return PROTO_ANY;
 }
 
+/* bpf2go emits Go types only for types in BTF; these reach BTF this way. */
+const struct event *unused_event __attribute__((unused));
+const struct sock_rec *unused_sock_rec __attribute__((unused));
+
 static __always_inline int read_exe(struct file_id *id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -154,7 +59,7 @@ static __always_inline int read_exe(struct file_id *id)
 	return 1;
 }
 
-static __always_inline struct rule *find_cgroup_rule(struct config *cfg, __u32 gen)
+static __always_inline struct rule *find_cgroup_rule(__u32 gen)
 {
 	struct rule *found = NULL;
 	struct id_key k = { .gen = gen };
@@ -170,6 +75,60 @@ static __always_inline struct rule *find_cgroup_rule(struct config *cfg, __u32 g
 			found = r;
 	}
 	return found;
+}
+
+/* The rule of an executable renamed over an exe rule's path since userspace
+ * last resolved it (recorded by the exec hook). */
+static __always_inline struct rule *find_learned_rule(struct file_id *exe, __u32 gen)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
+	if (!n || !*n)
+		return NULL;
+	struct path_key *pk = bpf_map_lookup_elem(&exe_learned, exe);
+	if (!pk)
+		return NULL;
+	struct path_key k = *pk;
+	k.gen = gen;
+	return bpf_map_lookup_elem(&path_rules, &k);
+}
+
+/* select_rule picks the rule covering the current task (DESIGN.md "How a
+ * connection is judged"): executable, else deepest cgroup, else uid, else gid. */
+static __always_inline struct rule *select_rule(struct config *cfg, __u32 gen, struct file_id *exe, int has_exe)
+{
+	struct rule *r = NULL;
+	if (has_exe) {
+		struct exe_key k = { .id = *exe, .gen = gen };
+		r = bpf_map_lookup_elem(&exe_rules, &k);
+		if (!r)
+			r = find_learned_rule(exe, gen);
+	}
+	if (!r && cfg->has_cgroup_rules)
+		r = find_cgroup_rule(gen);
+	if (!r && (cfg->has_uid_rules || cfg->has_gid_rules)) {
+		__u64 uid_gid = bpf_get_current_uid_gid();
+		struct id_key k = { .gen = gen };
+		if (cfg->has_uid_rules) {
+			k.id = (__u32)uid_gid;
+			r = bpf_map_lookup_elem(&uid_rules, &k);
+		}
+		if (!r && cfg->has_gid_rules) {
+			k.id = uid_gid >> 32;
+			r = bpf_map_lookup_elem(&gid_rules, &k);
+		}
+	}
+	return r;
+}
+
+static __always_inline struct config *active_config(__u32 *gen)
+{
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&active, &zero);
+	if (!genp)
+		return NULL;
+	*gen = *genp & 1;
+	return bpf_map_lookup_elem(&configs, gen);
 }
 
 static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 *addr, __u16 port,
@@ -267,35 +226,13 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (has_exe < 0)
 		return 1; /* kernel thread: no user memory, always allowed */
 
-	__u32 zero = 0;
-	__u32 *genp = bpf_map_lookup_elem(&active, &zero);
-	if (!genp)
-		return 1;
-	__u32 gen = *genp & 1;
-	struct config *cfg = bpf_map_lookup_elem(&configs, &gen);
+	__u32 gen;
+	struct config *cfg = active_config(&gen);
 	if (!cfg)
 		return 1;
 
 	__u8 proto = proto_of(ctx);
-	struct rule *r = NULL;
-	if (has_exe) {
-		struct exe_key k = { .id = exe, .gen = gen };
-		r = bpf_map_lookup_elem(&exe_rules, &k);
-	}
-	if (!r && cfg->has_cgroup_rules)
-		r = find_cgroup_rule(cfg, gen);
-	if (!r && (cfg->has_uid_rules || cfg->has_gid_rules)) {
-		__u64 uid_gid = bpf_get_current_uid_gid();
-		struct id_key k = { .gen = gen };
-		if (cfg->has_uid_rules) {
-			k.id = (__u32)uid_gid;
-			r = bpf_map_lookup_elem(&uid_rules, &k);
-		}
-		if (!r && cfg->has_gid_rules) {
-			k.id = uid_gid >> 32;
-			r = bpf_map_lookup_elem(&gid_rules, &k);
-		}
-	}
+	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
 
 	__u8 verdict = 0;
 	__u8 action = cfg->default_action;
@@ -363,3 +300,51 @@ int exewall_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, HOOK_SENDMS
 
 SEC("cgroup/sendmsg6")
 int exewall_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_SENDMSG6); }
+
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+
+/* sock_create closes what connect/sendmsg never see: raw sockets, ping
+ * sockets (their unconnected sends skip the sendmsg hooks), SCTP, MPTCP and
+ * other protocols are created only by processes whose rule is unrestricted
+ * (action allow, no deny entries). TCP and UDP sockets are always created
+ * and judged per destination; their creator is recorded so held sockets can
+ * be re-judged (and destroyed) when a rule tightens. */
+SEC("cgroup/sock_create")
+int exewall_sock_create(struct bpf_sock *sk)
+{
+	struct file_id exe = {};
+	int has_exe = read_exe(&exe);
+	if (has_exe < 0)
+		return 1;
+	__u32 gen;
+	struct config *cfg = active_config(&gen);
+	if (!cfg)
+		return 1;
+
+	__u32 type = sk->type, protocol = sk->protocol;
+	if ((type == SOCK_STREAM && protocol == IPPROTO_TCP) || (type == SOCK_DGRAM && protocol == IPPROTO_UDP)) {
+		struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (o) {
+			__u64 uid_gid = bpf_get_current_uid_gid();
+			o->exe = exe;
+			o->has_exe = has_exe;
+			o->uid = (__u32)uid_gid;
+			o->gid = uid_gid >> 32;
+			o->cgroup = bpf_get_current_cgroup_id();
+		}
+		return 1;
+	}
+
+	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
+	__u32 slot = r ? r->counter : cfg->default_counter;
+	int unrestricted = r ? r->unrestricted : cfg->default_action == ACTION_ALLOW;
+	if (unrestricted)
+		return 1;
+	__u8 verdict = (cfg->audit_mode || (r && r->audit)) ? VERDICT_AUDIT : VERDICT_DENY;
+	__u8 proto = (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) ? PROTO_ICMP : PROTO_RAW;
+	__u8 addr[16] = {};
+	count(slot, verdict);
+	report(r, slot, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, &exe, has_exe);
+	return verdict == VERDICT_AUDIT;
+}

@@ -13,7 +13,9 @@
 enum action { ACTION_ALLOW = 0, ACTION_DENY = 1, ACTION_LOCAL_ONLY = 2 };
 enum verdict { VERDICT_ALLOW = 1, VERDICT_DENY = 2, VERDICT_AUDIT = 3 };
 enum proto { PROTO_ANY = 0, PROTO_TCP = 1, PROTO_UDP = 2, PROTO_ICMP = 3 };
-enum hook { HOOK_CONNECT4 = 1, HOOK_CONNECT6 = 2, HOOK_SENDMSG4 = 3, HOOK_SENDMSG6 = 4 };
+enum hook { HOOK_CONNECT4 = 1, HOOK_CONNECT6 = 2, HOOK_SENDMSG4 = 3, HOOK_SENDMSG6 = 4, HOOK_SOCK_CREATE = 5 };
+#define PROTO_RAW 4 /* in events: a socket kind refused at creation (raw, SCTP, ...) */
+#define MAX_NAME 64
 
 /* Executable identity as the kernel sees it: exe_file->f_inode. */
 struct file_id {
@@ -42,7 +44,7 @@ struct rule {
 	__u8 action;   /* enum action */
 	__u8 audit;
 	__u8 has_dests;
-	__u8 _pad;
+	__u8 unrestricted; /* action allow and no deny entries: any socket kind may be created */
 };
 
 /* Per-generation settings, switched together with the maps. */
@@ -78,6 +80,37 @@ struct dest_val {
 	__u32 count;
 	__u32 _pad;
 	struct dest_entry e[MAX_DEST_ENTRIES];
+};
+
+/* An exe rule's location, so that a file renamed over that path (a package
+ * upgrade) is recognised at its first exec, before userspace re-resolves. */
+struct path_key {
+	struct file_id dir; /* the parent directory */
+	__u32 gen;
+	__u32 _pad;
+	char name[MAX_NAME];
+};
+
+/* Who created a socket: lets held sockets be re-judged when a rule tightens. */
+struct sock_owner {
+	struct file_id exe;
+	__u64 cgroup;
+	__u32 uid;
+	__u32 gid;
+	__u8 has_exe;
+	__u8 _pad[7];
+};
+
+/* One held socket as the socket iterator reports it to userspace. */
+struct sock_rec {
+	__u64 cookie;
+	struct sock_owner owner;
+	__u8 daddr[16];
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 has_owner;
+	__u8 _pad[3];
 };
 
 struct local_key {

@@ -54,6 +54,7 @@ var hooks = []hook{
 	{"connect6", ebpf.AttachCGroupInet6Connect, func(o *datapathObjects) *ebpf.Program { return o.ExewallConnect6 }},
 	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *datapathObjects) *ebpf.Program { return o.ExewallSendmsg4 }},
 	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *datapathObjects) *ebpf.Program { return o.ExewallSendmsg6 }},
+	{"sock_create", ebpf.AttachCGroupInetSockCreate, func(o *datapathObjects) *ebpf.Program { return o.ExewallSockCreate }},
 }
 
 // Backend is the eBPF engine.Backend.
@@ -81,6 +82,12 @@ type Backend struct {
 	repin     bool         // maps are fresh (old pins incompatible): pin after first apply
 	hostNets  []netip.Prefix
 	local     map[datapathLocalKey]uint8 // what local_nets holds
+
+	exec     execwatchObjects
+	execLink link.Link // nil when the kernel refuses tp_btf
+	socks    socketsObjects
+	sockIter []*link.Iter // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
+	optional map[string]error // optional hooks that could not load, and why
 
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
@@ -142,6 +149,7 @@ func New(cfg Config) (_ *Backend, retErr error) {
 	if err := b.load(); err != nil {
 		return nil, err
 	}
+	b.loadOptional()
 	b.resolver = NewKernelResolver()
 	if b.resolver.Fallback != nil {
 		b.log.Warn("executable identity", "err", b.resolver.Fallback)
@@ -290,7 +298,7 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
-	ids := identities{exe: map[string][]engine.FileID{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	var paths []string
 	for _, r := range p.Rules {
 		if r.Exe != "" {
@@ -299,6 +307,9 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	}
 	found, err := b.resolver.IdentifyAll(paths)
 	if err != nil {
+		return ids, err
+	}
+	if err := b.resolvePlaces(paths, ids.places); err != nil {
 		return ids, err
 	}
 	for _, path := range paths {
@@ -411,6 +422,12 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.repin = false
 	}
 	b.policy, b.ids = p, ids
+	b.pruneLearned(ids)
+	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {
+		b.log.Warn("re-judge held sockets", "err", err)
+	} else if n > 0 {
+		b.log.Info("destroyed held sockets the policy now denies", "count", n)
+	}
 	b.byName = make(map[string]*engine.Rule, len(p.Rules))
 	for i := range p.Rules {
 		b.byName[p.Rules[i].Name] = &p.Rules[i]
@@ -453,6 +470,9 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	}
 	if err := batchUpdate(b.objs.Dests, c.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
+		return fmt.Errorf("write executable paths: %w", err)
 	}
 	zero := make([]datapathCounter, b.ncpu)
 	for slot, name := range c.names {
@@ -584,8 +604,10 @@ func (b *Backend) clearGen(gen uint32) error {
 	if err := batchDelete(b.objs.Dests, keysOf(c.dests)); err != nil {
 		return err
 	}
-	b.gens[gen] = &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
-		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{}, dests: map[datapathDestKey]datapathDestVal{}}
+	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
+		return err
+	}
+	b.gens[gen] = emptyCompiled()
 	return nil
 }
 
@@ -597,9 +619,25 @@ func keysOf[K comparable, V any](m map[K]V) []K {
 	return out
 }
 
+func emptyCompiled() *compiled {
+	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
+		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
+		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}}
+}
+
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
-	c := &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
-		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{}, dests: map[datapathDestKey]datapathDestVal{}}
+	c := emptyCompiled()
+	var pk datapathPathKey
+	var pr datapathRule
+	pit := b.objs.PathRules.Iterate()
+	for pit.Next(&pk, &pr) {
+		if pk.Gen == gen {
+			c.paths[pk] = pr
+		}
+	}
+	if err := pit.Err(); err != nil {
+		return nil, err
+	}
 	var ek datapathExeKey
 	var r datapathRule
 	it := b.objs.ExeRules.Iterate()
@@ -686,11 +724,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := engine.State{Backend: b.Name(), AttachPoint: b.cgroupPath, RuleCounter: map[string]engine.Counters{}}
-	for _, h := range hooks {
-		if _, ok := b.links[h.name]; ok {
-			st.Hooks = append(st.Hooks, h.name)
-		}
-	}
+	st.Hooks = b.activeHooks()
 	if b.policy != nil {
 		st.Rules = len(b.policy.Rules)
 	}
@@ -758,6 +792,14 @@ func (b *Backend) Close() error {
 		for _, l := range b.links {
 			l.Close()
 		}
+		if b.execLink != nil {
+			b.execLink.Close()
+		}
+		for _, it := range b.sockIter {
+			it.Close()
+		}
+		b.exec.Close()
+		b.socks.Close()
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()
@@ -775,6 +817,11 @@ func (b *Backend) Reset(ctx context.Context) error {
 }
 
 func (b *Backend) reset() error {
+	if b.execLink != nil {
+		b.execLink.Unpin()
+		b.execLink.Close()
+		b.execLink = nil
+	}
 	for name, l := range b.links {
 		l.Unpin()
 		l.Close()

@@ -33,12 +33,14 @@ type compiled struct {
 	uids    map[datapathIdKey]datapathRule
 	gids    map[datapathIdKey]datapathRule
 	dests   map[datapathDestKey]datapathDestVal
+	paths   map[datapathPathKey]datapathRule
 	names   map[uint32]string // counter slot -> rule name, for slots in use
 }
 
 // identities is what compile needs from the machine, resolved beforehand.
 type identities struct {
 	exe     map[string][]engine.FileID // by exe path; several while an old inode still runs
+	places  map[string]place           // by exe path: where the file lives, for the exec hook
 	cgroups map[string]uint64          // by cleaned cgroup path
 	uids    map[string]uint32
 	gids    map[string]uint32
@@ -56,6 +58,7 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		uids:    map[datapathIdKey]datapathRule{},
 		gids:    map[datapathIdKey]datapathRule{},
 		dests:   map[datapathDestKey]datapathDestVal{},
+		paths:   map[datapathPathKey]datapathRule{},
 		names:   map[uint32]string{0: ""},
 	}
 	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
@@ -69,6 +72,8 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 			Action:   uint8(r.Action),
 			Audit:    b2u(r.Audit),
 			HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
+			// Unrestricted rules may create any socket kind (raw, ping...).
+			Unrestricted: b2u(r.Action == engine.ActionAllow && len(r.Deny) == 0),
 		}
 		if dr.HasDests == 1 {
 			if err := compileDests(r, dr.Id, c.dests); err != nil {
@@ -79,6 +84,9 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		case r.Exe != "":
 			for _, id := range ids.exe[r.Exe] {
 				c.exe[datapathExeKey{Id: datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}, Gen: gen}] = dr
+			}
+			if pl, ok := ids.places[r.Exe]; ok {
+				c.paths[pathKey(pl, gen)] = dr
 			}
 		case r.Cgroup != "":
 			if id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]; ok {
@@ -179,4 +187,20 @@ func b2u(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// place is where an executable lives: its parent directory's identity and
+// its name, as the exec hook reads them from the dentry.
+type place struct {
+	dir  engine.FileID
+	name string
+}
+
+// maxName mirrors MAX_NAME: longer names are not followed at exec.
+const maxName = 64
+
+func pathKey(pl place, gen uint32) datapathPathKey {
+	k := datapathPathKey{Dir: datapathFileId{Dev: pl.dir.Dev, Igen: pl.dir.Gen, Ino: pl.dir.Ino}, Gen: gen}
+	copy(k.Name[:], toInt8(pl.name))
+	return k
 }

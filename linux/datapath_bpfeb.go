@@ -104,14 +104,22 @@ type datapathLocalKey struct {
 	Addr      [16]uint8
 }
 
+type datapathPathKey struct {
+	_    structs.HostLayout
+	Dir  datapathFileId
+	Gen  uint32
+	Pad  uint32
+	Name [64]int8
+}
+
 type datapathRule struct {
-	_        structs.HostLayout
-	Id       uint32
-	Counter  uint32
-	Action   uint8
-	Audit    uint8
-	HasDests uint8
-	Pad      uint8
+	_            structs.HostLayout
+	Id           uint32
+	Counter      uint32
+	Action       uint8
+	Audit        uint8
+	HasDests     uint8
+	Unrestricted uint8
 }
 
 type datapathRuleName struct {
@@ -119,27 +127,57 @@ type datapathRuleName struct {
 	Name [64]int8
 }
 
+type datapathSockOwner struct {
+	_      structs.HostLayout
+	Exe    datapathFileId
+	Cgroup uint64
+	Uid    uint32
+	Gid    uint32
+	HasExe uint8
+	Pad    [7]uint8
+}
+
+type datapathSockRec struct {
+	_        structs.HostLayout
+	Cookie   uint64
+	Owner    datapathSockOwner
+	Daddr    [16]uint8
+	Dport    uint16
+	Family   uint8
+	Proto    uint8
+	HasOwner uint8
+	Pad      [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapActive           = "active"
-	datapathMapCgroupRules      = "cgroup_rules"
-	datapathMapConfigs          = "configs"
-	datapathMapCounterNames     = "counter_names"
-	datapathMapCounters         = "counters"
-	datapathMapDests            = "dests"
-	datapathMapEvents           = "events"
-	datapathMapEventsLost       = "events_lost"
-	datapathMapExeRules         = "exe_rules"
-	datapathMapGidRules         = "gid_rules"
-	datapathMapLocalNets        = "local_nets"
-	datapathMapUidRules         = "uid_rules"
-	datapathProgExewallConnect4 = "exewall_connect4"
-	datapathProgExewallConnect6 = "exewall_connect6"
-	datapathProgExewallSendmsg4 = "exewall_sendmsg4"
-	datapathProgExewallSendmsg6 = "exewall_sendmsg6"
-	datapathVarUnusedEvent      = "unused_event"
+	datapathMapActive             = "active"
+	datapathMapAttachCgroup       = "attach_cgroup"
+	datapathMapCgroupRules        = "cgroup_rules"
+	datapathMapConfigs            = "configs"
+	datapathMapCounterNames       = "counter_names"
+	datapathMapCounters           = "counters"
+	datapathMapDests              = "dests"
+	datapathMapEvents             = "events"
+	datapathMapEventsLost         = "events_lost"
+	datapathMapExeLearned         = "exe_learned"
+	datapathMapExeRules           = "exe_rules"
+	datapathMapGidRules           = "gid_rules"
+	datapathMapLearnedCount       = "learned_count"
+	datapathMapLocalNets          = "local_nets"
+	datapathMapPathRules          = "path_rules"
+	datapathMapSockDoomed         = "sock_doomed"
+	datapathMapSockOwners         = "sock_owners"
+	datapathMapUidRules           = "uid_rules"
+	datapathProgExewallConnect4   = "exewall_connect4"
+	datapathProgExewallConnect6   = "exewall_connect6"
+	datapathProgExewallSendmsg4   = "exewall_sendmsg4"
+	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
+	datapathProgExewallSockCreate = "exewall_sock_create"
+	datapathVarUnusedEvent        = "unused_event"
+	datapathVarUnusedSockRec      = "unused_sock_rec"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -184,10 +222,11 @@ type datapathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathProgramSpecs struct {
-	ExewallConnect4 *ebpf.ProgramSpec `ebpf:"exewall_connect4"`
-	ExewallConnect6 *ebpf.ProgramSpec `ebpf:"exewall_connect6"`
-	ExewallSendmsg4 *ebpf.ProgramSpec `ebpf:"exewall_sendmsg4"`
-	ExewallSendmsg6 *ebpf.ProgramSpec `ebpf:"exewall_sendmsg6"`
+	ExewallConnect4   *ebpf.ProgramSpec `ebpf:"exewall_connect4"`
+	ExewallConnect6   *ebpf.ProgramSpec `ebpf:"exewall_connect6"`
+	ExewallSendmsg4   *ebpf.ProgramSpec `ebpf:"exewall_sendmsg4"`
+	ExewallSendmsg6   *ebpf.ProgramSpec `ebpf:"exewall_sendmsg6"`
+	ExewallSockCreate *ebpf.ProgramSpec `ebpf:"exewall_sock_create"`
 }
 
 // datapathMapSpecs contains maps before they are loaded into the kernel.
@@ -195,6 +234,7 @@ type datapathProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
 	Active       *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
 	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
 	Configs      *ebpf.MapSpec `ebpf:"configs"`
 	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
@@ -202,9 +242,14 @@ type datapathMapSpecs struct {
 	Dests        *ebpf.MapSpec `ebpf:"dests"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
 	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
 	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
+	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
+	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
 	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
@@ -212,7 +257,8 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedSockRec *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -236,6 +282,7 @@ func (o *datapathObjects) Close() error {
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
 	Active       *ebpf.Map `ebpf:"active"`
+	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
 	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
 	Configs      *ebpf.Map `ebpf:"configs"`
 	CounterNames *ebpf.Map `ebpf:"counter_names"`
@@ -243,15 +290,21 @@ type datapathMaps struct {
 	Dests        *ebpf.Map `ebpf:"dests"`
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
 	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
 	GidRules     *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount *ebpf.Map `ebpf:"learned_count"`
 	LocalNets    *ebpf.Map `ebpf:"local_nets"`
+	PathRules    *ebpf.Map `ebpf:"path_rules"`
+	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
+	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
 	UidRules     *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.Active,
+		m.AttachCgroup,
 		m.CgroupRules,
 		m.Configs,
 		m.CounterNames,
@@ -259,9 +312,14 @@ func (m *datapathMaps) Close() error {
 		m.Dests,
 		m.Events,
 		m.EventsLost,
+		m.ExeLearned,
 		m.ExeRules,
 		m.GidRules,
+		m.LearnedCount,
 		m.LocalNets,
+		m.PathRules,
+		m.SockDoomed,
+		m.SockOwners,
 		m.UidRules,
 	)
 }
@@ -270,17 +328,19 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	UnusedSockRec *ebpf.Variable `ebpf:"unused_sock_rec"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathPrograms struct {
-	ExewallConnect4 *ebpf.Program `ebpf:"exewall_connect4"`
-	ExewallConnect6 *ebpf.Program `ebpf:"exewall_connect6"`
-	ExewallSendmsg4 *ebpf.Program `ebpf:"exewall_sendmsg4"`
-	ExewallSendmsg6 *ebpf.Program `ebpf:"exewall_sendmsg6"`
+	ExewallConnect4   *ebpf.Program `ebpf:"exewall_connect4"`
+	ExewallConnect6   *ebpf.Program `ebpf:"exewall_connect6"`
+	ExewallSendmsg4   *ebpf.Program `ebpf:"exewall_sendmsg4"`
+	ExewallSendmsg6   *ebpf.Program `ebpf:"exewall_sendmsg6"`
+	ExewallSockCreate *ebpf.Program `ebpf:"exewall_sock_create"`
 }
 
 func (p *datapathPrograms) Close() error {
@@ -289,6 +349,7 @@ func (p *datapathPrograms) Close() error {
 		p.ExewallConnect6,
 		p.ExewallSendmsg4,
 		p.ExewallSendmsg6,
+		p.ExewallSockCreate,
 	)
 }
 

@@ -294,7 +294,7 @@ func attachedPrograms(t *testing.T, cg string) int {
 	}
 	n := 0
 	for _, line := range splitLines(string(out)) {
-		if containsAny(line, "connect4", "connect6", "sendmsg4", "sendmsg6") {
+		if containsAny(line, "connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create") {
 			n++
 		}
 	}

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* Exec-time identity: when a package upgrade renames a new file over an exe
+ * rule's path, the new inode is unknown to exe_rules until userspace
+ * re-resolves it. This hook recognises such a file at its first exec by its
+ * location (parent directory identity + name) and records it, so the process
+ * is judged by the rule from its first packet. */
+//go:build ignore
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "kernel_types.h"
+#include "maps.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+static __always_inline void file_id_of(struct inode *inode, struct file_id *id)
+{
+	id->dev = inode->i_sb->s_dev;
+	id->igen = inode->i_generation;
+	id->ino = inode->i_ino;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(exewall_exec, struct task_struct *p, __s32 old_pid, struct linux_binprm *bprm)
+{
+	/* Not bound to a cgroup: act only for tasks inside exewall's. */
+	if (bpf_current_task_under_cgroup(&attach_cgroup, 0) != 1)
+		return 0;
+
+	struct file *file = bprm->file;
+	if (!file)
+		return 0;
+	struct file_id id = {};
+	file_id_of(file->f_inode, &id);
+
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&active, &zero);
+	if (!genp)
+		return 0;
+	__u32 gen = *genp & 1;
+	struct exe_key ek = { .id = id, .gen = gen };
+	if (bpf_map_lookup_elem(&exe_rules, &ek))
+		return 0; /* known: nothing to learn */
+
+	struct dentry *d = file->f_path.dentry;
+	struct path_key pk = { .gen = gen };
+	file_id_of(d->d_parent->d_inode, &pk.dir);
+	const unsigned char *name = d->d_name.name;
+	if (bpf_probe_read_kernel_str(pk.name, sizeof(pk.name), name) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&path_rules, &pk))
+		return 0;
+	pk.gen = 0;
+	bpf_map_update_elem(&exe_learned, &id, &pk, BPF_ANY);
+	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}

@@ -1,0 +1,64 @@
+//go:build linux
+
+package linux
+
+import "path/filepath"
+
+// resolvePlaces finds where each executable lives (through symlinks, as exec
+// does), so the exec hook can recognise a new file renamed over it.
+func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
+	dirs := map[string]string{} // exe path -> real parent dir
+	names := map[string]string{}
+	var want []string
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			real = filepath.Clean(p) // not there yet: its directory may be
+		}
+		name := filepath.Base(real)
+		if len(name) >= maxName {
+			continue
+		}
+		dirs[p], names[p] = filepath.Dir(real), name
+		want = append(want, filepath.Dir(real))
+	}
+	ids, err := b.resolver.IdentifyAll(want)
+	if err != nil {
+		return err
+	}
+	for p, dir := range dirs {
+		if id, ok := ids[dir]; ok {
+			out[p] = place{dir: id, name: names[p]}
+		}
+	}
+	return nil
+}
+
+// pruneLearned forgets identities the exec hook recorded once userspace has
+// adopted them into exe_rules, and keeps learned_count honest.
+func (b *Backend) pruneLearned(ids identities) {
+	known := map[datapathFileId]bool{}
+	for _, list := range ids.exe {
+		for _, id := range list {
+			known[datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}] = true
+		}
+	}
+	var k datapathFileId
+	var v datapathPathKey
+	var stale []datapathFileId
+	remaining := uint32(0)
+	it := b.objs.ExeLearned.Iterate()
+	for it.Next(&k, &v) {
+		if known[k] {
+			stale = append(stale, k)
+		} else {
+			remaining++
+		}
+	}
+	for _, k := range stale {
+		b.objs.ExeLearned.Delete(k)
+	}
+	if remaining == 0 && len(stale) > 0 {
+		b.objs.LearnedCount.Update(uint32(0), uint32(0), 0)
+	}
+}

@@ -1,0 +1,188 @@
+//go:build linux
+
+package linux
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// sweepHeldSockets re-judges every connected TCP and UDP socket of this
+// network namespace by the policy now in force and destroys those it denies,
+// so a tightened rule also cuts connections the program already holds.
+// Sockets created before exewall was loaded carry no owner and are left alone.
+func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (int, error) {
+	if b.sockIter == nil {
+		return 0, errNoIters
+	}
+	var recs []datapathSockRec
+	for _, it := range b.sockIter[:2] {
+		got, err := readSockRecs(it.Open)
+		if err != nil {
+			return 0, err
+		}
+		recs = append(recs, got...)
+	}
+	cgroupPaths := map[uint64]string{}
+	doomed := 0
+	for _, r := range recs {
+		if r.HasOwner == 0 {
+			continue
+		}
+		if b.judgeHeld(c, p, gen, &r, cgroupPaths) != engine.VerdictDeny {
+			continue
+		}
+		if err := b.objs.SockDoomed.Update(r.Cookie, uint8(1), ebpf.UpdateAny); err != nil {
+			return 0, fmt.Errorf("mark socket: %w", err)
+		}
+		doomed++
+	}
+	if doomed == 0 {
+		return 0, nil
+	}
+	defer clearMap[uint64, uint8](b.objs.SockDoomed)
+	for _, it := range b.sockIter[2:] {
+		if _, err := readSockRecs(it.Open); err != nil {
+			return 0, err
+		}
+	}
+	return doomed, nil
+}
+
+func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error) {
+	rd, err := open()
+	if err != nil {
+		return nil, fmt.Errorf("run socket iterator: %w", err)
+	}
+	data, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read socket iterator: %w", err)
+	}
+	var rec datapathSockRec
+	size := binary.Size(rec)
+	out := make([]datapathSockRec, 0, len(data)/size)
+	for off := 0; off+size <= len(data); off += size {
+		if err := binary.Read(bytes.NewReader(data[off:off+size]), binary.NativeEndian, &rec); err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func clearMap[K comparable, V any](m *ebpf.Map) {
+	var k K
+	var v V
+	var keys []K
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	batchDelete(m, keys)
+}
+
+// judgeHeld decides a held socket the way the datapath decides a connect,
+// from the compiled maps of generation gen and the socket creator's identity.
+func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapathSockRec, cgroupPaths map[uint64]string) engine.Verdict {
+	o := r.Owner
+	var rule *datapathRule
+	if o.HasExe == 1 {
+		if dr, ok := c.exe[datapathExeKey{Id: o.Exe, Gen: gen}]; ok {
+			rule = &dr
+		}
+	}
+	if rule == nil && c.config.HasCgroupRules == 1 {
+		rule = b.heldCgroupRule(c, gen, o.Cgroup, cgroupPaths)
+	}
+	if rule == nil {
+		if dr, ok := c.uids[datapathIdKey{Id: uint64(o.Uid), Gen: gen}]; ok {
+			rule = &dr
+		} else if dr, ok := c.gids[datapathIdKey{Id: uint64(o.Gid), Gen: gen}]; ok {
+			rule = &dr
+		}
+	}
+	var dst netip.Addr
+	if r.Family == 4 {
+		dst = netip.AddrFrom4([4]byte(r.Daddr[:4]))
+	} else {
+		dst = netip.AddrFrom16(r.Daddr).Unmap()
+	}
+	proto := engine.Proto(r.Proto)
+	action, audit := engine.Action(c.config.DefaultAction), false
+	if rule != nil {
+		idx := rule.Id &^ genBit
+		if int(idx) >= len(p.Rules) {
+			return engine.VerdictAllow
+		}
+		pr := &p.Rules[idx]
+		action, audit = pr.Action, pr.Audit
+		if v, ok := engine.MatchDests(pr, dst, r.Dport, proto); ok {
+			if v == engine.VerdictAllow {
+				return v
+			}
+			return denyOrAudit(audit || p.Mode == engine.ModeAudit)
+		}
+	}
+	switch {
+	case action == engine.ActionAllow:
+		return engine.VerdictAllow
+	case action == engine.ActionLocalOnly && engine.IsLocal(dst, b.hostNets):
+		return engine.VerdictAllow
+	}
+	return denyOrAudit(audit || p.Mode == engine.ModeAudit)
+}
+
+func denyOrAudit(audit bool) engine.Verdict {
+	if audit {
+		return engine.VerdictAudit
+	}
+	return engine.VerdictDeny
+}
+
+// heldCgroupRule finds the deepest cgroup rule containing cgroup id.
+func (b *Backend) heldCgroupRule(c *compiled, gen uint32, id uint64, cache map[uint64]string) *datapathRule {
+	path, ok := cache[id]
+	if !ok {
+		path = b.cgroupPathOf(id)
+		cache[id] = path
+	}
+	for path != "" {
+		if cid, err := CgroupID(filepath.Join(b.cgroupRoot, path)); err == nil {
+			if dr, ok := c.cgroups[datapathIdKey{Id: cid, Gen: gen}]; ok {
+				return &dr
+			}
+		}
+		if path == "/" {
+			break
+		}
+		path = filepath.Dir(path)
+	}
+	return nil
+}
+
+// cgroupPathOf finds a cgroup's path by id by walking the hierarchy.
+func (b *Backend) cgroupPathOf(id uint64) string {
+	found := ""
+	filepath.WalkDir(b.cgroupRoot, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || found != "" {
+			return filepath.SkipDir
+		}
+		if cid, err := CgroupID(p); err == nil && cid == id {
+			found = "/" + strings.TrimPrefix(strings.TrimPrefix(p, b.cgroupRoot), "/")
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}
