@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,9 +80,7 @@ func TestFollowMetricsTamper(t *testing.T) {
 
 	// Someone detaches a program; the periodic check puts it back and
 	// logs a tamper event without anyone running `exewall sync`.
-	if out, err := execOut("bpftool", "link", "detach", "pinned", filepath.Join(w.pinDir, "link_connect4")); err != nil {
-		t.Fatalf("bpftool link detach: %v: %s", err, out)
-	}
+	w.detachConnect4()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		log, _ := os.ReadFile(w.logFile)
