@@ -21,7 +21,12 @@ const clientEnv = "EXEWALL_TEST_CLIENT"
 // attempt is one connection attempt the client makes.
 type attempt struct {
 	Proto string `json:"proto"` // tcp | udp
-	Op    string `json:"op"`    // connect | sendto
+	// connect | sendto | fastopen (TCP sendto with MSG_FASTOPEN) |
+	// socket (create Kind only) | hold (TCP connect, keep it) |
+	// use-held (write and read on the held connection) |
+	// ready (print "ready") | wait (block until the test writes a line)
+	Op    string `json:"op"`
+	Kind  string `json:"kind,omitempty"` // for socket: raw | ping | mptcp | sctp
 	Sock  int    `json:"sock"`  // 4 or 6: socket family (6 with a v4 address uses the mapped form)
 	Addr  string `json:"addr"`
 	Port  uint16 `json:"port"`
@@ -36,28 +41,62 @@ type outcome struct {
 
 func (o outcome) denied() bool { return o.Errno == "EPERM" }
 
+var held = -1
+
 func clientMain() {
 	var attempts []attempt
-	if err := json.NewDecoder(os.Stdin).Decode(&attempts); err != nil {
+	in := json.NewDecoder(os.Stdin)
+	if err := in.Decode(&attempts); err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(2)
 	}
 	out := make([]outcome, len(attempts))
 	for i, a := range attempts {
-		out[i] = try(a)
+		switch a.Op {
+		case "ready":
+			fmt.Println("ready")
+		case "wait":
+			var go_ string
+			in.Decode(&go_)
+		default:
+			out[i] = try(a)
+		}
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 	os.Exit(0)
 }
 
 func try(a attempt) outcome {
-	addr, err := netip.ParseAddr(a.Addr)
-	if err != nil {
-		return outcome{Err: err.Error()}
+	addr := netip.IPv6Unspecified()
+	if a.Sock == 4 {
+		addr = netip.IPv4Unspecified()
 	}
-	typ := unix.SOCK_STREAM
+	if a.Op != "socket" && a.Op != "use-held" {
+		var err error
+		if addr, err = netip.ParseAddr(a.Addr); err != nil {
+			return outcome{Err: err.Error()}
+		}
+	}
+	typ, proto := unix.SOCK_STREAM, 0
 	if a.Proto == "udp" {
 		typ = unix.SOCK_DGRAM
+	}
+	switch a.Kind {
+	case "raw", "ping":
+		typ, proto = unix.SOCK_DGRAM, unix.IPPROTO_ICMP
+		if a.Kind == "raw" {
+			typ = unix.SOCK_RAW
+		}
+		if a.Sock == 6 {
+			proto = unix.IPPROTO_ICMPV6
+		}
+	case "mptcp":
+		typ, proto = unix.SOCK_STREAM, unix.IPPROTO_MPTCP
+	case "sctp":
+		typ, proto = unix.SOCK_STREAM, unix.IPPROTO_SCTP
+	}
+	if a.Op == "use-held" {
+		return useHeld()
 	}
 	var sa unix.Sockaddr
 	family := unix.AF_INET
@@ -67,16 +106,26 @@ func try(a attempt) outcome {
 	} else {
 		sa = &unix.SockaddrInet4{Port: int(a.Port), Addr: addr.Unmap().As4()}
 	}
-	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return errOutcome(err)
 	}
-	defer unix.Close(fd)
+	if a.Op == "socket" {
+		unix.Close(fd)
+		return outcome{}
+	}
+	if a.Op == "hold" {
+		held = fd
+	} else {
+		defer unix.Close(fd)
+	}
 	tv := unix.NsecToTimeval(int64(2 * time.Second))
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	switch a.Op {
-	case "connect":
+	case "connect", "hold":
 		err = unix.Connect(fd, sa)
+	case "fastopen":
+		err = unix.Sendto(fd, []byte("exewall"), unix.MSG_FASTOPEN, sa)
 	case "sendto":
 		err = unix.Sendto(fd, []byte("exewall"), 0, sa)
 	default:
@@ -86,6 +135,27 @@ func try(a attempt) outcome {
 		return outcome{}
 	}
 	return errOutcome(err)
+}
+
+// useHeld sends on the held connection and waits for the echo.
+func useHeld() outcome {
+	if held < 0 {
+		return outcome{Err: "nothing held"}
+	}
+	if _, err := unix.Write(held, []byte("x")); err != nil {
+		return errOutcome(err)
+	}
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	unix.SetsockoptTimeval(held, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 1)
+	n, err := unix.Read(held, buf)
+	if err != nil {
+		return errOutcome(err)
+	}
+	if n == 0 {
+		return outcome{Errno: "EOF"}
+	}
+	return outcome{}
 }
 
 func errOutcome(err error) outcome {

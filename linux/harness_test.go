@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -109,6 +110,9 @@ func newTestBackend(t *testing.T, cg string, mod ...func(*Config)) *testBackend 
 	if err != nil {
 		t.Fatalf("load backend: %v", err)
 	}
+	if strings.Contains(os.Getenv("EXEWALL_TEST_SABOTAGE"), "stat") {
+		b.resolver.Close()
+	}
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Errorf("close backend: %v", err)
@@ -125,13 +129,33 @@ func (tb *testBackend) apply(t *testing.T, p *engine.Policy) {
 	if err := tb.Apply(context.Background(), p); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	// EXEWALL_TEST_SABOTAGE=detach detaches the programs after every apply,
-	// to show that the kernel tests fail without the datapath.
-	if os.Getenv("EXEWALL_TEST_SABOTAGE") == "detach" {
-		for name, l := range tb.links {
-			l.Unpin()
-			l.Close()
-			delete(tb.links, name)
+	tb.sabotage()
+}
+
+// sabotage removes protections named in EXEWALL_TEST_SABOTAGE (comma
+// separated: detach, sock_create, exec, sock_destroy) after an apply, to
+// show that the tests guarding them fail without them.
+func (tb *testBackend) sabotage() {
+	for _, what := range strings.Split(os.Getenv("EXEWALL_TEST_SABOTAGE"), ",") {
+		switch what {
+		case "detach", "sock_create":
+			for name, l := range tb.links {
+				if what == "detach" || name == what {
+					l.Unpin()
+					l.Close()
+					delete(tb.links, name)
+				}
+			}
+		case "exec":
+			if tb.execLink != nil {
+				tb.execLink.Unpin()
+				tb.execLink.Close()
+				tb.execLink = nil
+			}
+		case "sock_destroy":
+			tb.sockIter = nil
+		case "stat":
+			tb.resolver.Close() // falls back to stat()
 		}
 	}
 }
@@ -265,4 +289,78 @@ func drainViolations(b *Backend, quiet time.Duration) []engine.Violation {
 			return out
 		}
 	}
+}
+
+// liveClient is a client the test talks to while it runs.
+type liveClient struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	done   chan []outcome
+}
+
+// startClient starts exe in cg with attempts that may include "ready" and
+// "wait" steps; waitReady and proceed drive them.
+func startClient(t *testing.T, exe, cg string, attempts []attempt) *liveClient {
+	t.Helper()
+	args, _ := json.Marshal(attempts)
+	cgfd, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), clientEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	stdin, _ := cmd.StdinPipe()
+	pipe, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	stdin.Write(args)
+	c := &liveClient{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(pipe), done: make(chan []outcome, 1)}
+	return c
+}
+
+func (c *liveClient) waitReady(t *testing.T) {
+	t.Helper()
+	line, err := c.stdout.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("client not ready: %q %v", line, err)
+	}
+}
+
+func (c *liveClient) proceed(t *testing.T) []outcome {
+	t.Helper()
+	c.stdin.Write([]byte("\"go\"\n"))
+	var out []outcome
+	if err := json.NewDecoder(c.stdout).Decode(&out); err != nil {
+		t.Fatalf("client result: %v", err)
+	}
+	c.cmd.Wait()
+	return out
+}
+
+// listenEcho starts a TCP listener on 127.0.0.1 that echoes and keeps
+// connections open until the test ends.
+func listenEcho(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go io.Copy(c, c)
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
