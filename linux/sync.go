@@ -26,27 +26,34 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		drifts = append(drifts, engine.Drift{What: fmt.Sprintf(format, args...), Repaired: repaired})
 	}
 
+	var detached []string
 	for _, h := range hooks {
 		l, ok := b.links[h.name]
 		if !ok {
 			continue // not attached yet (no policy applied): nothing to compare
 		}
 		if !b.linkOnOurCgroup(l) {
-			// Detached behind our back (bpftool link detach): replace it.
+			// Detached behind our back (bpftool link detach): drop the
+			// severed link; all of them are re-attached together below.
 			l.Unpin()
 			l.Close()
 			delete(b.links, h.name)
 			os.Remove(b.linkPin(h))
-			err := b.attach()
-			report(err == nil, "%s program was detached from %s", h.name, b.cgroupPath)
-			if err != nil {
-				return drifts, err
-			}
+			detached = append(detached, h.name)
 			continue
 		}
 		if _, err := os.Stat(b.linkPin(h)); errors.Is(err, os.ErrNotExist) {
 			err := l.Pin(b.linkPin(h))
 			report(err == nil, "%s link pin %s was removed", h.name, b.linkPin(h))
+		}
+	}
+	if len(detached) > 0 {
+		err := b.attach()
+		for _, name := range detached {
+			report(err == nil, "%s program was detached from %s", name, b.cgroupPath)
+		}
+		if err != nil {
+			return drifts, err
 		}
 	}
 

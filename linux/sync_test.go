@@ -26,13 +26,15 @@ func TestSyncRepairsTampering(t *testing.T) {
 		t.Fatalf("clean state: drifts %v, err %v", drifts, err)
 	}
 
-	// Tamper 1: detach the connect4 link, as `bpftool link detach` would.
-	raw, ok := b.links["connect4"].(interface{ Detach() error })
-	if !ok {
-		t.Fatalf("link %T cannot detach", b.links["connect4"])
-	}
-	if err := raw.Detach(); err != nil {
-		t.Fatalf("detach: %v", err)
+	// Tamper 1: detach every link, as `bpftool link detach` would.
+	for name, l := range b.links {
+		raw, ok := l.(interface{ Detach() error })
+		if !ok {
+			t.Fatalf("link %T cannot detach", l)
+		}
+		if err := raw.Detach(); err != nil {
+			t.Fatalf("detach %s: %v", name, err)
+		}
 	}
 	if _, out := runClient(t, exe, cg, loopbackTCP(port)); out[0].denied() {
 		t.Fatal("detaching did not take the program off the hook; the test proves nothing")
