@@ -37,13 +37,19 @@ test: vet
 run: build
 	./$(BIN) daemon
 
+# The example policy is installed beside, not as, the live policy: the daemon
+# writes a harmless default (allow everything) on its first start.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/exewall
 	install -D -m 0644 deploy/systemd/exewall.service $(DESTDIR)/etc/systemd/system/exewall.service
-	test -e $(DESTDIR)/etc/exewall/policy.yaml || install -D -m 0644 examples/policy.yaml $(DESTDIR)/etc/exewall/policy.yaml
+	install -D -m 0644 examples/policy.yaml $(DESTDIR)$(PREFIX)/share/exewall/policy.example.yaml
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable --now exewall; fi
 
 uninstall:
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now exewall || true; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/exewall $(DESTDIR)/etc/systemd/system/exewall.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/exewall
+	@echo "enforcement stays in the kernel until 'exewall reset'"
 
 clean:
 	rm -rf bin
