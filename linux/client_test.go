@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +45,9 @@ func (o outcome) denied() bool { return o.Errno == "EPERM" }
 var held = -1
 
 func clientMain() {
+	// Keep the main goroutine on the leader thread, so "thread" steps run
+	// on another one.
+	runtime.LockOSThread()
 	var attempts []attempt
 	in := json.NewDecoder(os.Stdin)
 	if err := in.Decode(&attempts); err != nil {
@@ -58,6 +62,20 @@ func clientMain() {
 		case "wait":
 			var go_ string
 			in.Decode(&go_)
+		case "thread":
+			// From a fresh OS thread that is not the thread group leader.
+			ch := make(chan outcome)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+				if unix.Gettid() == unix.Getpid() {
+					ch <- outcome{Err: "still on the main thread"}
+					return
+				}
+				b := a
+				b.Op = "connect"
+				ch <- try(b)
+			}()
+			out[i] = <-ch
 		default:
 			out[i] = try(a)
 		}

@@ -308,3 +308,54 @@ func TestTighteningDestroysHeldConnection(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestThreadsAreJudged: a connect from a thread other than the leader.
+func TestThreadsAreJudged(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "threads")
+	port := listenLoopback(t)
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}})
+	pid, out := runClient(t, exe, cg, []attempt{{Proto: "tcp", Op: "thread", Sock: 4, Addr: "127.0.0.1", Port: port}})
+	if !out[0].denied() {
+		t.Fatalf("connect from a thread: %+v, want EPERM", out[0])
+	}
+	v := waitViolation(t, b.Backend, func(v engine.Violation) bool { return v.Rule == "d" })
+	if v.PID != uint32(pid) {
+		t.Errorf("event pid %d, want the process id %d (not the thread id)", v.PID, pid)
+	}
+}
+
+// TestDynamicLoaderInvocation documents a limit and its remedy: run through
+// the dynamic loader (ld.so PROGRAM), the kernel's executable is the loader,
+// so an exe rule for PROGRAM does not apply; a rule for the loader itself
+// (which ordinary programs never run as) closes that path.
+func TestDynamicLoaderInvocation(t *testing.T) {
+	requireKernel(t)
+	const loader = "/lib64/ld-linux-x86-64.so.2"
+	if _, err := os.Stat(loader); err != nil {
+		t.Skipf("no %s on this machine", loader)
+	}
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	dir := t.TempDir()
+	exe := clientCopy(t, dir, "app")
+	port := listenLoopback(t)
+	viaLoader := filepath.Join(dir, "via-loader")
+	os.WriteFile(viaLoader, []byte("#!/bin/sh\nexec "+loader+" "+exe+"\n"), 0o755)
+
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("app", exe)}})
+	if _, out := runClient(t, viaLoader, cg, loopbackTCP(port)); out[0].denied() {
+		t.Logf("the loader path is covered on this machine")
+	} else {
+		t.Logf("as documented: %s %s is not covered by the exe rule alone", loader, exe)
+	}
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("app", exe), denyRule("loader", loader)}})
+	if _, out := runClient(t, viaLoader, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Errorf("with a rule for the loader: %+v, want EPERM", out[0])
+	}
+	if _, out := runClient(t, clientCopy(t, dir, "other"), cg, loopbackTCP(port)); out[0].denied() {
+		t.Errorf("a rule for the loader denied an ordinary dynamically linked program")
+	}
+}
