@@ -105,6 +105,39 @@ func Doctor(cfg Config) []engine.Check {
 			add("datapath", true, "exewall's programs pass the verifier")
 		}
 	}
+	for _, opt := range []struct {
+		name, use string
+		load  func() error
+	}{
+		{"hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec", func() error {
+			spec, err := loadExecwatch()
+			if err != nil {
+				return err
+			}
+			var o execwatchObjects
+			if err := spec.LoadAndAssign(&o, nil); err != nil {
+				return err
+			}
+			return o.Close()
+		}},
+		{"hook sock_destroy (iter/tcp, iter/udp)", "held connections are cut when a rule tightens", func() error {
+			spec, err := loadSockets()
+			if err != nil {
+				return err
+			}
+			var o socketsObjects
+			if err := spec.LoadAndAssign(&o, nil); err != nil {
+				return err
+			}
+			return o.Close()
+		}},
+	} {
+		if err := opt.load(); err != nil {
+			add(opt.name, false, "does not load (%v): without it, not %s", firstLine(err), opt.use)
+		} else {
+			add(opt.name, true, "loads: %s", opt.use)
+		}
+	}
 	r := NewKernelResolver()
 	if r.Fallback != nil {
 		add("identity", false, "%v (overlayfs and btrfs executables may not match)", r.Fallback)
@@ -139,4 +172,12 @@ func capabilities() uint64 {
 		return 0
 	}
 	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
 }
