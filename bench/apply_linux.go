@@ -1,0 +1,241 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/linux"
+)
+
+// decoyPolicy is n rules on decoy executables; variant changes every rule's
+// action so two variants differ everywhere.
+func decoyPolicy(n, variant int, decoys []string) *engine.Policy {
+	p := &engine.Policy{Default: engine.ActionAllow, Mode: engine.ModeEnforce, Rules: make([]engine.Rule, 0, n)}
+	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
+	for i := range n {
+		r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: decoys[i]}, Action: actions[(i+variant)%3]}
+		if i%2 == 0 {
+			k := i / 2
+			pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
+			r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	return p
+}
+
+func timeIt(reps int, f func(i int) error) ([]float64, error) {
+	var ms []float64
+	for i := range reps {
+		t0 := time.Now()
+		if err := f(i); err != nil {
+			return ms, err
+		}
+		ms = append(ms, float64(time.Since(t0))/1e6)
+	}
+	return ms, nil
+}
+
+// applySection times putting a large policy in force: in-process for
+// exewall (YAML parse, validation, backend Apply and persisting reported
+// apart), nft -f and iptables-restore for the same rule count.
+func (b *bench) applySection() error {
+	n := b.sizes().apply
+	reps := 7
+	if b.o.quick {
+		reps = 3
+	}
+	fmt.Fprintf(os.Stderr, "bench: apply section (%s rules, %d runs each)\n", count(n), reps)
+	ctx := context.Background()
+	pA, pB := decoyPolicy(n, 0, b.decoys), decoyPolicy(n, 1, b.decoys)
+	dataA, err := engine.Marshal(pA)
+	if err != nil {
+		return err
+	}
+	add := func(eng, what string, rules int, ms []float64, note string) {
+		b.rep.addApply(ApplyResult{Engine: eng, What: what, Rules: rules, Ms: ms, Note: note})
+	}
+
+	ms, err := timeIt(reps, func(int) error { _, err := engine.Parse(dataA); return err })
+	if err != nil {
+		return err
+	}
+	add(engExewall, "YAML parse (engine.Parse, strict)", n, ms, fmt.Sprintf("%s KiB file", count(len(dataA)/1024)))
+
+	res := linux.NewKernelResolver()
+	defer res.Close()
+	ms, err = timeIt(reps, func(int) error { return engine.Validate(pA, res) })
+	if err != nil {
+		return err
+	}
+	add(engExewall, "validate (engine.Validate, kernel resolver)", n, ms, "what the daemon runs before Apply")
+
+	applyCg := filepath.Join(b.base, "apply")
+	if err := b.cl.create("cgroup "+applyCg, func() error { return removeCgroup(applyCg) }, func() error { return os.Mkdir(applyCg, 0o755) }); err != nil {
+		return err
+	}
+	var fresh []float64
+	for i := range reps {
+		mark := b.cl.mark()
+		be, err := b.newBackend(applyCg, fmt.Sprintf("apply-fresh-%d", i))
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := be.Apply(ctx, pA); err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		fresh = append(fresh, float64(time.Since(t0))/1e6)
+		if err := b.cl.release(mark); err != nil {
+			return err
+		}
+	}
+	add(engExewall, "apply: validated policy to in force, fresh backend (includes attach)", n, fresh, "linux.Backend.Apply: resolve exes, fill maps, attach")
+
+	mark := b.cl.mark()
+	be, err := b.newBackend(applyCg, "apply-replace")
+	if err != nil {
+		return err
+	}
+	if err := be.Apply(ctx, pA); err != nil {
+		b.cl.release(mark)
+		return err
+	}
+	ms, err = timeIt(reps, func(i int) error {
+		if i%2 == 0 {
+			return be.Apply(ctx, pB)
+		}
+		return be.Apply(ctx, pA)
+	})
+	if err != nil {
+		b.cl.release(mark)
+		return err
+	}
+	add(engExewall, "apply: validated policy to in force, replacing another policy", n, ms, "every rule's action differs")
+
+	// One rule changed, in-process: what the CLI figures spend in the backend.
+	for _, size := range []int{100, n} {
+		base := decoyPolicy(size, 0, b.decoys)
+		changed := base.Clone()
+		changed.Rules[size/2].Action = engine.ActionAllow
+		if base.Rules[size/2].Action == engine.ActionAllow {
+			changed.Rules[size/2].Action = engine.ActionDeny
+		}
+		if err := be.Apply(ctx, base); err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		ms, err = timeIt(reps, func(i int) error {
+			if i%2 == 0 {
+				return be.Apply(ctx, changed)
+			}
+			return be.Apply(ctx, base)
+		})
+		if err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		add(engExewall, "apply: one rule changed (in-process Apply of the whole policy)", size, ms, "")
+	}
+	if err := b.cl.release(mark); err != nil {
+		return err
+	}
+
+	// Persisting: the daemon edits the file keeping comments, then writes it
+	// atomically (fsync, rename, fsync of the directory).
+	path := filepath.Join(b.tmp, "persist.yaml")
+	if err := os.WriteFile(path, dataA, 0o644); err != nil {
+		return err
+	}
+	var edited []byte
+	ms, err = timeIt(reps, func(i int) error {
+		p := pB
+		if i%2 == 1 {
+			p = pA
+		}
+		var err error
+		edited, _, err = engine.EditPolicyFile(dataA, p)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	add(engExewall, "persist: engine.EditPolicyFile (comment-keeping edit)", n, ms, "")
+	ms, err = timeIt(reps, func(int) error { return engine.WriteFileAtomic(path, edited) })
+	if err != nil {
+		return err
+	}
+	add(engExewall, "persist: engine.WriteFileAtomic (fsync + rename)", n, ms, "")
+
+	// nftables.
+	nftFile, err := b.writeRuleFile(fmt.Sprintf("nft-apply-%d.nft", n), b.nftRuleset(n))
+	if err != nil {
+		return err
+	}
+	var nftMs, nftOne []float64
+	for range reps {
+		mark := b.cl.mark()
+		var d time.Duration
+		if err := b.cl.create("nftables table", nftRemove, func() error {
+			var err error
+			d, _, err = runTool(ctx, nil, "nft", "-f", nftFile)
+			return err
+		}); err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		nftMs = append(nftMs, float64(d)/1e6)
+		d, _, err = runTool(ctx, nil, "nft", "add", "rule", "inet", nftTable, "out", "meta", "skuid", "199999", "drop")
+		if err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		nftOne = append(nftOne, float64(d)/1e6)
+		if err := b.cl.release(mark); err != nil {
+			return err
+		}
+	}
+	add(engNftables, "nft -f (new table with all rules)", n, nftMs, "")
+	add(engNftables, "one rule change: nft add rule", n, nftOne, "on the table above")
+
+	// iptables.
+	filterExisted := filterTableExists()
+	iptFile, err := b.writeRuleFile(fmt.Sprintf("ipt-apply-%d.rules", n), iptRules(n))
+	if err != nil {
+		return err
+	}
+	var iptMs, iptOne []float64
+	for range reps {
+		mark := b.cl.mark()
+		var d time.Duration
+		if err := b.cl.create("iptables chain", func() error { return iptRemove(!filterExisted) }, func() error {
+			var err error
+			d, _, err = runTool(ctx, nil, "iptables-restore", "--noflush", iptFile)
+			return err
+		}); err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		iptMs = append(iptMs, float64(d)/1e6)
+		d, _, err = runTool(ctx, nil, "iptables", "-A", iptChain, "-m", "owner", "--uid-owner", "199999", "-j", "DROP")
+		if err != nil {
+			b.cl.release(mark)
+			return err
+		}
+		iptOne = append(iptOne, float64(d)/1e6)
+		if err := b.cl.release(mark); err != nil {
+			return err
+		}
+	}
+	add(engIptables, "iptables-restore --noflush (new chain with all rules)", n, iptMs, b.rep.Machine.Iptables)
+	add(engIptables, "one rule change: iptables -A", n, iptOne, "on the chain above")
+	return nil
+}

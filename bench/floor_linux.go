@@ -1,0 +1,151 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// floorUp attaches the empty programs to cg with unpinned links, which
+// detach when closed (or when the benchmark dies).
+func (b *bench) floorUp(cg string) error {
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupUDP4Sendmsg} {
+		var prog *ebpf.Program
+		var l link.Link
+		if err := b.cl.create("empty bpf program", func() error {
+			if l != nil {
+				l.Close()
+			}
+			if prog != nil {
+				prog.Close()
+			}
+			return nil
+		}, func() error {
+			var err error
+			prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_empty", Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
+				Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+			if err != nil {
+				return fmt.Errorf("load empty program: %w", err)
+			}
+			l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: at, Program: prog})
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileAttached runs op in the client cgroup with BPF run-time statistics
+// on, and reads run count and run time of what is attached there. Stats
+// cost two clock reads per run, so they are never on during the
+// connect-path rounds.
+func (b *bench) profileAttached(eng string, rules int, op string) ([]ProgProfile, error) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enable bpf stats: %w", err)
+	}
+	defer stats.Close()
+	cgfd, err := os.Open(b.clientCg)
+	if err != nil {
+		return nil, err
+	}
+	defer cgfd.Close()
+	hook := ebpf.AttachCGroupInet4Connect
+	hookName := "connect4"
+	if op == opUDP {
+		hook, hookName = ebpf.AttachCGroupUDP4Sendmsg, "sendmsg4"
+	}
+	q, err := link.QueryPrograms(link.QueryOptions{Target: int(cgfd.Fd()), Attach: hook})
+	if err != nil {
+		return nil, err
+	}
+	type before struct {
+		prog *ebpf.Program
+		st   *ebpf.ProgramStats
+	}
+	var progs []before
+	for _, ap := range q.Programs {
+		p, err := ebpf.NewProgramFromID(ap.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Close()
+		st, err := p.Stats()
+		if err != nil {
+			return nil, err
+		}
+		progs = append(progs, before{p, st})
+	}
+	j := job{Op: "tcp", Port: b.tcpPort, Batch: 16, Warmup: 200, Budget: 500 * time.Millisecond, MaxOps: 1 << 20, CPU: b.ncpu - 1}
+	if op == opUDP {
+		j.Op, j.Port, j.Warmup = "udp", b.udpPort, 2000
+	}
+	res, err := b.runClient(b.client, b.clientCg, j, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	var out []ProgProfile
+	for _, pb := range progs {
+		st, err := pb.prog.Stats()
+		if err != nil {
+			return nil, err
+		}
+		runs := st.RunCount - pb.st.RunCount
+		pp := ProgProfile{Engine: eng, Rules: rules, Op: op, Hook: hookName, Runs: runs, OpNs: res.MedianNs}
+		if runs > 0 {
+			pp.NsPerRun = float64(st.Runtime-pb.st.Runtime) / float64(runs)
+			pp.RunsPerOp = float64(runs) / float64(res.Ops+j.Warmup)
+		}
+		if info, err := pb.prog.Info(); err == nil {
+			if insns, err := info.Instructions(); err == nil {
+				pp.Instruction = len(insns)
+			}
+		}
+		out = append(out, pp)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("nothing attached to the client cgroup")
+	}
+	return out, nil
+}
+
+// pinThreads sets the CPU affinity of every thread of this process; threads
+// created later inherit it from their creator. cpus nil means all CPUs.
+func pinThreads(cpus []int) error {
+	var set unix.CPUSet
+	if cpus == nil {
+		for i := range 1024 {
+			set.Set(i)
+		}
+	} else {
+		for _, c := range cpus {
+			set.Set(c)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join("/proc/self/task"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

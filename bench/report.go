@@ -1,0 +1,598 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Operation names of the connect-path measurements.
+const (
+	opTCP = "tcp_connect" // socket + connect + close to a loopback TCP listener
+	opUDP = "udp_sendto"  // sendto on an unconnected UDP socket to a loopback port
+)
+
+// Engine names.
+const (
+	engNone       = "none"
+	engExewall    = "exewall"
+	engNftables   = "nftables"
+	engIptables   = "iptables"
+	engOpenSnitch = "opensnitch"
+	// engFloor is a cgroup connect4/sendmsg4 program that allows everything
+	// and does nothing else: the floor of any design hooking those calls.
+	engFloor = "bpf-empty"
+)
+
+// Report is everything one run measured; it is also the JSON file.
+type Report struct {
+	Started   time.Time        `json:"started"`
+	Finished  time.Time        `json:"finished"`
+	Command   string           `json:"command"`
+	Quick     bool             `json:"quick"`
+	Rounds    int              `json:"rounds"`
+	BudgetMs  float64          `json:"budget_ms_per_measurement"`
+	Seed      int64            `json:"seed"`
+	Machine   Machine          `json:"machine"`
+	Connect   []ConnectResult  `json:"connect"`
+	Apply     []ApplyResult    `json:"apply"`
+	Profile   []ProgProfile    `json:"bpf_profile"`
+	Storm     *StormResult     `json:"storm,omitempty"`
+	Footprint *FootprintResult `json:"footprint,omitempty"`
+	Targets   []Target         `json:"targets"`
+	Notes     []string         `json:"notes"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Kernel      string     `json:"kernel"`
+	CPU         string     `json:"cpu"`
+	CPUs        int        `json:"cpus"`
+	MemMiB      int        `json:"mem_mib"`
+	Virt        string     `json:"virtualization"`
+	Clocksource string     `json:"clocksource"`
+	Go          string     `json:"go"`
+	Nftables    string     `json:"nftables"`
+	Iptables    string     `json:"iptables"`
+	OpenSnitch  string     `json:"opensnitch,omitempty"`
+	LoadStart   [3]float64 `json:"loadavg_start"`
+	LoadEnd     [3]float64 `json:"loadavg_end"`
+	LoadMax1    float64    `json:"loadavg1_max_during_connect"`
+}
+
+// ConnectResult is one (engine, rule count, operation) cell of the
+// connect-path table. Per round the client measures per-operation cost in
+// batches; Median is the median over rounds of each round's median, P99 the
+// median over rounds of each round's 99th percentile.
+type ConnectResult struct {
+	Engine       string    `json:"engine"`
+	Rules        int       `json:"rules"`
+	Op           string    `json:"op"`
+	MedianNs     float64   `json:"median_ns"`
+	P99Ns        float64   `json:"p99_ns"`
+	Ratio        float64   `json:"ratio"`     // MedianNs / baseline MedianNs
+	P99Ratio     float64   `json:"p99_ratio"` // P99Ns / baseline P99Ns
+	AddedNs      float64   `json:"added_ns"`  // MedianNs - baseline MedianNs
+	RoundMedians []float64 `json:"round_medians_ns"`
+	RoundP99s    []float64 `json:"round_p99s_ns"`
+	Ops          int       `json:"ops"`
+	Errors       int       `json:"errors"`
+	FirstError   string    `json:"first_error,omitempty"`
+}
+
+// ProgProfile is the kernel's own accounting (kernel.bpf_stats_enabled) of
+// the programs attached to the client's cgroup while one operation ran.
+type ProgProfile struct {
+	Engine      string  `json:"engine"`
+	Rules       int     `json:"rules"`
+	Op          string  `json:"op"`
+	Hook        string  `json:"hook"`
+	Runs        uint64  `json:"runs"`
+	NsPerRun    float64 `json:"ns_per_run"`
+	OpNs        float64 `json:"op_median_ns"` // client's median per operation meanwhile
+	RunsPerOp   float64 `json:"runs_per_op"`
+	Instruction int     `json:"xlated_insns,omitempty"`
+}
+
+// ApplyResult is one policy-apply figure.
+type ApplyResult struct {
+	Engine string    `json:"engine"`
+	What   string    `json:"what"`
+	Rules  int       `json:"rules"`
+	Ms     []float64 `json:"ms"`
+	Median float64   `json:"median_ms"`
+	Min    float64   `json:"min_ms"`
+	Max    float64   `json:"max_ms"`
+	Note   string    `json:"note,omitempty"`
+}
+
+// StormResult is the violation pipeline under a denied-connect storm.
+type StormResult struct {
+	Via             string  `json:"via"` // "daemon" or "backend"
+	Children        int     `json:"children"`
+	Seconds         float64 `json:"seconds"`
+	Attempts        uint64  `json:"attempts"`
+	EPERM           uint64  `json:"eperm"`
+	KernelDenied    uint64  `json:"kernel_denied"`
+	Delivered       uint64  `json:"delivered"`
+	Lost            uint64  `json:"reported_lost"`
+	AttemptsPerSec  float64 `json:"attempts_per_sec"`
+	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	DrainSeconds    float64 `json:"drain_seconds"`
+	LogLines        int     `json:"violations_log_lines"`
+	Note            string  `json:"note,omitempty"`
+}
+
+// FootprintResult is the daemon's memory and start-up time.
+type FootprintResult struct {
+	Points []FootprintPoint `json:"points"`
+}
+
+// FootprintPoint is one daemon started with Rules rules.
+type FootprintPoint struct {
+	Rules       int     `json:"rules"`
+	StartMs     float64 `json:"start_to_enforcing_ms"` // exec to READY=1 (policy applied, socket up)
+	RSSKiB      int     `json:"rss_kib"`
+	HWMKiB      int     `json:"rss_peak_kib"`
+	IdleCPUPct  float64 `json:"idle_cpu_pct"` // CPU used while idle, over a few seconds
+	IdleSeconds float64 `json:"idle_seconds"`
+}
+
+// Target is one pass/fail line of issue 6.
+type Target struct {
+	Name    string `json:"name"`
+	Want    string `json:"want"`
+	Got     string `json:"got"`
+	Margin  string `json:"margin"`
+	Status  string `json:"status"` // PASS, FAIL, SKIP
+	Comment string `json:"comment,omitempty"`
+}
+
+func (r *Report) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.Notes = append(r.Notes, msg)
+	fmt.Fprintln(os.Stderr, "bench: note:", msg)
+}
+
+func (r *Report) failed() bool {
+	for _, t := range r.Targets {
+		if t.Status == "FAIL" {
+			return true
+		}
+	}
+	return false
+}
+
+// median and percentile of a sample (copied, not reordered).
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 1 {
+		return s[0]
+	}
+	pos := p * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := int(math.Ceil(pos))
+	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
+}
+
+func median(xs []float64) float64 { return percentile(xs, 0.5) }
+
+func msStats(ms []float64) (med, lo, hi float64) {
+	if len(ms) == 0 {
+		return 0, 0, 0
+	}
+	return median(ms), percentile(ms, 0), percentile(ms, 1)
+}
+
+func (r *Report) connect(engine string, rules int, op string) *ConnectResult {
+	for i := range r.Connect {
+		c := &r.Connect[i]
+		if c.Engine == engine && c.Rules == rules && c.Op == op {
+			return c
+		}
+	}
+	return nil
+}
+
+// finishConnect fills medians and ratios once every round is in.
+func (r *Report) finishConnect() {
+	for i := range r.Connect {
+		c := &r.Connect[i]
+		c.MedianNs = median(c.RoundMedians)
+		c.P99Ns = median(c.RoundP99s)
+	}
+	for i := range r.Connect {
+		c := &r.Connect[i]
+		if base := r.connect(engNone, 0, c.Op); base != nil && base.MedianNs > 0 && base.P99Ns > 0 {
+			c.Ratio = c.MedianNs / base.MedianNs
+			c.P99Ratio = c.P99Ns / base.P99Ns
+			c.AddedNs = c.MedianNs - base.MedianNs
+		}
+	}
+	sort.SliceStable(r.Connect, func(i, j int) bool {
+		a, b := r.Connect[i], r.Connect[j]
+		if a.Op != b.Op {
+			return a.Op < b.Op
+		}
+		if engineOrder(a.Engine) != engineOrder(b.Engine) {
+			return engineOrder(a.Engine) < engineOrder(b.Engine)
+		}
+		return a.Rules < b.Rules
+	})
+}
+
+func engineOrder(e string) int {
+	switch e {
+	case engNone:
+		return 0
+	case engFloor:
+		return 1
+	case engExewall:
+		return 1
+	case engNftables:
+		return 2
+	case engIptables:
+		return 3
+	}
+	return 4
+}
+
+func (r *Report) apply(engine, what string) *ApplyResult {
+	for i := range r.Apply {
+		if r.Apply[i].Engine == engine && r.Apply[i].What == what {
+			return &r.Apply[i]
+		}
+	}
+	return nil
+}
+
+func (r *Report) addApply(a ApplyResult) {
+	a.Median, a.Min, a.Max = msStats(a.Ms)
+	r.Apply = append(r.Apply, a)
+}
+
+// maxRules is the largest rule count measured for an engine and op.
+func (r *Report) maxRules(engine, op string) *ConnectResult {
+	var best *ConnectResult
+	for i := range r.Connect {
+		c := &r.Connect[i]
+		if c.Engine == engine && c.Op == op && (best == nil || c.Rules > best.Rules) {
+			best = c
+		}
+	}
+	return best
+}
+
+func pass(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// evaluate checks the targets of issue 6 against what was measured.
+func (r *Report) evaluate() {
+	r.Targets = nil
+	skip := func(name, want, why string) {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Status: "SKIP", Comment: why})
+	}
+	quickNote := func(rules, want int) string {
+		if rules != want {
+			return fmt.Sprintf("measured at %s rules, not %s (quick mode)", count(rules), count(want))
+		}
+		return ""
+	}
+
+	// Connect-path ratios at the largest exewall rule count.
+	for _, t := range []struct {
+		op    string
+		limit float64
+		name  string
+	}{
+		{opTCP, 1.03, "allowed TCP connect, 100,000 rules"},
+		{opUDP, 1.10, "allowed UDP sendto, 100,000 rules, destination lists in use"},
+	} {
+		want := fmt.Sprintf("<= %.2fx baseline", t.limit)
+		c := r.maxRules(engExewall, t.op)
+		if c == nil || c.Ratio == 0 {
+			skip(t.name, want, "not measured")
+			continue
+		}
+		r.Targets = append(r.Targets, Target{Name: t.name, Want: want,
+			Got:     fmt.Sprintf("%.3fx (%s vs %s)", c.Ratio, ns(c.MedianNs), ns(c.MedianNs/c.Ratio)),
+			Margin:  fmt.Sprintf("%+.1f%% of baseline", (t.limit-c.Ratio)*100),
+			Status:  pass(c.Ratio <= t.limit),
+			Comment: quickNote(c.Rules, 100000)})
+	}
+
+	// Flat in rule count.
+	for _, op := range []string{opTCP, opUDP} {
+		name := fmt.Sprintf("flat in rule count (%s): largest rule count within 2%% of 1 rule", op)
+		one, big := r.connect(engExewall, 1, op), r.maxRules(engExewall, op)
+		if one == nil || big == nil || big.Rules == 1 {
+			skip(name, "<= 1.02x", "not measured")
+			continue
+		}
+		f := big.MedianNs / one.MedianNs
+		r.Targets = append(r.Targets, Target{Name: name, Want: "within ±2%",
+			Got:     fmt.Sprintf("%s rules / 1 rule = %.3f", count(big.Rules), f),
+			Margin:  fmt.Sprintf("%+.1f%%", (0.02-math.Abs(f-1))*100),
+			Status:  pass(math.Abs(f-1) <= 0.02),
+			Comment: quickNote(big.Rules, 100000)})
+	}
+
+	// At 1,000 rules, exewall's added cost < 1/50 of nftables' and iptables'.
+	for _, op := range []string{opTCP, opUDP} {
+		for _, other := range []string{engNftables, engIptables} {
+			name := fmt.Sprintf("added cost at 1,000 rules (%s): exewall < 1/50 of %s", op, other)
+			ex, ot := r.connect(engExewall, 1000, op), r.connect(other, 1000, op)
+			if ex == nil || ot == nil {
+				skip(name, "< 1/50", "not measured")
+				continue
+			}
+			ok := ot.AddedNs > 0 && ex.AddedNs*50 < ot.AddedNs
+			got := fmt.Sprintf("exewall %s, %s %s", ns(ex.AddedNs), other, ns(ot.AddedNs))
+			margin := "n/a"
+			if ex.AddedNs > 0 {
+				margin = fmt.Sprintf("exewall = 1/%.0f of %s", ot.AddedNs/ex.AddedNs, other)
+			} else {
+				margin = "exewall's added cost is within noise of zero"
+			}
+			r.Targets = append(r.Targets, Target{Name: name, Want: "ratio < 1/50", Got: got, Margin: margin, Status: pass(ok)})
+		}
+	}
+
+	// Apply.
+	{
+		name := "10,000 rules from a validated policy to in force (in-process Apply)"
+		first, repl := r.apply(engExewall, "apply: validated policy to in force, fresh backend (includes attach)"),
+			r.apply(engExewall, "apply: validated policy to in force, replacing another policy")
+		if first == nil || repl == nil {
+			skip(name, "< 20 ms", "not measured")
+		} else {
+			worst := math.Max(first.Median, repl.Median)
+			r.Targets = append(r.Targets, Target{Name: name, Want: "< 20 ms",
+				Got:     fmt.Sprintf("fresh %.1f ms, replace %.1f ms (median)", first.Median, repl.Median),
+				Margin:  fmt.Sprintf("%+.1f ms", 20-worst),
+				Status:  pass(worst < 20),
+				Comment: quickNote(repl.Rules, 10000)})
+		}
+	}
+	{
+		name := "one rule change on a 100-rule policy via the CLI (process start to in force and persisted)"
+		a := r.apply(engExewall, "CLI: one rule change (exewall deny/allow)")
+		var a100 *ApplyResult
+		for i := range r.Apply {
+			if r.Apply[i].Engine == engExewall && strings.HasPrefix(r.Apply[i].What, "CLI: one rule change") && r.Apply[i].Rules == 100 {
+				a100 = &r.Apply[i]
+			}
+		}
+		_ = a
+		if a100 == nil {
+			skip(name, "< 20 ms", "not measured (see notes)")
+		} else {
+			r.Targets = append(r.Targets, Target{Name: name, Want: "< 20 ms",
+				Got:    fmt.Sprintf("%.1f ms median (%.1f–%.1f)", a100.Median, a100.Min, a100.Max),
+				Margin: fmt.Sprintf("%+.1f ms", 20-a100.Median),
+				Status: pass(a100.Median < 20)})
+		}
+	}
+
+	// Storm.
+	if s := r.Storm; s == nil {
+		skip("denied-connect storm: kernel counters exact, >= 95% delivered, rest reported", "exact, >= 95%", "not measured")
+	} else {
+		exact := s.KernelDenied == s.EPERM
+		pct := 100 * float64(s.Delivered) / float64(max(s.EPERM, 1))
+		accounted := s.Delivered+s.Lost == s.KernelDenied
+		r.Targets = append(r.Targets,
+			Target{Name: "storm: kernel counter equals denied attempts", Want: "exact",
+				Got:    fmt.Sprintf("counter %d, attempts denied %d", s.KernelDenied, s.EPERM),
+				Margin: fmt.Sprintf("%+d", int64(s.KernelDenied)-int64(s.EPERM)), Status: pass(exact)},
+			Target{Name: "storm: events delivered by the " + s.Via, Want: ">= 95%",
+				Got:    fmt.Sprintf("%.2f%% (%d of %d, %s/s)", pct, s.Delivered, s.EPERM, count(int(s.DeliveredPerSec))),
+				Margin: fmt.Sprintf("%+.2f points", pct-95), Status: pass(pct >= 95)},
+			Target{Name: "storm: undelivered events reported as lost", Want: "delivered + lost = counter",
+				Got:    fmt.Sprintf("%d + %d = %d vs %d", s.Delivered, s.Lost, s.Delivered+s.Lost, s.KernelDenied),
+				Margin: fmt.Sprintf("%+d", int64(s.Delivered+s.Lost)-int64(s.KernelDenied)), Status: pass(accounted)})
+	}
+
+	// Footprint.
+	{
+		name := "daemon RSS with 100,000 rules"
+		var big *FootprintPoint
+		if r.Footprint != nil {
+			for i := range r.Footprint.Points {
+				p := &r.Footprint.Points[i]
+				if big == nil || p.Rules > big.Rules {
+					big = p
+				}
+			}
+		}
+		if big == nil || big.Rules == 0 {
+			skip(name, "< 40 MiB", "not measured")
+		} else {
+			mib := float64(big.RSSKiB) / 1024
+			r.Targets = append(r.Targets, Target{Name: name, Want: "< 40 MiB",
+				Got:     fmt.Sprintf("%.1f MiB (peak %.1f MiB)", mib, float64(big.HWMKiB)/1024),
+				Margin:  fmt.Sprintf("%+.1f MiB", 40-mib),
+				Status:  pass(mib < 40),
+				Comment: quickNote(big.Rules, 100000)})
+		}
+	}
+}
+
+func ns(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case math.Abs(v) >= 10000:
+		return fmt.Sprintf("%.1f µs", v/1000)
+	case math.Abs(v) >= 1000:
+		return fmt.Sprintf("%.2f µs", v/1000)
+	}
+	return fmt.Sprintf("%.0f ns", v)
+}
+
+// count renders 100000 as 100,000.
+func count(n int) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func opTitle(op string) string {
+	if op == opTCP {
+		return "TCP socket+connect+close (loopback)"
+	}
+	return "UDP sendto, unconnected (loopback)"
+}
+
+// markdown renders the report for stdout and docs/BENCHMARKS.md.
+func (r *Report) markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "## exewall benchmark (%s)\n\n", map[bool]string{true: "quick", false: "full"}[r.Quick])
+	fmt.Fprintf(&b, "- command: `%s`\n", r.Command)
+	fmt.Fprintf(&b, "- started %s, took %s; %d interleaved rounds, %.0f ms per engine, operation and round; seed %d\n",
+		r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second), r.Rounds, r.BudgetMs, r.Seed)
+	fmt.Fprintf(&b, "- machine: %s, %d CPUs, %d MiB, %s; kernel %s; clocksource %s; %s\n", m.CPU, m.CPUs, m.MemMiB, m.Virt, m.Kernel, m.Clocksource, m.Go)
+	fmt.Fprintf(&b, "- tools: %s; %s", m.Nftables, m.Iptables)
+	if m.OpenSnitch != "" {
+		fmt.Fprintf(&b, "; %s", m.OpenSnitch)
+	}
+	fmt.Fprintf(&b, "\n- load average: %.2f %.2f %.2f at start, %.2f %.2f %.2f at end, 1-minute max %.2f during the connect rounds\n\n",
+		m.LoadStart[0], m.LoadStart[1], m.LoadStart[2], m.LoadEnd[0], m.LoadEnd[1], m.LoadEnd[2], m.LoadMax1)
+
+	if len(r.Connect) > 0 {
+		b.WriteString("### Connect path (per operation; median of per-round medians, p99 = median of per-round p99s)\n\n")
+		for _, op := range []string{opTCP, opUDP} {
+			fmt.Fprintf(&b, "**%s**\n\n", opTitle(op))
+			b.WriteString("| engine | rules | median | ratio | added | p99 | p99 ratio | round medians (min–max) | ops | errors |\n")
+			b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
+			for _, c := range r.Connect {
+				if c.Op != op {
+					continue
+				}
+				rules := count(c.Rules)
+				if c.Engine == engNone || c.Engine == engOpenSnitch || c.Engine == engFloor {
+					rules = "–"
+				}
+				added := ns(c.AddedNs)
+				if c.Engine == engNone {
+					added = "–"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %.3fx | %s | %s | %.2fx | %s–%s | %s | %d |\n", c.Engine, rules, ns(c.MedianNs), c.Ratio,
+					added, ns(c.P99Ns), c.P99Ratio, ns(percentile(c.RoundMedians, 0)), ns(percentile(c.RoundMedians, 1)), count(c.Ops), c.Errors)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if len(r.Profile) > 0 {
+		b.WriteString("### Where the exewall time goes: kernel run time of the attached programs (kernel.bpf_stats_enabled)\n\n")
+		b.WriteString("| engine | rules | operation | hook | runs per op | ns per program run | op median meanwhile | translated insns |\n|---|---:|---|---|---:|---:|---:|---:|\n")
+		for _, p := range r.Profile {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %.0f ns | %s | %d |\n", p.Engine, count(p.Rules), p.Op, p.Hook, p.RunsPerOp, p.NsPerRun, ns(p.OpNs), p.Instruction)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Apply) > 0 {
+		b.WriteString("### Policy apply\n\n| engine | what | rules | median | min–max | runs | note |\n|---|---|---:|---:|---|---:|---|\n")
+		for _, a := range r.Apply {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %d | %s |\n", a.Engine, a.What, count(a.Rules), msStr(a.Median), msStr(a.Min), msStr(a.Max), len(a.Ms), a.Note)
+		}
+		b.WriteString("\n")
+	}
+	if s := r.Storm; s != nil {
+		b.WriteString("### Violation pipeline (denied-connect storm)\n\n")
+		b.WriteString("| via | children | seconds | attempts | denied (EPERM) | kernel counter | delivered | reported lost | attempts/s | delivered/s | drain |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %s | %s | %s | %s (%.2f%%) | %s | %s | %s | %.1f s |\n\n", s.Via, s.Children, s.Seconds,
+			count(int(s.Attempts)), count(int(s.EPERM)), count(int(s.KernelDenied)), count(int(s.Delivered)),
+			100*float64(s.Delivered)/float64(max(s.EPERM, 1)), count(int(s.Lost)), count(int(s.AttemptsPerSec)), count(int(s.DeliveredPerSec)), s.DrainSeconds)
+		if s.Note != "" {
+			fmt.Fprintf(&b, "%s\n\n", s.Note)
+		}
+	}
+	if f := r.Footprint; f != nil && len(f.Points) > 0 {
+		b.WriteString("### Daemon footprint\n\n| rules | start to enforcing (READY=1) | RSS | peak RSS | idle CPU |\n|---:|---:|---:|---:|---:|\n")
+		for _, p := range f.Points {
+			fmt.Fprintf(&b, "| %s | %s | %.1f MiB | %.1f MiB | %.1f%% over %.0f s |\n", count(p.Rules), msStr(p.StartMs),
+				float64(p.RSSKiB)/1024, float64(p.HWMKiB)/1024, p.IdleCPUPct, p.IdleSeconds)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Targets) > 0 {
+		b.WriteString("### Targets (issue 6)\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
+		for _, t := range r.Targets {
+			got := t.Got
+			if t.Comment != "" {
+				got += " — " + t.Comment
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | **%s** |\n", t.Name, t.Want, got, t.Margin, t.Status)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("### Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func msStr(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case v >= 1000:
+		return fmt.Sprintf("%.2f s", v/1000)
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
+
+// write saves the JSON file and the plot.
+func (r *Report) write(jsonPath, svgPath string) error {
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", jsonPath, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", jsonPath)
+	}
+	if svgPath != "" && len(r.Connect) > 0 {
+		if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", svgPath, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", svgPath)
+	}
+	return nil
+}
