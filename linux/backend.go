@@ -89,6 +89,7 @@ type Backend struct {
 	sockIter []*link.Iter // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
+	lock       *os.File // flock on the pin dir, held for the backend's life
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
 	dropped    uint64 // events read but not delivered (consumer too slow)
@@ -138,6 +139,18 @@ func New(cfg Config) (_ *Backend, retErr error) {
 	if err := EnsureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
 	}
+	// One daemon per pin dir: a second one would fight the first over the
+	// same maps and links.
+	lock, err := lockPinDir(cfg.PinDir)
+	if err != nil {
+		return nil, err
+	}
+	b.lock = lock
+	defer func() {
+		if retErr != nil {
+			lock.Close()
+		}
+	}()
 	// A first start that fails must not leave half a set of pins behind.
 	if entries, _ := os.ReadDir(cfg.PinDir); len(entries) == 0 {
 		defer func() {
@@ -158,9 +171,11 @@ func New(cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
-	if b.hasPinnedLinks() {
+	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
-		// new programs read the very maps the old ones did.
+		// new programs read the very maps the old ones did. (With an older
+		// map layout the links keep the old programs and maps until the
+		// first Apply has filled the new ones.)
 		if err := b.attach(); err != nil {
 			b.Close()
 			return nil, err
@@ -703,13 +718,23 @@ func (b *Backend) restoreSlots() error {
 	return it.Err()
 }
 
+// pinnedMaps are the maps kept under the pin dir, by pin name.
+func (b *Backend) pinnedMaps() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	spec, err := loadDatapath()
+	if err != nil {
+		return out
+	}
+	for name := range spec.Maps {
+		if m := b.mapByName(name); m != nil {
+			out[name] = m
+		}
+	}
+	return out
+}
+
 func (b *Backend) pinMaps() error {
-	for name, m := range map[string]*ebpf.Map{
-		"active": b.objs.Active, "configs": b.objs.Configs, "exe_rules": b.objs.ExeRules,
-		"cgroup_rules": b.objs.CgroupRules, "uid_rules": b.objs.UidRules, "gid_rules": b.objs.GidRules,
-		"dests": b.objs.Dests, "local_nets": b.objs.LocalNets, "counters": b.objs.Counters,
-		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
-	} {
+	for name, m := range b.pinnedMaps() {
 		path := filepath.Join(b.cfg.PinDir, name)
 		os.Remove(path)
 		if err := m.Pin(path); err != nil {
@@ -805,6 +830,7 @@ func (b *Backend) Close() error {
 			b.resolver.Close()
 		}
 		close(b.violations)
+		b.lock.Close()
 	})
 	return err
 }

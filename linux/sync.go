@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 
 	"github.com/cilium/ebpf"
@@ -43,7 +44,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			continue
 		}
 		if _, err := os.Stat(b.linkPin(h)); errors.Is(err, os.ErrNotExist) {
-			err := l.Pin(b.linkPin(h))
+			err := repin(l, b.linkPin(h))
 			report(err == nil, "%s link pin %s was removed", h.name, b.linkPin(h))
 		}
 	}
@@ -54,6 +55,23 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		}
 		if err != nil {
 			return drifts, err
+		}
+	}
+
+	// Map pins removed (rm -r /sys/fs/bpf/exewall): the maps live on in our
+	// fds; pin them again so the next daemon adopts them.
+	for name, m := range b.pinnedMaps() {
+		path := filepath.Join(b.cfg.PinDir, name)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			os.MkdirAll(b.cfg.PinDir, 0o700)
+			err := repin(m, path)
+			report(err == nil, "map pin %s was removed", path)
+		}
+	}
+	if b.execLink != nil {
+		if _, err := os.Stat(b.execPin()); errors.Is(err, os.ErrNotExist) {
+			err := repin(b.execLink, b.execPin())
+			report(err == nil, "exec hook pin %s was removed", b.execPin())
 		}
 	}
 
@@ -162,4 +180,16 @@ func AttachedPrograms(cgroup string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+type pinner interface {
+	Pin(string) error
+	Unpin() error
+}
+
+// repin pins an object again whose pin someone removed: the library thinks
+// it is still pinned there and would do nothing, so forget that first.
+func repin(p pinner, path string) error {
+	p.Unpin()
+	return p.Pin(path)
 }

@@ -1,0 +1,160 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/exewall/exewall/engine"
+)
+
+func TestSecondBackendOnSamePinsRefused(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}})
+	_, err := New(Config{Cgroup: cg, PinDir: b.pinDir})
+	if err == nil || !strings.Contains(err.Error(), "another exewall daemon") {
+		t.Fatalf("second backend on the same pins: %v", err)
+	}
+	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("the first backend stopped enforcing: %+v", out[0])
+	}
+	if err := b.Apply(context.Background(), &engine.Policy{}); err != nil {
+		t.Fatalf("the first backend no longer applies: %v", err)
+	}
+}
+
+// TestPinsRemovedAreRestored removes every pin behind the backend's back;
+// enforcement must not lapse, and Sync must pin everything again so that a
+// restarted daemon adopts it.
+func TestPinsRemovedAreRestored(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
+	b.apply(t, p)
+	entries, _ := os.ReadDir(b.pinDir)
+	before := len(entries)
+	for _, e := range entries {
+		os.Remove(filepath.Join(b.pinDir, e.Name()))
+	}
+	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("enforcement lapsed when the pins went: %+v", out[0])
+	}
+	drifts, err := b.Sync(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = os.ReadDir(b.pinDir)
+	if len(entries) != before {
+		t.Fatalf("%d pins after sync, want %d (drifts %+v)", len(entries), before, drifts)
+	}
+	for _, d := range drifts {
+		if !d.Repaired {
+			t.Errorf("unrepaired: %s", d.What)
+		}
+	}
+}
+
+// TestOlderMapLayoutMigratesWithoutGap plays an upgrade: an "old" daemon
+// whose counters map has another layout enforces a policy; the new backend
+// starts on the same pins, finds the layout incompatible, and must take over
+// with no moment where the denied program gets through.
+func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
+	t.Cleanup(func() { Reset(pinDir) })
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
+
+	old, err := New(Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	// Make the pinned layout "older": replace the pinned counter_names map
+	// with one of another value size.
+	os.Remove(filepath.Join(pinDir, "counter_names"))
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "counter_names", Type: ebpf.Hash, KeySize: 4, ValueSize: 32, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Pin(filepath.Join(pinDir, "counter_names")); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	// A client hammers the denied connect throughout the upgrade.
+	var leaks, tries atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			attempts := make([]attempt, 200)
+			for i := range attempts {
+				attempts[i] = loopbackTCP(port)[0]
+			}
+			_, out := runClient(t, exe, cg, attempts)
+			for _, o := range out {
+				tries.Add(1)
+				if !o.denied() {
+					leaks.Add(1)
+				}
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	upgraded, err := New(Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
+		close(stop)
+		<-done
+		t.Fatal(err)
+	}
+	defer upgraded.Close()
+	if err := upgraded.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	<-done
+	if leaks.Load() > 0 || tries.Load() == 0 {
+		t.Fatalf("%d of %d denied connects got through during the upgrade", leaks.Load(), tries.Load())
+	}
+	var info *ebpf.MapInfo
+	pinned, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "counter_names"), nil)
+	if err == nil {
+		info, _ = pinned.Info()
+		pinned.Close()
+	}
+	if info == nil || info.ValueSize != 64 {
+		t.Fatalf("pinned counter_names not migrated: %+v", info)
+	}
+	if n := attachedPrograms(t, cg); n != len(hooks) {
+		t.Fatalf("%d programs attached after the upgrade, want %d", n, len(hooks))
+	}
+	t.Logf("%d denied connects during the upgrade, none got through", tries.Load())
+}
