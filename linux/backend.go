@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -90,6 +91,7 @@ type Backend struct {
 	optional map[string]error // optional hooks that could not load, and why
 
 	lock       *os.File // flock on the pin dir, held for the backend's life
+	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
 	dropped    uint64 // events read but not delivered (consumer too slow)
@@ -115,7 +117,7 @@ func New(cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, seen: map[string][]engine.FileID{},
-		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, 4096),
+		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
 		done: make(chan struct{})}
 
 	root, err := CgroupMount()
@@ -417,6 +419,13 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.writeGen(c, next); err != nil {
 		return fail(err)
 	}
+	// Events of the new generation may be read the moment it is active:
+	// publish its names first (old ones kept for events still in flight).
+	merged := maps.Clone(b.byName)
+	for i := range p.Rules {
+		merged[p.Rules[i].Name] = &p.Rules[i]
+	}
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
 	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}

@@ -18,7 +18,16 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-var protoNames = [...]string{0: "", 1: "tcp", 2: "udp", 3: "icmp"}
+var protoNames = [...]string{0: "", 1: "tcp", 2: "udp", 3: "icmp", 4: "raw"}
+
+// violationBuffer is how many enriched events may wait for the consumer.
+const violationBuffer = 16384
+
+// nameSnapshot maps counter slots to rule names as of the last apply.
+type nameSnapshot struct {
+	slotName map[uint32]string
+	byName   map[string]*engine.Rule
+}
 
 func (b *Backend) droppedEvents() uint64 { return atomic.LoadUint64(&b.dropped) }
 
@@ -75,14 +84,14 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	}
 	v.Family = engine.FamilyOf(v.Daddr)
 
-	b.mu.Lock()
-	if ev.Counter != 0 {
-		v.Rule = b.slotName[ev.Counter]
+	// A snapshot taken at apply: the reader never waits for an apply or a
+	// sync holding the backend's lock, which would let the ring fill.
+	if names := b.names.Load(); names != nil && ev.Counter != 0 {
+		v.Rule = names.slotName[ev.Counter]
+		if r := names.byName[v.Rule]; r != nil && r.Exe != "" {
+			v.Exe = r.Exe
+		}
 	}
-	if r := b.byName[v.Rule]; r != nil && r.Exe != "" && v.Rule != "" {
-		v.Exe = r.Exe
-	}
-	b.mu.Unlock()
 	if v.Exe == "" {
 		// The default verdict or a cgroup/user rule: name the process's
 		// executable while it can still be read.
