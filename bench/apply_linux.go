@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -120,6 +123,16 @@ func (b *bench) applySection() error {
 		return err
 	}
 	add(engExewall, "apply: validated policy to in force, replacing another policy", n, ms, "every rule's action differs")
+	if top, err := b.pprofApply(func(i int) error {
+		if i%2 == 0 {
+			return be.Apply(ctx, pB)
+		}
+		return be.Apply(ctx, pA)
+	}); err != nil {
+		b.rep.note("pprof of Apply unavailable: %v", err)
+	} else {
+		b.rep.ApplyProfile = top
+	}
 
 	// One rule changed, in-process: what the CLI figures spend in the backend.
 	for _, size := range []int{100, n} {
@@ -238,4 +251,50 @@ func (b *bench) applySection() error {
 	add(engIptables, "iptables-restore --noflush (new chain with all rules)", n, iptMs, b.rep.Machine.Iptables)
 	add(engIptables, "one rule change: iptables -A", n, iptOne, "on the chain above")
 	return nil
+}
+
+// pprofApply runs apply under the Go CPU profiler for about two seconds and
+// returns the top of `go tool pprof -top -cum`: where a replacing Apply of
+// the apply section's policy spends its time (kernel time inside a syscall
+// is charged to the syscall's caller).
+func (b *bench) pprofApply(apply func(i int) error) ([]string, error) {
+	path := filepath.Join(b.tmp, "apply.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	start := time.Now()
+	runs := 0
+	for ; time.Since(start) < 2*time.Second; runs++ {
+		if err := apply(runs); err != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+			return nil, err
+		}
+	}
+	pprof.StopCPUProfile()
+	f.Close()
+	self, _ := os.Executable()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=28", self, path).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go tool pprof: %v: %s", err, out)
+	}
+	lines := []string{fmt.Sprintf("%d replacing Applies of %s rules in %v", runs, count(b.sizes().apply), time.Since(start).Round(time.Millisecond))}
+	keep := false
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "flat ") {
+			keep = true
+		}
+		if strings.HasPrefix(l, "Duration:") {
+			lines = append(lines, l+" (samples < duration: the rest is off-CPU, e.g. sleeping or waiting in the kernel)")
+		}
+		if keep && strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
 }

@@ -30,21 +30,23 @@ const (
 
 // Report is everything one run measured; it is also the JSON file.
 type Report struct {
-	Started   time.Time        `json:"started"`
-	Finished  time.Time        `json:"finished"`
-	Command   string           `json:"command"`
-	Quick     bool             `json:"quick"`
-	Rounds    int              `json:"rounds"`
-	BudgetMs  float64          `json:"budget_ms_per_measurement"`
-	Seed      int64            `json:"seed"`
-	Machine   Machine          `json:"machine"`
-	Connect   []ConnectResult  `json:"connect"`
-	Apply     []ApplyResult    `json:"apply"`
-	Profile   []ProgProfile    `json:"bpf_profile"`
-	Storm     *StormResult     `json:"storm,omitempty"`
-	Footprint *FootprintResult `json:"footprint,omitempty"`
-	Targets   []Target         `json:"targets"`
-	Notes     []string         `json:"notes"`
+	Started  time.Time       `json:"started"`
+	Finished time.Time       `json:"finished"`
+	Command  string          `json:"command"`
+	Quick    bool            `json:"quick"`
+	Rounds   int             `json:"rounds"`
+	BudgetMs float64         `json:"budget_ms_per_measurement"`
+	Seed     int64           `json:"seed"`
+	Machine  Machine         `json:"machine"`
+	Connect  []ConnectResult `json:"connect"`
+	Apply    []ApplyResult   `json:"apply"`
+	// ApplyProfile is `go tool pprof -top -cum` of replacing Applies.
+	ApplyProfile []string         `json:"apply_pprof_top,omitempty"`
+	Profile      []ProgProfile    `json:"bpf_profile"`
+	Storm        *StormResult     `json:"storm,omitempty"`
+	Footprint    *FootprintResult `json:"footprint,omitempty"`
+	Targets      []Target         `json:"targets"`
+	Notes        []string         `json:"notes"`
 }
 
 // Machine describes where the run happened.
@@ -59,6 +61,7 @@ type Machine struct {
 	Nftables    string     `json:"nftables"`
 	Iptables    string     `json:"iptables"`
 	OpenSnitch  string     `json:"opensnitch,omitempty"`
+	Exewall     string     `json:"exewall_binary,omitempty"`
 	LoadStart   [3]float64 `json:"loadavg_start"`
 	LoadEnd     [3]float64 `json:"loadavg_end"`
 	LoadMax1    float64    `json:"loadavg1_max_during_connect"`
@@ -477,6 +480,9 @@ func (r *Report) markdown() string {
 		r.Started.Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second), r.Rounds, r.BudgetMs, r.Seed)
 	fmt.Fprintf(&b, "- machine: %s, %d CPUs, %d MiB, %s; kernel %s; clocksource %s; %s\n", m.CPU, m.CPUs, m.MemMiB, m.Virt, m.Kernel, m.Clocksource, m.Go)
 	fmt.Fprintf(&b, "- tools: %s; %s", m.Nftables, m.Iptables)
+	if m.Exewall != "" {
+		fmt.Fprintf(&b, "; %s", m.Exewall)
+	}
 	if m.OpenSnitch != "" {
 		fmt.Fprintf(&b, "; %s", m.OpenSnitch)
 	}
@@ -521,6 +527,13 @@ func (r *Report) markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s–%s | %d | %s |\n", a.Engine, a.What, count(a.Rules), msStr(a.Median), msStr(a.Min), msStr(a.Max), len(a.Ms), a.Note)
 		}
 		b.WriteString("\n")
+	}
+	if len(r.ApplyProfile) > 0 {
+		b.WriteString("Where a replacing in-process Apply spends its time (Go CPU profile, `go tool pprof -top -cum`):\n\n```\n")
+		for _, l := range r.ApplyProfile {
+			b.WriteString(l + "\n")
+		}
+		b.WriteString("```\n\n")
 	}
 	if s := r.Storm; s != nil {
 		b.WriteString("### Violation pipeline (denied-connect storm)\n\n")
