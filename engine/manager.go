@@ -66,7 +66,15 @@ type ManagerConfig struct {
 	// OnViolation, when set, sees every violation (log file, metrics). It
 	// runs on the reader goroutine and must not block for long.
 	OnViolation func(Violation)
+	// Report, when set, adds what the daemon around the manager knows (its
+	// violations log) to every Status.
+	Report func(*Status)
 }
+
+// ErrEmptyPolicyFile refuses a policy file holding nothing at all: that is
+// what a truncated file or a writer caught half way looks like, and taking
+// it at its word (no rules, default allow) would drop every rule.
+var ErrEmptyPolicyFile = errors.New("the policy file is empty (truncated?); the policy in force stays. For no rules at all, write `rules: []`")
 
 // Manager owns the desired policy: it validates every change, puts it in
 // force through the Backend, and persists it to the policy file before
@@ -82,6 +90,9 @@ type Manager struct {
 	src     []byte // the policy file's content as last read or written
 	managed error  // non-nil: the file is not ours to write
 	pending *pendingApply
+	// fileErr says why the policy file on disk is not what is in force
+	// (deleted, emptied, refused); nil when they agree.
+	fileErr error
 }
 
 type pendingApply struct {
@@ -138,6 +149,9 @@ func (m *Manager) Load(ctx context.Context) error {
 		}
 	} else if err != nil {
 		return fmt.Errorf("read policy: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fmt.Errorf("%s: %w", path, ErrEmptyPolicyFile)
 	}
 	p, err := m.check(data)
 	if err != nil {
@@ -249,7 +263,7 @@ func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
 		}
 		return err
 	}
-	m.policy, m.src = p, data
+	m.policy, m.src, m.fileErr = p, data, nil
 	return nil
 }
 
@@ -452,27 +466,66 @@ func (m *Manager) recoverRollback() error {
 }
 
 // Reload reads the policy file again and puts it in force if it changed.
-// A file that fails validation is refused and the policy in force stays.
+// A file that fails validation, is empty (truncated) or is gone is refused
+// and the policy in force stays; Status says so until a good file is read.
+// A deleted file is written back from the policy in force when the file is
+// ours to write, so that a restarted daemon still enforces it (a missing
+// file at start-up would mean the default policy).
 func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	data, err := readAllLimited(m.cfg.PolicyFile, maxPolicyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, m.restoreDeleted()
+	}
 	if err != nil {
-		return false, fmt.Errorf("read policy: %w", err)
+		return false, m.refuseFile(fmt.Errorf("read policy: %w", err))
 	}
 	m.managed = m.writable()
 	if bytes.Equal(data, m.src) {
+		m.fileErr = nil
 		return false, nil
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return false, m.refuseFile(fmt.Errorf("%s: %w", m.cfg.PolicyFile, ErrEmptyPolicyFile))
 	}
 	p, err := m.check(data)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", m.cfg.PolicyFile, err)
+		return false, m.refuseFile(fmt.Errorf("%s: %w", m.cfg.PolicyFile, err))
 	}
 	if err := m.cfg.Backend.Apply(ctx, p); err != nil {
-		return false, fmt.Errorf("apply %s: %w", m.cfg.PolicyFile, err)
+		return false, m.refuseFile(fmt.Errorf("apply %s: %w", m.cfg.PolicyFile, err))
 	}
-	m.policy, m.src = p, data
+	m.policy, m.src, m.fileErr = p, data, nil
 	return true, nil
+}
+
+// refuseFile records why the file on disk is not in force.
+func (m *Manager) refuseFile(err error) error {
+	m.fileErr = fmt.Errorf("%w (since %s; the last good policy, %d rules, stays in force)",
+		err, time.Now().Format(time.RFC3339), len(m.policy.Rules))
+	return err
+}
+
+// restoreDeleted handles a policy file that disappeared under a running
+// daemon: the policy in force stays, and the file is written back from it
+// when the file is ours to write.
+func (m *Manager) restoreDeleted() error {
+	m.managed = m.writable()
+	if m.managed != nil || m.dirMissing() {
+		why := m.managed
+		if why == nil {
+			why = fmt.Errorf("directory %s is gone", filepath.Dir(m.cfg.PolicyFile))
+		}
+		return m.refuseFile(fmt.Errorf("policy file %s was deleted and cannot be written back (%v)", m.cfg.PolicyFile, why))
+	}
+	if err := WriteFileAtomic(m.cfg.PolicyFile, m.src); err != nil {
+		return m.refuseFile(fmt.Errorf("policy file %s was deleted; writing it back: %w", m.cfg.PolicyFile, err))
+	}
+	m.fileErr = nil
+	m.log.Warn("the policy file was deleted; the policy in force stays and was written back to it (to remove every rule, apply a policy with `rules: []`)",
+		"path", m.cfg.PolicyFile, "rules", len(m.policy.Rules))
+	return nil
 }
 
 // Sync asks the backend to compare the kernel with the policy in force
@@ -489,20 +542,27 @@ func (m *Manager) Sync(ctx context.Context) ([]Drift, error) {
 
 // Status is what `exewall status --json` prints.
 type Status struct {
-	Backend         string              `json:"backend"`
-	Cgroup          string              `json:"cgroup"` // the attach point
-	Hooks           []string            `json:"hooks"`
-	Mode            string              `json:"mode"`
-	Default         string              `json:"default"`
-	Rules           int                 `json:"rules"`
-	Counters        Counters            `json:"counters"`
-	RuleCounters    map[string]Counters `json:"rule_counters"` // by rule name; "" is the default
-	EventsLost      uint64              `json:"events_lost"`
-	UptimeSeconds   int64               `json:"uptime_seconds"`
-	PolicyFile      string              `json:"policy_file"`
-	Managed         bool                `json:"managed"`
-	ConfirmDeadline *time.Time          `json:"confirm_deadline,omitempty"`
-	Violations      uint64              `json:"violations"` // seen since start
+	Backend       string              `json:"backend"`
+	Cgroup        string              `json:"cgroup"` // the attach point
+	Hooks         []string            `json:"hooks"`
+	Mode          string              `json:"mode"`
+	Default       string              `json:"default"`
+	Rules         int                 `json:"rules"`
+	Counters      Counters            `json:"counters"`
+	RuleCounters  map[string]Counters `json:"rule_counters"` // by rule name; "" is the default
+	EventsLost    uint64              `json:"events_lost"`
+	UptimeSeconds int64               `json:"uptime_seconds"`
+	PolicyFile    string              `json:"policy_file"`
+	// PolicyFileError says why the policy file on disk is not in force
+	// (deleted, empty, refused); the last good policy is. "" when they agree.
+	PolicyFileError string     `json:"policy_file_error,omitempty"`
+	Managed         bool       `json:"managed"`
+	ConfirmDeadline *time.Time `json:"confirm_deadline,omitempty"`
+	Violations      uint64     `json:"violations"` // seen since start
+	// ViolationsLogLost counts violations the daemon's log could not keep
+	// (disk full); ViolationsLogError is the write error while it lasts.
+	ViolationsLogLost  uint64 `json:"violations_log_lost"`
+	ViolationsLogError string `json:"violations_log_error,omitempty"`
 }
 
 // Status reports the policy in force and the backend's view of the kernel.
@@ -525,6 +585,12 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	if m.pending != nil {
 		d := m.pending.deadline
 		s.ConfirmDeadline = &d
+	}
+	if m.fileErr != nil {
+		s.PolicyFileError = m.fileErr.Error()
+	}
+	if m.cfg.Report != nil {
+		m.cfg.Report(&s)
 	}
 	return s, err
 }

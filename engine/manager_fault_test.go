@@ -1,0 +1,124 @@
+package engine_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/engine/enginetest"
+)
+
+// TestPolicyFileFaults: a policy file deleted, emptied (truncated) or
+// corrupted under a running daemon never changes the policy in force;
+// Status says why the file is not in force; a later valid file is
+// followed; a deleted file is written back so a restart loses nothing.
+func TestPolicyFileFaults(t *testing.T) {
+	const good = "# mine\ndefault: deny\nrules:\n  - name: curl\n    exe: /usr/bin/curl\n    action: deny\n"
+	f := newFixture(t, good)
+	inForce := func() *engine.Policy { return f.b.InForce() }
+	wantStatusErr := func(sub string) {
+		t.Helper()
+		st, err := f.m.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub == "" && st.PolicyFileError != "" || !strings.Contains(st.PolicyFileError, sub) {
+			t.Fatalf("status policy_file_error = %q, want it to say %q", st.PolicyFileError, sub)
+		}
+	}
+	wantKept := func() {
+		t.Helper()
+		if p := inForce(); p.Default != engine.ActionDeny || len(p.Rules) != 1 {
+			t.Fatalf("policy in force changed: %+v", engine.ViewPolicy(p))
+		}
+	}
+
+	t.Run("deleted: kept and written back", func(t *testing.T) {
+		os.Remove(f.path)
+		if _, err := f.m.Reload(ctx); err != nil {
+			t.Fatalf("reload of a deleted file: %v", err)
+		}
+		wantKept()
+		if data, err := os.ReadFile(f.path); err != nil || string(data) != good {
+			t.Fatalf("deleted file not written back: %v %q", err, data)
+		}
+		wantStatusErr("")
+	})
+
+	t.Run("deleted with its directory: kept, reported", func(t *testing.T) {
+		os.RemoveAll(filepath.Dir(f.path))
+		if _, err := f.m.Reload(ctx); err == nil {
+			t.Fatal("reload without the directory succeeded")
+		}
+		wantKept()
+		wantStatusErr("was deleted")
+		wantStatusErr("last good policy, 1 rules, stays in force")
+		os.MkdirAll(filepath.Dir(f.path), 0o755)
+		os.WriteFile(f.path, []byte(good), 0o644)
+		if _, err := f.m.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wantStatusErr("")
+	})
+
+	for _, tc := range []struct{ name, data, says string }{
+		{"truncated to nothing", "", "empty"},
+		{"truncated to blanks", "\n  \n", "empty"},
+		{"truncated mid-rule", good[:len(good)-9], "line 6"},
+		{"corrupted", "\x00\xff\xfe garbage: [", "invalid yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.WriteFile(f.path, []byte(tc.data), 0o644)
+			_, err := f.m.Reload(ctx)
+			if err == nil {
+				t.Fatal("reload accepted it")
+			}
+			if tc.says == "empty" && !errors.Is(err, engine.ErrEmptyPolicyFile) {
+				t.Fatalf("err %v", err)
+			}
+			wantKept()
+			wantStatusErr(tc.says)
+			// A CLI edit meanwhile starts from the policy in force, not
+			// the broken file, and writes a good file back.
+			if _, err := f.m.AddRule(ctx, engine.Rule{Name: "wget", Selector: engine.Selector{Exe: "/usr/bin/wget"}, Action: engine.ActionDeny}); err != nil {
+				t.Fatal(err)
+			}
+			f.agree(t)
+			wantStatusErr("")
+			if _, err := f.m.RemoveRule(ctx, "wget"); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(f.path)
+			if !bytes.HasPrefix(data, []byte("# mine\n")) {
+				t.Fatalf("the user's comments were lost:\n%s", data)
+			}
+		})
+	}
+
+	t.Run("later valid file followed", func(t *testing.T) {
+		os.WriteFile(f.path, []byte("garbage: ["), 0o644)
+		f.m.Reload(ctx)
+		os.WriteFile(f.path, []byte("default: allow\nrules: []\n"), 0o644)
+		if changed, err := f.m.Reload(ctx); err != nil || !changed {
+			t.Fatalf("valid file not followed: %v %v", changed, err)
+		}
+		if p := inForce(); p.Default != engine.ActionAllow || len(p.Rules) != 0 {
+			t.Fatalf("in force %+v", engine.ViewPolicy(p))
+		}
+		wantStatusErr("")
+	})
+}
+
+func TestLoadRefusesEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(path, nil, 0o644)
+	m := engine.NewManager(engine.ManagerConfig{Backend: enginetest.New(1), PolicyFile: path})
+	if err := m.Load(ctx); !errors.Is(err, engine.ErrEmptyPolicyFile) {
+		t.Fatalf("load of an empty file: %v", err)
+	}
+}
