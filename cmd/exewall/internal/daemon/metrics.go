@@ -23,6 +23,9 @@ type collector struct {
 	rules    *prometheus.Desc
 	managed  *prometheus.Desc
 	hookDesc *prometheus.Desc
+	logLost  *prometheus.Desc
+	logErr   *prometheus.Desc
+	fileErr  *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -35,6 +38,12 @@ func newCollector(m *engine.Manager) *collector {
 		rules:    prometheus.NewDesc("exewall_rules", "Rules in force.", nil, nil),
 		managed:  prometheus.NewDesc("exewall_policy_managed", "1 when the policy file is not writable by exewall.", nil, nil),
 		hookDesc: prometheus.NewDesc("exewall_hook_active", "Kernel hooks in force.", []string{"hook"}, nil),
+		logLost: prometheus.NewDesc("exewall_violations_log_lost_total",
+			"Violations the violations log could not keep (disk full, write errors); enforcement is unaffected.", nil, nil),
+		logErr: prometheus.NewDesc("exewall_violations_log_failing",
+			"1 while the violations log cannot be written.", nil, nil),
+		fileErr: prometheus.NewDesc("exewall_policy_file_refused",
+			"1 while the policy file on disk is not in force (deleted, empty, invalid); the last good policy is.", nil, nil),
 	}
 }
 
@@ -44,6 +53,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.rules
 	ch <- c.managed
 	ch <- c.hookDesc
+	ch <- c.logLost
+	ch <- c.logErr
+	ch <- c.fileErr
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -69,6 +81,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, h := range st.Hooks {
 		ch <- prometheus.MustNewConstMetric(c.hookDesc, prometheus.GaugeValue, 1, h)
 	}
+	ch <- prometheus.MustNewConstMetric(c.logLost, prometheus.CounterValue, float64(st.ViolationsLogLost))
+	ch <- prometheus.MustNewConstMetric(c.logErr, prometheus.GaugeValue, bool01(st.ViolationsLogError != ""))
+	ch <- prometheus.MustNewConstMetric(c.fileErr, prometheus.GaugeValue, bool01(st.PolicyFileError != ""))
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type metrics struct {
