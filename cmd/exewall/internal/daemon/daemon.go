@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer vlog.close()
+	vlog.log = log
 
 	backend, resolver, closeResolver, err := newBackend(cfg, log)
 	if err != nil {
@@ -132,10 +133,19 @@ func Run(ctx context.Context, cfg Config) error {
 		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"),
 		OnViolation: func(v engine.Violation) {
 			if err := vlog.write(v); err != nil {
-				log.Error("write violations log", "err", err)
+				log.Error("write violations log", "path", vlog.path, "err", err)
 			}
 			if mt != nil {
 				mt.violations.WithLabelValues(string(v.Verdict)).Inc()
+			}
+		},
+		// A full disk under the state dir costs log lines, never
+		// enforcement; status and /metrics say how many.
+		Report: func(s *engine.Status) {
+			lost, err := vlog.stats()
+			s.ViolationsLogLost = lost
+			if err != nil {
+				s.ViolationsLogError = err.Error()
 			}
 		},
 	})
