@@ -131,29 +131,50 @@ static __always_inline struct config *active_config(__u32 *gen)
 	return bpf_map_lookup_elem(&configs, gen);
 }
 
+static __always_inline __u32 word_mask(int bits)
+{
+	if (bits <= 0)
+		return 0;
+	if (bits >= 32)
+		return 0xffffffff;
+	return bpf_htonl(0xffffffffu << (32 - bits));
+}
+
 static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 *addr, __u16 port,
 				       __u8 proto, __u8 *verdict)
 {
-	struct dest_key k = {
-		.prefixlen = 64 + (family == 4 ? 32 : 128),
-		.rule = bpf_htonl(r->id),
-		.family = bpf_htonl(family),
-	};
-	__builtin_memcpy(k.addr, addr, 16);
+	struct dest_key k = { .rule = r->id, .family = family };
+	__u32 a[4];
+	__builtin_memcpy(a, addr, 16);
+	__u8 n = family == 4 ? r->nlens4 : r->nlens6;
 
-	struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
-	if (!v)
-		return 0;
-	for (int i = 0; i < MAX_DEST_ENTRIES; i++) {
-		if (i >= v->count)
+	/* Longest prefix first: the first node found lists every entry that can
+	 * match, most specific first. */
+	for (int i = 0; i < MAX_PREFIX_LENS; i++) {
+		if (i >= n)
 			break;
-		struct dest_entry *e = &v->e[i];
-		if (e->proto != PROTO_ANY && e->proto != proto)
+		int plen = family == 4 ? r->lens4[i] : r->lens6[i];
+		k.plen = plen;
+		__u32 *w = (__u32 *)k.addr;
+		w[0] = a[0] & word_mask(plen);
+		w[1] = a[1] & word_mask(plen - 32);
+		w[2] = a[2] & word_mask(plen - 64);
+		w[3] = a[3] & word_mask(plen - 96);
+		struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
+		if (!v)
 			continue;
-		if (port < e->port_lo || port > e->port_hi)
-			continue;
-		*verdict = e->verdict;
-		return 1;
+		for (int j = 0; j < MAX_DEST_ENTRIES; j++) {
+			if (j >= v->count)
+				break;
+			struct dest_entry *e = &v->e[j];
+			if (e->proto != PROTO_ANY && e->proto != proto)
+				continue;
+			if (port < e->port_lo || port > e->port_hi)
+				continue;
+			*verdict = e->verdict;
+			return 1;
+		}
+		return 0;
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #define MAX_RULES (1 << 17)       /* rules per policy generation */
 #define MAX_DEST_NODES (1 << 18)  /* distinct (rule, prefix) pairs per two generations */
 #define MAX_DEST_ENTRIES 16       /* entries one destination lookup can see */
+#define MAX_PREFIX_LENS 8         /* distinct prefix lengths per rule and family */
 #define MAX_CGROUP_DEPTH 32
 #define GEN_BIT (1u << 31)        /* rule ids carry their generation in the top bit */
 
@@ -45,6 +46,14 @@ struct rule {
 	__u8 audit;
 	__u8 has_dests;
 	__u8 unrestricted; /* action allow and no deny entries: any socket kind may be created */
+	/* The distinct prefix lengths of the rule's destination entries, longest
+	 * first, per family: one exact hash lookup per length, so the cost does
+	 * not grow with the number of rules (an LPM trie over all rules did). */
+	__u8 nlens4;
+	__u8 nlens6;
+	__u8 lens4[MAX_PREFIX_LENS];
+	__u8 lens6[MAX_PREFIX_LENS];
+	__u16 _pad;
 };
 
 /* Per-generation settings, switched together with the maps. */
@@ -59,10 +68,11 @@ struct config {
 };
 
 struct dest_key {
-	__u32 prefixlen; /* 64 + address bits */
-	__u32 rule;      /* big endian rule id, so it is a prefix of the key */
-	__u32 family;    /* 4 or 6, big endian */
-	__u8 addr[16];   /* IPv4 in the first 4 bytes */
+	__u32 rule;
+	__u8 family;   /* 4 or 6 */
+	__u8 plen;     /* prefix length */
+	__u16 _pad;
+	__u8 addr[16]; /* masked to plen; IPv4 in the first 4 bytes */
 };
 
 struct dest_entry {
@@ -74,8 +84,8 @@ struct dest_entry {
 };
 
 /* A prefix node: its own entries, then those of every shorter prefix that
- * contains it (flattened by userspace), in the order they are tried. One
- * LPM lookup therefore sees every entry that can match. */
+ * contains it (flattened by userspace), in the order they are tried. The
+ * first (longest) node found therefore holds every entry that can match. */
 struct dest_val {
 	__u32 count;
 	__u32 _pad;

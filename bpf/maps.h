@@ -57,7 +57,7 @@ struct {
 } gid_rules SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_DEST_NODES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct dest_key);
@@ -74,10 +74,11 @@ struct {
 	__type(value, __u8);
 } local_nets SEC(".maps");
 
+/* Per-rule counters by stable slot (0 is the default). A per-CPU array: the
+ * lookup is inlined, and no two CPUs share a cache line. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_RULES + 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct counter);
 } counters SEC(".maps");

@@ -69,25 +69,26 @@ type Backend struct {
 	resolver   *KernelResolver
 	ncpu       int
 
-	mu        sync.Mutex
-	links     map[string]link.Link
-	policy    *engine.Policy
-	ids       identities
-	seen      map[string][]engine.FileID // every identity an exe rule has had
-	statCache map[string]statKey         // last stat of each exe path, for watch
-	slots     map[string]uint32          // rule name -> counter slot
-	slotName  map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
-	nextSlot  uint32
-	byName    map[string]*engine.Rule
-	gens      [2]*compiled // what each generation holds; nil = unknown
-	repin     bool         // maps are fresh (old pins incompatible): pin after first apply
-	hostNets  []netip.Prefix
-	local     map[datapathLocalKey]uint8 // what local_nets holds
+	mu         sync.Mutex
+	links      map[string]link.Link
+	policy     *engine.Policy
+	ids        identities
+	seen       map[string][]engine.FileID // every identity an exe rule has had
+	statCache  map[string]statKey         // last stat of each exe path, for watch
+	slots      map[string]uint32          // rule name -> counter slot
+	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
+	nextSlot   uint32
+	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	byName     map[string]*engine.Rule
+	gens       [2]*compiled // what each generation holds; nil = unknown
+	repin      bool         // maps are fresh (old pins incompatible): pin after first apply
+	hostNets   []netip.Prefix
+	local      map[datapathLocalKey]uint8 // what local_nets holds
 
 	exec     execwatchObjects
 	execLink link.Link // nil when the kernel refuses tp_btf
 	socks    socketsObjects
-	sockIter []*link.Iter // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
+	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
 	lock       *os.File // flock on the pin dir, held for the backend's life
@@ -117,7 +118,7 @@ func New(cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, seen: map[string][]engine.FileID{},
-		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
+		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
 		done: make(chan struct{})}
 
 	root, err := CgroupMount()
@@ -382,6 +383,7 @@ func (b *Backend) slotFor(name string) uint32 {
 		}
 		b.slots[name] = s
 		b.slotName[s] = name
+		b.freshSlots[s] = true
 		return s
 	}
 }
@@ -401,7 +403,10 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	next := cur ^ 1
 	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
-	restore := func() { b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore }
+	restore := func() {
+		b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore
+		clear(b.freshSlots)
+	}
 	c, err := compile(p, next, ids, b.slotFor)
 	if err != nil {
 		restore()
@@ -500,10 +505,12 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	}
 	zero := make([]datapathCounter, b.ncpu)
 	for slot, name := range c.names {
-		// Counters must exist before the flip or the first hits go uncounted.
-		err := retryNoMem(func() error { return b.objs.Counters.Update(slot, zero, ebpf.UpdateNoExist) })
-		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-			return fmt.Errorf("create counter: %w", err)
+		if !b.freshSlots[slot] {
+			continue
+		}
+		// A slot handed to a new rule starts from zero, before the flip.
+		if err := b.objs.Counters.Update(slot, zero, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("reset counter: %w", err)
 		}
 		var rn datapathRuleName
 		copy(rn.Name[:], toInt8(name))
@@ -692,7 +699,7 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	var dv datapathDestVal
 	dit := b.objs.Dests.Iterate()
 	for dit.Next(&dk, &dv) {
-		if htonl(dk.Rule)>>31 == gen {
+		if dk.Rule>>31 == gen {
 			c.dests[dk] = dv
 		}
 	}
@@ -705,7 +712,6 @@ func (b *Backend) dropUnusedSlots(c *compiled) {
 	for name, slot := range b.slots {
 		if _, ok := c.names[slot]; !ok {
 			delete(b.slots, name)
-			b.objs.Counters.Delete(slot)
 			b.objs.CounterNames.Delete(slot)
 		}
 	}
@@ -762,23 +768,17 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	if b.policy != nil {
 		st.Rules = len(b.policy.Rules)
 	}
-	var slot uint32
-	vals := make([]datapathCounter, b.ncpu)
-	it := b.objs.Counters.Iterate()
-	for it.Next(&slot, &vals) {
-		var c engine.Counters
-		for _, v := range vals {
-			c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
-		}
+	sums, err := b.readCounters()
+	if err != nil {
+		return st, err
+	}
+	for slot, c := range sums {
 		name, ok := b.slotName[slot]
 		if slot != 0 && (!ok || b.slots[name] != slot) {
 			continue
 		}
 		st.RuleCounter[name] = c
 		st.Counters = st.Counters.Add(c)
-	}
-	if err := it.Err(); err != nil {
-		return st, fmt.Errorf("read counters: %w", err)
 	}
 	lost, err := b.kernelLost()
 	if err != nil {
@@ -894,4 +894,39 @@ func Reset(pinDir string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// readCounters sums the per-CPU counters of every slot in use, in batches.
+func (b *Backend) readCounters() (map[uint32]engine.Counters, error) {
+	used := map[uint32]bool{0: true}
+	for _, s := range b.slots {
+		used[s] = true
+	}
+	out := make(map[uint32]engine.Counters, len(used))
+	const chunk = 4096
+	keys := make([]uint32, chunk)
+	vals := make([]datapathCounter, chunk*b.ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := b.objs.Counters.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			if !used[keys[i]] {
+				continue
+			}
+			var c engine.Counters
+			for _, v := range vals[i*b.ncpu : (i+1)*b.ncpu] {
+				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
+			}
+			out[keys[i]] = c
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read counters: %w", err)
+		}
+		if n < chunk {
+			return out, nil
+		}
+	}
 }

@@ -62,6 +62,10 @@ func clientMain() {
 		case "wait":
 			var go_ string
 			in.Decode(&go_)
+		case "loop":
+			// Time N unconnected UDP sends on one socket (the benchmark's
+			// shape); the result is ns per send in Err.
+			out[i] = sendLoop(a)
 		case "thread":
 			// From a fresh OS thread that is not the thread group leader.
 			ch := make(chan outcome)
@@ -153,6 +157,21 @@ func try(a attempt) outcome {
 		return outcome{}
 	}
 	return errOutcome(err)
+}
+
+func sendLoop(a attempt) outcome {
+	fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(fd)
+	addr := netip.MustParseAddr(a.Addr).As4()
+	sa := &unix.SockaddrInet4{Port: int(a.Port), Addr: addr}
+	n := 200000
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := unix.Sendto(fd, []byte("x"), 0, sa); err != nil {
+			return errOutcome(err)
+		}
+	}
+	return outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
 }
 
 // useHeld sends on the held connection and waits for the echo.

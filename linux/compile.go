@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/exewall/exewall/engine"
@@ -15,6 +16,7 @@ import (
 const (
 	maxRules       = 1 << 17
 	maxDestEntries = 16
+	maxPrefixLens  = 8
 	genBit         = 1 << 31
 )
 
@@ -77,6 +79,9 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		}
 		if dr.HasDests == 1 {
 			if err := compileDests(r, dr.Id, c.dests); err != nil {
+				return nil, err
+			}
+			if err := prefixLens(r, &dr); err != nil {
 				return nil, err
 			}
 		}
@@ -153,8 +158,32 @@ func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapat
 
 func destKey(ruleID uint32, p netip.Prefix) datapathDestKey {
 	fam, bits, addr := famAddr(p)
-	k := datapathDestKey{Prefixlen: 64 + uint32(bits), Rule: htonl(ruleID), Family: htonl(fam), Addr: addr}
-	return k
+	return datapathDestKey{Rule: ruleID, Family: uint8(fam), Plen: uint8(bits), Addr: addr}
+}
+
+// prefixLens records the rule's distinct prefix lengths per family, longest
+// first: the datapath tries one exact lookup per length.
+func prefixLens(r *engine.Rule, dr *datapathRule) error {
+	var v4, v6 []uint8
+	for _, d := range engine.OrderedDests(r) {
+		bits := uint8(d.Prefix.Bits())
+		if d.Prefix.Addr().Is4() {
+			if !slices.Contains(v4, bits) {
+				v4 = append(v4, bits)
+			}
+		} else if !slices.Contains(v6, bits) {
+			v6 = append(v6, bits)
+		}
+	}
+	if len(v4) > maxPrefixLens || len(v6) > maxPrefixLens {
+		return fmt.Errorf("rule %s: its destinations use more than %d different prefix lengths per address family; merge some", r.Name, maxPrefixLens)
+	}
+	slices.SortFunc(v4, func(a, b uint8) int { return int(b) - int(a) })
+	slices.SortFunc(v6, func(a, b uint8) int { return int(b) - int(a) })
+	dr.Nlens4, dr.Nlens6 = uint8(len(v4)), uint8(len(v6))
+	copy(dr.Lens4[:], v4)
+	copy(dr.Lens6[:], v6)
+	return nil
 }
 
 func localKey(p netip.Prefix) datapathLocalKey {

@@ -10,17 +10,20 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// lookupLikeKernel does what the datapath does with the compiled trie: one
-// longest-prefix lookup, then the node's entries in order.
-func lookupLikeKernel(dests map[datapathDestKey]datapathDestVal, ruleID uint32, dst netip.Addr, port uint16, proto engine.Proto) (engine.Verdict, bool) {
+// lookupLikeKernel does what the datapath does with the compiled nodes: one
+// exact lookup per prefix length of the rule, longest first; the first node
+// found decides with its entries in order.
+func lookupLikeKernel(dests map[datapathDestKey]datapathDestVal, dr *datapathRule, dst netip.Addr, port uint16, proto engine.Proto) (engine.Verdict, bool) {
 	dst = dst.Unmap()
+	lens := dr.Lens6[:dr.Nlens6]
+	if dst.Is4() {
+		lens = dr.Lens4[:dr.Nlens4]
+	}
 	var best *datapathDestVal
-	bestLen := -1
-	for bits := 0; bits <= dst.BitLen(); bits++ {
-		k := destKey(ruleID, netip.PrefixFrom(dst, bits))
-		if v, ok := dests[k]; ok && bits > bestLen {
-			v := v
-			best, bestLen = &v, bits
+	for _, bits := range lens {
+		if v, ok := dests[destKey(dr.Id, netip.PrefixFrom(dst, int(bits)))]; ok {
+			best = &v
+			break
 		}
 	}
 	if best == nil {
@@ -69,6 +72,10 @@ func TestCompiledDestsMatchEvaluator(t *testing.T) {
 		if err := compileDests(&r, 7, dests); err != nil {
 			t.Fatal(err)
 		}
+		dr := datapathRule{Id: 7}
+		if err := prefixLens(&r, &dr); err != nil {
+			t.Fatal(err)
+		}
 		for i := 0; i < 200; i++ {
 			a := bases[rng.IntN(len(bases))]
 			b := a.As16()
@@ -83,7 +90,7 @@ func TestCompiledDestsMatchEvaluator(t *testing.T) {
 			port := uint16(rng.IntN(160))
 			proto := engine.Proto(1 + rng.IntN(2))
 			wv, wok := engine.MatchDests(&r, dst, port, proto)
-			gv, gok := lookupLikeKernel(dests, 7, dst, port, proto)
+			gv, gok := lookupLikeKernel(dests, &dr, dst, port, proto)
 			if wv != gv || wok != gok {
 				t.Fatalf("rule %+v, %s:%d/%s: evaluator (%q,%v) compiled (%q,%v)", r, dst, port, proto, wv, wok, gv, gok)
 			}

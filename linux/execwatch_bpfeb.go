@@ -32,11 +32,12 @@ type execwatchCounter struct {
 }
 
 type execwatchDestKey struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Rule      uint32
-	Family    uint32
-	Addr      [16]uint8
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Plen   uint8
+	Pad    uint16
+	Addr   [16]uint8
 }
 
 type execwatchDestVal struct {
@@ -97,6 +98,11 @@ type execwatchRule struct {
 	Audit        uint8
 	HasDests     uint8
 	Unrestricted uint8
+	Nlens4       uint8
+	Nlens6       uint8
+	Lens4        [8]uint8
+	Lens6        [8]uint8
+	Pad          uint16
 }
 
 type execwatchRuleName struct {
