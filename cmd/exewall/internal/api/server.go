@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,9 +12,6 @@ import (
 
 	"github.com/exewall/exewall/engine"
 )
-
-// maxBody bounds a request body (an apply carries a whole policy file).
-const maxBody = 16 << 20
 
 type server struct {
 	m        *engine.Manager
@@ -30,7 +26,14 @@ type Options struct {
 	// AllowUID is the one user allowed to call: 0 (root) in the daemon;
 	// tests that run unprivileged pass their own uid.
 	AllowUID int
+	// HeaderTimeout and BodyTimeout bound how long a client may take to
+	// send its request headers and its whole request (slowloris): 0 means
+	// 10 s and 60 s. IdleTimeout closes idle keep-alive connections (0: 60 s).
+	HeaderTimeout, BodyTimeout, IdleTimeout time.Duration
 }
+
+// maxHeaderBytes bounds a request's headers; the API's are a few lines.
+const maxHeaderBytes = 64 << 10
 
 // Serve answers API requests on l until ctx is done. Connections from a
 // peer other than opts.AllowUID are answered with 403 and change nothing.
@@ -52,10 +55,16 @@ func Serve(ctx context.Context, l net.Listener, opts Options) error {
 	mux.HandleFunc("GET /v1/violations", s.violations)
 	mux.HandleFunc("POST /v1/sync", s.sync)
 	mux.HandleFunc("GET /v1/status", s.status)
+	// No WriteTimeout: `violations --follow` streams for as long as the
+	// client wants. A slow reader of a response only holds its own
+	// connection.
 	hs := &http.Server{
 		Handler:           s.onlyRoot(mux),
 		ConnContext:       withPeer,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: orDefault(opts.HeaderTimeout, 10*time.Second),
+		ReadTimeout:       orDefault(opts.BodyTimeout, 60*time.Second),
+		IdleTimeout:       orDefault(opts.IdleTimeout, 60*time.Second),
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go func() {
@@ -70,6 +79,13 @@ func Serve(ctx context.Context, l net.Listener, opts Options) error {
 		return nil
 	}
 	return err
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 type peerKey struct{}
@@ -94,6 +110,9 @@ func (s *server) onlyRoot(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, Error{Error: "permission denied: only root may control exewall"})
 			return
 		}
+		// Every body is bounded before a handler reads it; reading past
+		// the bound fails with *http.MaxBytesError (413).
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -110,6 +129,10 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var me *engine.ManagedError
 	var pend *engine.PendingError
 	switch {
+	case errors.Is(err, errTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errTooSlow):
+		code = http.StatusRequestTimeout
 	case errors.As(err, &me), errors.As(err, &pend), errors.Is(err, engine.ErrNoPendingApply):
 		code = http.StatusConflict
 	case errors.Is(err, engine.ErrNotFound):
@@ -129,17 +152,6 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, code, body)
 }
 
-var errBadRequest = errors.New("bad request")
-
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", errBadRequest, err)
-	}
-	return nil
-}
-
 func (s *server) policy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, engine.ViewPolicy(s.m.Policy()))
 }
@@ -149,22 +161,11 @@ func (s *server) rules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addRule(w http.ResponseWriter, r *http.Request) {
-	var rv engine.RuleView
-	if err := decode(r, &rv); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	// RuleView.Rule checks a name; an empty one is derived by the manager.
-	named := rv
-	if named.Name == "" {
-		named.Name = "unnamed"
-	}
-	rule, err := named.Rule()
+	rule, err := decodeRule(r.Body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	rule.Name = rv.Name
 	got, err := s.m.AddRule(r.Context(), rule)
 	if err != nil {
 		s.fail(w, r, err)
@@ -190,14 +191,9 @@ func (s *server) removeRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setDefault(w http.ResponseWriter, r *http.Request) {
-	var req ActionRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	a, err := engine.ParseAction(req.Action)
+	a, err := decodeAction(r.Body)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+		s.fail(w, r, err)
 		return
 	}
 	if err := s.m.SetDefault(r.Context(), a); err != nil {
@@ -209,14 +205,9 @@ func (s *server) setDefault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setMode(w http.ResponseWriter, r *http.Request) {
-	var req ModeRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	mode, err := engine.ParseMode(req.Mode)
+	mode, err := decodeMode(r.Body)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+		s.fail(w, r, err)
 		return
 	}
 	if err := s.m.SetMode(r.Context(), mode); err != nil {
@@ -228,13 +219,9 @@ func (s *server) setMode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) apply(w http.ResponseWriter, r *http.Request) {
-	var req ApplyRequest
-	if err := decode(r, &req); err != nil {
+	req, err := decodeApply(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	if req.ConfirmWithin < 0 {
-		s.fail(w, r, fmt.Errorf("%w: negative confirm-within", errBadRequest))
 		return
 	}
 	p, err := s.m.ApplyFile(r.Context(), []byte(req.Policy), req.ConfirmWithin)
@@ -260,14 +247,10 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) violations(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	since := time.Time{}
-	if v := q.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			s.fail(w, r, fmt.Errorf("%w: since: %v", errBadRequest, err))
-			return
-		}
-		since = t
+	since, err := decodeSince(q.Get("since"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	follow := q.Get("follow") == "1"
 	var live <-chan engine.Violation
