@@ -1,7 +1,12 @@
-// Package api is the daemon's HTTP+JSON interface on its Unix socket: the
-// server side wraps an engine.Manager, the client side is what the CLI
-// commands call. Only root may talk to it (socket mode 0600, and the peer's
-// credentials are checked on every connection).
+// Package api is the daemon's HTTP+JSON interface: the server side wraps an
+// engine.Manager, the client side is what the CLI commands call.
+//
+// The transport is per OS. On Linux and macOS it is a Unix socket (mode
+// 0600 in a 0700 directory) and the peer's credentials are checked on every
+// connection, so only root may talk to the daemon. On Windows it is a named
+// pipe whose security descriptor admits only SYSTEM and elevated
+// Administrators; Windows has no peer credentials on a local socket, so that
+// descriptor is the check (peercred_windows.go).
 package api
 
 import (
@@ -9,9 +14,6 @@ import (
 
 	"github.com/exewall/exewall/engine"
 )
-
-// DefaultSocket is where the daemon listens unless told otherwise.
-const DefaultSocket = "/run/exewall/exewall.sock"
 
 // Error is the body of every non-2xx answer.
 type Error struct {

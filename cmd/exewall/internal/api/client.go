@@ -18,7 +18,7 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Client talks to a daemon on its Unix socket.
+// Client talks to a daemon on its socket (named pipe on Windows).
 type Client struct {
 	socket string
 	hc     *http.Client
@@ -28,8 +28,7 @@ type Client struct {
 func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dial(ctx, socket)
 		},
 		DisableKeepAlives: true,
 	}
@@ -94,9 +93,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 func (c *Client) dialError(err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("no daemon is listening on %s (start it with `exewall daemon`, or pass --socket)", c.socket)
+		return fmt.Errorf("no daemon is listening on %s (%s, or pass --socket)", c.socket, startHint)
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("permission denied on %s: only root may control exewall", c.socket)
+		return fmt.Errorf("permission denied on %s: only %s may control exewall", c.socket, allowedCallers)
 	}
 	return fmt.Errorf("cannot reach the daemon on %s: %w", c.socket, err)
 }

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin && !windows
 
 package api
 
@@ -9,8 +9,8 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// peerCred is not implemented here yet: every caller is refused rather
-// than trusted.
+// peerCred is not implemented here: every caller is refused rather than
+// trusted.
 func peerCred(c net.Conn) (uid, pid int, err error) {
 	return -1, 0, fmt.Errorf("peer credentials: %w on this OS", engine.ErrNotSupported)
 }

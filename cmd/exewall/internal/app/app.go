@@ -17,6 +17,7 @@ import (
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/doctor"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/reset"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/rules"
+	"github.com/exewall/exewall/cmd/exewall/internal/commands/service"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/status"
 	synccmd "github.com/exewall/exewall/cmd/exewall/internal/commands/sync"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/violations"
@@ -68,6 +69,7 @@ func NewWithWriters(out, errOut io.Writer) *App {
 		synccmd.Command,
 		status.Command,
 		doctor.Command,
+		service.Command,
 		reset.Command,
 	)
 	// urfave exits by itself on ExitCoder errors; main decides instead.

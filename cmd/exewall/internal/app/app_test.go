@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/enginetest"
@@ -83,6 +85,9 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"violations", "--since", "yesterday"},
 		{"ls", "extra"},
 		{"--nosuchflag", "ls"},
+		{"service", "restart"},
+		{"service", "install", "extra"},
+		{"service", "uninstall", "--bogus"},
 	} {
 		out, err := run(append([]string{"--socket", "/nonexistent/s"}, args...)...)
 		if err == nil {
@@ -95,6 +100,31 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		if strings.Contains(err.Error(), "no daemon") {
 			t.Errorf("exewall %v: usage error reached the daemon: %v", args, err)
 		}
+	}
+}
+
+func TestServiceCommands(t *testing.T) {
+	var service *cli.Command
+	for _, c := range New().Commands {
+		if c.Name == "service" {
+			service = c
+		}
+	}
+	if service == nil {
+		t.Fatal("no service command")
+	}
+	var names []string
+	for _, c := range service.Subcommands {
+		if c.Name != "help" {
+			names = append(names, c.Name)
+		}
+	}
+	if !reflect.DeepEqual(names, []string{"install", "uninstall"}) {
+		t.Errorf("service subcommands %v", names)
+	}
+	out, err := run("service")
+	if err != nil || !strings.Contains(out, "install") || !strings.Contains(out, "uninstall") {
+		t.Errorf("exewall service: %v\n%s", err, out)
 	}
 }
 

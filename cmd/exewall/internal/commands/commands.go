@@ -18,7 +18,7 @@ import (
 // line wherever it was typed, so it works before or after the subcommand.
 var SocketFlag = &cli.StringFlag{
 	Name:    "socket",
-	Usage:   "the daemon's Unix socket",
+	Usage:   "the daemon's Unix socket (on Windows, its named pipe)",
 	Value:   api.DefaultSocket,
 	EnvVars: []string{"EXEWALL_SOCKET"},
 }

@@ -1,18 +1,24 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
 )
 
-// defaultPinDir is where the Linux backend pins its links, programs, maps.
-const defaultPinDir = linux.DefaultPinDir
+const (
+	defaultPolicy   = "/etc/exewall/policy.yaml"
+	defaultStateDir = "/var/lib/exewall"
+	// defaultPinDir is where the Linux backend pins its links, programs, maps.
+	defaultPinDir = linux.DefaultPinDir
+)
 
 // newBackend loads the eBPF backend. The resolver is the kernel's view of
 // executables (what the datapath matches), used to validate policies.
-func newBackend(cfg Config, log *slog.Logger) (engine.Backend, engine.Resolver, func(), error) {
+func newBackend(_ context.Context, cfg Config, log *slog.Logger) (engine.Backend, engine.Resolver, func(), error) {
 	b, err := linux.New(linux.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, DetachOnClose: cfg.DetachOnExit, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
@@ -21,11 +27,15 @@ func newBackend(cfg Config, log *slog.Logger) (engine.Backend, engine.Resolver, 
 	return b, r, func() { r.Close() }, nil
 }
 
-// Reset removes everything the backend pinned under pinDir; no daemon
-// needs to run.
-func Reset(pinDir string) error {
+// Reset removes everything the backend pinned under cfg.PinDir; no daemon
+// needs to run. It returns what it removed, for the user.
+func Reset(_ context.Context, cfg Config) (string, error) {
+	pinDir := cfg.PinDir
 	if pinDir == "" {
 		pinDir = defaultPinDir
 	}
-	return linux.Reset(pinDir)
+	if err := linux.Reset(pinDir); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("removed exewall's programs, links and maps (%s)", pinDir), nil
 }

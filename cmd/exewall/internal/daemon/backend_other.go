@@ -1,8 +1,9 @@
-//go:build !linux
+//go:build !linux && !darwin && !windows
 
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -10,14 +11,19 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-const defaultPinDir = ""
+const (
+	defaultPolicy   = "/etc/exewall/policy.yaml"
+	defaultStateDir = "/var/lib/exewall"
+	defaultPinDir   = ""
+)
 
-// newBackend: the pf and WFP backends are not wired in yet.
-func newBackend(cfg Config, log *slog.Logger) (engine.Backend, engine.Resolver, func(), error) {
-	return nil, nil, nil, fmt.Errorf("no enforcement backend for %s yet: %w", runtime.GOOS, engine.ErrNotSupported)
+// newBackend: exewall enforces with eBPF on Linux, pf on macOS and WFP on
+// Windows, and with nothing here.
+func newBackend(context.Context, Config, *slog.Logger) (engine.Backend, engine.Resolver, func(), error) {
+	return nil, nil, nil, fmt.Errorf("no enforcement backend for %s: %w", runtime.GOOS, engine.ErrNotSupported)
 }
 
 // Reset is not available without a backend.
-func Reset(pinDir string) error {
-	return fmt.Errorf("reset on %s: %w", runtime.GOOS, engine.ErrNotSupported)
+func Reset(context.Context, Config) (string, error) {
+	return "", fmt.Errorf("reset on %s: %w", runtime.GOOS, engine.ErrNotSupported)
 }

@@ -1,7 +1,7 @@
 // Package daemon runs exewall's daemon: it loads the backend, puts the
-// policy file in force through an engine.Manager, serves the API on the
-// Unix socket, follows the policy file, keeps the violations log, checks
-// the kernel for tampering and exposes metrics.
+// policy file in force through an engine.Manager, serves the API on its
+// socket (a named pipe on Windows), follows the policy file, keeps the
+// violations log, checks the kernel for tampering and exposes metrics.
 package daemon
 
 import (
@@ -20,10 +20,10 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Defaults of the daemon's flags.
-const (
-	DefaultPolicy   = "/etc/exewall/policy.yaml"
-	DefaultStateDir = "/var/lib/exewall"
+// Defaults of the daemon's flags, per OS (backend_*.go).
+var (
+	DefaultPolicy   = defaultPolicy
+	DefaultStateDir = defaultStateDir
 	DefaultPinDir   = defaultPinDir
 )
 
@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer vlog.close()
 	vlog.log = log
 
-	backend, resolver, closeResolver, err := newBackend(cfg, log)
+	backend, resolver, closeResolver, err := newBackend(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Socket, err)
 	}
-	defer os.Remove(cfg.Socket)
+	defer l.Close() // removes the socket; the server closing it first is fine
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.Serve(ctx, l, api.Options{Manager: m, Log: log, AllowUID: 0}) }()
 

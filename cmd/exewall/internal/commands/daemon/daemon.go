@@ -19,11 +19,15 @@ the other commands on --socket. A missing policy file is created with
 "default: allow" and no rules. The daemon follows the file (edits are
 picked up on save, and on SIGHUP); when it cannot write the file it runs
 managed and refuses CLI edits. On SIGTERM enforcement stays in the kernel,
-and the next daemon adopts it, unless --detach-on-exit.`,
+and the next daemon adopts it, unless --detach-on-exit.
+
+` + "`exewall service install`" + ` runs it at boot: as a systemd unit on Linux, a
+LaunchDaemon on macOS, and on Windows as the exewall service, where it logs
+to exewall.log in --state-dir unless --log says otherwise.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "policy", Value: daemon.DefaultPolicy, Usage: "the policy file"},
-		&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory to attach to (default: the cgroup v2 root)"},
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "bpffs directory for pinned programs, links, maps"},
+		&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory to attach to (Linux; default: the cgroup v2 root)"},
+		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "bpffs directory for pinned programs, links, maps (Linux)"},
 		&cli.StringFlag{Name: "state-dir", Value: daemon.DefaultStateDir, Usage: "where violations.log is kept"},
 		&cli.StringFlag{Name: "log", Usage: "log to this file instead of stderr"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
@@ -41,7 +45,7 @@ and the next daemon adopts it, unless --detach-on-exit.`,
 		default:
 			return commands.Usagef("--log-format %q: want text or json", f)
 		}
-		return daemon.Run(cliContext.Context, daemon.Config{
+		return run(cliContext.Context, daemon.Config{
 			Socket:       cliContext.String(commands.SocketFlag.Name),
 			Policy:       cliContext.String("policy"),
 			Cgroup:       cliContext.String("cgroup"),

@@ -16,20 +16,22 @@ import (
 var Command = &cli.Command{
 	Name:  "doctor",
 	Usage: "check what this machine supports, and say what to do about what it does not",
-	Description: `Reports the kernel, BTF, the cgroup v2 mount, bpffs, capabilities, which
-eBPF hook types load, whether exewall's programs pass the verifier, and
-which programs (exewall's and others') are attached to the cgroup. Each
-line says what works or what to do. It needs no daemon and changes nothing.`,
+	Description: `On Linux it reports the kernel, BTF, the cgroup v2 mount, bpffs,
+capabilities, which eBPF hook types load, whether exewall's programs pass
+the verifier, and which programs (exewall's and others') are attached to the
+cgroup. On macOS it reports pf, whether the main ruleset evaluates exewall's
+anchor, and pflog; on Windows, elevation and the WFP engine. Each line says
+what works or what to do. It needs no daemon and changes nothing.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "cgroup", Usage: "the cgroup v2 directory the daemon attaches to (default: the root)"},
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "the daemon's pin directory"},
+		&cli.StringFlag{Name: "cgroup", Usage: "the cgroup v2 directory the daemon attaches to (Linux; default: the root)"},
+		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "the daemon's pin directory (Linux)"},
 		commands.JSONFlag,
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
 			return err
 		}
-		checks := run(cliContext.String("cgroup"), cliContext.String("pin-dir"))
+		checks := run(cliContext.Context, cliContext.String("cgroup"), cliContext.String("pin-dir"))
 		w := cliContext.App.Writer
 		if cliContext.Bool("json") {
 			if checks == nil {

@@ -1,13 +1,14 @@
-//go:build !linux
+//go:build !linux && !darwin && !windows
 
 package doctor
 
 import (
+	"context"
 	"runtime"
 
 	"github.com/exewall/exewall/engine"
 )
 
-func run(cgroup, pinDir string) []engine.Check {
-	return []engine.Check{{Name: "backend", OK: false, Detail: "no enforcement backend is wired in for " + runtime.GOOS + " yet"}}
+func run(context.Context, string, string) []engine.Check {
+	return []engine.Check{{Name: "backend", OK: false, Detail: "exewall has no enforcement backend for " + runtime.GOOS + " (Linux, macOS and Windows only)"}}
 }

@@ -13,12 +13,16 @@ import (
 // Command removes everything exewall put in the kernel.
 var Command = &cli.Command{
 	Name:  "reset",
-	Usage: "remove everything exewall put in the kernel (programs, links, maps, pins)",
-	Description: `Works without a daemon: it unpins what exewall left under --pin-dir, which
-detaches its programs. A running daemon holds its programs attached, so
-stop it first. The policy file is not touched.`,
+	Usage: "remove everything exewall put in the kernel (programs, pins, filters, anchors)",
+	Description: `Works without a daemon. On Linux it unpins what exewall left under
+--pin-dir, which detaches its programs; on macOS it flushes the pf anchor
+com.apple/exewall and hands back the pf reference kept in --state-dir; on
+Windows it deletes exewall's WFP filters, sublayer and provider. A running
+daemon keeps its enforcement in place, so stop it first. The policy file is
+not touched.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "where the daemon pinned its objects"},
+		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "where the daemon pinned its objects (Linux)"},
+		&cli.StringFlag{Name: "state-dir", Value: daemon.DefaultStateDir, Usage: "the daemon's state directory (macOS: holds pf's enable token)"},
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
@@ -26,12 +30,16 @@ stop it first. The policy file is not touched.`,
 		}
 		socket := cliContext.String(commands.SocketFlag.Name)
 		if _, err := commands.Client(cliContext).Status(cliContext.Context); err == nil {
-			return fmt.Errorf("a daemon is running on %s and holds its programs attached; stop it first", socket)
+			return fmt.Errorf("a daemon is running on %s and keeps its enforcement in place; stop it first", socket)
 		}
-		if err := daemon.Reset(cliContext.String("pin-dir")); err != nil {
+		done, err := daemon.Reset(cliContext.Context, daemon.Config{
+			PinDir:   cliContext.String("pin-dir"),
+			StateDir: cliContext.String("state-dir"),
+		})
+		if err != nil {
 			return fmt.Errorf("reset: %w", err)
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed exewall's programs, links and maps (%s)\n", cliContext.String("pin-dir"))
+		fmt.Fprintln(cliContext.App.Writer, done)
 		return nil
 	},
 }

@@ -1,0 +1,4 @@
+package api
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/exewall/exewall.sock"
