@@ -137,6 +137,12 @@ func (b *bench) connectPath() error {
 		}
 		defer pinThreads(nil)
 	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.rep.finishConnect() // what was measured before the error
+		}
+	}()
 	rng := rand.New(rand.NewSource(b.o.seed))
 	for round := 0; round < b.o.rounds; round++ {
 		l := loadavg()
@@ -164,6 +170,7 @@ func (b *bench) connectPath() error {
 		}
 	}
 	b.rep.finishConnect()
+	finished = true
 	return b.profile(setups)
 }
 

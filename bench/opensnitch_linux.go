@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -59,8 +60,8 @@ func lastLines(b []byte, n int) string {
 
 // openSnitchSetup prepares OpenSnitch as a connect-path engine: opensnitchd
 // started headless (no UI socket to reach, so every new connection gets the
-// configured default action, allow) with the proc process monitor (its eBPF
-// monitor needs kprobes) and its iptables interception rules. Each round
+// default action, allow) with the proc process monitor (its eBPF monitor
+// needs kprobes) and the interception rules of its system config. Each round
 // starts it and stops it again (SIGTERM removes its rules). It intercepts
 // the whole machine's new connections while it runs, which is why it is
 // opt-in.
@@ -90,25 +91,26 @@ func (b *bench) openSnitchSetup() (engineSetup, bool) {
 	if err := os.MkdirAll(rules, 0o755); err != nil {
 		return skip("%v", err)
 	}
-	conf := filepath.Join(dir, "config.json")
+	// opensnitchd 1.5 reads its settings from /etc/opensnitchd/default-config.json
+	// only; the benchmark does not edit it, but says what it holds.
 	logFile := filepath.Join(dir, "opensnitchd.log")
-	cfg := fmt.Sprintf(`{
-  "Server": {"Address": "unix://%s/no-ui.sock", "LogFile": %q},
-  "DefaultAction": "allow",
-  "DefaultDuration": "once",
-  "InterceptUnknown": false,
-  "ProcMonitorMethod": "proc",
-  "LogLevel": 3,
-  "Firewall": "iptables",
-  "Stats": {"MaxEvents": 150, "MaxStats": 25}
-}
-`, dir, logFile)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		return skip("%v", err)
+	var sysCfg struct{ DefaultAction, Firewall string }
+	if data, err := os.ReadFile("/etc/opensnitchd/default-config.json"); err == nil {
+		json.Unmarshal(data, &sysCfg)
 	}
+	if sysCfg.DefaultAction != "allow" {
+		return skip("/etc/opensnitchd/default-config.json has DefaultAction %q; the benchmark needs allow and does not edit the system's config", sysCfg.DefaultAction)
+	}
+	b.rep.Machine.OpenSnitch += fmt.Sprintf(" (DefaultAction allow, Firewall %s, process monitor proc, no UI)", sysCfg.Firewall)
 	up := func(round int) error {
 		var cmd *exec.Cmd
 		exited := make(chan struct{})
+		before := nftTables()
+		// Registered first, so it runs after opensnitchd has stopped: the
+		// iptables-nft tables it created, once empty, go too.
+		if err := b.cl.create("tables opensnitchd created", func() error { return dropNewEmptyTables(before) }, nil); err != nil {
+			return err
+		}
 		return b.cl.create("opensnitchd", func() error {
 			if cmd == nil || cmd.Process == nil {
 				return nil
@@ -130,7 +132,7 @@ func (b *bench) openSnitchSetup() (engineSetup, bool) {
 			defer log.Close()
 			// taskset: this process is pinned off the client's CPU during the
 			// rounds; opensnitchd gets every CPU like a real service.
-			cmd = exec.Command("taskset", "-c", "0-"+fmt.Sprint(b.ncpu-1), bin, "-config-file", conf, "-rules-path", rules,
+			cmd = exec.Command("taskset", "-c", "0-"+fmt.Sprint(b.ncpu-1), bin, "-rules-path", rules,
 				"-ui-socket", "unix://"+filepath.Join(dir, "no-ui.sock"), "-log-file", logFile, "-process-monitor-method", "proc")
 			cmd.Stdout, cmd.Stderr = log, log
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -157,4 +159,46 @@ func (b *bench) openSnitchSetup() (engineSetup, bool) {
 		})
 	}
 	return engineSetup{engine: engOpenSnitch, up: up}, true
+}
+
+// nftTables lists "family name" of every nftables table.
+func nftTables() map[string]bool {
+	out, _ := exec.Command("nft", "list", "tables").Output()
+	m := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "table "); ok {
+			m[t] = true
+		}
+	}
+	return m
+}
+
+// dropNewEmptyTables deletes the tables that appeared since before and hold
+// no rules (the iptables-nft filter/mangle tables opensnitchd's rules lived
+// in); anything with a rule is left alone.
+func dropNewEmptyTables(before map[string]bool) error {
+	var errs []error
+	for t := range nftTables() {
+		if before[t] {
+			continue
+		}
+		out, err := exec.Command("sh", "-c", "nft list table "+t).Output()
+		if err != nil {
+			continue
+		}
+		empty := true
+		for _, l := range strings.Split(string(out), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || l == "}" || strings.HasPrefix(l, "table ") || strings.HasPrefix(l, "chain ") || strings.HasPrefix(l, "type ") || strings.HasPrefix(l, "policy ") {
+				continue
+			}
+			empty = false
+		}
+		if empty {
+			if out, err := exec.Command("sh", "-c", "nft delete table "+t).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("nft delete table %s: %v: %s", t, err, out))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
