@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,8 @@ type Manager struct {
 	// fileErr says why the policy file on disk is not what is in force
 	// (deleted, emptied, refused); nil when they agree.
 	fileErr error
+	// learn is the learning session, if any (learn.go).
+	learn atomic.Pointer[learnSession]
 }
 
 type pendingApply struct {
@@ -245,6 +248,9 @@ func (m *Manager) editable() error {
 		return err
 	}
 	m.managed = nil
+	if m.learningActive() {
+		return ErrLearning
+	}
 	if m.pending != nil {
 		return &PendingError{Deadline: m.pending.deadline}
 	}
@@ -497,6 +503,7 @@ func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 		return false, m.refuseFile(fmt.Errorf("apply %s: %w", m.cfg.PolicyFile, err))
 	}
 	m.policy, m.src, m.fileErr = p, data, nil
+	m.learnOverridden("the policy file changed, and is in force now")
 	return true, nil
 }
 
@@ -610,6 +617,9 @@ func (m *Manager) Run(ctx context.Context) {
 				return
 			}
 			m.win.record(v)
+			if ls := m.learn.Load(); ls != nil {
+				ls.record(v)
+			}
 			if m.cfg.OnViolation != nil {
 				m.cfg.OnViolation(v)
 			}
@@ -634,6 +644,7 @@ func (m *Manager) Close() {
 	if m.pending != nil {
 		m.pending.timer.Stop()
 	}
+	m.stopLearningOnClose()
 }
 
 func sameSelector(a, b Selector) bool {
