@@ -75,6 +75,7 @@ type Backend struct {
 	ids        identities
 	seen       map[string][]engine.FileID // every identity an exe rule has had
 	statCache  map[string]statKey         // last stat of each exe path, for watch
+	resolved   map[string]resolved        // identity cache for resolve, by exe path
 	slots      map[string]uint32          // rule name -> counter slot
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
@@ -91,7 +92,8 @@ type Backend struct {
 	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
-	lock       *os.File // flock on the pin dir, held for the backend's life
+	lock       *os.File      // flock on the pin dir, held for the backend's life
+	grace      chan struct{} // closed when the last switch's grace period is over
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
@@ -117,7 +119,7 @@ func New(cfg Config) (_ *Backend, retErr error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, seen: map[string][]engine.FileID{},
+	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, statCache: map[string]statKey{}, resolved: map[string]resolved{}, seen: map[string][]engine.FileID{},
 		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
 		done: make(chan struct{})}
 
@@ -323,11 +325,8 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.resolver.IdentifyAll(paths)
+	found, err := b.identifyCached(paths, ids.places)
 	if err != nil {
-		return ids, err
-	}
-	if err := b.resolvePlaces(paths, ids.places); err != nil {
 		return ids, err
 	}
 	for _, path := range paths {
@@ -417,6 +416,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.clearGen(next) // best effort; the active generation was never touched
 		return err
 	}
+	// The idle generation may still be read by programs that started before
+	// the last switch: wait for that switch's grace period, then clear it.
+	b.waitGrace()
 	if err := b.clearGen(next); err != nil {
 		return fail(err)
 	}
@@ -434,10 +436,15 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
-	waitForReaders()
-	if err := b.clearGen(cur); err != nil {
-		b.log.Warn("clear old policy generation", "err", err)
-	}
+	// The new policy is in force now. The old generation is cleared by the
+	// next apply, after an RCU grace period that runs in the background, so
+	// no caller waits for it.
+	grace := make(chan struct{})
+	b.grace = grace
+	go func() {
+		waitForReaders()
+		close(grace)
+	}()
 	b.dropUnusedSlots(c)
 	if b.repin || len(b.links) < len(hooks) {
 		if err := b.attach(); err != nil {
@@ -472,6 +479,12 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	return nil
 }
 
+func (b *Backend) waitGrace() {
+	if b.grace != nil {
+		<-b.grace
+	}
+}
+
 // waitForReaders returns after an RCU grace period: every datapath program
 // that read the old generation word has finished (cgroup programs run
 // inside rcu_read_lock, and membarrier(GLOBAL) is synchronize_rcu()).
@@ -503,19 +516,24 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)
 	}
-	zero := make([]datapathCounter, b.ncpu)
+	// A slot handed to a new rule starts from zero and gets its name before
+	// the switch; slots of rules that stay are left alone.
+	var fresh []uint32
+	names := map[uint32]datapathRuleName{}
 	for slot, name := range c.names {
-		if !b.freshSlots[slot] {
-			continue
+		if b.freshSlots[slot] {
+			fresh = append(fresh, slot)
+			var rn datapathRuleName
+			copy(rn.Name[:], toInt8(name))
+			names[slot] = rn
 		}
-		// A slot handed to a new rule starts from zero, before the flip.
-		if err := b.objs.Counters.Update(slot, zero, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("reset counter: %w", err)
+	}
+	if len(fresh) > 0 {
+		if _, err := b.objs.Counters.BatchUpdate(fresh, make([]datapathCounter, len(fresh)*b.ncpu), nil); err != nil {
+			return fmt.Errorf("reset counters: %w", err)
 		}
-		var rn datapathRuleName
-		copy(rn.Name[:], toInt8(name))
-		if err := retryNoMem(func() error { return b.objs.CounterNames.Update(slot, rn, ebpf.UpdateAny) }); err != nil {
-			return fmt.Errorf("name counter: %w", err)
+		if err := batchUpdate(b.objs.CounterNames, names); err != nil {
+			return fmt.Errorf("name counters: %w", err)
 		}
 	}
 	c.config.DefaultCounter = 0
@@ -816,6 +834,7 @@ func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		close(b.done)
+		b.waitGrace()
 		if b.reader != nil {
 			b.reader.Close()
 		}

@@ -26,11 +26,11 @@ type attempt struct {
 	// socket (create Kind only) | hold (TCP connect, keep it) |
 	// use-held (write and read on the held connection) |
 	// ready (print "ready") | wait (block until the test writes a line)
-	Op    string `json:"op"`
-	Kind  string `json:"kind,omitempty"` // for socket: raw | ping | mptcp | sctp
-	Sock  int    `json:"sock"`  // 4 or 6: socket family (6 with a v4 address uses the mapped form)
-	Addr  string `json:"addr"`
-	Port  uint16 `json:"port"`
+	Op   string `json:"op"`
+	Kind string `json:"kind,omitempty"` // for socket: raw | ping | mptcp | sctp
+	Sock int    `json:"sock"`           // 4 or 6: socket family (6 with a v4 address uses the mapped form)
+	Addr string `json:"addr"`
+	Port uint16 `json:"port"`
 }
 
 // outcome is what the client saw: "" when the kernel let the call through
@@ -62,6 +62,8 @@ func clientMain() {
 		case "wait":
 			var go_ string
 			in.Decode(&go_)
+		case "tcploop":
+			out[i] = connectLoop(a)
 		case "loop":
 			// Time N unconnected UDP sends on one socket (the benchmark's
 			// shape); the result is ns per send in Err.
@@ -157,6 +159,25 @@ func try(a attempt) outcome {
 		return outcome{}
 	}
 	return errOutcome(err)
+}
+
+// connectLoop times N socket+connect+close to a TCP listener.
+func connectLoop(a attempt) outcome {
+	sa := &unix.SockaddrInet4{Port: int(a.Port), Addr: netip.MustParseAddr(a.Addr).As4()}
+	n := 20000
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return errOutcome(err)
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			unix.Close(fd)
+			return errOutcome(err)
+		}
+		unix.Close(fd)
+	}
+	return outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
 }
 
 func sendLoop(a attempt) outcome {

@@ -107,7 +107,7 @@ func Doctor(cfg Config) []engine.Check {
 	}
 	for _, opt := range []struct {
 		name, use string
-		load  func() error
+		load      func() error
 	}{
 		{"hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec", func() error {
 			spec, err := loadExecwatch()

@@ -2,7 +2,76 @@
 
 package linux
 
-import "path/filepath"
+import (
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// resolved is what one executable path resolved to, and the stat() that
+// says whether it still holds: a file replaced, moved or recreated changes
+// its inode or ctime, and then the kernel is asked again.
+type resolved struct {
+	key   statKey
+	id    engine.FileID
+	place place
+	ok    bool // place known
+}
+
+// identifyCached resolves paths to identities and places, asking the kernel
+// only about paths whose stat() changed since the last apply: re-applying a
+// large policy then costs one stat() per executable.
+func (b *Backend) identifyCached(paths []string, places map[string]place) (map[string]engine.FileID, error) {
+	found := make(map[string]engine.FileID, len(paths))
+	keys := make(map[string]statKey, len(paths))
+	var todo []string
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			todo = append(todo, p) // missing: its place may still be known
+			continue
+		}
+		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
+		keys[p] = key
+		if r, ok := b.resolved[p]; ok && r.key == key {
+			found[p] = r.id
+			if r.ok {
+				places[p] = r.place
+			}
+			continue
+		}
+		todo = append(todo, p)
+	}
+	if len(todo) == 0 {
+		return found, nil
+	}
+	fresh, err := b.resolver.IdentifyAll(todo)
+	if err != nil {
+		return nil, err
+	}
+	newPlaces := map[string]place{}
+	if err := b.resolvePlaces(todo, newPlaces); err != nil {
+		return nil, err
+	}
+	for _, p := range todo {
+		pl, hasPlace := newPlaces[p]
+		if hasPlace {
+			places[p] = pl
+		}
+		id, ok := fresh[p]
+		if !ok {
+			delete(b.resolved, p)
+			continue
+		}
+		found[p] = id
+		if key, ok := keys[p]; ok {
+			b.resolved[p] = resolved{key: key, id: id, place: pl, ok: hasPlace}
+		}
+	}
+	return found, nil
+}
 
 // resolvePlaces finds where each executable lives (through symlinks, as exec
 // does), so the exec hook can recognise a new file renamed over it.
