@@ -55,6 +55,7 @@ func Serve(ctx context.Context, l net.Listener, opts Options) error {
 	mux.HandleFunc("GET /v1/violations", s.violations)
 	mux.HandleFunc("POST /v1/sync", s.sync)
 	mux.HandleFunc("GET /v1/status", s.status)
+	registerLearn(mux, s) // learn.go
 	// No WriteTimeout: `violations --follow` streams for as long as the
 	// client wants. A slow reader of a response only holds its own
 	// connection.
@@ -133,7 +134,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, errTooSlow):
 		code = http.StatusRequestTimeout
-	case errors.As(err, &me), errors.As(err, &pend), errors.Is(err, engine.ErrNoPendingApply):
+	case errors.As(err, &me), errors.As(err, &pend), errors.Is(err, engine.ErrNoPendingApply), errors.Is(err, engine.ErrLearning):
 		code = http.StatusConflict
 	case errors.Is(err, engine.ErrNotFound):
 		code = http.StatusNotFound

@@ -14,7 +14,9 @@ import (
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/apply"
 	daemoncmd "github.com/exewall/exewall/cmd/exewall/internal/commands/daemon"
+	"github.com/exewall/exewall/cmd/exewall/internal/commands/diff"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/doctor"
+	"github.com/exewall/exewall/cmd/exewall/internal/commands/learn"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/reset"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/rules"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/service"
@@ -65,6 +67,8 @@ func NewWithWriters(out, errOut io.Writer) *App {
 		rules.LsCommand,
 		apply.Command,
 		apply.ConfirmCommand,
+		learn.Command,
+		diff.Command,
 		violations.Command,
 		synccmd.Command,
 		status.Command,
