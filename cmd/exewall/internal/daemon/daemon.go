@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var mt *metrics
 	var m *engine.Manager
+	streamDone := make(chan struct{})
+	defer close(streamDone)
+	vstream := newViolationStream(cfg.LogFormat, os.Stdout, log, streamDone) // stdout.go
 	m = engine.NewManager(engine.ManagerConfig{
 		Backend: backend, PolicyFile: cfg.Policy, Resolver: resolver, Logger: log,
 		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"),
@@ -138,6 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if mt != nil {
 				mt.violations.WithLabelValues(string(v.Verdict)).Inc()
 			}
+			vstream.write(v)
 		},
 		// A full disk under the state dir costs log lines, never
 		// enforcement; status and /metrics say how many.
