@@ -204,21 +204,53 @@ static __always_inline void count(__u32 slot, __u8 verdict)
 		__sync_fetch_and_add(&c->audited, 1);
 }
 
+static __always_inline void lose(__u64 n)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+	if (lost)
+		__sync_fetch_and_add(lost, n);
+}
+
 static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u32 family,
 				   const __u8 *addr, __u16 port, __u8 proto, __u8 hook,
-				   struct file_id *exe, int has_exe)
+				   struct file_id *exe, int has_exe, __u32 sk_family)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct gate_key gk = {
+		.pid = pid_tgid >> 32,
+		.counter = slot,
+		.dport = port,
+		.family = family,
+		.proto = proto,
+		.verdict = verdict,
+		.hook = hook,
+		.sk_family = sk_family,
+	};
+	__builtin_memcpy(gk.daddr, addr, 16);
+
+	__u64 carried = 0;
+	struct gate *g = bpf_map_lookup_elem(&event_gates, &gk);
+	if (g) {
+		if (now - g->start < EVENT_WINDOW_NS) {
+			__sync_fetch_and_add(&g->suppressed, 1);
+			return;
+		}
+		/* A new window: this event carries the attempts held back in the
+		 * last one. Subtracting what was read keeps concurrent increments. */
+		carried = g->suppressed;
+		__sync_fetch_and_add(&g->suppressed, -carried);
+		g->start = now;
+	}
+
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
+		lose(1 + carried);
 		return;
 	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
-	ev->boot_ns = bpf_ktime_get_boot_ns();
+	ev->boot_ns = now;
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
 	ev->uid = (__u32)uid_gid;
@@ -234,7 +266,15 @@ static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u
 	ev->hook = hook;
 	ev->has_exe = has_exe;
 	ev->_pad = 0;
+	ev->count = 1 + carried;
+	ev->_pad2 = 0;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	if (!g) {
+		struct gate ng = { .start = now };
+		ng.ev = *ev;
+		ng.ev.count = 0;
+		bpf_map_update_elem(&event_gates, &gk, &ng, BPF_NOEXIST);
+	}
 	bpf_ringbuf_submit(ev, 0);
 }
 
@@ -280,7 +320,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	count(slot, verdict);
 	if (verdict == VERDICT_ALLOW)
 		return 1;
-	report(r, slot, verdict, family, addr, port, proto, hook, &exe, has_exe);
+	report(r, slot, verdict, family, addr, port, proto, hook, &exe, has_exe, ctx->family);
 	return verdict == VERDICT_AUDIT;
 }
 
@@ -366,6 +406,6 @@ int exewall_sock_create(struct bpf_sock *sk)
 	__u8 proto = (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) ? PROTO_ICMP : PROTO_RAW;
 	__u8 addr[16] = {};
 	count(slot, verdict);
-	report(r, slot, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, &exe, has_exe);
+	report(r, slot, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, &exe, has_exe, sk->family);
 	return verdict == VERDICT_AUDIT;
 }

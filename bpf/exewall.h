@@ -157,4 +157,32 @@ struct event {
 	__u8 has_exe;
 	__u8 _pad;
 	char comm[16];
+	__u32 count; /* attempts this event stands for (1, or 1 + those held back) */
+	__u32 _pad2;
+};
+
+/* Events are aggregated per (process, rule, destination, protocol, hook) and
+ * time window: the first attempt is reported at once, repeats within the
+ * window are counted in the kernel and reported with the next event (or by
+ * the daemon's sweep when the burst ends). A storm of millions of identical
+ * attempts then costs a few events, and every attempt is still accounted. */
+#define EVENT_WINDOW_NS 1000000000ULL
+
+struct gate_key {
+	__u32 pid;
+	__u32 counter;
+	__u8 daddr[16];
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 verdict;
+	__u8 hook;
+	__u8 sk_family; /* the socket's: a v6 socket sending to ::ffff:a.b.c.d is another path */
+	__u8 _pad;
+};
+
+struct gate {
+	__u64 start;      /* boot ns the current window opened */
+	__u64 suppressed; /* attempts held back in this window */
+	struct event ev;  /* the window's first event, for the daemon's sweep */
 };

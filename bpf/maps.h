@@ -156,3 +156,10 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } sock_doomed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct gate_key);
+	__type(value, struct gate);
+} event_gates SEC(".maps");

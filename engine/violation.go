@@ -29,6 +29,10 @@ type Violation struct {
 	Family  string     `json:"family"` // ipv4 | ipv6
 	Daddr   netip.Addr `json:"daddr"`  // IPv4-mapped shown as IPv4
 	Dport   uint16     `json:"dport"`
+	// Count is how many attempts this event stands for: repeats of the same
+	// attempt (process, rule, destination) within a second are counted, not
+	// reported one by one, so a storm cannot drown the pipeline.
+	Count uint64 `json:"count"`
 }
 
 // FamilyOf names the address family an address is judged as: IPv4-mapped

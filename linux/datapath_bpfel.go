@@ -75,6 +75,8 @@ type datapathEvent struct {
 	HasExe  uint8
 	Pad     uint8
 	Comm    [16]int8
+	Count   uint32
+	Pad2    uint32
 }
 
 type datapathExeKey struct {
@@ -89,6 +91,27 @@ type datapathFileId struct {
 	Dev  uint32
 	Igen uint32
 	Ino  uint64
+}
+
+type datapathGate struct {
+	_          structs.HostLayout
+	Start      uint64
+	Suppressed uint64
+	Ev         datapathEvent
+}
+
+type datapathGateKey struct {
+	_        structs.HostLayout
+	Pid      uint32
+	Counter  uint32
+	Daddr    [16]uint8
+	Dport    uint16
+	Family   uint8
+	Proto    uint8
+	Verdict  uint8
+	Hook     uint8
+	SkFamily uint8
+	Pad      uint8
 }
 
 type datapathIdKey struct {
@@ -166,6 +189,7 @@ const (
 	datapathMapCounterNames       = "counter_names"
 	datapathMapCounters           = "counters"
 	datapathMapDests              = "dests"
+	datapathMapEventGates         = "event_gates"
 	datapathMapEvents             = "events"
 	datapathMapEventsLost         = "events_lost"
 	datapathMapExeLearned         = "exe_learned"
@@ -246,6 +270,7 @@ type datapathMapSpecs struct {
 	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Dests        *ebpf.MapSpec `ebpf:"dests"`
+	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
@@ -294,6 +319,7 @@ type datapathMaps struct {
 	CounterNames *ebpf.Map `ebpf:"counter_names"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Dests        *ebpf.Map `ebpf:"dests"`
+	EventGates   *ebpf.Map `ebpf:"event_gates"`
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
@@ -316,6 +342,7 @@ func (m *datapathMaps) Close() error {
 		m.CounterNames,
 		m.Counters,
 		m.Dests,
+		m.EventGates,
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,

@@ -57,7 +57,7 @@ func (b *Backend) readEvents() {
 		select {
 		case b.violations <- v:
 		default:
-			atomic.AddUint64(&b.dropped, 1)
+			atomic.AddUint64(&b.dropped, v.Count)
 		}
 	}
 }
@@ -70,6 +70,7 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		Comm:    fromInt8(ev.Comm[:]),
 		Verdict: engine.VerdictDeny,
 		Dport:   ev.Dport,
+		Count:   uint64(max(ev.Count, 1)),
 	}
 	if ev.Verdict == verdictAudit {
 		v.Verdict = engine.VerdictAudit
@@ -111,4 +112,42 @@ func bootToWall(bootNs uint64) time.Time {
 	}
 	now := time.Now()
 	return now.Add(-time.Duration(uint64(ts.Nano()) - bootNs))
+}
+
+// sweepGates reports attempts the kernel held back in windows that have
+// ended with no further attempt to carry them (the tail of a burst).
+func (b *Backend) sweepGates() {
+	now := bootNow()
+	var k datapathGateKey
+	var g datapathGate
+	var flush []datapathGateKey
+	it := b.objs.EventGates.Iterate()
+	for it.Next(&k, &g) {
+		// Two windows idle: no attempt is racing to reopen this one.
+		if g.Suppressed > 0 && now-g.Start >= 2*eventWindow {
+			flush = append(flush, k)
+		}
+	}
+	for _, k := range flush {
+		if err := b.objs.EventGates.LookupAndDelete(&k, &g); err != nil || g.Suppressed == 0 {
+			continue
+		}
+		ev := g.Ev
+		ev.Count = uint32(min(g.Suppressed, 1<<32-1))
+		ev.BootNs = now
+		v := b.enrich(&ev)
+		select {
+		case b.violations <- v:
+		default:
+			atomic.AddUint64(&b.dropped, g.Suppressed)
+		}
+	}
+}
+
+const eventWindow = uint64(time.Second) // EVENT_WINDOW_NS
+
+func bootNow() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return uint64(ts.Nano())
 }

@@ -68,6 +68,48 @@ type execwatchFileId struct {
 	Ino  uint64
 }
 
+type execwatchGate struct {
+	_          structs.HostLayout
+	Start      uint64
+	Suppressed uint64
+	Ev         struct {
+		_       structs.HostLayout
+		BootNs  uint64
+		Pid     uint32
+		Tid     uint32
+		Uid     uint32
+		Gid     uint32
+		Counter uint32
+		Rule    uint32
+		Exe     execwatchFileId
+		Daddr   [16]uint8
+		Dport   uint16
+		Family  uint8
+		Proto   uint8
+		Verdict uint8
+		Hook    uint8
+		HasExe  uint8
+		Pad     uint8
+		Comm    [16]int8
+		Count   uint32
+		Pad2    uint32
+	}
+}
+
+type execwatchGateKey struct {
+	_        structs.HostLayout
+	Pid      uint32
+	Counter  uint32
+	Daddr    [16]uint8
+	Dport    uint16
+	Family   uint8
+	Proto    uint8
+	Verdict  uint8
+	Hook     uint8
+	SkFamily uint8
+	Pad      uint8
+}
+
 type execwatchIdKey struct {
 	_   structs.HostLayout
 	Id  uint64
@@ -131,6 +173,7 @@ const (
 	execwatchMapCounterNames = "counter_names"
 	execwatchMapCounters     = "counters"
 	execwatchMapDests        = "dests"
+	execwatchMapEventGates   = "event_gates"
 	execwatchMapEvents       = "events"
 	execwatchMapEventsLost   = "events_lost"
 	execwatchMapExeLearned   = "exe_learned"
@@ -201,6 +244,7 @@ type execwatchMapSpecs struct {
 	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Dests        *ebpf.MapSpec `ebpf:"dests"`
+	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
@@ -247,6 +291,7 @@ type execwatchMaps struct {
 	CounterNames *ebpf.Map `ebpf:"counter_names"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Dests        *ebpf.Map `ebpf:"dests"`
+	EventGates   *ebpf.Map `ebpf:"event_gates"`
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
@@ -269,6 +314,7 @@ func (m *execwatchMaps) Close() error {
 		m.CounterNames,
 		m.Counters,
 		m.Dests,
+		m.EventGates,
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,

@@ -119,7 +119,9 @@ func TestRingBufferFullLosesEventsNotVerdicts(t *testing.T) {
 	const n = 300
 	attempts := make([]attempt, n)
 	for i := range attempts {
-		attempts[i] = attempt{Proto: "udp", Op: "sendto", Sock: 4, Addr: "127.0.0.1", Port: port}
+		// Distinct ports: each attempt is an event of its own (repeats of
+		// one attempt would be aggregated, see TestStormIsAccountedExactly).
+		attempts[i] = attempt{Proto: "udp", Op: "sendto", Sock: 4, Addr: "127.0.0.1", Port: port + uint16(i)}
 	}
 	_, out := runClient(t, exe, cg, attempts)
 	for i, o := range out {
@@ -299,4 +301,45 @@ func attachedPrograms(t *testing.T, cg string) int {
 		}
 	}
 	return n
+}
+
+// TestStormIsAccountedExactly: a storm of one repeated denied attempt is
+// reported as a few aggregated events whose counts add up to exactly the
+// attempts the kernel counted (the tail of the burst is flushed by the sweep).
+func TestStormIsAccountedExactly(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "storm")
+	port := listenLoopback(t)
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("storm", exe)}})
+	const n = 20000
+	attempts := make([]attempt, n)
+	for i := range attempts {
+		attempts[i] = attempt{Proto: "udp", Op: "sendto", Sock: 4, Addr: "127.0.0.1", Port: port}
+	}
+	pid, out := runClient(t, exe, cg, attempts)
+	for i, o := range out {
+		if !o.denied() {
+			t.Fatalf("attempt %d: %+v", i, o)
+		}
+	}
+	var events, total uint64
+	deadline := time.After(10 * time.Second)
+	for total < n {
+		select {
+		case v := <-b.Violations():
+			if v.PID == uint32(pid) {
+				events++
+				total += v.Count
+			}
+		case <-deadline:
+			t.Fatalf("after 10s: %d events account for %d of %d attempts", events, total, n)
+		}
+	}
+	st, _ := b.State(context.Background())
+	if c := st.RuleCounter["storm"]; c.Denied != n || total != n || st.EventsLost != 0 {
+		t.Fatalf("counter %d, events account for %d, lost %d; want %d, %d, 0", c.Denied, total, st.EventsLost, n, n)
+	}
+	t.Logf("%d denied attempts reported as %d events, all accounted", n, events)
 }

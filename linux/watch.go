@@ -25,6 +25,7 @@ func (b *Backend) watch() {
 			return
 		case <-t.C:
 			b.refresh()
+			b.sweepGates()
 		}
 	}
 }

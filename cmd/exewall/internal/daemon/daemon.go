@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Error("write violations log", "path", vlog.path, "err", err)
 			}
 			if mt != nil {
-				mt.violations.WithLabelValues(string(v.Verdict)).Inc()
+				mt.violations.WithLabelValues(string(v.Verdict)).Add(float64(max(v.Count, 1)))
 			}
 			vstream.write(v)
 		},

@@ -104,7 +104,7 @@ func newMetrics(m *engine.Manager) *metrics {
 	mt := &metrics{
 		reg: reg,
 		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "exewall_violations_total", Help: "Violation events received, by verdict."}, []string{"verdict"}),
+			Name: "exewall_violations_total", Help: "Denied or audited attempts reported, by verdict (an aggregated event adds its count)."}, []string{"verdict"}),
 		tamper: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "exewall_tamper_events_total", Help: "Differences between the kernel and the policy found and repaired by sync."}),
 	}

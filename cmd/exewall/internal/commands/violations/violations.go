@@ -68,6 +68,9 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 				if v.Proto != "icmp" {
 					dest = fmt.Sprintf("%s %s", v.Proto, netJoin(v.Daddr.String(), v.Dport))
 				}
+				if v.Count > 1 {
+					dest += fmt.Sprintf(" (x%d)", v.Count)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Time.Local().Format("2006-01-02 15:04:05.000"),
 					v.Verdict, rule, v.PID, v.UID, v.Comm, v.Exe, dest)
 				if follow {
