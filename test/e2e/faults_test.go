@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -304,10 +305,10 @@ func TestFaultViolationsLogDiskFull(t *testing.T) {
 	// Registered after newWorld's cleanup, so it runs (unmounts) before
 	// the daemon is stopped: lazily, MNT_DETACH.
 	mountTmpfs(t, w.stateDir, 256<<10)
+	// Fill it completely, so that the first flush fails however many
+	// events the daemon gets to read.
 	filler := filepath.Join(w.stateDir, "filler")
-	if err := os.WriteFile(filler, make([]byte, 128<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fill(t, filler)
 	blocked := clientCopy(t, t.TempDir(), "blocked")
 	other := clientCopy(t, t.TempDir(), "other")
 	port := listen(t)
@@ -371,6 +372,25 @@ func TestFaultViolationsLogDiskFull(t *testing.T) {
 		connects, lostWhileFull, calls)
 	if st.ViolationsLogLost < lostWhileFull {
 		t.Errorf("lost count went down: %d -> %d", lostWhileFull, st.ViolationsLogLost)
+	}
+}
+
+// fill writes path until its file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", path, err)
+			}
+			return
+		}
 	}
 }
 
