@@ -264,14 +264,16 @@ func (ls *learnSession) record(v Violation) {
 	if !ls.active {
 		return
 	}
-	ls.events++
+	// One event may stand for repeats of one attempt (Violation.Count).
+	n := max(v.Count, 1)
+	ls.events += n
 	if v.Exe == "" {
 		comm := v.Comm
 		if comm == "" {
 			comm = "?"
 		}
 		if _, ok := ls.unattributed[comm]; ok || len(ls.unattributed) < 1000 {
-			ls.unattributed[comm]++
+			ls.unattributed[comm] += n
 		} else {
 			ls.dropped++
 		}
@@ -288,14 +290,14 @@ func (ls *learnSession) record(v Violation) {
 		d = &LearnDest{Addr: addr, Port: v.Dport, Proto: v.Proto, First: v.Time}
 		ls.dests[k] = d
 	}
-	d.Count++
+	d.Count += n
 	d.Last = v.Time
 	e := ls.exes[v.Exe]
 	if e == nil {
 		e = &LearnExe{Exe: v.Exe}
 		ls.exes[v.Exe] = e
 	}
-	e.Events++
+	e.Events += n
 	if len(e.Comms) < 8 && !containsStr(e.Comms, v.Comm) {
 		e.Comms = append(e.Comms, v.Comm)
 	}

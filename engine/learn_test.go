@@ -54,12 +54,12 @@ func TestLearningSessionRecordsAndRestores(t *testing.T) {
 	}
 	now := time.Now()
 	a := netip.MustParseAddr("198.51.100.7")
-	for i := 0; i < 3; i++ {
-		f.b.Emit(engine.Violation{Time: now, Exe: "/usr/bin/wget", Comm: "wget", Verdict: engine.VerdictAudit, Proto: "tcp", Daddr: a, Dport: 443})
-	}
+	f.b.Emit(engine.Violation{Time: now, Exe: "/usr/bin/wget", Comm: "wget", Verdict: engine.VerdictAudit, Proto: "tcp", Daddr: a, Dport: 443})
+	// An event standing for two repeats of one attempt counts twice.
+	f.b.Emit(engine.Violation{Time: now, Exe: "/usr/bin/wget", Comm: "wget", Verdict: engine.VerdictAudit, Proto: "tcp", Daddr: a, Dport: 443, Count: 2})
 	f.b.Emit(engine.Violation{Time: now, Exe: "/usr/bin/wget", Comm: "wget", Verdict: engine.VerdictAudit, Proto: "udp", Daddr: netip.MustParseAddr("::ffff:10.0.0.1"), Dport: 53})
 	f.b.Emit(engine.Violation{Time: now, Comm: "gone", Verdict: engine.VerdictAudit, Proto: "tcp", Daddr: a, Dport: 80})
-	waitFor(t, "5 events", func() bool { r, _ := f.m.LearnStatus(); return r.Events == 5 })
+	waitFor(t, "5 attempts", func() bool { r, _ := f.m.LearnStatus(); return r.Events == 5 })
 
 	r, err := f.m.StopLearning(ctx)
 	if err != nil {
