@@ -4,7 +4,7 @@ PREFIX    ?= /usr/local
 BIN       := bin/exewall
 GOOSES    := linux windows darwin
 
-.PHONY: help build generate check-generated vet test test-unit run install uninstall clean
+.PHONY: help build generate check-generated vet test run install uninstall clean bench bench-quick deb
 
 help:
 	@echo "make run              build and start the daemon in the foreground (root)"
@@ -13,6 +13,9 @@ help:
 	@echo "make generate         regenerate the eBPF objects (needs clang-14, llvm-14, libbpf-dev)"
 	@echo "make check-generated  fail when the committed eBPF objects are stale"
 	@echo "make install          install binary, systemd unit and example policy"
+	@echo "make bench            benchmark exewall against nftables/iptables on this machine (root, ~8 min)"
+	@echo "make bench-quick      the CI smoke run of the benchmark (root, < 2 min)"
+	@echo "make deb              build dist/exewall_<version>_<arch>.deb"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/exewall
@@ -51,5 +54,14 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/exewall
 	@echo "enforcement stays in the kernel until 'exewall reset'"
 
+bench:
+	$(GO) run ./bench
+
+bench-quick:
+	$(GO) run ./bench --quick
+
+deb:
+	$(GO) run ./deploy/deb -out dist
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
