@@ -175,6 +175,12 @@ func TestFaultSIGKILLUnderStorm(t *testing.T) {
 	if rules := w.fileMatchesLs(); len(rules) != 1 || rules[0].Name != "storm" {
 		t.Fatalf("rules after restart: %+v", rules)
 	}
+	// Other rules coming and going leave the storm's counter alone.
+	w.ok("deny", "--name", "other", "/usr/local/bin/exewall-e2e-other")
+	w.ok("rm", "other")
+	if got := w.status().RuleCounters["storm"].Denied; got != uint64(tries) {
+		t.Fatalf("kernel counter %d after another rule was added and removed, want still %d", got, tries)
+	}
 	t.Logf("%d denied connects from %d looping processes across a SIGKILL (daemon back in %v, %d connects while none ran): "+
 		"kernel counted exactly %d, none got through; restarted daemon received %d events, %d lost",
 		tries, procs, restartedIn.Round(time.Millisecond), triesAtStart-triesAtKill, st.RuleCounters["storm"].Denied, st.Violations, st.EventsLost)
