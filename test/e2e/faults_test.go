@@ -657,3 +657,21 @@ func TestFaultUpgradeNoGap(t *testing.T) {
 	}
 	t.Logf("%d denied connects from 3 looping processes across the upgrade, none got through", tries)
 }
+
+// TestCountersSurviveOtherRuleEdits: a rule's kernel counter is exact while
+// other rules come and go through the CLI in the same daemon's lifetime
+// (the soak test's writers do this all the time).
+func TestCountersSurviveOtherRuleEdits(t *testing.T) {
+	w := newWorld(t)
+	client := clientCopy(t, t.TempDir(), "client")
+	port := listen(t)
+	w.start()
+	w.ok("deny", "--name", "client", client)
+	w.connect(client, "tcp4", port, 100)
+	w.ok("deny", "--name", "other", "/usr/local/bin/exewall-e2e-other")
+	w.ok("rm", "other")
+	w.connect(client, "tcp4", port, 100)
+	if got := w.status().RuleCounters["client"].Denied; got != 200 {
+		t.Fatalf("kernel counter of rule client is %d after another rule was added and removed, want 200", got)
+	}
+}
