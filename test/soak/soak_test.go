@@ -61,14 +61,16 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// clientMain makes TCP connects to 127.0.0.1:PORT until the deadline (unix
-// nanoseconds) and prints how many ended how: "EPERM 123 ok 0".
+// clientMain makes TCP connects to 127.0.0.1, ports PORT to PORT+SPREAD-1
+// in turn, until the deadline (unix nanoseconds) and prints how many ended
+// how: "EPERM 123 ok 0". Distinct destinations are distinct events (the
+// kernel folds only repeats of one attempt within a second into one).
 func clientMain() {
-	var port int
+	var port, spread int
 	var until int64
 	fmt.Sscan(os.Args[1], &port)
-	fmt.Sscan(os.Args[2], &until)
-	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	fmt.Sscan(os.Args[2], &spread)
+	fmt.Sscan(os.Args[3], &until)
 	denied, other := 0, 0
 	for i := 0; ; i++ {
 		if i%256 == 0 && time.Now().UnixNano() > until {
@@ -79,6 +81,7 @@ func clientMain() {
 			other++
 			continue
 		}
+		sa := &unix.SockaddrInet4{Port: port + i%spread, Addr: [4]byte{127, 0, 0, 1}}
 		err = unix.Connect(fd, sa)
 		unix.Close(fd)
 		if errors.Is(err, unix.EPERM) {
@@ -174,6 +177,7 @@ func TestSoak(t *testing.T) {
 	requireRoot(t)
 	const (
 		stormProcs = 4
+		spread     = 2048 // destination ports per client: up to 4 x 2048 distinct events a second
 		readers    = 3
 		rssBoundKB = 256 << 10 // generous: the daemon idles near 30 MiB
 		p99Bound   = 2 * time.Second
@@ -283,7 +287,7 @@ func TestSoak(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := exec.Command(storm, fmt.Sprint(port), fmt.Sprint(until.UnixNano()))
+			c := exec.Command(storm, fmt.Sprint(port), fmt.Sprint(spread), fmt.Sprint(until.UnixNano()))
 			c.Env = append(os.Environ(), clientEnv+"=1")
 			c.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 			out, err := c.Output()
@@ -386,11 +390,11 @@ func TestSoak(t *testing.T) {
 	cn, c50, c99, cmax := cliLat.pct()
 	events := st.Violations - st0.Violations
 	lost := st.EventsLost - st0.EventsLost
-	summary := fmt.Sprintf("soak %v: %d denied connects (%.0f/s) from %d processes, %d got through; kernel counted %d; "+
+	summary := fmt.Sprintf("soak %v: %d denied connects (%.0f/s) from %d processes to %d ports, %d got through; kernel counted %d; "+
 		"daemon received %d events (%.0f/s) standing for %d attempts, %d lost; violations log: %d lines, %d lost; "+
 		"daemon RSS %d kB at start, max %d kB; API status calls %d: p50 %v p99 %v max %v; "+
 		"CLI calls %d (%d rule writes): p50 %v p99 %v max %v",
-		elapsed.Round(time.Second), denied.Load(), float64(denied.Load())/elapsed.Seconds(), stormProcs, leaked.Load(),
+		elapsed.Round(time.Second), denied.Load(), float64(denied.Load())/elapsed.Seconds(), stormProcs, spread, leaked.Load(),
 		st.RuleCounters["storm"].Denied, events, float64(events)/elapsed.Seconds(), reported, lost, logLines, st.ViolationsLogLost,
 		rss0, rssMax.Load(), n, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond),
 		cn, writes.Load(), c50.Round(time.Millisecond), c99.Round(time.Millisecond), cmax.Round(time.Millisecond))
