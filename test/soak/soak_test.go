@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,10 +213,16 @@ func TestSoak(t *testing.T) {
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
 
+	ml, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ml.Addr().String()
+	ml.Close()
 	logf, _ := os.Create(logFile)
 	defer logf.Close()
 	d := exec.Command(exewall, "--socket", socket, "daemon", "--cgroup", cgroup, "--pin-dir", pinDir,
-		"--state-dir", filepath.Join(dir, "state"), "--policy", policy, "--sync-interval", "5s")
+		"--state-dir", filepath.Join(dir, "state"), "--policy", policy, "--sync-interval", "5s", "--metrics-addr", metricsAddr)
 	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
@@ -383,15 +390,16 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Events stand for repeated attempts (Violation.Count): the log's
-	// counts add up to the attempts the daemon was told about.
-	reported, logLines := countLogged(t, filepath.Join(dir, "state", "violations.log"))
+	// Events stand for repeated attempts (Violation.Count); /metrics adds
+	// up the counts of every event received (only the storm is denied).
+	reported := scrapeDenied(t, metricsAddr)
+	_, logLines := countLogged(t, filepath.Join(dir, "state", "violations.log"))
 	n, p50, p99, pmax := api.pct()
 	cn, c50, c99, cmax := cliLat.pct()
 	events := st.Violations - st0.Violations
 	lost := st.EventsLost - st0.EventsLost
 	summary := fmt.Sprintf("soak %v: %d denied connects (%.0f/s) from %d processes to %d ports, %d got through; kernel counted %d; "+
-		"daemon received %d events (%.0f/s) standing for %d attempts, %d lost; violations log: %d lines, %d lost; "+
+		"daemon received %d events (%.0f/s) standing for %d attempts, %d lost; violations log: %d lines kept (rotated), %d lost; "+
 		"daemon RSS %d kB at start, max %d kB; API status calls %d: p50 %v p99 %v max %v; "+
 		"CLI calls %d (%d rule writes): p50 %v p99 %v max %v",
 		elapsed.Round(time.Second), denied.Load(), float64(denied.Load())/elapsed.Seconds(), stormProcs, spread, leaked.Load(),
@@ -433,6 +441,28 @@ func TestSoak(t *testing.T) {
 	if data, _ := os.ReadFile(policy); !bytes.Contains(data, []byte("name: storm")) || bytes.Contains(data, []byte("soak-")) {
 		t.Errorf("policy file after the soak:\n%s", data)
 	}
+}
+
+// scrapeDenied reads exewall_violations_total{verdict="deny"}.
+func scrapeDenied(t *testing.T, addr string) uint64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), `exewall_violations_total{verdict="deny"} `); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uint64(f)
+		}
+	}
+	t.Fatal("/metrics has no exewall_violations_total{verdict=\"deny\"}")
+	return 0
 }
 
 // countLogged sums the count of every storm line in a violations log
