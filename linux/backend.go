@@ -457,6 +457,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		}
 		b.repin = false
 	}
+	clear(b.freshSlots) // written: later applies must not zero them again
 	b.policy, b.ids = p, ids
 	b.pruneLearned(ids)
 	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {

@@ -343,3 +343,22 @@ func TestStormIsAccountedExactly(t *testing.T) {
 	}
 	t.Logf("%d denied attempts reported as %d events, all accounted", n, events)
 }
+
+// TestCountersSurviveOtherApplies: a rule's counter is not reset when other
+// rules come and go.
+func TestCountersSurviveOtherApplies(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}})
+	runClient(t, exe, cg, loopbackTCP(port))
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe), denyRule("x", "/nonexistent/x")}})
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}})
+	runClient(t, exe, cg, loopbackTCP(port))
+	st, _ := b.State(context.Background())
+	if c := st.RuleCounter["d"]; c.Denied != 2 {
+		t.Fatalf("counter of rule d after other rules came and went: %+v, want 2 denied", c)
+	}
+}
