@@ -392,7 +392,17 @@ func TestSoak(t *testing.T) {
 
 	// Events stand for repeated attempts (Violation.Count); /metrics adds
 	// up the counts of every event received (only the storm is denied).
+	// The tail of a burst reaches the daemon a moment after the storm: wait
+	// for the counts to settle (a bound against a hang, not a performance
+	// limit).
 	reported := scrapeDenied(t, metricsAddr)
+	for deadline := time.Now().Add(15 * time.Second); reported < uint64(denied.Load()) && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		reported = scrapeDenied(t, metricsAddr)
+	}
+	if st, err = getStatus(); err != nil {
+		t.Fatal(err)
+	}
 	_, logLines := countLogged(t, filepath.Join(dir, "state", "violations.log"))
 	n, p50, p99, pmax := api.pct()
 	cn, c50, c99, cmax := cliLat.pct()
