@@ -92,7 +92,7 @@ type Backend struct {
 	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
-	lock       *os.File      // flock on the pin dir, held for the backend's life
+	lock       *pinLock // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
@@ -923,6 +923,21 @@ func (b *Backend) readCounters() (map[uint32]engine.Counters, error) {
 		used[s] = true
 	}
 	out := make(map[uint32]engine.Counters, len(used))
+	if len(used) <= 256 {
+		// Few rules: look up just their slots instead of the whole array.
+		vals := make([]datapathCounter, b.ncpu)
+		for slot := range used {
+			if err := b.objs.Counters.Lookup(slot, &vals); err != nil {
+				return nil, fmt.Errorf("read counter: %w", err)
+			}
+			var c engine.Counters
+			for _, v := range vals {
+				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
+			}
+			out[slot] = c
+		}
+		return out, nil
+	}
 	const chunk = 4096
 	keys := make([]uint32, chunk)
 	vals := make([]datapathCounter, chunk*b.ncpu)

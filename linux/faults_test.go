@@ -30,6 +30,14 @@ func TestSecondBackendOnSamePinsRefused(t *testing.T) {
 	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
 		t.Fatalf("the first backend stopped enforcing: %+v", out[0])
 	}
+	// Removing the pin dir must not free the lock while the first runs.
+	os.RemoveAll(b.pinDir)
+	if _, err := b.Sync(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Cgroup: cg, PinDir: b.pinDir}); err == nil || !strings.Contains(err.Error(), "another exewall daemon") {
+		t.Fatalf("second backend after the pin dir was removed and restored: %v", err)
+	}
 	if err := b.Apply(context.Background(), &engine.Policy{}); err != nil {
 		t.Fatalf("the first backend no longer applies: %v", err)
 	}

@@ -43,6 +43,11 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			detached = append(detached, h.name)
 			continue
 		}
+		if !b.linkRunsOurs(l, h) {
+			// Someone (another daemon, bpftool) swapped the program.
+			err := l.Update(h.prog(&b.objs))
+			report(err == nil, "%s link runs a program that is not this daemon's", h.name)
+		}
 		if _, err := os.Stat(b.linkPin(h)); errors.Is(err, os.ErrNotExist) {
 			err := repin(l, b.linkPin(h))
 			report(err == nil, "%s link pin %s was removed", h.name, b.linkPin(h))
@@ -192,4 +197,18 @@ type pinner interface {
 func repin(p pinner, path string) error {
 	p.Unpin()
 	return p.Pin(path)
+}
+
+// linkRunsOurs reports whether the link still runs this backend's program.
+func (b *Backend) linkRunsOurs(l link.Link, h hook) bool {
+	info, err := l.Info()
+	if err != nil {
+		return true // cannot tell: do not report drift on a guess
+	}
+	pinfo, err := h.prog(&b.objs).Info()
+	if err != nil {
+		return true
+	}
+	id, ok := pinfo.ID()
+	return !ok || info.Program == id
 }

@@ -540,9 +540,8 @@ func (w *world) removePins() {
 
 // TestFaultPinDirRecreatedStillLocked: after the pin dir was removed and
 // re-created by the periodic sync, a second daemon on it must still be
-// refused. The lock is an flock on the pin dir, so it stays with the
-// removed directory: this is a known gap the backend has to close (see
-// docs/RELIABILITY.md); until then the test shows it and skips.
+// refused. (The lock was once an flock on the pin dir itself and went with
+// the removed directory; it now lives under /run/exewall.)
 func TestFaultPinDirRecreatedStillLocked(t *testing.T) {
 	w := newWorld(t)
 	client := clientCopy(t, t.TempDir(), "client")
@@ -590,10 +589,8 @@ func TestFaultPinDirRecreatedStillLocked(t *testing.T) {
 	w.stop(syscall.SIGTERM)
 	w.start("--sync-interval", "300ms")
 	w.wantVerdict(client, port, "EPERM")
-	t.Skipf("KNOWN GAP (backend, docs/RELIABILITY.md): after the pin dir was removed and re-created by the periodic sync, "+
-		"a second daemon on it was not refused (the flock stays on the removed directory); the denied client got %s while it ran "+
-		"and %s 2 s after it stopped (the first daemon's sync does not notice its links now run another daemon's programs); "+
-		"restarting the first daemon repaired it", during, after)
+	t.Fatalf("after the pin dir was removed and re-created by the periodic sync, a second daemon on it was not refused; "+
+		"the denied client got %s while it ran and %s 2 s after it stopped", during, after)
 }
 
 // TestFaultUpgradeNoGap replaces a running daemon with another binary on

@@ -44,6 +44,12 @@ var Command = &cli.Command{
 		}
 		fmt.Fprintf(tw, "counters:\tallowed %d, denied %d, audited %d\n", st.Counters.Allowed, st.Counters.Denied, st.Counters.Audited)
 		fmt.Fprintf(tw, "events lost:\t%d\n", st.EventsLost)
+		if st.PolicyFileError != "" {
+			fmt.Fprintf(tw, "policy file:\tNOT IN FORCE: %s (the last good policy is enforced)\n", st.PolicyFileError)
+		}
+		if st.ViolationsLogLost > 0 || st.ViolationsLogError != "" {
+			fmt.Fprintf(tw, "violations log:\t%d lines lost %s\n", st.ViolationsLogLost, st.ViolationsLogError)
+		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
 		if len(st.RuleCounters) == 0 {
