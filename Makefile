@@ -4,7 +4,7 @@ PREFIX    ?= /usr/local
 BIN       := bin/exewall
 GOOSES    := linux windows darwin
 
-.PHONY: help build generate check-generated vet test run install uninstall clean bench bench-quick deb
+.PHONY: help build generate check-generated vet test fuzz soak run install uninstall clean bench bench-quick deb
 
 help:
 	@echo "make run              build and start the daemon in the foreground (root)"
@@ -40,7 +40,22 @@ test: vet
 	@mkdir -p bin
 	$(GO) run ./bench --quick --json bin/bench-quick.json --svg bin/bench-quick.svg > bin/bench-quick.md
 	@grep -E '^\| .*\*\*(PASS|FAIL|SKIP)\*\*' bin/bench-quick.md || true
-	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+	EXEWALL_SOAK_DURATION=$(SOAK) $(GO) test -count=1 -timeout 20m ./...
+
+FUZZTIME ?= 10s
+SOAK     ?= 20s
+
+# Each fuzz target for $(FUZZTIME); `go test -fuzz` takes one target per run.
+# Crashers land in testdata/fuzz and become regression tests.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDest$$' -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./cmd/exewall/internal/api/
+
+# The soak test alone (root): EXEWALL_SOAK_DURATION, 60s by default.
+soak:
+	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/soak/
 
 run: build
 	./$(BIN) daemon
