@@ -92,8 +92,10 @@ type Backend struct {
 	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
-	lock       *pinLock // one daemon per pin dir, held for the backend's life
+	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
+	applySeq   uint64        // applies so far; the background clear checks it
+	closed     bool
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
@@ -441,9 +443,22 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	// no caller waits for it.
 	grace := make(chan struct{})
 	b.grace = grace
+	b.applySeq++
+	seq := b.applySeq
+	b.wg.Add(1)
 	go func() {
+		defer b.wg.Done()
 		waitForReaders()
 		close(grace)
+		// Clear the old generation now, unless another apply has started
+		// using it meanwhile: maps hold only the policy in force.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.applySeq == seq && !b.closed {
+			if err := b.clearGen(cur); err != nil {
+				b.log.Warn("clear old policy generation", "err", err)
+			}
+		}
 	}()
 	b.dropUnusedSlots(c)
 	if b.repin || len(b.links) < len(hooks) {
@@ -835,6 +850,9 @@ func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		close(b.done)
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
 		b.waitGrace()
 		if b.reader != nil {
 			b.reader.Close()
