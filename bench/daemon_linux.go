@@ -431,7 +431,7 @@ func (b *bench) stormDaemon(bin string, d *daemon) error {
 		if st, err = b.status(bin, d); err != nil {
 			return err
 		}
-		seen := st.Violations - before.Violations + st.EventsLost - before.EventsLost
+		seen := st.ViolationAttempts - before.ViolationAttempts + st.EventsLost - before.EventsLost
 		if seen >= s.EPERM || time.Since(t0) > 30*time.Second {
 			break
 		}
@@ -447,12 +447,13 @@ func (b *bench) stormDaemon(bin string, d *daemon) error {
 	}
 	s.DrainSeconds = time.Since(t0).Seconds()
 	s.KernelDenied = st.RuleCounters["storm"].Denied - before.RuleCounters["storm"].Denied
-	s.Delivered = st.Violations - before.Violations
+	s.Delivered = st.ViolationAttempts - before.ViolationAttempts
+	s.Events = st.Violations - before.Violations
 	s.Lost = st.EventsLost - before.EventsLost
 	s.DeliveredPerSec = float64(s.Delivered) / s.Seconds
 	s.LogLines = countLines(filepath.Join(d.stateDir, "violations.log"))
 	s.Note = fmt.Sprintf("Each child connect()s one UDP socket to 127.0.0.1 in a loop; the connect4 hook refuses every call (EPERM). "+
-		"Delivered = events the daemon received (status `violations`); lost = status `events_lost` (ring buffer full or reader behind). "+
+		"Delivered = attempts accounted by the events the daemon received (status `violation_attempts`: the kernel aggregates repeats of one attempt per second into one event with a count; `events` is how many events that took); lost = status `events_lost` (ring buffer full or reader behind). "+
 		"violations.log holds %s lines (rotated at 10 MiB).", count(s.LogLines))
 	b.rep.Storm = s
 	return nil
@@ -522,11 +523,11 @@ func (b *bench) stormBackend() error {
 		defer close(done)
 		for {
 			select {
-			case _, ok := <-be.Violations():
+			case v, ok := <-be.Violations():
 				if !ok {
 					return
 				}
-				delivered++
+				delivered += max(v.Count, 1)
 			case <-stop:
 				return
 			}

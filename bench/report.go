@@ -122,6 +122,7 @@ type StormResult struct {
 	EPERM           uint64  `json:"eperm"`
 	KernelDenied    uint64  `json:"kernel_denied"`
 	Delivered       uint64  `json:"delivered"`
+	Events          uint64  `json:"events"`
 	Lost            uint64  `json:"reported_lost"`
 	AttemptsPerSec  float64 `json:"attempts_per_sec"`
 	DeliveredPerSec float64 `json:"delivered_per_sec"`

@@ -565,7 +565,10 @@ type Status struct {
 	PolicyFileError string     `json:"policy_file_error,omitempty"`
 	Managed         bool       `json:"managed"`
 	ConfirmDeadline *time.Time `json:"confirm_deadline,omitempty"`
-	Violations      uint64     `json:"violations"` // seen since start
+	Violations      uint64     `json:"violations"` // events seen since start
+	// ViolationAttempts is what those events stand for (the sum of their
+	// counts): comparable with the kernel's denied and audited counters.
+	ViolationAttempts uint64 `json:"violation_attempts"`
 	// ViolationsLogLost counts violations the daemon's log could not keep
 	// (disk full); ViolationsLogError is the write error while it lasts.
 	ViolationsLogLost  uint64 `json:"violations_log_lost"`
@@ -582,7 +585,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		Default: m.policy.Default.String(), Rules: len(m.policy.Rules), Counters: st.Counters,
 		RuleCounters: st.RuleCounter, EventsLost: st.EventsLost,
 		UptimeSeconds: int64(time.Since(m.started).Seconds()), PolicyFile: m.cfg.PolicyFile,
-		Managed: m.managed != nil, Violations: total}
+		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen()}
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}

@@ -10,14 +10,15 @@ import (
 // fixed amount of memory, and a subscriber that cannot keep up is dropped
 // (its channel closed) instead of slowing everyone else.
 type window struct {
-	mu      sync.Mutex
-	ring    []Violation
-	next    int  // where the next violation goes
-	full    bool // ring has wrapped
-	total   uint64
-	subs    map[*subscriber]struct{}
-	subBuf  int
-	dropped uint64 // subscribers dropped for being slow
+	mu       sync.Mutex
+	ring     []Violation
+	next     int  // where the next violation goes
+	full     bool // ring has wrapped
+	total    uint64
+	attempts uint64 // what the events stand for: the sum of their counts
+	subs     map[*subscriber]struct{}
+	subBuf   int
+	dropped  uint64 // subscribers dropped for being slow
 }
 
 type subscriber struct{ ch chan Violation }
@@ -35,6 +36,7 @@ func (w *window) record(v Violation) {
 		w.next, w.full = 0, true
 	}
 	w.total++
+	w.attempts += max(v.Count, 1)
 	for s := range w.subs {
 		select {
 		case s.ch <- v:
@@ -95,4 +97,10 @@ func (w *window) stats() (total, droppedSubs uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.total, w.dropped
+}
+
+func (w *window) attemptsSeen() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.attempts
 }
