@@ -436,7 +436,7 @@ func (b *bench) stormDaemon(bin string, d *daemon) error {
 			break
 		}
 		if seen == last {
-			if stable++; stable >= 10 {
+			if stable++; stable >= 40 { // 4 s: the daemon flushes the tail of a burst after two idle 1 s windows
 				break
 			}
 		} else {
