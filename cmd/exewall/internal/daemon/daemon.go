@@ -175,7 +175,11 @@ func Run(ctx context.Context, cfg Config) error {
 		// Not fatal: SIGHUP still reloads.
 		log.Warn("cannot watch the policy file; reload with SIGHUP", "err", err)
 	}
-	go reloadOnHUP(ctx, m, log)
+	// Subscribe before READY=1: a SIGHUP that arrives first would otherwise
+	// take Go's default action and end the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go reloadOnHUP(ctx, hup, m, log)
 	if cfg.SyncInterval > 0 {
 		go syncEvery(ctx, m, cfg.SyncInterval, mt, log)
 	}
@@ -210,9 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
-func reloadOnHUP(ctx context.Context, m *engine.Manager, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func reloadOnHUP(ctx context.Context, hup chan os.Signal, m *engine.Manager, log *slog.Logger) {
 	defer signal.Stop(hup)
 	for {
 		select {
