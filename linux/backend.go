@@ -162,7 +162,7 @@ func New(cfg Config) (_ *Backend, retErr error) {
 	if entries, _ := os.ReadDir(cfg.PinDir); len(entries) == 0 {
 		defer func() {
 			if b.objs.Active == nil || retErr != nil {
-				Reset(cfg.PinDir)
+				resetPins(cfg.PinDir)
 			}
 		}()
 	}
@@ -900,15 +900,25 @@ func (b *Backend) reset() error {
 		l.Close()
 		delete(b.links, name)
 	}
-	return Reset(b.cfg.PinDir)
+	return resetPins(b.cfg.PinDir)
 }
 
 // Reset removes everything exewall pinned under pinDir: links (which detaches
-// the programs), programs and maps. It needs no running daemon.
+// the programs), programs and maps, and the pin dir's lock. It needs no
+// running daemon, and refuses while one runs.
 func Reset(pinDir string) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
+	lock, err := lockPinDir(pinDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // removes the lock file a killed daemon left
+	return resetPins(pinDir)
+}
+
+func resetPins(pinDir string) error {
 	entries, err := os.ReadDir(pinDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
