@@ -16,7 +16,9 @@ type FileID struct {
 	Ino uint64 `json:"ino"`
 }
 
-func (f FileID) String() string { return fmt.Sprintf("dev=%d:%d ino=%d gen=%d", f.Dev>>20, f.Dev&0xfffff, f.Ino, f.Gen) }
+func (f FileID) String() string {
+	return fmt.Sprintf("dev=%d:%d ino=%d gen=%d", f.Dev>>20, f.Dev&0xfffff, f.Ino, f.Gen)
+}
 
 // Resolver maps an executable path to its FileID. Each OS supplies one (Linux
 // asks the kernel); ok is false when the file does not exist (yet).
