@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -22,7 +23,19 @@ func (b *Backend) startLocalNets() error {
 	errCh := make(chan error, 1)
 	err := netlink.AddrSubscribeWithOptions(ch, b.done, netlink.AddrSubscribeOptions{
 		ListExisting:  true,
-		ErrorCallback: func(err error) { b.log.Warn("netlink address subscription", "err", err) },
+		ErrorCallback: func(err error) {
+			select {
+			case <-b.done:
+				return // the subscription's socket closing under us
+			default:
+			}
+			if strings.Contains(err.Error(), "Wrong sender portid") {
+				// A message meant for another netlink socket: harmless.
+				b.log.Debug("netlink address subscription", "err", err)
+				return
+			}
+			b.log.Warn("netlink address subscription", "err", err)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe to address changes: %w", err)
