@@ -22,7 +22,7 @@ func (b *Backend) startLocalNets() error {
 	ch := make(chan netlink.AddrUpdate, 64)
 	errCh := make(chan error, 1)
 	err := netlink.AddrSubscribeWithOptions(ch, b.done, netlink.AddrSubscribeOptions{
-		ListExisting:  true,
+		ListExisting: true,
 		ErrorCallback: func(err error) {
 			select {
 			case <-b.done:
