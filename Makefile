@@ -4,11 +4,11 @@ PREFIX    ?= /usr/local
 BIN       := bin/exewall
 GOOSES    := linux windows darwin
 
-.PHONY: help build generate check-generated vet test fuzz soak run install uninstall clean bench bench-quick deb
+.PHONY: deps help build generate check-generated vet test fuzz soak run install uninstall clean bench bench-quick deb
 
 help:
 	@echo "make run              build and start the daemon in the foreground (root)"
-	@echo "make test             vet, then every test, kernel tests included (root)"
+	@echo "make test             set the machine up (Debian packages, bpffs), vet, then every test, kernel tests included (root)"
 	@echo "make build            build $(BIN)"
 	@echo "make generate         regenerate the eBPF objects (needs clang-14, llvm-14, libbpf-dev)"
 	@echo "make check-generated  fail when the committed eBPF objects are stale"
@@ -36,7 +36,12 @@ vet:
 
 # The benchmark's quick mode runs too, so the harness never rots (its
 # figures are smoke, not evidence: see docs/BENCHMARKS.md).
-test: vet
+# Debian packages the tests use (clang for `generate`, mkfs.btrfs, nft,
+# iptables, bpftool...) and bpffs: installs only what is missing.
+deps:
+	@bash .ci/deps
+
+test: deps vet
 	@mkdir -p bin
 	$(GO) run ./bench --quick --json bin/bench-quick.json --svg bin/bench-quick.svg > bin/bench-quick.md
 	@grep -E '^\| .*\*\*(PASS|FAIL|SKIP)\*\*' bin/bench-quick.md || true
