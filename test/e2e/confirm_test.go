@@ -39,8 +39,16 @@ func TestApplyConfirmWithin(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if after, _ := os.ReadFile(w.policy); string(after) != string(before) {
-		t.Fatalf("policy file not restored:\n%s", after)
+	// The rollback puts the kernel back, then the file: wait for both.
+	for {
+		after, _ := os.ReadFile(w.policy)
+		if string(after) == string(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("policy file not restored:\n%s", after)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	w.fileMatchesLs()
 
