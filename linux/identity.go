@@ -27,7 +27,8 @@ type KernelResolver struct {
 	mu       sync.Mutex
 	prog     *ebpf.Program
 	iter     *link.Iter
-	Fallback error // why the kernel view is unavailable, nil when it is used
+	cache    map[string]cachedID // by path; see IdentifyAll
+	Fallback error               // why the kernel view is unavailable, nil when it is used
 }
 
 // NewKernelResolver loads the iterator; on failure the resolver still works
@@ -82,15 +83,60 @@ const batch = 512
 
 // IdentifyAll resolves many paths with one iterator pass per batch. Paths
 // that do not exist are absent from the result.
+//
+// Answers are cached by what stat() says of the path (device, inode, ctime):
+// a file replaced, moved or recreated changes that, and is asked of the
+// kernel again. Re-validating a large policy then costs one stat() per
+// executable instead of an iterator pass.
 func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
 	out := make(map[string]engine.FileID, len(paths))
-	for start := 0; start < len(paths); start += batch {
-		end := min(start+batch, len(paths))
-		if err := r.identifyBatch(paths[start:end], out); err != nil {
+	keys := make(map[string]statKey, len(paths))
+	var todo []string
+	r.mu.Lock()
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			todo = append(todo, p) // let the kernel pass decide (missing, or an error to report)
+			continue
+		}
+		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
+		if c, ok := r.cache[p]; ok && c.key == key {
+			out[p] = c.id
+			continue
+		}
+		keys[p] = key
+		todo = append(todo, p)
+	}
+	r.mu.Unlock()
+	fresh := make(map[string]engine.FileID, len(todo))
+	for start := 0; start < len(todo); start += batch {
+		end := min(start+batch, len(todo))
+		if err := r.identifyBatch(todo[start:end], fresh); err != nil {
 			return nil, err
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cache == nil {
+		r.cache = map[string]cachedID{}
+	}
+	for _, p := range todo {
+		id, ok := fresh[p]
+		if !ok {
+			delete(r.cache, p)
+			continue
+		}
+		out[p] = id
+		if key, ok := keys[p]; ok {
+			r.cache[p] = cachedID{key: key, id: id}
+		}
+	}
 	return out, nil
+}
+
+type cachedID struct {
+	key statKey
+	id  engine.FileID
 }
 
 func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
