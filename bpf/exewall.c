@@ -378,11 +378,8 @@ int exewall_sock_create(struct bpf_sock *sk)
 	int has_exe = read_exe(&exe);
 	if (has_exe < 0)
 		return 1;
-	__u32 gen;
-	struct config *cfg = active_config(&gen);
-	if (!cfg)
-		return 1;
 
+	/* TCP and UDP, nearly every socket(): record the creator and go. */
 	__u32 type = sk->type, protocol = sk->protocol;
 	if ((type == SOCK_STREAM && protocol == IPPROTO_TCP) || (type == SOCK_DGRAM && protocol == IPPROTO_UDP)) {
 		struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -397,6 +394,10 @@ int exewall_sock_create(struct bpf_sock *sk)
 		return 1;
 	}
 
+	__u32 gen;
+	struct config *cfg = active_config(&gen);
+	if (!cfg)
+		return 1;
 	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
 	__u32 slot = r ? r->counter : cfg->default_counter;
 	int unrestricted = r ? r->unrestricted : cfg->default_action == ACTION_ALLOW;

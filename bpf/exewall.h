@@ -40,7 +40,7 @@ struct id_key {
 
 /* What a selector map yields: the rule itself, so judging costs one lookup. */
 struct rule {
-	__u32 id;      /* rule id: index | gen << 31, keys the dests trie */
+	__u32 id;      /* rule id: index | gen << 31, part of the dests keys */
 	__u32 counter; /* stable slot in counters, survives re-applies */
 	__u8 action;   /* enum action */
 	__u8 audit;

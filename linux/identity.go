@@ -134,6 +134,13 @@ func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, 
 	return out, nil
 }
 
+// statKey is what stat() says of a path that changes when the file is
+// replaced, moved or recreated.
+type statKey struct {
+	dev, ino uint64
+	ctime    unix.Timespec
+}
+
 type cachedID struct {
 	key statKey
 	id  engine.FileID

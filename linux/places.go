@@ -10,64 +10,50 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// resolved is what one executable path resolved to, and the stat() that
-// says whether it still holds: a file replaced, moved or recreated changes
-// its inode or ctime, and then the kernel is asked again.
-type resolved struct {
+// cachedPlace is where an executable was found to live, and the stat() of
+// its path when that was computed: a replaced or moved file changes it.
+type cachedPlace struct {
 	key   statKey
-	id    engine.FileID
 	place place
-	ok    bool // place known
 }
 
-// identifyCached resolves paths to identities and places, asking the kernel
-// only about paths whose stat() changed since the last apply: re-applying a
-// large policy then costs one stat() per executable.
+// identifyCached resolves paths to identities (the resolver caches those by
+// stat key) and to places, re-walking symlinks only for paths whose stat()
+// changed since the last apply.
 func (b *Backend) identifyCached(paths []string, places map[string]place) (map[string]engine.FileID, error) {
-	found := make(map[string]engine.FileID, len(paths))
+	found, err := b.resolver.IdentifyAll(paths)
+	if err != nil {
+		return nil, err
+	}
 	keys := make(map[string]statKey, len(paths))
 	var todo []string
 	for _, p := range paths {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
-			todo = append(todo, p) // missing: its place may still be known
+			todo = append(todo, p) // missing: its directory's place may still be known
 			continue
 		}
 		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		keys[p] = key
-		if r, ok := b.resolved[p]; ok && r.key == key {
-			found[p] = r.id
-			if r.ok {
-				places[p] = r.place
-			}
+		if c, ok := b.places[p]; ok && c.key == key {
+			places[p] = c.place
 			continue
 		}
+		keys[p] = key
 		todo = append(todo, p)
 	}
-	if len(todo) == 0 {
-		return found, nil
-	}
-	fresh, err := b.resolver.IdentifyAll(todo)
-	if err != nil {
-		return nil, err
-	}
-	newPlaces := map[string]place{}
-	if err := b.resolvePlaces(todo, newPlaces); err != nil {
+	fresh := map[string]place{}
+	if err := b.resolvePlaces(todo, fresh); err != nil {
 		return nil, err
 	}
 	for _, p := range todo {
-		pl, hasPlace := newPlaces[p]
-		if hasPlace {
-			places[p] = pl
-		}
-		id, ok := fresh[p]
+		pl, ok := fresh[p]
 		if !ok {
-			delete(b.resolved, p)
+			delete(b.places, p)
 			continue
 		}
-		found[p] = id
+		places[p] = pl
 		if key, ok := keys[p]; ok {
-			b.resolved[p] = resolved{key: key, id: id, place: pl, ok: hasPlace}
+			b.places[p] = cachedPlace{key: key, place: pl}
 		}
 	}
 	return found, nil

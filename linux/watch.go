@@ -5,7 +5,6 @@ package linux
 import (
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
 	"slices"
 	"time"
 
@@ -49,25 +48,13 @@ func (b *Backend) refresh() {
 }
 
 func (b *Backend) identitiesChanged() bool {
-	// stat() first: cheap, and any replacement changes what it reports; only
-	// paths whose stat changed are asked of the kernel again.
+	// The resolver asks the kernel again only about paths whose stat()
+	// changed, so this costs one stat() per executable.
 	var paths []string
 	for _, r := range b.policy.Rules {
-		if r.Exe == "" {
-			continue
-		}
-		var st unix.Stat_t
-		key := statKey{}
-		if unix.Stat(r.Exe, &st) == nil {
-			key = statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		}
-		if old, ok := b.statCache[r.Exe]; !ok || old != key {
-			b.statCache[r.Exe] = key
+		if r.Exe != "" {
 			paths = append(paths, r.Exe)
 		}
-	}
-	if len(paths) == 0 {
-		return b.cgroupsChanged()
 	}
 	found, err := b.resolver.IdentifyAll(paths)
 	if err != nil {
@@ -94,9 +81,4 @@ func (b *Backend) cgroupsChanged() bool {
 		}
 	}
 	return false
-}
-
-type statKey struct {
-	dev, ino uint64
-	ctime    unix.Timespec
 }
