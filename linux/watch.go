@@ -4,7 +4,6 @@ package linux
 
 import (
 	"path/filepath"
-
 	"slices"
 	"time"
 
