@@ -244,9 +244,6 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	t.Run("sync repairs a detached program and a deleted map entry", func(t *testing.T) {
 		r := w.cli("sync", "--json")
-		if r.code != 0 && strings.Contains(r.stderr, "not supported") {
-			t.Skip("the Linux backend has no Sync yet: " + strings.TrimSpace(r.stderr))
-		}
 		if r.code != 0 {
 			t.Fatalf("sync on a clean kernel: %s", r.stderr)
 		}
