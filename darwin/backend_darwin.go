@@ -49,7 +49,7 @@ var (
 
 // New prepares the pf backend and starts reading pflog. Nothing is loaded
 // into pf before the first Apply.
-func New(cfg Config) (*Backend, error) {
+func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if _, err := exec.LookPath("pfctl"); err != nil {
 		return nil, fmt.Errorf("pfctl not found: %w", engine.ErrNotSupported)
 	}
@@ -300,8 +300,9 @@ func HostNets() ([]netip.Prefix, error) {
 }
 
 // Reset removes exewall's anchor and the pf reference a daemon kept in
-// stateDir (DefaultStateDir when empty); no daemon needs to run.
-func Reset(ctx context.Context, stateDir string) error {
+// cfg.StateDir (DefaultStateDir when empty); no daemon needs to run.
+func Reset(ctx context.Context, cfg Config) error {
+	stateDir := cfg.StateDir
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}

@@ -104,7 +104,7 @@ type Backend struct {
 // New loads the datapath, adopting pinned maps and links left by an earlier
 // run so enforcement never lapses. Nothing new is attached until the first
 // Apply has filled the maps.
-func New(cfg Config) (_ *Backend, retErr error) {
+func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir
 	}

@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +16,9 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Doctor reports what this machine supports for exewall and, where something
+// Checks reports what this machine supports for exewall and, where something
 // is missing, what to do about it. It changes nothing.
-func Doctor(cfg Config) []engine.Check {
+func Checks(ctx context.Context, cfg Config) []engine.Check {
 	var checks []engine.Check
 	add := func(name string, ok bool, detail string, args ...any) {
 		checks = append(checks, engine.Check{Name: name, OK: ok, Detail: fmt.Sprintf(detail, args...)})

@@ -35,7 +35,8 @@ func (b *Backend) reset() error {
 // Reset removes everything exewall pinned under pinDir: links (which detaches
 // the programs), programs and maps, and the pin dir's lock. It needs no
 // running daemon, and refuses while one runs.
-func Reset(pinDir string) error {
+func Reset(ctx context.Context, cfg Config) error {
+	pinDir := cfg.PinDir
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
 // SocketFlag selects the daemon; app moves it to the front of the command
@@ -19,7 +20,7 @@ import (
 var SocketFlag = &cli.StringFlag{
 	Name:    "socket",
 	Usage:   "the daemon's Unix socket (on Windows, its named pipe)",
-	Value:   api.DefaultSocket,
+	Value:   platform.DefaultSocket,
 	EnvVars: []string{"EXEWALL_SOCKET"},
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
-	"github.com/exewall/exewall/cmd/exewall/internal/daemon"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -24,14 +24,14 @@ anchor, and pflog; on Windows, elevation and the WFP engine. Each line says
 what works or what to do. It needs no daemon and changes nothing.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "cgroup", Usage: "the cgroup v2 directory the daemon attaches to (Linux; default: the root)"},
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "the daemon's pin directory (Linux)"},
+		&cli.StringFlag{Name: "pin-dir", Value: platform.DefaultPinDir, Usage: "the daemon's pin directory (Linux)"},
 		commands.JSONFlag,
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
 			return err
 		}
-		checks := run(cliContext.Context, cliContext.String("cgroup"), cliContext.String("pin-dir"))
+		checks := platform.Checks(cliContext.Context, platform.Config{Cgroup: cliContext.String("cgroup"), PinDir: cliContext.String("pin-dir")})
 		w := cliContext.App.Writer
 		if cliContext.Bool("json") {
 			if checks == nil {
