@@ -1,5 +1,7 @@
 # exewall — run `make help` for the targets. Kernel work needs root.
-GO        ?= go
+# Go from PATH, else where the README says it is (sudo's and root's PATH
+# on Debian do not hold /usr/local/go/bin).
+GO        ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PREFIX    ?= /usr/local
 BIN       := bin/exewall
 GOOSES    := linux windows darwin
@@ -24,7 +26,8 @@ help:
 	@echo "make deb              build $(DEBDIR)/exewall_<version>_<arch>.deb (DESTDIR=DIR puts it in DIR)"
 
 build:
-	$(GO) build -o $(BIN) ./cmd/exewall
+	@echo go build -o $(BIN) ./cmd/exewall
+	@$(GO) build -o $(BIN) ./cmd/exewall
 
 # Debian 12's clang-14 is pinned by name in linux/gen.go so every machine
 # emits byte-identical objects.

@@ -32,7 +32,7 @@ unless "exewall confirm" runs first: try a policy over SSH without the risk
 of locking yourself out.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy file to apply"},
-		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless `exewall confirm` follows within this time (e.g. 2m)"},
+		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless \"exewall confirm\" follows within this `DURATION` (e.g. 2m)"},
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
