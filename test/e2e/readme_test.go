@@ -44,6 +44,14 @@ func TestReadme(t *testing.T) {
 	if len(demo) != 1 {
 		t.Fatalf("README.md has %d transcripts of `make demo`, want 1", len(demo))
 	}
+	// The demo prints the commands it runs ("$ curl ..."): everything
+	// after `make demo` is its output.
+	d := &demo[0]
+	for _, s := range d.steps[1:] {
+		d.steps[0].want = append(d.steps[0].want, "$ "+s.cmd)
+		d.steps[0].want = append(d.steps[0].want, s.want...)
+	}
+	d.steps = d.steps[:1]
 	t.Run("make demo in a fresh copy", func(t *testing.T) {
 		runTranscript(t, demo[0], tree, nil)
 		if extra := untracked(t, tree, tracked); len(extra) > 0 {
