@@ -79,6 +79,8 @@ soak:
 # machine, and its enforcement stays in the kernel after Ctrl-C (a restart
 # adopts it; `./bin/exewall reset` removes it).
 run: build
+	@echo "exewall: attaching to the cgroup v2 root: every process on this machine is judged by /etc/exewall/policy.yaml."
+	@echo "exewall: after Ctrl-C the rules stay enforced in the kernel; ./$(BIN) reset removes them. To only try it: make demo"
 	./$(BIN) daemon
 
 # Safe to try: everything on a scratch cgroup, removed at the end.
@@ -91,7 +93,8 @@ install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/exewall
 	install -D -m 0644 deploy/systemd/exewall.service $(DESTDIR)/etc/systemd/system/exewall.service
 	install -D -m 0644 examples/policy.yaml $(DESTDIR)$(PREFIX)/share/exewall/policy.example.yaml
-	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable --now exewall; fi
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable --now exewall && \
+		echo "exewall.service is enabled and running: it judges every process on this machine, now and at every boot"; fi
 
 uninstall:
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now exewall || true; fi
