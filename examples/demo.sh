@@ -64,7 +64,7 @@ exewall daemon --cgroup "$cg" --pin-dir "$pins" --state-dir "$tmp/state" --polic
 daemon=$!
 for _ in $(seq 100); do
 	[[ -S $EXEWALL_SOCKET ]] && break
-	kill -0 "$daemon" 2>/dev/null || { cat "$tmp/daemon.log" >&2; daemon=; die "the daemon did not start"; }
+	kill -0 "$daemon" 2>/dev/null || { cat "$tmp/daemon.log" >&2; daemon=; die "the daemon stopped before it was ready (its log is above)"; }
 	sleep 0.2
 done
 [[ -S $EXEWALL_SOCKET ]] || die "the daemon did not start within 20s"
