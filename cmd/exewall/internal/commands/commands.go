@@ -77,3 +77,23 @@ func PrintJSON(w io.Writer, v any) error {
 func Table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
+
+// ExitError ends the command with Code instead of 1. An empty Err prints
+// nothing: the command said what it had to on stdout (`exewall diff`
+// exits 1 when there are changes, like diff(1)).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode is the process's exit status.
+func (e *ExitError) ExitCode() int { return e.Code }
