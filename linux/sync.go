@@ -119,7 +119,9 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(false, "policy settings (default/mode) were changed in the kernel")
 		}
 	}
-	if !reflect.DeepEqual(desired, b.policy) {
+	// Clones compare nil and empty lists as equal: a policy file with
+	// `rules: []` and one with no rules key are the same policy.
+	if !reflect.DeepEqual(desired.Clone(), b.policy.Clone()) {
 		stale = true
 		report(false, "policy in force differs from the desired policy")
 	}
