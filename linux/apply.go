@@ -363,6 +363,7 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 func (b *Backend) dropUnusedSlots(c *compiled) {
 	for name, slot := range b.slots {
 		if _, ok := c.names[slot]; !ok {
+			b.retire(slot)
 			delete(b.slots, name)
 			b.objs.CounterNames.Delete(slot)
 		}

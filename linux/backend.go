@@ -76,6 +76,7 @@ type Backend struct {
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	retired    engine.Counters // what removed rules counted: totals never go backwards
 	byName     map[string]*engine.Rule
 	gens       [2]*compiled // what each generation holds; nil = unknown
 	repin      bool         // maps are fresh (old pins incompatible): pin after first apply
@@ -263,6 +264,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		st.RuleCounter[name] = c
 		st.Counters = st.Counters.Add(c)
 	}
+	st.Counters = st.Counters.Add(b.retired)
 	lost, err := b.kernelLost()
 	if err != nil {
 		return st, err
