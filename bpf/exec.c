@@ -16,6 +16,47 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* The path each executable identity was last executed by, so the daemon names
+ * an event's program from the identity the event carries, never from a PID
+ * (which may have exec'd something else, or been reused, by the time the
+ * event is read). bpf_d_path is refused in tp_btf: this is the name given to
+ * execve, absolute when the caller gave one (PATH lookups do). */
+#define EXE_PATH_MAX 256
+struct exe_name {
+	__u32 tgid; /* who executed it: resolves a relative name via /proc */
+	__u32 _pad;
+	char path[EXE_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct file_id);
+	__type(value, struct exe_name);
+} exe_names SEC(".maps");
+
+/* Per-CPU scratch: the value is too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exe_name);
+} exe_name_scratch SEC(".maps");
+
+const struct exe_name *unused_exe_name __attribute__((unused));
+
+static __always_inline void name_exe(struct linux_binprm *bprm, struct file_id *id)
+{
+	__u32 zero = 0;
+	struct exe_name *n = bpf_map_lookup_elem(&exe_name_scratch, &zero);
+	if (!n)
+		return;
+	n->tgid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_probe_read_kernel_str(n->path, sizeof(n->path), bprm->interp) < 0)
+		return;
+	bpf_map_update_elem(&exe_names, id, n, BPF_ANY);
+}
+
 static __always_inline void file_id_of(struct inode *inode, struct file_id *id)
 {
 	id->dev = inode->i_sb->s_dev;
@@ -35,6 +76,7 @@ int BPF_PROG(exewall_exec, struct task_struct *p, __s32 old_pid, struct linux_bi
 		return 0;
 	struct file_id id = {};
 	file_id_of(file->f_inode, &id);
+	name_exe(bprm, &id);
 
 	__u32 zero = 0;
 	__u32 *genp = bpf_map_lookup_elem(&active, &zero);

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -175,6 +176,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
+	// Events already in the ring buffer (attempts made while no daemon ran)
+	// are read at once: name their rules from the pinned slot names now.
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: map[string]*engine.Rule{}})
 	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
 		// new programs read the very maps the old ones did. (With an older

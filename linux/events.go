@@ -6,9 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -94,11 +92,9 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		}
 	}
 	if v.Exe == "" {
-		// The default verdict or a cgroup/user rule: name the process's
-		// executable while it can still be read.
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ev.Pid)); err == nil {
-			v.Exe = exe
-		}
+		// The default verdict or a cgroup/user rule: name the executable
+		// from the identity the kernel judged, never from the PID alone.
+		v.Exe = b.exeOf(ev)
 	}
 	return v
 }

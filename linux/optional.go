@@ -79,7 +79,14 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	if err != nil {
 		return err
 	}
-	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
+	names, err := b.exeNamesMap(spec)
+	if err != nil {
+		return err
+	}
+	defer names.Close()
+	maps := onlyMaps(spec, repl)
+	maps[exeNamesPin] = names
+	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
 		return fmt.Errorf("load exec hook: %w", err)
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: b.exec.ExewallExec})
