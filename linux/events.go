@@ -18,6 +18,15 @@ import (
 
 var protoNames = [...]string{0: "", 1: "tcp", 2: "udp", 3: "icmp", 4: "raw"}
 
+// enum hook, mirrored from bpf/exewall.h.
+const (
+	hookConnect4   = 1
+	hookConnect6   = 2
+	hookSendmsg4   = 3
+	hookSendmsg6   = 4
+	hookSockCreate = 5
+)
+
 // violationBuffer is how many enriched events may wait for the consumer.
 const violationBuffer = 16384
 
@@ -69,6 +78,14 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		Verdict: engine.VerdictDeny,
 		Dport:   ev.Dport,
 		Count:   uint64(max(ev.Count, 1)),
+	}
+	switch ev.Hook {
+	case hookConnect4, hookConnect6:
+		v.Call = engine.CallConnect
+	case hookSendmsg4, hookSendmsg6:
+		v.Call = engine.CallSend
+	case hookSockCreate:
+		v.Call = engine.CallSocket
 	}
 	if ev.Verdict == verdictAudit {
 		v.Verdict = engine.VerdictAudit
