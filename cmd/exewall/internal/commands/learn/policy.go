@@ -222,8 +222,8 @@ func header(rep engine.LearnReport, opts Options, rules int, notes []string) str
 		}
 		sort.Strings(comms)
 		lines = append(lines, "",
-			"Not learned: attempts by processes that exited before their executable",
-			"could be read, by command name: "+strings.Join(comms, ", "))
+			"Not learned: attempts whose executable could not be named (the exec hook",
+			"is unavailable and the process had exited), by command name: "+strings.Join(comms, ", "))
 	}
 	if rep.NotSent > 0 {
 		lines = append(lines, "", fmt.Sprintf("Not learned: %d UDP connects that sent nothing (glibc's getaddrinfo connects", rep.NotSent),
