@@ -131,6 +131,13 @@ type execwatchLocalKey struct {
 	Addr      [16]uint8
 }
 
+type execwatchNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type execwatchPathKey struct {
 	_    structs.HostLayout
 	Dir  execwatchFileId
@@ -185,11 +192,13 @@ const (
 	execwatchMapEventsLost     = "events_lost"
 	execwatchMapExeLearned     = "exe_learned"
 	execwatchMapExeNameScratch = "exe_name_scratch"
+	execwatchMapExeNamed       = "exe_named"
 	execwatchMapExeNames       = "exe_names"
 	execwatchMapExeRules       = "exe_rules"
 	execwatchMapGidRules       = "gid_rules"
 	execwatchMapLearnedCount   = "learned_count"
 	execwatchMapLocalNets      = "local_nets"
+	execwatchMapNameRules      = "name_rules"
 	execwatchMapPathRules      = "path_rules"
 	execwatchMapSockDoomed     = "sock_doomed"
 	execwatchMapSockOwners     = "sock_owners"
@@ -259,11 +268,13 @@ type execwatchMapSpecs struct {
 	EventsLost     *ebpf.MapSpec `ebpf:"events_lost"`
 	ExeLearned     *ebpf.MapSpec `ebpf:"exe_learned"`
 	ExeNameScratch *ebpf.MapSpec `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.MapSpec `ebpf:"exe_named"`
 	ExeNames       *ebpf.MapSpec `ebpf:"exe_names"`
 	ExeRules       *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules       *ebpf.MapSpec `ebpf:"gid_rules"`
 	LearnedCount   *ebpf.MapSpec `ebpf:"learned_count"`
 	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
 	SockDoomed     *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.MapSpec `ebpf:"sock_owners"`
@@ -309,11 +320,13 @@ type execwatchMaps struct {
 	EventsLost     *ebpf.Map `ebpf:"events_lost"`
 	ExeLearned     *ebpf.Map `ebpf:"exe_learned"`
 	ExeNameScratch *ebpf.Map `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.Map `ebpf:"exe_named"`
 	ExeNames       *ebpf.Map `ebpf:"exe_names"`
 	ExeRules       *ebpf.Map `ebpf:"exe_rules"`
 	GidRules       *ebpf.Map `ebpf:"gid_rules"`
 	LearnedCount   *ebpf.Map `ebpf:"learned_count"`
 	LocalNets      *ebpf.Map `ebpf:"local_nets"`
+	NameRules      *ebpf.Map `ebpf:"name_rules"`
 	PathRules      *ebpf.Map `ebpf:"path_rules"`
 	SockDoomed     *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.Map `ebpf:"sock_owners"`
@@ -334,11 +347,13 @@ func (m *execwatchMaps) Close() error {
 		m.EventsLost,
 		m.ExeLearned,
 		m.ExeNameScratch,
+		m.ExeNamed,
 		m.ExeNames,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
 		m.SockDoomed,
 		m.SockOwners,

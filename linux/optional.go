@@ -58,6 +58,7 @@ func (b *Backend) mapByName(name string) *ebpf.Map {
 		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
 		"exe_learned": b.objs.ExeLearned, "learned_count": b.objs.LearnedCount, "path_rules": b.objs.PathRules,
 		"attach_cgroup": b.objs.AttachCgroup, "sock_owners": b.objs.SockOwners, "sock_doomed": b.objs.SockDoomed, "event_gates": b.objs.EventGates,
+		"name_rules": b.objs.NameRules, "exe_named": b.objs.ExeNamed,
 	}
 	return m[name]
 }
