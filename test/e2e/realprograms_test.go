@@ -128,7 +128,7 @@ func TestRealProgramsLearnThenEnforce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("learned policy does not parse: %v", err)
 	}
-	if bytes.Contains(data, []byte("Not learned: attempts by processes")) {
+	if bytes.Contains(data, []byte("Not learned: attempts")) {
 		t.Errorf("attempts were not attributed to a program:\n%s", data)
 	}
 
