@@ -79,6 +79,13 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(err == nil, "exec hook pin %s was removed", b.execPin())
 		}
 	}
+	if m := b.exec.ExeNames; m != nil {
+		path := filepath.Join(b.cfg.PinDir, exeNamesPin)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			err := repin(m, path)
+			report(err == nil, "map pin %s was removed", path)
+		}
+	}
 
 	if b.policy == nil {
 		return drifts, nil
