@@ -42,6 +42,7 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 /* bpf2go emits Go types only for types in BTF; these reach BTF this way. */
 const struct event *unused_event __attribute__((unused));
 const struct sock_rec *unused_sock_rec __attribute__((unused));
+const struct name_key *unused_name_key __attribute__((unused));
 
 static __always_inline int read_exe(struct file_id *id)
 {
@@ -91,6 +92,30 @@ static __always_inline struct rule *find_learned_rule(struct file_id *exe, __u32
 	struct path_key k = *pk;
 	k.gen = gen;
 	return bpf_map_lookup_elem(&path_rules, &k);
+}
+
+/* The rule of an exe rule's path name an unknown executable was executed
+ * by (recorded by the exec hook): it may only tighten (see name_key). */
+static __always_inline struct rule *find_named_rule(struct file_id *exe, __u32 gen)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
+	if (!n || !*n)
+		return NULL;
+	struct exe_key ek = { .id = *exe, .gen = gen };
+	if (bpf_map_lookup_elem(&exe_rules, &ek))
+		return NULL; /* known identity: its own rule decides */
+	__u64 *h = bpf_map_lookup_elem(&exe_named, exe);
+	if (!h)
+		return NULL;
+	struct name_key k = { .hash = *h, .gen = gen };
+	return bpf_map_lookup_elem(&name_rules, &k);
+}
+
+/* severity orders verdicts: allow < audit < deny. */
+static __always_inline int severity(__u8 verdict)
+{
+	return verdict == VERDICT_DENY ? 2 : verdict == VERDICT_AUDIT ? 1 : 0;
 }
 
 /* select_rule picks the rule covering the current task (DESIGN.md "How a
@@ -278,6 +303,44 @@ static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u
 	bpf_ringbuf_submit(ev, 0);
 }
 
+/* One destination to judge, passed to decide by pointer. */
+struct dest_q {
+	__u8 addr[16];
+	__u32 family;
+	__u16 port;
+	__u8 proto;
+	__u8 _pad;
+};
+
+/* decide judges one destination under rule r (NULL: the default). A global
+ * function: the verifier checks it once, not at every call site (judge
+ * calls it twice when a name rule may tighten). */
+__attribute__((noinline)) int decide(struct config *cfg, struct rule *r, struct dest_q *q)
+{
+	if (!cfg || !q)
+		return VERDICT_ALLOW;
+	__u8 verdict = 0;
+	__u8 action = cfg->default_action;
+	__u8 audit = 0;
+	if (r) {
+		action = r->action;
+		audit = r->audit;
+		if (r->has_dests)
+			match_dests(r, q->family, q->addr, q->port, q->proto, &verdict);
+	}
+	if (!verdict) {
+		if (action == ACTION_ALLOW)
+			verdict = VERDICT_ALLOW;
+		else if (action == ACTION_LOCAL_ONLY && is_local(q->family, q->addr))
+			verdict = VERDICT_ALLOW;
+		else
+			verdict = VERDICT_DENY;
+	}
+	if (verdict == VERDICT_DENY && (audit || cfg->audit_mode))
+		verdict = VERDICT_AUDIT;
+	return verdict;
+}
+
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. */
 static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
 				 __u16 port, __u8 hook)
@@ -294,28 +357,21 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 
 	__u8 proto = proto_of(ctx);
 	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
-
-	__u8 verdict = 0;
-	__u8 action = cfg->default_action;
-	__u8 audit = 0;
-	__u32 slot = cfg->default_counter;
-	if (r) {
-		action = r->action;
-		audit = r->audit;
-		slot = r->counter;
-		if (r->has_dests)
-			match_dests(r, family, addr, port, proto, &verdict);
+	struct dest_q q = { .family = family, .port = port, .proto = proto };
+	__builtin_memcpy(q.addr, addr, 16);
+	__u8 verdict = decide(cfg, r, &q);
+	__u32 slot = r ? r->counter : cfg->default_counter;
+	if (has_exe) {
+		struct rule *nr = find_named_rule(&exe, gen);
+		if (nr && nr != r) {
+			__u8 nv = decide(cfg, nr, &q);
+			if (severity(nv) > severity(verdict)) {
+				verdict = nv;
+				r = nr;
+				slot = nr->counter;
+			}
+		}
 	}
-	if (!verdict) {
-		if (action == ACTION_ALLOW)
-			verdict = VERDICT_ALLOW;
-		else if (action == ACTION_LOCAL_ONLY && is_local(family, addr))
-			verdict = VERDICT_ALLOW;
-		else
-			verdict = VERDICT_DENY;
-	}
-	if (verdict == VERDICT_DENY && (audit || cfg->audit_mode))
-		verdict = VERDICT_AUDIT;
 
 	count(slot, verdict);
 	if (verdict == VERDICT_ALLOW)
@@ -399,8 +455,15 @@ int exewall_sock_create(struct bpf_sock *sk)
 	if (!cfg)
 		return 1;
 	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
-	__u32 slot = r ? r->counter : cfg->default_counter;
 	int unrestricted = r ? r->unrestricted : cfg->default_action == ACTION_ALLOW;
+	if (unrestricted && has_exe) {
+		struct rule *nr = find_named_rule(&exe, gen); /* may only tighten */
+		if (nr && !nr->unrestricted) {
+			r = nr;
+			unrestricted = 0;
+		}
+	}
+	__u32 slot = r ? r->counter : cfg->default_counter;
 	if (unrestricted)
 		return 1;
 	__u8 verdict = (cfg->audit_mode || (r && r->audit)) ? VERDICT_AUDIT : VERDICT_DENY;

@@ -101,6 +101,19 @@ struct path_key {
 	char name[MAX_NAME];
 };
 
+/* An exe rule's path name (and the symlinks on its way), by FNV-1a hash of
+ * the string: an executable whose identity userspace has not resolved yet
+ * but which was executed by that name (a symlink retargeted by
+ * update-alternatives) is judged by the rule too, from its first run. A name
+ * is only a name (another mount namespace can put anything there), so such a
+ * rule may only tighten the verdict, never loosen it. */
+#define NAME_MAX_LEN 256
+struct name_key {
+	__u64 hash;
+	__u32 gen;
+	__u32 _pad;
+};
+
 /* Who created a socket: lets held sockets be re-judged when a rule tightens. */
 struct sock_owner {
 	struct file_id exe;

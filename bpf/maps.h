@@ -132,6 +132,23 @@ struct {
 	__type(value, struct rule);
 } path_rules SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct name_key);
+	__type(value, struct rule);
+} name_rules SEC(".maps");
+
+/* Executable identities executed by a name in name_rules, until userspace
+ * adopts them (value: the name's hash); counted in learned_count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct file_id);
+	__type(value, __u64);
+} exe_named SEC(".maps");
+
 /* The cgroup exewall is attached to: programs not bound to it (exec
  * tracing) act only for tasks inside it. */
 struct {

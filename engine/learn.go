@@ -66,6 +66,11 @@ type LearnReport struct {
 	Exes      int        `json:"executables"`
 	// Dropped counts attempts not kept (the table was full).
 	Dropped uint64 `json:"dropped"`
+	// NotSent counts UDP connects that proved no datagram was sent (see
+	// Violation.ConnectOnly): learned from, they would allow UDP to a port
+	// the program never sent to. Connects to port 53 (a DNS query over a
+	// connected socket, as glibc's resolver sends them) are learned.
+	NotSent uint64 `json:"not_sent,omitempty"`
 	// Unattributed counts attempts whose executable could not be read
 	// (the process had exited), by command name.
 	Unattributed map[string]uint64 `json:"unattributed,omitempty"`
@@ -96,6 +101,7 @@ type learnSession struct {
 	endReason    string
 	events       uint64
 	dropped      uint64
+	notSent      uint64
 	unattributed map[string]uint64
 	dests        map[learnKey]*LearnDest
 	exes         map[string]*LearnExe
@@ -279,6 +285,10 @@ func (ls *learnSession) record(v Violation) {
 		}
 		return
 	}
+	if v.ConnectOnly() && v.Dport != 53 {
+		ls.notSent += n
+		return
+	}
 	addr := v.Daddr.Unmap()
 	k := learnKey{exe: v.Exe, addr: addr, port: v.Dport, proto: v.Proto}
 	d := ls.dests[k]
@@ -310,7 +320,7 @@ func (ls *learnSession) report(full bool) LearnReport {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	r := LearnReport{Started: ls.started, Active: ls.active, EndReason: ls.endReason, Events: ls.events,
-		Exes: len(ls.exes), Dropped: ls.dropped, Previous: ViewPolicy(ls.prev)}
+		Exes: len(ls.exes), Dropped: ls.dropped, NotSent: ls.notSent, Previous: ViewPolicy(ls.prev)}
 	if !ls.deadline.IsZero() {
 		d := ls.deadline
 		r.Deadline = &d

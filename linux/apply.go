@@ -243,6 +243,9 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)
 	}
+	if err := batchUpdate(b.objs.NameRules, c.named); err != nil {
+		return fmt.Errorf("write executable names: %w", err)
+	}
 	// A slot handed to a new rule starts from zero and gets its name before
 	// the switch; slots of rules that stay are left alone.
 	var fresh []uint32
@@ -298,6 +301,9 @@ func (b *Backend) clearGen(gen uint32) error {
 	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
 		return err
 	}
+	if err := batchDelete(b.objs.NameRules, keysOf(c.named)); err != nil {
+		return err
+	}
 	b.gens[gen] = emptyCompiled()
 	return nil
 }
@@ -305,7 +311,7 @@ func (b *Backend) clearGen(gen uint32) error {
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
-		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}}
+		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
@@ -319,6 +325,17 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 		}
 	}
 	if err := pit.Err(); err != nil {
+		return nil, err
+	}
+	var nk datapathNameKey
+	var nr datapathRule
+	nit := b.objs.NameRules.Iterate()
+	for nit.Next(&nk, &nr) {
+		if nk.Gen == gen {
+			c.named[nk] = nr
+		}
+	}
+	if err := nit.Err(); err != nil {
 		return nil, err
 	}
 	var ek datapathExeKey
@@ -363,6 +380,7 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 func (b *Backend) dropUnusedSlots(c *compiled) {
 	for name, slot := range b.slots {
 		if _, ok := c.names[slot]; !ok {
+			b.retire(slot)
 			delete(b.slots, name)
 			b.objs.CounterNames.Delete(slot)
 		}

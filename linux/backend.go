@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -76,6 +77,7 @@ type Backend struct {
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	retired    engine.Counters // what removed rules counted: totals never go backwards
 	byName     map[string]*engine.Rule
 	gens       [2]*compiled // what each generation holds; nil = unknown
 	repin      bool         // maps are fresh (old pins incompatible): pin after first apply
@@ -174,6 +176,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
+	// Events already in the ring buffer (attempts made while no daemon ran)
+	// are read at once: name their rules from the pinned slot names now.
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: map[string]*engine.Rule{}})
 	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
 		// new programs read the very maps the old ones did. (With an older
@@ -263,6 +268,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		st.RuleCounter[name] = c
 		st.Counters = st.Counters.Add(c)
 	}
+	st.Counters = st.Counters.Add(b.retired)
 	lost, err := b.kernelLost()
 	if err != nil {
 		return st, err

@@ -128,6 +128,13 @@ type datapathLocalKey struct {
 	Addr      [16]uint8
 }
 
+type datapathNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type datapathPathKey struct {
 	_    structs.HostLayout
 	Dir  datapathFileId
@@ -193,10 +200,12 @@ const (
 	datapathMapEvents             = "events"
 	datapathMapEventsLost         = "events_lost"
 	datapathMapExeLearned         = "exe_learned"
+	datapathMapExeNamed           = "exe_named"
 	datapathMapExeRules           = "exe_rules"
 	datapathMapGidRules           = "gid_rules"
 	datapathMapLearnedCount       = "learned_count"
 	datapathMapLocalNets          = "local_nets"
+	datapathMapNameRules          = "name_rules"
 	datapathMapPathRules          = "path_rules"
 	datapathMapSockDoomed         = "sock_doomed"
 	datapathMapSockOwners         = "sock_owners"
@@ -207,6 +216,7 @@ const (
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
 	datapathVarUnusedEvent        = "unused_event"
+	datapathVarUnusedNameKey      = "unused_name_key"
 	datapathVarUnusedSockRec      = "unused_sock_rec"
 )
 
@@ -274,10 +284,12 @@ type datapathMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNamed     *ebpf.MapSpec `ebpf:"exe_named"`
 	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
 	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
 	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules    *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
 	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
@@ -289,6 +301,7 @@ type datapathMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedNameKey *ebpf.VariableSpec `ebpf:"unused_name_key"`
 	UnusedSockRec *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
 }
 
@@ -323,10 +336,12 @@ type datapathMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
+	ExeNamed     *ebpf.Map `ebpf:"exe_named"`
 	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
 	GidRules     *ebpf.Map `ebpf:"gid_rules"`
 	LearnedCount *ebpf.Map `ebpf:"learned_count"`
 	LocalNets    *ebpf.Map `ebpf:"local_nets"`
+	NameRules    *ebpf.Map `ebpf:"name_rules"`
 	PathRules    *ebpf.Map `ebpf:"path_rules"`
 	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
@@ -346,10 +361,12 @@ func (m *datapathMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
 		m.SockDoomed,
 		m.SockOwners,
@@ -362,6 +379,7 @@ func (m *datapathMaps) Close() error {
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	UnusedNameKey *ebpf.Variable `ebpf:"unused_name_key"`
 	UnusedSockRec *ebpf.Variable `ebpf:"unused_sock_rec"`
 }
 

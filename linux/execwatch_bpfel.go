@@ -61,6 +61,13 @@ type execwatchExeKey struct {
 	Pad uint32
 }
 
+type execwatchExeName struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Path [256]int8
+}
+
 type execwatchFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
@@ -124,6 +131,13 @@ type execwatchLocalKey struct {
 	Addr      [16]uint8
 }
 
+type execwatchNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type execwatchPathKey struct {
 	_    structs.HostLayout
 	Dir  execwatchFileId
@@ -166,26 +180,31 @@ type execwatchSockOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execwatchMapActive       = "active"
-	execwatchMapAttachCgroup = "attach_cgroup"
-	execwatchMapCgroupRules  = "cgroup_rules"
-	execwatchMapConfigs      = "configs"
-	execwatchMapCounterNames = "counter_names"
-	execwatchMapCounters     = "counters"
-	execwatchMapDests        = "dests"
-	execwatchMapEventGates   = "event_gates"
-	execwatchMapEvents       = "events"
-	execwatchMapEventsLost   = "events_lost"
-	execwatchMapExeLearned   = "exe_learned"
-	execwatchMapExeRules     = "exe_rules"
-	execwatchMapGidRules     = "gid_rules"
-	execwatchMapLearnedCount = "learned_count"
-	execwatchMapLocalNets    = "local_nets"
-	execwatchMapPathRules    = "path_rules"
-	execwatchMapSockDoomed   = "sock_doomed"
-	execwatchMapSockOwners   = "sock_owners"
-	execwatchMapUidRules     = "uid_rules"
-	execwatchProgExewallExec = "exewall_exec"
+	execwatchMapActive         = "active"
+	execwatchMapAttachCgroup   = "attach_cgroup"
+	execwatchMapCgroupRules    = "cgroup_rules"
+	execwatchMapConfigs        = "configs"
+	execwatchMapCounterNames   = "counter_names"
+	execwatchMapCounters       = "counters"
+	execwatchMapDests          = "dests"
+	execwatchMapEventGates     = "event_gates"
+	execwatchMapEvents         = "events"
+	execwatchMapEventsLost     = "events_lost"
+	execwatchMapExeLearned     = "exe_learned"
+	execwatchMapExeNameScratch = "exe_name_scratch"
+	execwatchMapExeNamed       = "exe_named"
+	execwatchMapExeNames       = "exe_names"
+	execwatchMapExeRules       = "exe_rules"
+	execwatchMapGidRules       = "gid_rules"
+	execwatchMapLearnedCount   = "learned_count"
+	execwatchMapLocalNets      = "local_nets"
+	execwatchMapNameRules      = "name_rules"
+	execwatchMapPathRules      = "path_rules"
+	execwatchMapSockDoomed     = "sock_doomed"
+	execwatchMapSockOwners     = "sock_owners"
+	execwatchMapUidRules       = "uid_rules"
+	execwatchProgExewallExec   = "exewall_exec"
+	execwatchVarUnusedExeName  = "unused_exe_name"
 )
 
 // loadExecwatch returns the embedded CollectionSpec for execwatch.
@@ -237,31 +256,36 @@ type execwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
-	Configs      *ebpf.MapSpec `ebpf:"configs"`
-	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Dests        *ebpf.MapSpec `ebpf:"dests"`
-	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
-	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
-	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
-	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
-	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
-	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
-	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
-	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
-	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
+	Active         *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup   *ebpf.MapSpec `ebpf:"attach_cgroup"`
+	CgroupRules    *ebpf.MapSpec `ebpf:"cgroup_rules"`
+	Configs        *ebpf.MapSpec `ebpf:"configs"`
+	CounterNames   *ebpf.MapSpec `ebpf:"counter_names"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Dests          *ebpf.MapSpec `ebpf:"dests"`
+	EventGates     *ebpf.MapSpec `ebpf:"event_gates"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	EventsLost     *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned     *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNameScratch *ebpf.MapSpec `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.MapSpec `ebpf:"exe_named"`
+	ExeNames       *ebpf.MapSpec `ebpf:"exe_names"`
+	ExeRules       *ebpf.MapSpec `ebpf:"exe_rules"`
+	GidRules       *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount   *ebpf.MapSpec `ebpf:"learned_count"`
+	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
+	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
+	SockDoomed     *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockOwners     *ebpf.MapSpec `ebpf:"sock_owners"`
+	UidRules       *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
 // execwatchVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchVariableSpecs struct {
+	UnusedExeName *ebpf.VariableSpec `ebpf:"unused_exe_name"`
 }
 
 // execwatchObjects contains all objects after they have been loaded into the kernel.
@@ -284,25 +308,29 @@ func (o *execwatchObjects) Close() error {
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
-	Configs      *ebpf.Map `ebpf:"configs"`
-	CounterNames *ebpf.Map `ebpf:"counter_names"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Dests        *ebpf.Map `ebpf:"dests"`
-	EventGates   *ebpf.Map `ebpf:"event_gates"`
-	Events       *ebpf.Map `ebpf:"events"`
-	EventsLost   *ebpf.Map `ebpf:"events_lost"`
-	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
-	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
-	GidRules     *ebpf.Map `ebpf:"gid_rules"`
-	LearnedCount *ebpf.Map `ebpf:"learned_count"`
-	LocalNets    *ebpf.Map `ebpf:"local_nets"`
-	PathRules    *ebpf.Map `ebpf:"path_rules"`
-	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
-	UidRules     *ebpf.Map `ebpf:"uid_rules"`
+	Active         *ebpf.Map `ebpf:"active"`
+	AttachCgroup   *ebpf.Map `ebpf:"attach_cgroup"`
+	CgroupRules    *ebpf.Map `ebpf:"cgroup_rules"`
+	Configs        *ebpf.Map `ebpf:"configs"`
+	CounterNames   *ebpf.Map `ebpf:"counter_names"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Dests          *ebpf.Map `ebpf:"dests"`
+	EventGates     *ebpf.Map `ebpf:"event_gates"`
+	Events         *ebpf.Map `ebpf:"events"`
+	EventsLost     *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned     *ebpf.Map `ebpf:"exe_learned"`
+	ExeNameScratch *ebpf.Map `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.Map `ebpf:"exe_named"`
+	ExeNames       *ebpf.Map `ebpf:"exe_names"`
+	ExeRules       *ebpf.Map `ebpf:"exe_rules"`
+	GidRules       *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount   *ebpf.Map `ebpf:"learned_count"`
+	LocalNets      *ebpf.Map `ebpf:"local_nets"`
+	NameRules      *ebpf.Map `ebpf:"name_rules"`
+	PathRules      *ebpf.Map `ebpf:"path_rules"`
+	SockDoomed     *ebpf.Map `ebpf:"sock_doomed"`
+	SockOwners     *ebpf.Map `ebpf:"sock_owners"`
+	UidRules       *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *execwatchMaps) Close() error {
@@ -318,10 +346,14 @@ func (m *execwatchMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNameScratch,
+		m.ExeNamed,
+		m.ExeNames,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
 		m.SockDoomed,
 		m.SockOwners,
@@ -333,6 +365,7 @@ func (m *execwatchMaps) Close() error {
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchVariables struct {
+	UnusedExeName *ebpf.Variable `ebpf:"unused_exe_name"`
 }
 
 // execwatchPrograms contains all programs after they have been loaded into the kernel.

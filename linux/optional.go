@@ -58,6 +58,7 @@ func (b *Backend) mapByName(name string) *ebpf.Map {
 		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
 		"exe_learned": b.objs.ExeLearned, "learned_count": b.objs.LearnedCount, "path_rules": b.objs.PathRules,
 		"attach_cgroup": b.objs.AttachCgroup, "sock_owners": b.objs.SockOwners, "sock_doomed": b.objs.SockDoomed, "event_gates": b.objs.EventGates,
+		"name_rules": b.objs.NameRules, "exe_named": b.objs.ExeNamed,
 	}
 	return m[name]
 }
@@ -79,7 +80,14 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	if err != nil {
 		return err
 	}
-	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
+	names, err := b.exeNamesMap(spec)
+	if err != nil {
+		return err
+	}
+	defer names.Close()
+	maps := onlyMaps(spec, repl)
+	maps[exeNamesPin] = names
+	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
 		return fmt.Errorf("load exec hook: %w", err)
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: b.exec.ExewallExec})

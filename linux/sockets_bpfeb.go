@@ -124,6 +124,13 @@ type socketsLocalKey struct {
 	Addr      [16]uint8
 }
 
+type socketsNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type socketsPathKey struct {
 	_    structs.HostLayout
 	Dir  socketsFileId
@@ -177,10 +184,12 @@ const (
 	socketsMapEvents             = "events"
 	socketsMapEventsLost         = "events_lost"
 	socketsMapExeLearned         = "exe_learned"
+	socketsMapExeNamed           = "exe_named"
 	socketsMapExeRules           = "exe_rules"
 	socketsMapGidRules           = "gid_rules"
 	socketsMapLearnedCount       = "learned_count"
 	socketsMapLocalNets          = "local_nets"
+	socketsMapNameRules          = "name_rules"
 	socketsMapPathRules          = "path_rules"
 	socketsMapSockDoomed         = "sock_doomed"
 	socketsMapSockOwners         = "sock_owners"
@@ -254,10 +263,12 @@ type socketsMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
 	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNamed     *ebpf.MapSpec `ebpf:"exe_named"`
 	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
 	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
 	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules    *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
 	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
@@ -301,10 +312,12 @@ type socketsMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	EventsLost   *ebpf.Map `ebpf:"events_lost"`
 	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
+	ExeNamed     *ebpf.Map `ebpf:"exe_named"`
 	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
 	GidRules     *ebpf.Map `ebpf:"gid_rules"`
 	LearnedCount *ebpf.Map `ebpf:"learned_count"`
 	LocalNets    *ebpf.Map `ebpf:"local_nets"`
+	NameRules    *ebpf.Map `ebpf:"name_rules"`
 	PathRules    *ebpf.Map `ebpf:"path_rules"`
 	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
@@ -324,10 +337,12 @@ func (m *socketsMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
 		m.SockDoomed,
 		m.SockOwners,

@@ -57,6 +57,8 @@ struct task_struct {
 
 struct linux_binprm {
 	struct file *file;
+	const char *filename; /* the name given to execve */
+	const char *interp; /* the file really executed (a script's interpreter) */
 };
 
 struct seq_file;

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
@@ -42,8 +43,14 @@ func Reset(ctx context.Context, cfg Config) (string, error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir
 	}
+	// A second reset has nothing to remove, and says so.
+	entries, err := os.ReadDir(cfg.PinDir)
+	present := err == nil && len(entries) > 0
 	if err := linux.Reset(ctx, linux.Config{PinDir: cfg.PinDir}); err != nil {
 		return "", err
+	}
+	if !present {
+		return fmt.Sprintf("nothing to remove: exewall has nothing pinned under %s", cfg.PinDir), nil
 	}
 	return fmt.Sprintf("removed exewall's programs, links and maps (%s)", cfg.PinDir), nil
 }

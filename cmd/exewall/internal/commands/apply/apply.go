@@ -19,7 +19,7 @@ import (
 var Command = &cli.Command{
 	Name:      "apply",
 	Usage:     "replace the whole policy with a policy file, atomically",
-	ArgsUsage: " ",
+	ArgsUsage: "-f FILE [--confirm-within D]",
 	Description: `Validates FILE and puts it in force in one step: no connection is judged
 by a mix of the old and new policy. An invalid file is refused with the
 line at fault and the policy in force stays. FILE becomes the daemon's
@@ -31,10 +31,13 @@ With --confirm-within D the previous policy comes back by itself after D
 unless "exewall confirm" runs first: try a policy over SSH without the risk
 of locking yourself out.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy file to apply"},
-		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless \"exewall confirm\" follows within this `DURATION` (e.g. 2m)"},
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy `FILE` to apply (\"-\": standard input)"},
+		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back to the previous policy unless exewall confirm runs within `D` (e.g. 2m)"},
 	},
 	Action: func(cliContext *cli.Context) error {
+		if args := cliContext.Args().Slice(); len(args) == 1 && cliContext.String("file") == "" {
+			return commands.Usagef("the file is given with -f (usage: exewall apply -f %s [--confirm-within D])", args[0])
+		}
 		if _, err := commands.Args(cliContext, 0); err != nil {
 			return err
 		}

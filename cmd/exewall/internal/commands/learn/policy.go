@@ -222,8 +222,12 @@ func header(rep engine.LearnReport, opts Options, rules int, notes []string) str
 		}
 		sort.Strings(comms)
 		lines = append(lines, "",
-			"Not learned: attempts by processes that exited before their executable",
-			"could be read, by command name: "+strings.Join(comms, ", "))
+			"Not learned: attempts whose executable could not be named (the exec hook",
+			"is unavailable and the process had exited), by command name: "+strings.Join(comms, ", "))
+	}
+	if rep.NotSent > 0 {
+		lines = append(lines, "", fmt.Sprintf("Not learned: %d UDP connects that sent nothing (glibc's getaddrinfo connects", rep.NotSent),
+			"a UDP socket to each candidate address to sort them); they allow nothing.")
 	}
 	if rep.Dropped > 0 {
 		lines = append(lines, fmt.Sprintf("Not learned: %d attempts beyond the session's table size.", rep.Dropped))

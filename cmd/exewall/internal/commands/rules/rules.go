@@ -141,6 +141,7 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 		return err
 	}
 	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, describe(got))
+	warnNotPresent(cliContext, got.Exe)
 	return nil
 }
 
@@ -277,7 +278,11 @@ var LsCommand = &cli.Command{
 		tw := commands.Table(w)
 		fmt.Fprintln(tw, "NAME\tACTION\tSELECTS\tALLOW\tDENY\tAUDIT")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, selector(r), orDash(r.Allow), orDash(r.Deny), r.Audit)
+			sel := selector(r)
+			if notPresent(r.Exe) {
+				sel += " (not present yet)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, sel, orDash(r.Allow), orDash(r.Deny), r.Audit)
 		}
 		return tw.Flush()
 	},
