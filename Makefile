@@ -4,7 +4,7 @@ PREFIX    ?= /usr/local
 BIN       := bin/exewall
 GOOSES    := linux windows darwin
 
-.PHONY: deps help build generate check-generated vet test fuzz soak run install uninstall clean bench bench-quick deb
+.PHONY: deps help build generate check-generated vet test fuzz soak run install uninstall clean bench bench-quick deb image
 
 help:
 	@echo "make run              build and start the daemon in the foreground (root)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench            benchmark exewall against nftables/iptables on this machine (root, ~8 min)"
 	@echo "make bench-quick      the CI smoke run of the benchmark (root, < 2 min)"
 	@echo "make deb              build dist/exewall_<version>_<arch>.deb"
+	@echo "make image            build the OCI image: bin/image/oci (layout) and bin/image/exewall-oci.tar, print its digest"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/exewall
@@ -87,6 +88,10 @@ bench-quick:
 
 deb:
 	$(GO) run ./deploy/deb -out dist
+
+# Reproducible: the same commit gives the same digest (docs/operations.md).
+image:
+	$(GO) run ./deploy/image -out bin/image
 
 clean:
 	rm -rf bin dist
