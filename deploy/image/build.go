@@ -38,6 +38,8 @@ const ArchiveName = "exewall-oci.tar"
 // Options says what to build.
 type Options struct {
 	OutDir, Version, Arch, Source, RepoRoot string
+	// Env is added to the environment of `go build` (GOCACHE=...).
+	Env []string
 }
 
 // Result describes the image written.
@@ -153,6 +155,7 @@ func goBuild(o Options, out string) error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+o.Arch,
 		// The default microarchitecture levels, whatever the caller's environment says.
 		"GOAMD64=v1", "GOARM64=v8.0", "GOARM=7", "GO386=sse2")
+	cmd.Env = append(cmd.Env, o.Env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("build exewall: %w", err)
