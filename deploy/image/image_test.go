@@ -245,18 +245,18 @@ func TestPin(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := "sha256:" + strings.Repeat("ab", 32)
-	if err := Pin(path, d); err != nil {
+	if err := Pin(path, d, "make image at abc"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
-	if want := strings.Replace(src, old, d, 1); string(got) != want {
+	if want := strings.Replace(src, old+" # pinned", d+" # make image at abc", 1); string(got) != want {
 		t.Errorf("pinned file:\n%s\nwant:\n%s", got, want)
 	}
-	if err := Pin(path, "latest"); err == nil {
+	if err := Pin(path, "latest", ""); err == nil {
 		t.Error("Pin accepted a tag as a digest")
 	}
 	os.WriteFile(path, []byte("images: []\n"), 0o644)
-	if err := Pin(path, d); err == nil {
+	if err := Pin(path, d, ""); err == nil {
 		t.Error("Pin accepted a file without a digest: line")
 	}
 }

@@ -59,7 +59,7 @@ func main() {
 		}
 	}
 	if pin != "" {
-		if err := Pin(pin, r.Digest); err != nil {
+		if err := Pin(pin, r.Digest, "make image at "+r.Revision+" (exewall "+r.Version+")"); err != nil {
 			fail(err)
 		}
 	}

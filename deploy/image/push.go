@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -33,11 +34,11 @@ func Push(r *Result, ref string) (string, error) {
 }
 
 // digestLine is the digest: line of a kustomization's images: entry.
-var digestLine = regexp.MustCompile(`(?m)^(\s+digest:\s*)sha256:[0-9a-f]{64}(\s*(#.*)?)$`)
+var digestLine = regexp.MustCompile(`(?m)^([ \t]+digest:[ \t]*)sha256:[0-9a-f]{64}([ \t]*(#.*)?)$`)
 
 // Pin writes digest into the one digest: line of the kustomization at path,
-// leaving the rest of the file (comments included) as it is.
-func Pin(path, digest string) error {
+// with note as its comment, leaving the rest of the file as it is.
+func Pin(path, digest, note string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -48,7 +49,11 @@ func Pin(path, digest string) error {
 	if n := len(digestLine.FindAllIndex(data, -1)); n != 1 {
 		return fmt.Errorf("pin: %s has %d `digest: sha256:...` lines, want 1", path, n)
 	}
-	out := digestLine.ReplaceAll(data, []byte("${1}"+digest+"${2}"))
+	line := "${1}" + digest
+	if note != "" {
+		line += " # " + strings.ReplaceAll(note, "$", "$$")
+	}
+	out := digestLine.ReplaceAll(data, []byte(line))
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
