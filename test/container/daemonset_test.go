@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -399,6 +400,9 @@ func probePort(c corev1.Container, port, metricsAddr string, command []string) (
 // podman flag, the command is the manifest's but for the flags the test
 // redirects, and a field the translation does not know is refused.
 func TestTranslateDaemonSet(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the manifest's hostPath directories are a Linux node's")
+	}
 	ds, err := renderDaemonSet()
 	if err != nil {
 		t.Fatal(err)
