@@ -116,9 +116,14 @@ func TestDaemonSetUnderPodman(t *testing.T) {
 	if logs := p.must("logs", containers[0]); !strings.Contains(logs, `"rule":"scratch-app"`) {
 		t.Errorf("the container log (--log-format=json: violations on stdout) has no violation:\n%s", logs)
 	}
-	progs := attached(t, cgroup)
-	if progs != 1 {
-		t.Fatalf("%d programs on connect4 of the scratch cgroup, want 1", progs)
+	hooked := attached(t, cgroup)
+	if len(hooked) != 1 {
+		t.Fatalf("connect4 of the scratch cgroup holds %v, want one program", hooked)
+	}
+
+	links := pinnedLinks(t, pinDir)
+	if links == "" {
+		t.Fatalf("no links pinned in %s", pinDir)
 	}
 
 	// 2. While a loop of connections runs, the container is replaced.
@@ -134,8 +139,14 @@ func TestDaemonSetUnderPodman(t *testing.T) {
 	}
 	n = l.waitFor(t, n+50) // attempts while no daemon runs at all
 	p.start(r, containers[1], id)
-	if got := attached(t, cgroup); got != progs {
-		t.Errorf("%d programs on connect4 after the second container adopted the pins, want %d", got, progs)
+	// Adopted: the first container's pinned links, and no second attachment.
+	if got := attached(t, cgroup); len(got) != 1 {
+		t.Errorf("connect4 holds %v under the second container, want one program", got)
+	}
+	if got := pinnedLinks(t, pinDir); got != links {
+		t.Errorf("pinned links under the second container: %s; under the first: %s", got, links)
+	} else {
+		t.Logf("the second container adopted %s", links)
 	}
 	l.waitFor(t, n+50)
 	counts := l.stop()
@@ -161,8 +172,8 @@ func TestDaemonSetUnderPodman(t *testing.T) {
 	if _, err := os.Stat(pinDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pin dir after reset: %v", err)
 	}
-	if got := attached(t, cgroup); got != 0 {
-		t.Errorf("%d programs left on the scratch cgroup after reset", got)
+	if got := attached(t, cgroup); len(got) != 0 {
+		t.Errorf("%v left on the scratch cgroup after reset", got)
 	}
 	if word, _ := once(t, app, addr); word != "ok" || accepted.Load() != 1 {
 		t.Errorf("after reset: %s (%d accepted), want the connection through", word, accepted.Load())
@@ -246,8 +257,9 @@ func (p *podman) cleanup(containers []string, image string) {
 	}
 }
 
-// attached counts the programs on the cgroup's connect4 hook.
-func attached(t *testing.T, cgroup string) int {
+// attached lists the links (or, where the kernel does not say, programs)
+// on the cgroup's connect4 hook.
+func attached(t *testing.T, cgroup string) []string {
 	t.Helper()
 	f, err := os.Open(cgroup)
 	if err != nil {
@@ -258,7 +270,43 @@ func attached(t *testing.T, cgroup string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(q.Programs)
+	var out []string
+	for _, p := range q.Programs {
+		if id, ok := p.LinkID(); ok {
+			out = append(out, "link "+strconv.Itoa(int(id)))
+		} else {
+			out = append(out, "program "+strconv.Itoa(int(p.ID)))
+		}
+	}
+	return out
+}
+
+// pinnedLinks names the cgroup links pinned in dir (the enforcement; a
+// tracing link such as exec's may be made anew by each daemon) with their
+// kernel IDs.
+func pinnedLinks(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		l, err := link.LoadPinnedLink(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			continue // a map or a program
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Type != link.CgroupType {
+			continue
+		}
+		out = append(out, e.Name()+"="+strconv.Itoa(int(info.ID)))
+	}
+	return strings.Join(out, " ")
 }
 
 // listen accepts (and counts) connections on loopback: one getting
