@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -141,10 +142,10 @@ func sweepStale(cgroupRoot string) []string {
 				subs, _ := os.ReadDir(dir)
 				for _, s := range subs {
 					if s.IsDir() {
-						linux.Reset(filepath.Join(dir, s.Name()))
+						linux.Reset(context.Background(), linux.Config{PinDir: filepath.Join(dir, s.Name())})
 					}
 				}
-				linux.Reset(dir)
+				linux.Reset(context.Background(), linux.Config{PinDir: dir})
 				removed = append(removed, dir)
 			}
 		}

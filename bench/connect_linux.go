@@ -62,10 +62,10 @@ func (b *bench) newBackend(cg, pinName string) (*linux.Backend, error) {
 		if be != nil {
 			be.Close()
 		}
-		return linux.Reset(pin)
+		return linux.Reset(context.Background(), linux.Config{PinDir: pin})
 	}, func() error {
 		var err error
-		be, err = linux.New(linux.Config{Cgroup: cg, PinDir: pin, DetachOnClose: true, WatchInterval: time.Hour})
+		be, err = linux.New(context.Background(), linux.Config{Cgroup: cg, PinDir: pin, DetachOnClose: true, WatchInterval: time.Hour})
 		return err
 	})
 	return be, err

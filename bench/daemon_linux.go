@@ -168,7 +168,7 @@ func (d *daemon) stop() error {
 			}
 		}
 	}
-	return linux.Reset(d.pinDir)
+	return linux.Reset(context.Background(), linux.Config{PinDir: d.pinDir})
 }
 
 func tail(path string) string {

@@ -1,11 +1,12 @@
 // Command bench measures exewall against no firewall, nftables, iptables and
 // (optionally) OpenSnitch on this machine: connect-path cost per rule count,
 // policy apply times, the violation pipeline under a storm, and the daemon's
-// footprint. It prints a Markdown table with PASS/FAIL per target of issue 6
+// footprint. It prints a Markdown table with PASS/FAIL per performance target
 // and writes a JSON file and an SVG plot.
 //
-//	sudo go run ./bench            # full run (several minutes)
-//	sudo go run ./bench --quick    # CI smoke run, under two minutes
+//	sudo make bench                # full run (several minutes)
+//	sudo make bench-quick          # CI smoke run, under two minutes
+//	sudo make bench ARGS="--only connect"
 //
 // Linux only, as root: it attaches eBPF programs to scratch cgroups it
 // creates, loads an nftables table and an iptables chain of its own, and

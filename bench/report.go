@@ -146,7 +146,7 @@ type FootprintPoint struct {
 	IdleSeconds float64 `json:"idle_seconds"`
 }
 
-// Target is one pass/fail line of issue 6.
+// Target is one pass/fail line of the performance targets.
 type Target struct {
 	Name    string `json:"name"`
 	Want    string `json:"want"`
@@ -282,7 +282,7 @@ func pass(ok bool) string {
 	return "FAIL"
 }
 
-// evaluate checks the targets of issue 6 against what was measured.
+// evaluate checks the performance targets against what was measured.
 func (r *Report) evaluate() {
 	r.Targets = nil
 	skip := func(name, want, why string) {
@@ -556,7 +556,7 @@ func (r *Report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(r.Targets) > 0 {
-		b.WriteString("### Targets (issue 6)\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
+		b.WriteString("### Targets\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
 		for _, t := range r.Targets {
 			got := t.Got
 			if t.Comment != "" {

@@ -234,12 +234,12 @@ func removePins(dir string) error {
 	var errs []error
 	for _, e := range entries {
 		if e.IsDir() {
-			if err := linux.Reset(filepath.Join(dir, e.Name())); err != nil {
+			if err := linux.Reset(context.Background(), linux.Config{PinDir: filepath.Join(dir, e.Name())}); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	return errors.Join(append(errs, linux.Reset(dir))...)
+	return errors.Join(append(errs, linux.Reset(context.Background(), linux.Config{PinDir: dir}))...)
 }
 
 func copyFile(src, dst string) error {

@@ -11,7 +11,7 @@ import (
 // Checks reports, for `exewall doctor`, what this Mac supports, without
 // starting a backend (New runs tcpdump on pflog0, creating the interface
 // when it is missing; doctor changes nothing).
-func Checks(ctx context.Context) []engine.Check {
+func Checks(ctx context.Context, cfg Config) []engine.Check {
 	b := &Backend{anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath}}
 	return b.Checks(ctx)
 }

@@ -74,4 +74,8 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"` // what works, or what to do about it
+	// Optional marks a check exewall works without: when it is not OK,
+	// Detail says what it would add, and doctor does not count it as a
+	// failure.
+	Optional bool `json:"optional,omitempty"`
 }

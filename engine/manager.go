@@ -72,10 +72,12 @@ type ManagerConfig struct {
 	Report func(*Status)
 }
 
-// ErrEmptyPolicyFile refuses a policy file holding nothing at all: that is
-// what a truncated file or a writer caught half way looks like, and taking
-// it at its word (no rules, default allow) would drop every rule.
-var ErrEmptyPolicyFile = errors.New("the policy file is empty (truncated?); the policy in force stays. For no rules at all, write `rules: []`")
+// ErrEmptyPolicyFile refuses a policy file holding no policy at all
+// (nothing, or only blank lines and comments): that is what a truncated
+// file or a writer caught half way looks like, and taking it at its word
+// (no rules, default allow) would drop every rule. The daemon refuses such
+// a file at start, at reload and at apply, so none is ever written.
+var ErrEmptyPolicyFile = errors.New("the policy file holds no policy (it is empty or only comments: truncated?); for no rules at all, write `rules: []`")
 
 // Manager owns the desired policy: it validates every change, puts it in
 // force through the Backend, and persists it to the policy file before
@@ -153,7 +155,7 @@ func (m *Manager) Load(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("read policy: %w", err)
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	if EmptyPolicy(data) {
 		return fmt.Errorf("%s: %w", path, ErrEmptyPolicyFile)
 	}
 	p, err := m.check(data)
@@ -369,6 +371,10 @@ func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time
 	if len(data) > maxPolicyFile {
 		return nil, fmt.Errorf("policy is larger than %d bytes", maxPolicyFile)
 	}
+	if EmptyPolicy(data) {
+		// The daemon would refuse this file at its next start.
+		return nil, ErrEmptyPolicyFile
+	}
 	p, err := m.check(data)
 	if err != nil {
 		return nil, err
@@ -492,7 +498,7 @@ func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 		m.fileErr = nil
 		return false, nil
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	if EmptyPolicy(data) {
 		return false, m.refuseFile(fmt.Errorf("%s: %w", m.cfg.PolicyFile, ErrEmptyPolicyFile))
 	}
 	p, err := m.check(data)

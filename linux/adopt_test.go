@@ -17,12 +17,12 @@ func TestRestartAdoptsPinnedLinks(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
 	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
-	t.Cleanup(func() { Reset(pinDir) })
+	t.Cleanup(func() { Reset(context.Background(), Config{PinDir: pinDir}) })
 	exe := clientCopy(t, t.TempDir(), "denied")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{{Name: "d", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}}}
 
-	first, err := New(Config{Cgroup: cg, PinDir: pinDir})
+	first, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestRestartAdoptsPinnedLinks(t *testing.T) {
 		t.Fatalf("enforcement lapsed when the first backend closed: %+v", out[0])
 	}
 
-	second, err := New(Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	second, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestSecondBackendOnSamePinsRefused(t *testing.T) {
 	exe := clientCopy(t, t.TempDir(), "d")
 	port := listenLoopback(t)
 	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}})
-	_, err := New(Config{Cgroup: cg, PinDir: b.pinDir})
+	_, err := New(context.Background(), Config{Cgroup: cg, PinDir: b.pinDir})
 	if err == nil || !strings.Contains(err.Error(), "another exewall daemon") {
 		t.Fatalf("second backend on the same pins: %v", err)
 	}
@@ -35,7 +35,7 @@ func TestSecondBackendOnSamePinsRefused(t *testing.T) {
 	if _, err := b.Sync(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{Cgroup: cg, PinDir: b.pinDir}); err == nil || !strings.Contains(err.Error(), "another exewall daemon") {
+	if _, err := New(context.Background(), Config{Cgroup: cg, PinDir: b.pinDir}); err == nil || !strings.Contains(err.Error(), "another exewall daemon") {
 		t.Fatalf("second backend after the pin dir was removed and restored: %v", err)
 	}
 	if err := b.Apply(context.Background(), &engine.Policy{}); err != nil {
@@ -85,12 +85,12 @@ func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
 	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
-	t.Cleanup(func() { Reset(pinDir) })
+	t.Cleanup(func() { Reset(context.Background(), Config{PinDir: pinDir}) })
 	exe := clientCopy(t, t.TempDir(), "d")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
 
-	old, err := New(Config{Cgroup: cg, PinDir: pinDir})
+	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
 		}
 	}()
 	time.Sleep(100 * time.Millisecond)
-	upgraded, err := New(Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	upgraded, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
 	if err != nil {
 		close(stop)
 		<-done

@@ -106,7 +106,7 @@ func newTestBackend(t *testing.T, cg string, mod ...func(*Config)) *testBackend 
 	for _, m := range mod {
 		m(&cfg)
 	}
-	b, err := New(cfg)
+	b, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("load backend: %v", err)
 	}

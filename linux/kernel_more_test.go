@@ -267,7 +267,7 @@ func TestNothingLeftBehind(t *testing.T) {
 	cg := scratchCgroup(t)
 	pinDir := ""
 	func() {
-		b, err := New(Config{Cgroup: cg, PinDir: filepath.Join("/sys/fs/bpf", randName("exewall-test-")), DetachOnClose: true})
+		b, err := New(context.Background(), Config{Cgroup: cg, PinDir: filepath.Join("/sys/fs/bpf", randName("exewall-test-")), DetachOnClose: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,9 +43,12 @@ var (
 // before ours could only be overridden by a callout veto.
 const sublayerWeight = 0xffff
 
-// Options configures a Backend.
-type Options struct {
-	Logger *slog.Logger
+// Config configures a Backend.
+type Config struct {
+	Logger *slog.Logger // slog.Default() when nil
+	// DetachOnClose removes exewall's filters when the backend closes;
+	// otherwise they stay in force (persistent), like pinned links on Linux.
+	DetachOnClose bool
 	// PollInterval is how often WFP's drop events are read; default 2s.
 	PollInterval time.Duration
 }
@@ -55,8 +58,9 @@ type Options struct {
 // enforcement survives a crash or stop of the service, as pinned programs do
 // on Linux; Reset removes them.
 type Backend struct {
-	log  *slog.Logger
-	self string // exewall's own executable
+	log    *slog.Logger
+	self   string // exewall's own executable
+	detach bool   // Close removes everything (--detach-on-exit)
 
 	// mu serialises every use of sess: a WFP transaction spans the whole
 	// session, so a drop-event poll must not run inside an apply.
@@ -91,7 +95,7 @@ var (
 // New opens a WFP session, makes sure exewall's provider and sublayer exist,
 // and starts reading drop events and watching the host's addresses. It
 // leaves the filters already in force untouched until the first Apply.
-func New(ctx context.Context, opts Options) (*Backend, error) {
+func New(ctx context.Context, opts Config) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -115,6 +119,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	b := &Backend{
 		log:       opts.Logger,
 		self:      self,
+		detach:    opts.DetachOnClose,
 		sess:      sess,
 		nets:      nets,
 		cursor:    newDropCursor(time.Now()),
@@ -774,6 +779,11 @@ func (b *Backend) Close() error {
 			}
 		}
 		b.wg.Wait()
+		if b.detach {
+			if err := b.Reset(context.Background()); err != nil {
+				b.closeErr = errors.Join(b.closeErr, err)
+			}
+		}
 		b.mu.Lock()
 		if err := b.sess.Close(); err != nil {
 			b.closeErr = errors.Join(b.closeErr, fmt.Errorf("close wfp session: %w", err))
@@ -785,7 +795,7 @@ func (b *Backend) Close() error {
 }
 
 // Checks reports, for `exewall doctor`, whether this process can manage WFP.
-func Checks() []engine.Check {
+func Checks(ctx context.Context, cfg Config) []engine.Check {
 	var cs []engine.Check
 	elevated := xwindows.GetCurrentProcessToken().IsElevated()
 	c := engine.Check{Name: "elevated", OK: elevated, Detail: "running with an elevated (administrator) token"}
@@ -801,4 +811,15 @@ func Checks() []engine.Check {
 	cs = append(cs, engine.Check{Name: "wfp", OK: true, Detail: "filters at FWPM_LAYER_ALE_AUTH_CONNECT_V4/V6, hard blocks in sublayer " + xwindows.GUID(sublayerID).String()})
 	cs = append(cs, engine.Check{Name: "audit", OK: true, Detail: "audited attempts are permitted but not reported: WFP records drops, not permits (docs/windows.md)"})
 	return cs
+}
+
+// Reset removes exewall's filters, sublayer and provider whatever else is
+// installed; no daemon needs to run.
+func Reset(ctx context.Context, cfg Config) error {
+	b, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	rerr := b.Reset(ctx)
+	return errors.Join(rerr, b.Close())
 }

@@ -96,7 +96,7 @@ func TestTransactionHandle(t *testing.T) {
 func TestApplyReset(t *testing.T) {
 	privileged(t)
 	ctx := context.Background()
-	b, err := New(ctx, Options{})
+	b, err := New(ctx, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

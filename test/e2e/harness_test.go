@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -93,7 +94,7 @@ func (w *world) cleanup() {
 			t.Logf("daemon log:\n%s", data)
 		}
 	}
-	if err := linux.Reset(w.pinDir); err != nil {
+	if err := linux.Reset(context.Background(), linux.Config{PinDir: w.pinDir}); err != nil {
 		t.Errorf("reset %s: %v", w.pinDir, err)
 	}
 	if _, err := os.Stat(w.pinDir); !errors.Is(err, os.ErrNotExist) {

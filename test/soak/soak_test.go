@@ -241,7 +241,7 @@ func TestSoak(t *testing.T) {
 			data, _ := os.ReadFile(logFile)
 			t.Logf("daemon log (tail):\n%s", tail(data, 4000))
 		}
-		if err := linux.Reset(pinDir); err != nil {
+		if err := linux.Reset(context.Background(), linux.Config{PinDir: pinDir}); err != nil {
 			t.Errorf("reset %s: %v", pinDir, err)
 		}
 		removeCgroup(t, cgroup)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -28,7 +29,7 @@ type Client struct {
 func NewClient(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dial(ctx, socket)
+			return platform.Dial(ctx, socket)
 		},
 		DisableKeepAlives: true,
 	}
@@ -93,9 +94,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 func (c *Client) dialError(err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("no daemon is listening on %s (%s, or pass --socket)", c.socket, startHint)
+		return fmt.Errorf("no daemon is listening on %s (%s, or pass --socket)", c.socket, platform.StartHint)
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("permission denied on %s: only %s may control exewall", c.socket, allowedCallers)
+		return fmt.Errorf("permission denied on %s: only %s may control exewall", c.socket, platform.AllowedCallers)
 	}
 	return fmt.Errorf("cannot reach the daemon on %s: %w", c.socket, err)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/enginetest"
 )
@@ -38,7 +39,7 @@ func newEnv(t *testing.T) *env {
 	if err := e.m.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	l, err := api.Listen(e.socket)
+	l, err := platform.Listen(e.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestRefusedPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "s.sock")
-	l, err := api.Listen(sock)
+	l, err := platform.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
 // SocketFlag selects the daemon; app moves it to the front of the command
@@ -19,7 +20,7 @@ import (
 var SocketFlag = &cli.StringFlag{
 	Name:    "socket",
 	Usage:   "the daemon's Unix socket (on Windows, its named pipe)",
-	Value:   api.DefaultSocket,
+	Value:   platform.DefaultSocket,
 	EnvVars: []string{"EXEWALL_SOCKET"},
 }
 
@@ -76,3 +77,23 @@ func PrintJSON(w io.Writer, v any) error {
 func Table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
+
+// ExitError ends the command with Code instead of 1. An empty Err prints
+// nothing: the command said what it had to on stdout (`exewall diff`
+// exits 1 when there are changes, like diff(1)).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode is the process's exit status.
+func (e *ExitError) ExitCode() int { return e.Code }

@@ -17,14 +17,8 @@ import (
 	"time"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
-)
-
-// Defaults of the daemon's flags, per OS (backend_*.go).
-var (
-	DefaultPolicy   = defaultPolicy
-	DefaultStateDir = defaultStateDir
-	DefaultPinDir   = defaultPinDir
 )
 
 // Config is what `exewall daemon` was told.
@@ -71,16 +65,16 @@ func newLogger(cfg Config) (*slog.Logger, io.Closer, error) {
 // enforcement stays in the kernel unless cfg.DetachOnExit.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Socket == "" {
-		cfg.Socket = api.DefaultSocket
+		cfg.Socket = platform.DefaultSocket
 	}
 	if cfg.Policy == "" {
-		cfg.Policy = DefaultPolicy
+		cfg.Policy = platform.DefaultPolicy
 	}
 	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir
+		cfg.StateDir = platform.DefaultStateDir
 	}
 	if cfg.PinDir == "" {
-		cfg.PinDir = DefaultPinDir
+		cfg.PinDir = platform.DefaultPinDir
 	}
 	if cfg.LogMaxSize == 0 {
 		cfg.LogMaxSize = 10 << 20
@@ -110,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer vlog.close()
 	vlog.log = log
 
-	backend, resolver, closeResolver, err := newBackend(ctx, cfg, log)
+	backend, resolver, closeResolver, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
@@ -184,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go syncEvery(ctx, m, cfg.SyncInterval, mt, log)
 	}
 
-	l, err := api.Listen(cfg.Socket)
+	l, err := platform.Listen(cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Socket, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/exewall/exewall/cmd/exewall/internal/api"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/engine"
 )
 
 // Command replaces the whole policy.
@@ -22,14 +23,16 @@ var Command = &cli.Command{
 	Description: `Validates FILE and puts it in force in one step: no connection is judged
 by a mix of the old and new policy. An invalid file is refused with the
 line at fault and the policy in force stays. FILE becomes the daemon's
-policy file, comments included. "-" reads standard input.
+policy file, comments included. "-" reads standard input. A file with no
+policy in it (empty, or only comments) is refused, as the daemon refuses it
+at start; for no rules at all, apply "rules: []".
 
 With --confirm-within D the previous policy comes back by itself after D
 unless "exewall confirm" runs first: try a policy over SSH without the risk
 of locking yourself out.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy file to apply"},
-		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless `exewall confirm` follows within this time (e.g. 2m)"},
+		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless \"exewall confirm\" follows within this `DURATION` (e.g. 2m)"},
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
@@ -52,6 +55,11 @@ of locking yourself out.`,
 		}
 		if err != nil {
 			return err
+		}
+		if engine.EmptyPolicy(data) {
+			// Refused here with the reason a daemon gives at start: such a
+			// file, once written, would keep the daemon from starting.
+			return fmt.Errorf("%s: %w; the policy in force is unchanged", file, engine.ErrEmptyPolicyFile)
 		}
 		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {

@@ -2,12 +2,18 @@
 package daemon
 
 import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
 	"github.com/exewall/exewall/cmd/exewall/internal/daemon"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
 // Command runs the daemon in the foreground.
@@ -25,10 +31,10 @@ and the next daemon adopts it, unless --detach-on-exit.
 LaunchDaemon on macOS, and on Windows as the exewall service, where it logs
 to exewall.log in --state-dir unless --log says otherwise.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "policy", Value: daemon.DefaultPolicy, Usage: "the policy file"},
+		&cli.StringFlag{Name: "policy", Value: platform.DefaultPolicy, Usage: "the policy file"},
 		&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory to attach to (Linux; default: the cgroup v2 root)"},
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "bpffs directory for pinned programs, links, maps (Linux)"},
-		&cli.StringFlag{Name: "state-dir", Value: daemon.DefaultStateDir, Usage: "where violations.log is kept"},
+		&cli.StringFlag{Name: "pin-dir", Value: platform.DefaultPinDir, Usage: "bpffs directory for pinned programs, links, maps (Linux)"},
+		&cli.StringFlag{Name: "state-dir", Value: platform.DefaultStateDir, Usage: "where violations.log is kept"},
 		&cli.StringFlag{Name: "log", Usage: "log to this file instead of stderr"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this address (e.g. 127.0.0.1:9323)"},
@@ -45,7 +51,7 @@ to exewall.log in --state-dir unless --log says otherwise.`,
 		default:
 			return commands.Usagef("--log-format %q: want text or json", f)
 		}
-		return run(cliContext.Context, daemon.Config{
+		cfg := daemon.Config{
 			Socket:       cliContext.String(commands.SocketFlag.Name),
 			Policy:       cliContext.String("policy"),
 			Cgroup:       cliContext.String("cgroup"),
@@ -57,6 +63,17 @@ to exewall.log in --state-dir unless --log says otherwise.`,
 			DetachOnExit: cliContext.Bool("detach-on-exit"),
 			SyncInterval: cliContext.Duration("sync-interval"),
 			LogMaxSize:   cliContext.Int64("violations-log-size"),
+		}
+		return platform.ServeDaemon(cliContext.Context, func(ctx context.Context, asService bool) error {
+			if asService && cfg.LogFile == "" {
+				// A service has no stderr: its log goes to the state dir.
+				dir := cmp.Or(cfg.StateDir, platform.DefaultStateDir)
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return fmt.Errorf("create state dir: %w", err)
+				}
+				cfg.LogFile = filepath.Join(dir, "exewall.log")
+			}
+			return daemon.Run(ctx, cfg)
 		})
 	},
 }

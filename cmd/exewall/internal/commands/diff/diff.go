@@ -23,41 +23,63 @@ var Command = &cli.Command{
 refused with the line at fault), asks the daemon for the policy in force
 and lists the differences: default and mode, rules added (+), removed (-)
 and changed (~), with the fields that change. Nothing is changed. "-"
-reads standard input. Exit status 0 whether or not there are differences.`,
+reads standard input.
+
+Exit status, like diff(1): 0 when applying FILE would change nothing, 1
+when it would change something, 2 on an error (FILE unreadable or invalid,
+no daemon). This is the one command whose exit status 1 is not a refusal.`,
 	Flags: []cli.Flag{commands.JSONFlag},
 	Action: func(cliContext *cli.Context) error {
-		args, err := commands.Args(cliContext, 1)
+		changes, err := run(cliContext)
 		if err != nil {
-			return err
+			return &commands.ExitError{Code: 2, Err: err}
 		}
-		file := args[0]
-		var data []byte
-		if file == "-" {
-			data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-		} else {
-			data, err = os.ReadFile(file)
+		if changes {
+			return &commands.ExitError{Code: 1}
 		}
-		if err != nil {
-			return err
-		}
-		p, err := engine.Parse(data)
-		if err == nil {
-			err = engine.Validate(p, engine.StatResolver{})
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		cur, err := commands.Client(cliContext).Policy(cliContext.Context)
-		if err != nil {
-			return err
-		}
-		ch := Compare(cur, engine.ViewPolicy(p))
-		if cliContext.Bool("json") {
-			return commands.PrintJSON(cliContext.App.Writer, ch)
-		}
-		Print(cliContext.App.Writer, ch, file)
 		return nil
 	},
+}
+
+// run prints the differences and reports whether there are any.
+func run(cliContext *cli.Context) (bool, error) {
+	args, err := commands.Args(cliContext, 1)
+	if err != nil {
+		return false, err
+	}
+	file := args[0]
+	var data []byte
+	if file == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return false, err
+	}
+	if engine.EmptyPolicy(data) {
+		return false, fmt.Errorf("%s: %w", file, engine.ErrEmptyPolicyFile)
+	}
+	p, err := engine.Parse(data)
+	if err == nil {
+		err = engine.Validate(p, engine.StatResolver{})
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", file, err)
+	}
+	cur, err := commands.Client(cliContext).Policy(cliContext.Context)
+	if err != nil {
+		return false, err
+	}
+	ch := Compare(cur, engine.ViewPolicy(p))
+	if cliContext.Bool("json") {
+		if err := commands.PrintJSON(cliContext.App.Writer, ch); err != nil {
+			return false, err
+		}
+	} else {
+		Print(cliContext.App.Writer, ch, file)
+	}
+	return !ch.None(), nil
 }
 
 // Changes is what applying a policy would change.

@@ -7,7 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
-	"github.com/exewall/exewall/cmd/exewall/internal/daemon"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
 // Command removes everything exewall put in the kernel.
@@ -21,8 +21,8 @@ Windows it deletes exewall's WFP filters, sublayer and provider. A running
 daemon keeps its enforcement in place, so stop it first. The policy file is
 not touched.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "pin-dir", Value: daemon.DefaultPinDir, Usage: "where the daemon pinned its objects (Linux)"},
-		&cli.StringFlag{Name: "state-dir", Value: daemon.DefaultStateDir, Usage: "the daemon's state directory (macOS: holds pf's enable token)"},
+		&cli.StringFlag{Name: "pin-dir", Value: platform.DefaultPinDir, Usage: "where the daemon pinned its objects (Linux)"},
+		&cli.StringFlag{Name: "state-dir", Value: platform.DefaultStateDir, Usage: "the daemon's state directory (macOS: holds pf's enable token)"},
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
@@ -32,7 +32,7 @@ not touched.`,
 		if _, err := commands.Client(cliContext).Status(cliContext.Context); err == nil {
 			return fmt.Errorf("a daemon is running on %s and keeps its enforcement in place; stop it first", socket)
 		}
-		done, err := daemon.Reset(cliContext.Context, daemon.Config{
+		done, err := platform.Reset(cliContext.Context, platform.Config{
 			PinDir:   cliContext.String("pin-dir"),
 			StateDir: cliContext.String("state-dir"),
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
 // Command groups install and uninstall.
@@ -40,7 +41,7 @@ first (e.g. /usr/local/bin/exewall).`,
 		if err != nil {
 			return err
 		}
-		return install(cliContext, exe)
+		return platform.InstallService(cliContext.Context, exe, cliContext.App.Writer)
 	},
 }
 
@@ -54,7 +55,7 @@ uninstalling to remove it.`,
 		if _, err := commands.Args(cliContext, 0); err != nil {
 			return err
 		}
-		return uninstall(cliContext)
+		return platform.UninstallService(cliContext.Context, cliContext.App.Writer)
 	},
 }
 
@@ -72,4 +73,3 @@ func executable() (string, error) {
 }
 
 // resetHint ends every uninstall's report.
-const resetHint = "enforcement stays in force until you run `exewall reset`"

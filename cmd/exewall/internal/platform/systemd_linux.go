@@ -1,4 +1,4 @@
-package service
+package platform
 
 import (
 	"context"
@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-
-	"github.com/urfave/cli/v2"
 
 	unit "github.com/exewall/exewall/deploy/systemd"
 )
@@ -32,12 +30,14 @@ func hostSystemd(out io.Writer) *systemd {
 	return &systemd{unitDir: "/etc/systemd/system", runDir: "/run/systemd/system", systemctl: runSystemctl, out: out}
 }
 
-func install(cliContext *cli.Context, exe string) error {
-	return hostSystemd(cliContext.App.Writer).install(cliContext.Context, exe)
+// InstallService writes the systemd unit running exe and enables it.
+func InstallService(ctx context.Context, exe string, out io.Writer) error {
+	return hostSystemd(out).install(ctx, exe)
 }
 
-func uninstall(cliContext *cli.Context) error {
-	return hostSystemd(cliContext.App.Writer).uninstall(cliContext.Context)
+// UninstallService stops and removes the systemd unit.
+func UninstallService(ctx context.Context, out io.Writer) error {
+	return hostSystemd(out).uninstall(ctx)
 }
 
 func runSystemctl(ctx context.Context, args ...string) error {
@@ -133,9 +133,9 @@ func (s *systemd) uninstall(ctx context.Context) error {
 		if err := s.systemctl(ctx, "daemon-reload"); err != nil {
 			return err
 		}
-		fmt.Fprintf(s.out, "stopped and disabled exewall.service and removed %s; %s\n", path, resetHint)
+		fmt.Fprintf(s.out, "stopped and disabled exewall.service and removed %s; %s\n", path, ResetHint)
 		return nil
 	}
-	fmt.Fprintf(s.out, "removed %s (systemd is not running, so nothing was stopped); %s\n", path, resetHint)
+	fmt.Fprintf(s.out, "removed %s (systemd is not running, so nothing was stopped); %s\n", path, ResetHint)
 	return nil
 }

@@ -1,9 +1,8 @@
 //go:build !windows
 
-package api
+package platform
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,16 +11,10 @@ import (
 	"time"
 )
 
-// What the client's errors tell a user about this OS's transport.
-const (
-	startHint      = "start it with `exewall daemon` or `exewall service install`"
-	allowedCallers = "root"
-)
-
-// Listen creates the daemon's socket at path, mode 0600 in a 0700
+// listenUnix creates the daemon's socket at path, mode 0600 in a 0700
 // directory. A socket left by a dead daemon is replaced; one a live daemon
 // answers on is not. Closing the listener removes the socket.
-func Listen(path string) (net.Listener, error) {
+func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
@@ -47,9 +40,4 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod socket: %w", err)
 	}
 	return l, nil
-}
-
-func dial(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", path)
 }

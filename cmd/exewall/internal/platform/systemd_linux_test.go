@@ -1,4 +1,4 @@
-package service
+package platform
 
 import (
 	"bytes"
@@ -56,7 +56,7 @@ func TestInstallWritesUnitAndStartsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The binary at the shipped path gets the shipped unit, byte for byte.
-	shipped, err := os.ReadFile("../../../../../deploy/systemd/exewall.service")
+	shipped, err := os.ReadFile("../../../../deploy/systemd/exewall.service")
 	if err != nil {
 		t.Fatal(err)
 	}

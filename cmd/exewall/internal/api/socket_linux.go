@@ -1,4 +1,0 @@
-package api
-
-// DefaultSocket is where the daemon listens unless told otherwise.
-const DefaultSocket = "/run/exewall/exewall.sock"

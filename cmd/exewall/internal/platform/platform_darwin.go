@@ -1,0 +1,93 @@
+//go:build darwin
+
+package platform
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/exewall/exewall/darwin"
+	"github.com/exewall/exewall/engine"
+)
+
+// Defaults of the daemon's flags and the CLI's socket.
+var (
+	DefaultSocket   = darwin.DefaultSocket
+	DefaultPolicy   = "/etc/exewall/policy.yaml"
+	DefaultStateDir = darwin.DefaultStateDir // also holds pf's enable token
+	DefaultPinDir   = ""                     // nothing is pinned on macOS
+)
+
+// Words the CLI uses when it cannot reach the daemon.
+const (
+	StartHint      = "start it with `exewall daemon` or `exewall service install`"
+	AllowedCallers = "root"
+)
+
+// NewBackend starts the pf backend. pf cannot match executables, so the
+// resolver identifies none: exe rules are refused before apply.
+func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
+	b, err := darwin.New(ctx, darwin.Config{StateDir: cfg.StateDir, DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return b, noExeResolver{}, func() {}, nil
+}
+
+// noExeResolver identifies no executable.
+type noExeResolver struct{}
+
+func (noExeResolver) Identify(string) (engine.FileID, bool, error) {
+	return engine.FileID{}, false, nil
+}
+
+// Reset removes exewall's pf anchor and releases its pf reference.
+func Reset(ctx context.Context, cfg Config) (string, error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
+	}
+	if err := darwin.Reset(ctx, darwin.Config{StateDir: cfg.StateDir}); err != nil {
+		return "", err
+	}
+	return "removed exewall's pf anchor " + darwin.AnchorPath + " and released its pf reference", nil
+}
+
+// Checks are `exewall doctor`'s lines.
+func Checks(ctx context.Context, cfg Config) []engine.Check {
+	return darwin.Checks(ctx, darwin.Config{StateDir: cfg.StateDir})
+}
+
+// ServeDaemon runs the daemon; launchd runs the binary directly.
+func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bool) error) error {
+	return run(ctx, false)
+}
+
+// InstallService writes and bootstraps the LaunchDaemon running exe.
+func InstallService(ctx context.Context, exe string, out io.Writer) error {
+	if err := darwin.InstallService(exe); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "installed and started the LaunchDaemon %s (%s), listening on %s; its log is %s\n",
+		darwin.ServiceLabel, darwin.PlistPath, darwin.DefaultSocket, darwin.LogPath)
+	return nil
+}
+
+// UninstallService boots out and removes the LaunchDaemon.
+func UninstallService(ctx context.Context, out io.Writer) error {
+	if err := darwin.UninstallService(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "stopped the LaunchDaemon %s and removed %s; %s\n", darwin.ServiceLabel, darwin.PlistPath, ResetHint)
+	return nil
+}
+
+// Listen creates the API's Unix socket, mode 0600.
+func Listen(path string) (net.Listener, error) { return listenUnix(path) }
+
+// Dial connects to the daemon's socket.
+func Dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}

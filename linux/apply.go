@@ -1,0 +1,436 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// Apply implements engine.Backend: the policy is written to the idle
+// generation, the generation word is flipped, and only after an RCU grace
+// period (no program still reads the old generation) is the old one cleared.
+func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids, err := b.resolve(p)
+	if err != nil {
+		return err
+	}
+	return b.applyLocked(p.Clone(), ids)
+}
+
+func (b *Backend) resolve(p *engine.Policy) (identities, error) {
+	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	var paths []string
+	for _, r := range p.Rules {
+		if r.Exe != "" {
+			paths = append(paths, r.Exe)
+		}
+	}
+	found, err := b.identifyCached(paths, ids.places)
+	if err != nil {
+		return ids, err
+	}
+	for _, path := range paths {
+		// Keep every identity the path has had while the rule lives: a
+		// process still running a replaced binary stays covered.
+		known := slices.Clone(b.seen[path])
+		if id, ok := found[path]; ok && !slices.Contains(known, id) {
+			known = append(known, id)
+		}
+		ids.exe[path] = known
+	}
+	for _, r := range p.Rules {
+		switch {
+		case r.Cgroup != "":
+			c := engine.CleanCgroup(r.Cgroup)
+			if id, err := CgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
+				ids.cgroups[c] = id
+			}
+		case r.User != "":
+			uid, err := engine.LookupUID(r.User)
+			if err != nil {
+				return ids, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			ids.uids[r.User] = uid
+		case r.Group != "":
+			gid, err := engine.LookupGID(r.Group)
+			if err != nil {
+				return ids, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			ids.gids[r.Group] = gid
+		}
+	}
+	return ids, nil
+}
+
+// slotFor returns the counter slot of a rule name, allocating slots in
+// increasing order so that a slot freed by a removed rule is not handed to
+// another one while events naming it may still be in flight.
+func (b *Backend) slotFor(name string) uint32 {
+	if s, ok := b.slots[name]; ok {
+		return s
+	}
+	for {
+		s := b.nextSlot
+		b.nextSlot++
+		if b.nextSlot > maxRules {
+			b.nextSlot = 1
+		}
+		if old, used := b.slotName[s]; used {
+			if _, live := b.slots[old]; live {
+				continue
+			}
+		}
+		b.slots[name] = s
+		b.slotName[s] = name
+		b.freshSlots[s] = true
+		return s
+	}
+}
+
+func (b *Backend) activeGen() (uint32, error) {
+	var gen uint32
+	if err := b.objs.Active.Lookup(uint32(0), &gen); err != nil {
+		return 0, fmt.Errorf("read active generation: %w", err)
+	}
+	return gen & 1, nil
+}
+
+func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
+	cur, err := b.activeGen()
+	if err != nil {
+		return err
+	}
+	next := cur ^ 1
+	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
+	restore := func() {
+		b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore
+		clear(b.freshSlots)
+	}
+	c, err := compile(p, next, ids, b.slotFor)
+	if err != nil {
+		restore()
+		return err
+	}
+	fail := func(err error) error {
+		restore()
+		b.clearGen(next) // best effort; the active generation was never touched
+		return err
+	}
+	// The idle generation may still be read by programs that started before
+	// the last switch: wait for that switch's grace period, then clear it.
+	b.waitGrace()
+	if err := b.clearGen(next); err != nil {
+		return fail(err)
+	}
+	b.gens[next] = c
+	if err := b.writeGen(c, next); err != nil {
+		return fail(err)
+	}
+	// Events of the new generation may be read the moment it is active:
+	// publish its names first (old ones kept for events still in flight).
+	merged := maps.Clone(b.byName)
+	for i := range p.Rules {
+		merged[p.Rules[i].Name] = &p.Rules[i]
+	}
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
+	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		return fail(fmt.Errorf("switch generation: %w", err))
+	}
+	// The new policy is in force now. The old generation is cleared by the
+	// next apply, after an RCU grace period that runs in the background, so
+	// no caller waits for it.
+	grace := make(chan struct{})
+	b.grace = grace
+	b.applySeq++
+	seq := b.applySeq
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		waitForReaders()
+		close(grace)
+		// Clear the old generation now, unless another apply has started
+		// using it meanwhile: maps hold only the policy in force.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.applySeq == seq && !b.closed {
+			if err := b.clearGen(cur); err != nil {
+				b.log.Warn("clear old policy generation", "err", err)
+			}
+		}
+	}()
+	b.dropUnusedSlots(c)
+	if b.repin || len(b.links) < len(hooks) {
+		if err := b.attach(); err != nil {
+			return err
+		}
+	}
+	if b.repin {
+		if err := b.pinMaps(); err != nil {
+			return err
+		}
+		b.repin = false
+	}
+	clear(b.freshSlots) // written: later applies must not zero them again
+	b.policy, b.ids = p, ids
+	b.pruneLearned(ids)
+	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {
+		b.log.Warn("re-judge held sockets", "err", err)
+	} else if n > 0 {
+		b.log.Info("destroyed held sockets the policy now denies", "count", n)
+	}
+	b.byName = make(map[string]*engine.Rule, len(p.Rules))
+	for i := range p.Rules {
+		b.byName[p.Rules[i].Name] = &p.Rules[i]
+	}
+	for path, known := range ids.exe {
+		b.seen[path] = known
+	}
+	for path := range b.seen {
+		if _, ok := ids.exe[path]; !ok {
+			delete(b.seen, path)
+		}
+	}
+	return nil
+}
+
+func (b *Backend) waitGrace() {
+	if b.grace != nil {
+		<-b.grace
+	}
+}
+
+// waitForReaders returns after an RCU grace period: every datapath program
+// that read the old generation word has finished (cgroup programs run
+// inside rcu_read_lock, and membarrier(GLOBAL) is synchronize_rcu()).
+func waitForReaders() {
+	const membarrierCmdGlobal = 1
+	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
+		// No membarrier (nohz_full, old kernel): programs run for
+		// microseconds, so a generous sleep is an honest substitute.
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *Backend) writeGen(c *compiled, gen uint32) error {
+	if err := batchUpdate(b.objs.ExeRules, c.exe); err != nil {
+		return fmt.Errorf("write exe rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.CgroupRules, c.cgroups); err != nil {
+		return fmt.Errorf("write cgroup rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.UidRules, c.uids); err != nil {
+		return fmt.Errorf("write user rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.GidRules, c.gids); err != nil {
+		return fmt.Errorf("write group rules: %w", err)
+	}
+	if err := batchUpdate(b.objs.Dests, c.dests); err != nil {
+		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
+		return fmt.Errorf("write executable paths: %w", err)
+	}
+	// A slot handed to a new rule starts from zero and gets its name before
+	// the switch; slots of rules that stay are left alone.
+	var fresh []uint32
+	names := map[uint32]datapathRuleName{}
+	for slot, name := range c.names {
+		if b.freshSlots[slot] {
+			fresh = append(fresh, slot)
+			var rn datapathRuleName
+			copy(rn.Name[:], toInt8(name))
+			names[slot] = rn
+		}
+	}
+	if len(fresh) > 0 {
+		if _, err := b.objs.Counters.BatchUpdate(fresh, make([]datapathCounter, len(fresh)*b.ncpu), nil); err != nil {
+			return fmt.Errorf("reset counters: %w", err)
+		}
+		if err := batchUpdate(b.objs.CounterNames, names); err != nil {
+			return fmt.Errorf("name counters: %w", err)
+		}
+	}
+	c.config.DefaultCounter = 0
+	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// clearGen removes every entry of one generation. What we wrote is known;
+// after a restart it is found by scanning the maps once.
+func (b *Backend) clearGen(gen uint32) error {
+	c := b.gens[gen]
+	if c == nil {
+		var err error
+		if c, err = b.scanGen(gen); err != nil {
+			return err
+		}
+	}
+	if err := batchDelete(b.objs.ExeRules, keysOf(c.exe)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.CgroupRules, keysOf(c.cgroups)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.UidRules, keysOf(c.uids)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.GidRules, keysOf(c.gids)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.Dests, keysOf(c.dests)); err != nil {
+		return err
+	}
+	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
+		return err
+	}
+	b.gens[gen] = emptyCompiled()
+	return nil
+}
+
+func emptyCompiled() *compiled {
+	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
+		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
+		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}}
+}
+
+func (b *Backend) scanGen(gen uint32) (*compiled, error) {
+	c := emptyCompiled()
+	var pk datapathPathKey
+	var pr datapathRule
+	pit := b.objs.PathRules.Iterate()
+	for pit.Next(&pk, &pr) {
+		if pk.Gen == gen {
+			c.paths[pk] = pr
+		}
+	}
+	if err := pit.Err(); err != nil {
+		return nil, err
+	}
+	var ek datapathExeKey
+	var r datapathRule
+	it := b.objs.ExeRules.Iterate()
+	for it.Next(&ek, &r) {
+		if ek.Gen == gen {
+			c.exe[ek] = r
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	for _, pair := range []struct {
+		m   *ebpf.Map
+		out map[datapathIdKey]datapathRule
+	}{{b.objs.CgroupRules, c.cgroups}, {b.objs.UidRules, c.uids}, {b.objs.GidRules, c.gids}} {
+		var k datapathIdKey
+		it := pair.m.Iterate()
+		for it.Next(&k, &r) {
+			if k.Gen == gen {
+				pair.out[k] = r
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var dk datapathDestKey
+	var dv datapathDestVal
+	dit := b.objs.Dests.Iterate()
+	for dit.Next(&dk, &dv) {
+		if dk.Rule>>31 == gen {
+			c.dests[dk] = dv
+		}
+	}
+	return c, dit.Err()
+}
+
+// dropUnusedSlots forgets counters of rules that are gone. slotName keeps
+// the name so late events are still attributed correctly.
+func (b *Backend) dropUnusedSlots(c *compiled) {
+	for name, slot := range b.slots {
+		if _, ok := c.names[slot]; !ok {
+			delete(b.slots, name)
+			b.objs.CounterNames.Delete(slot)
+		}
+	}
+}
+
+// restoreSlots reads back the slot of every rule name from the pinned maps.
+func (b *Backend) restoreSlots() error {
+	var slot uint32
+	var rn datapathRuleName
+	it := b.objs.CounterNames.Iterate()
+	for it.Next(&slot, &rn) {
+		if slot != 0 {
+			name := fromInt8(rn.Name[:])
+			b.slots[name] = slot
+			b.slotName[slot] = name
+			b.nextSlot = max(b.nextSlot, slot+1)
+		}
+	}
+	return it.Err()
+}
+
+// readCounters sums the per-CPU counters of every slot in use, in batches.
+func (b *Backend) readCounters() (map[uint32]engine.Counters, error) {
+	used := map[uint32]bool{0: true}
+	for _, s := range b.slots {
+		used[s] = true
+	}
+	out := make(map[uint32]engine.Counters, len(used))
+	if len(used) <= 256 {
+		// Few rules: look up just their slots instead of the whole array.
+		vals := make([]datapathCounter, b.ncpu)
+		for slot := range used {
+			if err := b.objs.Counters.Lookup(slot, &vals); err != nil {
+				return nil, fmt.Errorf("read counter: %w", err)
+			}
+			var c engine.Counters
+			for _, v := range vals {
+				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
+			}
+			out[slot] = c
+		}
+		return out, nil
+	}
+	const chunk = 4096
+	keys := make([]uint32, chunk)
+	vals := make([]datapathCounter, chunk*b.ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := b.objs.Counters.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			if !used[keys[i]] {
+				continue
+			}
+			var c engine.Counters
+			for _, v := range vals[i*b.ncpu : (i+1)*b.ncpu] {
+				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
+			}
+			out[keys[i]] = c
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read counters: %w", err)
+		}
+		if n < chunk {
+			return out, nil
+		}
+	}
+}

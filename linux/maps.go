@@ -1,0 +1,133 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+func toInt8(s string) []int8 {
+	out := make([]int8, len(s))
+	for i := range len(s) {
+		out[i] = int8(s[i])
+	}
+	return out
+}
+
+func fromInt8(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	keys := make([]K, 0, len(entries))
+	vals := make([]V, 0, len(entries))
+	for k, v := range entries {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	for done, tries := 0, 0; done < len(keys); {
+		n, err := m.BatchUpdate(keys[done:], vals[done:], nil)
+		done += n
+		switch {
+		case err == nil:
+		case errors.Is(err, ebpf.ErrNotSupported):
+			for i := done; i < len(keys); i++ {
+				if err := retryNoMem(func() error { return m.Update(keys[i], vals[i], ebpf.UpdateAny) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		case errors.Is(err, unix.ENOMEM) && tries < maxNoMemRetries:
+			tries++
+			time.Sleep(time.Millisecond)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+const maxNoMemRetries = 200
+
+// retryNoMem retries a map update that failed with ENOMEM. Maps without
+// preallocation take elements from the kernel's BPF allocator, whose per-CPU
+// caches refill asynchronously: a burst of thousands of inserts can outrun
+// the refill and fail although memory is plentiful. A short pause lets it
+// catch up; a real shortage still fails after the retries.
+func retryNoMem(f func() error) error {
+	for tries := 0; ; tries++ {
+		err := f()
+		if err == nil || !errors.Is(err, unix.ENOMEM) || tries == maxNoMemRetries {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func keysOf[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// pinnedMaps are the maps kept under the pin dir, by pin name.
+func (b *Backend) pinnedMaps() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	spec, err := loadDatapath()
+	if err != nil {
+		return out
+	}
+	for name := range spec.Maps {
+		if m := b.mapByName(name); m != nil {
+			out[name] = m
+		}
+	}
+	return out
+}
+
+func (b *Backend) pinMaps() error {
+	for name, m := range b.pinnedMaps() {
+		path := filepath.Join(b.cfg.PinDir, name)
+		os.Remove(path)
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+	return nil
+}
