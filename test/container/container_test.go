@@ -4,6 +4,7 @@ package container
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -66,7 +67,7 @@ func TestDaemonSetUnderPodman(t *testing.T) {
 	t.Cleanup(func() {
 		if _, err := os.Stat(pinDir); err == nil {
 			t.Errorf("pin dir %s left behind; removing it", pinDir)
-			linux.Reset(pinDir)
+			linux.Reset(context.Background(), linux.Config{PinDir: pinDir})
 		}
 	})
 
