@@ -5,9 +5,10 @@
 //	                      [-push REF] [-pin FILE]
 //
 // The image is one layer on an empty base: the static exewall binary
-// (CGO_ENABLED=0, -trimpath, no VCS stamp, no build id) at /usr/bin/exewall,
-// owned by root and writable by nobody else, and the empty directories the
-// DaemonSet mounts over. There is no shell, no libc and no package manager.
+// (CGO_ENABLED=0, -trimpath, no VCS stamp, no build id) at /usr/bin/exewall
+// and its two directories, owned by root and writable by nobody else (the
+// runtime makes the DaemonSet's mount points). There is no shell, no libc
+// and no package manager.
 // Its config runs /usr/bin/exewall daemon as uid 0 (loading eBPF programs
 // needs it) and carries the org.opencontainers.image.* labels: version,
 // revision, source, created.
