@@ -8,10 +8,12 @@ GOOSES    := linux windows darwin
 # Where `make deb` puts the package: DESTDIR when given, else dist/.
 DIST      ?= dist
 DEBDIR    := $(if $(DESTDIR),$(DESTDIR),$(DIST))
+# Where `make image` writes the OCI layout and its tar: DESTDIR when given.
+IMAGEDIR  := $(if $(DESTDIR),$(DESTDIR),bin/image)
 # Extra arguments for the benchmark: make bench ARGS="--sections connect"
 ARGS      ?=
 
-.PHONY: deps help build generate check-generated vet test fuzz soak run demo install uninstall clean bench bench-quick deb
+.PHONY: deps help build generate check-generated vet test fuzz soak run demo install uninstall clean bench bench-quick deb image
 
 help:
 	@echo "make demo             try exewall safely: a daemon on a scratch cgroup denies curl, then everything is removed (root)"
@@ -24,6 +26,7 @@ help:
 	@echo "make bench            benchmark exewall against nftables/iptables on this machine (root, ~8 min; ARGS=... for its flags)"
 	@echo "make bench-quick      the CI smoke run of the benchmark (root, < 2 min)"
 	@echo "make deb              build $(DEBDIR)/exewall_<version>_<arch>.deb (DESTDIR=DIR puts it in DIR)"
+	@echo "make image            build the OCI image: $(IMAGEDIR)/oci (layout) and $(IMAGEDIR)/exewall-oci.tar, print its digest"
 
 build:
 	@echo go build -o $(BIN) ./cmd/exewall
@@ -110,6 +113,10 @@ bench-quick:
 
 deb:
 	$(GO) run ./deploy/deb -out $(DEBDIR)
+
+# Reproducible: the same commit gives the same digest (docs/operations.md).
+image:
+	$(GO) run ./deploy/image -out $(IMAGEDIR)
 
 clean:
 	rm -rf bin $(DIST)
