@@ -91,9 +91,9 @@ type Backend struct {
 	// cache in task storage, 0 when this kernel refuses that (before 6.16)
 	// and identities are kept by thread group id.
 	taskStorage uint8
-	socks    socketsObjects
-	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
-	optional map[string]error // optional hooks that could not load, and why
+	socks       socketsObjects
+	sockIter    []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
+	optional    map[string]error // optional hooks that could not load, and why
 
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
