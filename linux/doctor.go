@@ -99,18 +99,27 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize())
 		var objs datapathObjects
-		if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		err := spec.LoadAndAssign(&objs, nil)
+		var ve *ebpf.VerifierError
+		store := "task storage of each process, with a per-thread rule cache"
+		if errors.As(err, &ve) && taskStorageRefused(ve) {
+			spec.Variables["use_task_storage"].Set(uint8(0))
+			err = spec.LoadAndAssign(&objs, nil)
+			store = "a map by thread group id (this kernel's cgroup programs cannot use task storage, 6.16+); no rule cache"
+		}
+		if err != nil {
 			add("datapath", false, "the exewall programs do not load: %v", err)
 		} else {
 			objs.Close()
 			add("datapath", true, "exewall's programs pass the verifier")
+			add("identity at exec", true, "kept in %s", store)
 		}
 	}
 	for _, opt := range []struct {
 		name, use string
 		load      func() error
 	}{
-		{"hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec", func() error {
+		{"hook exec (tp_btf)", "the identity is taken at exec (prctl cannot change it), ld.so PROGRAM is judged as PROGRAM, an overlay of a file is judged as the file, a binary renamed over a rule's path is covered at its first exec", func() error {
 			spec, err := loadExecwatch()
 			if err != nil {
 				return err
