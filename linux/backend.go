@@ -221,6 +221,9 @@ func (b *Backend) load() error {
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
 	b.taskStorage = 1
+	if forceTgidIdentities {
+		b.taskStorage = 0
+	}
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
@@ -256,6 +259,10 @@ func (b *Backend) load() error {
 	}
 	return nil
 }
+
+// forceTgidIdentities makes New keep identities by thread group id even
+// where task storage is available: the tests exercise the fallback with it.
+var forceTgidIdentities bool
 
 // taskStorageRefused says whether the verifier refused the datapath for its
 // task storage calls (cgroup programs before 6.16).

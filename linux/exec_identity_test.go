@@ -212,3 +212,54 @@ func TestOverlayMountOfDeniedFileIsCovered(t *testing.T) {
 		t.Errorf("%s run from an overlay mounted by uid %d: %+v, want EPERM", denied, attackerUID, out[0])
 	}
 }
+
+// TestIdentityFallbackByThreadGroup runs the prctl attack and a plain deny
+// with identities kept by thread group id (kernels whose cgroup programs
+// cannot use task storage).
+func TestIdentityFallbackByThreadGroup(t *testing.T) {
+	requireKernel(t)
+	forceTgidIdentities = true
+	t.Cleanup(func() { forceTgidIdentities = false })
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	if b.taskStorage != 0 {
+		t.Fatal("the fallback was not taken")
+	}
+	dir := publicDir(t)
+	setexe := buildSetexe(t, dir)
+	allowed := clientCopy(t, dir, "allowed")
+	denied := clientCopy(t, dir, "denied")
+	port := listenLoopback(t)
+	b.apply(t, &engine.Policy{Default: engine.ActionDeny, Rules: []engine.Rule{
+		{Name: "allowed", Selector: engine.Selector{Exe: allowed}, Action: engine.ActionAllow}}})
+	if _, out := runClient(t, allowed, cg, loopbackTCP(port), asAttacker); out[0].denied() {
+		t.Errorf("allowed program denied: %+v", out[0])
+	}
+	if _, out := runClient(t, denied, cg, loopbackTCP(port), asAttacker); !out[0].denied() {
+		t.Errorf("unlisted program under default deny: %+v, want EPERM", out[0])
+	}
+	if code, _ := runSetexe(t, setexe, cg, allowed, port, false); code != 1 {
+		t.Errorf("after prctl(PR_SET_MM_MAP): exit %d, want 1 (EPERM)", code)
+	}
+	if code, _ := runSetexe(t, setexe, cg, allowed, port, true); code != 1 {
+		t.Errorf("child forked after prctl: exit %d, want 1 (EPERM)", code)
+	}
+}
+
+// TestProcessStartedBeforeLoadIsJudged: a process running before exewall
+// loaded has no exec record; it is recorded when exewall loads (or when
+// first seen) and judged by what it runs.
+func TestProcessStartedBeforeLoadIsJudged(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	dir := publicDir(t)
+	exe := clientCopy(t, dir, "early")
+	port := listenLoopback(t)
+	c := startClient(t, exe, cg, []attempt{{Op: "ready"}, {Op: "wait"}, {Proto: "tcp", Op: "connect", Sock: 4, Addr: "127.0.0.1", Port: port}})
+	c.waitReady(t)
+	b := newTestBackend(t, cg)
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("early", exe)}})
+	if out := c.proceed(t); !out[2].denied() {
+		t.Errorf("a process started before exewall loaded: %+v, want EPERM", out[2])
+	}
+}
