@@ -85,8 +85,8 @@ type Backend struct {
 
 	exec     execwatchObjects
 	execLink link.Link // nil when the kernel refuses tp_btf
-	// identLinks are the other identity hooks (fork, exit, loader reads).
-	identLinks []link.Link
+	// identLinks are the other identity hooks (fork, exit, loader), by name.
+	identLinks map[string]link.Link
 	// taskStorage is 1 when the cgroup programs keep identities and the rule
 	// cache in task storage, 0 when this kernel refuses that (before 6.16)
 	// and identities are kept by thread group id.

@@ -74,7 +74,11 @@ func onlyMaps(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) map[string]*
 	return out
 }
 
-func (b *Backend) execPin() string { return filepath.Join(b.cfg.PinDir, "link_exec") }
+func (b *Backend) execPin() string { return b.identPin("exec") }
+
+// identPin is where an identity hook's link is pinned (exec, fork, exit,
+// loader).
+func (b *Backend) identPin(name string) string { return filepath.Join(b.cfg.PinDir, "link_"+name) }
 
 func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	spec, err := loadExecwatch()
@@ -99,7 +103,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		}
 		// Replace an older daemon's link: it is pinned so the hook outlives
 		// a daemon, and running both for a moment is harmless (same maps).
-		pin := filepath.Join(b.cfg.PinDir, "link_"+h.name)
+		pin := b.identPin(h.name)
 		if old, err := link.LoadPinnedLink(pin, nil); err == nil {
 			old.Unpin()
 			old.Close()
@@ -111,7 +115,10 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		if h.name == "exec" {
 			b.execLink = l
 		} else {
-			b.identLinks = append(b.identLinks, l)
+			if b.identLinks == nil {
+				b.identLinks = map[string]link.Link{}
+			}
+			b.identLinks[h.name] = l
 		}
 	}
 	// Processes already running have no exec record: take theirs now.
