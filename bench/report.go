@@ -602,7 +602,7 @@ func (r *Report) markdown() string {
 		b.WriteString("\n")
 	}
 	if len(r.Targets) > 0 {
-		b.WriteString("### Targets (issue 6)\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
+		b.WriteString("### Targets (issues 6 and 21)\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
 		for _, t := range r.Targets {
 			got := t.Got
 			if t.Comment != "" {
