@@ -101,18 +101,27 @@ func (b *Backend) slotFor(name string) uint32 {
 }
 
 func (b *Backend) activeGen() (uint32, error) {
-	var gen uint32
-	if err := b.objs.Active.Lookup(uint32(0), &gen); err != nil {
+	word, err := b.activeWord()
+	return word & 1, err
+}
+
+// activeWord is the policy word: its low bit is the generation in force, the
+// rest counts switches, so that a rule the datapath cached for a thread is
+// never taken for the rule of a later policy in the same generation.
+func (b *Backend) activeWord() (uint32, error) {
+	var word uint32
+	if err := b.objs.Active.Lookup(uint32(0), &word); err != nil {
 		return 0, fmt.Errorf("read active generation: %w", err)
 	}
-	return gen & 1, nil
+	return word, nil
 }
 
 func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
-	cur, err := b.activeGen()
+	word, err := b.activeWord()
 	if err != nil {
 		return err
 	}
+	cur := word & 1
 	next := cur ^ 1
 	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
 	restore := func() {
@@ -146,7 +155,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		merged[p.Rules[i].Name] = &p.Rules[i]
 	}
 	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
-	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
 	// The new policy is in force now. The old generation is cleared by the

@@ -112,18 +112,27 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize())
 		var objs datapathObjects
-		if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		err := spec.LoadAndAssign(&objs, nil)
+		var ve *ebpf.VerifierError
+		store := "task storage of each process, with a per-thread rule cache"
+		if errors.As(err, &ve) && taskStorageRefused(ve) {
+			spec.Variables["use_task_storage"].Set(uint8(0))
+			err = spec.LoadAndAssign(&objs, nil)
+			store = "a map by thread group id (this kernel's cgroup programs cannot use task storage, 6.16+); no rule cache"
+		}
+		if err != nil {
 			add("datapath", false, "exewall's programs do not load: %s", plainError(err))
 		} else {
 			objs.Close()
 			add("datapath", true, "exewall's programs pass the verifier")
+			add("identity at exec", true, "kept in %s", store)
 		}
 	}
 	for _, opt := range []struct {
 		name, would, without string
 		load                 func() error
 	}{
-		{"hook exec (tp_btf)", "a program renamed over a rule's path is covered from its first exec",
+		{"hook exec (tp_btf)", "the identity is taken at exec (prctl cannot change it), ld.so PROGRAM is judged as PROGRAM, an overlay of a file is judged as the file, and a program renamed over a rule's path is covered from its first exec",
 			"it is covered once the daemon's watch (every second) sees the new file", func() error {
 				spec, err := loadExecwatch()
 				if err != nil {

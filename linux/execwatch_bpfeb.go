@@ -146,6 +146,15 @@ type execwatchPathKey struct {
 	Name [64]int8
 }
 
+type execwatchProcIdent struct {
+	_       structs.HostLayout
+	Exe     execwatchFileId
+	Real    execwatchFileId
+	State   uint8
+	HasReal uint8
+	Pad     [6]uint8
+}
+
 type execwatchRule struct {
 	_            structs.HostLayout
 	Id           uint32
@@ -176,35 +185,65 @@ type execwatchSockOwner struct {
 	Pad    [7]uint8
 }
 
+type execwatchTaskState struct {
+	_     structs.HostLayout
+	Id    execwatchProcIdent
+	Cache struct {
+		_         structs.HostLayout
+		Active    uint32
+		Valid     uint8
+		ByCgroup  uint8
+		ByIds     uint8
+		IsDefault uint8
+		Cgroup    uint64
+		UidGid    uint64
+		Exe       execwatchFileId
+		HasExe    uint8
+		HasNamed  uint8
+		Pad       [6]uint8
+		R         execwatchRule
+		Named     execwatchRule
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execwatchMapActive         = "active"
-	execwatchMapAttachCgroup   = "attach_cgroup"
-	execwatchMapCgroupRules    = "cgroup_rules"
-	execwatchMapConfigs        = "configs"
-	execwatchMapCounterNames   = "counter_names"
-	execwatchMapCounters       = "counters"
-	execwatchMapDests          = "dests"
-	execwatchMapEventGates     = "event_gates"
-	execwatchMapEvents         = "events"
-	execwatchMapEventsLost     = "events_lost"
-	execwatchMapExeLearned     = "exe_learned"
-	execwatchMapExeNameScratch = "exe_name_scratch"
-	execwatchMapExeNamed       = "exe_named"
-	execwatchMapExeNames       = "exe_names"
-	execwatchMapExeRules       = "exe_rules"
-	execwatchMapGidRules       = "gid_rules"
-	execwatchMapLearnedCount   = "learned_count"
-	execwatchMapLocalNets      = "local_nets"
-	execwatchMapNameRules      = "name_rules"
-	execwatchMapPathRules      = "path_rules"
-	execwatchMapSockDoomed     = "sock_doomed"
-	execwatchMapSockOwners     = "sock_owners"
-	execwatchMapUidRules       = "uid_rules"
-	execwatchProgExewallExec   = "exewall_exec"
-	execwatchVarUnusedExeName  = "unused_exe_name"
+	execwatchMapActive             = "active"
+	execwatchMapAttachCgroup       = "attach_cgroup"
+	execwatchMapCgroupRules        = "cgroup_rules"
+	execwatchMapConfigs            = "configs"
+	execwatchMapCounterNames       = "counter_names"
+	execwatchMapCounters           = "counters"
+	execwatchMapDests              = "dests"
+	execwatchMapEventGates         = "event_gates"
+	execwatchMapEvents             = "events"
+	execwatchMapEventsLost         = "events_lost"
+	execwatchMapExeLearned         = "exe_learned"
+	execwatchMapExeNameScratch     = "exe_name_scratch"
+	execwatchMapExeNamed           = "exe_named"
+	execwatchMapExeNames           = "exe_names"
+	execwatchMapExeRules           = "exe_rules"
+	execwatchMapGidRules           = "gid_rules"
+	execwatchMapLearnedCount       = "learned_count"
+	execwatchMapLoaderPending      = "loader_pending"
+	execwatchMapLoaders            = "loaders"
+	execwatchMapLocalNets          = "local_nets"
+	execwatchMapNameRules          = "name_rules"
+	execwatchMapPathRules          = "path_rules"
+	execwatchMapProcIdents         = "proc_idents"
+	execwatchMapSockDoomed         = "sock_doomed"
+	execwatchMapSockOwners         = "sock_owners"
+	execwatchMapTaskStates         = "task_states"
+	execwatchMapUidRules           = "uid_rules"
+	execwatchProgExewallExec       = "exewall_exec"
+	execwatchProgExewallExit       = "exewall_exit"
+	execwatchProgExewallFork       = "exewall_fork"
+	execwatchProgExewallLoaderRead = "exewall_loader_read"
+	execwatchProgExewallSeed       = "exewall_seed"
+	execwatchVarUnusedExeName      = "unused_exe_name"
+	execwatchVarUseTaskStorage     = "use_task_storage"
 )
 
 // loadExecwatch returns the embedded CollectionSpec for execwatch.
@@ -249,7 +288,11 @@ type execwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchProgramSpecs struct {
-	ExewallExec *ebpf.ProgramSpec `ebpf:"exewall_exec"`
+	ExewallExec       *ebpf.ProgramSpec `ebpf:"exewall_exec"`
+	ExewallExit       *ebpf.ProgramSpec `ebpf:"exewall_exit"`
+	ExewallFork       *ebpf.ProgramSpec `ebpf:"exewall_fork"`
+	ExewallLoaderRead *ebpf.ProgramSpec `ebpf:"exewall_loader_read"`
+	ExewallSeed       *ebpf.ProgramSpec `ebpf:"exewall_seed"`
 }
 
 // execwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -273,11 +316,15 @@ type execwatchMapSpecs struct {
 	ExeRules       *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules       *ebpf.MapSpec `ebpf:"gid_rules"`
 	LearnedCount   *ebpf.MapSpec `ebpf:"learned_count"`
+	LoaderPending  *ebpf.MapSpec `ebpf:"loader_pending"`
+	Loaders        *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
 	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
+	ProcIdents     *ebpf.MapSpec `ebpf:"proc_idents"`
 	SockDoomed     *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.MapSpec `ebpf:"sock_owners"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
 	UidRules       *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
@@ -285,7 +332,8 @@ type execwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchVariableSpecs struct {
-	UnusedExeName *ebpf.VariableSpec `ebpf:"unused_exe_name"`
+	UnusedExeName  *ebpf.VariableSpec `ebpf:"unused_exe_name"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execwatchObjects contains all objects after they have been loaded into the kernel.
@@ -325,11 +373,15 @@ type execwatchMaps struct {
 	ExeRules       *ebpf.Map `ebpf:"exe_rules"`
 	GidRules       *ebpf.Map `ebpf:"gid_rules"`
 	LearnedCount   *ebpf.Map `ebpf:"learned_count"`
+	LoaderPending  *ebpf.Map `ebpf:"loader_pending"`
+	Loaders        *ebpf.Map `ebpf:"loaders"`
 	LocalNets      *ebpf.Map `ebpf:"local_nets"`
 	NameRules      *ebpf.Map `ebpf:"name_rules"`
 	PathRules      *ebpf.Map `ebpf:"path_rules"`
+	ProcIdents     *ebpf.Map `ebpf:"proc_idents"`
 	SockDoomed     *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.Map `ebpf:"sock_owners"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
 	UidRules       *ebpf.Map `ebpf:"uid_rules"`
 }
 
@@ -352,11 +404,15 @@ func (m *execwatchMaps) Close() error {
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
+		m.LoaderPending,
+		m.Loaders,
 		m.LocalNets,
 		m.NameRules,
 		m.PathRules,
+		m.ProcIdents,
 		m.SockDoomed,
 		m.SockOwners,
+		m.TaskStates,
 		m.UidRules,
 	)
 }
@@ -365,19 +421,28 @@ func (m *execwatchMaps) Close() error {
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchVariables struct {
-	UnusedExeName *ebpf.Variable `ebpf:"unused_exe_name"`
+	UnusedExeName  *ebpf.Variable `ebpf:"unused_exe_name"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execwatchPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchPrograms struct {
-	ExewallExec *ebpf.Program `ebpf:"exewall_exec"`
+	ExewallExec       *ebpf.Program `ebpf:"exewall_exec"`
+	ExewallExit       *ebpf.Program `ebpf:"exewall_exit"`
+	ExewallFork       *ebpf.Program `ebpf:"exewall_fork"`
+	ExewallLoaderRead *ebpf.Program `ebpf:"exewall_loader_read"`
+	ExewallSeed       *ebpf.Program `ebpf:"exewall_seed"`
 }
 
 func (p *execwatchPrograms) Close() error {
 	return _ExecwatchClose(
 		p.ExewallExec,
+		p.ExewallExit,
+		p.ExewallFork,
+		p.ExewallLoaderRead,
+		p.ExewallSeed,
 	)
 }
 

@@ -86,6 +86,12 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(err == nil, "map pin %s was removed", path)
 		}
 	}
+	for name, l := range b.identLinks {
+		if _, err := os.Stat(b.identPin(name)); errors.Is(err, os.ErrNotExist) {
+			err := repin(l, b.identPin(name))
+			report(err == nil, "%s hook pin %s was removed", name, b.identPin(name))
+		}
+	}
 
 	if b.policy == nil {
 		return drifts, nil
