@@ -413,7 +413,7 @@ func TestSoak(t *testing.T) {
 		"daemon RSS %d kB at start, max %d kB; API status calls %d: p50 %v p99 %v max %v; "+
 		"CLI calls %d (%d rule writes): p50 %v p99 %v max %v",
 		elapsed.Round(time.Second), denied.Load(), float64(denied.Load())/elapsed.Seconds(), stormProcs, spread, leaked.Load(),
-		st.RuleCounters["storm"].Denied, events, float64(events)/elapsed.Seconds(), reported, lost, logLines, st.ViolationsLogLost,
+		st.RuleCounter["storm"].Denied, events, float64(events)/elapsed.Seconds(), reported, lost, logLines, st.ViolationsLogLost,
 		rss0, rssMax.Load(), n, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond),
 		cn, writes.Load(), c50.Round(time.Millisecond), c99.Round(time.Millisecond), cmax.Round(time.Millisecond))
 	t.Log(summary)
@@ -422,11 +422,11 @@ func TestSoak(t *testing.T) {
 	if leaked.Load() != 0 {
 		t.Errorf("%d denied connects got through", leaked.Load())
 	}
-	if got := st.RuleCounters["storm"].Denied; got != uint64(denied.Load()) {
+	if got := st.RuleCounter["storm"].Denied; got != uint64(denied.Load()) {
 		t.Errorf("kernel counted %d denied, the clients saw %d EPERM", got, denied.Load())
 	}
-	if st.RuleCounters["storm"].Allowed != 0 {
-		t.Errorf("kernel allowed %d storm connects", st.RuleCounters["storm"].Allowed)
+	if st.RuleCounter["storm"].Allowed != 0 {
+		t.Errorf("kernel allowed %d storm connects", st.RuleCounter["storm"].Allowed)
 	}
 	if lost == 0 && st.ViolationsLogLost == 0 && reported != uint64(denied.Load()) {
 		t.Errorf("with no event lost, the events stand for %d attempts, want %d", reported, denied.Load())

@@ -66,7 +66,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.conns, err)
 		return
 	}
-	for rule, n := range st.RuleCounters {
+	for rule, n := range st.RuleCounter {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Allowed), rule, "allow")
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Denied), rule, "deny")
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Audited), rule, "audit")

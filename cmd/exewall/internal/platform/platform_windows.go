@@ -42,12 +42,12 @@ func programFiles() string {
 
 // NewBackend opens the WFP backend. WFP matches the app ID of a path, so
 // the resolver is the file system's view.
-func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
+func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	b, err := windows.New(ctx, windows.Config{DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return b, engine.StatResolver{}, func() {}, nil
+	return b, nil
 }
 
 // Reset removes exewall's WFP filters, sublayer and provider.
@@ -97,6 +97,3 @@ func UninstallService(ctx context.Context, out io.Writer) error {
 
 // Listen creates the API's named pipe (SYSTEM and Administrators only).
 func Listen(path string) (net.Listener, error) { return windows.ListenPipe(path) }
-
-// Dial connects to the daemon's named pipe.
-func Dial(ctx context.Context, path string) (net.Conn, error) { return windows.DialPipe(ctx, path) }

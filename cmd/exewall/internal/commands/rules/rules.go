@@ -71,34 +71,8 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, describe(got))
+	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, got.String())
 	return nil
-}
-
-func describe(rv engine.RuleView) string {
-	s := rv.Action + " " + selector(rv)
-	if len(rv.Allow) > 0 {
-		s += ", allow " + strings.Join(rv.Allow, "; ")
-	}
-	if len(rv.Deny) > 0 {
-		s += ", deny " + strings.Join(rv.Deny, "; ")
-	}
-	if rv.Audit {
-		s += " (audit)"
-	}
-	return s
-}
-
-func selector(rv engine.RuleView) string {
-	switch {
-	case rv.Exe != "":
-		return "exe " + rv.Exe
-	case rv.Cgroup != "":
-		return "cgroup " + rv.Cgroup
-	case rv.User != "":
-		return "user " + rv.User
-	}
-	return "group " + rv.Group
 }
 
 // RuleCommand is `rule add`: a rule with every option.
@@ -177,7 +151,7 @@ var RmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, describe(got))
+		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, got.String())
 		return nil
 	},
 }
@@ -208,7 +182,7 @@ var LsCommand = &cli.Command{
 		tw := commands.Table(w)
 		fmt.Fprintln(tw, "NAME\tACTION\tSELECTS\tALLOW\tDENY\tAUDIT")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, selector(r), orDash(r.Allow), orDash(r.Deny), r.Audit)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, r.Selector(), orDash(r.Allow), orDash(r.Deny), r.Audit)
 		}
 		return tw.Flush()
 	},

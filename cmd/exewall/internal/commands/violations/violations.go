@@ -79,7 +79,15 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 				return nil
 			}
 		}
-		err := commands.Client(cliContext).Violations(ctx, since, follow, print)
+		var err error
+		for v, verr := range commands.Client(cliContext).Violations(ctx, since, follow) {
+			if err = verr; err == nil {
+				err = print(v)
+			}
+			if err != nil {
+				break
+			}
+		}
 		if tw != nil {
 			tw.Flush()
 		}
