@@ -57,6 +57,9 @@ func TestLearnEndpoints(t *testing.T) {
 	if err != nil || rep.Active || len(rep.Observed) != 1 || rep.Observed[0].Dests[0].Port != 80 {
 		t.Fatalf("stop: %+v %v", rep, err)
 	}
+	if p, err := engine.Parse([]byte(rep.Policy)); err != nil || p.RuleByName("x") == nil || p.RuleByName("x").Action != engine.ActionLocalOnly {
+		t.Fatalf("learned policy (127.0.0.1 only: local-only) %v:\n%s", err, rep.Policy)
+	}
 	if data, _ := os.ReadFile(f.policy); string(data) != fixturePolicy {
 		t.Fatalf("policy file touched by learning:\n%s", data)
 	}
