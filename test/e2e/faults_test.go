@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -31,11 +33,13 @@ import (
 // to fail with its recovery removed; RELIABILITY.md says how.
 
 // status returns `exewall status --json`.
+// status asks the daemon through the public client (e2e_test checks the
+// CLI's `status --json`).
 func (w *world) status() engine.Status {
 	w.t.Helper()
-	var st engine.Status
-	if err := json.Unmarshal([]byte(w.ok("status", "--json")), &st); err != nil {
-		w.t.Fatalf("status --json: %v", err)
+	st, err := client.New(w.socket).Status(context.Background())
+	if err != nil {
+		w.t.Fatalf("status: %v", err)
 	}
 	return st
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
 )
@@ -246,23 +246,8 @@ func TestSoak(t *testing.T) {
 		}
 		removeCgroup(t, cgroup)
 	})
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", socket)
-	}}}
-	getStatus := func() (engine.Status, error) {
-		var st engine.Status
-		resp, err := hc.Get("http://exewall/v1/status")
-		if err != nil {
-			return st, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b, _ := io.ReadAll(resp.Body)
-			return st, fmt.Errorf("status: %d %s", resp.StatusCode, b)
-		}
-		return st, json.NewDecoder(resp.Body).Decode(&st)
-	}
+	c := client.New(socket)
+	getStatus := func() (engine.Status, error) { return c.Status(context.Background()) }
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := getStatus(); err == nil {
 			break
