@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/exewall/exewall/engine"
@@ -109,7 +110,7 @@ func newMetrics(m *engine.Manager) *metrics {
 			Name: "exewall_tamper_events_total", Help: "Differences between the kernel and the policy found and repaired by sync."}),
 	}
 	reg.MustRegister(newCollector(m), mt.violations, mt.tamper,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return mt
 }
 
