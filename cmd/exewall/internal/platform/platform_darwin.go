@@ -8,13 +8,14 @@ import (
 	"io"
 	"net"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/darwin"
 	"github.com/exewall/exewall/engine"
 )
 
 // Defaults of the daemon's flags and the CLI's socket.
 var (
-	DefaultSocket   = darwin.DefaultSocket
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
 	DefaultStateDir = darwin.DefaultStateDir // also holds pf's enable token
 	DefaultPinDir   = ""                     // nothing is pinned on macOS

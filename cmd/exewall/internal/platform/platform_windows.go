@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/windows"
 	xwindows "golang.org/x/sys/windows"
@@ -18,7 +19,7 @@ import (
 
 // Defaults of the daemon's flags and the CLI's named pipe.
 var (
-	DefaultSocket   = windows.DefaultPipeName
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = filepath.Join(programFiles(), "exewall", "policy.yaml")
 	DefaultStateDir = filepath.Join(programFiles(), "exewall", "state")
 	DefaultPinDir   = "" // nothing is pinned on Windows
