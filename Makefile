@@ -12,6 +12,10 @@ DEBDIR    := $(if $(DESTDIR),$(DESTDIR),$(DIST))
 IMAGEDIR  := $(if $(DESTDIR),$(DESTDIR),bin/image)
 # Extra arguments for the benchmark: make bench ARGS="--sections connect"
 ARGS      ?=
+# staticcheck, pinned (v0.8.2 is staticcheck 2026.2.2); built for this
+# machine into bin/ and run with GOOS set for each OS.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := bin/staticcheck-$(STATICCHECK_VERSION)
 
 .PHONY: deps help build generate check-generated vet test fuzz soak run demo install uninstall clean bench bench-quick deb image
 
@@ -41,10 +45,17 @@ check-generated: generate
 	@git diff --exit-code --stat -- linux/ || { echo "generated eBPF objects are stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- linux/)" || { git status --porcelain -- linux/; echo "generate left untracked files"; exit 1; }
 
-# Every OS compiles, vets and builds its test binaries from Linux.
-vet:
+# Every OS compiles, vets, passes staticcheck and builds its test binaries
+# from Linux.
+vet: $(STATICCHECK)
 	@for os in $(GOOSES); do echo "go vet GOOS=$$os"; GOOS=$$os $(GO) vet ./... || exit 1; done
+	@for os in $(GOOSES); do echo "staticcheck GOOS=$$os"; GOOS=$$os $(STATICCHECK) ./... || exit 1; done
 	@for os in windows darwin; do echo "test binaries GOOS=$$os"; GOOS=$$os $(GO) test -count=1 -exec /bin/true ./... >/dev/null || exit 1; done
+
+$(STATICCHECK):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv bin/.staticcheck/staticcheck $@ && rmdir bin/.staticcheck
 
 # Debian packages the tests use (clang for `generate`, mkfs.btrfs, nft,
 # iptables, bpftool...) and bpffs: installs only what is missing.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -19,14 +20,6 @@ import (
 // it back before it goes (Close). A session ends when its duration is up,
 // when the client stops it, or when the client stops renewing its lease
 // (the CLI died): whichever comes first.
-
-var (
-	// ErrNoLearning is returned when no learning session exists.
-	ErrNoLearning = errors.New("no learning session")
-	// ErrLearning refuses a change, or a second session, while a learning
-	// session runs: the change would be undone when it ends.
-	ErrLearning = errors.New("a learning session is running (`exewall learn`); stop it first (Ctrl-C in its terminal), or wait for it to end")
-)
 
 // LearningPolicy is what a learning session enforces: nothing is blocked,
 // every attempt of every process is reported with its executable.
@@ -78,6 +71,9 @@ type LearnReport struct {
 	Previous PolicyView `json:"previous"`
 	// Observed is filled in the final report only.
 	Observed []LearnExe `json:"observed,omitempty"`
+	// Policy is the policy file learned from Observed (LearnedPolicy with
+	// the host's own subnets), in the final report only.
+	Policy string `json:"policy,omitempty"`
 }
 
 type learnKey struct {
@@ -123,6 +119,9 @@ func (m *Manager) StartLearning(ctx context.Context, d, lease time.Duration) (Le
 		return LearnReport{}, &PendingError{Deadline: m.pending.deadline}
 	}
 	lp := LearningPolicy()
+	if err := m.refuse(lp); err != nil {
+		return LearnReport{}, fmt.Errorf("learning: %w", err)
+	}
 	if err := m.cfg.Backend.Apply(ctx, lp); err != nil {
 		return LearnReport{}, fmt.Errorf("apply the learning policy: %w", err)
 	}
@@ -228,8 +227,8 @@ func (m *Manager) LearnStatus() (LearnReport, error) {
 }
 
 // StopLearning ends the session (putting the previous policy back if it
-// is still running) and returns everything it saw. The session is then
-// gone.
+// is still running) and returns everything it saw, with the policy learned
+// from it. The session is then gone.
 func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -239,7 +238,13 @@ func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	}
 	m.endLearningLocked(ls, "stopped by the client")
 	m.learn.Store(nil)
-	return ls.report(true), nil
+	rep := ls.report(true)
+	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: m.cfg.HostNets(), SameFile: sameFile, Ended: time.Now()})
+	if err != nil {
+		return rep, err
+	}
+	rep.Policy = string(data)
+	return rep, nil
 }
 
 // stopLearningOnClose puts the previous policy back when the daemon stops
@@ -376,4 +381,17 @@ func containsUID(list []uint32, u uint32) bool {
 		}
 	}
 	return false
+}
+
+// sameFile reports whether two paths name one file (hard links, symlinks).
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(fa, fb)
 }

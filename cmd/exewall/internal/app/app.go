@@ -150,7 +150,7 @@ func commandName(cliContext *cli.Context) string {
 
 // Run runs the command line args (args[0] is the program name).
 func (a *App) Run(args []string) error {
-	return a.App.Run(hoistSocket(args))
+	return commands.Explain(a.App.Run(hoistSocket(args)))
 }
 
 // hoistSocket moves --socket (in any of its spellings) to just after the

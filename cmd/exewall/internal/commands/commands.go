@@ -4,14 +4,16 @@ package commands
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
@@ -20,7 +22,7 @@ import (
 var SocketFlag = &cli.StringFlag{
 	Name:    "socket",
 	Usage:   "the daemon's Unix socket (on Windows, its named pipe)",
-	Value:   platform.DefaultSocket,
+	Value:   client.DefaultSocket,
 	EnvVars: []string{"EXEWALL_SOCKET"},
 }
 
@@ -28,8 +30,24 @@ var SocketFlag = &cli.StringFlag{
 var JSONFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
 
 // Client returns a client for the daemon the user selected.
-func Client(cliContext *cli.Context) *api.Client {
-	return api.NewClient(cliContext.String(SocketFlag.Name))
+func Client(cliContext *cli.Context) *client.Client {
+	return client.New(cliContext.String(SocketFlag.Name))
+}
+
+// Explain adds to a client's error what the user can do about it: start
+// the daemon, pass --socket, run as root.
+func Explain(err error) error {
+	var de *client.DialError
+	if !errors.As(err, &de) {
+		return err
+	}
+	switch {
+	case errors.Is(err, client.ErrNoDaemon):
+		return fmt.Errorf("%w (%s, or pass --socket)", err, platform.StartHint)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: only %s may control exewall", err, platform.AllowedCallers)
+	}
+	return err
 }
 
 // UsageError is a command line that does not fit the command.

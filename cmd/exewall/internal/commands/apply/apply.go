@@ -4,13 +4,11 @@ package apply
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
 	"github.com/exewall/exewall/engine"
 )
@@ -49,13 +47,7 @@ of locking yourself out.`,
 		if within < 0 {
 			return commands.Usagef("--confirm-within must be positive")
 		}
-		var data []byte
-		var err error
-		if file == "-" {
-			data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-		} else {
-			data, err = os.ReadFile(file)
-		}
+		data, err := engine.ReadPolicyFile(file)
 		if err != nil {
 			return err
 		}
@@ -66,9 +58,9 @@ of locking yourself out.`,
 		}
 		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {
-			var re *api.RemoteError
-			if errors.As(err, &re) && re.Body.Line > 0 {
-				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Body.Error)
+			var re *client.Error
+			if errors.As(err, &re) && re.Line > 0 {
+				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Message)
 			}
 			return err
 		}

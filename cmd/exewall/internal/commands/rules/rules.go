@@ -95,7 +95,7 @@ func sameExe(a, b string) bool {
 // describeKept describes a rule that replaced prev, saying what was kept
 // from it and what the action was before.
 func describeKept(prev, got engine.RuleView, keptAudit bool) string {
-	s := got.Action + " " + selector(got)
+	s := got.Action + " " + got.Selector().String()
 	if len(got.Allow) > 0 {
 		s += ", allow " + strings.Join(got.Allow, "; ")
 	}
@@ -140,35 +140,9 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, describe(got))
+	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, got.String())
 	warnNotPresent(cliContext, got.Exe)
 	return nil
-}
-
-func describe(rv engine.RuleView) string {
-	s := rv.Action + " " + selector(rv)
-	if len(rv.Allow) > 0 {
-		s += ", allow " + strings.Join(rv.Allow, "; ")
-	}
-	if len(rv.Deny) > 0 {
-		s += ", deny " + strings.Join(rv.Deny, "; ")
-	}
-	if rv.Audit {
-		s += " (audit)"
-	}
-	return s
-}
-
-func selector(rv engine.RuleView) string {
-	switch {
-	case rv.Exe != "":
-		return "exe " + rv.Exe
-	case rv.Cgroup != "":
-		return "cgroup " + rv.Cgroup
-	case rv.User != "":
-		return "user " + rv.User
-	}
-	return "group " + rv.Group
 }
 
 // RuleCommand is `rule add`: a rule with every option.
@@ -247,7 +221,7 @@ var RmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, describe(got))
+		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, got.String())
 		return nil
 	},
 }
@@ -278,7 +252,7 @@ var LsCommand = &cli.Command{
 		tw := commands.Table(w)
 		fmt.Fprintln(tw, "NAME\tACTION\tSELECTS\tALLOW\tDENY\tAUDIT")
 		for _, r := range p.Rules {
-			sel := selector(r)
+			sel := r.Selector().String()
 			if notPresent(r.Exe) {
 				sel += " (not present yet)"
 			}

@@ -59,7 +59,15 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 			tab = newTable(w, follow)
 			print = tab.print
 		}
-		err := commands.Client(cliContext).Violations(ctx, since, follow, print)
+		var err error
+		for v, verr := range commands.Client(cliContext).Violations(ctx, since, follow) {
+			if err = verr; err == nil {
+				err = print(v)
+			}
+			if err != nil {
+				break
+			}
+		}
 		if tab != nil {
 			tab.end(err)
 		}
