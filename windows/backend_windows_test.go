@@ -44,7 +44,7 @@ func TestWFRule(t *testing.T) {
 				t.Errorf("%s: action %v hard %v", f, r.Action, r.HardAction)
 			}
 			n := len(f.Protos)
-			for _, set := range []bool{f.Exe != "", f.User != "" || f.Group != "", f.Remote.Bits() > 0, f.PortLo != 0} {
+			for _, set := range []bool{f.Exe != "", f.User != "" || f.Group != "", f.Remote.Bits() > 0, f.PortLo != 0, f.LocalLo != 0} {
 				if set {
 					n++
 				}

@@ -8,30 +8,6 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-func TestDropCursor(t *testing.T) {
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	at := func(s int, id uint64) Drop {
-		return Drop{Time: t0.Add(time.Duration(s) * time.Second), FilterID: id, Proto: protoTCP,
-			Remote: netip.MustParseAddrPort("198.51.100.1:443")}
-	}
-	c := newDropCursor(t0.Add(time.Second))
-	// Enumeration returns the whole retained buffer each time, in any order.
-	got := c.fresh([]Drop{at(2, 1), at(0, 1), at(1, 2), at(2, 2)})
-	if len(got) != 3 || !got[0].Time.Equal(t0.Add(time.Second)) || got[2].FilterID != 2 {
-		t.Fatalf("first poll: %+v", got)
-	}
-	if got := c.fresh([]Drop{at(0, 1), at(1, 2), at(2, 1), at(2, 2)}); len(got) != 0 {
-		t.Fatalf("second poll repeats %+v", got)
-	}
-	// A new event at the last timestamp is still reported, once.
-	if got := c.fresh([]Drop{at(2, 1), at(2, 2), at(2, 3), at(3, 1)}); len(got) != 2 || got[0].FilterID != 3 || got[1].FilterID != 1 {
-		t.Fatalf("third poll: %+v", got)
-	}
-	if got := c.fresh([]Drop{at(3, 1)}); len(got) != 0 {
-		t.Fatalf("fourth poll repeats %+v", got)
-	}
-}
-
 func TestClassify(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	devices := map[string]string{"C:": `\Device\HarddiskVolume3`}

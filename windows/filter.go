@@ -101,6 +101,10 @@ type Filter struct {
 	Protos []uint8      // FWPM_CONDITION_IP_PROTOCOL, any of these; nil = any protocol
 	PortLo uint16       // FWPM_CONDITION_IP_REMOTE_PORT in [PortLo, PortHi]; 0, 0 = any port
 	PortHi uint16
+	// FWPM_CONDITION_IP_LOCAL_PORT in [LocalLo, LocalHi]; 0, 0 = any. For
+	// ICMP the ALE layers put the message type there.
+	LocalLo uint16
+	LocalHi uint16
 
 	Rule string // the engine rule's name; "" for the default and for exewall's own filter
 	Name string // display name shown by `netsh wfp show filters`
@@ -156,6 +160,13 @@ func (f Filter) String() string {
 	default:
 		fmt.Fprintf(&b, " port=%d-%d", f.PortLo, f.PortHi)
 	}
+	switch {
+	case f.LocalLo == 0 && f.LocalHi == 0:
+	case f.LocalLo == f.LocalHi:
+		fmt.Fprintf(&b, " local=%d", f.LocalLo)
+	default:
+		fmt.Fprintf(&b, " local=%d-%d", f.LocalLo, f.LocalHi)
+	}
 	rule := f.Rule
 	if rule == "" {
 		rule = "-"
@@ -171,6 +182,57 @@ func quote(s string) string {
 		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 	}
 	return s
+}
+
+// sublayerWeight puts exewall's sublayer first (the highest weight a
+// sublayer can have). WFP evaluates every sublayer of a layer and a block
+// in any of them wins over a permit, unless a permit with the hard
+// (action-right-cleared) flag decides first: our blocks are hard, and
+// evaluating our sublayer first means no other sublayer's hard permit is
+// reached before them. Only a callout can still veto. Another product
+// using the same weight is evaluated in an order WFP does not define.
+const sublayerWeight = 0xffff
+
+// Well-known local ports of the system's own clients.
+const (
+	portDHCPClient   = 68
+	portDHCPServer   = 67
+	portDHCP6Client  = 546
+	portDHCP6Server  = 547
+	portDNS          = 53
+	icmp6RouterSolic = 133
+	icmp6NeighSolic  = 135
+	icmp6NeighAdv    = 136
+)
+
+// dnscacheService is the service that resolves names for every program on
+// Windows: programs ask it over RPC, and it sends the DNS queries.
+const dnscacheService = "Dnscache"
+
+// systemFilters permit, above every rule and the default, what Windows
+// needs to keep its addresses and resolve names, as WireGuard's and
+// Mullvad's block-all policies do: DHCP and DHCPv6 client requests (by
+// ports, like WireGuard), IPv6 router and neighbour solicitations and
+// neighbour advertisements, and DNS from the DNS Client service (by its
+// service SID: programs' own lookups go through it). A program's own
+// connections to port 53 are still judged by its rule.
+func systemFilters() []Filter {
+	udp, tcpUDP, icmp6 := []uint8{protoUDP}, []uint8{protoTCP, protoUDP}, []uint8{protoICMPv6}
+	dns := ServiceSID(dnscacheService)
+	return []Filter{
+		{Layer: LayerConnectV4, Action: Permit, Protos: udp, LocalLo: portDHCPClient, LocalHi: portDHCPClient,
+			PortLo: portDHCPServer, PortHi: portDHCPServer, Name: "exewall: system, DHCP client"},
+		{Layer: LayerConnectV6, Action: Permit, Protos: udp, LocalLo: portDHCP6Client, LocalHi: portDHCP6Client,
+			PortLo: portDHCP6Server, PortHi: portDHCP6Server, Name: "exewall: system, DHCPv6 client"},
+		{Layer: LayerConnectV6, Action: Permit, Protos: icmp6, LocalLo: icmp6RouterSolic, LocalHi: icmp6RouterSolic,
+			Name: "exewall: system, IPv6 router solicitation"},
+		{Layer: LayerConnectV6, Action: Permit, Protos: icmp6, LocalLo: icmp6NeighSolic, LocalHi: icmp6NeighAdv,
+			Name: "exewall: system, IPv6 neighbour discovery"},
+		{Layer: LayerConnectV4, Action: Permit, User: dns, Protos: tcpUDP, PortLo: portDNS, PortHi: portDNS,
+			Name: "exewall: system, DNS client service"},
+		{Layer: LayerConnectV6, Action: Permit, User: dns, Protos: tcpUDP, PortLo: portDNS, PortHi: portDNS,
+			Name: "exewall: system, DNS client service"},
+	}
 }
 
 // Host is what the translation needs to know about the machine.
@@ -205,6 +267,9 @@ func Translate(p *engine.Policy, h Host) ([]Filter, error) {
 		for _, l := range layers {
 			b.add(Filter{Layer: l, Action: Permit, Exe: h.SelfExe, Name: "exewall: own service"})
 		}
+	}
+	for _, f := range systemFilters() {
+		b.add(f)
 	}
 	nets := hostNets(h.Nets)
 	for _, pick := range []func(*engine.Rule) bool{
