@@ -109,7 +109,7 @@ type NetEventHeader1 struct {
 	ScopeID    uint32
 	AppID      ByteBlob
 	UserID     unsafe.Pointer // *SID
-	_          [7]uint64 // the union of the Ethernet fields
+	_          [7]uint64      // the union of the Ethernet fields
 }
 
 // NetEventClassifyDrop1 is FWPM_NET_EVENT_CLASSIFY_DROP1.
