@@ -424,3 +424,7 @@ func (a *Anchor) State(ctx context.Context) (engine.State, error) {
 	a.mu.Unlock()
 	return st, nil
 }
+
+// DefaultStateDir is where the pf enable token is kept when Config.StateDir
+// is empty.
+const DefaultStateDir = "/var/db/exewall"

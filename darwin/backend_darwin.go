@@ -309,17 +309,3 @@ func Reset(ctx context.Context, cfg Config) error {
 	a := &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: stateDir}
 	return a.Remove(ctx)
 }
-
-// InstallService installs and starts the LaunchDaemon running exePath
-// (absolute) as `exewall daemon`.
-func InstallService(exePath string) error {
-	s := &Service{Launchctl: Command("launchctl")}
-	return s.Install(context.Background(), exePath)
-}
-
-// UninstallService stops the LaunchDaemon and removes its plist. pf's rules
-// stay in force until `exewall reset`.
-func UninstallService() error {
-	s := &Service{Launchctl: Command("launchctl")}
-	return s.Uninstall(context.Background())
-}

@@ -14,10 +14,10 @@ import (
 
 // Defaults of the daemon's flags and the CLI's socket.
 var (
-	DefaultSocket   = darwin.DefaultSocket
+	DefaultSocket   = darwinSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
-	DefaultStateDir = darwin.DefaultStateDir // also holds pf's enable token
-	DefaultPinDir   = ""                     // nothing is pinned on macOS
+	DefaultStateDir = darwinStateDir // also holds pf's enable token
+	DefaultPinDir   = ""             // nothing is pinned on macOS
 )
 
 // Words the CLI uses when it cannot reach the daemon.
@@ -66,20 +66,20 @@ func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bo
 
 // InstallService writes and bootstraps the LaunchDaemon running exe.
 func InstallService(ctx context.Context, exe string, out io.Writer) error {
-	if err := darwin.InstallService(exe); err != nil {
+	if err := hostLaunchd().install(ctx, exe); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "installed and started the LaunchDaemon %s (%s), listening on %s; its log is %s\n",
-		darwin.ServiceLabel, darwin.PlistPath, darwin.DefaultSocket, darwin.LogPath)
+		launchdLabel, launchdPlist, darwinSocket, launchdLog)
 	return nil
 }
 
 // UninstallService boots out and removes the LaunchDaemon.
 func UninstallService(ctx context.Context, out io.Writer) error {
-	if err := darwin.UninstallService(); err != nil {
+	if err := hostLaunchd().uninstall(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "stopped the LaunchDaemon %s and removed %s; %s\n", darwin.ServiceLabel, darwin.PlistPath, ResetHint)
+	fmt.Fprintf(out, "stopped the LaunchDaemon %s and removed %s; %s\n", launchdLabel, launchdPlist, ResetHint)
 	return nil
 }
 
