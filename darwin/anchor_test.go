@@ -124,15 +124,19 @@ func TestAnchorRoundTrip(t *testing.T) {
 	}
 
 	// The fake numbers rules as pf does, "{ tcp udp }" counting twice:
-	// @0 pass tcp (allow), @1-2 block tcp/udp (deny backup), @3-4 default
-	// tcp/udp, @5 icmp, @6 icmp6.
-	for nr, want := range map[int]Label{0: {"backup", engine.VerdictAllow}, 2: {"backup", engine.VerdictDeny}, 4: {"", engine.VerdictDeny}, 6: {"", engine.VerdictDeny}} {
+	// tagging rules @0-1 default tcp/udp, @2 icmp, @3 icmp6, @4-5 backup's
+	// deny tcp/udp (no label), @6 backup's allow; then the decisions @7-8
+	// backup's block tcp/udp, @9-12 the default's tcp, udp, icmp, icmp6.
+	for nr, want := range map[int]Label{6: {"backup", engine.VerdictAllow}, 7: {"backup", engine.VerdictDeny}, 8: {"backup", engine.VerdictDeny},
+		9: {"", engine.VerdictDeny}, 12: {"", engine.VerdictDeny}} {
 		if got, ok := a.Lookup(nr); !ok || got != want {
 			t.Errorf("Lookup(%d) = %+v, %v; want %+v", nr, got, ok, want)
 		}
 	}
-	if _, ok := a.Lookup(7); ok {
-		t.Error("Lookup(7) found a rule that is not there")
+	for _, nr := range []int{0, 4, 13} {
+		if l, ok := a.Lookup(nr); ok {
+			t.Errorf("Lookup(%d) = %+v: a tagging rule that denies, or no rule, has no label", nr, l)
+		}
 	}
 
 	// A second apply replaces the anchor and keeps the one reference.
@@ -153,12 +157,13 @@ func TestAnchorRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantCalls(list)
-	// policyB: ci allow x2, ci deny x2, me audit x1, me allow x2; one packet each.
-	want := engine.Counters{Allowed: 4, Denied: 2, Audited: 1}
+	// policyB, one packet for each labelled rule: ci allow x2 (tcp, udp),
+	// me allow x2, ci's block x2, me's audited pass x2.
+	want := engine.Counters{Allowed: 4, Denied: 2, Audited: 2}
 	if st.Backend != "pf" || st.AttachPoint != AnchorPath || st.Rules != 2 || st.Counters != want {
 		t.Errorf("State = %+v; want 2 rules, counters %+v", st, want)
 	}
-	if c := st.RuleCounter["me"]; c != (engine.Counters{Allowed: 2, Audited: 1}) {
+	if c := st.RuleCounter["me"]; c != (engine.Counters{Allowed: 2, Audited: 2}) {
 		t.Errorf("counters of rule me = %+v", c)
 	}
 
