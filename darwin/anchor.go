@@ -316,16 +316,51 @@ func (a *Anchor) Sync(ctx context.Context, rs *Ruleset) ([]engine.Drift, error) 
 		a.token = "" // pfctl -d invalidates every token
 		reload = true
 	}
-	if !reload {
-		return nil, nil
+	if reload {
+		if err := a.load(ctx, rs); err != nil {
+			return drift, err
+		}
+		for i := range drift {
+			drift[i].Repaired = true
+		}
 	}
-	if err := a.load(ctx, rs); err != nil {
+	// exewall never touches the main ruleset (Apple's rule for pf users),
+	// so an orphaned anchor is reported, not repaired.
+	evaluated, err := a.Evaluated(ctx)
+	if err != nil {
 		return drift, err
 	}
-	for i := range drift {
-		drift[i].Repaired = true
+	if !evaluated {
+		drift = append(drift, engine.Drift{What: orphaned})
 	}
 	return drift, nil
+}
+
+// orphaned says why the anchor is not evaluated, and what to do.
+const orphaned = `the main ruleset no longer evaluates anchor "com.apple/*" (another program replaced or flushed it): ` +
+	`exewall's rules are loaded but not enforced; restore it with ` + "`sudo pfctl -f /etc/pf.conf`"
+
+// Evaluated reports whether pf's main ruleset still has the `anchor
+// "com.apple/*"` rule through which our anchor is evaluated: a program
+// that loads its own pf.conf, or runs `pfctl -F all`, orphans every
+// com.apple anchor while they keep their rules.
+func (a *Anchor) Evaluated(ctx context.Context) (bool, error) {
+	out, err := a.pfctl(ctx, nil, "-s", "rules")
+	if err != nil {
+		return false, fmt.Errorf("can't list pf's main ruleset: %w", err)
+	}
+	return evaluates(out), nil
+}
+
+// evaluates reads `pfctl -s rules` of the main ruleset for the rule that
+// evaluates the com.apple anchors.
+func evaluates(mainRules []byte) bool {
+	for _, l := range strings.Split(string(mainRules), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), `anchor "com.apple/*"`) {
+			return true
+		}
+	}
+	return false
 }
 
 func labelSet(rules []PFRule) map[string]bool {
@@ -412,12 +447,28 @@ func Counters(rules []PFRule, lookup func(label string) (Label, bool)) (engine.C
 }
 
 // State reports what the anchor holds: the number of policy rules found in
-// it and pf's counters.
+// it and pf's counters. Its only hook is the anchor, and only while pf is
+// enabled and its main ruleset evaluates the anchor; otherwise the hook
+// says "not enforcing" and why.
 func (a *Anchor) State(ctx context.Context) (engine.State, error) {
 	st := engine.State{Backend: "pf", AttachPoint: a.path(), Hooks: []string{"pf anchor " + a.path()}}
 	rules, err := a.Rules(ctx)
 	if err != nil {
 		return st, err
+	}
+	on, err := a.Enabled(ctx)
+	if err != nil {
+		return st, err
+	}
+	evaluated, err := a.Evaluated(ctx)
+	if err != nil {
+		return st, err
+	}
+	switch {
+	case !on:
+		st.Hooks = []string{"not enforcing: pf is disabled"}
+	case !evaluated:
+		st.Hooks = []string{`not enforcing: pf's main ruleset does not evaluate anchor "com.apple/*"`}
 	}
 	a.mu.Lock()
 	st.Counters, st.RuleCounter, st.Rules = Counters(rules, a.labelOf)

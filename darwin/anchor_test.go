@@ -82,6 +82,7 @@ const (
 	list     = "-a com.apple/exewall -vv -s rules"
 	flush    = "-a com.apple/exewall -F all"
 	status   = "-s info"
+	mainList = "-s rules"
 	anchorNm = "exewall"
 )
 
@@ -156,7 +157,7 @@ func TestAnchorRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.wantCalls(list)
+	f.wantCalls(list, status, mainList)
 	// policyB, one packet for each labelled rule: ci allow x2 (tcp, udp),
 	// me allow x2, ci's block x2, me's audited pass x2.
 	want := engine.Counters{Allowed: 4, Denied: 2, Audited: 2}
@@ -286,7 +287,7 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 0 {
 		t.Fatalf("Sync of an intact anchor = %v, %v", drift, err)
 	}
-	f.wantCalls(list, status)
+	f.wantCalls(list, status, mainList)
 
 	// Someone flushed our anchor.
 	os.Remove(filepath.Join(f.state, "anchors", "com.apple%exewall"))
@@ -294,7 +295,7 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 1 || !drift[0].Repaired || !strings.Contains(drift[0].What, "does not hold") {
 		t.Fatalf("Sync after a flush = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, list)
+	f.wantCalls(list, status, load, list, mainList)
 
 	// Someone ran pfctl -d, which drops every reference.
 	f.write("tokens", "")
@@ -302,7 +303,7 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 1 || drift[0].What != "pf is disabled" || !drift[0].Repaired {
 		t.Fatalf("Sync after pfctl -d = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, enable, "-X 1000", list)
+	f.wantCalls(list, status, load, enable, "-X 1000", list, mainList)
 
 	// The host's subnets changed: same labels, new local table.
 	rs2, _ := Render(&engine.Policy{Default: engine.ActionLocalOnly}, nil)
@@ -313,9 +314,44 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 1 || !strings.Contains(drift[0].What, "subnets") {
 		t.Fatalf("Sync after a subnet change = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, list)
+	f.wantCalls(list, status, load, list, mainList)
 	if got, _ := f.anchorText(); got != rs3.Text {
 		t.Error("Sync did not load the new subnets")
+	}
+}
+
+// TestAnchorOrphaned: another program replaced pf's main ruleset (`pfctl -F
+// all`, its own pf.conf), so nothing evaluates com.apple/*. Sync says so
+// (it does not touch the main ruleset), and State stops claiming a hook:
+// status shows "not enforcing". pf disabled shows the same.
+func TestAnchorOrphaned(t *testing.T) {
+	f := newFakePF(t)
+	ctx := context.Background()
+	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	rs := mustRender(t, policyA)
+	if err := a.Load(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || st.Hooks[0] != "pf anchor "+AnchorPath {
+		t.Fatalf("State of an enforcing anchor = %+v, %v", st.Hooks, err)
+	}
+	f.write("orphaned", "")
+	f.calls()
+	drift, err := a.Sync(ctx, rs)
+	if err != nil || len(drift) != 1 || drift[0].Repaired || !strings.Contains(drift[0].What, `no longer evaluates anchor "com.apple/*"`) {
+		t.Fatalf("Sync of an orphaned anchor = %+v, %v", drift, err)
+	}
+	f.wantCalls(list, status, mainList) // nothing loaded, the main ruleset untouched
+	st, err = a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || !strings.HasPrefix(st.Hooks[0], "not enforcing: ") {
+		t.Errorf("State of an orphaned anchor: hooks %q, %v", st.Hooks, err)
+	}
+	os.Remove(filepath.Join(f.state, "orphaned"))
+	f.write("tokens", "") // pfctl -d
+	st, err = a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || st.Hooks[0] != "not enforcing: pf is disabled" {
+		t.Errorf("State with pf disabled: hooks %q, %v", st.Hooks, err)
 	}
 }
 

@@ -139,7 +139,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	st, err := b.anchor.State(ctx)
 	b.mu.Lock()
-	if b.following {
+	if b.following && err == nil && !strings.HasPrefix(st.Hooks[0], "not enforcing") {
 		st.Hooks = append(st.Hooks, "pflog0 (tcpdump)")
 	}
 	b.mu.Unlock()
@@ -190,7 +190,7 @@ func (b *Backend) Checks(ctx context.Context) []engine.Check {
 	switch {
 	case err != nil:
 		cs = append(cs, engine.Check{Name: "pf anchor", Detail: err.Error()})
-	case strings.Contains(string(out), `anchor "com.apple/*"`):
+	case evaluates(out):
 		cs = append(cs, engine.Check{Name: "pf anchor", OK: true, Detail: `the main ruleset evaluates anchor "com.apple/*", which holds ` + AnchorPath})
 	default:
 		cs = append(cs, engine.Check{Name: "pf anchor", Detail: `the main ruleset has no anchor "com.apple/*" rule, so ` + AnchorPath + ` is never evaluated: restore it in /etc/pf.conf`})
@@ -242,7 +242,7 @@ func (b *Backend) tcpdump(ctx context.Context) error {
 	}
 	b.setFollowing(true)
 	defer b.setFollowing(false)
-	rerr := ReadPflog(ctx, out, b.anchor.Name(), b.anchor.Lookup, time.Now, b.viol)
+	rerr := ReadPflog(ctx, out, b.anchor.Name(), b.anchor.Lookup, b.viol)
 	// Whatever ended the reading, tcpdump must not block on a full pipe.
 	_ = cmd.Process.Kill()
 	werr := cmd.Wait()

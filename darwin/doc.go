@@ -7,8 +7,8 @@
 //
 // Most of the package is plain Go that builds and is tested on every OS:
 // Render turns a policy into pf.conf text, Anchor drives pfctl through a
-// Runner (tests put a fake pfctl on PATH), ParsePflog reads tcpdump's pflog
-// lines and Plist writes the launchd job. Only backend_darwin.go, which reads
-// the host's interfaces, runs tcpdump and installs the LaunchDaemon, is
-// macOS-only.
+// Runner (tests put a fake pfctl on PATH), and ReadPflog decodes pf's
+// binary log (struct pfloghdr in tcpdump's pcap stream). Only the files
+// ending in _darwin.go, which read the host's interfaces and run tcpdump,
+// are macOS-only. The LaunchDaemon lives in cmd/exewall/internal/platform.
 package darwin
