@@ -61,7 +61,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if dir == "" {
 		dir = DefaultStateDir
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b := &Backend{
 		anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
 		log:    log,

@@ -44,9 +44,9 @@ func windowsAccount(group bool, name string, lookup func(string) (sid string, ty
 	isGroup := !isUser && (typ == sidTypeGroup || typ == sidTypeAlias || typ == sidTypeWellKnownGroup)
 	switch {
 	case group && !isGroup:
-		return "", fmt.Errorf("group %q is not a group (%s); use user:", name, sid)
+		return "", fmt.Errorf("group %q is not a group (%s); use a user: rule", name, sid)
 	case !group && !isUser:
-		return "", fmt.Errorf("user %q is not a user or service account (%s); use group:", name, sid)
+		return "", fmt.Errorf("user %q is not a user or service account (%s); use a group: rule", name, sid)
 	}
 	return "sid " + sid, nil
 }

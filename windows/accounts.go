@@ -53,9 +53,9 @@ func checkAccountKind(acct, sid string, typ uint32, isGroup bool) error {
 	isGrp := !isUser && (typ == sidTypeGroup || typ == sidTypeAlias || typ == sidTypeWellKnownGroup)
 	switch {
 	case isGroup && !isGrp:
-		return fmt.Errorf("group: %q is not a group (a user account?); use user:", acct)
+		return fmt.Errorf("group: %q is not a group (a user account?); use a user: rule", acct)
 	case !isGroup && !isUser:
-		return fmt.Errorf("user: %q is not a user or service account (a group?); use group:", acct)
+		return fmt.Errorf("user: %q is not a user or service account (a group?); use a group: rule", acct)
 	}
 	return nil
 }

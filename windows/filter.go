@@ -184,15 +184,6 @@ func quote(s string) string {
 	return s
 }
 
-// sublayerWeight puts exewall's sublayer first (the highest weight a
-// sublayer can have). WFP evaluates every sublayer of a layer and a block
-// in any of them wins over a permit, unless a permit with the hard
-// (action-right-cleared) flag decides first: our blocks are hard, and
-// evaluating our sublayer first means no other sublayer's hard permit is
-// reached before them. Only a callout can still veto. Another product
-// using the same weight is evaluated in an order WFP does not define.
-const sublayerWeight = 0xffff
-
 // Well-known local ports of the system's own clients.
 const (
 	portDHCPClient   = 68
@@ -433,7 +424,7 @@ func check(p *engine.Policy) error {
 		r := &p.Rules[i]
 		fail := func(err error) { errs = append(errs, fmt.Errorf("rule %q: %w", r.Name, err)) }
 		if n := countSet(r.Exe, r.Cgroup, r.User, r.Group); n > 1 {
-			fail(errors.New("sets more than one of exe:, cgroup:, user:, group:"))
+			fail(errors.New("sets more than one of exe, cgroup, user and group"))
 			continue
 		}
 		switch {

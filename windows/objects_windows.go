@@ -10,6 +10,15 @@ import (
 	"github.com/exewall/exewall/windows/internal/fwpm"
 )
 
+// sublayerWeight puts exewall's sublayer first (the highest weight a
+// sublayer can have). WFP evaluates every sublayer of a layer and a block
+// in any of them wins over a permit, unless a permit with the hard
+// (action-right-cleared) flag decides first: our blocks are hard, and
+// evaluating our sublayer first means no other sublayer's hard permit is
+// reached before them. Only a callout can still veto. Another product
+// using the same weight is evaluated in an order WFP does not define.
+const sublayerWeight = 0xffff
+
 // ensureObjects adds exewall's provider and sublayer when they are missing.
 // Neither names a service: a provider tied to a service disables its filters
 // while the service is stopped, which would fail open.

@@ -77,8 +77,6 @@ type launchd struct {
 	safe func(exe string) error
 }
 
-func hostLaunchd() *launchd { return &launchd{launchctl: "launchctl", safe: checkInstallPath} }
-
 func (s *launchd) plistPath() string {
 	if s.path == "" {
 		return launchdPlist

@@ -64,6 +64,9 @@ func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bo
 	return run(ctx, false)
 }
 
+// hostLaunchd manages the host's LaunchDaemon.
+func hostLaunchd() *launchd { return &launchd{launchctl: "launchctl", safe: checkInstallPath} }
+
 // InstallService writes and bootstraps the LaunchDaemon running exe.
 func InstallService(ctx context.Context, exe string, out io.Writer) error {
 	if err := hostLaunchd().install(ctx, exe); err != nil {
