@@ -86,9 +86,9 @@ const (
 	anchorNm = "exewall"
 )
 
-func mustRender(t *testing.T, p *engine.Policy) *Ruleset {
+func mustRender(t *testing.T, p *engine.Policy) *ruleset {
 	t.Helper()
-	rs, err := Render(p, nil)
+	rs, err := renderRuleset(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestAnchorRoundTrip(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 
 	rsA := mustRender(t, policyA)
 	if err := a.Load(ctx, rsA); err != nil {
@@ -128,7 +128,7 @@ func TestAnchorRoundTrip(t *testing.T) {
 	// tagging rules @0-1 default tcp/udp, @2 icmp, @3 icmp6, @4-5 backup's
 	// deny tcp/udp (no label), @6 backup's allow; then the decisions @7-8
 	// backup's block tcp/udp, @9-12 the default's tcp, udp, icmp, icmp6.
-	for nr, want := range map[int]Label{6: {"backup", engine.VerdictAllow}, 7: {"backup", engine.VerdictDeny}, 8: {"backup", engine.VerdictDeny},
+	for nr, want := range map[int]ruleLabel{6: {"backup", engine.VerdictAllow}, 7: {"backup", engine.VerdictDeny}, 8: {"backup", engine.VerdictDeny},
 		9: {"", engine.VerdictDeny}, 12: {"", engine.VerdictDeny}} {
 		if got, ok := a.Lookup(nr); !ok || got != want {
 			t.Errorf("Lookup(%d) = %+v, %v; want %+v", nr, got, ok, want)
@@ -184,14 +184,14 @@ func TestAnchorRoundTrip(t *testing.T) {
 func TestAnchorLoadRefused(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
 	rs := mustRender(t, policyA)
 	if err := a.Load(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
 	f.calls()
 
-	err := a.Load(ctx, &Ruleset{Text: "pass out quick all\nbogus rule\n"})
+	err := a.Load(ctx, &ruleset{Text: "pass out quick all\nbogus rule\n"})
 	if err == nil {
 		t.Fatal("Load accepted a ruleset pfctl refused")
 	}
@@ -206,8 +206,8 @@ func TestAnchorLoadRefused(t *testing.T) {
 
 func TestAnchorRefusedFirstLoadDoesNotEnable(t *testing.T) {
 	f := newFakePF(t)
-	a := &Anchor{Pfctl: Command("pfctl")}
-	if err := a.Load(context.Background(), &Ruleset{Text: "bogus\n"}); err == nil {
+	a := &pfAnchor{Pfctl: command("pfctl")}
+	if err := a.Load(context.Background(), &ruleset{Text: "bogus\n"}); err == nil {
 		t.Fatal("Load accepted a ruleset pfctl refused")
 	}
 	f.wantCalls(load)
@@ -223,7 +223,7 @@ func TestAnchorAdoptsEarlierToken(t *testing.T) {
 	f.write("next-token", "1001\n")
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("1000\n"), 0o600)
 
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Load(ctx, mustRender(t, policyB)); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestAnchorStaleTokenAfterReboot(t *testing.T) {
 	f := newFakePF(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("77\n"), 0o600)
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Load(context.Background(), mustRender(t, policyA)); err != nil {
 		t.Fatalf("a stale token must not fail the load: %v", err)
 	}
@@ -265,7 +265,7 @@ func TestResetWithoutLoad(t *testing.T) {
 	f.write("anchors/com.apple%exewall", "block return out quick all\n")
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("1000\n"), 0o600)
 
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Remove(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestResetWithoutLoad(t *testing.T) {
 func TestAnchorSync(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
 	rs := mustRender(t, policyA)
 	if err := a.Load(ctx, rs); err != nil {
 		t.Fatal(err)
@@ -306,9 +306,9 @@ func TestAnchorSync(t *testing.T) {
 	f.wantCalls(list, status, load, enable, "-X 1000", list, mainList)
 
 	// The host's subnets changed: same labels, new local table.
-	rs2, _ := Render(&engine.Policy{Default: engine.ActionLocalOnly}, nil)
+	rs2, _ := renderRuleset(&engine.Policy{Default: engine.ActionLocalOnly}, nil)
 	a.Load(ctx, rs2)
-	rs3, _ := Render(&engine.Policy{Default: engine.ActionLocalOnly}, testHostNets)
+	rs3, _ := renderRuleset(&engine.Policy{Default: engine.ActionLocalOnly}, testHostNets)
 	f.calls()
 	drift, err = a.Sync(ctx, rs3)
 	if err != nil || len(drift) != 1 || !strings.Contains(drift[0].What, "subnets") {
@@ -327,7 +327,7 @@ func TestAnchorSync(t *testing.T) {
 func TestAnchorOrphaned(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
 	rs := mustRender(t, policyA)
 	if err := a.Load(ctx, rs); err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ ALTQ related functions disabled
   [ Evaluations: 5         Packets: 0         Bytes: 0           States: 0     ]
 `
 	got := parseRules([]byte(out))
-	want := []PFRule{
+	want := []listedRule{
 		{Nr: 0, Label: "exewall:allow:r0-backup", Packets: 33, States: 1},
 		{Nr: 1, Label: "exewall:deny:r0-backup", Packets: 4},
 		{Nr: 2},

@@ -14,15 +14,9 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// TcpdumpArgs make tcpdump write pflog0's packets as a pcap stream on
-// stdout, one packet at a time (-U), headers only (-s): ReadPflog decodes
-// pf's binary log header, which carries the socket's uid and pid that
-// Apple's tcpdump does not print.
-var TcpdumpArgs = []string{"-n", "-U", "-s", "160", "-w", "-", "-i", "pflog0"}
-
-// LogEntry is one packet pf logged: its struct pfloghdr (xnu's
+// logEntry is one packet pf logged: its struct pfloghdr (xnu's
 // bsd/net/if_pflog.h) and the addresses of the packet that follows it.
-type LogEntry struct {
+type logEntry struct {
 	Time    time.Time
 	RuleNr  int    // rule number in the main ruleset
 	Ruleset string // name (last path component) of the anchor whose rule matched; "" for the main ruleset
@@ -73,10 +67,10 @@ const (
 
 var pfActions = []string{"pass", "block", "scrub", "no-scrub", "nat", "no-nat", "binat", "no-binat", "rdr", "no-rdr", "synproxy-drop", "dummynet", "no-dummynet", "nat64", "no-nat64"}
 
-// ParsePflogPacket decodes one DLT_PFLOG packet: the header, then the IP
+// parsePflogPacket decodes one DLT_PFLOG packet: the header, then the IP
 // packet at the header's length rounded up to 4 bytes (BPF_WORDALIGN).
-func ParsePflogPacket(b []byte, at time.Time) (LogEntry, error) {
-	e := LogEntry{Time: at, SubNr: -1}
+func parsePflogPacket(b []byte, at time.Time) (logEntry, error) {
+	e := logEntry{Time: at, SubNr: -1}
 	if len(b) < pflogRealLen {
 		return e, fmt.Errorf("pflog packet of %d bytes: shorter than its header", len(b))
 	}
@@ -130,7 +124,7 @@ func cString(b []byte) string {
 
 // parseIP reads the addresses, protocol and ports of an IPv4 or IPv6
 // packet; a packet cut short (snap length) keeps what was read.
-func (e *LogEntry) parseIP(p []byte) error {
+func (e *logEntry) parseIP(p []byte) error {
 	if len(p) < 1 {
 		return errors.New("pflog packet without an IP header")
 	}
@@ -183,7 +177,7 @@ func (e *LogEntry) parseIP(p []byte) error {
 // it has none the rule is left empty. pflog carries no comm or exe; the uid
 // and pid are those of the socket pf looked up. ok is false for other
 // anchors' rules, inbound packets and anything else.
-func (e LogEntry) Violation(anchorName string, lookup func(nr int) (Label, bool)) (engine.Violation, bool) {
+func (e logEntry) Violation(anchorName string, lookup func(nr int) (ruleLabel, bool)) (engine.Violation, bool) {
 	if len(anchorName) > pflogNameSize {
 		anchorName = anchorName[:pflogNameSize]
 	}
@@ -223,10 +217,10 @@ func (e LogEntry) Violation(anchorName string, lookup func(nr int) (Label, bool)
 // dltPflog is the pcap link type of pflog interfaces (LINKTYPE_PFLOG).
 const dltPflog = 117
 
-// ReadPflog reads a pcap stream of pflog0 (tcpdump with TcpdumpArgs) from
+// readPflog reads a pcap stream of pflog0 (tcpdump with TcpdumpArgs) from
 // r until it ends or ctx is done and sends the violations of the anchor
 // named anchorName to out. Packets that do not decode are skipped.
-func ReadPflog(ctx context.Context, r io.Reader, anchorName string, lookup func(nr int) (Label, bool), out chan<- engine.Violation) error {
+func readPflog(ctx context.Context, r io.Reader, anchorName string, lookup func(nr int) (ruleLabel, bool), out chan<- engine.Violation) error {
 	br := bufio.NewReader(r)
 	var gh [24]byte
 	if _, err := io.ReadFull(br, gh[:]); err != nil {
@@ -272,7 +266,7 @@ func ReadPflog(ctx context.Context, r io.Reader, anchorName string, lookup func(
 			sub *= 1000
 		}
 		at := time.Unix(int64(order.Uint32(rh[0:])), sub)
-		e, err := ParsePflogPacket(buf, at)
+		e, err := parsePflogPacket(buf, at)
 		if err != nil {
 			continue
 		}

@@ -82,11 +82,11 @@ const (
 func TestParsePflogPacket(t *testing.T) {
 	p := pflogPkt{action: actBlock, dir: dirOut, ruleset: "exewall", rulenr: 4, subnr: 12, uid: 501, pid: 4242,
 		src: "192.168.1.10", dst: "203.0.113.5", proto: 6, sport: 52144, dport: 443}
-	e, err := ParsePflogPacket(p.bytes(), now)
+	e, err := parsePflogPacket(p.bytes(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 12, UID: 501, HasUID: true, PID: 4242, HasPID: true,
+	want := logEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 12, UID: 501, HasUID: true, PID: 4242, HasPID: true,
 		Action: "block", Dir: "out", Iface: "en0", Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 52144, Daddr: ip("203.0.113.5"), Dport: 443}
 	if e != want {
 		t.Errorf("got  %+v\nwant %+v", e, want)
@@ -95,7 +95,7 @@ func TestParsePflogPacket(t *testing.T) {
 	// own rules have subrulenr -1.
 	p = pflogPkt{action: actPass, dir: dirOut, rulenr: 3, subnr: 0xffffffff, uid: uidMax, pid: noPID,
 		src: "2001:db8::10", dst: "2001:db8:1::5", proto: 17, sport: 5353, dport: 53}
-	e, err = ParsePflogPacket(p.bytes(), now)
+	e, err = parsePflogPacket(p.bytes(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,20 +103,20 @@ func TestParsePflogPacket(t *testing.T) {
 		t.Errorf("got %+v", e)
 	}
 	for _, bad := range [][]byte{nil, make([]byte, 30), append([]byte{10}, make([]byte, 70)...)} {
-		if _, err := ParsePflogPacket(bad, now); err == nil {
+		if _, err := parsePflogPacket(bad, now); err == nil {
 			t.Errorf("%d bytes accepted", len(bad))
 		}
 	}
 }
 
 func TestPflogViolation(t *testing.T) {
-	labels := map[int]Label{
+	labels := map[int]ruleLabel{
 		3:  {"backup", engine.VerdictDeny},
 		7:  {"trial", engine.VerdictAudit},
 		8:  {"trial", engine.VerdictAllow},
 		20: {"", engine.VerdictDeny},
 	}
-	lookup := func(nr int) (Label, bool) { l, ok := labels[nr]; return l, ok }
+	lookup := func(nr int) (ruleLabel, bool) { l, ok := labels[nr]; return l, ok }
 	for _, c := range []struct {
 		name string
 		p    pflogPkt
@@ -139,7 +139,7 @@ func TestPflogViolation(t *testing.T) {
 		{"an allow rule", pflogPkt{actPass, dirOut, "exewall", 4, 8, 0, 1, "192.168.1.10", "192.0.2.1", 6, 1, 443}, engine.Violation{}, false},
 		{"a longer name", pflogPkt{actBlock, dirOut, "exewallx", 4, 3, 0, 1, "192.168.1.10", "192.0.2.1", 6, 1, 443}, engine.Violation{}, false},
 	} {
-		e, err := ParsePflogPacket(c.p.bytes(), now)
+		e, err := parsePflogPacket(c.p.bytes(), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func TestPflogViolation(t *testing.T) {
 func TestPflogLongAnchorName(t *testing.T) {
 	// pflog keeps 15 bytes of an anchor's name.
 	p := pflogPkt{actBlock, dirOut, "exewall-testing-anchor", 4, 1, 0, 1, "10.0.0.1", "10.0.0.2", 17, 1, 2}
-	e, err := ParsePflogPacket(p.bytes(), now)
+	e, err := parsePflogPacket(p.bytes(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +185,8 @@ func pcap(order binary.ByteOrder, pkts ...[]byte) []byte {
 }
 
 func TestReadPflog(t *testing.T) {
-	lookup := func(nr int) (Label, bool) {
-		return map[int]Label{3: {"backup", engine.VerdictDeny}, 7: {"trial", engine.VerdictAudit}}[nr], nr == 3 || nr == 7
+	lookup := func(nr int) (ruleLabel, bool) {
+		return map[int]ruleLabel{3: {"backup", engine.VerdictDeny}, 7: {"trial", engine.VerdictAudit}}[nr], nr == 3 || nr == 7
 	}
 	pkts := [][]byte{
 		pflogPkt{actBlock, dirOut, "exewall", 4, 3, 501, 100, "192.168.1.10", "203.0.113.5", 6, 52144, 443}.bytes(),
@@ -196,7 +196,7 @@ func TestReadPflog(t *testing.T) {
 	}
 	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
 		out := make(chan engine.Violation, 10)
-		if err := ReadPflog(context.Background(), bytes.NewReader(pcap(order, pkts...)), anchorNm, lookup, out); err != nil {
+		if err := readPflog(context.Background(), bytes.NewReader(pcap(order, pkts...)), anchorNm, lookup, out); err != nil {
 			t.Fatal(err)
 		}
 		close(out)
@@ -212,7 +212,7 @@ func TestReadPflog(t *testing.T) {
 			t.Errorf("%v: ReadPflog sent %q, want %q", order, got, want)
 		}
 	}
-	if err := ReadPflog(context.Background(), strings.NewReader("tcpdump: listening on pflog0\n"), anchorNm, lookup, make(chan engine.Violation)); err == nil {
+	if err := readPflog(context.Background(), strings.NewReader("tcpdump: listening on pflog0\n"), anchorNm, lookup, make(chan engine.Violation)); err == nil {
 		t.Error("text accepted as pcap")
 	}
 }

@@ -18,29 +18,29 @@ import (
 // touching pf.conf or the main ruleset.
 const AnchorPath = "com.apple/exewall"
 
-// LocalTable is the pf table of destinations `local-only` allows.
-const LocalTable = "exewall_local"
+// localTable is the pf table of destinations `local-only` allows.
+const localTable = "exewall_local"
 
 // labelPrefix starts every label we write, so ours are told apart from
 // anyone else's in `pfctl -s labels`.
 const labelPrefix = "exewall:"
 
-// Label says what a pf rule of ours stands for. pf carries the label into
+// ruleLabel says what a pf rule of ours stands for. pf carries the label into
 // `pfctl -sr` and rule counters, not into pflog, so Anchor reads the rule
 // numbers back after each load to map log lines to labels.
-type Label struct {
+type ruleLabel struct {
 	Rule    string         // the policy rule's name; "" for the default
 	Verdict engine.Verdict // allow, deny or audit
 }
 
-// Ruleset is a policy rendered for pf.
-type Ruleset struct {
-	Text   string           // pf.conf text for AnchorPath
-	Labels map[string]Label // every label in Text
-	Rules  int              // policy rules enforced (user: and group: rules)
+// ruleset is a policy rendered for pf.
+type ruleset struct {
+	Text   string               // pf.conf text for AnchorPath
+	Labels map[string]ruleLabel // every label in Text
+	Rules  int                  // policy rules enforced (user: and group: rules)
 }
 
-// Render turns p into the pf ruleset of exewall's anchor. hostNets are the
+// renderRuleset turns p into the pf ruleset of exewall's anchor. hostNets are the
 // host's on-link subnets, which `local-only` counts as local.
 //
 // The whole policy is one flat anchor: `pfctl -a com.apple/exewall -f -`
@@ -73,14 +73,14 @@ type Ruleset struct {
 //
 // exe: and cgroup: rules are refused with an error wrapping
 // engine.ErrNotSupported.
-func Render(p *engine.Policy, hostNets []netip.Prefix) (*Ruleset, error) {
+func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) {
 	if p == nil {
 		return nil, errors.New("no policy")
 	}
 	if err := checkSelectors(p); err != nil {
 		return nil, err
 	}
-	g := &generator{p: p, hostNets: hostNets, labels: map[string]Label{}}
+	g := &generator{p: p, hostNets: hostNets, labels: map[string]ruleLabel{}}
 	// uid rules before gid rules, each in file order: a socket has one uid
 	// and one gid, so the order within each group cannot change a verdict.
 	for i := range p.Rules {
@@ -98,7 +98,7 @@ func Render(p *engine.Policy, hostNets []netip.Prefix) (*Ruleset, error) {
 		}
 	}
 	g.defaults()
-	return &Ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
+	return &ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
 }
 
 // checkSelectors refuses what pf cannot select and selectors that would make
@@ -155,7 +155,7 @@ type generator struct {
 	needLocal bool
 	sections  []section // policy rules then the default, most important first
 	finals    []final   // one per denying tag, in order of first use
-	labels    map[string]Label
+	labels    map[string]ruleLabel
 	rules     int
 }
 
@@ -169,7 +169,7 @@ type section struct {
 // final turns a denying tag into pf's action.
 type final struct {
 	tag   string
-	label Label
+	label ruleLabel
 	icmp  bool // the default's tag also covers ping
 }
 
@@ -244,7 +244,7 @@ func (sec *section) note(format string, args ...any) {
 // decide adds a tagging rule to sec: r passes (not quick) with the tag of
 // its verdict. An allow carries its label, for pf's counters of allowed
 // packets; a denial is counted and logged by its final rule.
-func (g *generator) decide(sec *section, r pfRule, l Label, id string, icmp bool) {
+func (g *generator) decide(sec *section, r pfRule, l ruleLabel, id string, icmp bool) {
 	r.pass, r.quick, r.log = true, false, false
 	r.tag = label(l.Verdict, id)
 	if l.Verdict == engine.VerdictAllow {
@@ -394,7 +394,7 @@ func (g *generator) rule(i int) error {
 		if v == engine.VerdictDeny {
 			v = deny
 		}
-		g.decide(sec, pr, Label{r.Name, v}, id, false)
+		g.decide(sec, pr, ruleLabel{r.Name, v}, id, false)
 	}
 
 	// The action catches the rest of this user's or group's TCP and UDP, so
@@ -402,14 +402,14 @@ func (g *generator) rule(i int) error {
 	all := pfRule{proto: "{ tcp udp }", to: "any", opts: sel}
 	switch r.Action {
 	case engine.ActionAllow:
-		g.decide(sec, all, Label{r.Name, engine.VerdictAllow}, id, false)
+		g.decide(sec, all, ruleLabel{r.Name, engine.VerdictAllow}, id, false)
 	case engine.ActionLocalOnly:
 		local := all
 		local.to = g.local()
-		g.decide(sec, local, Label{r.Name, engine.VerdictAllow}, id, false)
-		g.decide(sec, all, Label{r.Name, deny}, id, false)
+		g.decide(sec, local, ruleLabel{r.Name, engine.VerdictAllow}, id, false)
+		g.decide(sec, all, ruleLabel{r.Name, deny}, id, false)
 	default:
-		g.decide(sec, all, Label{r.Name, deny}, id, false)
+		g.decide(sec, all, ruleLabel{r.Name, deny}, id, false)
 	}
 	return nil
 }
@@ -451,7 +451,7 @@ func (g *generator) defaults() {
 		{af: "inet6", proto: "icmp6", opts: "icmp6-type echoreq"},
 	} {
 		r.to = to
-		g.decide(sec, r, Label{"", v}, "default", true)
+		g.decide(sec, r, ruleLabel{"", v}, "default", true)
 	}
 }
 
@@ -459,9 +459,9 @@ func (g *generator) defaults() {
 func (g *generator) local() string {
 	if !g.needLocal {
 		g.needLocal = true
-		g.tables = slices.Insert(g.tables, 0, tableLine(LocalTable, LocalEntries(g.hostNets)))
+		g.tables = slices.Insert(g.tables, 0, tableLine(localTable, localEntries(g.hostNets)))
 	}
-	return "<" + LocalTable + ">"
+	return "<" + localTable + ">"
 }
 
 // dest renders the destination of a run: one prefix inline, several in a
@@ -483,11 +483,11 @@ func tableLine(name string, entries []string) string {
 	return "table <" + name + "> const { " + strings.Join(entries, ", ") + " }"
 }
 
-// LocalEntries lists the local table: the engine's local ranges, the host's
+// localEntries lists the local table: the engine's local ranges, the host's
 // subnets not already inside them, then the metadata addresses negated. pf
 // looks a table up by longest prefix, so a negated /32 inside 169.254.0.0/16
 // keeps the metadata service out, as engine.IsLocal does.
-func LocalEntries(hostNets []netip.Prefix) []string {
+func localEntries(hostNets []netip.Prefix) []string {
 	var out []string
 	for _, p := range engine.LocalRanges {
 		out = append(out, formatPrefix(p))

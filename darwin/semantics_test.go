@@ -289,7 +289,7 @@ func TestRenderAgreesWithEvaluator(t *testing.T) {
 		for _, def := range []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly} {
 			p := &engine.Policy{Default: def, Mode: mode, Rules: base}
 			t.Run(fmt.Sprintf("%s/%s", mode, def), func(t *testing.T) {
-				rs, err := Render(p, hostNets)
+				rs, err := renderRuleset(p, hostNets)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -343,7 +343,7 @@ func TestRenderAgreesWithEvaluator(t *testing.T) {
 	}
 }
 
-func compare(t *testing.T, s *sim, rs *Ruleset, ev *engine.Evaluator, sub engine.Subject, p simPacket) {
+func compare(t *testing.T, s *sim, rs *ruleset, ev *engine.Evaluator, sub engine.Subject, p simPacket) {
 	t.Helper()
 	want := ev.Evaluate(sub, p.dst, p.port, p.proto)
 	got := engine.Decision{Verdict: engine.VerdictAllow}
@@ -407,7 +407,7 @@ var semanticsSubjects = []struct{ uid, gid int }{{501, 20}, {502, 20}, {503, 20}
 func TestRenderServersAndExisting(t *testing.T) {
 	hostNets := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	for _, p := range semanticsPolicies() {
-		rs, err := Render(p, hostNets)
+		rs, err := renderRuleset(p, hostNets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,7 +438,7 @@ func TestRenderNeverEndsEvaluation(t *testing.T) {
 	hostNets := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	killSwitch := parseSimRule(t, `block drop out quick from any to any label "killswitch"`)
 	for _, p := range semanticsPolicies() {
-		rs, err := Render(p, hostNets)
+		rs, err := renderRuleset(p, hostNets)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,10 +8,10 @@ import (
 	"unicode/utf16"
 )
 
-// ServiceSID is the SID of a service's virtual account, NT SERVICE\name:
+// serviceSID is the SID of a service's virtual account, NT SERVICE\name:
 // S-1-5-80 followed by the SHA-1 of the upper-cased name in UTF-16LE, as
 // five little-endian sub-authorities (what `sc showsid` prints).
-func ServiceSID(name string) string {
+func serviceSID(name string) string {
 	u := utf16.Encode([]rune(strings.ToUpper(name)))
 	b := make([]byte, 2*len(u))
 	for i, c := range u {

@@ -8,7 +8,7 @@ func TestServiceSID(t *testing.T) {
 		"TrustedInstaller": "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464",
 		"Dnscache":         "S-1-5-80-859482183-879914841-863379149-1145462774-2388618682",
 	} {
-		if got := ServiceSID(name); got != want {
+		if got := serviceSID(name); got != want {
 			t.Errorf("ServiceSID(%q) = %s, want %s", name, got, want)
 		}
 	}
@@ -22,7 +22,7 @@ func TestCheckAccountKind(t *testing.T) {
 	}{
 		{`HOST\alice`, "S-1-5-21-1-2-3-1001", sidTypeUser, false, true},
 		{`HOST\alice`, "S-1-5-21-1-2-3-1001", sidTypeUser, true, false},
-		{`NT SERVICE\Dnscache`, ServiceSID("Dnscache"), sidTypeWellKnownGroup, false, true},
+		{`NT SERVICE\Dnscache`, serviceSID("Dnscache"), sidTypeWellKnownGroup, false, true},
 		{`NT AUTHORITY\SYSTEM`, "S-1-5-18", sidTypeWellKnownGroup, false, true},
 		{`NT AUTHORITY\NETWORK SERVICE`, "S-1-5-20", sidTypeWellKnownGroup, true, false},
 		{`BUILTIN\Users`, "S-1-5-32-545", sidTypeAlias, true, true},

@@ -29,7 +29,7 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 }
 
 func (b *Backend) applyLocked(p *engine.Policy) error {
-	fs, err := Translate(p, Host{Nets: b.nets, SelfExe: b.self})
+	fs, err := translate(p, machine{Nets: b.nets, SelfExe: b.self})
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func (b *Backend) applyLocked(p *engine.Policy) error {
 }
 
 // compile resolves app IDs and account SIDs and turns filters into wf rules.
-func (b *Backend) compile(fs []Filter) ([]*wf.Rule, error) {
+func (b *Backend) compile(fs []filter) ([]*wf.Rule, error) {
 	appIDs, err := b.resolveAppIDs(fs)
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func (b *Backend) compile(fs []Filter) ([]*wf.Rule, error) {
 // resolveAppIDs maps each filter's executable path to its WFP app ID and
 // refuses two rules whose paths name one app ID (C:\x and c:\X, or a path and
 // its 8.3 short name).
-func (b *Backend) resolveAppIDs(fs []Filter) (map[string]string, error) {
+func (b *Backend) resolveAppIDs(fs []filter) (map[string]string, error) {
 	ids := map[string]string{}
 	owner := map[string]string{}
 	for _, f := range fs {
@@ -192,7 +192,7 @@ func accountMatch(acct string, isGroup bool) (*xwindows.SECURITY_DESCRIPTOR, err
 }
 
 // wfRule turns one Filter into a persistent wf.Rule in our sublayer.
-func wfRule(f Filter, appID string, sd *xwindows.SECURITY_DESCRIPTOR) (*wf.Rule, error) {
+func wfRule(f filter, appID string, sd *xwindows.SECURITY_DESCRIPTOR) (*wf.Rule, error) {
 	guid, err := xwindows.GenerateGUID()
 	if err != nil {
 		return nil, fmt.Errorf("generate filter guid: %w", err)
@@ -209,10 +209,10 @@ func wfRule(f Filter, appID string, sd *xwindows.SECURITY_DESCRIPTOR) (*wf.Rule,
 		Provider:     providerID,
 		ProviderData: metaOf(f, appID).encode(),
 	}
-	if f.Layer == LayerConnectV6 {
+	if f.Layer == layerConnectV6 {
 		r.Layer = wf.LayerALEAuthConnectV6
 	}
-	if f.Action == Block {
+	if f.Action == actionBlock {
 		// A hard block: no later sublayer's permit can override it.
 		r.Action, r.HardAction = wf.ActionBlock, true
 	}

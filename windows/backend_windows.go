@@ -74,7 +74,7 @@ type Backend struct {
 	lost     uint64
 
 	out         chan engine.Violation
-	drops       chan Drop
+	drops       chan drop
 	unsubscribe func() error
 	netsDirty   chan struct{}
 	addrCB      *winipcfg.UnicastAddressChangeCallback
@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		devices:   dosDevices(),
 		perRule:   map[string]engine.Counters{},
 		out:       make(chan engine.Violation, 1024),
-		drops:     make(chan Drop, 4096),
+		drops:     make(chan drop, 4096),
 		netsDirty: make(chan struct{}, 1),
 	}
 	if err := wfptxn.Do(sess, b.ensureObjects); err != nil {

@@ -9,10 +9,10 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Drop is a WFP classify-drop net event, as the adapter receives it by
+// drop is a WFP classify-drop net event, as the adapter receives it by
 // subscription (internal/fwpm). WFP records no process id for it; it does
 // record the user's SID.
-type Drop struct {
+type drop struct {
 	Time     time.Time
 	Proto    uint8
 	Remote   netip.AddrPort
@@ -26,7 +26,7 @@ type Drop struct {
 // ok is false for a filter that does not block (it cannot have dropped
 // anything). appPath turns an app ID into a readable path for the default's
 // drops, whose filter names no executable.
-func classify(d Drop, m filterMeta, appPath func(string) string) (v engine.Violation, ok bool) {
+func classify(d drop, m filterMeta, appPath func(string) string) (v engine.Violation, ok bool) {
 	if !m.Block || m.Audit {
 		return v, false
 	}

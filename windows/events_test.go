@@ -15,7 +15,7 @@ func TestClassify(t *testing.T) {
 	ruleMeta := filterMeta{Rule: "curl", Exe: curl, Block: true}
 	defMeta := filterMeta{Block: true}
 
-	v, ok := classify(Drop{Time: now, Proto: protoTCP, Remote: netip.MustParseAddrPort("[::ffff:198.51.100.1]:443"),
+	v, ok := classify(drop{Time: now, Proto: protoTCP, Remote: netip.MustParseAddrPort("[::ffff:198.51.100.1]:443"),
 		AppID: `\device\harddiskvolume3\windows\system32\curl.exe`, FilterID: 9}, ruleMeta, appPath)
 	want := engine.Violation{Time: now, Exe: curl, Comm: "curl.exe", Rule: "curl", Verdict: engine.VerdictDeny,
 		Proto: "tcp", Family: "ipv4", Daddr: netip.MustParseAddr("198.51.100.1"), Dport: 443}
@@ -23,7 +23,7 @@ func TestClassify(t *testing.T) {
 		t.Errorf("rule drop:\n got %+v\nwant %+v", v, want)
 	}
 
-	v, ok = classify(Drop{Time: now, Proto: protoICMPv6, Remote: netip.MustParseAddrPort("[2001:db8::1]:3"),
+	v, ok = classify(drop{Time: now, Proto: protoICMPv6, Remote: netip.MustParseAddrPort("[2001:db8::1]:3"),
 		AppID: `\device\harddiskvolume3\tools\ping6.exe`}, defMeta, appPath)
 	want = engine.Violation{Time: now, Exe: `C:\tools\ping6.exe`, Comm: "ping6.exe", Verdict: engine.VerdictDeny,
 		Proto: "icmp", Family: "ipv6", Daddr: netip.MustParseAddr("2001:db8::1")}
@@ -32,7 +32,7 @@ func TestClassify(t *testing.T) {
 	}
 
 	for _, m := range []filterMeta{{Rule: "x"}, {Rule: "x", Block: true, Audit: true}} {
-		if _, ok := classify(Drop{Time: now}, m, appPath); ok {
+		if _, ok := classify(drop{Time: now}, m, appPath); ok {
 			t.Errorf("%+v: a permit filter cannot drop", m)
 		}
 	}

@@ -14,13 +14,13 @@ import (
 // subscribeDrops asks WFP to deliver each net event as it is recorded:
 // the drops go to ch, without waiting (a full channel counts them in
 // *lost, under mu).
-func subscribeDrops(engine uintptr, ch chan<- Drop, mu *sync.Mutex, lost *uint64) (func() error, error) {
+func subscribeDrops(engine uintptr, ch chan<- drop, mu *sync.Mutex, lost *uint64) (func() error, error) {
 	return fwpm.Subscribe(engine, func(ev *fwpm.NetEvent1) {
 		fd, ok := fwpm.DecodeDrop(ev)
 		if !ok {
 			return
 		}
-		d := Drop{Time: fd.Time, Proto: fd.Proto, Remote: fd.Remote, AppID: fd.AppID, FilterID: fd.FilterID, Outbound: fd.Outbound}
+		d := drop{Time: fd.Time, Proto: fd.Proto, Remote: fd.Remote, AppID: fd.AppID, FilterID: fd.FilterID, Outbound: fd.Outbound}
 		if fd.HasUser {
 			d.UserSID = (*xwindows.SID)(ev.Header.UserID).String()
 		}
@@ -47,7 +47,7 @@ func (b *Backend) reportDrops(ctx context.Context) {
 	}
 }
 
-func (b *Backend) report(d Drop) {
+func (b *Backend) report(d drop) {
 	b.ev.Lock()
 	defer b.ev.Unlock()
 	m, ok := b.byID[d.FilterID]

@@ -29,7 +29,7 @@ func dest(p string, lo, hi uint16, proto engine.Proto) engine.Dest {
 	return engine.Dest{Prefix: pfx(p), PortLo: lo, PortHi: hi, Proto: proto}
 }
 
-var testHost = Host{
+var testHost = machine{
 	Nets:    []netip.Prefix{pfx("203.0.113.7/24"), pfx("192.168.1.5/24"), pfx("2001:db8:1::5/64"), pfx("fe80::1/64")},
 	SelfExe: self,
 }
@@ -37,10 +37,10 @@ var testHost = Host{
 var goldenCases = []struct {
 	name string
 	p    *engine.Policy
-	h    Host
+	h    machine
 }{
 	{"allow", &engine.Policy{Default: engine.ActionAllow}, testHost},
-	{"allow-noself", &engine.Policy{Default: engine.ActionAllow}, Host{}},
+	{"allow-noself", &engine.Policy{Default: engine.ActionAllow}, machine{}},
 	{"deny", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
 		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny},
 	}}, testHost},
@@ -111,7 +111,7 @@ var goldenCases = []struct {
 	}}, testHost},
 }
 
-func render(fs []Filter, err error) string {
+func render(fs []filter, err error) string {
 	var b strings.Builder
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -129,7 +129,7 @@ func render(fs []Filter, err error) string {
 func TestTranslateGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			fs, err := Translate(tc.p, tc.h)
+			fs, err := translate(tc.p, tc.h)
 			got := render(fs, err)
 			file := filepath.Join("testdata", tc.name+".golden")
 			if *update {
@@ -151,13 +151,13 @@ func TestTranslateGolden(t *testing.T) {
 
 func TestRefusalsWrapNotSupported(t *testing.T) {
 	for _, sel := range []engine.Selector{{Cgroup: "/a"}, {User: "1000"}, {Group: "0"}} {
-		_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: sel}}}, Host{})
+		_, err := translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: sel}}}, machine{})
 		if !errors.Is(err, engine.ErrNotSupported) {
 			t.Errorf("%+v: got %v, want an error wrapping engine.ErrNotSupported", sel, err)
 		}
 	}
 	// Invalid input is refused, but it is not a missing feature.
-	_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: engine.Selector{Exe: "curl.exe"}}}}, Host{})
+	_, err := translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: engine.Selector{Exe: "curl.exe"}}}}, machine{})
 	if err == nil || errors.Is(err, engine.ErrNotSupported) {
 		t.Errorf("relative exe: got %v, want a plain refusal", err)
 	}
@@ -165,7 +165,7 @@ func TestRefusalsWrapNotSupported(t *testing.T) {
 
 func TestWeightsUniqueDescending(t *testing.T) {
 	for _, tc := range goldenCases {
-		fs, err := Translate(tc.p, tc.h)
+		fs, err := translate(tc.p, tc.h)
 		if err != nil {
 			continue
 		}
@@ -184,7 +184,7 @@ func TestWeightsUniqueDescending(t *testing.T) {
 // Translate emits: the matching filter of the highest weight decides. The
 // attempt comes from an ephemeral local port (for ICMP: an echo request)
 // of a process running as no account a filter names.
-func wfpJudge(fs []Filter, exe string, dst netip.Addr, port uint16, proto engine.Proto) (Filter, bool) {
+func wfpJudge(fs []filter, exe string, dst netip.Addr, port uint16, proto engine.Proto) (filter, bool) {
 	local := uint16(50000)
 	if proto == engine.ProtoICMP {
 		local = 8
@@ -205,11 +205,11 @@ type attempt struct {
 	proto   engine.Proto
 }
 
-func wfpJudgeFrom(fs []Filter, a attempt) (Filter, bool) {
+func wfpJudgeFrom(fs []filter, a attempt) (filter, bool) {
 	exe, dst, port, proto := a.exe, a.dst.Unmap(), a.port, a.proto
-	l := LayerConnectV6
+	l := layerConnectV6
 	if dst.Is4() {
-		l = LayerConnectV4
+		l = layerConnectV4
 	}
 	var num uint8
 	switch proto {
@@ -219,11 +219,11 @@ func wfpJudgeFrom(fs []Filter, a attempt) (Filter, bool) {
 		num = protoUDP
 	case engine.ProtoICMP:
 		num = protoICMP
-		if l == LayerConnectV6 {
+		if l == layerConnectV6 {
 			num = protoICMPv6
 		}
 	}
-	var best Filter
+	var best filter
 	found := false
 	for _, f := range fs {
 		if f.Layer != l || (found && f.Weight <= best.Weight) {
@@ -314,7 +314,7 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 				Allow: randDests(), Deny: randDests(),
 			})
 		}
-		fs, err := Translate(p, testHost)
+		fs, err := translate(p, testHost)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,17 +351,17 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 
 func TestSelfNeverBlocked(t *testing.T) {
 	p := &engine.Policy{Default: engine.ActionDeny}
-	fs, err := Translate(p, testHost)
+	fs, err := translate(p, testHost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"8.8.8.8", "127.0.0.1", "::1", "2606:4700::1"} {
 		f, _ := wfpJudge(fs, self, netip.MustParseAddr(a), 443, engine.ProtoTCP)
-		if f.Action != Permit {
+		if f.Action != actionPermit {
 			t.Errorf("own service to %s: %s", a, f)
 		}
 		f, _ = wfpJudge(fs, curl, netip.MustParseAddr(a), 443, engine.ProtoTCP)
-		if f.Action != Block {
+		if f.Action != actionBlock {
 			t.Errorf("curl to %s under default deny: %s", a, f)
 		}
 	}
@@ -372,12 +372,12 @@ func TestSelfNeverBlocked(t *testing.T) {
 // solicitations and DNS from the DNS Client service pass; the same packets
 // from an ordinary program's ports, and that program's own DNS, do not.
 func TestSystemPermits(t *testing.T) {
-	dnscache := ServiceSID("Dnscache")
+	dnscache := serviceSID("Dnscache")
 	for _, def := range []engine.Action{engine.ActionDeny, engine.ActionLocalOnly} {
 		p := &engine.Policy{Default: def, Rules: []engine.Rule{
 			{Name: "svc", Selector: engine.Selector{User: `NT SERVICE\Other`}, Action: engine.ActionDeny},
 		}}
-		fs, err := Translate(p, testHost)
+		fs, err := translate(p, testHost)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +401,7 @@ func TestSystemPermits(t *testing.T) {
 			{"ping", attempt{exe: curl, dst: netip.MustParseAddr("2606:4700::1"), local: 128, proto: engine.ProtoICMP}, false},
 		} {
 			f, _ := wfpJudgeFrom(fs, tc.a)
-			if (f.Action == Permit) != tc.pass {
+			if (f.Action == actionPermit) != tc.pass {
 				t.Errorf("default %s, %s: decided by %s", def, tc.name, f)
 			}
 		}
@@ -416,7 +416,7 @@ func TestUserRulesJudged(t *testing.T) {
 			Allow: []engine.Dest{dest("192.0.2.0/24", 0, 0, engine.ProtoAny)}},
 		{Name: "ci", Selector: engine.Selector{Group: "S-1-5-21-1-2-3-1200"}, Action: engine.ActionLocalOnly},
 	}}
-	fs, err := Translate(p, testHost)
+	fs, err := translate(p, testHost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +431,7 @@ func TestUserRulesJudged(t *testing.T) {
 		{"S-1-5-21-1-2-3-1002", "8.8.8.8", "", false},
 	} {
 		f, _ := wfpJudgeFrom(fs, attempt{exe: curl, account: tc.acct, dst: netip.MustParseAddr(tc.dst), port: 443, local: 50000, proto: engine.ProtoTCP})
-		if f.Rule != tc.rule || (f.Action == Block) != tc.block {
+		if f.Rule != tc.rule || (f.Action == actionBlock) != tc.block {
 			t.Errorf("%s to %s: decided by %s", tc.acct, tc.dst, f)
 		}
 	}
@@ -454,7 +454,7 @@ func TestHostNets(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	fs, err := Translate(goldenCases[2].p, testHost)
+	fs, err := translate(goldenCases[2].p, testHost)
 	if err != nil {
 		t.Fatal(err)
 	}

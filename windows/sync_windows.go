@@ -15,7 +15,7 @@ import (
 func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	fs, err := Translate(p, Host{Nets: b.nets, SelfExe: b.self})
+	fs, err := translate(p, machine{Nets: b.nets, SelfExe: b.self})
 	if err != nil {
 		return nil, err
 	}
