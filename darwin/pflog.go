@@ -217,7 +217,7 @@ func (e logEntry) Violation(anchorName string, lookup func(nr int) (ruleLabel, b
 // dltPflog is the pcap link type of pflog interfaces (LINKTYPE_PFLOG).
 const dltPflog = 117
 
-// readPflog reads a pcap stream of pflog0 (tcpdump with TcpdumpArgs) from
+// readPflog reads a pcap stream of pflog0 (tcpdump with tcpdumpArgs) from
 // r until it ends or ctx is done and sends the violations of the anchor
 // named anchorName to out. Packets that do not decode are skipped.
 func readPflog(ctx context.Context, r io.Reader, anchorName string, lookup func(nr int) (ruleLabel, bool), out chan<- engine.Violation) error {
