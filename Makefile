@@ -60,7 +60,7 @@ fuzz:
 
 # The soak test alone (root): EXEWALL_SOAK_DURATION, 60s by default.
 soak:
-	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/soak/
+	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/e2e/
 
 run: build
 	./$(BIN) daemon

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/exewall/exewall/engine"
-	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // decoyPolicy is n rules on decoy executables; variant changes every rule's
@@ -72,16 +72,8 @@ func (b *bench) applySection() error {
 	}
 	add(engExewall, "YAML parse (engine.Parse, strict)", n, ms, fmt.Sprintf("%s KiB file", count(len(dataA)/1024)))
 
-	res := linux.NewKernelResolver()
-	defer res.Close()
-	ms, err = timeIt(reps, func(int) error { return engine.Validate(pA, res) })
-	if err != nil {
-		return err
-	}
-	add(engExewall, "validate (engine.Validate, kernel resolver)", n, ms, "what the daemon runs before Apply")
-
 	applyCg := filepath.Join(b.base, "apply")
-	if err := b.cl.create("cgroup "+applyCg, func() error { return removeCgroup(applyCg) }, func() error { return os.Mkdir(applyCg, 0o755) }); err != nil {
+	if err := b.cl.create("cgroup "+applyCg, func() error { return kerneltest.RemoveCgroup(applyCg) }, func() error { return os.Mkdir(applyCg, 0o755) }); err != nil {
 		return err
 	}
 	var fresh []float64
@@ -108,6 +100,13 @@ func (b *bench) applySection() error {
 	if err != nil {
 		return err
 	}
+	// The backend is the kernel resolver the daemon validates with.
+	ms, err = timeIt(reps, func(int) error { return engine.Validate(pA, be) })
+	if err != nil {
+		b.cl.release(mark)
+		return err
+	}
+	add(engExewall, "validate (engine.Validate, kernel resolver)", n, ms, "what the daemon runs before Apply")
 	if err := be.Apply(ctx, pA); err != nil {
 		b.cl.release(mark)
 		return err

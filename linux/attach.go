@@ -28,6 +28,14 @@ func (b *Backend) attach() error {
 	for _, h := range hooks {
 		prog := h.prog(&b.objs)
 		pin := b.linkPin(h)
+		if b.optional[h.name] != nil {
+			// Off (EXEWALL_TEST_DISABLE): an earlier daemon's link goes.
+			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+				l.Unpin()
+				l.Close()
+			}
+			continue
+		}
 		if l, ok := b.links[h.name]; ok {
 			if err := l.Update(prog); err != nil {
 				return fmt.Errorf("update %s program: %w", h.name, err)

@@ -34,7 +34,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		add("btf", false, "no /sys/kernel/btf/vmlinux: use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 	}
 
-	root, err := CgroupMount()
+	root, err := cgroupMount()
 	if err != nil {
 		add("cgroup v2", false, "%v", err)
 	} else {
@@ -107,52 +107,42 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 	}
 	for _, opt := range []struct {
-		name, use string
-		load      func() error
+		hook, name, use string
+		load            func() error
 	}{
-		{"hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec", func() error {
-			spec, err := loadExecwatch()
-			if err != nil {
-				return err
-			}
-			var o execwatchObjects
-			if err := spec.LoadAndAssign(&o, nil); err != nil {
-				return err
-			}
-			return o.Close()
-		}},
-		{"hook sock_destroy (iter/tcp, iter/udp)", "held connections are cut when a rule tightens", func() error {
-			spec, err := loadSockets()
-			if err != nil {
-				return err
-			}
-			var o socketsObjects
-			if err := spec.LoadAndAssign(&o, nil); err != nil {
-				return err
-			}
-			return o.Close()
-		}},
+		{"exec", "hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec",
+			func() error { return tryLoad(loadExecwatch, &execwatchObjects{}) }},
+		{"sock_destroy", "hook sock_destroy (iter/tcp, iter/udp)", "held connections are cut when a rule tightens",
+			func() error { return tryLoad(loadSockets, &socketsObjects{}) }},
 	} {
-		if err := opt.load(); err != nil {
+		err := disabledByTest(opt.hook)
+		if err == nil {
+			err = opt.load()
+		}
+		if err != nil {
 			add(opt.name, false, "does not load (%v): without it, not %s", firstLine(err), opt.use)
 		} else {
 			add(opt.name, true, "loads: %s", opt.use)
 		}
 	}
-	r := NewKernelResolver()
-	if r.Fallback != nil {
-		add("identity", false, "%v (overlayfs and btrfs executables may not match)", r.Fallback)
+	if err := disabledByTest("iter"); err != nil {
+		add("identity", false, "%v", err)
+	} else if r := newResolver(nil); r.fallback != nil {
+		add("identity", false, "%v (overlayfs and btrfs executables may not match)", r.fallback)
 	} else {
+		r.Close()
 		add("identity", true, "executables resolved through the kernel's own view (task_file iterator)")
 	}
-	r.Close()
+	if v := os.Getenv(disableEnv); v != "" {
+		add("test switch", false, "%s=%s: the daemon runs as on a kernel without these hooks", disableEnv, v)
+	}
 
 	cg := cfg.Cgroup
 	if cg == "" {
 		cg = root
 	}
 	if cg != "" {
-		progs, err := AttachedPrograms(cg)
+		progs, err := listAttached(cg)
 		switch {
 		case err != nil:
 			add("attached", false, "cannot list programs on %s: %v", cg, err)
@@ -173,6 +163,18 @@ func capabilities() uint64 {
 		return 0
 	}
 	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+}
+
+// tryLoad loads a collection on its own (fresh maps) and releases it.
+func tryLoad(spec func() (*ebpf.CollectionSpec, error), objs interface{ Close() error }) error {
+	cs, err := spec()
+	if err != nil {
+		return err
+	}
+	if err := cs.LoadAndAssign(objs, nil); err != nil {
+		return err
+	}
+	return objs.Close()
 }
 
 func firstLine(err error) string {

@@ -18,46 +18,56 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// KernelResolver resolves executables to the identity the datapath reads
+// resolver resolves executables to the identity the datapath reads
 // (exe_file->f_inode): it opens each file and asks a task_file iterator what
 // the kernel holds for that fd. stat() is not used because it disagrees with
 // the kernel on overlayfs and btrfs. When iterators cannot load it falls back
-// to stat() and says so in Fallback.
-type KernelResolver struct {
+// to stat() and says why in fallback. The backend owns the one resolver.
+type resolver struct {
 	mu       sync.Mutex
 	prog     *ebpf.Program
 	iter     *link.Iter
-	cache    map[string]cachedID // by path; see IdentifyAll
-	Fallback error               // why the kernel view is unavailable, nil when it is used
+	cache    map[string]cachedID // by path; see identifyAll
+	fallback error               // why the kernel view is unavailable, nil when it is used
 }
 
-// NewKernelResolver loads the iterator; on failure the resolver still works
-// through stat().
-func NewKernelResolver() *KernelResolver {
-	r := &KernelResolver{}
-	spec, err := loadFileid()
+// newResolver loads the iterator (unless disabled is non-nil: the reason it
+// may not be used); on failure the resolver still works through stat().
+func newResolver(disabled error) *resolver {
+	r := &resolver{}
+	err := disabled
 	if err == nil {
-		err = spec.Variables["target_tgid"].Set(uint32(os.Getpid()))
-	}
-	if err == nil {
-		var objs fileidObjects
-		if err = spec.LoadAndAssign(&objs, nil); err == nil {
-			r.prog = objs.ExewallFileid
-			r.iter, err = link.AttachIter(link.IterOptions{Program: r.prog})
-			if err != nil {
-				r.prog.Close()
-				r.prog = nil
-			}
-		}
+		err = r.load()
 	}
 	if err != nil {
-		r.Fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
+		r.fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
 	}
 	return r
 }
 
-// Close releases the iterator.
-func (r *KernelResolver) Close() error {
+func (r *resolver) load() error {
+	spec, err := loadFileid()
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables["target_tgid"].Set(uint32(os.Getpid())); err != nil {
+		return err
+	}
+	var objs fileidObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return notSupported("load the identity iterator", err)
+	}
+	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	if err != nil {
+		objs.Close()
+		return notSupported("attach the identity iterator", err)
+	}
+	r.prog, r.iter = objs.ExewallFileid, iter
+	return nil
+}
+
+// Close releases the iterator; later lookups use stat().
+func (r *resolver) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.iter != nil {
@@ -68,9 +78,11 @@ func (r *KernelResolver) Close() error {
 	return nil
 }
 
-// Identify implements engine.Resolver.
-func (r *KernelResolver) Identify(path string) (engine.FileID, bool, error) {
-	ids, err := r.IdentifyAll([]string{path})
+// Identify implements engine.Resolver: the kernel's identity of the
+// executable at path, as the datapath matches it; ok is false when there is
+// no file there (yet).
+func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
+	ids, err := b.resolver.identifyAll([]string{path})
 	if err != nil {
 		return engine.FileID{}, false, err
 	}
@@ -81,14 +93,14 @@ func (r *KernelResolver) Identify(path string) (engine.FileID, bool, error) {
 // batch bounds how many files are open at once while resolving.
 const batch = 512
 
-// IdentifyAll resolves many paths with one iterator pass per batch. Paths
+// identifyAll resolves many paths with one iterator pass per batch. Paths
 // that do not exist are absent from the result.
 //
 // Answers are cached by what stat() says of the path (device, inode, ctime):
 // a file replaced, moved or recreated changes that, and is asked of the
 // kernel again. Re-validating a large policy then costs one stat() per
 // executable instead of an iterator pass.
-func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error) {
 	out := make(map[string]engine.FileID, len(paths))
 	keys := make(map[string]statKey, len(paths))
 	var todo []string
@@ -146,7 +158,7 @@ type cachedID struct {
 	id  engine.FileID
 }
 
-func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
+func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
 	fds := make(map[uint32]string, len(paths))
 	defer func() {
 		for fd := range fds {

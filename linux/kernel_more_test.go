@@ -92,7 +92,7 @@ func TestOverlayfsExecutable(t *testing.T) {
 	port := listenLoopback(t)
 	b.apply(t, &engine.Policy{Rules: []engine.Rule{{Name: "o", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}}})
 
-	kid, _, _ := b.resolver.Identify(exe)
+	kid, _, _ := b.Identify(exe)
 	var st unix.Stat_t
 	unix.Stat(exe, &st)
 	t.Logf("kernel view %v; stat dev=%d:%d ino=%d", kid, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
@@ -267,11 +267,11 @@ func TestNothingLeftBehind(t *testing.T) {
 	cg := scratchCgroup(t)
 	pinDir := ""
 	func() {
-		b, err := New(context.Background(), Config{Cgroup: cg, PinDir: filepath.Join("/sys/fs/bpf", randName("exewall-test-")), DetachOnClose: true})
+		b, err := New(context.Background(), Config{Cgroup: cg, PinDir: scratchPinDir(t), DetachOnClose: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pinDir = b.PinDir()
+		pinDir = b.cfg.PinDir
 		if err := b.Apply(context.Background(), &engine.Policy{Default: engine.ActionDeny}); err != nil {
 			t.Fatal(err)
 		}

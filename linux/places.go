@@ -21,7 +21,7 @@ type cachedPlace struct {
 // stat key) and to places, re-walking symlinks only for paths whose stat()
 // changed since the last apply.
 func (b *Backend) identifyCached(paths []string, places map[string]place) (map[string]engine.FileID, error) {
-	found, err := b.resolver.IdentifyAll(paths)
+	found, err := b.resolver.identifyAll(paths)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
 		dirs[p], names[p] = filepath.Dir(real), name
 		want = append(want, filepath.Dir(real))
 	}
-	ids, err := b.resolver.IdentifyAll(want)
+	ids, err := b.resolver.identifyAll(want)
 	if err != nil {
 		return err
 	}

@@ -25,15 +25,15 @@ const (
 	AllowedCallers = "root"
 )
 
-// NewBackend loads the eBPF backend. The resolver is the kernel's view of
-// executables (what the datapath matches), used to validate policies.
+// NewBackend loads the eBPF backend. The backend is also the resolver: its
+// identity iterator is the kernel's view of executables (what the datapath
+// matches), used to validate policies.
 func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
 	b, err := linux.New(ctx, linux.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	r := linux.NewKernelResolver()
-	return b, r, func() { r.Close() }, nil
+	return b, b, func() {}, nil
 }
 
 // Reset removes everything the backend pinned under cfg.PinDir; no daemon
