@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -185,7 +186,7 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 	if iter == nil {
 		r.mu.Unlock()
 		for fd, p := range fds {
-			id, err := statID(int(fd))
+			id, err := statID(int(fd), p)
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", p, err)
 			}
@@ -222,12 +223,28 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 	return nil
 }
 
-// statID is the fallback: stat's st_dev re-encoded the kernel's way.
-func statID(fd int) (engine.FileID, error) {
+// statID is the fallback: stat's st_dev re-encoded the kernel's way, and
+// the inode generation where the filesystem tells it (FS_IOC_GETVERSION:
+// ext4, btrfs, xfs); on others (tmpfs) it stays 0 and differs from the
+// kernel's, so exe rules there do not match without the iterator.
+func statID(fd int, path string) (engine.FileID, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return engine.FileID{}, err
 	}
 	dev := unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)
-	return engine.FileID{Dev: dev, Ino: st.Ino}, nil
+	id := engine.FileID{Dev: dev, Ino: st.Ino}
+	if f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0); err == nil {
+		var st2 unix.Stat_t
+		if unix.Fstat(f, &st2) == nil && st2.Dev == st.Dev && st2.Ino == st.Ino {
+			if gen, err := unix.IoctlGetUint32(f, fsIocGetversion); err == nil {
+				id.Gen = gen
+			}
+		}
+		unix.Close(f)
+	}
+	return id, nil
 }
+
+// fsIocGetversion is FS_IOC_GETVERSION, _IOR('v', 1, long).
+const fsIocGetversion = 2<<30 | uint(unsafe.Sizeof(uintptr(0)))<<16 | 'v'<<8 | 1
