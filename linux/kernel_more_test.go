@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 func loopbackTCP(port uint16) []attempt {
@@ -85,7 +86,7 @@ func TestOverlayfsExecutable(t *testing.T) {
 	clientCopy(t, lower, "allowed")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		t.Skipf("overlayfs unavailable: %v", err)
+		kerneltest.Skipf(t, "overlayfs unavailable: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
 	exe := filepath.Join(merged, "denied")
@@ -292,7 +293,7 @@ func attachedPrograms(t *testing.T, cg string) int {
 	t.Helper()
 	out, err := exec.Command("bpftool", "cgroup", "show", cg).Output()
 	if err != nil {
-		t.Skipf("bpftool unavailable: %v", err)
+		kerneltest.Skipf(t, "bpftool unavailable: %v", err)
 	}
 	n := 0
 	for _, line := range splitLines(string(out)) {
