@@ -3,14 +3,18 @@
 package linux
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // olderLayout makes the datapath's specs look like an earlier release's:
@@ -102,5 +106,46 @@ func TestUpgradeMigratesEntries(t *testing.T) {
 			t.Errorf("pinned %s has the older layout (value size %d, %d entries), want the current one", name, m.ValueSize(), m.MaxEntries())
 		}
 		m.Close()
+	}
+}
+
+// TestMigrateTaskStorage copies task storage (which userspace cannot list)
+// from one map to another with migrate.c's task iterator: what a task had
+// in the old map it has in the new one, cut or zero-padded to the new size.
+func TestMigrateTaskStorage(t *testing.T) {
+	requireKernel(t)
+	spec, err := loadMigrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, size uint32) *ebpf.Map {
+		ms := spec.Maps[name].Copy()
+		ms.ValueSize, ms.Value = size, &btf.Struct{Name: "blob", Size: size}
+		m, err := ebpf.NewMap(ms)
+		if err != nil {
+			kerneltest.Skipf(t, "task storage: %v", err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	old, fresh := mk("old_task", 16), mk("new_task", 24)
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	want := []byte("exewall-task-001")
+	if err := old.Update(uint32(pidfd), want, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := copyMap(old, fresh); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := fresh.Lookup(uint32(pidfd), &got); err != nil {
+		t.Fatalf("no storage for this task in the new map: %v", err)
+	}
+	if !bytes.Equal(got, append(want, make([]byte, 8)...)) {
+		t.Fatalf("migrated value %q, want %q and 8 zero bytes", got, want)
 	}
 }
