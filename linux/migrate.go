@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
@@ -76,6 +77,14 @@ func copyMap(from, to *ebpf.Map) (int, error) {
 		return 0, fmt.Errorf("map type changed from %s to %s", from.Type(), to.Type())
 	}
 	perCPU := from.Type() == ebpf.PerCPUArray || from.Type() == ebpf.PerCPUHash || from.Type() == ebpf.LRUCPUHash
+	// A new array starts zeroed: its zero entries (most of a counter
+	// array) need no write.
+	isArray := from.Type() == ebpf.Array || from.Type() == ebpf.PerCPUArray
+	if isArray {
+		if n, err := copyArray(from, to, perCPU); !errors.Is(err, ebpf.ErrNotSupported) {
+			return n, err
+		}
+	}
 	ks, vs := int(to.KeySize()), int(to.ValueSize())
 	var k []byte
 	var v []byte
@@ -94,12 +103,18 @@ func copyMap(from, to *ebpf.Map) (int, error) {
 			break
 		}
 		var val any = resize(v, vs)
+		zero := allZero(v)
 		if perCPU {
 			cpus := make([][]byte, len(pv))
+			zero = true
 			for i := range pv {
 				cpus[i] = resize(pv[i], vs)
+				zero = zero && allZero(pv[i])
 			}
 			val = cpus
+		}
+		if isArray && zero {
+			continue
 		}
 		if err := to.Update(resize(k, ks), val, ebpf.UpdateAny); err != nil {
 			if len(errs) < 3 {
@@ -113,6 +128,63 @@ func copyMap(from, to *ebpf.Map) (int, error) {
 		errs = append(errs, err)
 	}
 	return n, errors.Join(errs...)
+}
+
+// copyArray copies the non-zero entries of an array in batches: a counter
+// array has a slot for every possible rule, nearly all of them zero.
+func copyArray(from, to *ebpf.Map, perCPU bool) (int, error) {
+	const chunk = 4096
+	per := 1
+	if perCPU {
+		ncpu, err := ebpf.PossibleCPU()
+		if err != nil {
+			return 0, err
+		}
+		per = ncpu
+	}
+	elem := reflect.ArrayOf(int(from.ValueSize()), reflect.TypeFor[byte]())
+	keys := make([]uint32, chunk)
+	vals := reflect.MakeSlice(reflect.SliceOf(elem), chunk*per, chunk*per)
+	n := 0
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := from.BatchLookup(&cursor, keys, vals.Interface(), nil)
+		for i := range got {
+			cpus := make([][]byte, per)
+			zero := true
+			for c := range per {
+				b := vals.Index(i*per + c).Slice(0, elem.Len()).Bytes()
+				cpus[c] = resize(b, int(to.ValueSize()))
+				zero = zero && allZero(b)
+			}
+			if zero || keys[i] >= to.MaxEntries() {
+				continue
+			}
+			var val any = cpus
+			if !perCPU {
+				val = cpus[0]
+			}
+			if err := to.Update(keys[i], val, ebpf.UpdateAny); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func isHash(t ebpf.MapType) bool { return t == ebpf.Hash || t == ebpf.LRUHash }
