@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -153,7 +153,7 @@ func copyArray(from, to *ebpf.Map, perCPU bool) (int, error) {
 			cpus := make([][]byte, per)
 			zero := true
 			for c := range per {
-				b := vals.Index(i*per + c).Slice(0, elem.Len()).Bytes()
+				b := vals.Index(i*per+c).Slice(0, elem.Len()).Bytes()
 				cpus[c] = resize(b, int(to.ValueSize()))
 				zero = zero && allZero(b)
 			}
