@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,8 +55,9 @@ func CopyFile(src, dst string) error {
 
 // Exewall returns the exewall binary built from this source tree. It is
 // built once per tree: under the temp dir, keyed by a hash of every source
-// file, so the test packages (and runs) that need it share one build. The
-// directory is world-readable (tests run the CLI as an unprivileged user).
+// file, so the test packages, runs and the benchmark that need it share one
+// build. The directory is world-readable (tests run the CLI as an
+// unprivileged user).
 func Exewall() (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
@@ -80,12 +82,15 @@ func Exewall() (string, error) {
 	}
 	bin := filepath.Join(base, sum, "exewall")
 	if _, err := os.Stat(bin); err == nil {
+		now := time.Now()
+		os.Chtimes(filepath.Dir(bin), now, now) // in use
 		return bin, nil
 	}
-	// Builds of older trees go: one build is kept.
+	// Builds of other trees go once unused for a day (another checkout may
+	// be testing with its own right now).
 	if old, _ := os.ReadDir(base); len(old) > 0 {
 		for _, e := range old {
-			if e.IsDir() {
+			if info, err := e.Info(); err == nil && e.IsDir() && time.Since(info.ModTime()) > 24*time.Hour {
 				os.RemoveAll(filepath.Join(base, e.Name()))
 			}
 		}
