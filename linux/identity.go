@@ -28,8 +28,8 @@ type resolver struct {
 	mu       sync.Mutex
 	prog     *ebpf.Program
 	iter     *link.Iter
-	cache    map[string]cachedID // by path; see identifyAll
-	fallback error               // why the kernel view is unavailable, nil when it is used
+	cache    statCache[engine.FileID] // by path; see identifyAll
+	fallback error                    // why the kernel view is unavailable, nil when it is used
 }
 
 // newResolver loads the iterator (unless disabled is non-nil: the reason it
@@ -103,23 +103,11 @@ const batch = 512
 // executable instead of an iterator pass.
 func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error) {
 	out := make(map[string]engine.FileID, len(paths))
-	keys := make(map[string]statKey, len(paths))
-	var todo []string
 	r.mu.Lock()
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			todo = append(todo, p) // let the kernel pass decide (missing, or an error to report)
-			continue
-		}
-		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		if c, ok := r.cache[p]; ok && c.key == key {
-			out[p] = c.id
-			continue
-		}
-		keys[p] = key
-		todo = append(todo, p)
+	if r.cache == nil {
+		r.cache = statCache[engine.FileID]{}
 	}
+	todo, keys := r.cache.lookup(paths, out)
 	r.mu.Unlock()
 	fresh := make(map[string]engine.FileID, len(todo))
 	for start := 0; start < len(todo); start += batch {
@@ -129,21 +117,8 @@ func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error)
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cache == nil {
-		r.cache = map[string]cachedID{}
-	}
-	for _, p := range todo {
-		id, ok := fresh[p]
-		if !ok {
-			delete(r.cache, p)
-			continue
-		}
-		out[p] = id
-		if key, ok := keys[p]; ok {
-			r.cache[p] = cachedID{key: key, id: id}
-		}
-	}
+	r.cache.store(todo, keys, fresh, out)
+	r.mu.Unlock()
 	return out, nil
 }
 
@@ -154,9 +129,52 @@ type statKey struct {
 	ctime    unix.Timespec
 }
 
-type cachedID struct {
+// statCache keeps what was computed for a path while its statKey holds.
+type statCache[V any] map[string]struct {
 	key statKey
-	id  engine.FileID
+	val V
+}
+
+// lookup puts the still-valid answers for paths in out and returns the
+// paths to compute again, with their keys (a path stat() fails on has
+// none: whatever computes it decides, and it is not cached).
+func (c statCache[V]) lookup(paths []string, out map[string]V) ([]string, map[string]statKey) {
+	keys := make(map[string]statKey, len(paths))
+	var todo []string
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			todo = append(todo, p)
+			continue
+		}
+		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
+		if e, ok := c[p]; ok && e.key == key {
+			out[p] = e.val
+			continue
+		}
+		keys[p] = key
+		todo = append(todo, p)
+	}
+	return todo, keys
+}
+
+// store records the fresh answers for todo in the cache and in out, and
+// forgets the paths that got none.
+func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out map[string]V) {
+	for _, p := range todo {
+		v, ok := fresh[p]
+		if !ok {
+			delete(c, p)
+			continue
+		}
+		out[p] = v
+		if key, ok := keys[p]; ok {
+			c[p] = struct {
+				key statKey
+				val V
+			}{key, v}
+		}
+	}
 }
 
 func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
