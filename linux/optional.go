@@ -21,16 +21,7 @@ func (b *Backend) loadOptional() {
 	b.optional = map[string]error{"sock_create": disabledByTest("sock_create")}
 	repl := b.mapsByName()
 
-	b.optional["exec"] = disabledByTest("exec")
-	if f, err := os.Open(b.cgroupPath); err == nil && b.optional["exec"] == nil {
-		// The exec hook is not bound to a cgroup: it checks this one.
-		err = b.objs.AttachCgroup.Update(uint32(0), uint32(f.Fd()), ebpf.UpdateAny)
-		f.Close()
-		if err != nil {
-			b.optional["exec"] = fmt.Errorf("set attach cgroup: %w", err)
-		}
-	}
-	if b.optional["exec"] == nil {
+	if b.optional["exec"] = disabledByTest("exec"); b.optional["exec"] == nil {
 		b.optional["exec"] = b.loadExecHook(repl)
 	}
 	if b.optional["exec"] != nil {
@@ -77,6 +68,16 @@ func onlyMaps(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) map[string]*
 func (b *Backend) execPin() string { return filepath.Join(b.cfg.PinDir, "link_exec") }
 
 func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
+	// The exec hook is not bound to a cgroup: it checks this one.
+	f, err := os.Open(b.cgroupPath)
+	if err != nil {
+		return err
+	}
+	err = b.objs.AttachCgroup.Update(uint32(0), uint32(f.Fd()), ebpf.UpdateAny)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("set attach cgroup: %w", err)
+	}
 	spec, err := loadExecwatch()
 	if err != nil {
 		return err
