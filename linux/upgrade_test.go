@@ -59,6 +59,7 @@ func TestUpgradeMigratesEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { old.Close() }) // when the test fails before it does
 	if err := old.Apply(context.Background(), allow); err != nil {
 		t.Fatal(err)
 	}
