@@ -45,8 +45,9 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	kerneltest.Require(t)
 	w := &world{t: t, dir: t.TempDir()}
-	w.pinDir = kerneltest.PinDir(t, func(dir string) error { return linux.Reset(context.Background(), linux.Config{PinDir: dir}) })
+	// Cleanups run last first: the daemon stops, its pins go, then the cgroup.
 	w.cgroup = kerneltest.Cgroup(t)
+	w.pinDir = kerneltest.PinDir(t, func(dir string) error { return linux.Reset(context.Background(), linux.Config{PinDir: dir}) })
 	w.stateDir = filepath.Join(w.dir, "state")
 	w.socket = filepath.Join(w.dir, "run", "exewall.sock")
 	w.policy = filepath.Join(w.dir, "etc", "policy.yaml")
