@@ -21,17 +21,24 @@ import (
 // action so two variants differ everywhere.
 func decoyPolicy(n, variant int, decoys []string) *engine.Policy {
 	p := &engine.Policy{Default: engine.ActionAllow, Mode: engine.ModeEnforce, Rules: make([]engine.Rule, 0, n)}
-	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
 	for i := range n {
-		r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: decoys[i]}, Action: actions[(i+variant)%3]}
-		if i%2 == 0 {
-			k := i / 2
-			pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
-			r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
-		}
-		p.Rules = append(p.Rules, r)
+		p.Rules = append(p.Rules, decoyRule(i, decoys[i], variant))
 	}
 	return p
+}
+
+// decoyRule is rule i of a large policy: its action turns with i (and
+// variant), and every second rule has a destination list of its own so the
+// destination trie grows with the policy.
+func decoyRule(i int, exe string, variant int) engine.Rule {
+	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
+	r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: exe}, Action: actions[(i+variant)%3]}
+	if i%2 == 0 {
+		k := i / 2
+		pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
+		r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
+	}
+	return r
 }
 
 func timeIt(reps int, f func(i int) error) ([]float64, error) {
