@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,11 +24,14 @@ import (
 // test creates) on a /30, and ten "far" hosts in one /24 routed via the
 // peer. Benchmarking ranges (198.18.0.0/15), distinct from linux/'s tests.
 var (
-	learnHostAddr = netip.MustParsePrefix("198.18.200.1/30")
-	learnPeerAddr = netip.MustParsePrefix("198.18.200.2/30")
+	// The third octet is drawn per run: another checkout's tests on this
+	// machine may hold the ranges of theirs (NewHost refuses overlaps).
+	learnOctet    = byte(100 + rand.IntN(150))
+	learnHostAddr = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, learnOctet, 1}), 30)
+	learnPeerAddr = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, learnOctet, 2}), 30)
 )
 
-func learnFar(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, 200, byte(10 + i)}) }
+func learnFar(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, learnOctet, byte(10 + i)}) }
 
 // learnRemote builds the namespace; it returns two ports listening there
 // on every address.
@@ -157,7 +161,7 @@ func TestLearnThenApply(t *testing.T) {
 		{Name: "blocked", Exe: blocked, Action: "deny"},
 		{Name: "localapp", Exe: localApp, Action: "local-only"},
 		{Name: "remoteapp", Exe: remoteApp, Action: "deny", Allow: []string{
-			fmt.Sprintf("127.0.0.1/32 port %d tcp", l1), fmt.Sprintf("198.19.200.0/24 port %d tcp", port)}},
+			fmt.Sprintf("127.0.0.1/32 port %d tcp", l1), fmt.Sprintf("198.19.%d.0/24 port %d tcp", learnOctet, port)}},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("learned:\n got %+v\nwant %+v", got, want)
