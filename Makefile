@@ -87,7 +87,7 @@ fuzz:
 
 # The soak test alone (root): EXEWALL_SOAK_DURATION, 60s by default.
 soak:
-	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/soak/
+	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/e2e/
 
 # Production: the daemon on the cgroup v2 root judges every process on the
 # machine, and its enforcement stays in the kernel after Ctrl-C (a restart

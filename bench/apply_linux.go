@@ -14,24 +14,31 @@ import (
 	"time"
 
 	"github.com/exewall/exewall/engine"
-	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // decoyPolicy is n rules on decoy executables; variant changes every rule's
 // action so two variants differ everywhere.
 func decoyPolicy(n, variant int, decoys []string) *engine.Policy {
 	p := &engine.Policy{Default: engine.ActionAllow, Mode: engine.ModeEnforce, Rules: make([]engine.Rule, 0, n)}
-	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
 	for i := range n {
-		r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: decoys[i]}, Action: actions[(i+variant)%3]}
-		if i%2 == 0 {
-			k := i / 2
-			pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
-			r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
-		}
-		p.Rules = append(p.Rules, r)
+		p.Rules = append(p.Rules, decoyRule(i, decoys[i], variant))
 	}
 	return p
+}
+
+// decoyRule is rule i of a large policy: its action turns with i (and
+// variant), and every second rule has a destination list of its own so the
+// destination trie grows with the policy.
+func decoyRule(i int, exe string, variant int) engine.Rule {
+	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
+	r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: exe}, Action: actions[(i+variant)%3]}
+	if i%2 == 0 {
+		k := i / 2
+		pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
+		r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
+	}
+	return r
 }
 
 func timeIt(reps int, f func(i int) error) ([]float64, error) {
@@ -72,16 +79,8 @@ func (b *bench) applySection() error {
 	}
 	add(engExewall, "YAML parse (engine.Parse, strict)", n, ms, fmt.Sprintf("%s KiB file", count(len(dataA)/1024)))
 
-	res := linux.NewKernelResolver()
-	defer res.Close()
-	ms, err = timeIt(reps, func(int) error { return engine.Validate(pA, res) })
-	if err != nil {
-		return err
-	}
-	add(engExewall, "validate (engine.Validate, kernel resolver)", n, ms, "what the daemon runs before Apply")
-
 	applyCg := filepath.Join(b.base, "apply")
-	if err := b.cl.create("cgroup "+applyCg, func() error { return removeCgroup(applyCg) }, func() error { return os.Mkdir(applyCg, 0o755) }); err != nil {
+	if err := b.cl.create("cgroup "+applyCg, func() error { return kerneltest.RemoveCgroup(applyCg) }, func() error { return os.Mkdir(applyCg, 0o755) }); err != nil {
 		return err
 	}
 	var fresh []float64
@@ -108,6 +107,13 @@ func (b *bench) applySection() error {
 	if err != nil {
 		return err
 	}
+	// The backend is the kernel resolver the daemon validates with.
+	ms, err = timeIt(reps, func(int) error { return engine.Validate(pA, be) })
+	if err != nil {
+		b.cl.release(mark)
+		return err
+	}
+	add(engExewall, "validate (engine.Validate, kernel resolver)", n, ms, "what the daemon runs before Apply")
 	if err := be.Apply(ctx, pA); err != nil {
 		b.cl.release(mark)
 		return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // cleaner undoes everything the run put on the machine, last first. A
@@ -154,40 +155,11 @@ func sweepStale(cgroupRoot string) []string {
 		for _, e := range entries {
 			if e.IsDir() && stalePid(e.Name()) {
 				dir := filepath.Join(cgroupRoot, e.Name())
-				if removeCgroup(dir) == nil {
+				if kerneltest.RemoveCgroup(dir) == nil {
 					removed = append(removed, dir)
 				}
 			}
 		}
 	}
 	return removed
-}
-
-// removeCgroup kills whatever runs in dir (only our clients and daemons can)
-// and removes it with its children.
-func removeCgroup(dir string) error {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			removeCgroup(filepath.Join(dir, e.Name()))
-		}
-	}
-	var err error
-	for i := 0; i < 200; i++ {
-		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		for _, f := range strings.Fields(string(data)) {
-			if pid, _ := strconv.Atoi(f); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
 }

@@ -41,15 +41,8 @@ func (b *bench) benchPolicy(n int, decoys []string) *engine.Policy {
 		},
 		Deny: []engine.Dest{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), PortLo: 1, PortHi: 1023}},
 	})
-	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
 	for i := 1; i < n; i++ {
-		r := engine.Rule{Name: fmt.Sprintf("r%06d", i), Selector: engine.Selector{Exe: decoys[i-1]}, Action: actions[i%3]}
-		if i%2 == 0 {
-			k := i / 2
-			pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k >> 8), byte(k), 0}), 24)
-			r.Deny = []engine.Dest{{Prefix: pfx, PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
-		}
-		p.Rules = append(p.Rules, r)
+		p.Rules = append(p.Rules, decoyRule(i, decoys[i-1], 0))
 	}
 	return p
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // bench is one run's state.
@@ -83,7 +84,7 @@ func run(o options) (rep *Report, retErr error) {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return rep, errors.New("another benchmark run holds /run/exewall-bench.lock")
 	}
-	if b.cgRoot, err = linux.CgroupMount(); err != nil {
+	if b.cgRoot, err = kerneltest.CgroupMount(); err != nil {
 		return rep, err
 	}
 	for _, s := range sweepStale(b.cgRoot) {
@@ -135,7 +136,7 @@ func (b *bench) setup() error {
 	b.base = filepath.Join(b.cgRoot, name)
 	b.clientCg = filepath.Join(b.base, "client")
 	b.decoyCg = filepath.Join(b.base, "decoy")
-	if err := b.cl.create("scratch cgroup "+b.base, func() error { return removeCgroup(b.base) }, func() error {
+	if err := b.cl.create("scratch cgroup "+b.base, func() error { return kerneltest.RemoveCgroup(b.base) }, func() error {
 		for _, d := range []string{b.base, b.clientCg, b.decoyCg} {
 			if err := os.Mkdir(d, 0o755); err != nil {
 				return err
@@ -147,7 +148,7 @@ func (b *bench) setup() error {
 	}
 	b.pinBase = filepath.Join("/sys/fs/bpf", name)
 	if err := b.cl.create("pin directory "+b.pinBase, func() error { return removePins(b.pinBase) }, func() error {
-		return linux.EnsureBPFFS(b.pinBase)
+		return os.MkdirAll(b.pinBase, 0o700) // on the bpffs at /sys/fs/bpf
 	}); err != nil {
 		return fmt.Errorf("create pin directory: %w", err)
 	}
@@ -164,7 +165,7 @@ func (b *bench) setup() error {
 		return err
 	}
 	b.client = filepath.Join(b.tmp, "bench-client")
-	if err := copyFile(self, b.client); err != nil {
+	if err := kerneltest.CopyFile(self, b.client); err != nil {
 		return err
 	}
 	n := max(b.sizes().footprint, slicesMax(b.sizes().exewall), b.sizes().apply)
@@ -240,23 +241,6 @@ func removePins(dir string) error {
 		}
 	}
 	return errors.Join(append(errs, linux.Reset(context.Background(), linux.Config{PinDir: dir}))...)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // makeDecoys creates n distinct small executables (distinct inodes, so

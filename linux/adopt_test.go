@@ -4,7 +4,6 @@ package linux
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -16,8 +15,7 @@ import (
 func TestRestartAdoptsPinnedLinks(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
-	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
-	t.Cleanup(func() { Reset(context.Background(), Config{PinDir: pinDir}) })
+	pinDir := scratchPinDir(t)
 	exe := clientCopy(t, t.TempDir(), "denied")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{{Name: "d", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}}}

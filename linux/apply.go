@@ -55,7 +55,7 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 		switch {
 		case r.Cgroup != "":
 			c := engine.CleanCgroup(r.Cgroup)
-			if id, err := CgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
+			if id, err := cgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
 				ids.cgroups[c] = id
 			}
 		case r.User != "":
@@ -181,7 +181,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		}
 	}()
 	b.dropUnusedSlots(c)
-	if b.repin || len(b.links) < len(hooks) {
+	if b.repin || len(b.links) < b.wantLinks() {
 		if err := b.attach(); err != nil {
 			return err
 		}

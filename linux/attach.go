@@ -28,6 +28,14 @@ func (b *Backend) attach() error {
 	for _, h := range hooks {
 		prog := h.prog(&b.objs)
 		pin := b.linkPin(h)
+		if b.optional[h.name] != nil {
+			// Off (EXEWALL_TEST_DISABLE): an earlier daemon's link goes.
+			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+				l.Unpin()
+				l.Close()
+			}
+			continue
+		}
 		if l, ok := b.links[h.name]; ok {
 			if err := l.Update(prog); err != nil {
 				return fmt.Errorf("update %s program: %w", h.name, err)
@@ -50,11 +58,11 @@ func (b *Backend) attach() error {
 		}
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
 		if err != nil {
-			return fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err)
+			return notSupported(fmt.Sprintf("attach %s to %s", h.name, b.cgroupPath), err)
 		}
 		if err := l.Pin(pin); err != nil {
 			l.Close()
-			return fmt.Errorf("pin %s link (a bpf_link is needed so enforcement outlives the daemon): %w", h.name, err)
+			return notSupported(fmt.Sprintf("pin %s link (a bpf_link is needed so enforcement outlives the daemon)", h.name), err)
 		}
 		b.links[h.name] = l
 	}

@@ -40,7 +40,8 @@ type Config struct {
 	// WatchInterval is how often executables and cgroups are re-resolved so
 	// rules follow files that appear or are replaced; 0 means one second.
 	WatchInterval time.Duration
-	Logger        *slog.Logger
+	// Logger receives warnings and notices; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 type hook struct {
@@ -65,7 +66,7 @@ type Backend struct {
 	cgroupID   uint64
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
-	resolver   *KernelResolver
+	resolver   *resolver // the one identity iterator and cache: Identify and Apply share it
 	ncpu       int
 
 	mu         sync.Mutex
@@ -73,7 +74,7 @@ type Backend struct {
 	policy     *engine.Policy
 	ids        identities
 	seen       map[string][]engine.FileID // every identity an exe rule has had
-	places     map[string]cachedPlace     // where each exe path lives, cached by stat key
+	places     statCache[place]           // where each exe path lives
 	slots      map[string]uint32          // rule name -> counter slot
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
@@ -124,13 +125,13 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.WatchInterval = time.Second
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = slog.Default()
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: map[string]cachedPlace{}, seen: map[string][]engine.FileID{},
+	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{}, seen: map[string][]engine.FileID{},
 		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
 		done: make(chan struct{})}
 
-	root, err := CgroupMount()
+	root, err := cgroupMount()
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +140,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if b.cgroupPath == "" {
 		b.cgroupPath = root
 	}
-	if b.cgroupID, err = CgroupID(b.cgroupPath); err != nil {
+	if b.cgroupID, err = cgroupID(b.cgroupPath); err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", b.cgroupPath, err)
 	}
 	if b.ncpu, err = ebpf.PossibleCPU(); err != nil {
@@ -148,7 +149,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise memlock limit: %w", err)
 	}
-	if err := EnsureBPFFS(cfg.PinDir); err != nil {
+	if err := ensureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
 	}
 	// One daemon per pin dir: a second one would fight the first over the
@@ -175,9 +176,10 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		return nil, err
 	}
 	b.loadOptional()
-	b.resolver = NewKernelResolver()
-	if b.resolver.Fallback != nil {
-		b.log.Warn("executable identity", "err", b.resolver.Fallback)
+	b.resolver = newResolver(disabledByTest("iter"))
+	if b.resolver.fallback != nil {
+		b.optional["iter"] = b.resolver.fallback
+		b.log.Warn("executable identity", "err", b.resolver.fallback)
 	}
 	if err := b.writeLoaders(); err != nil {
 		b.log.Warn("dynamic loaders not recognised", "err", err)
@@ -224,7 +226,27 @@ func (b *Backend) load() error {
 			m.Pinning = ebpf.PinByName
 		}
 	}
+	if specHook != nil {
+		specHook(spec)
+	}
+	old, changed := pinnedIncompatible(spec, b.cfg.PinDir)
+	defer func() {
+		for _, m := range old {
+			m.Close()
+		}
+	}()
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	if changed {
+		// Pins from an older map layout: load fresh maps, carry the old
+		// entries over, and swap programs and pins at the first Apply (see
+		// migrate.go).
+		b.log.Info("pinned maps have an older layout; migrating their entries")
+		b.repin = true
+		opts.Maps.PinPath = ""
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
 	b.taskStorage = 1
 	if forceTgidIdentities {
 		b.taskStorage = 0
@@ -244,23 +266,18 @@ func (b *Backend) load() error {
 		}
 		err = spec.LoadAndAssign(&b.objs, opts)
 	}
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		// Pins from an older map layout: load fresh maps, fill them on the
-		// first Apply, then swap programs and pins (no gap: the old programs
-		// keep judging with the old maps until their links are updated).
-		b.log.Info("pinned maps have an older layout; migrating", "err", err)
-		b.repin = true
-		opts.Maps.PinPath = ""
-		for _, m := range spec.Maps {
-			m.Pinning = ebpf.PinNone
-		}
-		err = spec.LoadAndAssign(&b.objs, opts)
-	}
 	if err != nil {
 		if errors.As(err, &ve) {
-			return fmt.Errorf("load datapath: %+v", ve)
+			b.log.Error("the verifier refused the datapath", "log", fmt.Sprintf("%+v", ve))
 		}
-		return fmt.Errorf("load datapath: %w", err)
+		return notSupported("load datapath", err)
+	}
+	if changed {
+		copied, errs := copyMaps(old, b.mapsByName())
+		for _, err := range errs {
+			b.log.Warn("pinned map not fully migrated", "err", err)
+		}
+		b.log.Info("migrated the entries of the pinned maps", "entries", copied)
 	}
 	return nil
 }
@@ -280,14 +297,12 @@ func taskStorageRefused(ve *ebpf.VerifierError) bool {
 	return false
 }
 
+// specHook, when set (tests), edits the datapath's spec before it loads:
+// an upgrade test loads an older layout with it.
+var specHook func(*ebpf.CollectionSpec)
+
 // Name implements engine.Backend.
 func (b *Backend) Name() string { return "ebpf" }
-
-// AttachPoint is the cgroup directory the programs are attached to.
-func (b *Backend) AttachPoint() string { return b.cgroupPath }
-
-// PinDir is where links, programs and maps are pinned.
-func (b *Backend) PinDir() string { return b.cfg.PinDir }
 
 // State implements engine.Backend.
 func (b *Backend) State(ctx context.Context) (engine.State, error) {

@@ -40,7 +40,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		add("btf", false, "no /sys/kernel/btf/vmlinux: use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 	}
 
-	root, err := CgroupMount()
+	root, err := cgroupMount()
 	if err != nil {
 		add("cgroup v2", false, "%v", err)
 	} else {
@@ -129,54 +129,44 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 	}
 	for _, opt := range []struct {
-		name, would, without string
-		load                 func() error
+		hook, name, would, without string
+		load                       func() error
 	}{
-		{"hook exec (tp_btf)", "the identity is taken at exec (prctl cannot change it), ld.so PROGRAM is judged as PROGRAM, an overlay of a file is judged as the file, and a program renamed over a rule's path is covered from its first exec",
-			"it is covered once the daemon's watch (every second) sees the new file", func() error {
-				spec, err := loadExecwatch()
-				if err != nil {
-					return err
-				}
-				var o execwatchObjects
-				if err := spec.LoadAndAssign(&o, nil); err != nil {
-					return err
-				}
-				return o.Close()
-			}},
-		{"hook sock_destroy (iter/tcp, iter/udp)", "connections a program already holds are cut when a rule tightens",
-			"they stay open until the program closes them; new ones are judged by the new rule", func() error {
-				spec, err := loadSockets()
-				if err != nil {
-					return err
-				}
-				var o socketsObjects
-				if err := spec.LoadAndAssign(&o, nil); err != nil {
-					return err
-				}
-				return o.Close()
-			}},
+		{"exec", "hook exec (tp_btf)", "the identity is taken at exec (prctl cannot change it), ld.so PROGRAM is judged as PROGRAM, an overlay of a file is judged as the file, and a program renamed over a rule's path is covered from its first exec",
+			"it is covered once the daemon's watch (every second) sees the new file",
+			func() error { return tryLoad(loadExecwatch, &execwatchObjects{}) }},
+		{"sock_destroy", "hook sock_destroy (iter/tcp, iter/udp)", "connections a program already holds are cut when a rule tightens",
+			"they stay open until the program closes them; new ones are judged by the new rule",
+			func() error { return tryLoad(loadSockets, &socketsObjects{}) }},
 	} {
-		if err := opt.load(); err != nil {
+		err := disabledByTest(opt.hook)
+		if err == nil {
+			err = opt.load()
+		}
+		if err != nil {
 			optional(opt.name, "%s; without it %s. The kernel refused it: %s", opt.would, opt.without, plainError(err))
 		} else {
 			add(opt.name, true, "loads: %s", opt.would)
 		}
 	}
-	r := NewKernelResolver()
-	if r.Fallback != nil {
-		optional("identity", "the kernel's own view of each executable (task_file iterator), so programs on overlayfs and btrfs match their rules; without it exewall uses stat(), which can disagree there (%s)", plainError(r.Fallback))
+	if err := disabledByTest("iter"); err != nil {
+		optional("identity", "%v", err)
+	} else if r := newResolver(nil); r.fallback != nil {
+		optional("identity", "the kernel's own view of each executable (task_file iterator), so programs on overlayfs and btrfs match their rules; without it exewall uses stat(), which can disagree there (%s)", plainError(r.fallback))
 	} else {
+		r.Close()
 		add("identity", true, "executables resolved through the kernel's own view (task_file iterator)")
 	}
-	r.Close()
+	if v := os.Getenv(disableEnv); v != "" {
+		optional("test switch", "%s=%s: the daemon runs as on a kernel without these hooks", disableEnv, v)
+	}
 
 	cg := cfg.Cgroup
 	if cg == "" {
 		cg = root
 	}
 	if cg != "" {
-		progs, err := AttachedPrograms(cg)
+		progs, err := listAttached(cg)
 		switch {
 		case err != nil:
 			add("attached", false, "cannot list programs on %s: %s", cg, plainError(err))
@@ -197,6 +187,18 @@ func capabilities() uint64 {
 		return 0
 	}
 	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+}
+
+// tryLoad loads a collection on its own (fresh maps) and releases it.
+func tryLoad(spec func() (*ebpf.CollectionSpec, error), objs interface{ Close() error }) error {
+	cs, err := spec()
+	if err != nil {
+		return err
+	}
+	if err := cs.LoadAndAssign(objs, nil); err != nil {
+		return err
+	}
+	return objs.Close()
 }
 
 // libraryHint matches what cilium/ebpf adds to its errors for programmers

@@ -19,7 +19,7 @@ import (
 // capabilities.
 const attackerUID = 65534
 
-var asAttacker = clientOpts{uid: attackerUID, gid: attackerUID, asUser: true}
+var asAttacker = clientOpts{Cred: &syscall.Credential{Uid: attackerUID, Gid: attackerUID}}
 
 // publicDir is a directory the unprivileged attacker can read and search
 // (t.TempDir is root's alone), removed at the end of the test.

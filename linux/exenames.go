@@ -81,7 +81,7 @@ func (b *Backend) sameIdentity(proc string, want engine.FileID) (string, bool) {
 	if err != nil || b.resolver == nil {
 		return "", false
 	}
-	got, ok, err := b.resolver.Identify(proc)
+	got, ok, err := b.Identify(proc)
 	if err != nil || !ok || got.Dev != want.Dev || got.Ino != want.Ino {
 		return "", false
 	}

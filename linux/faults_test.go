@@ -84,8 +84,7 @@ func TestPinsRemovedAreRestored(t *testing.T) {
 func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
-	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
-	t.Cleanup(func() { Reset(context.Background(), Config{PinDir: pinDir}) })
+	pinDir := scratchPinDir(t)
 	exe := clientCopy(t, t.TempDir(), "d")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}

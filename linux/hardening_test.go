@@ -138,10 +138,10 @@ func TestReplacedBinaryAdoptedWithinASecond(t *testing.T) {
 	dir := t.TempDir()
 	exe := clientCopy(t, dir, "app")
 	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("app", exe)}})
-	old, _, _ := b.resolver.Identify(exe)
+	old, _, _ := b.Identify(exe)
 	clientCopy(t, dir, ".new")
 	os.Rename(filepath.Join(dir, ".new"), exe)
-	fresh, _, _ := b.resolver.Identify(exe)
+	fresh, _, _ := b.Identify(exe)
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for {
 		b.mu.Lock()
@@ -196,7 +196,7 @@ func TestDeletedBinaryStaysCovered(t *testing.T) {
 	if reused == "" {
 		t.Fatalf("no new file reused inode %d; the test cannot check reuse", st.Ino)
 	}
-	id, _, _ := b.resolver.Identify(reused)
+	id, _, _ := b.Identify(reused)
 	t.Logf("inode %d reused by %s (%v)", st.Ino, reused, id)
 	if _, out := runClient(t, reused, cg, loopbackTCP(port)); out[0].denied() {
 		t.Errorf("%s reuses the deleted binary's inode number and was mistaken for it", reused)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -18,46 +19,56 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// KernelResolver resolves executables to the identity the datapath reads
+// resolver resolves executables to the identity the datapath reads
 // (exe_file->f_inode): it opens each file and asks a task_file iterator what
 // the kernel holds for that fd. stat() is not used because it disagrees with
 // the kernel on overlayfs and btrfs. When iterators cannot load it falls back
-// to stat() and says so in Fallback.
-type KernelResolver struct {
+// to stat() and says why in fallback. The backend owns the one resolver.
+type resolver struct {
 	mu       sync.Mutex
 	prog     *ebpf.Program
 	iter     *link.Iter
-	cache    map[string]cachedID // by path; see IdentifyAll
-	Fallback error               // why the kernel view is unavailable, nil when it is used
+	cache    statCache[engine.FileID] // by path; see identifyAll
+	fallback error                    // why the kernel view is unavailable, nil when it is used
 }
 
-// NewKernelResolver loads the iterator; on failure the resolver still works
-// through stat().
-func NewKernelResolver() *KernelResolver {
-	r := &KernelResolver{}
-	spec, err := loadFileid()
+// newResolver loads the iterator (unless disabled is non-nil: the reason it
+// may not be used); on failure the resolver still works through stat().
+func newResolver(disabled error) *resolver {
+	r := &resolver{}
+	err := disabled
 	if err == nil {
-		err = spec.Variables["target_tgid"].Set(uint32(os.Getpid()))
-	}
-	if err == nil {
-		var objs fileidObjects
-		if err = spec.LoadAndAssign(&objs, nil); err == nil {
-			r.prog = objs.ExewallFileid
-			r.iter, err = link.AttachIter(link.IterOptions{Program: r.prog})
-			if err != nil {
-				r.prog.Close()
-				r.prog = nil
-			}
-		}
+		err = r.load()
 	}
 	if err != nil {
-		r.Fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
+		r.fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
 	}
 	return r
 }
 
-// Close releases the iterator.
-func (r *KernelResolver) Close() error {
+func (r *resolver) load() error {
+	spec, err := loadFileid()
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables["target_tgid"].Set(uint32(os.Getpid())); err != nil {
+		return err
+	}
+	var objs fileidObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return notSupported("load the identity iterator", err)
+	}
+	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	if err != nil {
+		objs.Close()
+		return notSupported("attach the identity iterator", err)
+	}
+	r.prog, r.iter = objs.ExewallFileid, iter
+	return nil
+}
+
+// Close releases the iterator; later lookups use stat().
+func (r *resolver) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.iter != nil {
@@ -68,9 +79,11 @@ func (r *KernelResolver) Close() error {
 	return nil
 }
 
-// Identify implements engine.Resolver.
-func (r *KernelResolver) Identify(path string) (engine.FileID, bool, error) {
-	ids, err := r.IdentifyAll([]string{path})
+// Identify implements engine.Resolver: the kernel's identity of the
+// executable at path, as the datapath matches it; ok is false when there is
+// no file there (yet).
+func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
+	ids, err := b.resolver.identifyAll([]string{path})
 	if err != nil {
 		return engine.FileID{}, false, err
 	}
@@ -81,32 +94,20 @@ func (r *KernelResolver) Identify(path string) (engine.FileID, bool, error) {
 // batch bounds how many files are open at once while resolving.
 const batch = 512
 
-// IdentifyAll resolves many paths with one iterator pass per batch. Paths
+// identifyAll resolves many paths with one iterator pass per batch. Paths
 // that do not exist are absent from the result.
 //
 // Answers are cached by what stat() says of the path (device, inode, ctime):
 // a file replaced, moved or recreated changes that, and is asked of the
 // kernel again. Re-validating a large policy then costs one stat() per
 // executable instead of an iterator pass.
-func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error) {
 	out := make(map[string]engine.FileID, len(paths))
-	keys := make(map[string]statKey, len(paths))
-	var todo []string
 	r.mu.Lock()
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			todo = append(todo, p) // let the kernel pass decide (missing, or an error to report)
-			continue
-		}
-		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		if c, ok := r.cache[p]; ok && c.key == key {
-			out[p] = c.id
-			continue
-		}
-		keys[p] = key
-		todo = append(todo, p)
+	if r.cache == nil {
+		r.cache = statCache[engine.FileID]{}
 	}
+	todo, keys := r.cache.lookup(paths, out)
 	r.mu.Unlock()
 	fresh := make(map[string]engine.FileID, len(todo))
 	for start := 0; start < len(todo); start += batch {
@@ -116,21 +117,8 @@ func (r *KernelResolver) IdentifyAll(paths []string) (map[string]engine.FileID, 
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cache == nil {
-		r.cache = map[string]cachedID{}
-	}
-	for _, p := range todo {
-		id, ok := fresh[p]
-		if !ok {
-			delete(r.cache, p)
-			continue
-		}
-		out[p] = id
-		if key, ok := keys[p]; ok {
-			r.cache[p] = cachedID{key: key, id: id}
-		}
-	}
+	r.cache.store(todo, keys, fresh, out)
+	r.mu.Unlock()
 	return out, nil
 }
 
@@ -141,12 +129,55 @@ type statKey struct {
 	ctime    unix.Timespec
 }
 
-type cachedID struct {
+// statCache keeps what was computed for a path while its statKey holds.
+type statCache[V any] map[string]struct {
 	key statKey
-	id  engine.FileID
+	val V
 }
 
-func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
+// lookup puts the still-valid answers for paths in out and returns the
+// paths to compute again, with their keys (a path stat() fails on has
+// none: whatever computes it decides, and it is not cached).
+func (c statCache[V]) lookup(paths []string, out map[string]V) ([]string, map[string]statKey) {
+	keys := make(map[string]statKey, len(paths))
+	var todo []string
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			todo = append(todo, p)
+			continue
+		}
+		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
+		if e, ok := c[p]; ok && e.key == key {
+			out[p] = e.val
+			continue
+		}
+		keys[p] = key
+		todo = append(todo, p)
+	}
+	return todo, keys
+}
+
+// store records the fresh answers for todo in the cache and in out, and
+// forgets the paths that got none.
+func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out map[string]V) {
+	for _, p := range todo {
+		v, ok := fresh[p]
+		if !ok {
+			delete(c, p)
+			continue
+		}
+		out[p] = v
+		if key, ok := keys[p]; ok {
+			c[p] = struct {
+				key statKey
+				val V
+			}{key, v}
+		}
+	}
+}
+
+func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
 	fds := make(map[uint32]string, len(paths))
 	defer func() {
 		for fd := range fds {
@@ -173,7 +204,7 @@ func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.Fil
 	if iter == nil {
 		r.mu.Unlock()
 		for fd, p := range fds {
-			id, err := statID(int(fd))
+			id, err := statID(int(fd), p)
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", p, err)
 			}
@@ -210,12 +241,28 @@ func (r *KernelResolver) identifyBatch(paths []string, out map[string]engine.Fil
 	return nil
 }
 
-// statID is the fallback: stat's st_dev re-encoded the kernel's way.
-func statID(fd int) (engine.FileID, error) {
+// statID is the fallback: stat's st_dev re-encoded the kernel's way, and
+// the inode generation where the filesystem tells it (FS_IOC_GETVERSION:
+// ext4, btrfs, xfs); on others (tmpfs) it stays 0 and differs from the
+// kernel's, so exe rules there do not match without the iterator.
+func statID(fd int, path string) (engine.FileID, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return engine.FileID{}, err
 	}
 	dev := unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)
-	return engine.FileID{Dev: dev, Ino: st.Ino}, nil
+	id := engine.FileID{Dev: dev, Ino: st.Ino}
+	if f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0); err == nil {
+		var st2 unix.Stat_t
+		if unix.Fstat(f, &st2) == nil && st2.Dev == st.Dev && st2.Ino == st.Ino {
+			if gen, err := unix.IoctlGetUint32(f, fsIocGetversion); err == nil {
+				id.Gen = gen
+			}
+		}
+		unix.Close(f)
+	}
+	return id, nil
 }
+
+// fsIocGetversion is FS_IOC_GETVERSION, _IOR('v', 1, long).
+const fsIocGetversion = 2<<30 | uint(unsafe.Sizeof(uintptr(0)))<<16 | 'v'<<8 | 1

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,7 +115,7 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 		exes[n] = clientCopy(t, dir, n)
 	}
 	lport := listenLoopback(t)
-	root, _ := CgroupMount()
+	root, _ := cgroupMount()
 	cgRel := strings.TrimPrefix(child, root)
 
 	dest := func(s string) engine.Dest {
@@ -139,7 +140,7 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 	}}
 	b.apply(t, p)
 	waitHostNets(t, b.Backend, rn.subnet4, rn.subnet6)
-	ev, err := engine.NewEvaluator(p, b.resolver, b.HostNets())
+	ev, err := engine.NewEvaluator(p, b.Backend, b.HostNets())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,18 +173,18 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 	identities := []identity{
 		{"blocked", exes["blocked"], cg, nil}, {"lan", exes["lan"], cg, nil}, {"listed", exes["listed"], cg, nil},
 		{"mixed", exes["mixed"], cg, nil}, {"audited", exes["audited"], cg, nil}, {"default", exes["plain"], cg, nil},
-		{"cgroup rule", exes["plain"], child, nil}, {"user rule", exes["plain"], cg, []clientOpts{{uid: 65534, gid: 65534, asUser: true}}},
+		{"cgroup rule", exes["plain"], child, nil}, {"user rule", exes["plain"], cg, []clientOpts{{Cred: &syscall.Credential{Uid: 65534, Gid: 65534}}}},
 		{"exe rule beats cgroup rule", exes["mixed"], child, nil},
 	}
 	cases, denials := 0, 0
 	for _, id := range identities {
-		fid, _, err := b.resolver.Identify(id.exe)
+		fid, _, err := b.Identify(id.exe)
 		if err != nil {
 			t.Fatal(err)
 		}
 		subj := engine.Subject{Exe: fid, HasExe: true, Cgroup: strings.TrimPrefix(id.cgroup, root)}
 		if len(id.opts) > 0 {
-			subj.UID, subj.GID = id.opts[0].uid, id.opts[0].gid
+			subj.UID, subj.GID = id.opts[0].Cred.Uid, id.opts[0].Cred.Gid
 		}
 		_, out := runClient(t, id.exe, id.cgroup, attempts, id.opts...)
 		for i, a := range attempts {

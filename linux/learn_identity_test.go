@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // runInCgroup runs argv inside cgroup cg to completion and returns its pid.
@@ -25,7 +26,7 @@ func runInCgroup(t *testing.T, cg string, argv ...string) int {
 	}
 	defer cgfd.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), clientEnv+"=1")
+	cmd.Env = append(os.Environ(), kerneltest.ClientEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v: %s", argv, err, out)

@@ -45,7 +45,7 @@ func (b *Backend) writeLoaders() error {
 			add(interp)
 		}
 	}
-	ids, err := b.resolver.IdentifyAll(paths)
+	ids, err := b.resolver.identifyAll(paths)
 	if err != nil {
 		return fmt.Errorf("resolve dynamic loaders: %w", err)
 	}

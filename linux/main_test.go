@@ -3,13 +3,10 @@
 package linux
 
 import (
-	"os"
 	"testing"
+
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
-func TestMain(m *testing.M) {
-	if os.Getenv(clientEnv) == "1" {
-		clientMain()
-	}
-	os.Exit(m.Run())
-}
+// TestMain lets copies of the test binary act as clients (kerneltest.Copy).
+func TestMain(m *testing.M) { kerneltest.Main(m) }

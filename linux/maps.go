@@ -106,23 +106,9 @@ func keysOf[K comparable, V any](m map[K]V) []K {
 	return out
 }
 
-// pinnedMaps are the maps kept under the pin dir, by pin name.
-func (b *Backend) pinnedMaps() map[string]*ebpf.Map {
-	out := map[string]*ebpf.Map{}
-	spec, err := loadDatapath()
-	if err != nil {
-		return out
-	}
-	for name := range spec.Maps {
-		if m := b.mapByName(name); m != nil {
-			out[name] = m
-		}
-	}
-	return out
-}
-
+// pinMaps pins every datapath map under its name (after a migration).
 func (b *Backend) pinMaps() error {
-	for name, m := range b.pinnedMaps() {
+	for name, m := range b.mapsByName() {
 		path := filepath.Join(b.cfg.PinDir, name)
 		os.Remove(path)
 		if err := m.Pin(path); err != nil {

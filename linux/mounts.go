@@ -68,9 +68,9 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// CgroupMount returns where the cgroup v2 hierarchy is mounted
+// cgroupMount returns where the cgroup v2 hierarchy is mounted
 // (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-func CgroupMount() (string, error) {
+func cgroupMount() (string, error) {
 	ms, err := readMounts()
 	if err != nil {
 		return "", fmt.Errorf("read mountinfo: %w", err)
@@ -87,9 +87,9 @@ func CgroupMount() (string, error) {
 	return best, nil
 }
 
-// EnsureBPFFS makes sure dir lies on a bpffs, mounting one at /sys/fs/bpf
+// ensureBPFFS makes sure dir lies on a bpffs, mounting one at /sys/fs/bpf
 // when nothing is mounted there, and creates dir.
-func EnsureBPFFS(dir string) error {
+func ensureBPFFS(dir string) error {
 	if isBPFFS(filepath.Dir(dir)) || isBPFFS(dir) {
 		return os.MkdirAll(dir, 0o700)
 	}
@@ -116,9 +116,9 @@ func isBPFFS(path string) bool {
 	return st.Type == unix.BPF_FS_MAGIC
 }
 
-// CgroupID returns the id the kernel gives a cgroup v2 directory (its kernfs
+// cgroupID returns the id the kernel gives a cgroup v2 directory (its kernfs
 // inode number, what bpf_get_current_ancestor_cgroup_id returns).
-func CgroupID(dir string) (uint64, error) {
+func cgroupID(dir string) (uint64, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		return 0, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -18,21 +19,23 @@ import (
 // iterators (iter/tcp, iter/udp with bpf_sock_destroy). Each shares the
 // datapath's maps. What cannot load is recorded and reported, never fatal.
 func (b *Backend) loadOptional() {
-	b.optional = map[string]error{}
+	b.optional = map[string]error{"sock_create": disabledByTest("sock_create")}
 	repl := b.mapsByName()
 
-	if f, err := os.Open(b.cgroupPath); err == nil {
-		// The exec hook is not bound to a cgroup: it checks this one.
-		err = b.objs.AttachCgroup.Update(uint32(0), uint32(f.Fd()), ebpf.UpdateAny)
-		f.Close()
-		if err != nil {
-			b.optional["exec"] = fmt.Errorf("set attach cgroup: %w", err)
-		}
-	}
-	if b.optional["exec"] == nil {
+	if b.optional["exec"] = disabledByTest("exec"); b.optional["exec"] == nil {
 		b.optional["exec"] = b.loadExecHook(repl)
 	}
-	b.optional["sock_destroy"] = b.loadSocketIters(repl)
+	if b.optional["exec"] != nil {
+		// An earlier daemon's hook would keep running beside a status
+		// that says it is off.
+		if old, err := link.LoadPinnedLink(b.execPin(), nil); err == nil {
+			old.Unpin()
+			old.Close()
+		}
+	}
+	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
+		b.optional["sock_destroy"] = b.loadSocketIters(repl)
+	}
 	for name, err := range b.optional {
 		if err != nil {
 			b.log.Warn("optional hook unavailable", "hook", name, "err", err)
@@ -40,29 +43,17 @@ func (b *Backend) loadOptional() {
 	}
 }
 
+// mapsByName lists the datapath's maps by their names in the object file,
+// read from the struct bpf2go generated from it: no list is kept by hand.
 func (b *Backend) mapsByName() map[string]*ebpf.Map {
-	spec, _ := loadDatapath()
 	out := map[string]*ebpf.Map{}
-	for name := range spec.Maps {
-		if m := b.mapByName(name); m != nil {
-			out[name] = m
+	v := reflect.ValueOf(&b.objs.datapathMaps).Elem()
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = m
 		}
 	}
 	return out
-}
-
-func (b *Backend) mapByName(name string) *ebpf.Map {
-	m := map[string]*ebpf.Map{
-		"active": b.objs.Active, "configs": b.objs.Configs, "exe_rules": b.objs.ExeRules,
-		"cgroup_rules": b.objs.CgroupRules, "uid_rules": b.objs.UidRules, "gid_rules": b.objs.GidRules,
-		"dests": b.objs.Dests, "local_nets": b.objs.LocalNets, "counters": b.objs.Counters,
-		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
-		"exe_learned": b.objs.ExeLearned, "learned_count": b.objs.LearnedCount, "path_rules": b.objs.PathRules,
-		"attach_cgroup": b.objs.AttachCgroup, "sock_owners": b.objs.SockOwners, "sock_doomed": b.objs.SockDoomed, "event_gates": b.objs.EventGates,
-		"name_rules": b.objs.NameRules, "exe_named": b.objs.ExeNamed,
-		"task_states": b.objs.TaskStates, "proc_idents": b.objs.ProcIdents, "loaders": b.objs.Loaders, "loader_pending": b.objs.LoaderPending,
-	}
-	return m[name]
 }
 
 func onlyMaps(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) map[string]*ebpf.Map {
@@ -82,9 +73,22 @@ func (b *Backend) execPin() string { return b.identPin("exec") }
 func (b *Backend) identPin(name string) string { return filepath.Join(b.cfg.PinDir, "link_"+name) }
 
 func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
+	// The exec hook is not bound to a cgroup: it checks this one.
+	f, err := os.Open(b.cgroupPath)
+	if err != nil {
+		return err
+	}
+	err = b.objs.AttachCgroup.Update(uint32(0), uint32(f.Fd()), ebpf.UpdateAny)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("set attach cgroup: %w", err)
+	}
 	spec, err := loadExecwatch()
 	if err != nil {
 		return err
+	}
+	if specHook != nil {
+		specHook(spec)
 	}
 	names, err := b.exeNamesMap(spec)
 	if err != nil {
@@ -97,7 +101,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		return err
 	}
 	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
-		return fmt.Errorf("load exec hook: %w", err)
+		return notSupported("load exec hook", err)
 	}
 	// Fork, exit and the loader's reads first: an exec recorded before its
 	// process can fork must be inherited.
@@ -107,7 +111,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	}{{"fork", b.exec.ExewallFork}, {"exit", b.exec.ExewallExit}, {"loader", b.exec.ExewallLoaderRead}, {"exec", b.exec.ExewallExec}} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: h.prog})
 		if err != nil {
-			return fmt.Errorf("attach %s hook: %w", h.name, err)
+			return notSupported("attach "+h.name+" hook", err)
 		}
 		// Replace an older daemon's link: it is pinned so the hook outlives
 		// a daemon, and running both for a moment is harmless (same maps).
@@ -118,7 +122,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		}
 		if err := l.Pin(pin); err != nil {
 			l.Close()
-			return fmt.Errorf("pin %s hook: %w", h.name, err)
+			return notSupported("pin "+h.name+" hook", err)
 		}
 		if h.name == "exec" {
 			b.execLink = l
@@ -158,8 +162,11 @@ func (b *Backend) loadSocketIters(repl map[string]*ebpf.Map) error {
 	if err != nil {
 		return err
 	}
+	if specHook != nil {
+		specHook(spec)
+	}
 	if err := spec.LoadAndAssign(&b.socks, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
-		return fmt.Errorf("load socket iterators: %w", err)
+		return notSupported("load socket iterators", err)
 	}
 	for _, p := range []*ebpf.Program{b.socks.ExewallSocksTcp, b.socks.ExewallSocksUdp, b.socks.ExewallDestroyTcp, b.socks.ExewallDestroyUdp} {
 		it, err := link.AttachIter(link.IterOptions{Program: p})
@@ -168,7 +175,7 @@ func (b *Backend) loadSocketIters(repl map[string]*ebpf.Map) error {
 				it.Close()
 			}
 			b.sockIter = nil
-			return fmt.Errorf("attach socket iterator: %w", err)
+			return notSupported("attach socket iterator", err)
 		}
 		b.sockIter = append(b.sockIter, it)
 	}
@@ -197,18 +204,21 @@ func (b *Backend) activeHooks() []string {
 	if b.sockIter != nil {
 		out = append(out, "sock_destroy")
 	}
+	if b.resolver != nil && b.resolver.fallback == nil {
+		out = append(out, "iter")
+	}
 	return out
 }
 
-// OptionalHooks reports the optional hooks that could not load, and why.
-func (b *Backend) OptionalHooks() map[string]error {
-	out := map[string]error{}
-	for k, v := range b.optional {
-		if v != nil {
-			out[k] = v
+// wantLinks is how many cgroup hooks this backend attaches.
+func (b *Backend) wantLinks() int {
+	n := 0
+	for _, h := range hooks {
+		if b.optional[h.name] == nil {
+			n++
 		}
 	}
-	return out
+	return n
 }
 
 var errNoIters = errors.New("socket iterators unavailable")

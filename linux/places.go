@@ -5,57 +5,23 @@ package linux
 import (
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/exewall/exewall/engine"
 )
-
-// cachedPlace is where an executable was found to live, and the stat() of
-// its path when that was computed: a replaced or moved file changes it.
-type cachedPlace struct {
-	key   statKey
-	place place
-}
 
 // identifyCached resolves paths to identities (the resolver caches those by
 // stat key) and to places, re-walking symlinks only for paths whose stat()
 // changed since the last apply.
 func (b *Backend) identifyCached(paths []string, places map[string]place) (map[string]engine.FileID, error) {
-	found, err := b.resolver.IdentifyAll(paths)
+	found, err := b.resolver.identifyAll(paths)
 	if err != nil {
 		return nil, err
 	}
-	keys := make(map[string]statKey, len(paths))
-	var todo []string
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			todo = append(todo, p) // missing: its directory's place may still be known
-			continue
-		}
-		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		if c, ok := b.places[p]; ok && c.key == key {
-			places[p] = c.place
-			continue
-		}
-		keys[p] = key
-		todo = append(todo, p)
-	}
+	todo, keys := b.places.lookup(paths, places)
 	fresh := map[string]place{}
 	if err := b.resolvePlaces(todo, fresh); err != nil {
 		return nil, err
 	}
-	for _, p := range todo {
-		pl, ok := fresh[p]
-		if !ok {
-			delete(b.places, p)
-			continue
-		}
-		places[p] = pl
-		if key, ok := keys[p]; ok {
-			b.places[p] = cachedPlace{key: key, place: pl}
-		}
-	}
+	b.places.store(todo, keys, fresh, places)
 	return found, nil
 }
 
@@ -77,7 +43,7 @@ func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
 		dirs[p], names[p] = filepath.Dir(real), name
 		want = append(want, filepath.Dir(real))
 	}
-	ids, err := b.resolver.IdentifyAll(want)
+	ids, err := b.resolver.identifyAll(want)
 	if err != nil {
 		return err
 	}

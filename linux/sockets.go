@@ -158,7 +158,7 @@ func (b *Backend) heldCgroupRule(c *compiled, gen uint32, id uint64, cache map[u
 		cache[id] = path
 	}
 	for path != "" {
-		if cid, err := CgroupID(filepath.Join(b.cgroupRoot, path)); err == nil {
+		if cid, err := cgroupID(filepath.Join(b.cgroupRoot, path)); err == nil {
 			if dr, ok := c.cgroups[datapathIdKey{Id: cid, Gen: gen}]; ok {
 				return &dr
 			}
@@ -178,7 +178,7 @@ func (b *Backend) cgroupPathOf(id uint64) string {
 		if err != nil || !d.IsDir() || found != "" {
 			return filepath.SkipDir
 		}
-		if cid, err := CgroupID(p); err == nil && cid == id {
+		if cid, err := cgroupID(p); err == nil && cid == id {
 			found = "/" + strings.TrimPrefix(strings.TrimPrefix(p, b.cgroupRoot), "/")
 			return filepath.SkipAll
 		}

@@ -65,7 +65,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 
 	// Map pins removed (rm -r /sys/fs/bpf/exewall): the maps live on in our
 	// fds; pin them again so the next daemon adopts them.
-	for name, m := range b.pinnedMaps() {
+	for name, m := range b.mapsByName() {
 		path := filepath.Join(b.cfg.PinDir, name)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			os.MkdirAll(b.cfg.PinDir, 0o700)
@@ -174,9 +174,9 @@ func diffMap[K comparable, V comparable](drifts *[]engine.Drift, what string, wa
 	return found
 }
 
-// AttachedPrograms lists every program attached to the cgroup at the hooks
+// listAttached lists every program attached to the cgroup at the hooks
 // exewall uses, ours and others' (systemd's, Cilium's), for doctor.
-func AttachedPrograms(cgroup string) ([]string, error) {
+func listAttached(cgroup string) ([]string, error) {
 	f, err := os.Open(cgroup)
 	if err != nil {
 		return nil, err

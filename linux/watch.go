@@ -55,7 +55,7 @@ func (b *Backend) identitiesChanged() bool {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.resolver.IdentifyAll(paths)
+	found, err := b.resolver.identifyAll(paths)
 	if err != nil {
 		return false
 	}
@@ -73,7 +73,7 @@ func (b *Backend) cgroupsChanged() bool {
 			continue
 		}
 		c := engine.CleanCgroup(r.Cgroup)
-		id, err := CgroupID(filepath.Join(b.cgroupRoot, c))
+		id, err := cgroupID(filepath.Join(b.cgroupRoot, c))
 		old, had := b.ids.cgroups[c]
 		if (err == nil) != had || (err == nil && id != old) {
 			return true

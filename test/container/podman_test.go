@@ -18,9 +18,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/exewall/exewall/test/kerneltest"
 	"golang.org/x/sys/unix"
-
-	"github.com/exewall/exewall/linux"
 )
 
 // skipOrFail skips a test that cannot run here and fails it under CI
@@ -234,7 +233,7 @@ func requireRoot(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "the container runtime test loads eBPF and runs podman as root (sudo make test)")
 	}
-	root, err := linux.CgroupMount()
+	root, err := kerneltest.CgroupMount()
 	if err != nil {
 		skipOrFail(t, "%v", err)
 	}

@@ -341,7 +341,9 @@ func (w *world) detachConnect4() {
 		w.t.Fatalf("bpftool link detach: %v: %s", err, out)
 	}
 	for _, n := range w.attached() {
-		if n == "exewall_connect4" {
+		// Attached again already is fine when the daemon's own periodic
+		// check saw the detach and repaired it (it can be that quick).
+		if log, _ := os.ReadFile(w.logFile); n == "exewall_connect4" && !strings.Contains(string(log), "connect4 program was detached") {
 			w.t.Fatal("connect4 program still attached after detach")
 		}
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // The daemon-level fault tests of docs/RELIABILITY.md. Each one was shown
@@ -56,40 +57,6 @@ func (w *world) waitFor(what string, cond func() bool) {
 	}
 }
 
-// runClient is connect without failing the test (for goroutines): it runs
-// exe in the scratch cgroup and returns what it printed.
-func (w *world) runClient(exe string, port, count int) (string, error) {
-	cg, err := os.Open(w.cgroup)
-	if err != nil {
-		return "", err
-	}
-	defer cg.Close()
-	cmd := exec.Command(exe, "tcp4", "127.0.0.1", fmt.Sprint(port), fmt.Sprint(count))
-	cmd.Env = append(os.Environ(), clientEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("client %s: %v: %s", exe, err, errOut.String())
-	}
-	return strings.TrimSpace(out.String()), nil
-}
-
-// parseCounts reads the client's "map[EPERM:12 ok:3]" summary.
-func parseCounts(out string) map[string]int {
-	counts := map[string]int{}
-	for _, f := range strings.Fields(strings.TrimSuffix(strings.TrimPrefix(out, "map["), "]")) {
-		k, v, _ := strings.Cut(f, ":")
-		var n int
-		fmt.Sscan(v, &n)
-		counts[k] += n
-	}
-	if len(counts) == 0 && out != "" {
-		counts[out] = 1 // a count of 1 prints the word alone
-	}
-	return counts
-}
-
 // denyLoop keeps procs client processes making denied connects (batches
 // of batch) until stop is closed; it counts attempts and leaks.
 type denyLoop struct {
@@ -111,12 +78,13 @@ func (w *world) startDenyLoop(exe string, port, procs, batch int) *denyLoop {
 					return
 				default:
 				}
-				out, err := w.runClient(exe, port, batch)
+				_, out, err := kerneltest.Run(exe, w.cgroup, []kerneltest.Attempt{
+					{Proto: "tcp", Op: "connect", Sock: 4, Addr: "127.0.0.1", Port: uint16(port), Repeat: batch}})
 				if err != nil {
 					d.errs <- err
 					return
 				}
-				for k, n := range parseCounts(out) {
+				for k, n := range out[0].Counts {
 					d.tries.Add(int64(n))
 					if k != "EPERM" {
 						d.leaks.Add(int64(n))
@@ -328,7 +296,7 @@ func TestFaultViolationsLogDiskFull(t *testing.T) {
 
 	done := make(chan string, 1)
 	go func() {
-		out, err := w.runClient(blocked, port, connects)
+		_, out, err := w.runClient(blocked, "tcp4", port, connects)
 		if err != nil {
 			out = err.Error()
 		}

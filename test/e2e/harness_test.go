@@ -5,12 +5,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,32 +20,8 @@ import (
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
-
-// requireKernel skips a test that cannot run here, and fails it under CI
-// (CI=true), where a silent skip would hide a broken setup.
-func requireKernel(t *testing.T) {
-	t.Helper()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "end-to-end tests load eBPF programs and need root (run `sudo make test`)"
-	} else if _, err := linux.CgroupMount(); err != nil {
-		reason = err.Error()
-	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("end-to-end test cannot run under CI: %s", reason)
-	}
-	t.Skip(reason)
-}
-
-func randName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
 
 // world is one daemon's surroundings: scratch cgroup, pin dir, state dir,
 // socket and policy file, all removed at the end of the test.
@@ -70,14 +43,11 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	requireKernel(t)
-	root, _ := linux.CgroupMount()
+	kerneltest.Require(t)
 	w := &world{t: t, dir: t.TempDir()}
-	w.cgroup = filepath.Join(root, randName("exewall-e2e-"))
-	if err := os.Mkdir(w.cgroup, 0o755); err != nil {
-		t.Fatalf("create scratch cgroup: %v", err)
-	}
-	w.pinDir = filepath.Join("/sys/fs/bpf", randName("exewall-e2e-"))
+	// Cleanups run last first: the daemon stops, its pins go, then the cgroup.
+	w.cgroup = kerneltest.Cgroup(t)
+	w.pinDir = kerneltest.PinDir(t, func(dir string) error { return linux.Reset(context.Background(), linux.Config{PinDir: dir}) })
 	w.stateDir = filepath.Join(w.dir, "state")
 	w.socket = filepath.Join(w.dir, "run", "exewall.sock")
 	w.policy = filepath.Join(w.dir, "etc", "policy.yaml")
@@ -87,39 +57,12 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) cleanup() {
-	t := w.t
 	w.stop(syscall.SIGTERM)
-	if t.Failed() {
+	if w.t.Failed() {
 		if data, err := os.ReadFile(w.logFile); err == nil {
-			t.Logf("daemon log:\n%s", data)
+			w.t.Logf("daemon log:\n%s", data)
 		}
 	}
-	if err := linux.Reset(context.Background(), linux.Config{PinDir: w.pinDir}); err != nil {
-		t.Errorf("reset %s: %v", w.pinDir, err)
-	}
-	if _, err := os.Stat(w.pinDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pin dir %s left behind", w.pinDir)
-	}
-	removeCgroup(t, w.cgroup)
-}
-
-func removeCgroup(t *testing.T, dir string) {
-	for i := 0; i < 100; i++ {
-		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		// Only our own client processes can be in a scratch cgroup.
-		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		for _, f := range strings.Fields(string(data)) {
-			var pid int
-			fmt.Sscan(f, &pid)
-			if pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("scratch cgroup %s could not be removed", dir)
 }
 
 // start runs `exewall daemon` and waits for its READY=1 on a fake
@@ -127,7 +70,7 @@ func removeCgroup(t *testing.T, dir string) {
 func (w *world) start(extra ...string) {
 	t := w.t
 	t.Helper()
-	notify := filepath.Join(w.dir, randName("notify-"))
+	notify := filepath.Join(w.dir, kerneltest.Name("notify-"))
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -280,77 +223,56 @@ func (w *world) fileMatchesLs() []engine.RuleView {
 	return rules
 }
 
-// clientCopy puts a copy of the test binary at dir/name: a new file, hence
-// a new executable identity.
 func clientCopy(t *testing.T, dir, name string) string {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	dst := filepath.Join(dir, name)
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return kerneltest.Copy(t, dir, name)
 }
 
-// connect runs the client exe inside the scratch cgroup: count attempts
-// of proto to 127.0.0.1:port. It returns the client's pid and its output.
+// connect runs the client exe inside the scratch cgroup: count attempts of
+// proto (tcp4, tcp6, udp4) to loopback port. It returns the client's pid
+// and what it saw: for one attempt "ok" or the errno name, for more the
+// counts, "map[EPERM:12 ok:3]".
 func (w *world) connect(exe, proto string, port, count int) (int, string) {
-	t := w.t
-	t.Helper()
-	cg, err := os.Open(w.cgroup)
+	w.t.Helper()
+	pid, out, err := w.runClient(exe, proto, port, count)
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	defer cg.Close()
-	addr := "127.0.0.1"
-	if proto == "tcp6" {
-		addr = "::1"
-	}
-	cmd := exec.Command(exe, proto, addr, fmt.Sprint(port), fmt.Sprint(count))
-	cmd.Env = append(os.Environ(), clientEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("client %s: %v: %s", exe, err, errOut.String())
-	}
-	return cmd.Process.Pid, strings.TrimSpace(out.String())
+	return pid, out
 }
 
-// listen accepts TCP connections on 127.0.0.1 until the test ends.
-func listen(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// runClient is connect without failing the test (for goroutines).
+func (w *world) runClient(exe, proto string, port, count int) (int, string, error) {
+	a := kerneltest.Attempt{Proto: "tcp", Op: "connect", Sock: 4, Addr: "127.0.0.1", Port: uint16(port), Repeat: count}
+	switch proto {
+	case "tcp6":
+		a.Sock, a.Addr = 6, "::1"
+	case "udp4":
+		a.Proto, a.Op = "udp", "sendto"
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).Port
+	pid, out, err := kerneltest.Run(exe, w.cgroup, []kerneltest.Attempt{a})
+	if err != nil {
+		return 0, "", err
+	}
+	if count == 1 {
+		return pid, word(out[0]), nil
+	}
+	return pid, fmt.Sprint(out[0].Counts), nil
 }
+
+// word is "ok" for an attempt the kernel let through, else the errno name.
+func word(o kerneltest.Outcome) string {
+	switch {
+	case o.Errno != "":
+		return o.Errno
+	case o.Err != "":
+		return o.Err
+	}
+	return "ok"
+}
+
+// listen accepts TCP connections on loopback until the test ends.
+func listen(t *testing.T) int { t.Helper(); return int(kerneltest.ListenLoopback(t)) }
 
 // attached returns the names of the programs attached to the cgroup, as
 // bpftool (an independent witness) sees them.
@@ -395,14 +317,6 @@ func (w *world) violations(args ...string) []map[string]any {
 	return vs
 }
 
-func lookPath(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is needed: %v", name, err)
-		}
-		t.Skipf("%s is needed: %v", name, err)
-	}
-}
+func lookPath(t *testing.T, name string) { t.Helper(); kerneltest.RequireTool(t, name) }
 
 var execCommand = exec.Command

@@ -6,256 +6,60 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
-
-// The learn test's client: copies of the test binary started with
-// learnClientEnv connect over TCP to each ADDR:PORT argument, print one
-// word per attempt ("ok", or the errno name), then stay alive a moment so
-// the daemon can still read their executable when it enriches the events.
-// It only talks to loopback and to the test network below.
-const learnClientEnv = "EXEWALL_E2E_LEARN_CLIENT"
-
-func init() {
-	if os.Getenv(learnClientEnv) == "" {
-		return
-	}
-	var words []string
-	for _, arg := range os.Args[1:] {
-		ap := netip.MustParseAddrPort(arg)
-		if !ap.Addr().IsLoopback() && !learnNet.Contains(ap.Addr()) && !learnHost.Contains(ap.Addr()) {
-			fmt.Fprintln(os.Stderr, "the learn client talks to loopback and the test network only")
-			os.Exit(2)
-		}
-		words = append(words, tcpAttempt(ap))
-	}
-	fmt.Println(strings.Join(words, " "))
-	time.Sleep(time.Second)
-	os.Exit(0)
-}
-
-func tcpAttempt(ap netip.AddrPort) string {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return errName(err)
-	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(int64(2 * time.Second))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
-	if err == nil || err == unix.ECONNREFUSED {
-		return "ok"
-	}
-	return errName(err)
-}
 
 // The test network: a host veth address and its peer (in a namespace the
 // test creates) on a /30, and ten "far" hosts in one /24 routed via the
 // peer. Benchmarking ranges (198.18.0.0/15), distinct from linux/'s tests.
 var (
-	learnHost     = netip.MustParsePrefix("198.18.200.0/30")
-	learnHostAddr = netip.MustParsePrefix("198.18.200.1/30")
-	learnPeerAddr = netip.MustParsePrefix("198.18.200.2/30")
-	learnNet      = netip.MustParsePrefix("198.19.200.0/24")
+	// The third octet is drawn per run: another checkout's tests on this
+	// machine may hold the ranges of theirs (NewHost refuses overlaps).
+	learnOctet    = byte(100 + rand.IntN(150))
+	learnHostAddr = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, learnOctet, 1}), 30)
+	learnPeerAddr = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, learnOctet, 2}), 30)
 )
 
-func learnFar(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, 200, byte(10 + i)}) }
+func learnFar(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, learnOctet, byte(10 + i)}) }
 
 // learnRemote builds the namespace; it returns two ports listening there
 // on every address.
 func learnRemote(t *testing.T) (port, port2 uint16) {
 	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
+	var far []netip.Addr
+	for i := range 10 {
+		far = append(far, learnFar(i))
 	}
-	for _, a := range addrs {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		bits, _ := a.Mask.Size()
-		p := netip.PrefixFrom(ip.Unmap(), bits).Masked()
-		if p.Overlaps(learnHost) || p.Overlaps(learnNet) {
-			t.Fatalf("this machine uses %s, which overlaps the test network; refusing to add routes", p)
-		}
-	}
-	if routes, err := netlink.RouteGet(learnFar(0).AsSlice()); err == nil && len(routes) > 0 && routes[0].Gw == nil && routes[0].Dst != nil {
-		t.Fatalf("%s already routes somewhere (%v); refusing to add routes", learnFar(0), routes)
-	}
-	hostIf := randName("exl")
-	peerIf := hostIf + "p"
-	la := netlink.NewLinkAttrs()
-	la.Name = hostIf
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerIf}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth: %v", err)
-	}
-	t.Cleanup(func() { netlink.LinkDel(veth) })
-
-	type made struct {
-		ns        netns.NsHandle
-		listeners []net.Listener
-		err       error
-	}
-	ch := make(chan made)
-	go func() {
-		// This thread enters the new namespace and never leaves it: Go
-		// retires a locked thread whose goroutine exits without unlocking.
-		runtime.LockOSThread()
-		ns, err := netns.New()
-		if err != nil {
-			ch <- made{err: err}
-			return
-		}
-		var ls []net.Listener
-		for i := 0; i < 2; i++ {
-			l, err := net.Listen("tcp4", "0.0.0.0:0")
-			if err != nil {
-				ch <- made{err: err}
-				return
-			}
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-			ls = append(ls, l)
-		}
-		ch <- made{ns: ns, listeners: ls}
-	}()
-	m := <-ch
-	if m.err != nil {
-		t.Fatalf("create namespace: %v", m.err)
-	}
-	t.Cleanup(func() {
-		for _, l := range m.listeners {
-			l.Close()
-		}
-		m.ns.Close()
-	})
-	peer, err := netlink.LinkByName(peerIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(m.ns)); err != nil {
-		t.Fatalf("move veth peer: %v", err)
-	}
-	host, err := netlink.LinkByName(hostIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	learnAddAddr(t, nil, host, learnHostAddr)
-	if err := netlink.LinkSetUp(host); err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(m.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	peer, err = h.LinkByName(peerIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	learnAddAddr(t, h, peer, learnPeerAddr)
-	for i := 0; i < 10; i++ {
-		learnAddAddr(t, h, lo, netip.PrefixFrom(learnFar(i), 32))
-	}
-	for _, l := range []netlink.Link{peer, lo} {
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gw := func(via netip.Addr) net.IP { return via.AsSlice() }
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: gw(learnHostAddr.Addr())}); err != nil {
-		t.Fatalf("return route: %v", err)
-	}
-	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: &net.IPNet{IP: learnNet.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}, Gw: gw(learnPeerAddr.Addr())}); err != nil {
-		t.Fatalf("route to the test network: %v", err)
-	}
-	// Nothing is sent unless each destination routes into our veth.
-	for _, a := range []netip.Addr{learnPeerAddr.Addr(), learnFar(0), learnFar(9)} {
-		routes, err := netlink.RouteGet(a.AsSlice())
-		if err != nil || len(routes) == 0 || routes[0].LinkIndex != host.Attrs().Index {
-			t.Fatalf("%s does not route to the test veth (%v, %v)", a, routes, err)
-		}
-	}
-	port = uint16(m.listeners[0].Addr().(*net.TCPAddr).Port)
-	port2 = uint16(m.listeners[1].Addr().(*net.TCPAddr).Port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(learnFar(0), port).String(), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("test namespace unreachable: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return port, port2
+	h := kerneltest.NewHost(t, kerneltest.HostConfig{Host4: learnHostAddr, Peer4: learnPeerAddr, Far: far, Listeners: 2})
+	return h.Ports[0], h.Ports[1]
 }
 
-func learnAddAddr(t *testing.T, h *netlink.Handle, l netlink.Link, p netip.Prefix) {
-	t.Helper()
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
-	var err error
-	if h == nil {
-		err = netlink.AddrAdd(l, a)
-	} else {
-		err = h.AddrAdd(l, a)
-	}
-	if err != nil {
-		t.Fatalf("add address %s: %v", p, err)
-	}
-}
-
-// learnRun runs a learn client copy in the scratch cgroup against dests
-// and returns its words.
+// learnRun runs a client copy in the scratch cgroup against dests and
+// returns its words; it then stays alive a moment so the daemon can still
+// read its executable when it enriches the events.
 func (w *world) learnRun(exe string, dests ...netip.AddrPort) []string {
-	t := w.t
-	t.Helper()
-	cg, err := os.Open(w.cgroup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cg.Close()
-	var args []string
+	w.t.Helper()
+	var steps []kerneltest.Attempt
 	for _, d := range dests {
-		args = append(args, d.String())
+		steps = append(steps, kerneltest.Attempt{Proto: "tcp", Op: "connect", Sock: 4, Addr: d.Addr().String(), Port: d.Port()})
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), learnClientEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("client %s: %v: %s", exe, err, errOut.String())
+	_, out := kerneltest.RunClient(w.t, exe, w.cgroup, append(steps, kerneltest.Attempt{Op: "sleep", Millis: 1000}))
+	var words []string
+	for _, o := range out[:len(dests)] {
+		words = append(words, word(o))
 	}
-	return strings.Fields(out.String())
+	return words
 }
 
 func TestLearnThenApply(t *testing.T) {
@@ -357,7 +161,7 @@ func TestLearnThenApply(t *testing.T) {
 		{Name: "blocked", Exe: blocked, Action: "deny"},
 		{Name: "localapp", Exe: localApp, Action: "local-only"},
 		{Name: "remoteapp", Exe: remoteApp, Action: "deny", Allow: []string{
-			fmt.Sprintf("127.0.0.1/32 port %d tcp", l1), fmt.Sprintf("198.19.200.0/24 port %d tcp", port)}},
+			fmt.Sprintf("127.0.0.1/32 port %d tcp", l1), fmt.Sprintf("198.19.%d.0/24 port %d tcp", learnOctet, port)}},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("learned:\n got %+v\nwant %+v", got, want)

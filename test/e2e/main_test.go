@@ -5,37 +5,22 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
-// exewall is the binary under test, built once by TestMain.
+// exewall is the binary under test: one build per source tree, shared with
+// every package and run that needs it (kerneltest.Exewall).
 var exewall string
 
 func TestMain(m *testing.M) {
-	if os.Getenv(clientEnv) != "" {
-		clientMain()
-		return
+	if os.Getenv(kerneltest.ClientEnv) == "" {
+		var err error
+		if exewall, err = kerneltest.Exewall(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "exewall-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// Readable and executable by the unprivileged caller of the refusal test.
-	os.Chmod(dir, 0o755)
-	exewall = filepath.Join(dir, "exewall")
-	cmd := exec.Command("go", "build", "-o", exewall, "github.com/exewall/exewall/cmd/exewall")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build exewall:", err)
-		return 1
-	}
-	return m.Run()
+	kerneltest.Main(m)
 }

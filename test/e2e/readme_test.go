@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // TestReadme runs the transcripts of README.md, docs/cli.md and
@@ -25,7 +27,7 @@ import (
 // scratch cgroup, from a shell inside that cgroup, so its rules judge only
 // the transcript's commands.
 func TestReadme(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	for _, tool := range []string{"make", "curl", "python3", "bash"} {
 		lookPath(t, tool)
 	}

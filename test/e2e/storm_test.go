@@ -3,36 +3,14 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
-
-// procStatus reads a kB field (VmRSS, VmHWM) of a process we started.
-func procStatus(t *testing.T, pid int, field string) int {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			var kb int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
 
 // TestDenyStormMemory makes 100,000 denied connects and checks that the
 // daemon's memory stays bounded and its API keeps answering meanwhile.
@@ -45,7 +23,7 @@ func TestDenyStormMemory(t *testing.T) {
 	w.ok("deny", "--name", "storm", blocked)
 	pid := w.d.Process.Pid
 	time.Sleep(200 * time.Millisecond)
-	before := procStatus(t, pid, "VmRSS")
+	before := kerneltest.ProcKB(pid, "VmRSS")
 
 	done := make(chan string)
 	go func() {
@@ -76,7 +54,7 @@ func TestDenyStormMemory(t *testing.T) {
 	if err := json.Unmarshal([]byte(w.ok("status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	after, peak := procStatus(t, pid, "VmRSS"), procStatus(t, pid, "VmHWM")
+	after, peak := kerneltest.ProcKB(pid, "VmRSS"), kerneltest.ProcKB(pid, "VmHWM")
 	// An event stands for its count of repeated attempts (the kernel folds
 	// repeats of one attempt within a second into one event).
 	var kept int

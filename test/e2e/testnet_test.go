@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/exewall/exewall/test/kerneltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ const (
 // cleanup.
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
-	n := &testNet{name: randName("exewall-userfix-")}
+	n := &testNet{name: kerneltest.Name("exewall-userfix-")}
 	n.path = filepath.Join("/run/netns", n.name)
 	run := func(args ...string) {
 		t.Helper()

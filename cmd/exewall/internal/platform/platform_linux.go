@@ -27,29 +27,15 @@ const (
 	AllowedCallers = "root"
 )
 
-// NewBackend loads the eBPF backend. It is also the manager's resolver:
-// the kernel's view of executables (what the datapath matches) validates
-// policies.
+// NewBackend loads the eBPF backend. The backend is also the manager's
+// resolver: its identity iterator is the kernel's view of executables (what
+// the datapath matches), used to validate policies.
 func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	b, err := linux.New(ctx, linux.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return withResolver{Backend: b, r: linux.NewKernelResolver()}, nil
-}
-
-// withResolver makes the backend the resolver until the linux backend is
-// one itself (then NewBackend returns it as it is).
-type withResolver struct {
-	*linux.Backend
-	r *linux.KernelResolver
-}
-
-func (b withResolver) Identify(path string) (engine.FileID, bool, error) { return b.r.Identify(path) }
-
-func (b withResolver) Close() error {
-	b.r.Close()
-	return b.Backend.Close()
+	return b, nil
 }
 
 // Reset removes everything the backend pinned under cfg.PinDir; no daemon

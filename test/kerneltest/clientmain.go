@@ -1,6 +1,6 @@
 //go:build linux
 
-package linux
+package kerneltest
 
 import (
 	"encoding/json"
@@ -14,91 +14,127 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The test binary doubles as the client program: copies of it are distinct
-// executables (new inodes) the tests can allow or deny, and a process started
-// from one runs clientMain instead of the tests.
-const clientEnv = "EXEWALL_TEST_CLIENT"
-
-// attempt is one connection attempt the client makes.
-type attempt struct {
-	Proto string `json:"proto"` // tcp | udp
-	// connect | sendto | fastopen (TCP sendto with MSG_FASTOPEN) |
-	// socket (create Kind only) | hold (TCP connect, keep it) |
-	// use-held (write and read on the held connection) |
-	// ready (print "ready") | wait (block until the test writes a line)
-	Op   string `json:"op"`
-	Kind string `json:"kind,omitempty"` // for socket: raw | ping | mptcp | sctp
-	Sock int    `json:"sock"`           // 4 or 6: socket family (6 with a v4 address uses the mapped form)
-	Addr string `json:"addr"`
-	Port uint16 `json:"port"`
+// testRanges are where a client may send besides loopback: the
+// documentation and benchmarking ranges the tests' namespaces use.
+var testRanges = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("2001:db8::/32"),
 }
 
-// outcome is what the client saw: "" when the kernel let the call through
-// (ECONNREFUSED and friends count as through: the firewall did not stop it).
-type outcome struct {
-	Errno string `json:"errno"`
-	Err   string `json:"err,omitempty"`
+func allowedDest(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	for _, p := range testRanges {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
-
-func (o outcome) denied() bool { return o.Errno == "EPERM" }
 
 var held = -1
 
-func clientMain() {
+func clientMain() int {
 	// Keep the main goroutine on the leader thread, so "thread" steps run
 	// on another one.
 	runtime.LockOSThread()
-	var attempts []attempt
+	var attempts []Attempt
 	in := json.NewDecoder(os.Stdin)
 	if err := in.Decode(&attempts); err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
-		os.Exit(2)
+		return 2
 	}
-	out := make([]outcome, len(attempts))
+	for _, a := range attempts {
+		if addr, err := netip.ParseAddr(a.Addr); err == nil && !allowedDest(addr) {
+			fmt.Fprintf(os.Stderr, "client: %s is neither loopback nor a test network\n", addr)
+			return 2
+		}
+	}
+	out := make([]Outcome, len(attempts))
 	for i, a := range attempts {
 		switch a.Op {
 		case "ready":
 			fmt.Println("ready")
 		case "wait":
-			var go_ string
-			in.Decode(&go_)
+			var word string
+			in.Decode(&word)
+		case "sleep":
+			time.Sleep(time.Duration(a.Millis) * time.Millisecond)
 		case "tcploop":
 			out[i] = connectLoop(a)
 		case "loop":
-			// Time N unconnected UDP sends on one socket (the benchmark's
-			// shape); the result is ns per send in Err.
 			out[i] = sendLoop(a)
 		case "thread":
-			// From a fresh OS thread that is not the thread group leader.
-			ch := make(chan outcome)
-			go func() {
-				runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-				if unix.Gettid() == unix.Getpid() {
-					ch <- outcome{Err: "still on the main thread"}
-					return
-				}
-				b := a
-				b.Op = "connect"
-				ch <- try(b)
-			}()
-			out[i] = <-ch
+			out[i] = fromThread(a)
 		default:
-			out[i] = try(a)
+			if a.Repeat > 0 || a.Until > 0 {
+				out[i] = repeat(a)
+			} else {
+				out[i] = try(a)
+			}
 		}
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
-	os.Exit(0)
+	return 0
 }
 
-func try(a attempt) outcome {
+// fromThread connects from a fresh OS thread that is not the thread group
+// leader.
+func fromThread(a Attempt) Outcome {
+	ch := make(chan Outcome)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			ch <- Outcome{Err: "still on the main thread"}
+			return
+		}
+		a.Op = "connect"
+		ch <- try(a)
+	}()
+	return <-ch
+}
+
+// repeat makes one attempt many times and counts how they ended.
+func repeat(a Attempt) Outcome {
+	o := Outcome{Counts: map[string]int{}}
+	base := a.Port
+	for i := 0; a.Until > 0 || i < a.Repeat; i++ {
+		if a.Until > 0 && i%256 == 0 && time.Now().UnixNano() > a.Until {
+			break
+		}
+		if a.Spread > 1 {
+			a.Port = base + uint16(i%a.Spread)
+		}
+		r := try(a)
+		word := r.Errno
+		if word == "" && r.Err == "" {
+			word = "ok"
+		} else if word == "" {
+			word = r.Err
+		}
+		if i == 0 {
+			o.Errno, o.Err = r.Errno, r.Err
+		}
+		o.Counts[word]++
+	}
+	return o
+}
+
+func try(a Attempt) Outcome {
+	if a.Op == "use-held" {
+		return useHeld()
+	}
 	addr := netip.IPv6Unspecified()
 	if a.Sock == 4 {
 		addr = netip.IPv4Unspecified()
 	}
-	if a.Op != "socket" && a.Op != "use-held" {
+	if a.Op != "socket" {
 		var err error
 		if addr, err = netip.ParseAddr(a.Addr); err != nil {
-			return outcome{Err: err.Error()}
+			return Outcome{Err: err.Error()}
 		}
 	}
 	typ, proto := unix.SOCK_STREAM, 0
@@ -119,9 +155,6 @@ func try(a attempt) outcome {
 	case "sctp":
 		typ, proto = unix.SOCK_STREAM, unix.IPPROTO_SCTP
 	}
-	if a.Op == "use-held" {
-		return useHeld()
-	}
 	var sa unix.Sockaddr
 	family := unix.AF_INET
 	if a.Sock == 6 {
@@ -136,7 +169,7 @@ func try(a attempt) outcome {
 	}
 	if a.Op == "socket" {
 		unix.Close(fd)
-		return outcome{}
+		return Outcome{}
 	}
 	if a.Op == "hold" {
 		held = fd
@@ -153,20 +186,20 @@ func try(a attempt) outcome {
 	case "sendto":
 		err = unix.Sendto(fd, []byte("exewall"), 0, sa)
 	default:
-		return outcome{Err: "unknown op " + a.Op}
+		return Outcome{Err: "unknown op " + a.Op}
 	}
 	if err == nil || errors.Is(err, unix.ECONNREFUSED) {
-		return outcome{}
+		return Outcome{}
 	}
 	return errOutcome(err)
 }
 
-// connectLoop times N socket+connect+close to a TCP listener.
-func connectLoop(a attempt) outcome {
+// connectLoop times 20000 socket+connect+close to a TCP listener.
+func connectLoop(a Attempt) Outcome {
 	sa := &unix.SockaddrInet4{Port: int(a.Port), Addr: netip.MustParseAddr(a.Addr).As4()}
 	n := 20000
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for range n {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return errOutcome(err)
@@ -177,28 +210,28 @@ func connectLoop(a attempt) outcome {
 		}
 		unix.Close(fd)
 	}
-	return outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
+	return Outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
 }
 
-func sendLoop(a attempt) outcome {
+// sendLoop times 200000 unconnected UDP sends on one socket.
+func sendLoop(a Attempt) Outcome {
 	fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	defer unix.Close(fd)
-	addr := netip.MustParseAddr(a.Addr).As4()
-	sa := &unix.SockaddrInet4{Port: int(a.Port), Addr: addr}
+	sa := &unix.SockaddrInet4{Port: int(a.Port), Addr: netip.MustParseAddr(a.Addr).As4()}
 	n := 200000
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for range n {
 		if err := unix.Sendto(fd, []byte("x"), 0, sa); err != nil {
 			return errOutcome(err)
 		}
 	}
-	return outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
+	return Outcome{Err: fmt.Sprint(time.Since(start).Nanoseconds() / int64(n))}
 }
 
 // useHeld sends on the held connection and waits for the echo.
-func useHeld() outcome {
+func useHeld() Outcome {
 	if held < 0 {
-		return outcome{Err: "nothing held"}
+		return Outcome{Err: "nothing held"}
 	}
 	if _, err := unix.Write(held, []byte("x")); err != nil {
 		return errOutcome(err)
@@ -211,15 +244,15 @@ func useHeld() outcome {
 		return errOutcome(err)
 	}
 	if n == 0 {
-		return outcome{Errno: "EOF"}
+		return Outcome{Errno: "EOF"}
 	}
-	return outcome{}
+	return Outcome{}
 }
 
-func errOutcome(err error) outcome {
+func errOutcome(err error) Outcome {
 	var errno unix.Errno
 	if errors.As(err, &errno) {
-		return outcome{Errno: unix.ErrnoName(errno), Err: err.Error()}
+		return Outcome{Errno: unix.ErrnoName(errno), Err: err.Error()}
 	}
-	return outcome{Err: err.Error()}
+	return Outcome{Err: err.Error()}
 }

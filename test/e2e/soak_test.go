@@ -1,17 +1,13 @@
 //go:build linux
 
-package soak
+package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,101 +17,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
-	"github.com/exewall/exewall/linux"
+	"github.com/exewall/exewall/test/kerneltest"
 )
-
-// The test binary doubles as the storm client (see clientMain).
-const clientEnv = "EXEWALL_SOAK_CLIENT"
-
-var exewall string
-
-func TestMain(m *testing.M) {
-	if os.Getenv(clientEnv) != "" {
-		clientMain()
-		return
-	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "exewall-soak-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	exewall = filepath.Join(dir, "exewall")
-	cmd := exec.Command("go", "build", "-o", exewall, "github.com/exewall/exewall/cmd/exewall")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build exewall:", err)
-		return 1
-	}
-	return m.Run()
-}
-
-// clientMain makes TCP connects to 127.0.0.1, ports PORT to PORT+SPREAD-1
-// in turn, until the deadline (unix nanoseconds) and prints how many ended
-// how: "EPERM 123 ok 0". Distinct destinations are distinct events (the
-// kernel folds only repeats of one attempt within a second into one).
-func clientMain() {
-	var port, spread int
-	var until int64
-	fmt.Sscan(os.Args[1], &port)
-	fmt.Sscan(os.Args[2], &spread)
-	fmt.Sscan(os.Args[3], &until)
-	denied, other := 0, 0
-	for i := 0; ; i++ {
-		if i%256 == 0 && time.Now().UnixNano() > until {
-			break
-		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			other++
-			continue
-		}
-		sa := &unix.SockaddrInet4{Port: port + i%spread, Addr: [4]byte{127, 0, 0, 1}}
-		err = unix.Connect(fd, sa)
-		unix.Close(fd)
-		if errors.Is(err, unix.EPERM) {
-			denied++
-		} else {
-			other++
-		}
-	}
-	fmt.Printf("EPERM %d ok %d\n", denied, other)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "the soak test loads eBPF programs and needs root"
-	} else if _, err := linux.CgroupMount(); err != nil {
-		reason = err.Error()
-	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("soak test cannot run under CI: %s", reason)
-	}
-	t.Skip(reason)
-}
-
-func randName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
 
 func duration(t *testing.T) time.Duration {
 	d := 60 * time.Second
@@ -156,26 +64,12 @@ func (l *latencies) pct() (n int, p50, p99, max time.Duration) {
 	return len(s), at(0.50), at(0.99), s[len(s)-1]
 }
 
-func rssKB(pid int) int {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			var kb int
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-// TestSoak: see the package comment.
+// TestSoak runs exewall under sustained load: a denied-connect storm from
+// several client processes in the scratch cgroup together with concurrent
+// CLI readers and writers, for EXEWALL_SOAK_DURATION (default 60s). It
+// checks the kernel's counters exactly, bounds the daemon's memory and
+// measures API latency, and prints the figures docs/RELIABILITY.md quotes.
 func TestSoak(t *testing.T) {
-	requireRoot(t)
 	const (
 		stormProcs = 4
 		spread     = 2048 // destination ports per client: up to 4 x 2048 distinct events a second
@@ -184,121 +78,47 @@ func TestSoak(t *testing.T) {
 		p99Bound   = 2 * time.Second
 	)
 	dur := duration(t)
-	root, _ := linux.CgroupMount()
-	dir := t.TempDir()
-	cgroup := filepath.Join(root, randName("exewall-soak-"))
-	if err := os.Mkdir(cgroup, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-soak-"))
-	socket := filepath.Join(dir, "run", "exewall.sock")
-	policy := filepath.Join(dir, "policy.yaml")
-	logFile := filepath.Join(dir, "daemon.log")
-
+	w := newWorld(t)
 	// The storm client: a copy of this binary, its own executable identity.
-	self, _ := os.Executable()
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	storm := filepath.Join(dir, "storm")
-	if err := os.WriteFile(storm, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(policy, []byte("default: allow\nrules:\n  - name: storm\n    exe: "+storm+"\n    action: deny\n"), 0o644)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
-
-	ml, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := ml.Addr().String()
-	ml.Close()
-	logf, _ := os.Create(logFile)
-	defer logf.Close()
-	d := exec.Command(exewall, "--socket", socket, "daemon", "--cgroup", cgroup, "--pin-dir", pinDir,
-		"--state-dir", filepath.Join(dir, "state"), "--policy", policy, "--sync-interval", "5s", "--metrics-addr", metricsAddr)
-	d.Stdout, d.Stderr = logf, logf
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { d.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		d.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			d.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			data, _ := os.ReadFile(logFile)
-			t.Logf("daemon log (tail):\n%s", tail(data, 4000))
-		}
-		if err := linux.Reset(context.Background(), linux.Config{PinDir: pinDir}); err != nil {
-			t.Errorf("reset %s: %v", pinDir, err)
-		}
-		removeCgroup(t, cgroup)
-	})
-	c := client.New(socket)
+	storm := clientCopy(t, t.TempDir(), "storm")
+	os.MkdirAll(filepath.Dir(w.policy), 0o755)
+	os.WriteFile(w.policy, []byte("default: allow\nrules:\n  - name: storm\n    exe: "+storm+"\n    action: deny\n"), 0o644)
+	port := listen(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	w.start("--sync-interval", "5s", "--metrics-addr", metricsAddr)
+	d := w.d
+	c := client.New(w.socket)
 	getStatus := func() (engine.Status, error) { return c.Status(context.Background()) }
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := getStatus(); err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			data, _ := os.ReadFile(logFile)
-			t.Fatalf("daemon exited:\n%s", data)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon did not answer")
-		}
-	}
 	st0, _ := getStatus()
-	rss0 := rssKB(d.Process.Pid)
+	rss0 := kerneltest.ProcKB(d.Process.Pid, "VmRSS")
 
 	start := time.Now()
 	until := start.Add(dur)
 	var wg sync.WaitGroup
 	var denied, leaked atomic.Int64
 	stormErr := make(chan error, stormProcs)
-	cg, err := os.Open(cgroup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cg.Close()
 	for range stormProcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := exec.Command(storm, fmt.Sprint(port), fmt.Sprint(spread), fmt.Sprint(until.UnixNano()))
-			c.Env = append(os.Environ(), clientEnv+"=1")
-			c.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-			out, err := c.Output()
+			_, out, err := kerneltest.Run(storm, w.cgroup, []kerneltest.Attempt{{Proto: "tcp", Op: "connect", Sock: 4,
+				Addr: "127.0.0.1", Port: uint16(port), Spread: spread, Until: until.UnixNano()}})
 			if err != nil {
 				stormErr <- fmt.Errorf("storm client: %v", err)
 				return
 			}
-			var dn, ok int64
-			if _, err := fmt.Sscanf(string(out), "EPERM %d ok %d", &dn, &ok); err != nil {
-				stormErr <- fmt.Errorf("storm client printed %q", out)
-				return
+			for word, n := range out[0].Counts {
+				if word == "EPERM" {
+					denied.Add(int64(n))
+				} else {
+					leaked.Add(int64(n))
+				}
 			}
-			denied.Add(dn)
-			leaked.Add(ok)
 		}()
 	}
 
 	cli := func(args ...string) error {
-		out, err := exec.Command(exewall, append([]string{"--socket", socket}, args...)...).CombinedOutput()
+		out, err := exec.Command(exewall, append([]string{"--socket", w.socket}, args...)...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("exewall %s: %v: %s", strings.Join(args, " "), err, out)
 		}
@@ -354,7 +174,7 @@ func TestSoak(t *testing.T) {
 	})
 	// Daemon memory.
 	loop(func(int) {
-		if kb := int64(rssKB(d.Process.Pid)); kb > rssMax.Load() {
+		if kb := int64(kerneltest.ProcKB(d.Process.Pid, "VmRSS")); kb > rssMax.Load() {
 			rssMax.Store(kb)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -388,7 +208,7 @@ func TestSoak(t *testing.T) {
 	if st, err = getStatus(); err != nil {
 		t.Fatal(err)
 	}
-	_, logLines := countLogged(t, filepath.Join(dir, "state", "violations.log"))
+	_, logLines := countLogged(t, filepath.Join(w.stateDir, "violations.log"))
 	n, p50, p99, pmax := api.pct()
 	cn, c50, c99, cmax := cliLat.pct()
 	events := st.Violations - st0.Violations
@@ -433,7 +253,7 @@ func TestSoak(t *testing.T) {
 	if writes.Load() == 0 {
 		t.Errorf("no rule writes went through")
 	}
-	if data, _ := os.ReadFile(policy); !bytes.Contains(data, []byte("name: storm")) || bytes.Contains(data, []byte("soak-")) {
+	if data, _ := os.ReadFile(w.policy); !bytes.Contains(data, []byte("name: storm")) || bytes.Contains(data, []byte("soak-")) {
 		t.Errorf("policy file after the soak:\n%s", data)
 	}
 }
@@ -485,30 +305,4 @@ func countLogged(t *testing.T, path string) (attempts, lines uint64) {
 		f.Close()
 	}
 	return attempts, lines
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-func removeCgroup(t *testing.T, dir string) {
-	for range 100 {
-		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		// Only our own storm clients can be in the scratch cgroup.
-		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		for _, f := range strings.Fields(string(data)) {
-			var pid int
-			fmt.Sscan(f, &pid)
-			if pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("scratch cgroup %s could not be removed", dir)
 }
