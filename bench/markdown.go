@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"time"
 )
@@ -161,4 +163,25 @@ func msStr(v float64) string {
 		return fmt.Sprintf("%.1f ms", v)
 	}
 	return fmt.Sprintf("%.2f ms", v)
+}
+
+// write saves the JSON file and the plot.
+func (r *Report) write(jsonPath, svgPath string) error {
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", jsonPath, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", jsonPath)
+	}
+	if svgPath != "" && len(r.Connect) > 0 {
+		if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", svgPath, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", svgPath)
+	}
+	return nil
 }

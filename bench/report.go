@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -480,25 +479,4 @@ func (r *Report) evaluate() {
 				Comment: quickNote(big.Rules, 100000)})
 		}
 	}
-}
-
-// write saves the JSON file and the plot.
-func (r *Report) write(jsonPath, svgPath string) error {
-	if jsonPath != "" {
-		data, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", jsonPath, err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", jsonPath)
-	}
-	if svgPath != "" && len(r.Connect) > 0 {
-		if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", svgPath, err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", svgPath)
-	}
-	return nil
 }
