@@ -47,7 +47,7 @@ what works or what to do. It needs no daemon and changes nothing.`,
 				if !c.OK {
 					mark = "FAIL"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, c.Detail)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, commands.Q(c.Detail))
 			}
 			tw.Flush()
 		}

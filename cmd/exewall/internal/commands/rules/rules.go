@@ -71,7 +71,7 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, describe(got))
+	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describe(got)))
 	return nil
 }
 
@@ -177,7 +177,7 @@ var RmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, describe(got))
+		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", commands.Q(got.Name), commands.Q(describe(got)))
 		return nil
 	},
 }
@@ -208,7 +208,7 @@ var LsCommand = &cli.Command{
 		tw := commands.Table(w)
 		fmt.Fprintln(tw, "NAME\tACTION\tSELECTS\tALLOW\tDENY\tAUDIT")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, selector(r), orDash(r.Allow), orDash(r.Deny), r.Audit)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(selector(r)), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
 		}
 		return tw.Flush()
 	},

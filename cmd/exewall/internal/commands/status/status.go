@@ -37,7 +37,7 @@ var Command = &cli.Command{
 		if st.Managed {
 			owner = "managed: not writable, CLI edits refused"
 		}
-		fmt.Fprintf(tw, "policy:\t%s (%s)\n", st.PolicyFile, owner)
+		fmt.Fprintf(tw, "policy:\t%s (%s)\n", commands.Q(st.PolicyFile), owner)
 		fmt.Fprintf(tw, "rules:\t%d, default %s, mode %s\n", st.Rules, st.Default, st.Mode)
 		if st.ConfirmDeadline != nil {
 			fmt.Fprintf(tw, "pending:\tapply rolls back at %s unless confirmed\n", st.ConfirmDeadline.Local().Format(time.TimeOnly))
@@ -69,7 +69,7 @@ var Command = &cli.Command{
 			if label == "" {
 				label = "(default)"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", label, c.Allowed, c.Denied, c.Audited)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", commands.Q(label), c.Allowed, c.Denied, c.Audited)
 		}
 		return tw.Flush()
 	},

@@ -72,7 +72,7 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 					dest += fmt.Sprintf(" (x%d)", v.Count)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Time.Local().Format("2006-01-02 15:04:05.000"),
-					v.Verdict, rule, v.PID, v.UID, v.Comm, v.Exe, dest)
+					v.Verdict, commands.Q(rule), v.PID, v.UID, commands.Q(v.Comm), commands.Q(v.Exe), dest)
 				if follow {
 					return tw.Flush()
 				}
