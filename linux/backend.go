@@ -142,6 +142,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if err := EnsureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
 	}
+	if err := pinDirCheck(cfg.PinDir); err != nil {
+		return nil, fmt.Errorf("pin dir: %w", err)
+	}
 	// One daemon per pin dir: a second one would fight the first over the
 	// same maps and links.
 	lock, err := lockPinDir(cfg.PinDir)
