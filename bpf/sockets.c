@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* Held sockets: when a rule tightens, connections a program already holds
- * must not keep flowing. exewall_socks reports every connected TCP/UDP socket
- * of this network namespace with the identity of its creator (recorded at
- * sock_create); userspace judges them with the policy and lists the denied
- * cookies in sock_doomed; exewall_destroy_* then destroy exactly those. */
+ * must not keep flowing. exewall_socks reports every TCP socket that can
+ * still carry data (any state but LISTEN, TIME_WAIT and CLOSE: CLOSE_WAIT
+ * still sends) and every connected UDP socket of this network namespace,
+ * with the identity of its creator (recorded at sock_create; an accepted
+ * socket inherits its listener's, see guard.h); userspace judges them with
+ * the policy and lists the denied cookies in sock_doomed, in batches;
+ * exewall_destroy_* then destroy exactly those. */
 //go:build ignore
 
 #include <linux/bpf.h>
@@ -13,6 +16,7 @@
 
 #include "kernel_types.h"
 #include "maps.h"
+#include "guard.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -21,13 +25,16 @@ extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 #define AF_INET 2
 #define AF_INET6 10
 #define TCP_ESTABLISHED 1
-#define TCP_SYN_SENT 2
+#define TCP_TIME_WAIT 6
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
 
 static __always_inline void emit(struct bpf_iter_meta *meta, struct sock *sk, __u8 proto)
 {
 	struct sock_common *c = &sk->__sk_common;
 	__u8 state = c->skc_state;
-	if (state != TCP_ESTABLISHED && state != TCP_SYN_SENT)
+	if (proto == PROTO_UDP ? state != TCP_ESTABLISHED
+			       : (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_CLOSE))
 		return;
 	struct sock_rec rec = {};
 	rec.cookie = bpf_get_socket_cookie(sk);
@@ -44,6 +51,8 @@ static __always_inline void emit(struct bpf_iter_meta *meta, struct sock *sk, __
 		return;
 	}
 	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (!o)
+		o = bpf_sk_storage_get(&sock_heirs, sk, 0, 0);
 	if (o) {
 		rec.owner = *o;
 		rec.has_owner = 1;

@@ -88,6 +88,11 @@ type Backend struct {
 	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional map[string]error // optional hooks that could not load, and why
 
+	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
+	guardOK    bool
+	guardLinks map[string]link.Link
+	sweepErr   error // the last held-socket sweep that could not finish
+
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
 	applySeq   uint64        // applies so far; the background clear checks it
@@ -322,8 +327,10 @@ func (b *Backend) Close() error {
 		for _, it := range b.sockIter {
 			it.Close()
 		}
+		b.closeGuard(false)
 		b.exec.Close()
 		b.socks.Close()
+		b.guard.Close()
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()

@@ -9,3 +9,4 @@ package linux
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror" -type fd_id fileid ../bpf/fileid.c -- -I../bpf/headers -I../bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror" execwatch ../bpf/exec.c -- -I../bpf/headers -I../bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror" sockets ../bpf/sockets.c -- -I../bpf/headers -I../bpf
+//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror" guard ../bpf/guard.c -- -I../bpf/headers -I../bpf

@@ -31,6 +31,7 @@ func (b *Backend) loadOptional() {
 	if b.optional["exec"] == nil {
 		b.optional["exec"] = b.loadExecHook(repl)
 	}
+	b.optional["guard"] = b.loadGuard(repl)
 	b.optional["sock_destroy"] = b.loadSocketIters(repl)
 	for name, err := range b.optional {
 		if err != nil {
@@ -139,7 +140,7 @@ func (b *Backend) activeHooks() []string {
 	if b.sockIter != nil {
 		out = append(out, "sock_destroy")
 	}
-	return out
+	return append(out, b.guardActive()...)
 }
 
 // OptionalHooks reports the optional hooks that could not load, and why.

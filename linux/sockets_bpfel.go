@@ -183,6 +183,7 @@ const (
 	socketsMapLocalNets          = "local_nets"
 	socketsMapPathRules          = "path_rules"
 	socketsMapSockDoomed         = "sock_doomed"
+	socketsMapSockHeirs          = "sock_heirs"
 	socketsMapSockOwners         = "sock_owners"
 	socketsMapUidRules           = "uid_rules"
 	socketsProgExewallDestroyTcp = "exewall_destroy_tcp"
@@ -260,6 +261,7 @@ type socketsMapSpecs struct {
 	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
 	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
 	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockHeirs    *ebpf.MapSpec `ebpf:"sock_heirs"`
 	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
 	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
 }
@@ -307,6 +309,7 @@ type socketsMaps struct {
 	LocalNets    *ebpf.Map `ebpf:"local_nets"`
 	PathRules    *ebpf.Map `ebpf:"path_rules"`
 	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
+	SockHeirs    *ebpf.Map `ebpf:"sock_heirs"`
 	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
 	UidRules     *ebpf.Map `ebpf:"uid_rules"`
 }
@@ -330,6 +333,7 @@ func (m *socketsMaps) Close() error {
 		m.LocalNets,
 		m.PathRules,
 		m.SockDoomed,
+		m.SockHeirs,
 		m.SockOwners,
 		m.UidRules,
 	)
