@@ -152,6 +152,19 @@ static __always_inline int drop_echo(struct bpf_sock *sk)
 	return who_current(&w) == 0 && restricted(&w, NULL);
 }
 
+/* The socket a packet belongs to; for a SYN-ACK (sent on behalf of a request
+ * socket) its listener, whose options the connection inherits. */
+static __always_inline struct bpf_sock *full_sock(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return NULL;
+	struct bpf_sock *full = bpf_sk_fullsock(sk);
+	if (full)
+		return full;
+	return bpf_get_listener_sock(sk);
+}
+
 SEC("cgroup_skb/egress")
 int exewall_egress(struct __sk_buff *skb)
 {
@@ -166,8 +179,8 @@ int exewall_egress(struct __sk_buff *skb)
 		__u8 ihl = p[0] & 0xf;
 		if (ihl == 5 && p[9] != IPPROTO_ICMP)
 			return 1; /* nearly every packet stops here */
-		sk = skb->sk;
-		if (!sk || !(sk = bpf_sk_fullsock(sk)))
+		sk = full_sock(skb);
+		if (!sk)
 			return 1;
 		if (ihl > 5 && ip_options_srr(p + 20, end) && drop_srcrt(skb, sk))
 			return 0;
@@ -182,8 +195,8 @@ int exewall_egress(struct __sk_buff *skb)
 	__u8 nh = p[6];
 	if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_ROUTING && nh != IPPROTO_ICMPV6)
 		return 1; /* nearly every packet stops here */
-	sk = skb->sk;
-	if (!sk || !(sk = bpf_sk_fullsock(sk)))
+	sk = full_sock(skb);
+	if (!sk)
 		return 1;
 	/* Extension headers in the order the kernel writes them: hop-by-hop,
 	 * destination options, routing. */

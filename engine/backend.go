@@ -49,6 +49,10 @@ type State struct {
 	Counters    Counters            `json:"counters"`      // totals
 	RuleCounter map[string]Counters `json:"rule_counters"` // by rule name; "" is the default
 	EventsLost  uint64              `json:"events_lost"`
+	// SweepError says why the last re-judging of held sockets after an
+	// apply could not finish (connections the policy denies may still be
+	// open); "" when it did.
+	SweepError string `json:"sweep_error,omitempty"`
 }
 
 // Drift is one difference found between the kernel and the desired policy.

@@ -573,6 +573,9 @@ type Status struct {
 	// (disk full); ViolationsLogError is the write error while it lasts.
 	ViolationsLogLost  uint64 `json:"violations_log_lost"`
 	ViolationsLogError string `json:"violations_log_error,omitempty"`
+	// HeldSocketSweepError says why the last re-judging of held sockets
+	// could not finish: connections the policy denies may still be open.
+	HeldSocketSweepError string `json:"held_socket_sweep_error,omitempty"`
 }
 
 // Status reports the policy in force and the backend's view of the kernel.
@@ -585,7 +588,8 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		Default: m.policy.Default.String(), Rules: len(m.policy.Rules), Counters: st.Counters,
 		RuleCounters: st.RuleCounter, EventsLost: st.EventsLost,
 		UptimeSeconds: int64(time.Since(m.started).Seconds()), PolicyFile: m.cfg.PolicyFile,
-		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen()}
+		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen(),
+		HeldSocketSweepError: st.SweepError}
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}

@@ -256,6 +256,9 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	defer b.mu.Unlock()
 	st := engine.State{Backend: b.Name(), AttachPoint: b.cgroupPath, RuleCounter: map[string]engine.Counters{}}
 	st.Hooks = b.activeHooks()
+	if b.sweepErr != nil {
+		st.SweepError = b.sweepErr.Error()
+	}
 	if b.policy != nil {
 		st.Rules = len(b.policy.Rules)
 	}

@@ -32,7 +32,9 @@ var guardHooks = []guardHook{
 	{"sockops", ebpf.AttachCGroupSockOps, func(o *guardObjects) *ebpf.Program { return o.ExewallSockops }},
 }
 
-func (b *Backend) guardPin(name string) string { return filepath.Join(b.cfg.PinDir, "link_guard_"+name) }
+func (b *Backend) guardPin(name string) string {
+	return filepath.Join(b.cfg.PinDir, "link_guard_"+name)
+}
 
 // loadGuard loads the guard programs; sock_heirs is pinned (an accepted
 // socket's creator must outlive a daemon restart) and added to repl for the
@@ -125,5 +127,30 @@ func (b *Backend) closeGuard(unpin bool) {
 	}
 	if unpin {
 		os.Remove(filepath.Join(b.cfg.PinDir, "sock_heirs"))
+	}
+}
+
+// syncGuard re-attaches guard hooks someone detached or unpinned.
+func (b *Backend) syncGuard(report func(bool, string, ...any)) {
+	var gone []string
+	for name, l := range b.guardLinks {
+		if !b.linkOnOurCgroup(l) {
+			l.Unpin()
+			l.Close()
+			delete(b.guardLinks, name)
+			os.Remove(b.guardPin(name))
+			gone = append(gone, name)
+			continue
+		}
+		if _, err := os.Stat(b.guardPin(name)); errors.Is(err, os.ErrNotExist) {
+			err := repin(l, b.guardPin(name))
+			report(err == nil, "%s guard link pin %s was removed", name, b.guardPin(name))
+		}
+	}
+	if len(gone) > 0 {
+		err := b.attachGuard()
+		for _, name := range gone {
+			report(err == nil, "%s guard program was detached from %s", name, b.cgroupPath)
+		}
 	}
 }

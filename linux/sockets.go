@@ -5,6 +5,7 @@ package linux
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,13 +18,31 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// sweepHeldSockets re-judges every connected TCP and UDP socket of this
-// network namespace by the policy now in force and destroys those it denies,
-// so a tightened rule also cuts connections the program already holds.
-// Sockets created before exewall was loaded carry no owner and are left alone.
+// sweepHeldSockets re-judges every TCP socket that can still carry data and
+// every connected UDP socket of this network namespace by the policy now in
+// force and destroys those it denies, so a tightened rule also cuts
+// connections the program already holds (accepted ones included: they carry
+// their listener's creator). Any number of sockets: the denied cookies go to
+// sock_doomed in batches the map can hold. Sockets created before exewall was
+// loaded carry no owner and are left alone. The outcome is kept for status,
+// sync and /metrics: a sweep that cannot finish is never silent.
 func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (int, error) {
+	n, err := b.sweep(c, p, gen)
+	if errors.Is(err, errNoIters) {
+		return n, err
+	}
+	b.sweepErr = err
+	return n, err
+}
+
+func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) {
 	if b.sockIter == nil {
 		return 0, errNoIters
+	}
+	// A sweep that died half way (an older daemon, a crash) may have left
+	// cookies behind; they would fill the map and end unrelated sockets.
+	if err := clearMap[uint64, uint8](b.objs.SockDoomed); err != nil {
+		return 0, fmt.Errorf("clear doomed sockets: %w", err)
 	}
 	var recs []datapathSockRec
 	for _, it := range b.sockIter[:2] {
@@ -34,29 +53,49 @@ func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (i
 		recs = append(recs, got...)
 	}
 	cgroupPaths := map[uint64]string{}
-	doomed := 0
+	var doomed []uint64
 	for _, r := range recs {
 		if r.HasOwner == 0 {
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r, cgroupPaths) != engine.VerdictDeny {
-			continue
+		if b.judgeHeld(c, p, gen, &r, cgroupPaths) == engine.VerdictDeny {
+			doomed = append(doomed, r.Cookie)
 		}
-		if err := b.objs.SockDoomed.Update(r.Cookie, uint8(1), ebpf.UpdateAny); err != nil {
-			return 0, fmt.Errorf("mark socket: %w", err)
-		}
-		doomed++
 	}
-	if doomed == 0 {
-		return 0, nil
-	}
-	defer clearMap[uint64, uint8](b.objs.SockDoomed)
-	for _, it := range b.sockIter[2:] {
-		if _, err := readSockRecs(it.Open); err != nil {
+	total := len(doomed)
+	batch := int(b.objs.SockDoomed.MaxEntries())
+	for len(doomed) > 0 {
+		k := min(batch, len(doomed))
+		if err := b.destroyCookies(doomed[:k]); err != nil {
 			return 0, err
 		}
+		doomed = doomed[k:]
 	}
-	return doomed, nil
+	return total, nil
+}
+
+// destroyCookies ends the sockets whose cookies are given (at most what
+// sock_doomed holds) and leaves sock_doomed empty.
+func (b *Backend) destroyCookies(cookies []uint64) error {
+	defer clearMap[uint64, uint8](b.objs.SockDoomed)
+	for _, c := range cookies {
+		if err := b.objs.SockDoomed.Update(c, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("mark socket: %w", err)
+		}
+	}
+	for _, it := range b.sockIter[2:] {
+		if _, err := readSockRecs(it.Open); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepError is why the last held-socket sweep could not finish, or nil.
+func (b *Backend) SweepError() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sweepErr
 }
 
 func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error) {
@@ -81,7 +120,7 @@ func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error)
 	return out, nil
 }
 
-func clearMap[K comparable, V any](m *ebpf.Map) {
+func clearMap[K comparable, V any](m *ebpf.Map) error {
 	var k K
 	var v V
 	var keys []K
@@ -89,7 +128,10 @@ func clearMap[K comparable, V any](m *ebpf.Map) {
 	for it.Next(&k, &v) {
 		keys = append(keys, k)
 	}
-	batchDelete(m, keys)
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return batchDelete(m, keys)
 }
 
 // judgeHeld decides a held socket the way the datapath decides a connect,
@@ -185,4 +227,21 @@ func (b *Backend) cgroupPathOf(id uint64) string {
 		return nil
 	})
 	return found
+}
+
+// syncSweep reports a held-socket sweep that could not finish, retrying it
+// first unless the apply sync just made ran one.
+func (b *Backend) syncSweep(report func(bool, string, ...any), applied bool, gen uint32) {
+	if b.sweepErr == nil {
+		return
+	}
+	prev := b.sweepErr
+	if !applied && b.gens[gen] != nil && b.policy != nil {
+		b.sweepHeldSockets(b.gens[gen], b.policy, gen)
+	}
+	if b.sweepErr != nil {
+		report(false, "held sockets could not all be re-judged (connections the policy denies may still be open): %v", b.sweepErr)
+	} else {
+		report(true, "held sockets could not all be re-judged after the last apply: %v", prev)
+	}
 }

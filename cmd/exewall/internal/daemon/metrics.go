@@ -26,6 +26,7 @@ type collector struct {
 	logLost  *prometheus.Desc
 	logErr   *prometheus.Desc
 	fileErr  *prometheus.Desc
+	sweepErr *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -44,6 +45,8 @@ func newCollector(m *engine.Manager) *collector {
 			"1 while the violations log cannot be written.", nil, nil),
 		fileErr: prometheus.NewDesc("exewall_policy_file_refused",
 			"1 while the policy file on disk is not in force (deleted, empty, invalid); the last good policy is.", nil, nil),
+		sweepErr: prometheus.NewDesc("exewall_held_socket_sweep_failing",
+			"1 while the last re-judging of held sockets could not finish (connections the policy denies may still be open).", nil, nil),
 	}
 }
 
@@ -56,6 +59,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.logLost
 	ch <- c.logErr
 	ch <- c.fileErr
+	ch <- c.sweepErr
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -84,6 +88,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.logLost, prometheus.CounterValue, float64(st.ViolationsLogLost))
 	ch <- prometheus.MustNewConstMetric(c.logErr, prometheus.GaugeValue, bool01(st.ViolationsLogError != ""))
 	ch <- prometheus.MustNewConstMetric(c.fileErr, prometheus.GaugeValue, bool01(st.PolicyFileError != ""))
+	ch <- prometheus.MustNewConstMetric(c.sweepErr, prometheus.GaugeValue, bool01(st.HeldSocketSweepError != ""))
 }
 
 func bool01(b bool) float64 {

@@ -50,6 +50,9 @@ var Command = &cli.Command{
 		if st.ViolationsLogLost > 0 || st.ViolationsLogError != "" {
 			fmt.Fprintf(tw, "violations log:\t%d lines lost %s\n", st.ViolationsLogLost, st.ViolationsLogError)
 		}
+		if st.HeldSocketSweepError != "" {
+			fmt.Fprintf(tw, "held sockets:\tNOT ALL RE-JUDGED: %s (connections the policy denies may still be open; `exewall sync` retries)\n", commands.Q(st.HeldSocketSweepError))
+		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
 		if len(st.RuleCounters) == 0 {
