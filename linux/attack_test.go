@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -55,11 +56,11 @@ func errName(err error) string {
 // the packet to segments[segments_left] = seg.
 func srh(seg netip.Addr) []byte {
 	b := make([]byte, 8+2*16)
-	b[0] = 0             // next header: filled by the kernel
-	b[1] = 4             // hdr ext len: 2 segments * 2
-	b[2] = 4             // routing type 4 (SRH)
-	b[3] = 1             // segments left
-	b[4] = 1             // last entry
+	b[0] = 0 // next header: filled by the kernel
+	b[1] = 4 // hdr ext len: 2 segments * 2
+	b[2] = 4 // routing type 4 (SRH)
+	b[3] = 1 // segments left
+	b[4] = 1 // last entry
 	a := seg.As16()
 	copy(b[8+16:], a[:]) // segments[1]
 	return b
@@ -145,6 +146,65 @@ func attack(sc string, res map[string]string) {
 		// The same option as ancillary data.
 		c, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		res["send-cmsg"] = errName(unix.Sendmsg(c, []byte("x"), cmsg(unix.IPPROTO_IP, unix.IP_RETOPTS, lsrr(seg)), sa4, 0))
+	case "close-wait":
+		// Connect, let the peer close its side (CLOSE_WAIT), keep sending.
+		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		res["connect"] = errName(unix.Connect(fd, sa4))
+		buf := make([]byte, 16)
+		for {
+			if n, err := unix.Read(fd, buf); n <= 0 || err != nil {
+				break
+			}
+		}
+		fmt.Println("ready")
+		in.ReadString('\n')
+		res["write"] = errName(sendAll(fd))
+	case "accepted":
+		// Listen, accept the peer's connection, keep sending on it.
+		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		res["bind"] = errName(unix.Bind(fd, sa4))
+		res["listen"] = errName(unix.Listen(fd, 8))
+		nfd, _, err := unix.Accept(fd)
+		res["accept"] = errName(err)
+		unix.Close(fd) // the listener is gone: only the accepted socket remains
+		fmt.Println("ready")
+		in.ReadString('\n')
+		res["write"] = errName(sendAll(nfd))
+	case "many":
+		// Hold H3_COUNT connected UDP sockets, then try each.
+		count, _ := strconv.Atoi(os.Getenv("H3_COUNT"))
+		fds := make([]int, 0, count)
+		for len(fds) < count {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			if err != nil {
+				res["socket"] = errName(err)
+				break
+			}
+			// One source address per socket: ephemeral ports run out
+			// long before 65,536 sockets to one destination.
+			i := len(fds) + os.Getpid()%200*25000
+			unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, byte(i >> 16), byte(i >> 8), byte(i)}})
+			if err := unix.Connect(fd, sa4); err != nil {
+				res["connect"] = errName(err)
+				break
+			}
+			fds = append(fds, fd)
+		}
+		fmt.Println("ready")
+		in.ReadString('\n')
+		alive := 0
+		for _, fd := range fds {
+			var so int
+			so, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if so == 0 {
+				if _, err := unix.Write(fd, []byte("x")); err == nil {
+					alive++
+				}
+			}
+		}
+		res["held"] = strconv.Itoa(len(fds))
+		res["alive"] = strconv.Itoa(alive)
 	case "ping-own", "ping-launch":
 		// An unrestricted program creates a ping socket and hands it over
 		// across exec to H3_NEXT (restricted), running "ping-inherited".
@@ -182,6 +242,17 @@ func attack(sc string, res map[string]string) {
 	}
 }
 
+// sendAll writes for a moment: a cut connection fails within it.
+func sendAll(fd int) error {
+	for i := 0; i < 20; i++ {
+		if _, err := unix.Write(fd, []byte("x")); err != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
 func ignoreInProgress(err error) error {
 	if err == unix.EINPROGRESS {
 		return nil
@@ -215,12 +286,12 @@ func recvTimeout(fd int) error {
 // testNet is a pair of network namespaces joined by a veth pair: the
 // attacker runs in "a", "b" is the host a source route would reach.
 type testNet struct {
-	a, b       string // namespace names under /run/netns
-	ifa        string // a's veth
-	a4, b4     netip.Addr
-	a6, b6     netip.Addr
-	allowed4   netip.Addr // on-link, unanswered: the destination a rule allows
-	allowed6   netip.Addr
+	a, b     string // namespace names under /run/netns
+	ifa      string // a's veth
+	a4, b4   netip.Addr
+	a6, b6   netip.Addr
+	allowed4 netip.Addr // on-link, unanswered: the destination a rule allows
+	allowed6 netip.Addr
 }
 
 func ipCmd(t *testing.T, args ...string) {
@@ -417,10 +488,28 @@ func sourceRouted(frames [][]byte) []string {
 	return out
 }
 
-// attacker runs exe as scenario sc in cgroup cg and namespace ns, as uid
-// 65534 unless asRoot. Interactive scenarios print "ready" and wait for a
-// line on stdin: onReady runs then.
+// runAttacker runs exe as scenario sc in cgroup cg and namespace ns ("" for
+// the test's own), as uid 65534 unless asRoot. Interactive scenarios print
+// "ready" and wait for a line on stdin: onReady runs then.
 func runAttacker(t *testing.T, exe, cg, ns, sc string, env []string, asRoot bool, onReady func()) map[string]string {
+	t.Helper()
+	a := startAttacker(t, exe, cg, ns, sc, env, asRoot)
+	if a.ready(t) {
+		onReady()
+	}
+	return a.finish(t)
+}
+
+type attacker struct {
+	cmd    *exec.Cmd
+	sc     string
+	stdin  io.WriteCloser
+	rd     *bufio.Reader
+	line   string
+	stderr *bytes.Buffer
+}
+
+func startAttacker(t *testing.T, exe, cg, ns, sc string, env []string, asRoot bool) *attacker {
 	t.Helper()
 	cgfd, err := os.Open(cg)
 	if err != nil {
@@ -432,26 +521,43 @@ func runAttacker(t *testing.T, exe, cg, ns, sc string, env []string, asRoot bool
 		args = append(args, "-S", "65534", "-G", "65534")
 	}
 	cmd := exec.Command("nsenter", append(args, "--", exe)...)
-	cmd.Env = append(append(os.Environ(), attackEnv+"="+sc), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
-	stdin, _ := cmd.StdinPipe()
+	if ns == "" { // the test's own namespace, the one the sweep sees
+		cmd = exec.Command(exe)
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+		if !asRoot {
+			cmd.SysProcAttr.Credential = nobody
+		}
+	}
+	cmd.Env = append(append(os.Environ(), attackEnv+"="+sc), env...)
+	a := &attacker{cmd: cmd, sc: sc, stderr: &bytes.Buffer{}}
+	a.stdin, _ = cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = a.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
-	rd := bufio.NewReader(stdout)
-	line, err := rd.ReadString('\n')
-	if strings.TrimSpace(line) == "ready" {
-		onReady()
-		stdin.Write([]byte("go\n"))
-		line, err = rd.ReadString('\n')
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	a.rd = bufio.NewReader(stdout)
+	return a
+}
+
+// ready reads the attacker's first line: true when it is "ready".
+func (a *attacker) ready(t *testing.T) bool {
+	a.line, _ = a.rd.ReadString('\n')
+	return strings.TrimSpace(a.line) == "ready"
+}
+
+func (a *attacker) finish(t *testing.T) map[string]string {
+	t.Helper()
+	if strings.TrimSpace(a.line) == "ready" {
+		a.stdin.Write([]byte("go\n"))
+		a.line, _ = a.rd.ReadString('\n')
 	}
+	a.cmd.Wait()
 	res := map[string]string{}
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		t.Fatalf("attacker %s: %q %v: %s", sc, line, err, stderr.String())
+	if err := json.Unmarshal([]byte(a.line), &res); err != nil {
+		t.Fatalf("attacker %s: %q %v: %s", a.sc, a.line, err, a.stderr.String())
 	}
 	return res
 }

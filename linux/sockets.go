@@ -35,6 +35,10 @@ func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (i
 	return n, err
 }
 
+// sweepBatch is how many cookies go to sock_doomed at once (0: its size);
+// tests make it unbounded to show what batching prevents.
+var sweepBatch = 0
+
 func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) {
 	if b.sockIter == nil {
 		return 0, errNoIters
@@ -64,6 +68,9 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 	}
 	total := len(doomed)
 	batch := int(b.objs.SockDoomed.MaxEntries())
+	if sweepBatch != 0 {
+		batch = sweepBatch
+	}
 	for len(doomed) > 0 {
 		k := min(batch, len(doomed))
 		if err := b.destroyCookies(doomed[:k]); err != nil {
