@@ -573,6 +573,11 @@ type Status struct {
 	// (disk full); ViolationsLogError is the write error while it lasts.
 	ViolationsLogLost  uint64 `json:"violations_log_lost"`
 	ViolationsLogError string `json:"violations_log_error,omitempty"`
+	// ViolationsFolded counts events of flooding programs folded into
+	// summaries; ViolationsFlooding is how many programs are being folded
+	// right now (0 when nobody floods).
+	ViolationsFolded   uint64 `json:"violations_folded"`
+	ViolationsFlooding int    `json:"violations_flooding"`
 	// HeldSocketSweepError says why the last re-judging of held sockets
 	// could not finish: connections the policy denies may still be open.
 	HeldSocketSweepError string `json:"held_socket_sweep_error,omitempty"`
@@ -590,6 +595,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		UptimeSeconds: int64(time.Since(m.started).Seconds()), PolicyFile: m.cfg.PolicyFile,
 		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen(),
 		HeldSocketSweepError: st.SweepError}
+	s.ViolationsFolded, s.ViolationsFlooding = m.win.foldStats()
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}
@@ -612,23 +618,45 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 // Run consumes the backend's violations until the stream ends or ctx is
 // done: each is kept in the window, passed to OnViolation and to every
 // subscriber.
+//
+// A flooding program's events are folded into summaries first (fold.go);
+// learning still sees every event.
 func (m *Manager) Run(ctx context.Context) {
 	defer m.win.closeAll()
 	ch := m.cfg.Backend.Violations()
+	f := newFolder()
+	tick := time.NewTicker(foldSpan)
+	defer tick.Stop()
+	pass := func(v Violation, pinned bool) {
+		m.win.record(v, pinned)
+		if m.cfg.OnViolation != nil {
+			m.cfg.OnViolation(v)
+		}
+	}
+	defer func() {
+		for _, s := range f.flush(time.Now(), true) {
+			pass(s, false)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-tick.C:
+			for _, s := range f.flush(now, false) {
+				pass(s, false)
+			}
+			m.win.setFold(f.folded, f.flooding())
 		case v, ok := <-ch:
 			if !ok {
 				return
 			}
-			m.win.record(v)
 			if ls := m.learn.Load(); ls != nil {
 				ls.record(v)
 			}
-			if m.cfg.OnViolation != nil {
-				m.cfg.OnViolation(v)
+			out, first := f.add(v, time.Now())
+			for i, o := range out {
+				pass(o, first && i == len(out)-1)
 			}
 		}
 	}

@@ -50,6 +50,9 @@ var Command = &cli.Command{
 		if st.ViolationsLogLost > 0 || st.ViolationsLogError != "" {
 			fmt.Fprintf(tw, "violations log:\t%d lines lost %s\n", st.ViolationsLogLost, st.ViolationsLogError)
 		}
+		if st.ViolationsFlooding > 0 {
+			fmt.Fprintf(tw, "violations:\t%d programs flooding: their events are folded into summaries (%d folded so far)\n", st.ViolationsFlooding, st.ViolationsFolded)
+		}
 		if st.HeldSocketSweepError != "" {
 			fmt.Fprintf(tw, "held sockets:\tNOT ALL RE-JUDGED: %s (connections the policy denies may still be open; `exewall sync` retries)\n", commands.Q(st.HeldSocketSweepError))
 		}

@@ -71,6 +71,9 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 				if v.Count > 1 {
 					dest += fmt.Sprintf(" (x%d)", v.Count)
 				}
+				if v.Folded > 0 {
+					dest += fmt.Sprintf(" [flood: %d events folded, last shown]", v.Folded)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Time.Local().Format("2006-01-02 15:04:05.000"),
 					v.Verdict, commands.Q(rule), v.PID, v.UID, commands.Q(v.Comm), commands.Q(v.Exe), dest)
 				if follow {
