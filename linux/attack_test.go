@@ -91,6 +91,10 @@ func lsrr(seg netip.Addr) []byte {
 }
 
 func attack(sc string, res map[string]string) {
+	if sc == "families" {
+		attackFamilies(res)
+		return
+	}
 	seg := netip.MustParseAddr(os.Getenv("H3_SEG"))
 	dst := netip.MustParseAddr(os.Getenv("H3_DST"))
 	port, _ := strconv.Atoi(os.Getenv("H3_PORT"))
@@ -578,4 +582,16 @@ func publicDir(t *testing.T) string {
 func kernelConfig(opt string) bool {
 	out, err := exec.Command("sh", "-c", "zcat /proc/config.gz 2>/dev/null | grep -E '^"+opt+"=(y|m)$'").Output()
 	return err == nil && len(out) > 0
+}
+
+// attackFamilies opens a socket of every non-inet family that needs no
+// privilege.
+func attackFamilies(res map[string]string) {
+	for _, f := range unprivilegedFamilies {
+		fd, err := unix.Socket(f.af, f.typ, 0)
+		res[f.name] = errName(err)
+		if err == nil {
+			unix.Close(fd)
+		}
+	}
 }

@@ -139,6 +139,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 			add(opt.name, true, "loads: %s", opt.use)
 		}
 	}
+	checks = append(checks, familyChecks()...)
 	r := NewKernelResolver()
 	if r.Fallback != nil {
 		add("identity", false, "%v (overlayfs and btrfs executables may not match)", r.Fallback)

@@ -5,6 +5,7 @@ package linux
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +151,47 @@ func countEchoes(frames [][]byte) int {
 		}
 	}
 	return n
+}
+
+// TestNonInetFamiliesReported is issue 13 item 5: no cgroup hook sees a
+// non-inet socket, so a denied program (uid 65534, default deny) can open
+// any such family the kernel has. The control is that attempt itself: every
+// family the attacker could open must be reported by doctor as a way around
+// the rules, with the remedy; one it could not open must not be.
+func TestNonInetFamiliesReported(t *testing.T) {
+	requireKernel(t)
+	if sabotaged("families") {
+		old := familyChecks
+		familyChecks = func() []engine.Check { return nil }
+		t.Cleanup(func() { familyChecks = old })
+	}
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, publicDir(t), "denied")
+	b.apply(t, &engine.Policy{Default: engine.ActionDeny})
+	res := runAttacker(t, exe, cg, "", "families", nil, false, nil)
+	checks := map[string]engine.Check{}
+	for _, c := range Checks(t.Context(), Config{Cgroup: cg, PinDir: b.pinDir}) {
+		checks[c.Name] = c
+	}
+	reachable := 0
+	for _, f := range unprivilegedFamilies {
+		c, ok := checks["family "+f.name]
+		opened := res[f.name] == ""
+		switch {
+		case !ok:
+			t.Errorf("doctor says nothing about %s (the attacker's socket(): %q)", f.name, res[f.name])
+		case opened && (c.OK || !strings.Contains(c.Detail, "RestrictAddressFamilies")):
+			t.Errorf("uid 65534 under default deny opened %s, but doctor says: ok=%v %s", f.name, c.OK, c.Detail)
+		case !opened && res[f.name] == "EAFNOSUPPORT" && !c.OK && !strings.Contains(c.Detail, "module"):
+			t.Errorf("%s is absent (socket: %s) but doctor reports it reachable: %s", f.name, res[f.name], c.Detail)
+		}
+		if opened {
+			reachable++
+		}
+		t.Logf("%s: attacker socket() %q; doctor ok=%v: %s", f.name, res[f.name], c.OK, c.Detail)
+	}
+	if reachable == 0 {
+		t.Logf("no non-inet family is open to users on this kernel: nothing to bypass with")
+	}
 }
