@@ -43,6 +43,7 @@ type Report struct {
 	// ApplyProfile is `go tool pprof -top -cum` of replacing Applies.
 	ApplyProfile []string         `json:"apply_pprof_top,omitempty"`
 	Profile      []ProgProfile    `json:"bpf_profile"`
+	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
 	Targets      []Target         `json:"targets"`
@@ -522,6 +523,7 @@ func (r *Report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(guardMarkdown(r.Guard))
 	if len(r.Apply) > 0 {
 		b.WriteString("### Policy apply\n\n| engine | what | rules | median | min–max | runs | note |\n|---|---|---:|---:|---|---:|---|\n")
 		for _, a := range r.Apply {

@@ -10,7 +10,8 @@
  * - ping sockets handed over (SCM_RIGHTS, exec) or held across a tightening:
  *   their sends reach no sendmsg hook; a restricted sender's echo requests
  *   are dropped, as it could not have created the socket.
- * - accepted sockets: they inherit their listener's creator (sock_heirs). */
+ * - accepted sockets: they inherit their listener's creator (sock_heirs),
+ *   copied when a TCP socket binds (post_bind: no cost on connect or send). */
 //go:build ignore
 
 #include <linux/bpf.h>
@@ -33,6 +34,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define PAGE_SIZE 4096
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define SOCK_STREAM 1
 #define SOCK_DGRAM 2
 #define SOCK_RAW 3
 #define IPPROTO_ICMP 1
@@ -101,19 +103,25 @@ int exewall_setsockopt(struct bpf_sockopt *ctx)
 	return 1;
 }
 
-SEC("sockops")
-int exewall_sockops(struct bpf_sock_ops *skops)
+/* A TCP socket that binds explicitly (every server does) hands its
+ * creator to the sockets it will accept. Clients that connect without bind
+ * never run this. A listener that never binds (listen() picks a port) is
+ * matched by port when the sweep runs (sockets.go). */
+static __always_inline int keep_heir(struct bpf_sock *sk)
 {
-	if (skops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
-		return 1;
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
+	if (sk->type != SOCK_STREAM || sk->protocol != IPPROTO_TCP)
 		return 1;
 	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
 	if (o)
 		bpf_sk_storage_get(&sock_heirs, sk, o, BPF_SK_STORAGE_GET_F_CREATE);
 	return 1;
 }
+
+SEC("cgroup/post_bind4")
+int exewall_post_bind4(struct bpf_sock *sk) { return keep_heir(sk); }
+
+SEC("cgroup/post_bind6")
+int exewall_post_bind6(struct bpf_sock *sk) { return keep_heir(sk); }
 
 /* The socket's creator: its own record, else its listener's. */
 static __always_inline struct sock_owner *owner_of(struct bpf_sock *sk)

@@ -167,12 +167,22 @@ func attack(sc string, res map[string]string) {
 		// Listen, accept the peer's connection, keep sending on it.
 		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		res["bind"] = errName(unix.Bind(fd, sa4))
+		if os.Getenv("H3_UNBOUND") == "" {
+			res["bind"] = errName(unix.Bind(fd, sa4))
+		}
 		res["listen"] = errName(unix.Listen(fd, 8))
+		if os.Getenv("H3_UNBOUND") != "" {
+			// listen() picked the port: tell the peer, which connects
+			// and tightens while the listener lives.
+			sa, _ := unix.Getsockname(fd)
+			fmt.Printf("ready %d\n", sa.(*unix.SockaddrInet4).Port)
+		}
 		nfd, _, err := unix.Accept(fd)
 		res["accept"] = errName(err)
-		unix.Close(fd) // the listener is gone: only the accepted socket remains
-		fmt.Println("ready")
+		if os.Getenv("H3_UNBOUND") == "" {
+			unix.Close(fd) // the listener is gone: only the accepted socket remains
+			fmt.Println("ready")
+		}
 		in.ReadString('\n')
 		res["write"] = errName(sendAll(nfd))
 	case "many":
@@ -510,6 +520,7 @@ type attacker struct {
 	stdin  io.WriteCloser
 	rd     *bufio.Reader
 	line   string
+	arg    string // what followed "ready"
 	stderr *bytes.Buffer
 }
 
@@ -549,6 +560,10 @@ func startAttacker(t *testing.T, exe, cg, ns, sc string, env []string, asRoot bo
 // ready reads the attacker's first line: true when it is "ready".
 func (a *attacker) ready(t *testing.T) bool {
 	a.line, _ = a.rd.ReadString('\n')
+	f := strings.Fields(a.line)
+	if len(f) > 1 && f[0] == "ready" {
+		a.arg, a.line = f[1], "ready"
+	}
 	return strings.TrimSpace(a.line) == "ready"
 }
 

@@ -17,8 +17,8 @@ import (
 // restricted programs, cgroup_skb/egress drops any packet that carries one
 // from a restricted program's socket), echo requests a restricted program
 // sends on a ping socket it was handed, and the creator of accepted sockets
-// (sockops: a listener's creator is copied into storage its accepted
-// sockets inherit). They share the datapath's maps and are optional: a
+// (post_bind: a server socket's creator is copied into storage the sockets
+// it accepts inherit). They share the datapath's maps and are optional: a
 // kernel that refuses them leaves the rest in force, and says so.
 type guardHook struct {
 	name   string
@@ -29,7 +29,8 @@ type guardHook struct {
 var guardHooks = []guardHook{
 	{"setsockopt", ebpf.AttachCGroupSetsockopt, func(o *guardObjects) *ebpf.Program { return o.ExewallSetsockopt }},
 	{"egress", ebpf.AttachCGroupInetEgress, func(o *guardObjects) *ebpf.Program { return o.ExewallEgress }},
-	{"sockops", ebpf.AttachCGroupSockOps, func(o *guardObjects) *ebpf.Program { return o.ExewallSockops }},
+	{"post_bind4", ebpf.AttachCGroupInet4PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallPostBind4 }},
+	{"post_bind6", ebpf.AttachCGroupInet6PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallPostBind6 }},
 }
 
 func (b *Backend) guardPin(name string) string {

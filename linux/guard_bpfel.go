@@ -187,8 +187,10 @@ const (
 	guardMapSockOwners         = "sock_owners"
 	guardMapUidRules           = "uid_rules"
 	guardProgExewallEgress     = "exewall_egress"
+	guardProgExewallPostBind4  = "exewall_post_bind4"
+	guardProgExewallPostBind6  = "exewall_post_bind6"
 	guardProgExewallSetsockopt = "exewall_setsockopt"
-	guardProgExewallSockops    = "exewall_sockops"
+	guardVarUnusedHeldRec      = "unused_held_rec"
 )
 
 // loadGuard returns the embedded CollectionSpec for guard.
@@ -234,8 +236,9 @@ type guardSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardProgramSpecs struct {
 	ExewallEgress     *ebpf.ProgramSpec `ebpf:"exewall_egress"`
+	ExewallPostBind4  *ebpf.ProgramSpec `ebpf:"exewall_post_bind4"`
+	ExewallPostBind6  *ebpf.ProgramSpec `ebpf:"exewall_post_bind6"`
 	ExewallSetsockopt *ebpf.ProgramSpec `ebpf:"exewall_setsockopt"`
-	ExewallSockops    *ebpf.ProgramSpec `ebpf:"exewall_sockops"`
 }
 
 // guardMapSpecs contains maps before they are loaded into the kernel.
@@ -268,6 +271,7 @@ type guardMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardVariableSpecs struct {
+	UnusedHeldRec *ebpf.VariableSpec `ebpf:"unused_held_rec"`
 }
 
 // guardObjects contains all objects after they have been loaded into the kernel.
@@ -341,6 +345,7 @@ func (m *guardMaps) Close() error {
 //
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardVariables struct {
+	UnusedHeldRec *ebpf.Variable `ebpf:"unused_held_rec"`
 }
 
 // guardPrograms contains all programs after they have been loaded into the kernel.
@@ -348,15 +353,17 @@ type guardVariables struct {
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardPrograms struct {
 	ExewallEgress     *ebpf.Program `ebpf:"exewall_egress"`
+	ExewallPostBind4  *ebpf.Program `ebpf:"exewall_post_bind4"`
+	ExewallPostBind6  *ebpf.Program `ebpf:"exewall_post_bind6"`
 	ExewallSetsockopt *ebpf.Program `ebpf:"exewall_setsockopt"`
-	ExewallSockops    *ebpf.Program `ebpf:"exewall_sockops"`
 }
 
 func (p *guardPrograms) Close() error {
 	return _GuardClose(
 		p.ExewallEgress,
+		p.ExewallPostBind4,
+		p.ExewallPostBind6,
 		p.ExewallSetsockopt,
-		p.ExewallSockops,
 	)
 }
 

@@ -16,10 +16,10 @@ import (
 
 // sabotageGuard removes guard hooks named in EXEWALL_TEST_SABOTAGE: srcrt
 // (setsockopt and egress), srcrt_setsockopt (setsockopt only), ping
-// (egress), heirs (sockops: accepted sockets lose their creator).
+// (egress), heirs (post_bind: accepted sockets lose their creator).
 func (tb *testBackend) sabotageGuard(what string) {
 	names := map[string][]string{"srcrt": {"setsockopt", "egress"}, "srcrt_setsockopt": {"setsockopt"},
-		"ping": {"egress"}, "heirs": {"sockops"}}[what]
+		"ping": {"egress"}, "heirs": {"post_bind4", "post_bind6"}}[what]
 	for _, name := range names {
 		if l, ok := tb.guardLinks[name]; ok {
 			l.Unpin()

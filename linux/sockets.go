@@ -48,7 +48,7 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 	if err := clearMap[uint64, uint8](b.objs.SockDoomed); err != nil {
 		return 0, fmt.Errorf("clear doomed sockets: %w", err)
 	}
-	var recs []datapathSockRec
+	var recs []heldRec
 	for _, it := range b.sockIter[:2] {
 		got, err := readSockRecs(it.Open)
 		if err != nil {
@@ -56,13 +56,14 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 		}
 		recs = append(recs, got...)
 	}
+	inheritFromListeners(recs)
 	cgroupPaths := map[uint64]string{}
 	var doomed []uint64
 	for _, r := range recs {
-		if r.HasOwner == 0 {
+		if r.HasOwner == 0 || r.listening {
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r, cgroupPaths) == engine.VerdictDeny {
+		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths) == engine.VerdictDeny {
 			doomed = append(doomed, r.Cookie)
 		}
 	}
@@ -105,7 +106,14 @@ func (b *Backend) SweepError() error {
 	return b.sweepErr
 }
 
-func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error) {
+// heldRec is one socket the iterator reported (bpf/guard.h held_rec).
+type heldRec struct {
+	datapathSockRec
+	sport     uint16
+	listening bool
+}
+
+func readSockRecs(open func() (io.ReadCloser, error)) ([]heldRec, error) {
 	rd, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("run socket iterator: %w", err)
@@ -115,16 +123,37 @@ func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error)
 	if err != nil {
 		return nil, fmt.Errorf("read socket iterator: %w", err)
 	}
-	var rec datapathSockRec
-	size := binary.Size(rec)
-	out := make([]datapathSockRec, 0, len(data)/size)
+	size := binary.Size(socketsHeldRec{})
+	recSize := binary.Size(datapathSockRec{})
+	out := make([]heldRec, 0, len(data)/size)
 	for off := 0; off+size <= len(data); off += size {
-		if err := binary.Read(bytes.NewReader(data[off:off+size]), binary.NativeEndian, &rec); err != nil {
+		var h heldRec
+		if err := binary.Read(bytes.NewReader(data[off:off+recSize]), binary.NativeEndian, &h.datapathSockRec); err != nil {
 			return nil, err
 		}
-		out = append(out, rec)
+		h.sport = binary.NativeEndian.Uint16(data[off+recSize:])
+		h.listening = data[off+recSize+2] == 1
+		out = append(out, h)
 	}
 	return out, nil
+}
+
+// inheritFromListeners gives an accepted TCP socket that carries no creator
+// (its listener never bound explicitly, so post_bind could not hand it
+// down) the creator of the live listener on its local port.
+func inheritFromListeners(recs []heldRec) {
+	owners := map[uint16]datapathSockOwner{}
+	for _, r := range recs {
+		if r.listening && r.HasOwner == 1 && r.Proto == uint8(engine.ProtoTCP) {
+			owners[r.sport] = r.Owner
+		}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if o, ok := owners[r.sport]; ok && !r.listening && r.HasOwner == 0 && r.Proto == uint8(engine.ProtoTCP) {
+			r.Owner, r.HasOwner = o, 1
+		}
+	}
 }
 
 func clearMap[K comparable, V any](m *ebpf.Map) error {

@@ -110,6 +110,24 @@ type socketsGateKey struct {
 	Pad      uint8
 }
 
+type socketsHeldRec struct {
+	_   structs.HostLayout
+	Rec struct {
+		_        structs.HostLayout
+		Cookie   uint64
+		Owner    socketsSockOwner
+		Daddr    [16]uint8
+		Dport    uint16
+		Family   uint8
+		Proto    uint8
+		HasOwner uint8
+		Pad      [3]uint8
+	}
+	Sport     uint16
+	Listening uint8
+	Pad       [5]uint8
+}
+
 type socketsIdKey struct {
 	_   structs.HostLayout
 	Id  uint64
@@ -190,6 +208,7 @@ const (
 	socketsProgExewallDestroyUdp = "exewall_destroy_udp"
 	socketsProgExewallSocksTcp   = "exewall_socks_tcp"
 	socketsProgExewallSocksUdp   = "exewall_socks_udp"
+	socketsVarUnusedHeldRec      = "unused_held_rec"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -270,6 +289,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	UnusedHeldRec *ebpf.VariableSpec `ebpf:"unused_held_rec"`
 }
 
 // socketsObjects contains all objects after they have been loaded into the kernel.
@@ -343,6 +363,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	UnusedHeldRec *ebpf.Variable `ebpf:"unused_held_rec"`
 }
 
 // socketsPrograms contains all programs after they have been loaded into the kernel.

@@ -81,9 +81,37 @@ func TestTighteningCutsCloseWait(t *testing.T) {
 // TestTighteningCutsAcceptedSockets is issue 13 item 3: a restricted program
 // (uid 65534) listens, accepts a connection, closes the listener and sends on
 // the accepted socket; that socket never passed sock_create, so it carries
-// its listener's creator (sockops + BPF_F_CLONE storage) and is cut.
+// its listener's creator (post_bind + BPF_F_CLONE storage) and is cut.
 func TestTighteningCutsAcceptedSockets(t *testing.T) {
 	requireKernel(t)
+	t.Run("bound", testAcceptedCut)
+	t.Run("unbound", func(t *testing.T) {
+		// listen() without bind(): no post_bind, the sweep matches the
+		// accepted socket to its live listener by port.
+		cg := scratchCgroup(t)
+		b := newTestBackend(t, cg)
+		exe := clientCopy(t, publicDir(t), "server")
+		b.apply(t, &engine.Policy{Default: engine.ActionAllow})
+		a := startAttacker(t, exe, cg, "", "accepted", []string{"H3_SEG=127.0.0.1", "H3_DST=127.0.0.1", "H3_PORT=0", "H3_UNBOUND=1"}, false)
+		if !a.ready(t) {
+			t.Fatalf("server: %v", a.finish(t))
+		}
+		c, err := net.Dial("tcp4", "127.0.0.1:"+a.arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		time.Sleep(100 * time.Millisecond)
+		b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{denyRule("server", exe)}})
+		res := a.finish(t)
+		if res["accept"] != "" || res["write"] == "" {
+			t.Errorf("an accepted connection of an unbound listener kept sending after its rule tightened: %v", res)
+		}
+		t.Logf("server %v", res)
+	})
+}
+
+func testAcceptedCut(t *testing.T) {
 	cg := scratchCgroup(t)
 	b := newTestBackend(t, cg)
 	exe := clientCopy(t, publicDir(t), "server")
