@@ -219,6 +219,21 @@ func attack(sc string, res map[string]string) {
 		}
 		res["held"] = strconv.Itoa(len(fds))
 		res["alive"] = strconv.Itoa(alive)
+	case "ping-held":
+		// A ping socket created while unrestricted, used again after the
+		// rule tightened.
+		fam, proto := unix.AF_INET, unix.IPPROTO_ICMP
+		if dst.Is6() {
+			fam, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+		}
+		fd, err := unix.Socket(fam, unix.SOCK_DGRAM, proto)
+		res["socket"] = errName(err)
+		res["send-before"] = errName(unix.Sendto(fd, icmpEcho(dst.Is6()), 0, sockaddr(dst)))
+		res["reply-before"] = errName(recvTimeout(fd))
+		fmt.Println("ready")
+		in.ReadString('\n')
+		res["send"] = errName(unix.Sendto(fd, icmpEcho(dst.Is6()), 0, sockaddr(dst)))
+		res["reply"] = errName(recvTimeout(fd))
 	case "ping-own", "ping-launch":
 		// An unrestricted program creates a ping socket and hands it over
 		// across exec to H3_NEXT (restricted), running "ping-inherited".

@@ -148,6 +148,14 @@ func (b *Backend) syncGuard(report func(bool, string, ...any)) {
 			report(err == nil, "%s guard link pin %s was removed", name, b.guardPin(name))
 		}
 	}
+	if b.guardOK {
+		path := filepath.Join(b.cfg.PinDir, "sock_heirs")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			os.MkdirAll(b.cfg.PinDir, 0o700)
+			err := repin(b.guard.SockHeirs, path)
+			report(err == nil, "map pin %s was removed", path)
+		}
+	}
 	if len(gone) > 0 {
 		err := b.attachGuard()
 		for _, name := range gone {

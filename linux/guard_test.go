@@ -136,6 +136,34 @@ func TestHandedOverPingSocketIsJudged(t *testing.T) {
 	}
 }
 
+// TestPingSocketHeldAcrossTighteningIsJudged is issue 13 item 4: a ping
+// socket created while the program was unrestricted sends no echo request
+// once its rule tightens (uid 65534).
+func TestPingSocketHeldAcrossTighteningIsJudged(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	n := newTestNet(t)
+	exe := clientCopy(t, publicDir(t), "pinger")
+	for _, dst := range []netip.Addr{n.b4, n.b6} {
+		b.apply(t, &engine.Policy{Default: engine.ActionAllow})
+		env := []string{"H3_SEG=" + dst.String(), "H3_DST=" + dst.String(), "H3_PORT=0"}
+		var stop func() [][]byte
+		res := runAttacker(t, exe, cg, n.a, "ping-held", env, false, func() {
+			b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{denyRule("pinger", exe)}})
+			stop = capture(t, n.a, n.ifa)
+		})
+		echoes := countEchoes(stop())
+		if res["socket"] != "" || res["reply-before"] != "" {
+			t.Fatalf("%s: control: the ping while unrestricted failed: %v", dst, res)
+		}
+		if res["reply"] == "" || echoes > 0 {
+			t.Errorf("%s: a ping socket held across a tightening still pings: %v, %d echo requests on the wire", dst, res, echoes)
+		}
+		t.Logf("%s: %v, echo requests on the wire after the tightening: %d", dst, res, echoes)
+	}
+}
+
 func countEchoes(frames [][]byte) int {
 	n := 0
 	for _, f := range frames {
