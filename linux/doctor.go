@@ -121,6 +121,20 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 			}
 			return o.Close()
 		}},
+		{"hook guard (setsockopt, egress, post_bind)", "source routes and handed-over ping sockets are refused to restricted programs, accepted sockets carry their creator", func() error {
+			spec, err := loadGuard()
+			if err != nil {
+				return err
+			}
+			for _, m := range spec.Maps {
+				m.Pinning = ebpf.PinNone
+			}
+			var o guardObjects
+			if err := spec.LoadAndAssign(&o, nil); err != nil {
+				return err
+			}
+			return o.Close()
+		}},
 		{"hook sock_destroy (iter/tcp, iter/udp)", "held connections are cut when a rule tightens", func() error {
 			spec, err := loadSockets()
 			if err != nil {
