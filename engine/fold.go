@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // A folder keeps one program's flood from washing everyone else's evidence
 // out of the window and the log (issue 13 item 9). Every program (its
@@ -132,6 +135,53 @@ func (f *folder) evictIdle(now time.Time) {
 		}
 		if ps.summary == nil {
 			delete(f.progs, p)
+		}
+	}
+}
+
+// Run consumes the backend's violations until the stream ends or ctx is
+// done: each is kept in the window, passed to OnViolation and to every
+// subscriber.
+//
+// A flooding program's events are folded into summaries first (fold.go);
+// learning still sees every event.
+func (m *Manager) Run(ctx context.Context) {
+	defer m.win.closeAll()
+	ch := m.cfg.Backend.Violations()
+	f := newFolder()
+	tick := time.NewTicker(foldSpan)
+	defer tick.Stop()
+	pass := func(v Violation, pinned bool) {
+		m.win.record(v, pinned)
+		if m.cfg.OnViolation != nil {
+			m.cfg.OnViolation(v)
+		}
+	}
+	defer func() {
+		for _, s := range f.flush(time.Now(), true) {
+			pass(s, false)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, s := range f.flush(now, false) {
+				pass(s, false)
+			}
+			m.win.setFold(f.folded, f.flooding())
+		case v, ok := <-ch:
+			if !ok {
+				return
+			}
+			if ls := m.learn.Load(); ls != nil {
+				ls.record(v)
+			}
+			out, first := f.add(v, time.Now())
+			for i, o := range out {
+				pass(o, first && i == len(out)-1)
+			}
 		}
 	}
 }
