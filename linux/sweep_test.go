@@ -7,6 +7,8 @@ import (
 	"errors"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,3 +260,54 @@ func hasDrift(ds []engine.Drift, what string, repaired bool) bool {
 }
 
 var _ = errors.New
+
+// TestUpgradeKeepsCuttingHeldConnections: a daemon started on the pins of
+// the previous version (no guard links, no sock_heirs) adopts the datapath
+// maps, whose layout this change keeps, so a connection held since before
+// the upgrade is still cut when its rule tightens.
+func TestUpgradeKeepsCuttingHeldConnections(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := filepath.Join("/sys/fs/bpf", randName("exewall-test-"))
+	t.Cleanup(func() { resetPins(pinDir) })
+	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, WatchInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(context.Background(), &engine.Policy{Default: engine.ActionAllow}); err != nil {
+		t.Fatal(err)
+	}
+	exe := clientCopy(t, publicDir(t), "holder")
+	port := listenEcho(t)
+	steps := []attempt{{Proto: "tcp", Op: "hold", Sock: 4, Addr: "127.0.0.1", Port: port}, {Op: "use-held"}, {Op: "ready"}, {Op: "wait"}, {Op: "use-held"}}
+	c := startClient(t, exe, cg, steps)
+	c.waitReady(t)
+	// The old daemon exits, leaving its pins; what this version added is
+	// not among them.
+	old.Close()
+	for _, name := range []string{"link_guard_setsockopt", "link_guard_egress", "link_guard_post_bind4", "link_guard_post_bind6"} {
+		if l, err := link.LoadPinnedLink(filepath.Join(pinDir, name), nil); err == nil {
+			l.Unpin()
+			l.Close()
+		}
+	}
+	os.Remove(filepath.Join(pinDir, "sock_heirs"))
+	b, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true, WatchInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.repin {
+		t.Fatalf("the new version found the old pins incompatible: held connections would lose their creators")
+	}
+	if err := b.Apply(context.Background(), &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{denyRule("holder", exe)}}); err != nil {
+		t.Fatal(err)
+	}
+	out := c.proceed(t)
+	if out[0].Errno != "" || out[1].Errno != "" {
+		t.Fatalf("connection was not established while allowed: %+v", out)
+	}
+	if out[4].Errno == "" {
+		t.Errorf("a connection held since before the upgrade still flows after the rule tightened")
+	}
+}
