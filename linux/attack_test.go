@@ -150,6 +150,17 @@ func attack(sc string, res map[string]string) {
 		// The same option as ancillary data.
 		c, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		res["send-cmsg"] = errName(unix.Sendmsg(c, []byte("x"), cmsg(unix.IPPROTO_IP, unix.IP_RETOPTS, lsrr(seg)), sa4, 0))
+	case "flood":
+		// A new destination each time: the kernel's per-destination
+		// aggregation cannot fold these.
+		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		end := time.Now().Add(2 * time.Second)
+		n := 0
+		for ; time.Now().Before(end); n++ {
+			i := n + 1
+			unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Port: 1000 + i%50000, Addr: [4]byte{127, byte(i >> 16), byte(i >> 8), byte(i)}})
+		}
+		res["sent"] = strconv.Itoa(n)
 	case "close-wait":
 		// Connect, let the peer close its side (CLOSE_WAIT), keep sending.
 		fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
