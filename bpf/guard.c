@@ -118,10 +118,10 @@ static __always_inline int keep_heir(struct bpf_sock *sk)
 }
 
 SEC("cgroup/post_bind4")
-int exewall_post_bind4(struct bpf_sock *sk) { return keep_heir(sk); }
+int exewall_bind4(struct bpf_sock *sk) { return keep_heir(sk); }
 
 SEC("cgroup/post_bind6")
-int exewall_post_bind6(struct bpf_sock *sk) { return keep_heir(sk); }
+int exewall_bind6(struct bpf_sock *sk) { return keep_heir(sk); }
 
 /* The socket's creator: its own record, else its listener's. */
 static __always_inline struct sock_owner *owner_of(struct bpf_sock *sk)

@@ -29,8 +29,8 @@ type guardHook struct {
 var guardHooks = []guardHook{
 	{"setsockopt", ebpf.AttachCGroupSetsockopt, func(o *guardObjects) *ebpf.Program { return o.ExewallSetsockopt }},
 	{"egress", ebpf.AttachCGroupInetEgress, func(o *guardObjects) *ebpf.Program { return o.ExewallEgress }},
-	{"post_bind4", ebpf.AttachCGroupInet4PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallPostBind4 }},
-	{"post_bind6", ebpf.AttachCGroupInet6PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallPostBind6 }},
+	{"post_bind4", ebpf.AttachCGroupInet4PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallBind4 }},
+	{"post_bind6", ebpf.AttachCGroupInet6PostBind, func(o *guardObjects) *ebpf.Program { return o.ExewallBind6 }},
 }
 
 func (b *Backend) guardPin(name string) string {

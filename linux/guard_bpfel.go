@@ -186,9 +186,9 @@ const (
 	guardMapSockHeirs          = "sock_heirs"
 	guardMapSockOwners         = "sock_owners"
 	guardMapUidRules           = "uid_rules"
+	guardProgExewallBind4      = "exewall_bind4"
+	guardProgExewallBind6      = "exewall_bind6"
 	guardProgExewallEgress     = "exewall_egress"
-	guardProgExewallPostBind4  = "exewall_post_bind4"
-	guardProgExewallPostBind6  = "exewall_post_bind6"
 	guardProgExewallSetsockopt = "exewall_setsockopt"
 	guardVarUnusedHeldRec      = "unused_held_rec"
 )
@@ -235,9 +235,9 @@ type guardSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardProgramSpecs struct {
+	ExewallBind4      *ebpf.ProgramSpec `ebpf:"exewall_bind4"`
+	ExewallBind6      *ebpf.ProgramSpec `ebpf:"exewall_bind6"`
 	ExewallEgress     *ebpf.ProgramSpec `ebpf:"exewall_egress"`
-	ExewallPostBind4  *ebpf.ProgramSpec `ebpf:"exewall_post_bind4"`
-	ExewallPostBind6  *ebpf.ProgramSpec `ebpf:"exewall_post_bind6"`
 	ExewallSetsockopt *ebpf.ProgramSpec `ebpf:"exewall_setsockopt"`
 }
 
@@ -352,17 +352,17 @@ type guardVariables struct {
 //
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardPrograms struct {
+	ExewallBind4      *ebpf.Program `ebpf:"exewall_bind4"`
+	ExewallBind6      *ebpf.Program `ebpf:"exewall_bind6"`
 	ExewallEgress     *ebpf.Program `ebpf:"exewall_egress"`
-	ExewallPostBind4  *ebpf.Program `ebpf:"exewall_post_bind4"`
-	ExewallPostBind6  *ebpf.Program `ebpf:"exewall_post_bind6"`
 	ExewallSetsockopt *ebpf.Program `ebpf:"exewall_setsockopt"`
 }
 
 func (p *guardPrograms) Close() error {
 	return _GuardClose(
+		p.ExewallBind4,
+		p.ExewallBind6,
 		p.ExewallEgress,
-		p.ExewallPostBind4,
-		p.ExewallPostBind6,
 		p.ExewallSetsockopt,
 	)
 }
