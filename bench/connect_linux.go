@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -71,27 +72,37 @@ func (b *bench) newBackend(cg, pinName string) (*linux.Backend, error) {
 	return be, err
 }
 
+// allowAllPolicy is benchPolicy with the client named by no rule: it falls
+// under the default, allow (issue 21's "allow-everything rule or default").
+func (b *bench) allowAllPolicy(n int, decoys []string) *engine.Policy {
+	p := b.benchPolicy(n, decoys)
+	p.Rules[0].Exe = "/nonexistent-exewall-bench/client"
+	return p
+}
+
+// wanted says whether the --engines filter keeps an engine.
+func (b *bench) wanted(eng string) bool {
+	if b.o.engines == "" {
+		return true
+	}
+	for _, e := range strings.Split(b.o.engines, ",") {
+		if strings.TrimSpace(e) == eng {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *bench) connectPath() error {
 	sz := b.sizes()
 	var setups []engineSetup
 	setups = append(setups, engineSetup{engine: engNone, up: func(int) error { return nil }})
 	setups = append(setups, engineSetup{engine: engFloor, up: func(int) error { return b.floorUp(b.clientCg) }})
 	for _, n := range sz.exewall {
-		p := b.benchPolicy(n, b.decoys)
-		setups = append(setups, engineSetup{engine: engExewall, rules: n, up: func(round int) error {
-			t0 := time.Now()
-			be, err := b.newBackend(b.clientCg, fmt.Sprintf("connect-%d-%d", round, n))
-			if err != nil {
-				return err
-			}
-			t1 := time.Now()
-			if err := be.Apply(context.Background(), p); err != nil {
-				return fmt.Errorf("apply %d rules: %w", n, err)
-			}
-			b.recordSetup(engExewall, n, "connect rounds: linux.New (load, no attach)", t1.Sub(t0))
-			b.recordSetup(engExewall, n, "connect rounds: first Apply (resolve, fill maps, attach)", time.Since(t1))
-			return nil
-		}})
+		setups = append(setups, b.exewallSetup(engExewall, n, b.benchPolicy(n, b.decoys)))
+	}
+	for _, n := range []int{sz.exewall[0], slicesMax(sz.exewall)} {
+		setups = append(setups, b.exewallSetup(engExewallAllow, n, b.allowAllPolicy(n, b.decoys)))
 	}
 	filterExisted := filterTableExists()
 	for _, n := range sz.netfilter {
@@ -123,6 +134,14 @@ func (b *bench) connectPath() error {
 			setups = append(setups, s)
 		}
 	}
+	kept := setups[:0]
+	for _, s := range setups {
+		// The baseline is always measured: every ratio is against it.
+		if s.engine == engNone || b.wanted(s.engine) {
+			kept = append(kept, s)
+		}
+	}
+	setups = kept
 
 	for _, s := range setups {
 		for _, op := range []string{opTCP, opUDP} {
@@ -174,6 +193,26 @@ func (b *bench) connectPath() error {
 	return b.profile(setups)
 }
 
+// exewallSetup is an exewall column: a fresh backend with policy p.
+func (b *bench) exewallSetup(eng string, n int, p *engine.Policy) engineSetup {
+	return engineSetup{engine: eng, rules: n, up: func(round int) error {
+		t0 := time.Now()
+		be, err := b.newBackend(b.clientCg, fmt.Sprintf("connect-%s-%d-%d", eng, round, n))
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if err := be.Apply(context.Background(), p); err != nil {
+			return fmt.Errorf("apply %d rules: %w", n, err)
+		}
+		if eng == engExewall {
+			b.recordSetup(engExewall, n, "connect rounds: linux.New (load, no attach)", t1.Sub(t0))
+			b.recordSetup(engExewall, n, "connect rounds: first Apply (resolve, fill maps, attach)", time.Since(t1))
+		}
+		return nil
+	}}
+}
+
 func seq(n int) []int {
 	out := make([]int, n)
 	for i := range out {
@@ -187,7 +226,7 @@ func seq(n int) []int {
 func (b *bench) profile(setups []engineSetup) error {
 	sz := b.sizes()
 	for _, s := range setups {
-		if !(s.engine == engFloor || s.engine == engExewall && (s.rules == sz.exewall[0] || s.rules == slicesMax(sz.exewall))) {
+		if !(s.engine == engFloor || (s.engine == engExewall || s.engine == engExewallAllow) && (s.rules == sz.exewall[0] || s.rules == slicesMax(sz.exewall))) {
 			continue
 		}
 		mark := b.cl.mark()

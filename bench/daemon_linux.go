@@ -446,7 +446,7 @@ func (b *bench) stormDaemon(bin string, d *daemon) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.DrainSeconds = time.Since(t0).Seconds()
-	s.KernelDenied = st.RuleCounters["storm"].Denied - before.RuleCounters["storm"].Denied
+	s.KernelDenied = st.RuleCounter["storm"].Denied - before.RuleCounter["storm"].Denied
 	s.Delivered = st.ViolationAttempts - before.ViolationAttempts
 	s.Events = st.Violations - before.Violations
 	s.Lost = st.EventsLost - before.EventsLost

@@ -1,11 +1,12 @@
 // Command bench measures exewall against no firewall, nftables, iptables and
 // (optionally) OpenSnitch on this machine: connect-path cost per rule count,
 // policy apply times, the violation pipeline under a storm, and the daemon's
-// footprint. It prints a Markdown table with PASS/FAIL per target of issue 6
+// footprint. It prints a Markdown table with PASS/FAIL per performance target
 // and writes a JSON file and an SVG plot.
 //
-//	sudo go run ./bench            # full run (several minutes)
-//	sudo go run ./bench --quick    # CI smoke run, under two minutes
+//	sudo make bench                # full run (several minutes)
+//	sudo make bench-quick          # CI smoke run, under two minutes
+//	sudo make bench ARGS="--only connect"
 //
 // Linux only, as root: it attaches eBPF programs to scratch cgroups it
 // creates, loads an nftables table and an iptables chain of its own, and
@@ -29,6 +30,7 @@ type options struct {
 	svgPath        string
 	exewallBin     string // prebuilt exewall binary; "" = go build ./cmd/exewall
 	only           string // comma-separated sections to run
+	engines        string // comma-separated connect-path engines to run; "" = all
 	seed           int64
 	failOnTarget   bool
 	args           []string
@@ -45,6 +47,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.svgPath, "svg", "exewall-bench.svg", "write the cost-per-connect plot to this file")
 	fs.StringVar(&o.exewallBin, "exewall", "", "exewall binary for the daemon and CLI figures (default: build ./cmd/exewall)")
 	fs.StringVar(&o.only, "only", "connect,apply,storm,footprint", "sections to run")
+	fs.StringVar(&o.engines, "engines", "", "connect-path engines to measure, comma-separated (none, bpf-empty, exewall, exewall-allow-all, nftables, iptables; default all)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed of the per-round engine order (default: time)")
 	fs.BoolVar(&o.failOnTarget, "fail-on-target", false, "exit 1 when a target is missed (default: only harness errors exit 1)")
 	if err := fs.Parse(args); err != nil {

@@ -40,10 +40,9 @@ func (b *bench) installOpenSnitch() error {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		return cmd.CombinedOutput()
 	}
-	out, err := install()
-	if err != nil {
+	if _, err := install(); err != nil {
 		exec.Command("apt-get", "update").Run()
-		if out, err = install(); err != nil {
+		if out, err := install(); err != nil {
 			return fmt.Errorf("apt-get install opensnitch: %v: %s", err, lastLines(out, 3))
 		}
 	}

@@ -42,20 +42,30 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 /* bpf2go emits Go types only for types in BTF; these reach BTF this way. */
 const struct event *unused_event __attribute__((unused));
 const struct sock_rec *unused_sock_rec __attribute__((unused));
+const struct name_key *unused_name_key __attribute__((unused));
 
-static __always_inline int read_exe(struct file_id *id)
+/* The identity the current process is judged as (DESIGN.md "Identity of an
+ * executable"): the one taken at exec. A process started before exewall
+ * loaded has none: it is taken from mm->exe_file the first time the process
+ * is seen, and kept from then on. Returns 0 without an executable. */
+static __always_inline int current_ident(struct task_struct *task, struct proc_ident *out)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct mm_struct *mm = task->mm;
-	if (!mm)
-		return -1;
-	struct file *exe = mm->exe_file;
+	struct proc_ident *id = ident_of(task, 1);
+	if (id && id->state != IDENT_NONE) {
+		*out = *id;
+		return 1;
+	}
+	struct file *exe = task->mm->exe_file;
 	if (!exe)
 		return 0;
 	struct inode *inode = exe->f_inode;
-	id->dev = inode->i_sb->s_dev;
-	id->igen = inode->i_generation;
-	id->ino = inode->i_ino;
+	out->exe.dev = inode->i_sb->s_dev;
+	out->exe.igen = inode->i_generation;
+	out->exe.ino = inode->i_ino;
+	out->has_real = 0;
+	out->state = IDENT_FIRST_SIGHT;
+	if (id)
+		*id = *out;
 	return 1;
 }
 
@@ -93,22 +103,80 @@ static __always_inline struct rule *find_learned_rule(struct file_id *exe, __u32
 	return bpf_map_lookup_elem(&path_rules, &k);
 }
 
-/* select_rule picks the rule covering the current task (DESIGN.md "How a
- * connection is judged"): executable, else deepest cgroup, else uid, else gid. */
-static __always_inline struct rule *select_rule(struct config *cfg, __u32 gen, struct file_id *exe, int has_exe)
+/* The rule of an exe rule's path name an unknown executable was executed
+ * by (recorded by the exec hook): it may only tighten (see name_key). */
+static __always_inline struct rule *find_named_rule(struct file_id *exe, __u32 gen)
 {
-	struct rule *r = NULL;
-	if (has_exe) {
-		struct exe_key k = { .id = *exe, .gen = gen };
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
+	if (!n || !*n)
+		return NULL;
+	struct exe_key ek = { .id = *exe, .gen = gen };
+	if (bpf_map_lookup_elem(&exe_rules, &ek))
+		return NULL; /* known identity: its own rule decides */
+	__u64 *h = bpf_map_lookup_elem(&exe_named, exe);
+	if (!h)
+		return NULL;
+	struct name_key k = { .hash = *h, .gen = gen };
+	return bpf_map_lookup_elem(&name_rules, &k);
+}
+
+/* severity orders verdicts: allow < audit < deny. */
+static __always_inline int severity(__u8 verdict)
+{
+	return verdict == VERDICT_DENY ? 2 : verdict == VERDICT_AUDIT ? 1 : 0;
+}
+
+/* exe_rule is the rule naming the process's executable: the file it
+ * exec'd, else the file behind it (overlayfs' lower file), so a rule for a
+ * file covers every mount of it. *judged is set to the identity that
+ * matched. */
+static __always_inline struct rule *exe_rule(struct proc_ident *id, __u32 gen, struct file_id *judged)
+{
+	struct exe_key k = { .id = id->exe, .gen = gen };
+	struct rule *r = bpf_map_lookup_elem(&exe_rules, &k);
+	if (!r)
+		r = find_learned_rule(&id->exe, gen);
+	if (!r && id->has_real) {
+		k.id = id->real;
 		r = bpf_map_lookup_elem(&exe_rules, &k);
 		if (!r)
-			r = find_learned_rule(exe, gen);
+			r = find_learned_rule(&id->real, gen);
+		if (r)
+			*judged = id->real;
 	}
-	if (!r && cfg->has_cgroup_rules)
+	return r;
+}
+
+/* fill_cache selects the rule covering the current task under policy word
+ * `word` (DESIGN.md "How a connection is judged": executable, else deepest
+ * cgroup, else uid, else gid, else the default) and records what the choice
+ * depended on. */
+static __always_inline int fill_cache(struct task_struct *task, __u32 word, struct rule_cache *rc)
+{
+	__u32 gen = word & 1;
+	struct config *cfg = bpf_map_lookup_elem(&configs, &gen);
+	if (!cfg)
+		return 0;
+	struct proc_ident id = {};
+	int has_exe = current_ident(task, &id);
+	rc->exe = id.exe;
+	rc->has_exe = has_exe;
+	rc->by_cgroup = 0;
+	rc->by_ids = 0;
+	struct rule *r = NULL;
+	if (has_exe)
+		r = exe_rule(&id, gen, &rc->exe);
+	if (!r && cfg->has_cgroup_rules) {
+		rc->by_cgroup = 1;
+		rc->cgroup = bpf_get_current_cgroup_id();
 		r = find_cgroup_rule(gen);
+	}
 	if (!r && (cfg->has_uid_rules || cfg->has_gid_rules)) {
 		__u64 uid_gid = bpf_get_current_uid_gid();
 		struct id_key k = { .gen = gen };
+		rc->by_ids = 1;
+		rc->uid_gid = uid_gid;
 		if (cfg->has_uid_rules) {
 			k.id = (__u32)uid_gid;
 			r = bpf_map_lookup_elem(&uid_rules, &k);
@@ -118,17 +186,57 @@ static __always_inline struct rule *select_rule(struct config *cfg, __u32 gen, s
 			r = bpf_map_lookup_elem(&gid_rules, &k);
 		}
 	}
-	return r;
+	if (r) {
+		rc->r = *r;
+		rc->is_default = 0;
+	} else {
+		struct rule d = {
+			.counter = cfg->default_counter,
+			.action = cfg->default_action,
+			.unrestricted = cfg->default_action == ACTION_ALLOW,
+		};
+		rc->r = d;
+		rc->is_default = 1;
+	}
+	rc->r.audit |= cfg->audit_mode;
+	rc->has_named = 0;
+	if (has_exe) {
+		struct rule *nr = find_named_rule(&id.exe, gen);
+		if (nr && nr->counter != rc->r.counter) {
+			rc->named = *nr;
+			rc->named.audit |= cfg->audit_mode;
+			rc->has_named = 1;
+		}
+	}
+	rc->active = word;
+	rc->valid = 1;
+	return 1;
 }
 
-static __always_inline struct config *active_config(__u32 *gen)
+/* rule_of returns the rule the current thread falls under: from its cache
+ * when still valid (same policy word, cgroup and ids where they mattered),
+ * else selected afresh (into the cache, or into scratch without task
+ * storage). NULL when no policy is loaded. */
+static __always_inline struct rule_cache *rule_of(struct task_struct *task, struct rule_cache *scratch)
 {
 	__u32 zero = 0;
-	__u32 *genp = bpf_map_lookup_elem(&active, &zero);
-	if (!genp)
+	__u32 *activep = bpf_map_lookup_elem(&active, &zero);
+	if (!activep)
 		return NULL;
-	*gen = *genp & 1;
-	return bpf_map_lookup_elem(&configs, gen);
+	__u32 word = *activep;
+	struct rule_cache *rc = scratch;
+	if (use_task_storage) {
+		struct task_state *ts = bpf_task_storage_get(&task_states, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (ts) {
+			rc = &ts->cache;
+			if (rc->valid && rc->active == word && (!rc->by_cgroup || rc->cgroup == bpf_get_current_cgroup_id()) &&
+			    (!rc->by_ids || rc->uid_gid == bpf_get_current_uid_gid()))
+				return rc;
+		}
+	}
+	if (!fill_cache(task, word, rc))
+		return NULL;
+	return rc;
 }
 
 static __always_inline __u32 word_mask(int bits)
@@ -212,10 +320,10 @@ static __always_inline void lose(__u64 n)
 		__sync_fetch_and_add(lost, n);
 }
 
-static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u32 family,
-				   const __u8 *addr, __u16 port, __u8 proto, __u8 hook,
-				   struct file_id *exe, int has_exe, __u32 sk_family)
+static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 verdict, __u32 family, const __u8 *addr, __u16 port,
+				   __u8 proto, __u8 hook, __u32 sk_family)
 {
+	__u32 slot = r->counter;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct gate_key gk = {
@@ -256,15 +364,15 @@ static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u
 	ev->uid = (__u32)uid_gid;
 	ev->gid = uid_gid >> 32;
 	ev->counter = slot;
-	ev->rule = r ? r->id : 0;
-	ev->exe = *exe;
+	ev->rule = (r == &rc->r && rc->is_default) ? 0 : r->id;
+	ev->exe = rc->exe;
 	__builtin_memcpy(ev->daddr, addr, 16);
 	ev->dport = port;
 	ev->family = family;
 	ev->proto = proto;
 	ev->verdict = verdict;
 	ev->hook = hook;
-	ev->has_exe = has_exe;
+	ev->has_exe = rc->has_exe;
 	ev->_pad = 0;
 	ev->count = 1 + carried;
 	ev->_pad2 = 0;
@@ -278,49 +386,74 @@ static __always_inline void report(struct rule *r, __u32 slot, __u8 verdict, __u
 	bpf_ringbuf_submit(ev, 0);
 }
 
-/* judge returns 1 to let the call proceed, 0 to fail it with EPERM. */
-static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
-				 __u16 port, __u8 hook)
+/* One destination to judge, passed to decide by pointer. */
+struct dest_q {
+	__u8 addr[16];
+	__u32 family;
+	__u16 port;
+	__u8 proto;
+	__u8 _pad;
+};
+
+/* decide judges one destination under rule r (its audit flag already folds
+ * in audit mode). A global function: the verifier checks it once, not at
+ * every call site (judge calls it twice when a name rule may tighten, and
+ * inlining match_dests twice goes over the verifier's limit). */
+__attribute__((noinline)) int decide(struct rule *r, struct dest_q *q)
 {
-	struct file_id exe = {};
-	int has_exe = read_exe(&exe);
-	if (has_exe < 0)
-		return 1; /* kernel thread: no user memory, always allowed */
-
-	__u32 gen;
-	struct config *cfg = active_config(&gen);
-	if (!cfg)
-		return 1;
-
-	__u8 proto = proto_of(ctx);
-	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
-
+	if (!r || !q)
+		return VERDICT_ALLOW;
 	__u8 verdict = 0;
-	__u8 action = cfg->default_action;
-	__u8 audit = 0;
-	__u32 slot = cfg->default_counter;
-	if (r) {
-		action = r->action;
-		audit = r->audit;
-		slot = r->counter;
-		if (r->has_dests)
-			match_dests(r, family, addr, port, proto, &verdict);
-	}
+	if (r->has_dests)
+		match_dests(r, q->family, q->addr, q->port, q->proto, &verdict);
 	if (!verdict) {
-		if (action == ACTION_ALLOW)
+		if (r->action == ACTION_ALLOW)
 			verdict = VERDICT_ALLOW;
-		else if (action == ACTION_LOCAL_ONLY && is_local(family, addr))
+		else if (r->action == ACTION_LOCAL_ONLY && is_local(q->family, q->addr))
 			verdict = VERDICT_ALLOW;
 		else
 			verdict = VERDICT_DENY;
 	}
-	if (verdict == VERDICT_DENY && (audit || cfg->audit_mode))
+	if (verdict == VERDICT_DENY && r->audit)
 		verdict = VERDICT_AUDIT;
+	return verdict;
+}
 
-	count(slot, verdict);
+/* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
+ * common case, a thread whose rule (or the default) allows everything, costs
+ * the policy word, one task storage lookup and the counter. */
+static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
+				 __u16 port, __u8 hook)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!task->mm)
+		return 1; /* kernel thread: no user memory, always allowed */
+	struct rule_cache scratch;
+	struct rule_cache *rc = rule_of(task, &scratch);
+	if (!rc)
+		return 1;
+	struct rule *r = &rc->r;
+	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
+		count(r->counter, VERDICT_ALLOW);
+		return 1;
+	}
+	__u8 proto = proto_of(ctx);
+	struct dest_q q = { .family = family, .port = port, .proto = proto };
+	__builtin_memcpy(q.addr, addr, 16);
+	__u8 verdict = decide(r, &q);
+	if (rc->has_named) {
+		/* The rule of a name this executable was run by may only tighten. */
+		__u8 nv = decide(&rc->named, &q);
+		if (severity(nv) > severity(verdict)) {
+			verdict = nv;
+			r = &rc->named;
+		}
+	}
+
+	count(r->counter, verdict);
 	if (verdict == VERDICT_ALLOW)
 		return 1;
-	report(r, slot, verdict, family, addr, port, proto, hook, &exe, has_exe, ctx->family);
+	report(rc, r, verdict, family, addr, port, proto, hook, ctx->family);
 	return verdict == VERDICT_AUDIT;
 }
 
@@ -374,9 +507,12 @@ int exewall_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_SENDMS
 SEC("cgroup/sock_create")
 int exewall_sock_create(struct bpf_sock *sk)
 {
-	struct file_id exe = {};
-	int has_exe = read_exe(&exe);
-	if (has_exe < 0)
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!task->mm)
+		return 1;
+	struct rule_cache scratch;
+	struct rule_cache *rc = rule_of(task, &scratch);
+	if (!rc)
 		return 1;
 
 	/* TCP and UDP, nearly every socket(): record the creator and go. */
@@ -385,8 +521,8 @@ int exewall_sock_create(struct bpf_sock *sk)
 		struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (o) {
 			__u64 uid_gid = bpf_get_current_uid_gid();
-			o->exe = exe;
-			o->has_exe = has_exe;
+			o->exe = rc->exe;
+			o->has_exe = rc->has_exe;
 			o->uid = (__u32)uid_gid;
 			o->gid = uid_gid >> 32;
 			o->cgroup = bpf_get_current_cgroup_id();
@@ -394,19 +530,15 @@ int exewall_sock_create(struct bpf_sock *sk)
 		return 1;
 	}
 
-	__u32 gen;
-	struct config *cfg = active_config(&gen);
-	if (!cfg)
+	struct rule *r = &rc->r;
+	if (rc->r.unrestricted && rc->has_named && !rc->named.unrestricted)
+		r = &rc->named; /* a name rule may only tighten */
+	if (r->unrestricted)
 		return 1;
-	struct rule *r = select_rule(cfg, gen, &exe, has_exe);
-	__u32 slot = r ? r->counter : cfg->default_counter;
-	int unrestricted = r ? r->unrestricted : cfg->default_action == ACTION_ALLOW;
-	if (unrestricted)
-		return 1;
-	__u8 verdict = (cfg->audit_mode || (r && r->audit)) ? VERDICT_AUDIT : VERDICT_DENY;
+	__u8 verdict = r->audit ? VERDICT_AUDIT : VERDICT_DENY;
 	__u8 proto = (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) ? PROTO_ICMP : PROTO_RAW;
 	__u8 addr[16] = {};
-	count(slot, verdict);
-	report(r, slot, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, &exe, has_exe, sk->family);
+	count(r->counter, verdict);
+	report(rc, r, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, sk->family);
 	return verdict == VERDICT_AUDIT;
 }

@@ -25,6 +25,27 @@ struct file_id {
 	__u64 ino;
 };
 
+/* What a process is judged as: taken at exec (bpf/exec.c), inherited at
+ * fork, never read again from mm->exe_file (which prctl(PR_SET_MM_MAP) can
+ * change) once taken. Kept in task storage of the thread group leader, or
+ * on kernels whose cgroup programs cannot use task storage, in proc_idents
+ * by thread group id. */
+enum ident_state {
+	IDENT_NONE = 0,
+	IDENT_EXEC = 1,           /* taken at exec (or inherited from a parent that had it) */
+	IDENT_FIRST_SIGHT = 2,    /* started before exewall: mm->exe_file when first seen */
+	IDENT_LOADER_PENDING = 3, /* a dynamic loader run directly: the program it maps is next */
+	IDENT_LOADER_MAIN = 4,    /* the program a directly run loader mapped */
+};
+
+struct proc_ident {
+	struct file_id exe;  /* the file exec'd (exe_file->f_inode) or the loader's program */
+	struct file_id real; /* the file behind it when another (overlayfs' lower file) */
+	__u8 state;          /* enum ident_state */
+	__u8 has_real;
+	__u8 _pad[6];
+};
+
 struct exe_key {
 	struct file_id id;
 	__u32 gen; /* policy generation (0 or 1) */
@@ -54,6 +75,32 @@ struct rule {
 	__u8 lens4[MAX_PREFIX_LENS];
 	__u8 lens6[MAX_PREFIX_LENS];
 	__u16 _pad;
+};
+
+/* The rule a thread falls under, selected once per policy generation (and
+ * cgroup, and uid/gid when rules select by them): a cgroup program finds it
+ * with one task storage lookup instead of walking exe, cgroup ancestors, uid
+ * and gid on every call. Per thread, so no lock: threads never share it. */
+struct rule_cache {
+	__u32 active;     /* the active word it was selected under */
+	__u8 valid;
+	__u8 by_cgroup;   /* selection depended on the cgroup */
+	__u8 by_ids;      /* ... on uid and gid */
+	__u8 is_default;  /* no rule: r is the default, synthesized */
+	__u64 cgroup;
+	__u64 uid_gid;
+	struct file_id exe; /* the identity judged, for events */
+	__u8 has_exe;
+	__u8 has_named;   /* named holds the rule of a path name this executable
+			   * was run by (a retargeted symlink): it may only tighten */
+	__u8 _pad[6];
+	struct rule r;    /* the rule; audit folds in audit mode */
+	struct rule named;
+};
+
+struct task_state {
+	struct proc_ident id;   /* meaningful on the thread group leader */
+	struct rule_cache cache; /* this thread's */
 };
 
 /* Per-generation settings, switched together with the maps. */
@@ -99,6 +146,19 @@ struct path_key {
 	__u32 gen;
 	__u32 _pad;
 	char name[MAX_NAME];
+};
+
+/* An exe rule's path name (and the symlinks on its way), by FNV-1a hash of
+ * the string: an executable whose identity userspace has not resolved yet
+ * but which was executed by that name (a symlink retargeted by
+ * update-alternatives) is judged by the rule too, from its first run. A name
+ * is only a name (another mount namespace can put anything there), so such a
+ * rule may only tighten the verdict, never loosen it. */
+#define NAME_MAX_LEN 256
+struct name_key {
+	__u64 hash;
+	__u32 gen;
+	__u32 _pad;
 };
 
 /* Who created a socket: lets held sockets be re-judged when a rule tightens. */

@@ -132,6 +132,23 @@ struct {
 	__type(value, struct rule);
 } path_rules SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct name_key);
+	__type(value, struct rule);
+} name_rules SEC(".maps");
+
+/* Executable identities executed by a name in name_rules, until userspace
+ * adopts them (value: the name's hash); counted in learned_count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct file_id);
+	__type(value, __u64);
+} exe_named SEC(".maps");
+
 /* The cgroup exewall is attached to: programs not bound to it (exec
  * tracing) act only for tasks inside it. */
 struct {
@@ -163,3 +180,61 @@ struct {
 	__type(key, struct gate_key);
 	__type(value, struct gate);
 } event_gates SEC(".maps");
+
+/* Identity taken at exec and the per-thread rule cache (struct task_state):
+ * task storage, freed with the task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} task_states SEC(".maps");
+
+/* The same identities by thread group id, for kernels whose cgroup programs
+ * cannot use task storage (before 6.16): filled at exec, copied at fork,
+ * removed when the thread group leader is freed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, struct proc_ident);
+} proc_idents SEC(".maps");
+
+/* Identities of the dynamic loaders (ld.so), written by userspace: a loader
+ * run directly is judged as the program it maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct file_id);
+	__type(value, __u8);
+} loaders SEC(".maps");
+
+/* Processes in IDENT_LOADER_PENDING: non-zero spares every file read of the
+ * host a task storage lookup in the loader hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} loader_pending SEC(".maps");
+
+/* Set by the loader (rodata, before load): 1 when cgroup programs may use
+ * task storage on this kernel, 0 to keep identities in proc_idents. */
+volatile const __u8 use_task_storage = 1;
+
+static __always_inline struct proc_ident *ident_of(struct task_struct *task, int create)
+{
+	if (use_task_storage) {
+		struct task_state *ts = bpf_task_storage_get(&task_states, task->group_leader, 0,
+							     create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		return ts ? &ts->id : NULL;
+	}
+	__u32 tgid = task->tgid;
+	struct proc_ident *id = bpf_map_lookup_elem(&proc_idents, &tgid);
+	if (id || !create)
+		return id;
+	struct proc_ident zero = {};
+	bpf_map_update_elem(&proc_idents, &tgid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&proc_idents, &tgid);
+}

@@ -16,21 +16,30 @@
  * task (skb == NULL) or from the socket of skb (its creator's cgroup). */
 struct who {
 	struct file_id exe;
+	struct file_id real; /* the file behind exe (overlayfs), when has_real */
 	__u32 has_exe;
+	__u32 has_real;
 	__u32 uid;
 	__u32 gid;
 };
 
-/* who_current reads the current task's identity the way the datapath does;
- * returns -1 for a kernel thread. Keep in step with read_exe in exewall.c. */
+/* who_current reads the current task's identity the way the datapath does
+ * (current_ident in exewall.c): the one taken at exec, else mm->exe_file;
+ * returns -1 for a kernel thread. */
 static __always_inline int who_current(struct who *w)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *mm = task->mm;
 	if (!mm)
 		return -1;
+	struct proc_ident *id = ident_of(task, 0);
 	struct file *exe = mm->exe_file;
-	if (exe) {
+	if (id && id->state != IDENT_NONE) {
+		w->exe = id->exe;
+		w->real = id->real;
+		w->has_real = id->has_real;
+		w->has_exe = 1;
+	} else if (exe) {
 		struct inode *inode = exe->f_inode;
 		w->exe.dev = inode->i_sb->s_dev;
 		w->exe.igen = inode->i_generation;
@@ -67,6 +76,10 @@ static __always_inline struct rule *guard_rule(struct config *cfg, __u32 gen, st
 	if (w->has_exe) {
 		struct exe_key k = { .id = w->exe, .gen = gen };
 		r = bpf_map_lookup_elem(&exe_rules, &k);
+		if (!r && w->has_real) {
+			k.id = w->real;
+			r = bpf_map_lookup_elem(&exe_rules, &k);
+		}
 		if (!r) {
 			__u32 zero = 0;
 			__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);

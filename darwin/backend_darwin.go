@@ -184,7 +184,7 @@ func (b *Backend) Checks(ctx context.Context) []engine.Check {
 	case on:
 		cs = append(cs, engine.Check{Name: "pf", OK: true, Detail: "enabled"})
 	default:
-		cs = append(cs, engine.Check{Name: "pf", Detail: "disabled; the daemon enables it (pfctl -E) when it applies a policy"})
+		cs = append(cs, engine.Check{Name: "pf", OK: true, Detail: "disabled now; the daemon enables it (pfctl -E) when it applies a policy"})
 	}
 	out, err := b.anchor.Pfctl.Run(ctx, nil, "-s", "rules")
 	switch {
@@ -196,11 +196,11 @@ func (b *Backend) Checks(ctx context.Context) []engine.Check {
 		cs = append(cs, engine.Check{Name: "pf anchor", Detail: `the main ruleset has no anchor "com.apple/*" rule, so ` + AnchorPath + ` is never evaluated: restore it in /etc/pf.conf`})
 	}
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		cs = append(cs, engine.Check{Name: "pflog", Detail: "tcpdump not found: no violations are reported"})
+		cs = append(cs, engine.Check{Name: "pflog", Optional: true, Detail: "tcpdump would report violations from pflog0; it is not installed, so none are reported"})
 	} else {
 		cs = append(cs, engine.Check{Name: "pflog", OK: true, Detail: "violations read from pflog0 with tcpdump"})
 	}
-	cs = append(cs, engine.Check{Name: "exe rules", Detail: "not supported on macOS: pf matches a socket's user or group only; use user: or group: rules"})
+	cs = append(cs, engine.Check{Name: "exe rules", Optional: true, Detail: "exe: rules are refused on macOS: pf matches a socket's user or group only (an exe rule would need a Network Extension); use user: or group: rules"})
 	return cs
 }
 

@@ -1,13 +1,6 @@
 package engine
 
-import (
-	"context"
-	"errors"
-)
-
-// ErrNotSupported is returned (wrapped) when the OS or kernel cannot do what
-// was asked. Backends fall back on it; callers test it with errors.Is.
-var ErrNotSupported = errors.New("not supported")
+import "context"
 
 // Backend enforces a policy with one OS's kernel mechanism. Implementations:
 // linux (eBPF), darwin (pf), windows (WFP), enginetest (in memory).
@@ -67,6 +60,22 @@ type Syncer interface {
 	Sync(ctx context.Context, p *Policy) ([]Drift, error)
 }
 
+// Refuser is implemented by backends that cannot enforce every policy the
+// engine accepts (pf cannot match executables, a kernel may lack a hook).
+// The Manager calls Refuse on every policy before it applies it (load,
+// reload, edits, apply, learning), after Validate: a refused policy never
+// reaches Apply and the policy in force stays. Refuse must not change any
+// state. It returns nil, or an error wrapping ErrNotSupported that names
+// the rule and what cannot be enforced, in one line; the Manager wraps an
+// error that does not.
+type Refuser interface {
+	Refuse(p *Policy) error
+}
+
+// A Backend that also implements Resolver identifies executables for the
+// Manager (ManagerConfig.Resolver nil): what it matches is then exactly
+// what Validate checked.
+
 // Resetter is implemented by backends that can remove everything they put in
 // the kernel (programs, pins, filters, anchors).
 type Resetter interface {
@@ -78,4 +87,8 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"` // what works, or what to do about it
+	// Optional marks a check exewall works without: when it is not OK,
+	// Detail says what it would add, and doctor does not count it as a
+	// failure.
+	Optional bool `json:"optional,omitempty"`
 }

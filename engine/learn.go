@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -19,14 +20,6 @@ import (
 // it back before it goes (Close). A session ends when its duration is up,
 // when the client stops it, or when the client stops renewing its lease
 // (the CLI died): whichever comes first.
-
-var (
-	// ErrNoLearning is returned when no learning session exists.
-	ErrNoLearning = errors.New("no learning session")
-	// ErrLearning refuses a change, or a second session, while a learning
-	// session runs: the change would be undone when it ends.
-	ErrLearning = errors.New("a learning session is running (`exewall learn`); stop it first (Ctrl-C in its terminal), or wait for it to end")
-)
 
 // LearningPolicy is what a learning session enforces: nothing is blocked,
 // every attempt of every process is reported with its executable.
@@ -66,6 +59,11 @@ type LearnReport struct {
 	Exes      int        `json:"executables"`
 	// Dropped counts attempts not kept (the table was full).
 	Dropped uint64 `json:"dropped"`
+	// NotSent counts UDP connects that proved no datagram was sent (see
+	// Violation.ConnectOnly): learned from, they would allow UDP to a port
+	// the program never sent to. Connects to port 53 (a DNS query over a
+	// connected socket, as glibc's resolver sends them) are learned.
+	NotSent uint64 `json:"not_sent,omitempty"`
 	// Unattributed counts attempts whose executable could not be read
 	// (the process had exited), by command name.
 	Unattributed map[string]uint64 `json:"unattributed,omitempty"`
@@ -73,6 +71,9 @@ type LearnReport struct {
 	Previous PolicyView `json:"previous"`
 	// Observed is filled in the final report only.
 	Observed []LearnExe `json:"observed,omitempty"`
+	// Policy is the policy file learned from Observed (LearnedPolicy with
+	// the host's own subnets), in the final report only.
+	Policy string `json:"policy,omitempty"`
 }
 
 type learnKey struct {
@@ -96,6 +97,7 @@ type learnSession struct {
 	endReason    string
 	events       uint64
 	dropped      uint64
+	notSent      uint64
 	unattributed map[string]uint64
 	dests        map[learnKey]*LearnDest
 	exes         map[string]*LearnExe
@@ -117,6 +119,9 @@ func (m *Manager) StartLearning(ctx context.Context, d, lease time.Duration) (Le
 		return LearnReport{}, &PendingError{Deadline: m.pending.deadline}
 	}
 	lp := LearningPolicy()
+	if err := m.refuse(lp); err != nil {
+		return LearnReport{}, fmt.Errorf("learning: %w", err)
+	}
 	if err := m.cfg.Backend.Apply(ctx, lp); err != nil {
 		return LearnReport{}, fmt.Errorf("apply the learning policy: %w", err)
 	}
@@ -222,8 +227,8 @@ func (m *Manager) LearnStatus() (LearnReport, error) {
 }
 
 // StopLearning ends the session (putting the previous policy back if it
-// is still running) and returns everything it saw. The session is then
-// gone.
+// is still running) and returns everything it saw, with the policy learned
+// from it. The session is then gone.
 func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -233,7 +238,13 @@ func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	}
 	m.endLearningLocked(ls, "stopped by the client")
 	m.learn.Store(nil)
-	return ls.report(true), nil
+	rep := ls.report(true)
+	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: m.cfg.HostNets(), SameFile: sameFile, Ended: time.Now()})
+	if err != nil {
+		return rep, err
+	}
+	rep.Policy = string(data)
+	return rep, nil
 }
 
 // stopLearningOnClose puts the previous policy back when the daemon stops
@@ -279,6 +290,10 @@ func (ls *learnSession) record(v Violation) {
 		}
 		return
 	}
+	if v.ConnectOnly() && v.Dport != 53 {
+		ls.notSent += n
+		return
+	}
 	addr := v.Daddr.Unmap()
 	k := learnKey{exe: v.Exe, addr: addr, port: v.Dport, proto: v.Proto}
 	d := ls.dests[k]
@@ -310,7 +325,7 @@ func (ls *learnSession) report(full bool) LearnReport {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	r := LearnReport{Started: ls.started, Active: ls.active, EndReason: ls.endReason, Events: ls.events,
-		Exes: len(ls.exes), Dropped: ls.dropped, Previous: ViewPolicy(ls.prev)}
+		Exes: len(ls.exes), Dropped: ls.dropped, NotSent: ls.notSent, Previous: ViewPolicy(ls.prev)}
 	if !ls.deadline.IsZero() {
 		d := ls.deadline
 		r.Deadline = &d
@@ -366,4 +381,17 @@ func containsUID(list []uint32, u uint32) bool {
 		}
 	}
 	return false
+}
+
+// sameFile reports whether two paths name one file (hard links, symlinks).
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(fa, fb)
 }

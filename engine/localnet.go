@@ -1,6 +1,9 @@
 package engine
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
 // LocalRanges are the destinations `local-only` always allows: loopback,
 // RFC 1918, link-local, IPv6 ULA and link-local.
@@ -42,4 +45,35 @@ func IsLocal(a netip.Addr, hostNets []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// InterfaceNets returns the subnets of this host's interfaces, loopback
+// left out: what `local-only` allows besides LocalRanges. It is the
+// Manager's default ManagerConfig.HostNets.
+func InterfaceNets() []netip.Prefix {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		addr = addr.Unmap()
+		bits, total := n.Mask.Size()
+		if addr.Is4() && total == 128 {
+			bits -= 96
+		}
+		p := netip.PrefixFrom(addr, bits)
+		if p.IsValid() && !addr.IsLoopback() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }

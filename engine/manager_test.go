@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -230,14 +229,10 @@ func TestReload(t *testing.T) {
 }
 
 func TestManaged(t *testing.T) {
-	if runtime.GOOS == "windows" || os.Geteuid() == 0 {
-		t.Skip("root (and Windows) can write a read-only file")
-	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(path, []byte("default: deny\n"), 0o444)
-	os.Chmod(dir, 0o555)
-	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	makeReadOnly(t, dir)
 	b := enginetest.New(1)
 	m := engine.NewManager(engine.ManagerConfig{Backend: b, PolicyFile: path})
 	if err := m.Load(ctx); err != nil {

@@ -69,6 +69,32 @@ func Parse(data []byte) (p *Policy, err error) {
 	return parsePolicy(doc.Content[0])
 }
 
+// EmptyPolicy reports whether data holds no policy at all: nothing, only
+// blank lines and comments, or a document that is null ("---", "~"). Parse
+// takes such data as DefaultPolicy; the Manager refuses it as a file
+// (ErrEmptyPolicyFile). Data that is not valid YAML is not empty: Parse
+// says what is wrong with it.
+func EmptyPolicy(data []byte) (empty bool) {
+	defer func() {
+		if recover() != nil {
+			empty = false // Parse refuses it, with the guard it has
+		}
+	}()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return true
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, extra yaml.Node
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		return true
+	}
+	if err != nil || !errors.Is(dec.Decode(&extra), io.EOF) {
+		return false // not ours to judge: Parse refuses it
+	}
+	return len(doc.Content) == 0 || len(doc.Content) == 1 && isNull(doc.Content[0])
+}
+
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlError turns the decoder's "yaml: line N: msg" into a PolicyError.

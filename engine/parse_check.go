@@ -201,7 +201,7 @@ func checkCgroup(s string) error {
 	}
 	for _, part := range strings.Split(s, "/") {
 		if part == "." || part == ".." {
-			return fmt.Errorf("cgroup %q must not contain . or ..", s)
+			return fmt.Errorf("cgroup %q must not contain \".\" or \"..\" elements", s)
 		}
 	}
 	return nil

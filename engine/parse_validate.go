@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -84,6 +85,9 @@ func checkRunnable(exe string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", exe)
 	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable (mode %v): no process can run it; check the path", exe, fi.Mode().Perm())
+	}
 	interp, via, err := scriptInterpreter(exe)
 	if err != nil {
 		return err
@@ -103,7 +107,8 @@ const maxInterpDepth = 4
 // scriptInterpreter returns the program that runs when exe is executed, or ""
 // when exe is not a script. Interpreters that are scripts themselves are
 // followed as the kernel does; via lists them. For "#!/usr/bin/env cmd" the
-// answer is "/usr/bin/env cmd": which cmd runs depends on the caller's PATH.
+// answer is the cmd found on PATH (via "/usr/bin/env cmd"); when PATH has no
+// cmd it is "/usr/bin/env cmd".
 func scriptInterpreter(exe string) (interp, via string, err error) {
 	var chain []string
 	for depth := 0; depth < maxInterpDepth; depth++ {
@@ -118,8 +123,16 @@ func scriptInterpreter(exe string) (interp, via string, err error) {
 			return "", "", fmt.Errorf("%s is a script with no interpreter on its #! line", exe)
 		}
 		if filepath.Base(prog) == "env" && args != "" {
+			// What runs is the command env finds on PATH: name it, so the
+			// user can write the rule for it.
+			cmd := envCommand(args)
+			found, err := exec.LookPath(cmd)
+			if err != nil {
+				chain = append(chain, prog+" "+args)
+				break
+			}
 			chain = append(chain, prog+" "+args)
-			break
+			prog = found
 		}
 		chain = append(chain, prog)
 		if !filepath.IsAbs(prog) {
@@ -162,4 +175,15 @@ func shebang(file string) (prog, args string, ok bool, err error) {
 		prog, args = s[:i], strings.Trim(s[i+1:], " \t")
 	}
 	return prog, args, true, nil
+}
+
+// envCommand is the command an env #! line runs: its first word that is not
+// an option ("-S node --flag" runs node).
+func envCommand(args string) string {
+	for _, w := range strings.Fields(args) {
+		if !strings.HasPrefix(w, "-") && !strings.Contains(w, "=") {
+			return w
+		}
+	}
+	return args
 }

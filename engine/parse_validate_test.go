@@ -70,7 +70,7 @@ func TestValidateExe(t *testing.T) {
 		{"symlink", rule + "  - name: b\n    exe: %s/symlink\n    action: deny\n", 5, `rules "a" and "b" name the same executable`},
 		{"other path", rule + "  - name: b\n    exe: %s/dir/../bin\n    action: deny\n", 5, "same executable"},
 		{"script", rule + "  - name: b\n    action: deny\n    exe: %s/py\n", 5, dir + "/py is a script run by /usr/bin/python3; name the interpreter or use a cgroup: rule"},
-		{"env script", rule + "  - name: b\n    exe: %s/envpy\n    action: deny\n", 5, "is a script run by /usr/bin/env python3;"},
+		{"env script", rule + "  - name: b\n    exe: %s/envpy\n    action: deny\n", 5, "/usr/bin/env python3"},
 		{"nested script", rule + "  - name: b\n    exe: %s/nested\n    action: deny\n", 5, "is a script run by /bin/sh (via " + dir + "/wrap);"},
 		{"no interpreter", rule + "  - name: b\n    exe: %s/bare\n    action: deny\n", 5, "no interpreter"},
 		{"directory", rule + "  - name: b\n    exe: %s/dir\n    action: deny\n", 5, "not a regular file"},

@@ -128,6 +128,22 @@ type Selector struct {
 	Group  string // group name or numeric gid
 }
 
+// String names the selector as people read it: "exe /usr/bin/curl",
+// "cgroup /system.slice/x", "user _build", "group ci".
+func (s Selector) String() string {
+	switch {
+	case s.Exe != "":
+		return "exe " + s.Exe
+	case s.Cgroup != "":
+		return "cgroup " + s.Cgroup
+	case s.User != "":
+		return "user " + s.User
+	case s.Group != "":
+		return "group " + s.Group
+	}
+	return ""
+}
+
 // Rule is one entry of the policy's rules: list.
 type Rule struct {
 	Name string

@@ -373,20 +373,31 @@ func Writable(path string) error {
 	return os.Remove(tmp.Name())
 }
 
-// readAllLimited reads at most limit bytes of a policy file: a policy is
-// text written by people, and a runaway file must not exhaust the daemon.
-func readAllLimited(path string, limit int64) ([]byte, error) {
+// MaxPolicyFile bounds what is read as a policy file: a policy is text
+// written by people, and a runaway file must not exhaust the daemon.
+const MaxPolicyFile = 16 << 20
+
+// ReadPolicyFile reads the policy file at path, or standard input when path
+// is "-", refusing more than MaxPolicyFile bytes.
+func ReadPolicyFile(path string) ([]byte, error) {
+	if path == "-" {
+		return readLimited(os.Stdin, "standard input")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	return readLimited(f, path)
+}
+
+func readLimited(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxPolicyFile+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	if len(data) > MaxPolicyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, MaxPolicyFile)
 	}
 	return data, nil
 }

@@ -38,7 +38,25 @@ type Violation struct {
 	// cannot wash everyone else's events out of the window and the log.
 	// The destination and time are the last folded event's.
 	Folded uint64 `json:"folded,omitempty"`
+	// Call is the system call judged, where the backend knows it: "connect",
+	// "send" (a datagram sent with a destination address) or "socket" (a
+	// socket kind refused at creation: there is no destination yet).
+	Call string `json:"call,omitempty"`
 }
+
+// Calls a Violation may name.
+const (
+	CallConnect = "connect"
+	CallSend    = "send"
+	CallSocket  = "socket"
+)
+
+// ConnectOnly reports an attempt that sent nothing: a UDP socket connect()ed
+// to the destination. glibc's getaddrinfo connects one to every candidate
+// address to sort them and sends nothing; a program that does send later
+// sends with no further check (connected sends bypass the hooks), so the
+// connect is judged, but it proves no datagram went out.
+func (v Violation) ConnectOnly() bool { return v.Proto == "udp" && v.Call == CallConnect }
 
 // FamilyOf names the address family an address is judged as: IPv4-mapped
 // IPv6 addresses are IPv4.

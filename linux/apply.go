@@ -101,18 +101,27 @@ func (b *Backend) slotFor(name string) uint32 {
 }
 
 func (b *Backend) activeGen() (uint32, error) {
-	var gen uint32
-	if err := b.objs.Active.Lookup(uint32(0), &gen); err != nil {
+	word, err := b.activeWord()
+	return word & 1, err
+}
+
+// activeWord is the policy word: its low bit is the generation in force, the
+// rest counts switches, so that a rule the datapath cached for a thread is
+// never taken for the rule of a later policy in the same generation.
+func (b *Backend) activeWord() (uint32, error) {
+	var word uint32
+	if err := b.objs.Active.Lookup(uint32(0), &word); err != nil {
 		return 0, fmt.Errorf("read active generation: %w", err)
 	}
-	return gen & 1, nil
+	return word, nil
 }
 
 func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
-	cur, err := b.activeGen()
+	word, err := b.activeWord()
 	if err != nil {
 		return err
 	}
+	cur := word & 1
 	next := cur ^ 1
 	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
 	restore := func() {
@@ -146,7 +155,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		merged[p.Rules[i].Name] = &p.Rules[i]
 	}
 	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
-	if err := b.objs.Active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
 	// The new policy is in force now. The old generation is cleared by the
@@ -243,6 +252,9 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)
 	}
+	if err := batchUpdate(b.objs.NameRules, c.named); err != nil {
+		return fmt.Errorf("write executable names: %w", err)
+	}
 	// A slot handed to a new rule starts from zero and gets its name before
 	// the switch; slots of rules that stay are left alone.
 	var fresh []uint32
@@ -298,6 +310,9 @@ func (b *Backend) clearGen(gen uint32) error {
 	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
 		return err
 	}
+	if err := batchDelete(b.objs.NameRules, keysOf(c.named)); err != nil {
+		return err
+	}
 	b.gens[gen] = emptyCompiled()
 	return nil
 }
@@ -305,7 +320,7 @@ func (b *Backend) clearGen(gen uint32) error {
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
-		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}}
+		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
@@ -319,6 +334,17 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 		}
 	}
 	if err := pit.Err(); err != nil {
+		return nil, err
+	}
+	var nk datapathNameKey
+	var nr datapathRule
+	nit := b.objs.NameRules.Iterate()
+	for nit.Next(&nk, &nr) {
+		if nk.Gen == gen {
+			c.named[nk] = nr
+		}
+	}
+	if err := nit.Err(); err != nil {
 		return nil, err
 	}
 	var ek datapathExeKey
@@ -363,6 +389,7 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 func (b *Backend) dropUnusedSlots(c *compiled) {
 	for name, slot := range b.slots {
 		if _, ok := c.names[slot]; !ok {
+			b.retire(slot)
 			delete(b.slots, name)
 			b.objs.CounterNames.Delete(slot)
 		}

@@ -607,18 +607,6 @@ func (a *attacker) finish(t *testing.T) map[string]string {
 	return res
 }
 
-// publicDir is a temporary directory uid 65534 can execute programs from.
-func publicDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "exewall-h3-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // kernelConfig reports whether /proc/config.gz sets opt to y or m.
 func kernelConfig(opt string) bool {
 	out, err := exec.Command("sh", "-c", "zcat /proc/config.gz 2>/dev/null | grep -E '^"+opt+"=(y|m)$'").Output()

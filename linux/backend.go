@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +78,7 @@ type Backend struct {
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	retired    engine.Counters // what removed rules counted: totals never go backwards
 	byName     map[string]*engine.Rule
 	gens       [2]*compiled // what each generation holds; nil = unknown
 	repin      bool         // maps are fresh (old pins incompatible): pin after first apply
@@ -84,9 +87,15 @@ type Backend struct {
 
 	exec     execwatchObjects
 	execLink link.Link // nil when the kernel refuses tp_btf
-	socks    socketsObjects
-	sockIter []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
-	optional map[string]error // optional hooks that could not load, and why
+	// identLinks are the other identity hooks (fork, exit, loader), by name.
+	identLinks map[string]link.Link
+	// taskStorage is 1 when the cgroup programs keep identities and the rule
+	// cache in task storage, 0 when this kernel refuses that (before 6.16)
+	// and identities are kept by thread group id.
+	taskStorage uint8
+	socks       socketsObjects
+	sockIter    []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
+	optional    map[string]error // optional hooks that could not load, and why
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -178,10 +187,16 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if b.resolver.Fallback != nil {
 		b.log.Warn("executable identity", "err", b.resolver.Fallback)
 	}
+	if err := b.writeLoaders(); err != nil {
+		b.log.Warn("dynamic loaders not recognised", "err", err)
+	}
 	if err := b.restoreSlots(); err != nil {
 		b.Close()
 		return nil, err
 	}
+	// Events already in the ring buffer (attempts made while no daemon ran)
+	// are read at once: name their rules from the pinned slot names now.
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: map[string]*engine.Rule{}})
 	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
 		// new programs read the very maps the old ones did. (With an older
@@ -218,7 +233,25 @@ func (b *Backend) load() error {
 		}
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	b.taskStorage = 1
+	if forceTgidIdentities {
+		b.taskStorage = 0
+	}
+	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
+		return err
+	}
 	err = spec.LoadAndAssign(&b.objs, opts)
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && taskStorageRefused(ve) {
+		// Cgroup programs may not use task storage here: keep identities
+		// by thread group id, without the per-thread rule cache.
+		b.log.Info("task storage unavailable to cgroup programs; identities kept by thread group id")
+		b.taskStorage = 0
+		if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
+			return err
+		}
+		err = spec.LoadAndAssign(&b.objs, opts)
+	}
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		// Pins from an older map layout: load fresh maps, fill them on the
 		// first Apply, then swap programs and pins (no gap: the old programs
@@ -232,13 +265,27 @@ func (b *Backend) load() error {
 		err = spec.LoadAndAssign(&b.objs, opts)
 	}
 	if err != nil {
-		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load datapath: %+v", ve)
 		}
 		return fmt.Errorf("load datapath: %w", err)
 	}
 	return nil
+}
+
+// forceTgidIdentities makes New keep identities by thread group id even
+// where task storage is available: the tests exercise the fallback with it.
+var forceTgidIdentities bool
+
+// taskStorageRefused says whether the verifier refused the datapath for its
+// task storage calls (cgroup programs before 6.16).
+func taskStorageRefused(ve *ebpf.VerifierError) bool {
+	for _, l := range ve.Log {
+		if strings.Contains(l, "bpf_task_storage_get") || strings.Contains(l, "func#156") || strings.Contains(l, "unknown func") {
+			return true
+		}
+	}
+	return false
 }
 
 // Name implements engine.Backend.
@@ -274,6 +321,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		st.RuleCounter[name] = c
 		st.Counters = st.Counters.Add(c)
 	}
+	st.Counters = st.Counters.Add(b.retired)
 	lost, err := b.kernelLost()
 	if err != nil {
 		return st, err
@@ -326,6 +374,9 @@ func (b *Backend) Close() error {
 		}
 		if b.execLink != nil {
 			b.execLink.Close()
+		}
+		for _, l := range b.identLinks {
+			l.Close()
 		}
 		for _, it := range b.sockIter {
 			it.Close()

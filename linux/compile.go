@@ -36,7 +36,8 @@ type compiled struct {
 	gids    map[datapathIdKey]datapathRule
 	dests   map[datapathDestKey]datapathDestVal
 	paths   map[datapathPathKey]datapathRule
-	names   map[uint32]string // counter slot -> rule name, for slots in use
+	named   map[datapathNameKey]datapathRule // exe rules' symlink names (linux/names.go)
+	names   map[uint32]string                // counter slot -> rule name, for slots in use
 }
 
 // identities is what compile needs from the machine, resolved beforehand.
@@ -61,6 +62,7 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		gids:    map[datapathIdKey]datapathRule{},
 		dests:   map[datapathDestKey]datapathDestVal{},
 		paths:   map[datapathPathKey]datapathRule{},
+		named:   map[datapathNameKey]datapathRule{},
 		names:   map[uint32]string{0: ""},
 	}
 	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
@@ -92,6 +94,9 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 			}
 			if pl, ok := ids.places[r.Exe]; ok {
 				c.paths[pathKey(pl, gen)] = dr
+			}
+			for _, n := range symlinkNames(r.Exe) {
+				c.named[nameKey(n, gen)] = dr
 			}
 		case r.Cgroup != "":
 			if id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]; ok {

@@ -128,12 +128,28 @@ type datapathLocalKey struct {
 	Addr      [16]uint8
 }
 
+type datapathNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type datapathPathKey struct {
 	_    structs.HostLayout
 	Dir  datapathFileId
 	Gen  uint32
 	Pad  uint32
 	Name [64]int8
+}
+
+type datapathProcIdent struct {
+	_       structs.HostLayout
+	Exe     datapathFileId
+	Real    datapathFileId
+	State   uint8
+	HasReal uint8
+	Pad     [6]uint8
 }
 
 type datapathRule struct {
@@ -178,6 +194,27 @@ type datapathSockRec struct {
 	Pad      [3]uint8
 }
 
+type datapathTaskState struct {
+	_     structs.HostLayout
+	Id    datapathProcIdent
+	Cache struct {
+		_         structs.HostLayout
+		Active    uint32
+		Valid     uint8
+		ByCgroup  uint8
+		ByIds     uint8
+		IsDefault uint8
+		Cgroup    uint64
+		UidGid    uint64
+		Exe       datapathFileId
+		HasExe    uint8
+		HasNamed  uint8
+		Pad       [6]uint8
+		R         datapathRule
+		Named     datapathRule
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -193,13 +230,19 @@ const (
 	datapathMapEvents             = "events"
 	datapathMapEventsLost         = "events_lost"
 	datapathMapExeLearned         = "exe_learned"
+	datapathMapExeNamed           = "exe_named"
 	datapathMapExeRules           = "exe_rules"
 	datapathMapGidRules           = "gid_rules"
 	datapathMapLearnedCount       = "learned_count"
+	datapathMapLoaderPending      = "loader_pending"
+	datapathMapLoaders            = "loaders"
 	datapathMapLocalNets          = "local_nets"
+	datapathMapNameRules          = "name_rules"
 	datapathMapPathRules          = "path_rules"
+	datapathMapProcIdents         = "proc_idents"
 	datapathMapSockDoomed         = "sock_doomed"
 	datapathMapSockOwners         = "sock_owners"
+	datapathMapTaskStates         = "task_states"
 	datapathMapUidRules           = "uid_rules"
 	datapathProgExewallConnect4   = "exewall_connect4"
 	datapathProgExewallConnect6   = "exewall_connect6"
@@ -207,7 +250,9 @@ const (
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
 	datapathVarUnusedEvent        = "unused_event"
+	datapathVarUnusedNameKey      = "unused_name_key"
 	datapathVarUnusedSockRec      = "unused_sock_rec"
+	datapathVarUseTaskStorage     = "use_task_storage"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -263,33 +308,41 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
-	Configs      *ebpf.MapSpec `ebpf:"configs"`
-	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Dests        *ebpf.MapSpec `ebpf:"dests"`
-	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
-	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
-	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
-	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
-	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
-	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
-	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
-	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
-	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
+	Active        *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup  *ebpf.MapSpec `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.MapSpec `ebpf:"cgroup_rules"`
+	Configs       *ebpf.MapSpec `ebpf:"configs"`
+	CounterNames  *ebpf.MapSpec `ebpf:"counter_names"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Dests         *ebpf.MapSpec `ebpf:"dests"`
+	EventGates    *ebpf.MapSpec `ebpf:"event_gates"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	EventsLost    *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned    *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.MapSpec `ebpf:"exe_named"`
+	ExeRules      *ebpf.MapSpec `ebpf:"exe_rules"`
+	GidRules      *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.MapSpec `ebpf:"learned_count"`
+	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
+	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
+	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
+	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
+	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	UidRules      *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedSockRec *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedNameKey  *ebpf.VariableSpec `ebpf:"unused_name_key"`
+	UnusedSockRec  *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -312,25 +365,31 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
-	Configs      *ebpf.Map `ebpf:"configs"`
-	CounterNames *ebpf.Map `ebpf:"counter_names"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Dests        *ebpf.Map `ebpf:"dests"`
-	EventGates   *ebpf.Map `ebpf:"event_gates"`
-	Events       *ebpf.Map `ebpf:"events"`
-	EventsLost   *ebpf.Map `ebpf:"events_lost"`
-	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
-	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
-	GidRules     *ebpf.Map `ebpf:"gid_rules"`
-	LearnedCount *ebpf.Map `ebpf:"learned_count"`
-	LocalNets    *ebpf.Map `ebpf:"local_nets"`
-	PathRules    *ebpf.Map `ebpf:"path_rules"`
-	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
-	UidRules     *ebpf.Map `ebpf:"uid_rules"`
+	Active        *ebpf.Map `ebpf:"active"`
+	AttachCgroup  *ebpf.Map `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.Map `ebpf:"cgroup_rules"`
+	Configs       *ebpf.Map `ebpf:"configs"`
+	CounterNames  *ebpf.Map `ebpf:"counter_names"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Dests         *ebpf.Map `ebpf:"dests"`
+	EventGates    *ebpf.Map `ebpf:"event_gates"`
+	Events        *ebpf.Map `ebpf:"events"`
+	EventsLost    *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned    *ebpf.Map `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.Map `ebpf:"exe_named"`
+	ExeRules      *ebpf.Map `ebpf:"exe_rules"`
+	GidRules      *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.Map `ebpf:"learned_count"`
+	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
+	Loaders       *ebpf.Map `ebpf:"loaders"`
+	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameRules     *ebpf.Map `ebpf:"name_rules"`
+	PathRules     *ebpf.Map `ebpf:"path_rules"`
+	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	UidRules      *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -346,13 +405,19 @@ func (m *datapathMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
+		m.LoaderPending,
+		m.Loaders,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
+		m.ProcIdents,
 		m.SockDoomed,
 		m.SockOwners,
+		m.TaskStates,
 		m.UidRules,
 	)
 }
@@ -361,8 +426,10 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
-	UnusedSockRec *ebpf.Variable `ebpf:"unused_sock_rec"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	UnusedNameKey  *ebpf.Variable `ebpf:"unused_name_key"`
+	UnusedSockRec  *ebpf.Variable `ebpf:"unused_sock_rec"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,11 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 	var checks []engine.Check
 	add := func(name string, ok bool, detail string, args ...any) {
 		checks = append(checks, engine.Check{Name: name, OK: ok, Detail: fmt.Sprintf(detail, args...)})
+	}
+	// optional records a missing hook exewall works without, saying what
+	// it would add.
+	optional := func(name string, detail string, args ...any) {
+		checks = append(checks, engine.Check{Name: name, Optional: true, Detail: fmt.Sprintf(detail, args...)})
 	}
 
 	var uts unix.Utsname
@@ -77,20 +83,27 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		use  string
 	}{
 		{"cgroup_sock_addr", ebpf.CGroupSockAddr, "connect4/6, sendmsg4/6 (the datapath)"},
-		{"cgroup_sock", ebpf.CGroupSock, "sock_create"},
-		{"fentry", ebpf.Tracing, "fentry/fexit tracing"},
-		{"lsm", ebpf.LSM, "LSM hooks"},
+		{"cgroup_sock", ebpf.CGroupSock, "sock_create (the datapath)"},
 	} {
-		err := features.HaveProgramType(pt.typ)
-		switch {
-		case err == nil:
+		if err := features.HaveProgramType(pt.typ); err != nil {
+			add("hook "+pt.name, false, "%s: exewall cannot enforce without %s", refusal(err), pt.use)
+		} else {
 			add("hook "+pt.name, true, "loads: %s", pt.use)
-		case errors.Is(err, ebpf.ErrNotSupported):
-			add("hook "+pt.name, false, "not supported by this kernel: %s unavailable", pt.use)
-		case errors.Is(err, unix.EPERM):
-			add("hook "+pt.name, false, "refused by this kernel (lockdown or missing capability): %s unavailable", pt.use)
-		default:
-			add("hook "+pt.name, false, "probe failed: %v", err)
+		}
+	}
+	// exewall enforces without these; each says what it would add.
+	for _, pt := range []struct {
+		name  string
+		typ   ebpf.ProgramType
+		would string
+	}{
+		{"fentry", ebpf.Tracing, "exewall itself does not use fentry programs; `bpftool prog profile` needs them to measure exewall's programs"},
+		{"lsm", ebpf.LSM, "exewall does not use LSM programs yet; they would let it cover raw (AF_PACKET) sockets, which the cgroup hooks do not see (docs/SECURITY.md)"},
+	} {
+		if err := features.HaveProgramType(pt.typ); err != nil {
+			optional("hook "+pt.name, "%s; %s", pt.would, refusal(err))
+		} else {
+			add("hook "+pt.name, true, "loads (%s)", pt.would)
 		}
 	}
 	if spec, err := loadDatapath(); err == nil {
@@ -99,64 +112,76 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize())
 		var objs datapathObjects
-		if err := spec.LoadAndAssign(&objs, nil); err != nil {
-			add("datapath", false, "the exewall programs do not load: %v", err)
+		err := spec.LoadAndAssign(&objs, nil)
+		var ve *ebpf.VerifierError
+		store := "task storage of each process, with a per-thread rule cache"
+		if errors.As(err, &ve) && taskStorageRefused(ve) {
+			spec.Variables["use_task_storage"].Set(uint8(0))
+			err = spec.LoadAndAssign(&objs, nil)
+			store = "a map by thread group id (this kernel's cgroup programs cannot use task storage, 6.16+); no rule cache"
+		}
+		if err != nil {
+			add("datapath", false, "exewall's programs do not load: %s", plainError(err))
 		} else {
 			objs.Close()
 			add("datapath", true, "exewall's programs pass the verifier")
+			add("identity at exec", true, "kept in %s", store)
 		}
 	}
 	for _, opt := range []struct {
-		name, use string
-		load      func() error
+		name, would, without string
+		load                 func() error
 	}{
-		{"hook exec (tp_btf)", "a binary renamed over a rule's path is covered at its first exec", func() error {
-			spec, err := loadExecwatch()
-			if err != nil {
-				return err
-			}
-			var o execwatchObjects
-			if err := spec.LoadAndAssign(&o, nil); err != nil {
-				return err
-			}
-			return o.Close()
-		}},
-		{"hook guard (setsockopt, egress, post_bind)", "source routes and handed-over ping sockets are refused to restricted programs, accepted sockets carry their creator", func() error {
-			spec, err := loadGuard()
-			if err != nil {
-				return err
-			}
-			for _, m := range spec.Maps {
-				m.Pinning = ebpf.PinNone
-			}
-			var o guardObjects
-			if err := spec.LoadAndAssign(&o, nil); err != nil {
-				return err
-			}
-			return o.Close()
-		}},
-		{"hook sock_destroy (iter/tcp, iter/udp)", "held connections are cut when a rule tightens", func() error {
-			spec, err := loadSockets()
-			if err != nil {
-				return err
-			}
-			var o socketsObjects
-			if err := spec.LoadAndAssign(&o, nil); err != nil {
-				return err
-			}
-			return o.Close()
-		}},
+		{"hook exec (tp_btf)", "the identity is taken at exec (prctl cannot change it), ld.so PROGRAM is judged as PROGRAM, an overlay of a file is judged as the file, and a program renamed over a rule's path is covered from its first exec",
+			"it is covered once the daemon's watch (every second) sees the new file", func() error {
+				spec, err := loadExecwatch()
+				if err != nil {
+					return err
+				}
+				var o execwatchObjects
+				if err := spec.LoadAndAssign(&o, nil); err != nil {
+					return err
+				}
+				return o.Close()
+			}},
+		{"hook guard (setsockopt, egress, post_bind)", "source routes and echo requests on handed-over ping sockets are refused to restricted programs, and accepted sockets carry their creator",
+			"a restricted program can steer packets with a routing header and ping through a socket it is handed", func() error {
+				spec, err := loadGuard()
+				if err != nil {
+					return err
+				}
+				for _, m := range spec.Maps {
+					m.Pinning = ebpf.PinNone
+				}
+				var o guardObjects
+				if err := spec.LoadAndAssign(&o, nil); err != nil {
+					return err
+				}
+				return o.Close()
+			}},
+		{"hook sock_destroy (iter/tcp, iter/udp)", "connections a program already holds are cut when a rule tightens",
+			"they stay open until the program closes them; new ones are judged by the new rule", func() error {
+				spec, err := loadSockets()
+				if err != nil {
+					return err
+				}
+				var o socketsObjects
+				if err := spec.LoadAndAssign(&o, nil); err != nil {
+					return err
+				}
+				return o.Close()
+			}},
 	} {
 		if err := opt.load(); err != nil {
-			add(opt.name, false, "does not load (%v): without it, not %s", firstLine(err), opt.use)
+			optional(opt.name, "%s; without it %s. The kernel refused it: %s", opt.would, opt.without, plainError(err))
 		} else {
-			add(opt.name, true, "loads: %s", opt.use)
+			add(opt.name, true, "loads: %s", opt.would)
 		}
 	}
 	checks = append(checks, familyChecks()...)
 	r := NewKernelResolver()
 	if r.Fallback != nil {
-		add("identity", false, "%v (overlayfs and btrfs executables may not match)", r.Fallback)
+		optional("identity", "the kernel's own view of each executable (task_file iterator), so programs on overlayfs and btrfs match their rules; without it exewall uses stat(), which can disagree there (%s)", plainError(r.Fallback))
 	} else {
 		add("identity", true, "executables resolved through the kernel's own view (task_file iterator)")
 	}
@@ -170,7 +195,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		progs, err := AttachedPrograms(cg)
 		switch {
 		case err != nil:
-			add("attached", false, "cannot list programs on %s: %v", cg, err)
+			add("attached", false, "cannot list programs on %s: %s", cg, plainError(err))
 		case len(progs) == 0:
 			add("attached", true, "no programs on %s at exewall's hooks", cg)
 		default:
@@ -190,10 +215,27 @@ func capabilities() uint64 {
 	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32
 }
 
-func firstLine(err error) string {
+// libraryHint matches what cilium/ebpf adds to its errors for programmers
+// ("consider rlimit.RemoveMemlock", "requires >= v4.15"): advice a user
+// of doctor cannot act on, and misleading on a kernel that is new enough.
+var libraryHint = regexp.MustCompile(`\s*\((MEMLOCK may be too low, consider rlimit\.RemoveMemlock|requires >= v[0-9.]+)\)`)
+
+// plainError is err's first line without library hints.
+func plainError(err error) string {
 	s := err.Error()
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	return s
+	return libraryHint.ReplaceAllString(s, "")
+}
+
+// refusal says in words why the kernel would not load a program type.
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "this kernel does not support it"
+	case errors.Is(err, unix.EPERM):
+		return "this kernel refuses it (lockdown, or a missing capability)"
+	}
+	return "the probe failed: " + plainError(err)
 }

@@ -6,9 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +17,15 @@ import (
 )
 
 var protoNames = [...]string{0: "", 1: "tcp", 2: "udp", 3: "icmp", 4: "raw"}
+
+// enum hook, mirrored from bpf/exewall.h.
+const (
+	hookConnect4   = 1
+	hookConnect6   = 2
+	hookSendmsg4   = 3
+	hookSendmsg6   = 4
+	hookSockCreate = 5
+)
 
 // violationBuffer is how many enriched events may wait for the consumer.
 const violationBuffer = 16384
@@ -72,6 +79,14 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		Dport:   ev.Dport,
 		Count:   uint64(max(ev.Count, 1)),
 	}
+	switch ev.Hook {
+	case hookConnect4, hookConnect6:
+		v.Call = engine.CallConnect
+	case hookSendmsg4, hookSendmsg6:
+		v.Call = engine.CallSend
+	case hookSockCreate:
+		v.Call = engine.CallSocket
+	}
 	if ev.Verdict == verdictAudit {
 		v.Verdict = engine.VerdictAudit
 	}
@@ -94,11 +109,9 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		}
 	}
 	if v.Exe == "" {
-		// The default verdict or a cgroup/user rule: name the process's
-		// executable while it can still be read.
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ev.Pid)); err == nil {
-			v.Exe = exe
-		}
+		// The default verdict or a cgroup/user rule: name the executable
+		// from the identity the kernel judged, never from the PID alone.
+		v.Exe = b.exeOf(ev)
 	}
 	return v
 }

@@ -61,6 +61,13 @@ type execwatchExeKey struct {
 	Pad uint32
 }
 
+type execwatchExeName struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Path [256]int8
+}
+
 type execwatchFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
@@ -124,12 +131,28 @@ type execwatchLocalKey struct {
 	Addr      [16]uint8
 }
 
+type execwatchNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type execwatchPathKey struct {
 	_    structs.HostLayout
 	Dir  execwatchFileId
 	Gen  uint32
 	Pad  uint32
 	Name [64]int8
+}
+
+type execwatchProcIdent struct {
+	_       structs.HostLayout
+	Exe     execwatchFileId
+	Real    execwatchFileId
+	State   uint8
+	HasReal uint8
+	Pad     [6]uint8
 }
 
 type execwatchRule struct {
@@ -162,30 +185,65 @@ type execwatchSockOwner struct {
 	Pad    [7]uint8
 }
 
+type execwatchTaskState struct {
+	_     structs.HostLayout
+	Id    execwatchProcIdent
+	Cache struct {
+		_         structs.HostLayout
+		Active    uint32
+		Valid     uint8
+		ByCgroup  uint8
+		ByIds     uint8
+		IsDefault uint8
+		Cgroup    uint64
+		UidGid    uint64
+		Exe       execwatchFileId
+		HasExe    uint8
+		HasNamed  uint8
+		Pad       [6]uint8
+		R         execwatchRule
+		Named     execwatchRule
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	execwatchMapActive       = "active"
-	execwatchMapAttachCgroup = "attach_cgroup"
-	execwatchMapCgroupRules  = "cgroup_rules"
-	execwatchMapConfigs      = "configs"
-	execwatchMapCounterNames = "counter_names"
-	execwatchMapCounters     = "counters"
-	execwatchMapDests        = "dests"
-	execwatchMapEventGates   = "event_gates"
-	execwatchMapEvents       = "events"
-	execwatchMapEventsLost   = "events_lost"
-	execwatchMapExeLearned   = "exe_learned"
-	execwatchMapExeRules     = "exe_rules"
-	execwatchMapGidRules     = "gid_rules"
-	execwatchMapLearnedCount = "learned_count"
-	execwatchMapLocalNets    = "local_nets"
-	execwatchMapPathRules    = "path_rules"
-	execwatchMapSockDoomed   = "sock_doomed"
-	execwatchMapSockOwners   = "sock_owners"
-	execwatchMapUidRules     = "uid_rules"
-	execwatchProgExewallExec = "exewall_exec"
+	execwatchMapActive             = "active"
+	execwatchMapAttachCgroup       = "attach_cgroup"
+	execwatchMapCgroupRules        = "cgroup_rules"
+	execwatchMapConfigs            = "configs"
+	execwatchMapCounterNames       = "counter_names"
+	execwatchMapCounters           = "counters"
+	execwatchMapDests              = "dests"
+	execwatchMapEventGates         = "event_gates"
+	execwatchMapEvents             = "events"
+	execwatchMapEventsLost         = "events_lost"
+	execwatchMapExeLearned         = "exe_learned"
+	execwatchMapExeNameScratch     = "exe_name_scratch"
+	execwatchMapExeNamed           = "exe_named"
+	execwatchMapExeNames           = "exe_names"
+	execwatchMapExeRules           = "exe_rules"
+	execwatchMapGidRules           = "gid_rules"
+	execwatchMapLearnedCount       = "learned_count"
+	execwatchMapLoaderPending      = "loader_pending"
+	execwatchMapLoaders            = "loaders"
+	execwatchMapLocalNets          = "local_nets"
+	execwatchMapNameRules          = "name_rules"
+	execwatchMapPathRules          = "path_rules"
+	execwatchMapProcIdents         = "proc_idents"
+	execwatchMapSockDoomed         = "sock_doomed"
+	execwatchMapSockOwners         = "sock_owners"
+	execwatchMapTaskStates         = "task_states"
+	execwatchMapUidRules           = "uid_rules"
+	execwatchProgExewallExec       = "exewall_exec"
+	execwatchProgExewallExit       = "exewall_exit"
+	execwatchProgExewallFork       = "exewall_fork"
+	execwatchProgExewallLoaderRead = "exewall_loader_read"
+	execwatchProgExewallSeed       = "exewall_seed"
+	execwatchVarUnusedExeName      = "unused_exe_name"
+	execwatchVarUseTaskStorage     = "use_task_storage"
 )
 
 // loadExecwatch returns the embedded CollectionSpec for execwatch.
@@ -230,38 +288,52 @@ type execwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchProgramSpecs struct {
-	ExewallExec *ebpf.ProgramSpec `ebpf:"exewall_exec"`
+	ExewallExec       *ebpf.ProgramSpec `ebpf:"exewall_exec"`
+	ExewallExit       *ebpf.ProgramSpec `ebpf:"exewall_exit"`
+	ExewallFork       *ebpf.ProgramSpec `ebpf:"exewall_fork"`
+	ExewallLoaderRead *ebpf.ProgramSpec `ebpf:"exewall_loader_read"`
+	ExewallSeed       *ebpf.ProgramSpec `ebpf:"exewall_seed"`
 }
 
 // execwatchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
-	Configs      *ebpf.MapSpec `ebpf:"configs"`
-	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Dests        *ebpf.MapSpec `ebpf:"dests"`
-	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
-	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
-	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
-	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
-	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
-	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
-	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
-	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
-	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
+	Active         *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup   *ebpf.MapSpec `ebpf:"attach_cgroup"`
+	CgroupRules    *ebpf.MapSpec `ebpf:"cgroup_rules"`
+	Configs        *ebpf.MapSpec `ebpf:"configs"`
+	CounterNames   *ebpf.MapSpec `ebpf:"counter_names"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Dests          *ebpf.MapSpec `ebpf:"dests"`
+	EventGates     *ebpf.MapSpec `ebpf:"event_gates"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	EventsLost     *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned     *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNameScratch *ebpf.MapSpec `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.MapSpec `ebpf:"exe_named"`
+	ExeNames       *ebpf.MapSpec `ebpf:"exe_names"`
+	ExeRules       *ebpf.MapSpec `ebpf:"exe_rules"`
+	GidRules       *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount   *ebpf.MapSpec `ebpf:"learned_count"`
+	LoaderPending  *ebpf.MapSpec `ebpf:"loader_pending"`
+	Loaders        *ebpf.MapSpec `ebpf:"loaders"`
+	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
+	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
+	ProcIdents     *ebpf.MapSpec `ebpf:"proc_idents"`
+	SockDoomed     *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockOwners     *ebpf.MapSpec `ebpf:"sock_owners"`
+	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
+	UidRules       *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
 // execwatchVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execwatchVariableSpecs struct {
+	UnusedExeName  *ebpf.VariableSpec `ebpf:"unused_exe_name"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // execwatchObjects contains all objects after they have been loaded into the kernel.
@@ -284,25 +356,33 @@ func (o *execwatchObjects) Close() error {
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
-	Configs      *ebpf.Map `ebpf:"configs"`
-	CounterNames *ebpf.Map `ebpf:"counter_names"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Dests        *ebpf.Map `ebpf:"dests"`
-	EventGates   *ebpf.Map `ebpf:"event_gates"`
-	Events       *ebpf.Map `ebpf:"events"`
-	EventsLost   *ebpf.Map `ebpf:"events_lost"`
-	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
-	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
-	GidRules     *ebpf.Map `ebpf:"gid_rules"`
-	LearnedCount *ebpf.Map `ebpf:"learned_count"`
-	LocalNets    *ebpf.Map `ebpf:"local_nets"`
-	PathRules    *ebpf.Map `ebpf:"path_rules"`
-	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
-	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
-	UidRules     *ebpf.Map `ebpf:"uid_rules"`
+	Active         *ebpf.Map `ebpf:"active"`
+	AttachCgroup   *ebpf.Map `ebpf:"attach_cgroup"`
+	CgroupRules    *ebpf.Map `ebpf:"cgroup_rules"`
+	Configs        *ebpf.Map `ebpf:"configs"`
+	CounterNames   *ebpf.Map `ebpf:"counter_names"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Dests          *ebpf.Map `ebpf:"dests"`
+	EventGates     *ebpf.Map `ebpf:"event_gates"`
+	Events         *ebpf.Map `ebpf:"events"`
+	EventsLost     *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned     *ebpf.Map `ebpf:"exe_learned"`
+	ExeNameScratch *ebpf.Map `ebpf:"exe_name_scratch"`
+	ExeNamed       *ebpf.Map `ebpf:"exe_named"`
+	ExeNames       *ebpf.Map `ebpf:"exe_names"`
+	ExeRules       *ebpf.Map `ebpf:"exe_rules"`
+	GidRules       *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount   *ebpf.Map `ebpf:"learned_count"`
+	LoaderPending  *ebpf.Map `ebpf:"loader_pending"`
+	Loaders        *ebpf.Map `ebpf:"loaders"`
+	LocalNets      *ebpf.Map `ebpf:"local_nets"`
+	NameRules      *ebpf.Map `ebpf:"name_rules"`
+	PathRules      *ebpf.Map `ebpf:"path_rules"`
+	ProcIdents     *ebpf.Map `ebpf:"proc_idents"`
+	SockDoomed     *ebpf.Map `ebpf:"sock_doomed"`
+	SockOwners     *ebpf.Map `ebpf:"sock_owners"`
+	TaskStates     *ebpf.Map `ebpf:"task_states"`
+	UidRules       *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *execwatchMaps) Close() error {
@@ -318,13 +398,21 @@ func (m *execwatchMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNameScratch,
+		m.ExeNamed,
+		m.ExeNames,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
+		m.LoaderPending,
+		m.Loaders,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
+		m.ProcIdents,
 		m.SockDoomed,
 		m.SockOwners,
+		m.TaskStates,
 		m.UidRules,
 	)
 }
@@ -333,18 +421,28 @@ func (m *execwatchMaps) Close() error {
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchVariables struct {
+	UnusedExeName  *ebpf.Variable `ebpf:"unused_exe_name"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // execwatchPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExecwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execwatchPrograms struct {
-	ExewallExec *ebpf.Program `ebpf:"exewall_exec"`
+	ExewallExec       *ebpf.Program `ebpf:"exewall_exec"`
+	ExewallExit       *ebpf.Program `ebpf:"exewall_exit"`
+	ExewallFork       *ebpf.Program `ebpf:"exewall_fork"`
+	ExewallLoaderRead *ebpf.Program `ebpf:"exewall_loader_read"`
+	ExewallSeed       *ebpf.Program `ebpf:"exewall_seed"`
 }
 
 func (p *execwatchPrograms) Close() error {
 	return _ExecwatchClose(
 		p.ExewallExec,
+		p.ExewallExit,
+		p.ExewallFork,
+		p.ExewallLoaderRead,
+		p.ExewallSeed,
 	)
 }
 

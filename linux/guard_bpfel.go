@@ -124,12 +124,28 @@ type guardLocalKey struct {
 	Addr      [16]uint8
 }
 
+type guardNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type guardPathKey struct {
 	_    structs.HostLayout
 	Dir  guardFileId
 	Gen  uint32
 	Pad  uint32
 	Name [64]int8
+}
+
+type guardProcIdent struct {
+	_       structs.HostLayout
+	Exe     guardFileId
+	Real    guardFileId
+	State   uint8
+	HasReal uint8
+	Pad     [6]uint8
 }
 
 type guardRule struct {
@@ -162,6 +178,27 @@ type guardSockOwner struct {
 	Pad    [7]uint8
 }
 
+type guardTaskState struct {
+	_     structs.HostLayout
+	Id    guardProcIdent
+	Cache struct {
+		_         structs.HostLayout
+		Active    uint32
+		Valid     uint8
+		ByCgroup  uint8
+		ByIds     uint8
+		IsDefault uint8
+		Cgroup    uint64
+		UidGid    uint64
+		Exe       guardFileId
+		HasExe    uint8
+		HasNamed  uint8
+		Pad       [6]uint8
+		R         guardRule
+		Named     guardRule
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -177,20 +214,27 @@ const (
 	guardMapEvents             = "events"
 	guardMapEventsLost         = "events_lost"
 	guardMapExeLearned         = "exe_learned"
+	guardMapExeNamed           = "exe_named"
 	guardMapExeRules           = "exe_rules"
 	guardMapGidRules           = "gid_rules"
 	guardMapLearnedCount       = "learned_count"
+	guardMapLoaderPending      = "loader_pending"
+	guardMapLoaders            = "loaders"
 	guardMapLocalNets          = "local_nets"
+	guardMapNameRules          = "name_rules"
 	guardMapPathRules          = "path_rules"
+	guardMapProcIdents         = "proc_idents"
 	guardMapSockDoomed         = "sock_doomed"
 	guardMapSockHeirs          = "sock_heirs"
 	guardMapSockOwners         = "sock_owners"
+	guardMapTaskStates         = "task_states"
 	guardMapUidRules           = "uid_rules"
 	guardProgExewallBind4      = "exewall_bind4"
 	guardProgExewallBind6      = "exewall_bind6"
 	guardProgExewallEgress     = "exewall_egress"
 	guardProgExewallSetsockopt = "exewall_setsockopt"
 	guardVarUnusedHeldRec      = "unused_held_rec"
+	guardVarUseTaskStorage     = "use_task_storage"
 )
 
 // loadGuard returns the embedded CollectionSpec for guard.
@@ -245,33 +289,40 @@ type guardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
-	Configs      *ebpf.MapSpec `ebpf:"configs"`
-	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Dests        *ebpf.MapSpec `ebpf:"dests"`
-	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
-	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
-	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
-	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
-	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
-	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
-	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
-	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
-	SockHeirs    *ebpf.MapSpec `ebpf:"sock_heirs"`
-	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
-	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
+	Active        *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup  *ebpf.MapSpec `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.MapSpec `ebpf:"cgroup_rules"`
+	Configs       *ebpf.MapSpec `ebpf:"configs"`
+	CounterNames  *ebpf.MapSpec `ebpf:"counter_names"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Dests         *ebpf.MapSpec `ebpf:"dests"`
+	EventGates    *ebpf.MapSpec `ebpf:"event_gates"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	EventsLost    *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned    *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.MapSpec `ebpf:"exe_named"`
+	ExeRules      *ebpf.MapSpec `ebpf:"exe_rules"`
+	GidRules      *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.MapSpec `ebpf:"learned_count"`
+	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
+	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
+	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
+	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
+	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.MapSpec `ebpf:"sock_heirs"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	UidRules      *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
 // guardVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardVariableSpecs struct {
-	UnusedHeldRec *ebpf.VariableSpec `ebpf:"unused_held_rec"`
+	UnusedHeldRec  *ebpf.VariableSpec `ebpf:"unused_held_rec"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // guardObjects contains all objects after they have been loaded into the kernel.
@@ -294,26 +345,32 @@ func (o *guardObjects) Close() error {
 //
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
-	Configs      *ebpf.Map `ebpf:"configs"`
-	CounterNames *ebpf.Map `ebpf:"counter_names"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Dests        *ebpf.Map `ebpf:"dests"`
-	EventGates   *ebpf.Map `ebpf:"event_gates"`
-	Events       *ebpf.Map `ebpf:"events"`
-	EventsLost   *ebpf.Map `ebpf:"events_lost"`
-	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
-	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
-	GidRules     *ebpf.Map `ebpf:"gid_rules"`
-	LearnedCount *ebpf.Map `ebpf:"learned_count"`
-	LocalNets    *ebpf.Map `ebpf:"local_nets"`
-	PathRules    *ebpf.Map `ebpf:"path_rules"`
-	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
-	SockHeirs    *ebpf.Map `ebpf:"sock_heirs"`
-	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
-	UidRules     *ebpf.Map `ebpf:"uid_rules"`
+	Active        *ebpf.Map `ebpf:"active"`
+	AttachCgroup  *ebpf.Map `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.Map `ebpf:"cgroup_rules"`
+	Configs       *ebpf.Map `ebpf:"configs"`
+	CounterNames  *ebpf.Map `ebpf:"counter_names"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Dests         *ebpf.Map `ebpf:"dests"`
+	EventGates    *ebpf.Map `ebpf:"event_gates"`
+	Events        *ebpf.Map `ebpf:"events"`
+	EventsLost    *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned    *ebpf.Map `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.Map `ebpf:"exe_named"`
+	ExeRules      *ebpf.Map `ebpf:"exe_rules"`
+	GidRules      *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.Map `ebpf:"learned_count"`
+	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
+	Loaders       *ebpf.Map `ebpf:"loaders"`
+	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameRules     *ebpf.Map `ebpf:"name_rules"`
+	PathRules     *ebpf.Map `ebpf:"path_rules"`
+	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.Map `ebpf:"sock_heirs"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	UidRules      *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *guardMaps) Close() error {
@@ -329,14 +386,20 @@ func (m *guardMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
+		m.LoaderPending,
+		m.Loaders,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
+		m.ProcIdents,
 		m.SockDoomed,
 		m.SockHeirs,
 		m.SockOwners,
+		m.TaskStates,
 		m.UidRules,
 	)
 }
@@ -345,7 +408,8 @@ func (m *guardMaps) Close() error {
 //
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardVariables struct {
-	UnusedHeldRec *ebpf.Variable `ebpf:"unused_held_rec"`
+	UnusedHeldRec  *ebpf.Variable `ebpf:"unused_held_rec"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // guardPrograms contains all programs after they have been loaded into the kernel.

@@ -29,6 +29,9 @@ func allowPingSockets(t *testing.T) {
 	const knob = "/proc/sys/net/ipv4/ping_group_range"
 	old, err := os.ReadFile(knob)
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no %s under CI: %v", knob, err)
+		}
 		t.Skipf("no %s: %v", knob, err)
 	}
 	if err := os.WriteFile(knob, []byte("0 2147483647"), 0o644); err != nil {
@@ -324,38 +327,5 @@ func TestThreadsAreJudged(t *testing.T) {
 	v := waitViolation(t, b.Backend, func(v engine.Violation) bool { return v.Rule == "d" })
 	if v.PID != uint32(pid) {
 		t.Errorf("event pid %d, want the process id %d (not the thread id)", v.PID, pid)
-	}
-}
-
-// TestDynamicLoaderInvocation documents a limit and its remedy: run through
-// the dynamic loader (ld.so PROGRAM), the kernel's executable is the loader,
-// so an exe rule for PROGRAM does not apply; a rule for the loader itself
-// (which ordinary programs never run as) closes that path.
-func TestDynamicLoaderInvocation(t *testing.T) {
-	requireKernel(t)
-	const loader = "/lib64/ld-linux-x86-64.so.2"
-	if _, err := os.Stat(loader); err != nil {
-		t.Skipf("no %s on this machine", loader)
-	}
-	cg := scratchCgroup(t)
-	b := newTestBackend(t, cg)
-	dir := t.TempDir()
-	exe := clientCopy(t, dir, "app")
-	port := listenLoopback(t)
-	viaLoader := filepath.Join(dir, "via-loader")
-	os.WriteFile(viaLoader, []byte("#!/bin/sh\nexec "+loader+" "+exe+"\n"), 0o755)
-
-	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("app", exe)}})
-	if _, out := runClient(t, viaLoader, cg, loopbackTCP(port)); out[0].denied() {
-		t.Logf("the loader path is covered on this machine")
-	} else {
-		t.Logf("as documented: %s %s is not covered by the exe rule alone", loader, exe)
-	}
-	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("app", exe), denyRule("loader", loader)}})
-	if _, out := runClient(t, viaLoader, cg, loopbackTCP(port)); !out[0].denied() {
-		t.Errorf("with a rule for the loader: %+v, want EPERM", out[0])
-	}
-	if _, out := runClient(t, clientCopy(t, dir, "other"), cg, loopbackTCP(port)); out[0].denied() {
-		t.Errorf("a rule for the loader denied an ordinary dynamically linked program")
 	}
 }

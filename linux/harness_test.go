@@ -133,7 +133,7 @@ func (tb *testBackend) apply(t *testing.T, p *engine.Policy) {
 }
 
 // sabotage removes protections named in EXEWALL_TEST_SABOTAGE (comma
-// separated: detach, sock_create, exec, sock_destroy) after an apply, to
+// separated: detach, sock_create, exec, loader, sock_destroy) after an apply, to
 // show that the tests guarding them fail without them.
 func (tb *testBackend) sabotage() {
 	for _, what := range strings.Split(os.Getenv("EXEWALL_TEST_SABOTAGE"), ",") {
@@ -147,10 +147,23 @@ func (tb *testBackend) sabotage() {
 				}
 			}
 		case "exec":
+			// The exec hook and the identity hooks beside it (fork, exit,
+			// loader reads): identities then come from mm->exe_file when
+			// a process is first seen.
 			if tb.execLink != nil {
 				tb.execLink.Unpin()
 				tb.execLink.Close()
 				tb.execLink = nil
+			}
+			for _, l := range tb.identLinks {
+				l.Unpin()
+				l.Close()
+			}
+			tb.identLinks = nil
+		case "loader":
+			var k datapathFileId
+			for tb.objs.Loaders.NextKey(nil, &k) == nil {
+				tb.objs.Loaders.Delete(k)
 			}
 		case "sock_destroy":
 			tb.sockIter = nil

@@ -5,6 +5,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -59,6 +60,8 @@ func (b *Backend) mapByName(name string) *ebpf.Map {
 		"counter_names": b.objs.CounterNames, "events_lost": b.objs.EventsLost, "events": b.objs.Events,
 		"exe_learned": b.objs.ExeLearned, "learned_count": b.objs.LearnedCount, "path_rules": b.objs.PathRules,
 		"attach_cgroup": b.objs.AttachCgroup, "sock_owners": b.objs.SockOwners, "sock_doomed": b.objs.SockDoomed, "event_gates": b.objs.EventGates,
+		"name_rules": b.objs.NameRules, "exe_named": b.objs.ExeNamed,
+		"task_states": b.objs.TaskStates, "proc_idents": b.objs.ProcIdents, "loaders": b.objs.Loaders, "loader_pending": b.objs.LoaderPending,
 	}
 	return m[name]
 }
@@ -73,32 +76,82 @@ func onlyMaps(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) map[string]*
 	return out
 }
 
-func (b *Backend) execPin() string { return filepath.Join(b.cfg.PinDir, "link_exec") }
+func (b *Backend) execPin() string { return b.identPin("exec") }
+
+// identPin is where an identity hook's link is pinned (exec, fork, exit,
+// loader).
+func (b *Backend) identPin(name string) string { return filepath.Join(b.cfg.PinDir, "link_"+name) }
 
 func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	spec, err := loadExecwatch()
 	if err != nil {
 		return err
 	}
-	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
+	names, err := b.exeNamesMap(spec)
+	if err != nil {
+		return err
+	}
+	defer names.Close()
+	maps := onlyMaps(spec, repl)
+	maps[exeNamesPin] = names
+	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
+		return err
+	}
+	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: maps}); err != nil {
 		return fmt.Errorf("load exec hook: %w", err)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: b.exec.ExewallExec})
-	if err != nil {
-		return fmt.Errorf("attach exec hook: %w", err)
+	// Fork, exit and the loader's reads first: an exec recorded before its
+	// process can fork must be inherited.
+	for _, h := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"fork", b.exec.ExewallFork}, {"exit", b.exec.ExewallExit}, {"loader", b.exec.ExewallLoaderRead}, {"exec", b.exec.ExewallExec}} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: h.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s hook: %w", h.name, err)
+		}
+		// Replace an older daemon's link: it is pinned so the hook outlives
+		// a daemon, and running both for a moment is harmless (same maps).
+		pin := b.identPin(h.name)
+		if old, err := link.LoadPinnedLink(pin, nil); err == nil {
+			old.Unpin()
+			old.Close()
+		}
+		if err := l.Pin(pin); err != nil {
+			l.Close()
+			return fmt.Errorf("pin %s hook: %w", h.name, err)
+		}
+		if h.name == "exec" {
+			b.execLink = l
+		} else {
+			if b.identLinks == nil {
+				b.identLinks = map[string]link.Link{}
+			}
+			b.identLinks[h.name] = l
+		}
 	}
-	// Replace an older daemon's exec link: it is pinned so the hook outlives
-	// a daemon, and running both for a moment is harmless (same maps).
-	if old, err := link.LoadPinnedLink(b.execPin(), nil); err == nil {
-		old.Unpin()
-		old.Close()
+	// Processes already running have no exec record: take theirs now.
+	if err := b.seedIdentities(); err != nil {
+		b.log.Warn("record identities of running processes", "err", err)
 	}
-	if err := l.Pin(b.execPin()); err != nil {
-		l.Close()
-		return fmt.Errorf("pin exec hook: %w", err)
-	}
-	b.execLink = l
 	return nil
+}
+
+// seedIdentities records mm->exe_file of every running process that has no
+// identity yet (started before exewall loaded), once.
+func (b *Backend) seedIdentities() error {
+	it, err := link.AttachIter(link.IterOptions{Program: b.exec.ExewallSeed})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	_, err = io.Copy(io.Discard, rd)
+	return err
 }
 
 func (b *Backend) loadSocketIters(repl map[string]*ebpf.Map) error {
@@ -136,6 +189,11 @@ func (b *Backend) activeHooks() []string {
 	}
 	if b.execLink != nil {
 		out = append(out, "exec")
+		if b.taskStorage == 1 {
+			out = append(out, "identity:task-storage")
+		} else {
+			out = append(out, "identity:tgid-map")
+		}
 	}
 	if b.sockIter != nil {
 		out = append(out, "sock_destroy")

@@ -113,7 +113,21 @@ func (b *Backend) pruneLearned(ids identities) {
 	for _, k := range stale {
 		b.objs.ExeLearned.Delete(k)
 	}
-	if remaining == 0 && len(stale) > 0 {
+	pruned := len(stale)
+	stale = stale[:0]
+	var h uint64
+	nit := b.objs.ExeNamed.Iterate()
+	for nit.Next(&k, &h) {
+		if known[k] {
+			stale = append(stale, k)
+		} else {
+			remaining++
+		}
+	}
+	for _, k := range stale {
+		b.objs.ExeNamed.Delete(k)
+	}
+	if remaining == 0 && pruned+len(stale) > 0 {
 		b.objs.LearnedCount.Update(uint32(0), uint32(0), 0)
 	}
 }

@@ -25,6 +25,11 @@ func (b *Backend) reset() error {
 		b.execLink.Close()
 		b.execLink = nil
 	}
+	for _, l := range b.identLinks {
+		l.Unpin()
+		l.Close()
+	}
+	b.identLinks = nil
 	for name, l := range b.links {
 		l.Unpin()
 		l.Close()

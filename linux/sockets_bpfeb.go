@@ -142,12 +142,28 @@ type socketsLocalKey struct {
 	Addr      [16]uint8
 }
 
+type socketsNameKey struct {
+	_    structs.HostLayout
+	Hash uint64
+	Gen  uint32
+	Pad  uint32
+}
+
 type socketsPathKey struct {
 	_    structs.HostLayout
 	Dir  socketsFileId
 	Gen  uint32
 	Pad  uint32
 	Name [64]int8
+}
+
+type socketsProcIdent struct {
+	_       structs.HostLayout
+	Exe     socketsFileId
+	Real    socketsFileId
+	State   uint8
+	HasReal uint8
+	Pad     [6]uint8
 }
 
 type socketsRule struct {
@@ -180,6 +196,27 @@ type socketsSockOwner struct {
 	Pad    [7]uint8
 }
 
+type socketsTaskState struct {
+	_     structs.HostLayout
+	Id    socketsProcIdent
+	Cache struct {
+		_         structs.HostLayout
+		Active    uint32
+		Valid     uint8
+		ByCgroup  uint8
+		ByIds     uint8
+		IsDefault uint8
+		Cgroup    uint64
+		UidGid    uint64
+		Exe       socketsFileId
+		HasExe    uint8
+		HasNamed  uint8
+		Pad       [6]uint8
+		R         socketsRule
+		Named     socketsRule
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -195,20 +232,27 @@ const (
 	socketsMapEvents             = "events"
 	socketsMapEventsLost         = "events_lost"
 	socketsMapExeLearned         = "exe_learned"
+	socketsMapExeNamed           = "exe_named"
 	socketsMapExeRules           = "exe_rules"
 	socketsMapGidRules           = "gid_rules"
 	socketsMapLearnedCount       = "learned_count"
+	socketsMapLoaderPending      = "loader_pending"
+	socketsMapLoaders            = "loaders"
 	socketsMapLocalNets          = "local_nets"
+	socketsMapNameRules          = "name_rules"
 	socketsMapPathRules          = "path_rules"
+	socketsMapProcIdents         = "proc_idents"
 	socketsMapSockDoomed         = "sock_doomed"
 	socketsMapSockHeirs          = "sock_heirs"
 	socketsMapSockOwners         = "sock_owners"
+	socketsMapTaskStates         = "task_states"
 	socketsMapUidRules           = "uid_rules"
 	socketsProgExewallDestroyTcp = "exewall_destroy_tcp"
 	socketsProgExewallDestroyUdp = "exewall_destroy_udp"
 	socketsProgExewallSocksTcp   = "exewall_socks_tcp"
 	socketsProgExewallSocksUdp   = "exewall_socks_udp"
 	socketsVarUnusedHeldRec      = "unused_held_rec"
+	socketsVarUseTaskStorage     = "use_task_storage"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -263,33 +307,40 @@ type socketsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AttachCgroup *ebpf.MapSpec `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.MapSpec `ebpf:"cgroup_rules"`
-	Configs      *ebpf.MapSpec `ebpf:"configs"`
-	CounterNames *ebpf.MapSpec `ebpf:"counter_names"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Dests        *ebpf.MapSpec `ebpf:"dests"`
-	EventGates   *ebpf.MapSpec `ebpf:"event_gates"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	EventsLost   *ebpf.MapSpec `ebpf:"events_lost"`
-	ExeLearned   *ebpf.MapSpec `ebpf:"exe_learned"`
-	ExeRules     *ebpf.MapSpec `ebpf:"exe_rules"`
-	GidRules     *ebpf.MapSpec `ebpf:"gid_rules"`
-	LearnedCount *ebpf.MapSpec `ebpf:"learned_count"`
-	LocalNets    *ebpf.MapSpec `ebpf:"local_nets"`
-	PathRules    *ebpf.MapSpec `ebpf:"path_rules"`
-	SockDoomed   *ebpf.MapSpec `ebpf:"sock_doomed"`
-	SockHeirs    *ebpf.MapSpec `ebpf:"sock_heirs"`
-	SockOwners   *ebpf.MapSpec `ebpf:"sock_owners"`
-	UidRules     *ebpf.MapSpec `ebpf:"uid_rules"`
+	Active        *ebpf.MapSpec `ebpf:"active"`
+	AttachCgroup  *ebpf.MapSpec `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.MapSpec `ebpf:"cgroup_rules"`
+	Configs       *ebpf.MapSpec `ebpf:"configs"`
+	CounterNames  *ebpf.MapSpec `ebpf:"counter_names"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Dests         *ebpf.MapSpec `ebpf:"dests"`
+	EventGates    *ebpf.MapSpec `ebpf:"event_gates"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	EventsLost    *ebpf.MapSpec `ebpf:"events_lost"`
+	ExeLearned    *ebpf.MapSpec `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.MapSpec `ebpf:"exe_named"`
+	ExeRules      *ebpf.MapSpec `ebpf:"exe_rules"`
+	GidRules      *ebpf.MapSpec `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.MapSpec `ebpf:"learned_count"`
+	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
+	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
+	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
+	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
+	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.MapSpec `ebpf:"sock_heirs"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
+	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
+	UidRules      *ebpf.MapSpec `ebpf:"uid_rules"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
-	UnusedHeldRec *ebpf.VariableSpec `ebpf:"unused_held_rec"`
+	UnusedHeldRec  *ebpf.VariableSpec `ebpf:"unused_held_rec"`
+	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // socketsObjects contains all objects after they have been loaded into the kernel.
@@ -312,26 +363,32 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AttachCgroup *ebpf.Map `ebpf:"attach_cgroup"`
-	CgroupRules  *ebpf.Map `ebpf:"cgroup_rules"`
-	Configs      *ebpf.Map `ebpf:"configs"`
-	CounterNames *ebpf.Map `ebpf:"counter_names"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Dests        *ebpf.Map `ebpf:"dests"`
-	EventGates   *ebpf.Map `ebpf:"event_gates"`
-	Events       *ebpf.Map `ebpf:"events"`
-	EventsLost   *ebpf.Map `ebpf:"events_lost"`
-	ExeLearned   *ebpf.Map `ebpf:"exe_learned"`
-	ExeRules     *ebpf.Map `ebpf:"exe_rules"`
-	GidRules     *ebpf.Map `ebpf:"gid_rules"`
-	LearnedCount *ebpf.Map `ebpf:"learned_count"`
-	LocalNets    *ebpf.Map `ebpf:"local_nets"`
-	PathRules    *ebpf.Map `ebpf:"path_rules"`
-	SockDoomed   *ebpf.Map `ebpf:"sock_doomed"`
-	SockHeirs    *ebpf.Map `ebpf:"sock_heirs"`
-	SockOwners   *ebpf.Map `ebpf:"sock_owners"`
-	UidRules     *ebpf.Map `ebpf:"uid_rules"`
+	Active        *ebpf.Map `ebpf:"active"`
+	AttachCgroup  *ebpf.Map `ebpf:"attach_cgroup"`
+	CgroupRules   *ebpf.Map `ebpf:"cgroup_rules"`
+	Configs       *ebpf.Map `ebpf:"configs"`
+	CounterNames  *ebpf.Map `ebpf:"counter_names"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Dests         *ebpf.Map `ebpf:"dests"`
+	EventGates    *ebpf.Map `ebpf:"event_gates"`
+	Events        *ebpf.Map `ebpf:"events"`
+	EventsLost    *ebpf.Map `ebpf:"events_lost"`
+	ExeLearned    *ebpf.Map `ebpf:"exe_learned"`
+	ExeNamed      *ebpf.Map `ebpf:"exe_named"`
+	ExeRules      *ebpf.Map `ebpf:"exe_rules"`
+	GidRules      *ebpf.Map `ebpf:"gid_rules"`
+	LearnedCount  *ebpf.Map `ebpf:"learned_count"`
+	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
+	Loaders       *ebpf.Map `ebpf:"loaders"`
+	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameRules     *ebpf.Map `ebpf:"name_rules"`
+	PathRules     *ebpf.Map `ebpf:"path_rules"`
+	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.Map `ebpf:"sock_heirs"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
+	TaskStates    *ebpf.Map `ebpf:"task_states"`
+	UidRules      *ebpf.Map `ebpf:"uid_rules"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -347,14 +404,20 @@ func (m *socketsMaps) Close() error {
 		m.Events,
 		m.EventsLost,
 		m.ExeLearned,
+		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
 		m.LearnedCount,
+		m.LoaderPending,
+		m.Loaders,
 		m.LocalNets,
+		m.NameRules,
 		m.PathRules,
+		m.ProcIdents,
 		m.SockDoomed,
 		m.SockHeirs,
 		m.SockOwners,
+		m.TaskStates,
 		m.UidRules,
 	)
 }
@@ -363,7 +426,8 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
-	UnusedHeldRec *ebpf.Variable `ebpf:"unused_held_rec"`
+	UnusedHeldRec  *ebpf.Variable `ebpf:"unused_held_rec"`
+	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // socketsPrograms contains all programs after they have been loaded into the kernel.

@@ -79,6 +79,19 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(err == nil, "exec hook pin %s was removed", b.execPin())
 		}
 	}
+	if m := b.exec.ExeNames; m != nil {
+		path := filepath.Join(b.cfg.PinDir, exeNamesPin)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			err := repin(m, path)
+			report(err == nil, "map pin %s was removed", path)
+		}
+	}
+	for name, l := range b.identLinks {
+		if _, err := os.Stat(b.identPin(name)); errors.Is(err, os.ErrNotExist) {
+			err := repin(l, b.identPin(name))
+			report(err == nil, "%s hook pin %s was removed", name, b.identPin(name))
+		}
+	}
 
 	b.syncGuard(report)
 	if b.policy == nil {
@@ -120,7 +133,9 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(false, "policy settings (default/mode) were changed in the kernel")
 		}
 	}
-	if !reflect.DeepEqual(desired, b.policy) {
+	// Clones compare nil and empty lists as equal: a policy file with
+	// `rules: []` and one with no rules key are the same policy.
+	if !reflect.DeepEqual(desired.Clone(), b.policy.Clone()) {
 		stale = true
 		report(false, "policy in force differs from the desired policy")
 	}

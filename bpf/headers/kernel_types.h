@@ -47,16 +47,28 @@ struct file {
 
 struct mm_struct {
 	struct file *exe_file;
+	unsigned long start_code;
+};
+
+struct vm_area_struct {
+	struct file *vm_file;
+};
+
+struct address_space {
+	struct inode *host;
 };
 
 struct task_struct {
 	struct mm_struct *mm;
 	__s32 pid;
 	__s32 tgid;
+	struct task_struct *group_leader;
 };
 
 struct linux_binprm {
 	struct file *file;
+	const char *filename; /* the name given to execve */
+	const char *interp; /* the file really executed (a script's interpreter) */
 };
 
 struct seq_file;
@@ -65,6 +77,11 @@ struct bpf_iter_meta {
 	struct seq_file *seq;
 	__u64 session_id;
 	__u64 seq_num;
+};
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
 };
 
 struct bpf_iter__task_file {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
@@ -194,8 +196,23 @@ func TestKustomizeBuild(t *testing.T) {
 		t.Fatalf("%d objects, want 4:\n%s", o.all, out)
 	}
 	o.check(t)
-	if img := o.ds.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/exewall:latest" {
-		t.Errorf("image %q: the kustomization's images: entry was not applied", img)
+	// The image is named by digest (deploy/image -pin writes it).
+	data, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kz types.Kustomization
+	if err := yaml.UnmarshalStrict(data, &kz); err != nil {
+		t.Fatal(err)
+	}
+	if len(kz.Images) != 1 || kz.Images[0].NewTag != "" ||
+		!regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(kz.Images[0].Digest) ||
+		strings.Trim(kz.Images[0].Digest, "sha256:0") == "" {
+		t.Fatalf("images: %+v, want one entry with a digest and no tag", kz.Images)
+	}
+	want := kz.Images[0].NewName + "@" + kz.Images[0].Digest
+	if img := o.ds.Spec.Template.Spec.Containers[0].Image; img != want {
+		t.Errorf("image %q, want %q: the kustomization's images: entry was not applied", img, want)
 	}
 	if o.ds.Labels["app.kubernetes.io/part-of"] != "exewall" {
 		t.Errorf("labels not applied: %v", o.ds.Labels)

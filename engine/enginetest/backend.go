@@ -11,7 +11,7 @@ import (
 )
 
 // Backend is an in-memory engine.Backend that also implements
-// engine.Syncer and engine.Resetter. It records every policy applied.
+// engine.Syncer, engine.Resetter and engine.Refuser. It records every policy applied.
 type Backend struct {
 	mu       sync.Mutex
 	applied  []*engine.Policy
@@ -20,12 +20,14 @@ type Backend struct {
 	failNext error
 	closed   bool
 	events   chan engine.Violation
+	refuse   func(*engine.Policy) error
 }
 
 var (
 	_ engine.Backend  = (*Backend)(nil)
 	_ engine.Syncer   = (*Backend)(nil)
 	_ engine.Resetter = (*Backend)(nil)
+	_ engine.Refuser  = (*Backend)(nil)
 )
 
 // New returns an empty Backend whose violation stream buffers up to
@@ -104,6 +106,26 @@ func (b *Backend) Reset(ctx context.Context) error {
 	defer b.mu.Unlock()
 	b.applied = nil
 	return nil
+}
+
+// Refuse implements engine.Refuser with the function given to RefuseWith;
+// without one every policy is accepted.
+func (b *Backend) Refuse(p *engine.Policy) error {
+	b.mu.Lock()
+	refuse := b.refuse
+	b.mu.Unlock()
+	if refuse == nil {
+		return nil
+	}
+	return refuse(p)
+}
+
+// RefuseWith makes Refuse answer with refuse (nil: accept everything), as
+// a backend that cannot enforce some policies would.
+func (b *Backend) RefuseWith(refuse func(*engine.Policy) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refuse = refuse
 }
 
 // Emit delivers a violation as the kernel would.

@@ -139,8 +139,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(w.ok("status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.Backend != "ebpf" || st.Cgroup != w.cgroup || st.Rules != 1 || st.Counters.Denied == 0 ||
-			st.RuleCounters["blocked"].Denied == 0 || !hasAll(st.Hooks, "connect4", "connect6", "sendmsg4", "sendmsg6") {
+		if st.Backend != "ebpf" || st.AttachPoint != w.cgroup || st.Rules != 1 || st.Counters.Denied == 0 ||
+			st.RuleCounter["blocked"].Denied == 0 || !hasAll(st.Hooks, "connect4", "connect6", "sendmsg4", "sendmsg6") {
 			t.Fatalf("status %+v", st)
 		}
 		// The violations log under the state dir has it too (flushed within a second).

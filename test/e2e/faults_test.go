@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -31,11 +33,13 @@ import (
 // to fail with its recovery removed; RELIABILITY.md says how.
 
 // status returns `exewall status --json`.
+// status asks the daemon through the public client (e2e_test checks the
+// CLI's `status --json`).
 func (w *world) status() engine.Status {
 	w.t.Helper()
-	var st engine.Status
-	if err := json.Unmarshal([]byte(w.ok("status", "--json")), &st); err != nil {
-		w.t.Fatalf("status --json: %v", err)
+	st, err := client.New(w.socket).Status(context.Background())
+	if err != nil {
+		w.t.Fatalf("status: %v", err)
 	}
 	return st
 }
@@ -150,7 +154,7 @@ func TestFaultSIGKILLUnderStorm(t *testing.T) {
 
 	// The storm runs before, during and after the daemon's absence.
 	loop := w.startDenyLoop(blocked, port, procs, batch)
-	w.waitFor("storm under way", func() bool { return w.status().RuleCounters["storm"].Denied > 5000 })
+	w.waitFor("storm under way", func() bool { return w.status().RuleCounter["storm"].Denied > 5000 })
 	w.stop(syscall.SIGKILL)
 	killedAt, triesAtKill := time.Now(), loop.tries.Load()
 	// No daemon: the kernel still judges, from the pinned links.
@@ -166,11 +170,11 @@ func TestFaultSIGKILLUnderStorm(t *testing.T) {
 		t.Fatalf("%d of %d denied connects got through", leaks, tries)
 	}
 	st := w.status()
-	if got := st.RuleCounters["storm"].Denied; got != uint64(tries) {
+	if got := st.RuleCounter["storm"].Denied; got != uint64(tries) {
 		t.Fatalf("kernel counted %d denied across the SIGKILL and restart, want exactly %d", got, tries)
 	}
-	if st.RuleCounters["storm"].Allowed != 0 {
-		t.Fatalf("kernel allowed %d", st.RuleCounters["storm"].Allowed)
+	if st.RuleCounter["storm"].Allowed != 0 {
+		t.Fatalf("kernel allowed %d", st.RuleCounter["storm"].Allowed)
 	}
 	if rules := w.fileMatchesLs(); len(rules) != 1 || rules[0].Name != "storm" {
 		t.Fatalf("rules after restart: %+v", rules)
@@ -178,12 +182,12 @@ func TestFaultSIGKILLUnderStorm(t *testing.T) {
 	// Other rules coming and going leave the storm's counter alone.
 	w.ok("deny", "--name", "other", "/usr/local/bin/exewall-e2e-other")
 	w.ok("rm", "other")
-	if got := w.status().RuleCounters["storm"].Denied; got != uint64(tries) {
+	if got := w.status().RuleCounter["storm"].Denied; got != uint64(tries) {
 		t.Fatalf("kernel counter %d after another rule was added and removed, want still %d", got, tries)
 	}
 	t.Logf("%d denied connects from %d looping processes across a SIGKILL (daemon back in %v, %d connects while none ran): "+
 		"kernel counted exactly %d, none got through; restarted daemon received %d events, %d lost",
-		tries, procs, restartedIn.Round(time.Millisecond), triesAtStart-triesAtKill, st.RuleCounters["storm"].Denied, st.Violations, st.EventsLost)
+		tries, procs, restartedIn.Round(time.Millisecond), triesAtStart-triesAtKill, st.RuleCounter["storm"].Denied, st.Violations, st.EventsLost)
 }
 
 // TestFaultPolicyFile deletes, truncates and corrupts the policy file under
@@ -348,7 +352,7 @@ func TestFaultViolationsLogDiskFull(t *testing.T) {
 		st = w.status()
 		return st.ViolationsLogLost > 0 && strings.Contains(st.ViolationsLogError, "no space left on device")
 	})
-	if got := st.RuleCounters["blocked"].Denied; got != connects {
+	if got := st.RuleCounter["blocked"].Denied; got != connects {
 		t.Fatalf("kernel counted %d denied, want %d", got, connects)
 	}
 	body := metricsText(t, metrics)
@@ -502,7 +506,7 @@ func TestFaultPinsRemoved(t *testing.T) {
 		t.Errorf("removal not logged as tamper")
 	}
 	w.wantVerdict(client, port, "EPERM")
-	denied := w.status().RuleCounters["client"].Denied
+	denied := w.status().RuleCounter["client"].Denied
 
 	// The restored pins are what a restarted daemon adopts.
 	w.stop(syscall.SIGTERM)
@@ -510,7 +514,7 @@ func TestFaultPinsRemoved(t *testing.T) {
 	w.start("--sync-interval", "300ms")
 	w.wantAttachedOnce()
 	w.wantVerdict(client, port, "EPERM")
-	if got := w.status().RuleCounters["client"].Denied; got != denied+2 {
+	if got := w.status().RuleCounter["client"].Denied; got != denied+2 {
 		t.Fatalf("counter %d after restart, want %d (continued from the restored pins)", got, denied+2)
 	}
 	for _, name := range []string{"exe_rules", "counters"} {
@@ -668,7 +672,7 @@ func TestCountersSurviveOtherRuleEdits(t *testing.T) {
 	w.ok("deny", "--name", "other", "/usr/local/bin/exewall-e2e-other")
 	w.ok("rm", "other")
 	w.connect(client, "tcp4", port, 100)
-	if got := w.status().RuleCounters["client"].Denied; got != 200 {
+	if got := w.status().RuleCounter["client"].Denied; got != 200 {
 		t.Fatalf("kernel counter of rule client is %d after another rule was added and removed, want 200", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,11 +81,15 @@ func TestFollowMetricsTamper(t *testing.T) {
 
 	// Someone detaches a program; the periodic check puts it back and
 	// logs a tamper event without anyone running `exewall sync`.
-	w.detachConnect4()
+	// The sync runs every 300 ms and may repair the detach before anyone
+	// looks at the attached programs: its log line is the proof.
+	if out, err := execOut("bpftool", "link", "detach", "pinned", filepath.Join(w.pinDir, "link_connect4")); err != nil {
+		t.Fatalf("bpftool link detach: %v: %s", err, out)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		log, _ := os.ReadFile(w.logFile)
-		if strings.Contains(string(log), `"msg":"tamper`) && strings.Contains(string(log), `"by":"periodic sync"`) {
+		if tamperLogged(string(log), "connect4 program was detached") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -103,4 +108,14 @@ func TestFollowMetricsTamper(t *testing.T) {
 	if strings.Contains(string(body), "exewall_tamper_events_total 0") || !strings.Contains(string(body), "exewall_tamper_events_total") {
 		t.Errorf("tamper not counted in /metrics")
 	}
+}
+
+// tamperLogged reports a periodic sync's tamper line (JSON log) naming what.
+func tamperLogged(log, what string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"msg":"tamper`) && strings.Contains(line, `"by":"periodic sync"`) && strings.Contains(line, what) {
+			return true
+		}
+	}
+	return false
 }

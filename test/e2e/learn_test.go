@@ -368,7 +368,12 @@ func TestLearnThenApply(t *testing.T) {
 		}
 	}
 
-	diff := w.ok("diff", out)
+	// diff exits 1 when there are changes, like diff(1).
+	r := w.cli("diff", out)
+	if r.code != 1 {
+		t.Fatalf("diff of the learned policy: exit %d, want 1: %s", r.code, r.stderr)
+	}
+	diff := r.stdout
 	for _, s := range []string{"+ rule localapp: local-only exe " + localApp, "+ rule remoteapp: deny exe " + remoteApp, "2 added, 0 removed, 0 changed"} {
 		if !strings.Contains(diff, s) {
 			t.Errorf("diff lacks %q:\n%s", s, diff)
@@ -376,8 +381,8 @@ func TestLearnThenApply(t *testing.T) {
 	}
 	bad := filepath.Join(w.dir, "bad.yaml")
 	os.WriteFile(bad, []byte("default: allow\nrules:\n  - name: x\n    exe: /bin/true\n    action: maybe\n"), 0o644)
-	if msg := w.refused("diff", bad); !strings.Contains(msg, "line 5") {
-		t.Errorf("diff of an invalid file: %q, want the line", msg)
+	if r := w.cli("diff", bad); r.code != 2 || !strings.Contains(r.stderr, "line 5") {
+		t.Errorf("diff of an invalid file: exit %d, %q; want 2 and the line", r.code, r.stderr)
 	}
 
 	// Applied, the learned policy allows what they did and no more.

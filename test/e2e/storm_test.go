@@ -98,9 +98,9 @@ func TestDenyStormMemory(t *testing.T) {
 	}
 	t.Logf("%d denied connects: kernel counted %d denied, daemon received %d events (%d lost) standing for %d attempts, kept %d in memory; "+
 		"daemon RSS %d kB before, %d kB after, peak %d kB; slowest status call %v",
-		connects, st.RuleCounters["storm"].Denied, st.Violations, st.EventsLost, attempts, kept, before, after, peak, slowest.Round(time.Millisecond))
-	if st.RuleCounters["storm"].Denied < connects {
-		t.Errorf("kernel counted %d denied, want >= %d", st.RuleCounters["storm"].Denied, connects)
+		connects, st.RuleCounter["storm"].Denied, st.Violations, st.EventsLost, attempts, kept, before, after, peak, slowest.Round(time.Millisecond))
+	if st.RuleCounter["storm"].Denied < connects {
+		t.Errorf("kernel counted %d denied, want >= %d", st.RuleCounter["storm"].Denied, connects)
 	}
 	if st.EventsLost == 0 && uint64(st.Violations) == uint64(kept) && attempts != connects {
 		t.Errorf("no event lost, yet the events stand for %d attempts, want %d", attempts, connects)

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
 )
@@ -246,23 +246,8 @@ func TestSoak(t *testing.T) {
 		}
 		removeCgroup(t, cgroup)
 	})
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", socket)
-	}}}
-	getStatus := func() (engine.Status, error) {
-		var st engine.Status
-		resp, err := hc.Get("http://exewall/v1/status")
-		if err != nil {
-			return st, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b, _ := io.ReadAll(resp.Body)
-			return st, fmt.Errorf("status: %d %s", resp.StatusCode, b)
-		}
-		return st, json.NewDecoder(resp.Body).Decode(&st)
-	}
+	c := client.New(socket)
+	getStatus := func() (engine.Status, error) { return c.Status(context.Background()) }
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := getStatus(); err == nil {
 			break
@@ -413,7 +398,7 @@ func TestSoak(t *testing.T) {
 		"daemon RSS %d kB at start, max %d kB; API status calls %d: p50 %v p99 %v max %v; "+
 		"CLI calls %d (%d rule writes): p50 %v p99 %v max %v",
 		elapsed.Round(time.Second), denied.Load(), float64(denied.Load())/elapsed.Seconds(), stormProcs, spread, leaked.Load(),
-		st.RuleCounters["storm"].Denied, events, float64(events)/elapsed.Seconds(), reported, lost, logLines, st.ViolationsLogLost,
+		st.RuleCounter["storm"].Denied, events, float64(events)/elapsed.Seconds(), reported, lost, logLines, st.ViolationsLogLost,
 		rss0, rssMax.Load(), n, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond),
 		cn, writes.Load(), c50.Round(time.Millisecond), c99.Round(time.Millisecond), cmax.Round(time.Millisecond))
 	t.Log(summary)
@@ -422,11 +407,11 @@ func TestSoak(t *testing.T) {
 	if leaked.Load() != 0 {
 		t.Errorf("%d denied connects got through", leaked.Load())
 	}
-	if got := st.RuleCounters["storm"].Denied; got != uint64(denied.Load()) {
+	if got := st.RuleCounter["storm"].Denied; got != uint64(denied.Load()) {
 		t.Errorf("kernel counted %d denied, the clients saw %d EPERM", got, denied.Load())
 	}
-	if st.RuleCounters["storm"].Allowed != 0 {
-		t.Errorf("kernel allowed %d storm connects", st.RuleCounters["storm"].Allowed)
+	if st.RuleCounter["storm"].Allowed != 0 {
+		t.Errorf("kernel allowed %d storm connects", st.RuleCounter["storm"].Allowed)
 	}
 	if lost == 0 && st.ViolationsLogLost == 0 && reported != uint64(denied.Load()) {
 		t.Errorf("with no event lost, the events stand for %d attempts, want %d", reported, denied.Load())

@@ -1,5 +1,5 @@
-// Package api is the daemon's HTTP+JSON interface: the server side wraps an
-// engine.Manager, the client side is what the CLI commands call.
+// Package api is the daemon's HTTP+JSON interface: the server, which wraps
+// an engine.Manager. Its client is the public package client.
 //
 // The transport is per OS. On Linux and macOS it is a Unix socket (mode
 // 0600 in a 0700 directory) and the peer's credentials are checked on every
@@ -10,40 +10,26 @@
 package api
 
 import (
-	"time"
+	"errors"
 
 	"github.com/exewall/exewall/engine"
 )
 
-// Error is the body of every non-2xx answer.
-type Error struct {
-	Error string `json:"error"`
-	Line  int    `json:"line,omitempty"` // the policy line at fault, if any
-}
+// The request and response bodies are the public client package's
+// (client/types.go): the server and every client share one definition.
 
-// ActionRequest sets the policy default.
-type ActionRequest struct {
-	Action string `json:"action"`
-}
-
-// ModeRequest sets the policy mode.
-type ModeRequest struct {
-	Mode string `json:"mode"`
-}
-
-// ApplyRequest replaces the whole policy with a policy file's text.
-type ApplyRequest struct {
-	Policy        string        `json:"policy"`
-	ConfirmWithin time.Duration `json:"confirm_within,omitempty"` // 0: no rollback
-}
-
-// ApplyResponse says what is in force after an apply.
-type ApplyResponse struct {
-	Rules           int        `json:"rules"`
-	ConfirmDeadline *time.Time `json:"confirm_deadline,omitempty"`
-}
-
-// SyncResponse lists what sync found and repaired.
-type SyncResponse struct {
-	Drift []engine.Drift `json:"drift"`
+// Hint is what a user of the CLI can do about err, to follow its message
+// ("" when there is nothing to add): the engine's errors say what is wrong,
+// the API says how to get on.
+func Hint(err error) string {
+	var pend *engine.PendingError
+	switch {
+	case errors.Is(err, engine.ErrLearning):
+		return " (`exewall learn`); stop it first (Ctrl-C in its terminal), or wait for it to end"
+	case errors.Is(err, engine.ErrEmptyPolicyFile):
+		return " (truncated?); the policy in force stays. For no rules at all, write `rules: []`"
+	case errors.As(err, &pend):
+		return "; run `exewall confirm` (or let it roll back) first"
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -78,7 +79,7 @@ func decodeRule(body io.Reader) (engine.Rule, error) {
 
 // decodeAction reads a PUT /v1/default body.
 func decodeAction(body io.Reader) (engine.Action, error) {
-	var req ActionRequest
+	var req client.ActionRequest
 	if err := decodeBody(body, &req); err != nil {
 		return 0, err
 	}
@@ -91,7 +92,7 @@ func decodeAction(body io.Reader) (engine.Action, error) {
 
 // decodeMode reads a PUT /v1/mode body.
 func decodeMode(body io.Reader) (engine.Mode, error) {
-	var req ModeRequest
+	var req client.ModeRequest
 	if err := decodeBody(body, &req); err != nil {
 		return 0, err
 	}
@@ -104,13 +105,13 @@ func decodeMode(body io.Reader) (engine.Mode, error) {
 
 // decodeApply reads a POST /v1/apply body. The policy text itself is
 // checked by the manager (it names the line at fault).
-func decodeApply(body io.Reader) (ApplyRequest, error) {
-	var req ApplyRequest
+func decodeApply(body io.Reader) (client.ApplyRequest, error) {
+	var req client.ApplyRequest
 	if err := decodeBody(body, &req); err != nil {
-		return ApplyRequest{}, err
+		return client.ApplyRequest{}, err
 	}
 	if req.ConfirmWithin < 0 {
-		return ApplyRequest{}, fmt.Errorf("%w: negative confirm_within", errBadRequest)
+		return client.ApplyRequest{}, fmt.Errorf("%w: negative confirm_within", errBadRequest)
 	}
 	return req, nil
 }

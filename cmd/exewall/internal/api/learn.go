@@ -1,25 +1,12 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"time"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
-
-// LearnRequest starts a learning session (`exewall learn`).
-type LearnRequest struct {
-	// Duration is how long the session runs; 0: until stopped.
-	Duration time.Duration `json:"duration,omitempty"`
-	// Lease ends the session when the client has not polled it for this
-	// long (it died); 0 means DefaultLearnLease.
-	Lease time.Duration `json:"lease,omitempty"`
-}
-
-// DefaultLearnLease is how long a learning session outlives a silent client.
-const DefaultLearnLease = 30 * time.Second
 
 // registerLearn adds the learning session's endpoints:
 // POST /v1/learn starts one, GET /v1/learn reports its progress and renews
@@ -33,16 +20,16 @@ func registerLearn(mux *http.ServeMux, s *server) {
 func (s *server) learnFail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, engine.ErrNoLearning):
-		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+		writeJSON(w, http.StatusNotFound, client.ErrorBody{Error: err.Error() + Hint(err)})
 	case errors.Is(err, engine.ErrLearning):
-		writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
+		writeJSON(w, http.StatusConflict, client.ErrorBody{Error: err.Error() + Hint(err)})
 	default:
 		s.fail(w, r, err)
 	}
 }
 
 func (s *server) learnStart(w http.ResponseWriter, r *http.Request) {
-	var req LearnRequest
+	var req client.LearnRequest
 	if err := decodeBody(r.Body, &req); err != nil {
 		s.fail(w, r, err)
 		return
@@ -52,7 +39,7 @@ func (s *server) learnStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Lease == 0 {
-		req.Lease = DefaultLearnLease
+		req.Lease = client.DefaultLearnLease
 	}
 	rep, err := s.m.StartLearning(r.Context(), req.Duration, req.Lease)
 	if err != nil {
@@ -80,22 +67,4 @@ func (s *server) learnStop(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("learning stopped", "events", rep.Events, "executables", rep.Exes, "why", rep.EndReason)
 	writeJSON(w, http.StatusOK, rep)
-}
-
-// StartLearning starts a learning session.
-func (c *Client) StartLearning(ctx context.Context, d, lease time.Duration) (engine.LearnReport, error) {
-	var v engine.LearnReport
-	return v, c.do(ctx, "POST", "/v1/learn", LearnRequest{Duration: d, Lease: lease}, &v)
-}
-
-// LearnStatus reports the session's progress and renews its lease.
-func (c *Client) LearnStatus(ctx context.Context) (engine.LearnReport, error) {
-	var v engine.LearnReport
-	return v, c.do(ctx, "GET", "/v1/learn", nil, &v)
-}
-
-// StopLearning ends the session and returns everything it saw.
-func (c *Client) StopLearning(ctx context.Context) (engine.LearnReport, error) {
-	var v engine.LearnReport
-	return v, c.do(ctx, "DELETE", "/v1/learn", nil, &v)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -20,9 +21,9 @@ func TestLearnEndpoints(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.m.Run(ctx)
-	c := NewClient(f.socket)
+	c := client.New(f.socket)
 
-	var re *RemoteError
+	var re *client.Error
 	if _, err := c.LearnStatus(ctx); !errors.As(err, &re) || re.Status != http.StatusNotFound {
 		t.Fatalf("status without a session: %v", err)
 	}
@@ -34,7 +35,7 @@ func TestLearnEndpoints(t *testing.T) {
 		t.Fatalf("second start: %v", err)
 	}
 	if err := c.SetMode(ctx, "audit"); !errors.As(err, &re) || re.Status != http.StatusConflict ||
-		!strings.Contains(re.Body.Error, "learning") {
+		!strings.Contains(re.Message, "learning") {
 		t.Fatalf("edit during learning: %v", err)
 	}
 	f.b.Emit(engine.Violation{Time: time.Now(), Exe: "/bin/x", Comm: "x", Proto: "tcp",
@@ -55,6 +56,9 @@ func TestLearnEndpoints(t *testing.T) {
 	rep, err = c.StopLearning(ctx)
 	if err != nil || rep.Active || len(rep.Observed) != 1 || rep.Observed[0].Dests[0].Port != 80 {
 		t.Fatalf("stop: %+v %v", rep, err)
+	}
+	if p, err := engine.Parse([]byte(rep.Policy)); err != nil || p.RuleByName("x") == nil || p.RuleByName("x").Action != engine.ActionLocalOnly {
+		t.Fatalf("learned policy (127.0.0.1 only: local-only) %v:\n%s", err, rep.Policy)
 	}
 	if data, _ := os.ReadFile(f.policy); string(data) != fixturePolicy {
 		t.Fatalf("policy file touched by learning:\n%s", data)

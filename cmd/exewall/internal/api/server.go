@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -51,6 +52,8 @@ func Serve(ctx context.Context, l net.Listener, opts Options) error {
 	mux.HandleFunc("PUT /v1/default", s.setDefault)
 	mux.HandleFunc("PUT /v1/mode", s.setMode)
 	mux.HandleFunc("POST /v1/apply", s.apply)
+	mux.HandleFunc("POST /v1/diff", s.diff)
+	mux.HandleFunc("GET /v1/names", s.names)
 	mux.HandleFunc("POST /v1/confirm", s.confirm)
 	mux.HandleFunc("GET /v1/violations", s.violations)
 	mux.HandleFunc("POST /v1/sync", s.sync)
@@ -108,7 +111,7 @@ func (s *server) onlyRoot(next http.Handler) http.Handler {
 		p, _ := r.Context().Value(peerKey{}).(peer)
 		if p.err != nil || p.uid != s.allowUID {
 			s.log.Warn("refused API caller", "uid", p.uid, "pid", p.pid, "err", p.err, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, Error{Error: "permission denied: only root may control exewall"})
+			writeJSON(w, http.StatusForbidden, client.ErrorBody{Error: "permission denied: only root may control exewall"})
 			return
 		}
 		// Every body is bounded before a handler reads it; reading past
@@ -143,7 +146,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &pe), errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
 	}
-	body := Error{Error: err.Error()}
+	body := client.ErrorBody{Error: err.Error() + Hint(err)}
 	if pe != nil {
 		body.Line = pe.Line
 	}
@@ -230,12 +233,33 @@ func (s *server) apply(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp := ApplyResponse{Rules: len(p.Rules)}
+	resp := client.ApplyResponse{Rules: len(p.Rules)}
 	if d, ok := s.m.Pending(); ok {
 		resp.ConfirmDeadline = &d
 	}
 	s.log.Info("policy applied", "rules", resp.Rules, "confirm_within", req.ConfirmWithin)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// diff validates a policy exactly as apply does and answers what applying
+// it would change; nothing changes.
+func (s *server) diff(w http.ResponseWriter, r *http.Request) {
+	var req client.DiffRequest
+	if err := decodeBody(r.Body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	next, cur, err := s.m.Check([]byte(req.Policy))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, engine.Compare(engine.ViewPolicy(cur), engine.ViewPolicy(next)))
+}
+
+// names answers 501 until the daemon learns names from DNS answers.
+func (s *server) names(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, fmt.Errorf("names: %w: this daemon has no DNS name entries", engine.ErrNotSupported))
 }
 
 func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
@@ -313,7 +337,7 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request) {
 	if drift == nil {
 		drift = []engine.Drift{}
 	}
-	writeJSON(w, http.StatusOK, SyncResponse{Drift: drift})
+	writeJSON(w, http.StatusOK, client.SyncResponse{Drift: drift})
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {

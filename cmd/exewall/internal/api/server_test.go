@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/enginetest"
 )
@@ -72,7 +73,7 @@ func newAPIFixture(t *testing.T, opts Options) *apiFixture {
 }
 
 // request sends a request and returns the status and the decoded error.
-func (f *apiFixture) request(method, path string, body io.Reader) (int, Error) {
+func (f *apiFixture) request(method, path string, body io.Reader) (int, client.ErrorBody) {
 	f.t.Helper()
 	req, err := http.NewRequest(method, "http://exewall"+path, body)
 	if err != nil {
@@ -83,7 +84,7 @@ func (f *apiFixture) request(method, path string, body io.Reader) (int, Error) {
 		f.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	var e Error
+	var e client.ErrorBody
 	if resp.StatusCode >= 300 {
 		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
 			f.t.Fatalf("%s %s: %d answer is not a JSON error: %v", method, path, resp.StatusCode, err)
@@ -168,7 +169,7 @@ func TestOversizedRequestRefused(t *testing.T) {
 	applies := f.b.Applies()
 	// A valid apply whose policy text pushes the body past the bound.
 	pad := "#" + strings.Repeat("x", maxBody) + "\n"
-	body, _ := json.Marshal(ApplyRequest{Policy: pad + "default: deny\nrules: []\n"})
+	body, _ := json.Marshal(client.ApplyRequest{Policy: pad + "default: deny\nrules: []\n"})
 	code, e := f.request("POST", "/v1/apply", strings.NewReader(string(body)))
 	if code != http.StatusRequestEntityTooLarge || !strings.Contains(e.Error, "larger than") {
 		t.Fatalf("oversized apply: %d %q", code, e.Error)
@@ -230,7 +231,7 @@ func TestSlowClientsRefused(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no answer to a stalled body: %v", err)
 		}
-		var e Error
+		var e client.ErrorBody
 		json.NewDecoder(resp.Body).Decode(&e)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(e.Error, "not received in time") {

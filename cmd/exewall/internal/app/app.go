@@ -107,6 +107,15 @@ func setup(c *cli.Command) {
 }
 
 func usageError(cliContext *cli.Context, err error, isSubcommand bool) error {
+	err = usageMessage(cliContext, err)
+	if name := commandName(cliContext); name == "exewall diff" {
+		// diff exits like diff(1): 1 means "there are changes".
+		return &commands.ExitError{Code: 2, Err: err}
+	}
+	return err
+}
+
+func usageMessage(cliContext *cli.Context, err error) error {
 	name := commandName(cliContext)
 	if flag, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
 		if !strings.HasPrefix(flag, "--") && len(flag) > 2 {
@@ -141,7 +150,7 @@ func commandName(cliContext *cli.Context) string {
 
 // Run runs the command line args (args[0] is the program name).
 func (a *App) Run(args []string) error {
-	return a.App.Run(hoistSocket(args))
+	return commands.Explain(a.App.Run(hoistSocket(args)))
 }
 
 // hoistSocket moves --socket (in any of its spellings) to just after the

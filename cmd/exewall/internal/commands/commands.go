@@ -4,8 +4,10 @@ package commands
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 )
 
@@ -23,7 +25,7 @@ import (
 var SocketFlag = &cli.StringFlag{
 	Name:    "socket",
 	Usage:   "the daemon's Unix socket (on Windows, its named pipe)",
-	Value:   platform.DefaultSocket,
+	Value:   client.DefaultSocket,
 	EnvVars: []string{"EXEWALL_SOCKET"},
 }
 
@@ -31,8 +33,24 @@ var SocketFlag = &cli.StringFlag{
 var JSONFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
 
 // Client returns a client for the daemon the user selected.
-func Client(cliContext *cli.Context) *api.Client {
-	return api.NewClient(cliContext.String(SocketFlag.Name))
+func Client(cliContext *cli.Context) *client.Client {
+	return client.New(cliContext.String(SocketFlag.Name))
+}
+
+// Explain adds to a client's error what the user can do about it: start
+// the daemon, pass --socket, run as root.
+func Explain(err error) error {
+	var de *client.DialError
+	if !errors.As(err, &de) {
+		return err
+	}
+	switch {
+	case errors.Is(err, client.ErrNoDaemon):
+		return fmt.Errorf("%w (%s, or pass --socket)", err, platform.StartHint)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: only %s may control exewall", err, platform.AllowedCallers)
+	}
+	return err
 }
 
 // UsageError is a command line that does not fit the command.
@@ -101,3 +119,23 @@ func Q(s string) string {
 	// QuoteToGraphic escapes the quote character too; only the outer pair goes.
 	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
 }
+
+// ExitError ends the command with Code instead of 1. An empty Err prints
+// nothing: the command said what it had to on stdout (`exewall diff`
+// exits 1 when there are changes, like diff(1)).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode is the process's exit status.
+func (e *ExitError) ExitCode() int { return e.Code }

@@ -104,11 +104,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer vlog.close()
 	vlog.log = log
 
-	backend, resolver, closeResolver, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
+	backend, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
-	defer closeResolver()
 	defer func() {
 		if err := backend.Close(); err != nil {
 			log.Error("close backend", "err", err)
@@ -126,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer close(streamDone)
 	vstream := newViolationStream(cfg.LogFormat, os.Stdout, log, streamDone) // stdout.go
 	m = engine.NewManager(engine.ManagerConfig{
-		Backend: backend, PolicyFile: cfg.Policy, Resolver: resolver, Logger: log,
+		Backend: backend, PolicyFile: cfg.Policy, Logger: log,
 		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"),
 		OnViolation: func(v engine.Violation) {
 			if err := vlog.write(v); err != nil {
@@ -149,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	defer m.Close()
 	if err := m.Load(ctx); err != nil {
-		return err
+		return fmt.Errorf("%w%s", err, api.Hint(err))
 	}
 	mt = newMetrics(m)
 
@@ -188,7 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	st, _ := m.Status(ctx)
 	p := m.Policy()
-	log.Info("exewall ready", "backend", st.Backend, "cgroup", st.Cgroup, "hooks", st.Hooks, "policy", cfg.Policy,
+	log.Info("exewall ready", "backend", st.Backend, "cgroup", st.AttachPoint, "hooks", st.Hooks, "policy", cfg.Policy,
 		"rules", len(p.Rules), "default", p.Default.String(), "mode", p.Mode.String(), "socket", cfg.Socket,
 		"managed", m.Managed() != nil)
 	if err := sdNotify("READY=1\nSTATUS=enforcing " + cfg.Policy); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/exewall/exewall/engine"
@@ -78,7 +79,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.conns, err)
 		return
 	}
-	for rule, n := range st.RuleCounters {
+	for rule, n := range st.RuleCounter {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Allowed), rule, "allow")
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Denied), rule, "deny")
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.CounterValue, float64(n.Audited), rule, "audit")
@@ -124,7 +125,7 @@ func newMetrics(m *engine.Manager) *metrics {
 			Name: "exewall_tamper_events_total", Help: "Differences between the kernel and the policy found and repaired by sync."}),
 	}
 	reg.MustRegister(newCollector(m), mt.violations, mt.tamper,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return mt
 }
 

@@ -8,13 +8,14 @@ import (
 	"io"
 	"net"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/darwin"
 	"github.com/exewall/exewall/engine"
 )
 
 // Defaults of the daemon's flags and the CLI's socket.
 var (
-	DefaultSocket   = darwin.DefaultSocket
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
 	DefaultStateDir = darwin.DefaultStateDir // also holds pf's enable token
 	DefaultPinDir   = ""                     // nothing is pinned on macOS
@@ -28,15 +29,18 @@ const (
 
 // NewBackend starts the pf backend. pf cannot match executables, so the
 // resolver identifies none: exe rules are refused before apply.
-func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
+func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	b, err := darwin.New(ctx, darwin.Config{StateDir: cfg.StateDir, DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return b, noExeResolver{}, func() {}, nil
+	return struct {
+		*darwin.Backend
+		noExeResolver
+	}{b, noExeResolver{}}, nil
 }
 
-// noExeResolver identifies no executable.
+// noExeResolver identifies no executable (the backend is the resolver).
 type noExeResolver struct{}
 
 func (noExeResolver) Identify(string) (engine.FileID, bool, error) {
@@ -85,9 +89,3 @@ func UninstallService(ctx context.Context, out io.Writer) error {
 
 // Listen creates the API's Unix socket, mode 0600.
 func Listen(path string) (net.Listener, error) { return listenUnix(path) }
-
-// Dial connects to the daemon's socket.
-func Dial(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", path)
-}

@@ -6,14 +6,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/linux"
 )
 
 // Defaults of the daemon's flags and the CLI's socket.
 var (
-	DefaultSocket   = "/run/exewall/exewall.sock"
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
 	DefaultStateDir = "/var/lib/exewall"
 	DefaultPinDir   = linux.DefaultPinDir
@@ -25,15 +27,29 @@ const (
 	AllowedCallers = "root"
 )
 
-// NewBackend loads the eBPF backend. The resolver is the kernel's view of
-// executables (what the datapath matches), used to validate policies.
-func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
+// NewBackend loads the eBPF backend. It is also the manager's resolver:
+// the kernel's view of executables (what the datapath matches) validates
+// policies.
+func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	b, err := linux.New(ctx, linux.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	r := linux.NewKernelResolver()
-	return b, r, func() { r.Close() }, nil
+	return withResolver{Backend: b, r: linux.NewKernelResolver()}, nil
+}
+
+// withResolver makes the backend the resolver until the linux backend is
+// one itself (then NewBackend returns it as it is).
+type withResolver struct {
+	*linux.Backend
+	r *linux.KernelResolver
+}
+
+func (b withResolver) Identify(path string) (engine.FileID, bool, error) { return b.r.Identify(path) }
+
+func (b withResolver) Close() error {
+	b.r.Close()
+	return b.Backend.Close()
 }
 
 // Reset removes everything the backend pinned under cfg.PinDir; no daemon
@@ -42,8 +58,14 @@ func Reset(ctx context.Context, cfg Config) (string, error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir
 	}
+	// A second reset has nothing to remove, and says so.
+	entries, err := os.ReadDir(cfg.PinDir)
+	present := err == nil && len(entries) > 0
 	if err := linux.Reset(ctx, linux.Config{PinDir: cfg.PinDir}); err != nil {
 		return "", err
+	}
+	if !present {
+		return fmt.Sprintf("nothing to remove: exewall has nothing pinned under %s", cfg.PinDir), nil
 	}
 	return fmt.Sprintf("removed exewall's programs, links and maps (%s)", cfg.PinDir), nil
 }
@@ -62,9 +84,3 @@ func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bo
 // Listen creates the API's Unix socket, mode 0600, refusing when another
 // daemon already listens there.
 func Listen(path string) (net.Listener, error) { return listenUnix(path) }
-
-// Dial connects to the daemon's socket.
-func Dial(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", path)
-}

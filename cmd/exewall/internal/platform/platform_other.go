@@ -9,12 +9,13 @@ import (
 	"net"
 	"runtime"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
 // Defaults of the daemon's flags and the CLI's socket.
 var (
-	DefaultSocket   = "/var/run/exewall/exewall.sock"
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
 	DefaultStateDir = "/var/lib/exewall"
 	DefaultPinDir   = ""
@@ -27,8 +28,8 @@ const (
 )
 
 // NewBackend: exewall has no enforcement backend for this OS.
-func NewBackend(context.Context, Config) (engine.Backend, engine.Resolver, func(), error) {
-	return nil, nil, nil, fmt.Errorf("no enforcement backend for %s: %w", runtime.GOOS, engine.ErrNotSupported)
+func NewBackend(context.Context, Config) (engine.Backend, error) {
+	return nil, fmt.Errorf("no enforcement backend for %s: %w", runtime.GOOS, engine.ErrNotSupported)
 }
 
 // Reset: nothing to remove on this OS.
@@ -58,9 +59,3 @@ func UninstallService(context.Context, io.Writer) error {
 
 // Listen creates the API's Unix socket, mode 0600.
 func Listen(path string) (net.Listener, error) { return listenUnix(path) }
-
-// Dial connects to the daemon's socket.
-func Dial(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "unix", path)
-}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/windows"
 	xwindows "golang.org/x/sys/windows"
@@ -18,7 +19,7 @@ import (
 
 // Defaults of the daemon's flags and the CLI's named pipe.
 var (
-	DefaultSocket   = windows.DefaultPipeName
+	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = filepath.Join(programFiles(), "exewall", "policy.yaml")
 	DefaultStateDir = filepath.Join(programFiles(), "exewall", "state")
 	DefaultPinDir   = "" // nothing is pinned on Windows
@@ -42,12 +43,12 @@ func programFiles() string {
 
 // NewBackend opens the WFP backend. WFP matches the app ID of a path, so
 // the resolver is the file system's view.
-func NewBackend(ctx context.Context, cfg Config) (engine.Backend, engine.Resolver, func(), error) {
+func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	b, err := windows.New(ctx, windows.Config{DetachOnClose: cfg.DetachOnExit, Logger: cfg.Logger})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return b, engine.StatResolver{}, func() {}, nil
+	return b, nil
 }
 
 // Reset removes exewall's WFP filters, sublayer and provider.
@@ -97,6 +98,3 @@ func UninstallService(ctx context.Context, out io.Writer) error {
 
 // Listen creates the API's named pipe (SYSTEM and Administrators only).
 func Listen(path string) (net.Listener, error) { return windows.ListenPipe(path) }
-
-// Dial connects to the daemon's named pipe.
-func Dial(ctx context.Context, path string) (net.Conn, error) { return windows.DialPipe(ctx, path) }

@@ -4,34 +4,38 @@ package apply
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/engine"
 )
 
 // Command replaces the whole policy.
 var Command = &cli.Command{
 	Name:      "apply",
 	Usage:     "replace the whole policy with a policy file, atomically",
-	ArgsUsage: " ",
+	ArgsUsage: "-f FILE [--confirm-within D]",
 	Description: `Validates FILE and puts it in force in one step: no connection is judged
 by a mix of the old and new policy. An invalid file is refused with the
 line at fault and the policy in force stays. FILE becomes the daemon's
-policy file, comments included. "-" reads standard input.
+policy file, comments included. "-" reads standard input. A file with no
+policy in it (empty, or only comments) is refused, as the daemon refuses it
+at start; for no rules at all, apply "rules: []".
 
 With --confirm-within D the previous policy comes back by itself after D
 unless "exewall confirm" runs first: try a policy over SSH without the risk
 of locking yourself out.`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy file to apply"},
-		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back unless `exewall confirm` follows within this time (e.g. 2m)"},
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy `FILE` to apply (\"-\": standard input)"},
+		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back to the previous policy unless exewall confirm runs within `D` (e.g. 2m)"},
 	},
 	Action: func(cliContext *cli.Context) error {
+		if args := cliContext.Args().Slice(); len(args) == 1 && cliContext.String("file") == "" {
+			return commands.Usagef("the file is given with -f (usage: exewall apply -f %s [--confirm-within D])", args[0])
+		}
 		if _, err := commands.Args(cliContext, 0); err != nil {
 			return err
 		}
@@ -43,21 +47,20 @@ of locking yourself out.`,
 		if within < 0 {
 			return commands.Usagef("--confirm-within must be positive")
 		}
-		var data []byte
-		var err error
-		if file == "-" {
-			data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-		} else {
-			data, err = os.ReadFile(file)
-		}
+		data, err := engine.ReadPolicyFile(file)
 		if err != nil {
 			return err
 		}
+		if engine.EmptyPolicy(data) {
+			// Refused here with the reason a daemon gives at start: such a
+			// file, once written, would keep the daemon from starting.
+			return fmt.Errorf("%s: %w; the policy in force is unchanged", file, engine.ErrEmptyPolicyFile)
+		}
 		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {
-			var re *api.RemoteError
-			if errors.As(err, &re) && re.Body.Line > 0 {
-				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Body.Error)
+			var re *client.Error
+			if errors.As(err, &re) && re.Line > 0 {
+				return fmt.Errorf("%s: %s; the policy in force is unchanged", file, re.Message)
 			}
 			return err
 		}

@@ -19,7 +19,7 @@ func TestCompare(t *testing.T) {
 		{Name: "curl", Exe: "/usr/bin/curl", Action: "deny", Allow: []string{"10.0.0.0/8 port 443 tcp"}},
 		{Name: "rclone", Exe: "/usr/bin/rclone", Action: "local-only"},
 	}}
-	c := Compare(cur, next)
+	c := engine.Compare(cur, next)
 	var b bytes.Buffer
 	Print(&b, c, "f.yaml")
 	want := `~ default: allow -> deny
@@ -32,7 +32,7 @@ func TestCompare(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 	b.Reset()
-	Print(&b, Compare(cur, cur), "f.yaml")
+	Print(&b, engine.Compare(cur, cur), "f.yaml")
 	if !strings.HasPrefix(b.String(), "no changes") {
 		t.Fatal(b.String())
 	}

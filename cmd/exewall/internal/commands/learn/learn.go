@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
 	"github.com/exewall/exewall/engine"
 )
@@ -65,9 +63,10 @@ stops renewing its lease), or when the daemon stops. Review the result with
 		if err != nil {
 			return err
 		}
-		data, p, err := Policy(rep, Options{HostNets: hostNets(), SameFile: sameFile, Ended: time.Now()})
+		data := []byte(rep.Policy)
+		p, err := engine.Parse(data)
 		if err != nil {
-			return err
+			return fmt.Errorf("the daemon's learned policy: %w", err)
 		}
 		if out == "" {
 			_, err = cliContext.App.Writer.Write(data)
@@ -84,16 +83,16 @@ stops renewing its lease), or when the daemon stops. Review the result with
 
 // learn runs the session until d is up or the user interrupts it, showing
 // progress on errOut when it is a terminal, and returns the final report.
-func learn(ctx context.Context, c *api.Client, d time.Duration, errOut io.Writer) (engine.LearnReport, error) {
+func learn(ctx context.Context, c *client.Client, d time.Duration, errOut io.Writer) (engine.LearnReport, error) {
 	sig, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// The daemon ends the session by itself at d, or when we stop polling
 	// (we died); its report stays until we collect it.
-	rep, err := c.StartLearning(ctx, d, api.DefaultLearnLease)
+	rep, err := c.StartLearning(ctx, d, client.DefaultLearnLease)
 	if err != nil {
-		var re *api.RemoteError
+		var re *client.Error
 		if errors.As(err, &re) {
-			return rep, fmt.Errorf("cannot start learning: %s", re.Body.Error)
+			return rep, fmt.Errorf("cannot start learning: %s", re.Message)
 		}
 		return rep, err
 	}
@@ -161,45 +160,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// hostNets returns this host's own subnets, which `local-only` allows.
-func hostNets() []netip.Prefix {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(n.IP)
-		if !ok {
-			continue
-		}
-		addr = addr.Unmap()
-		bits, total := n.Mask.Size()
-		if addr.Is4() && total == 128 {
-			bits -= 96
-		}
-		p := netip.PrefixFrom(addr, bits)
-		if p.IsValid() && !addr.IsLoopback() {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
-}
-
-func sameFile(a, b string) bool {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(fa, fb)
 }

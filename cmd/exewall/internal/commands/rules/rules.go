@@ -5,6 +5,7 @@ package rules
 import (
 	"fmt"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -29,9 +30,14 @@ func exeCommand(action, usage string) *cli.Command {
 		Name:      action,
 		Usage:     usage,
 		ArgsUsage: "EXE",
-		Description: fmt.Sprintf(`Sets the rule for one executable to %s, replacing the rule it had.
-EXE is a path (symlinks and hard links name the same file) or a command
-name looked up in $PATH. Every process running that file is covered.
+		Description: fmt.Sprintf(`Sets the action of the rule for one executable to %s, creating the
+rule if there is none. EXE is a path (symlinks and hard links name the same
+file) or a command name looked up in $PATH. Every process running that file
+is covered.
+
+What the command does not name is kept from the rule EXE had: its name,
+its audit flag (unless --audit or --audit=false is given) and its allow and
+deny entries; the output says what was kept and what the action was.
 
 Example: exewall %s --audit /usr/bin/curl`, action, action),
 		Flags: []cli.Flag{nameFlag, auditFlag},
@@ -45,9 +51,72 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 				return err
 			}
 			rv := engine.RuleView{Name: cliContext.String("name"), Exe: exe, Action: action, Audit: cliContext.Bool("audit")}
-			return addRule(cliContext, rv)
+			cur, err := commands.Client(cliContext).Policy(cliContext.Context)
+			if err != nil {
+				return err
+			}
+			prev := ruleForExe(cur, exe)
+			if prev == nil {
+				return addRule(cliContext, rv)
+			}
+			keptAudit := !cliContext.IsSet("audit") && prev.Audit
+			if keptAudit {
+				rv.Audit = true
+			}
+			rv.Allow, rv.Deny = prev.Allow, prev.Deny
+			got, err := commands.Client(cliContext).AddRule(cliContext.Context, rv)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describeKept(*prev, got, keptAudit)))
+			return nil
 		},
 	}
+}
+
+// ruleForExe returns the rule whose exe is path, if any.
+func ruleForExe(p engine.PolicyView, exe string) *engine.RuleView {
+	for i, r := range p.Rules {
+		if r.Exe != "" && sameExe(r.Exe, exe) {
+			return &p.Rules[i]
+		}
+	}
+	return nil
+}
+
+func sameExe(a, b string) bool {
+	if strings.HasPrefix(a, "/") && strings.HasPrefix(b, "/") {
+		return path.Clean(a) == path.Clean(b)
+	}
+	norm := func(s string) string { return strings.ReplaceAll(s, "/", `\`) }
+	return strings.EqualFold(norm(a), norm(b))
+}
+
+// describeKept describes a rule that replaced prev, saying what was kept
+// from it and what the action was before.
+func describeKept(prev, got engine.RuleView, keptAudit bool) string {
+	s := got.Action + " " + got.Selector().String()
+	if len(got.Allow) > 0 {
+		s += ", allow " + strings.Join(got.Allow, "; ")
+	}
+	if len(got.Deny) > 0 {
+		s += ", deny " + strings.Join(got.Deny, "; ")
+	}
+	if len(got.Allow)+len(got.Deny) > 0 {
+		s += " (entries kept)"
+	}
+	switch {
+	case keptAudit:
+		s += " (audit kept)"
+	case got.Audit:
+		s += " (audit)"
+	case prev.Audit:
+		s += " (audit off)"
+	}
+	if prev.Action == got.Action {
+		return s + "; action unchanged"
+	}
+	return s + "; was " + prev.Action
 }
 
 // absExe makes a path absolute and finds a bare command name in $PATH, as
@@ -71,34 +140,9 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describe(got)))
+	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(got.String()))
+	warnNotPresent(cliContext, got.Exe)
 	return nil
-}
-
-func describe(rv engine.RuleView) string {
-	s := rv.Action + " " + selector(rv)
-	if len(rv.Allow) > 0 {
-		s += ", allow " + strings.Join(rv.Allow, "; ")
-	}
-	if len(rv.Deny) > 0 {
-		s += ", deny " + strings.Join(rv.Deny, "; ")
-	}
-	if rv.Audit {
-		s += " (audit)"
-	}
-	return s
-}
-
-func selector(rv engine.RuleView) string {
-	switch {
-	case rv.Exe != "":
-		return "exe " + rv.Exe
-	case rv.Cgroup != "":
-		return "cgroup " + rv.Cgroup
-	case rv.User != "":
-		return "user " + rv.User
-	}
-	return "group " + rv.Group
 }
 
 // RuleCommand is `rule add`: a rule with every option.
@@ -177,7 +221,7 @@ var RmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", commands.Q(got.Name), commands.Q(describe(got)))
+		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", commands.Q(got.Name), commands.Q(got.String()))
 		return nil
 	},
 }
@@ -208,7 +252,11 @@ var LsCommand = &cli.Command{
 		tw := commands.Table(w)
 		fmt.Fprintln(tw, "NAME\tACTION\tSELECTS\tALLOW\tDENY\tAUDIT")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(selector(r)), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
+			sel := r.Selector().String()
+			if notPresent(r.Exe) {
+				sel += " (not present yet)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(sel), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
 		}
 		return tw.Flush()
 	},

@@ -31,7 +31,7 @@ var Command = &cli.Command{
 		}
 		tw := commands.Table(w)
 		fmt.Fprintf(tw, "backend:\t%s\n", st.Backend)
-		fmt.Fprintf(tw, "attached to:\t%s\n", st.Cgroup)
+		fmt.Fprintf(tw, "attached to:\t%s\n", st.AttachPoint)
 		fmt.Fprintf(tw, "hooks:\t%s\n", strings.Join(st.Hooks, ", "))
 		owner := "edited by exewall"
 		if st.Managed {
@@ -58,11 +58,11 @@ var Command = &cli.Command{
 		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
-		if len(st.RuleCounters) == 0 {
+		if len(st.RuleCounter) == 0 {
 			return nil
 		}
-		names := make([]string, 0, len(st.RuleCounters))
-		for n := range st.RuleCounters {
+		names := make([]string, 0, len(st.RuleCounter))
+		for n := range st.RuleCounter {
 			names = append(names, n)
 		}
 		sort.Strings(names)
@@ -70,7 +70,7 @@ var Command = &cli.Command{
 		tw = commands.Table(w)
 		fmt.Fprintln(tw, "RULE\tALLOWED\tDENIED\tAUDITED")
 		for _, n := range names {
-			c := st.RuleCounters[n]
+			c := st.RuleCounter[n]
 			label := n
 			if label == "" {
 				label = "(default)"

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/exewall/exewall/cmd/exewall/internal/api"
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
 )
 
@@ -36,7 +36,7 @@ when a difference could not be repaired.`,
 			}
 		}
 		if cliContext.Bool("json") {
-			if err := commands.PrintJSON(w, api.SyncResponse{Drift: drift}); err != nil {
+			if err := commands.PrintJSON(w, client.SyncResponse{Drift: drift}); err != nil {
 				return err
 			}
 		} else if len(drift) == 0 {

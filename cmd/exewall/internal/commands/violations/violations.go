@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -52,39 +51,25 @@ printing new ones until interrupted. --json prints one JSON object a line.`,
 		}
 		w := cliContext.App.Writer
 		var print func(engine.Violation) error
-		var tw *tabwriter.Writer
+		var tab *table
 		if cliContext.Bool("json") {
 			enc := json.NewEncoder(w)
 			print = func(v engine.Violation) error { return enc.Encode(v) }
 		} else {
-			tw = commands.Table(w)
-			fmt.Fprintln(tw, "TIME\tVERDICT\tRULE\tPID\tUID\tCOMM\tEXE\tDESTINATION")
-			print = func(v engine.Violation) error {
-				rule := v.Rule
-				if rule == "" {
-					rule = "(default)"
-				}
-				dest := fmt.Sprintf("%s %s", v.Proto, v.Daddr)
-				if v.Proto != "icmp" {
-					dest = fmt.Sprintf("%s %s", v.Proto, netJoin(v.Daddr.String(), v.Dport))
-				}
-				if v.Count > 1 {
-					dest += fmt.Sprintf(" (x%d)", v.Count)
-				}
-				if v.Folded > 0 {
-					dest += fmt.Sprintf(" [flood: %d events folded, last shown]", v.Folded)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Time.Local().Format("2006-01-02 15:04:05.000"),
-					v.Verdict, commands.Q(rule), v.PID, v.UID, commands.Q(v.Comm), commands.Q(v.Exe), dest)
-				if follow {
-					return tw.Flush()
-				}
-				return nil
+			tab = newTable(w, follow)
+			print = tab.print
+		}
+		var err error
+		for v, verr := range commands.Client(cliContext).Violations(ctx, since, follow) {
+			if err = verr; err == nil {
+				err = print(v)
+			}
+			if err != nil {
+				break
 			}
 		}
-		err := commands.Client(cliContext).Violations(ctx, since, follow, print)
-		if tw != nil {
-			tw.Flush()
+		if tab != nil {
+			tab.end(err)
 		}
 		if follow && ctx.Err() != nil {
 			return nil // interrupted by the user

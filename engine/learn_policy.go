@@ -1,4 +1,4 @@
-package learn
+package engine
 
 import (
 	"bytes"
@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/exewall/exewall/engine"
 )
 
 // Folding: this many distinct addresses of one /24 (IPv6: one /64) on
@@ -25,8 +23,8 @@ const (
 // maxListed bounds the destinations a rule's comment lists.
 const maxListed = 12
 
-// Options says how to turn a learning report into a policy.
-type Options struct {
+// LearnOptions says how to turn a learning report into a policy.
+type LearnOptions struct {
 	// HostNets are this host's own subnets, local for `local-only`.
 	HostNets []netip.Prefix
 	// SameFile reports whether two paths are one executable; nil
@@ -36,11 +34,11 @@ type Options struct {
 	Ended time.Time
 }
 
-// Policy writes a reviewed-ready policy file from what a learning session
+// LearnedPolicy writes a reviewed-ready policy file from what a learning session
 // saw: the previous policy's default and mode, its rules unchanged, and one
 // rule per executable seen that no previous rule names. The result always
-// parses (engine.Parse) to the policy it describes.
-func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error) {
+// parses (Parse) to the policy it describes.
+func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) {
 	same := opts.SameFile
 	if same == nil {
 		same = func(a, b string) bool { return a == b }
@@ -52,7 +50,7 @@ func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error
 	}
 
 	type item struct {
-		view    engine.RuleView
+		view    RuleView
 		comment string
 		dests   map[string]string // allow entry -> line comment
 	}
@@ -62,7 +60,7 @@ func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error
 	}
 
 	// Merge executables that are one file (hard links, symlinks).
-	var exes []engine.LearnExe
+	var exes []LearnExe
 	var notes []string
 	for _, e := range rep.Observed {
 		if p, ok := strings.CutSuffix(e.Exe, " (deleted)"); ok {
@@ -93,18 +91,18 @@ func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error
 			kept[at].comment += "; " + summary + ", left as it was"
 			continue
 		}
-		name := engine.DeriveName(engine.Selector{Exe: e.Exe})
+		name := DeriveName(Selector{Exe: e.Exe})
 		for n := 2; names[name]; n++ {
-			name = fmt.Sprintf("%s-%d", engine.DeriveName(engine.Selector{Exe: e.Exe}), n)
+			name = fmt.Sprintf("%s-%d", DeriveName(Selector{Exe: e.Exe}), n)
 		}
 		names[name] = true
-		it := &item{view: engine.RuleView{Name: name, Exe: e.Exe}, dests: map[string]string{}}
+		it := &item{view: RuleView{Name: name, Exe: e.Exe}, dests: map[string]string{}}
 		local, other := true, false
 		for _, d := range dests {
 			if d.Proto != "tcp" && d.Proto != "udp" {
 				other = true
 			}
-			if !engine.IsLocal(d.Addr, opts.HostNets) {
+			if !IsLocal(d.Addr, opts.HostNets) {
 				local = false
 			}
 		}
@@ -137,7 +135,7 @@ func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error
 	}
 
 	// The policy, built in code, is what the text must parse back to.
-	view := engine.PolicyView{Default: prev.Default, Mode: prev.Mode, Rules: []engine.RuleView{}}
+	view := PolicyView{Default: prev.Default, Mode: prev.Mode, Rules: []RuleView{}}
 	for _, it := range append(kept, learned...) {
 		view.Rules = append(view.Rules, it.view)
 	}
@@ -180,17 +178,17 @@ func Policy(rep engine.LearnReport, opts Options) ([]byte, *engine.Policy, error
 		return nil, nil, fmt.Errorf("write learned policy: %w", err)
 	}
 	enc.Close()
-	got, err := engine.Parse(buf.Bytes())
+	got, err := Parse(buf.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("learned policy does not parse back (a bug): %w\n%s", err, buf.Bytes())
 	}
-	if !reflect.DeepEqual(engine.ViewPolicy(got), engine.ViewPolicy(want)) {
+	if !reflect.DeepEqual(ViewPolicy(got), ViewPolicy(want)) {
 		return nil, nil, fmt.Errorf("learned policy does not read back as written (a bug):\n%s", buf.Bytes())
 	}
 	return buf.Bytes(), got, nil
 }
 
-func header(rep engine.LearnReport, opts Options, rules int, notes []string) string {
+func header(rep LearnReport, opts LearnOptions, rules int, notes []string) string {
 	end := opts.Ended
 	if end.IsZero() {
 		end = time.Now()
@@ -222,8 +220,12 @@ func header(rep engine.LearnReport, opts Options, rules int, notes []string) str
 		}
 		sort.Strings(comms)
 		lines = append(lines, "",
-			"Not learned: attempts by processes that exited before their executable",
-			"could be read, by command name: "+strings.Join(comms, ", "))
+			"Not learned: attempts whose executable could not be named (the exec hook",
+			"is unavailable and the process had exited), by command name: "+strings.Join(comms, ", "))
+	}
+	if rep.NotSent > 0 {
+		lines = append(lines, "", fmt.Sprintf("Not learned: %d UDP connects that sent nothing (glibc's getaddrinfo connects", rep.NotSent),
+			"a UDP socket to each candidate address to sort them); they allow nothing.")
 	}
 	if rep.Dropped > 0 {
 		lines = append(lines, fmt.Sprintf("Not learned: %d attempts beyond the session's table size.", rep.Dropped))
@@ -252,7 +254,7 @@ func comment(s string) string {
 
 func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 
-func previousRule(rules []engine.RuleView, exe string, same func(a, b string) bool) int {
+func previousRule(rules []RuleView, exe string, same func(a, b string) bool) int {
 	for i, r := range rules {
 		if r.Exe != "" && (r.Exe == exe || same(r.Exe, exe)) {
 			return i
@@ -275,14 +277,14 @@ func appendNew(list []string, more ...string) []string {
 }
 
 // mergeDests sums duplicates (from merged executables) and sorts.
-func mergeDests(ds []engine.LearnDest) []engine.LearnDest {
+func mergeDests(ds []LearnDest) []LearnDest {
 	type key struct {
 		a     netip.Addr
 		port  uint16
 		proto string
 	}
 	at := map[key]int{}
-	var out []engine.LearnDest
+	var out []LearnDest
 	for _, d := range ds {
 		d.Addr = d.Addr.Unmap()
 		k := key{d.Addr, d.Port, d.Proto}
@@ -305,7 +307,7 @@ func mergeDests(ds []engine.LearnDest) []engine.LearnDest {
 	return out
 }
 
-func hostPort(d engine.LearnDest) string {
+func hostPort(d LearnDest) string {
 	if d.Proto != "tcp" && d.Proto != "udp" {
 		return fmt.Sprintf("%s %s", d.Addr, d.Proto)
 	}
@@ -323,12 +325,12 @@ type folded struct {
 // consecutive ports as ranges), and a prefix and ports seen over both TCP
 // and UDP are one entry without a protocol. Sockets other than TCP and UDP
 // get an entry for the address without port or protocol.
-func fold(ds []engine.LearnDest) []folded {
+func fold(ds []LearnDest) []folded {
 	type pp struct {
 		proto string
 		port  uint16
 	}
-	byPort := map[pp][]engine.LearnDest{}
+	byPort := map[pp][]LearnDest{}
 	for _, d := range ds {
 		k := pp{d.Proto, d.Port}
 		if d.Proto != "tcp" && d.Proto != "udp" {
@@ -346,7 +348,7 @@ func fold(ds []engine.LearnDest) []folded {
 	}
 	ports := map[pk]map[uint16]*stat{}
 	for k, list := range byPort {
-		groups := map[netip.Prefix][]engine.LearnDest{}
+		groups := map[netip.Prefix][]LearnDest{}
 		for _, d := range list {
 			bits := 24
 			if d.Addr.Is6() {
@@ -428,12 +430,12 @@ func fold(ds []engine.LearnDest) []folded {
 			i++
 		}
 		for _, r := range e.ranges {
-			d := engine.Dest{Prefix: e.prefix, PortLo: r[0], PortHi: r[1]}
+			d := Dest{Prefix: e.prefix, PortLo: r[0], PortHi: r[1]}
 			switch e.proto {
 			case "tcp":
-				d.Proto = engine.ProtoTCP
+				d.Proto = ProtoTCP
 			case "udp":
-				d.Proto = engine.ProtoUDP
+				d.Proto = ProtoUDP
 			}
 			var count uint64
 			addrs := map[netip.Addr]bool{}

@@ -1,0 +1,4 @@
+package client
+
+// DefaultSocket is the daemon's named pipe unless told otherwise.
+const DefaultSocket = `\\.\pipe\exewall`

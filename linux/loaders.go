@@ -1,0 +1,78 @@
+//go:build linux
+
+package linux
+
+import (
+	"debug/elf"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// loaderGlobs are where distributions keep their dynamic loaders (ld.so).
+var loaderGlobs = []string{
+	"/lib64/ld-*.so*", "/lib/ld-*.so*", "/lib/*/ld-*.so*", "/lib32/ld-*.so*", "/libx32/ld-*.so*",
+	"/usr/lib64/ld-*.so*", "/usr/lib/ld-*.so*", "/usr/lib/*/ld-*.so*", "/usr/lib32/ld-*.so*",
+}
+
+// loaderProbes are programs whose ELF interpreter is the system's loader,
+// wherever a distribution puts it.
+var loaderProbes = []string{"/bin/sh", "/usr/bin/env"}
+
+// writeLoaders tells the exec hook which files are dynamic loaders: a
+// loader run directly (ld.so PROGRAM) is judged as PROGRAM.
+func (b *Backend) writeLoaders() error {
+	seen := map[string]bool{}
+	var paths []string
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			paths = append(paths, p)
+		}
+	}
+	for _, g := range loaderGlobs {
+		matches, _ := filepath.Glob(g)
+		for _, m := range matches {
+			if strings.Contains(filepath.Base(m), ".so") {
+				add(m)
+			}
+		}
+	}
+	for _, p := range loaderProbes {
+		if interp := elfInterpreter(p); interp != "" {
+			add(interp)
+		}
+	}
+	ids, err := b.resolver.IdentifyAll(paths)
+	if err != nil {
+		return fmt.Errorf("resolve dynamic loaders: %w", err)
+	}
+	for _, id := range ids {
+		k := datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}
+		if err := b.objs.Loaders.Update(k, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write dynamic loaders: %w", err)
+		}
+	}
+	return nil
+}
+
+// elfInterpreter is the PT_INTERP of an ELF file, "" when it has none.
+func elfInterpreter(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			buf := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(buf, 0); err != nil {
+				return ""
+			}
+			return strings.TrimRight(string(buf), "\x00")
+		}
+	}
+	return ""
+}
