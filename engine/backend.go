@@ -91,4 +91,8 @@ type Check struct {
 	// Detail says what it would add, and doctor does not count it as a
 	// failure.
 	Optional bool `json:"optional,omitempty"`
+	// Finding marks a fact about the machine that weakens what exewall can
+	// promise (a non-inet family any user can open): printed as WARN with
+	// its remedy, not counted as a failure of exewall.
+	Finding bool `json:"finding,omitempty"`
 }
