@@ -23,13 +23,13 @@ import (
 // tokenFile keeps our pf enable reference across daemon restarts.
 const tokenFile = "pf-token"
 
-// Anchor loads rendered rulesets into one pf anchor with pfctl and removes
+// pfAnchor loads rendered rulesets into one pf anchor with pfctl and removes
 // them again. It never disables pf (`pfctl -d`) and never touches the main
 // ruleset: it enables pf with a reference (`pfctl -E`), keeps the token in
 // StateDir, and hands the reference back (`pfctl -X`) on Remove, so pf ends
 // up as it was found. Its methods are safe for concurrent use.
-type Anchor struct {
-	Pfctl    Runner       // runs pfctl; Command("pfctl") on macOS
+type pfAnchor struct {
+	Pfctl    runner       // runs pfctl; Command("pfctl") on macOS
 	Path     string       // anchor path; AnchorPath when empty
 	StateDir string       // where the enable token is kept; not kept when empty
 	Log      *slog.Logger // nil for slog.Default()
@@ -37,13 +37,13 @@ type Anchor struct {
 	mu      sync.Mutex
 	token   string // our enable reference; "" when we hold none
 	text    string // the text last loaded
-	labels  map[string]Label
-	numbers map[int]Label   // rule number in the anchor → label, as pfctl lists them
-	loaded  map[string]bool // labels pfctl listed after the last load
+	labels  map[string]ruleLabel
+	numbers map[int]ruleLabel // rule number in the anchor → label, as pfctl lists them
+	loaded  map[string]bool   // labels pfctl listed after the last load
 }
 
-// PFRule is one rule of the anchor as `pfctl -vv -s rules` lists it.
-type PFRule struct {
+// listedRule is one rule of the anchor as `pfctl -vv -s rules` lists it.
+type listedRule struct {
 	Nr      int    // the rule's number, as pflog reports it
 	Text    string // pfctl's rendering, without the number
 	Label   string
@@ -51,7 +51,7 @@ type PFRule struct {
 	States  uint64 // states alive now
 }
 
-func (a *Anchor) path() string {
+func (a *pfAnchor) path() string {
 	if a.Path == "" {
 		return AnchorPath
 	}
@@ -60,29 +60,29 @@ func (a *Anchor) path() string {
 
 // Name is the anchor's last path component, which pflog reports as the
 // ruleset of a logged packet.
-func (a *Anchor) Name() string { return path.Base(a.path()) }
+func (a *pfAnchor) Name() string { return path.Base(a.path()) }
 
-func (a *Anchor) log() *slog.Logger {
+func (a *pfAnchor) log() *slog.Logger {
 	if a.Log == nil {
 		return slog.Default()
 	}
 	return a.Log
 }
 
-func (a *Anchor) pfctl(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+func (a *pfAnchor) pfctl(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
 	return a.Pfctl.Run(ctx, stdin, args...)
 }
 
 // Load replaces the anchor's rules and tables with rs in one pfctl
 // transaction, then makes sure pf is enabled. When pfctl refuses the text
 // the anchor keeps its previous rules.
-func (a *Anchor) Load(ctx context.Context, rs *Ruleset) error {
+func (a *pfAnchor) Load(ctx context.Context, rs *ruleset) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.load(ctx, rs)
 }
 
-func (a *Anchor) load(ctx context.Context, rs *Ruleset) error {
+func (a *pfAnchor) load(ctx context.Context, rs *ruleset) error {
 	if _, err := a.pfctl(ctx, []byte(rs.Text), "-a", a.path(), "-f", "-"); err != nil {
 		return fmt.Errorf("can't load pf anchor %s: %w", a.path(), err)
 	}
@@ -102,7 +102,7 @@ func (a *Anchor) load(ctx context.Context, rs *Ruleset) error {
 // enable takes one pf enable reference unless we hold one. A token left by
 // an earlier daemon is handed back after the new one is taken, so pf never
 // drops to zero references in between.
-func (a *Anchor) enable(ctx context.Context) error {
+func (a *pfAnchor) enable(ctx context.Context) error {
 	if a.token != "" {
 		return nil
 	}
@@ -138,7 +138,7 @@ func parseToken(out []byte) (string, bool) {
 	return string(m[1]), true
 }
 
-func (a *Anchor) readToken() string {
+func (a *pfAnchor) readToken() string {
 	if a.StateDir == "" {
 		return ""
 	}
@@ -153,7 +153,7 @@ func (a *Anchor) readToken() string {
 	return tok
 }
 
-func (a *Anchor) writeToken(tok string) error {
+func (a *pfAnchor) writeToken(tok string) error {
 	if a.StateDir == "" {
 		return nil
 	}
@@ -170,7 +170,7 @@ func (a *Anchor) writeToken(tok string) error {
 // Remove flushes the anchor (`pfctl -a <anchor> -F all`: its rules and
 // tables, nothing else) and hands back our enable reference, kept or left
 // by an earlier daemon. pf stays enabled if anyone else holds a reference.
-func (a *Anchor) Remove(ctx context.Context) error {
+func (a *pfAnchor) Remove(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, err := a.pfctl(ctx, nil, "-a", a.path(), "-F", "all"); err != nil {
@@ -197,7 +197,7 @@ func (a *Anchor) Remove(ctx context.Context) error {
 
 // Rules lists the anchor's rules as pf holds them, with their numbers and
 // counters.
-func (a *Anchor) Rules(ctx context.Context) ([]PFRule, error) {
+func (a *pfAnchor) Rules(ctx context.Context) ([]listedRule, error) {
 	out, err := a.pfctl(ctx, nil, "-a", a.path(), "-vv", "-s", "rules")
 	if err != nil {
 		return nil, fmt.Errorf("can't list pf anchor %s: %w", a.path(), err)
@@ -205,12 +205,12 @@ func (a *Anchor) Rules(ctx context.Context) ([]PFRule, error) {
 	return parseRules(out), nil
 }
 
-func (a *Anchor) readNumbers(ctx context.Context) error {
+func (a *pfAnchor) readNumbers(ctx context.Context) error {
 	rules, err := a.Rules(ctx)
 	if err != nil {
 		return err
 	}
-	a.numbers = map[int]Label{}
+	a.numbers = map[int]ruleLabel{}
 	a.loaded = labelSet(rules)
 	for _, r := range rules {
 		if l, ok := a.labelOf(r.Label); ok {
@@ -222,42 +222,42 @@ func (a *Anchor) readNumbers(ctx context.Context) error {
 
 // labelOf resolves a label we wrote: from the last load's table, else from
 // its own text (a rule name shown as in the label).
-func (a *Anchor) labelOf(s string) (Label, bool) {
+func (a *pfAnchor) labelOf(s string) (ruleLabel, bool) {
 	if l, ok := a.labels[s]; ok {
 		return l, true
 	}
-	return ParseLabel(s)
+	return parseLabel(s)
 }
 
-// ParseLabel reads back a label Render wrote, exewall:<verdict>:<id>. The
+// parseLabel reads back a label Render wrote, exewall:<verdict>:<id>. The
 // rule name comes back as safe for a label, possibly truncated.
-func ParseLabel(s string) (Label, bool) {
+func parseLabel(s string) (ruleLabel, bool) {
 	rest, ok := strings.CutPrefix(s, labelPrefix)
 	if !ok {
-		return Label{}, false
+		return ruleLabel{}, false
 	}
 	v, id, ok := strings.Cut(rest, ":")
 	if !ok {
-		return Label{}, false
+		return ruleLabel{}, false
 	}
 	switch engine.Verdict(v) {
 	case engine.VerdictAllow, engine.VerdictDeny, engine.VerdictAudit:
 	default:
-		return Label{}, false
+		return ruleLabel{}, false
 	}
 	if id == "default" {
-		return Label{"", engine.Verdict(v)}, true
+		return ruleLabel{"", engine.Verdict(v)}, true
 	}
 	_, name, ok := strings.Cut(id, "-")
 	if !ok || !strings.HasPrefix(id, "r") {
-		return Label{}, false
+		return ruleLabel{}, false
 	}
-	return Label{name, engine.Verdict(v)}, true
+	return ruleLabel{name, engine.Verdict(v)}, true
 }
 
 // Lookup returns the label of the anchor's rule number nr, as pflog reports
 // it, from the numbers read after the last load.
-func (a *Anchor) Lookup(nr int) (Label, bool) {
+func (a *pfAnchor) Lookup(nr int) (ruleLabel, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l, ok := a.numbers[nr]
@@ -265,7 +265,7 @@ func (a *Anchor) Lookup(nr int) (Label, bool) {
 }
 
 // Enabled reports whether pf is running (`pfctl -s info`).
-func (a *Anchor) Enabled(ctx context.Context) (bool, error) {
+func (a *pfAnchor) Enabled(ctx context.Context) (bool, error) {
 	out, err := a.pfctl(ctx, nil, "-s", "info")
 	if err != nil {
 		return false, fmt.Errorf("can't read pf status: %w", err)
@@ -282,7 +282,7 @@ func (a *Anchor) Enabled(ctx context.Context) (bool, error) {
 // or changed behind our back, pf disabled (`pfctl -d` drops every
 // reference), or rs itself changed since the last load (the host's subnets
 // moved).
-func (a *Anchor) Sync(ctx context.Context, rs *Ruleset) ([]engine.Drift, error) {
+func (a *pfAnchor) Sync(ctx context.Context, rs *ruleset) ([]engine.Drift, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var drift []engine.Drift
@@ -316,19 +316,54 @@ func (a *Anchor) Sync(ctx context.Context, rs *Ruleset) ([]engine.Drift, error) 
 		a.token = "" // pfctl -d invalidates every token
 		reload = true
 	}
-	if !reload {
-		return nil, nil
+	if reload {
+		if err := a.load(ctx, rs); err != nil {
+			return drift, err
+		}
+		for i := range drift {
+			drift[i].Repaired = true
+		}
 	}
-	if err := a.load(ctx, rs); err != nil {
+	// exewall never touches the main ruleset (Apple's rule for pf users),
+	// so an orphaned anchor is reported, not repaired.
+	evaluated, err := a.Evaluated(ctx)
+	if err != nil {
 		return drift, err
 	}
-	for i := range drift {
-		drift[i].Repaired = true
+	if !evaluated {
+		drift = append(drift, engine.Drift{What: orphaned})
 	}
 	return drift, nil
 }
 
-func labelSet(rules []PFRule) map[string]bool {
+// orphaned says why the anchor is not evaluated, and what to do.
+const orphaned = `the main ruleset no longer evaluates anchor "com.apple/*" (another program replaced or flushed it): ` +
+	`exewall's rules are loaded but not enforced; restore it with ` + "`sudo pfctl -f /etc/pf.conf`"
+
+// Evaluated reports whether pf's main ruleset still has the `anchor
+// "com.apple/*"` rule through which our anchor is evaluated: a program
+// that loads its own pf.conf, or runs `pfctl -F all`, orphans every
+// com.apple anchor while they keep their rules.
+func (a *pfAnchor) Evaluated(ctx context.Context) (bool, error) {
+	out, err := a.pfctl(ctx, nil, "-s", "rules")
+	if err != nil {
+		return false, fmt.Errorf("can't list pf's main ruleset: %w", err)
+	}
+	return evaluates(out), nil
+}
+
+// evaluates reads `pfctl -s rules` of the main ruleset for the rule that
+// evaluates the com.apple anchors.
+func evaluates(mainRules []byte) bool {
+	for _, l := range strings.Split(string(mainRules), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), `anchor "com.apple/*"`) {
+			return true
+		}
+	}
+	return false
+}
+
+func labelSet(rules []listedRule) map[string]bool {
 	s := map[string]bool{}
 	for _, r := range rules {
 		if r.Label != "" {
@@ -347,8 +382,8 @@ var (
 // parseRules reads `pfctl -vv -s rules`: each rule is "@<nr> <rule>"
 // followed by bracketed counter lines; anything else (pfctl's ALTQ
 // warnings on stderr) is skipped.
-func parseRules(out []byte) []PFRule {
-	var rules []PFRule
+func parseRules(out []byte) []listedRule {
+	var rules []listedRule
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -358,7 +393,7 @@ func parseRules(out []byte) []PFRule {
 			if err != nil {
 				continue
 			}
-			r := PFRule{Nr: nr, Text: m[2]}
+			r := listedRule{Nr: nr, Text: m[2]}
 			if l := labelRE.FindStringSubmatch(m[2]); l != nil {
 				r.Label = l[1]
 			}
@@ -381,10 +416,10 @@ func parseRules(out []byte) []PFRule {
 	return rules
 }
 
-// Counters sums the rules' packet counts by verdict and by rule name. pf
+// countRules sums the rules' packet counts by verdict and by rule name. pf
 // counts packets, not attempts: a blocked attempt is usually one packet, an
 // allowed or audited connection counts every packet it carried.
-func Counters(rules []PFRule, lookup func(label string) (Label, bool)) (engine.Counters, map[string]engine.Counters, int) {
+func countRules(rules []listedRule, lookup func(label string) (ruleLabel, bool)) (engine.Counters, map[string]engine.Counters, int) {
 	var total engine.Counters
 	byRule := map[string]engine.Counters{}
 	names := map[string]bool{}
@@ -412,15 +447,31 @@ func Counters(rules []PFRule, lookup func(label string) (Label, bool)) (engine.C
 }
 
 // State reports what the anchor holds: the number of policy rules found in
-// it and pf's counters.
-func (a *Anchor) State(ctx context.Context) (engine.State, error) {
+// it and pf's counters. Its only hook is the anchor, and only while pf is
+// enabled and its main ruleset evaluates the anchor; otherwise the hook
+// says "not enforcing" and why.
+func (a *pfAnchor) State(ctx context.Context) (engine.State, error) {
 	st := engine.State{Backend: "pf", AttachPoint: a.path(), Hooks: []string{"pf anchor " + a.path()}}
 	rules, err := a.Rules(ctx)
 	if err != nil {
 		return st, err
 	}
+	on, err := a.Enabled(ctx)
+	if err != nil {
+		return st, err
+	}
+	evaluated, err := a.Evaluated(ctx)
+	if err != nil {
+		return st, err
+	}
+	switch {
+	case !on:
+		st.Hooks = []string{"not enforcing: pf is disabled"}
+	case !evaluated:
+		st.Hooks = []string{`not enforcing: pf's main ruleset does not evaluate anchor "com.apple/*"`}
+	}
 	a.mu.Lock()
-	st.Counters, st.RuleCounter, st.Rules = Counters(rules, a.labelOf)
+	st.Counters, st.RuleCounter, st.Rules = countRules(rules, a.labelOf)
 	a.mu.Unlock()
 	return st, nil
 }

@@ -82,12 +82,13 @@ const (
 	list     = "-a com.apple/exewall -vv -s rules"
 	flush    = "-a com.apple/exewall -F all"
 	status   = "-s info"
+	mainList = "-s rules"
 	anchorNm = "exewall"
 )
 
-func mustRender(t *testing.T, p *engine.Policy) *Ruleset {
+func mustRender(t *testing.T, p *engine.Policy) *ruleset {
 	t.Helper()
-	rs, err := Render(p, nil)
+	rs, err := renderRuleset(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestAnchorRoundTrip(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 
 	rsA := mustRender(t, policyA)
 	if err := a.Load(ctx, rsA); err != nil {
@@ -124,15 +125,19 @@ func TestAnchorRoundTrip(t *testing.T) {
 	}
 
 	// The fake numbers rules as pf does, "{ tcp udp }" counting twice:
-	// @0 pass tcp (allow), @1-2 block tcp/udp (deny backup), @3-4 default
-	// tcp/udp, @5 icmp, @6 icmp6.
-	for nr, want := range map[int]Label{0: {"backup", engine.VerdictAllow}, 2: {"backup", engine.VerdictDeny}, 4: {"", engine.VerdictDeny}, 6: {"", engine.VerdictDeny}} {
+	// tagging rules @0-1 default tcp/udp, @2 icmp, @3 icmp6, @4-5 backup's
+	// deny tcp/udp (no label), @6 backup's allow; then the decisions @7-8
+	// backup's block tcp/udp, @9-12 the default's tcp, udp, icmp, icmp6.
+	for nr, want := range map[int]ruleLabel{6: {"backup", engine.VerdictAllow}, 7: {"backup", engine.VerdictDeny}, 8: {"backup", engine.VerdictDeny},
+		9: {"", engine.VerdictDeny}, 12: {"", engine.VerdictDeny}} {
 		if got, ok := a.Lookup(nr); !ok || got != want {
 			t.Errorf("Lookup(%d) = %+v, %v; want %+v", nr, got, ok, want)
 		}
 	}
-	if _, ok := a.Lookup(7); ok {
-		t.Error("Lookup(7) found a rule that is not there")
+	for _, nr := range []int{0, 4, 13} {
+		if l, ok := a.Lookup(nr); ok {
+			t.Errorf("Lookup(%d) = %+v: a tagging rule that denies, or no rule, has no label", nr, l)
+		}
 	}
 
 	// A second apply replaces the anchor and keeps the one reference.
@@ -152,13 +157,14 @@ func TestAnchorRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.wantCalls(list)
-	// policyB: ci allow x2, ci deny x2, me audit x1, me allow x2; one packet each.
-	want := engine.Counters{Allowed: 4, Denied: 2, Audited: 1}
+	f.wantCalls(list, status, mainList)
+	// policyB, one packet for each labelled rule: ci allow x2 (tcp, udp),
+	// me allow x2, ci's block x2, me's audited pass x2.
+	want := engine.Counters{Allowed: 4, Denied: 2, Audited: 2}
 	if st.Backend != "pf" || st.AttachPoint != AnchorPath || st.Rules != 2 || st.Counters != want {
 		t.Errorf("State = %+v; want 2 rules, counters %+v", st, want)
 	}
-	if c := st.RuleCounter["me"]; c != (engine.Counters{Allowed: 2, Audited: 1}) {
+	if c := st.RuleCounter["me"]; c != (engine.Counters{Allowed: 2, Audited: 2}) {
 		t.Errorf("counters of rule me = %+v", c)
 	}
 
@@ -178,14 +184,14 @@ func TestAnchorRoundTrip(t *testing.T) {
 func TestAnchorLoadRefused(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
 	rs := mustRender(t, policyA)
 	if err := a.Load(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
 	f.calls()
 
-	err := a.Load(ctx, &Ruleset{Text: "pass out quick all\nbogus rule\n"})
+	err := a.Load(ctx, &ruleset{Text: "pass out quick all\nbogus rule\n"})
 	if err == nil {
 		t.Fatal("Load accepted a ruleset pfctl refused")
 	}
@@ -200,8 +206,8 @@ func TestAnchorLoadRefused(t *testing.T) {
 
 func TestAnchorRefusedFirstLoadDoesNotEnable(t *testing.T) {
 	f := newFakePF(t)
-	a := &Anchor{Pfctl: Command("pfctl")}
-	if err := a.Load(context.Background(), &Ruleset{Text: "bogus\n"}); err == nil {
+	a := &pfAnchor{Pfctl: command("pfctl")}
+	if err := a.Load(context.Background(), &ruleset{Text: "bogus\n"}); err == nil {
 		t.Fatal("Load accepted a ruleset pfctl refused")
 	}
 	f.wantCalls(load)
@@ -217,7 +223,7 @@ func TestAnchorAdoptsEarlierToken(t *testing.T) {
 	f.write("next-token", "1001\n")
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("1000\n"), 0o600)
 
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Load(ctx, mustRender(t, policyB)); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +244,7 @@ func TestAnchorStaleTokenAfterReboot(t *testing.T) {
 	f := newFakePF(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("77\n"), 0o600)
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Load(context.Background(), mustRender(t, policyA)); err != nil {
 		t.Fatalf("a stale token must not fail the load: %v", err)
 	}
@@ -259,7 +265,7 @@ func TestResetWithoutLoad(t *testing.T) {
 	f.write("anchors/com.apple%exewall", "block return out quick all\n")
 	os.WriteFile(filepath.Join(dir, tokenFile), []byte("1000\n"), 0o600)
 
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: dir}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: dir}
 	if err := a.Remove(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +276,7 @@ func TestResetWithoutLoad(t *testing.T) {
 func TestAnchorSync(t *testing.T) {
 	f := newFakePF(t)
 	ctx := context.Background()
-	a := &Anchor{Pfctl: Command("pfctl"), StateDir: t.TempDir()}
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
 	rs := mustRender(t, policyA)
 	if err := a.Load(ctx, rs); err != nil {
 		t.Fatal(err)
@@ -281,7 +287,7 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 0 {
 		t.Fatalf("Sync of an intact anchor = %v, %v", drift, err)
 	}
-	f.wantCalls(list, status)
+	f.wantCalls(list, status, mainList)
 
 	// Someone flushed our anchor.
 	os.Remove(filepath.Join(f.state, "anchors", "com.apple%exewall"))
@@ -289,7 +295,7 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 1 || !drift[0].Repaired || !strings.Contains(drift[0].What, "does not hold") {
 		t.Fatalf("Sync after a flush = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, list)
+	f.wantCalls(list, status, load, list, mainList)
 
 	// Someone ran pfctl -d, which drops every reference.
 	f.write("tokens", "")
@@ -297,20 +303,55 @@ func TestAnchorSync(t *testing.T) {
 	if err != nil || len(drift) != 1 || drift[0].What != "pf is disabled" || !drift[0].Repaired {
 		t.Fatalf("Sync after pfctl -d = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, enable, "-X 1000", list)
+	f.wantCalls(list, status, load, enable, "-X 1000", list, mainList)
 
 	// The host's subnets changed: same labels, new local table.
-	rs2, _ := Render(&engine.Policy{Default: engine.ActionLocalOnly}, nil)
+	rs2, _ := renderRuleset(&engine.Policy{Default: engine.ActionLocalOnly}, nil)
 	a.Load(ctx, rs2)
-	rs3, _ := Render(&engine.Policy{Default: engine.ActionLocalOnly}, testHostNets)
+	rs3, _ := renderRuleset(&engine.Policy{Default: engine.ActionLocalOnly}, testHostNets)
 	f.calls()
 	drift, err = a.Sync(ctx, rs3)
 	if err != nil || len(drift) != 1 || !strings.Contains(drift[0].What, "subnets") {
 		t.Fatalf("Sync after a subnet change = %+v, %v", drift, err)
 	}
-	f.wantCalls(list, status, load, list)
+	f.wantCalls(list, status, load, list, mainList)
 	if got, _ := f.anchorText(); got != rs3.Text {
 		t.Error("Sync did not load the new subnets")
+	}
+}
+
+// TestAnchorOrphaned: another program replaced pf's main ruleset (`pfctl -F
+// all`, its own pf.conf), so nothing evaluates com.apple/*. Sync says so
+// (it does not touch the main ruleset), and State stops claiming a hook:
+// status shows "not enforcing". pf disabled shows the same.
+func TestAnchorOrphaned(t *testing.T) {
+	f := newFakePF(t)
+	ctx := context.Background()
+	a := &pfAnchor{Pfctl: command("pfctl"), StateDir: t.TempDir()}
+	rs := mustRender(t, policyA)
+	if err := a.Load(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || st.Hooks[0] != "pf anchor "+AnchorPath {
+		t.Fatalf("State of an enforcing anchor = %+v, %v", st.Hooks, err)
+	}
+	f.write("orphaned", "")
+	f.calls()
+	drift, err := a.Sync(ctx, rs)
+	if err != nil || len(drift) != 1 || drift[0].Repaired || !strings.Contains(drift[0].What, `no longer evaluates anchor "com.apple/*"`) {
+		t.Fatalf("Sync of an orphaned anchor = %+v, %v", drift, err)
+	}
+	f.wantCalls(list, status, mainList) // nothing loaded, the main ruleset untouched
+	st, err = a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || !strings.HasPrefix(st.Hooks[0], "not enforcing: ") {
+		t.Errorf("State of an orphaned anchor: hooks %q, %v", st.Hooks, err)
+	}
+	os.Remove(filepath.Join(f.state, "orphaned"))
+	f.write("tokens", "") // pfctl -d
+	st, err = a.State(ctx)
+	if err != nil || len(st.Hooks) != 1 || st.Hooks[0] != "not enforcing: pf is disabled" {
+		t.Errorf("State with pf disabled: hooks %q, %v", st.Hooks, err)
 	}
 }
 
@@ -327,7 +368,7 @@ ALTQ related functions disabled
   [ Evaluations: 5         Packets: 0         Bytes: 0           States: 0     ]
 `
 	got := parseRules([]byte(out))
-	want := []PFRule{
+	want := []listedRule{
 		{Nr: 0, Label: "exewall:allow:r0-backup", Packets: 33, States: 1},
 		{Nr: 1, Label: "exewall:deny:r0-backup", Packets: 4},
 		{Nr: 2},

@@ -18,6 +18,16 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
+// defaultStateDir is where the pf enable token is kept when Config.StateDir
+// is empty.
+const defaultStateDir = "/var/db/exewall"
+
+// tcpdumpArgs make tcpdump write pflog0's packets as a pcap stream on
+// stdout, one packet at a time (-U), headers only (-s): ReadPflog decodes
+// pf's binary log header, which carries the socket's uid and pid that
+// Apple's tcpdump does not print.
+var tcpdumpArgs = []string{"-n", "-U", "-s", "160", "-w", "-", "-i", "pflog0"}
+
 // Config configures the pf backend.
 type Config struct {
 	StateDir      string       // where the pf enable token is kept; DefaultStateDir when empty
@@ -28,7 +38,7 @@ type Config struct {
 // Backend enforces policies with pf on macOS. It implements engine.Backend,
 // engine.Syncer and engine.Resetter.
 type Backend struct {
-	anchor *Anchor
+	anchor *pfAnchor
 	log    *slog.Logger
 	detach bool
 
@@ -59,11 +69,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	dir := cfg.StateDir
 	if dir == "" {
-		dir = DefaultStateDir
+		dir = defaultStateDir
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b := &Backend{
-		anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
+		anchor: &pfAnchor{Pfctl: command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
 		log:    log,
 		detach: cfg.DetachOnClose,
 		viol:   make(chan engine.Violation, 1024),
@@ -88,7 +98,7 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	return b.anchor.Load(ctx, rs)
 }
 
-func (b *Backend) render(p *engine.Policy) (*Ruleset, error) {
+func (b *Backend) render(p *engine.Policy) (*ruleset, error) {
 	if p == nil {
 		return nil, errors.New("no policy")
 	}
@@ -118,11 +128,11 @@ func (b *Backend) render(p *engine.Policy) (*Ruleset, error) {
 		}
 		seen[key] = r.Name
 	}
-	nets, err := HostNets()
+	nets, err := interfaceNets()
 	if err != nil {
 		return nil, err
 	}
-	return Render(p, nets)
+	return renderRuleset(p, nets)
 }
 
 // Sync implements engine.Syncer: it reloads the anchor when its rules are
@@ -139,7 +149,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	st, err := b.anchor.State(ctx)
 	b.mu.Lock()
-	if b.following {
+	if b.following && err == nil && !strings.HasPrefix(st.Hooks[0], "not enforcing") {
 		st.Hooks = append(st.Hooks, "pflog0 (tcpdump)")
 	}
 	b.mu.Unlock()
@@ -190,7 +200,7 @@ func (b *Backend) Checks(ctx context.Context) []engine.Check {
 	switch {
 	case err != nil:
 		cs = append(cs, engine.Check{Name: "pf anchor", Detail: err.Error()})
-	case strings.Contains(string(out), `anchor "com.apple/*"`):
+	case evaluates(out):
 		cs = append(cs, engine.Check{Name: "pf anchor", OK: true, Detail: `the main ruleset evaluates anchor "com.apple/*", which holds ` + AnchorPath})
 	default:
 		cs = append(cs, engine.Check{Name: "pf anchor", Detail: `the main ruleset has no anchor "com.apple/*" rule, so ` + AnchorPath + ` is never evaluated: restore it in /etc/pf.conf`})
@@ -227,11 +237,11 @@ func (b *Backend) follow(ctx context.Context) {
 func (b *Backend) tcpdump(ctx context.Context) error {
 	// macOS creates pflog interfaces on demand only.
 	if _, err := net.InterfaceByName("pflog0"); err != nil {
-		if _, err := Command("ifconfig").Run(ctx, nil, "pflog0", "create"); err != nil {
+		if _, err := command("ifconfig").Run(ctx, nil, "pflog0", "create"); err != nil {
 			return fmt.Errorf("can't create pflog0: %w", err)
 		}
 	}
-	cmd := exec.CommandContext(ctx, "tcpdump", TcpdumpArgs...)
+	cmd := exec.CommandContext(ctx, "tcpdump", tcpdumpArgs...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -242,7 +252,7 @@ func (b *Backend) tcpdump(ctx context.Context) error {
 	}
 	b.setFollowing(true)
 	defer b.setFollowing(false)
-	rerr := ReadPflog(ctx, out, b.anchor.Name(), b.anchor.Lookup, time.Now, b.viol)
+	rerr := readPflog(ctx, out, b.anchor.Name(), b.anchor.Lookup, b.viol)
 	// Whatever ended the reading, tcpdump must not block on a full pipe.
 	_ = cmd.Process.Kill()
 	werr := cmd.Wait()
@@ -261,9 +271,9 @@ func (b *Backend) setFollowing(on bool) {
 	b.mu.Unlock()
 }
 
-// HostNets lists the subnets of the host's interfaces (loopback aside),
+// interfaceNets lists the subnets of the host's interfaces (loopback aside),
 // which `local-only` counts as local.
-func HostNets() ([]netip.Prefix, error) {
+func interfaceNets() ([]netip.Prefix, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("can't list interfaces: %w", err)
@@ -304,22 +314,8 @@ func HostNets() ([]netip.Prefix, error) {
 func Reset(ctx context.Context, cfg Config) error {
 	stateDir := cfg.StateDir
 	if stateDir == "" {
-		stateDir = DefaultStateDir
+		stateDir = defaultStateDir
 	}
-	a := &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath, StateDir: stateDir}
+	a := &pfAnchor{Pfctl: command("pfctl"), Path: AnchorPath, StateDir: stateDir}
 	return a.Remove(ctx)
-}
-
-// InstallService installs and starts the LaunchDaemon running exePath
-// (absolute) as `exewall daemon`.
-func InstallService(exePath string) error {
-	s := &Service{Launchctl: Command("launchctl")}
-	return s.Install(context.Background(), exePath)
-}
-
-// UninstallService stops the LaunchDaemon and removes its plist. pf's rules
-// stay in force until `exewall reset`.
-func UninstallService() error {
-	s := &Service{Launchctl: Command("launchctl")}
-	return s.Uninstall(context.Background())
 }

@@ -12,6 +12,6 @@ import (
 // starting a backend (New runs tcpdump on pflog0, creating the interface
 // when it is missing; doctor changes nothing).
 func Checks(ctx context.Context, cfg Config) []engine.Check {
-	b := &Backend{anchor: &Anchor{Pfctl: Command("pfctl"), Path: AnchorPath}}
+	b := &Backend{anchor: &pfAnchor{Pfctl: command("pfctl"), Path: AnchorPath}}
 	return b.Checks(ctx)
 }

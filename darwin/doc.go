@@ -5,10 +5,11 @@
 // executable, so exe: and cgroup: rules are refused (wrapping
 // engine.ErrNotSupported) and user: and group: rules are enforced.
 //
-// Most of the package is plain Go that builds and is tested on every OS:
-// Render turns a policy into pf.conf text, Anchor drives pfctl through a
-// Runner (tests put a fake pfctl on PATH), ParsePflog reads tcpdump's pflog
-// lines and Plist writes the launchd job. Only backend_darwin.go, which reads
-// the host's interfaces, runs tcpdump and installs the LaunchDaemon, is
-// macOS-only.
+// Its exported surface is New, Config, Checks, Reset and AnchorPath. Most
+// of the package is plain Go that builds and is tested on every OS:
+// renderRuleset turns a policy into pf.conf text, pfAnchor drives pfctl
+// through a runner (tests put a fake pfctl on PATH), and readPflog decodes
+// pf's binary log (struct pfloghdr in tcpdump's pcap stream). Only the files
+// ending in _darwin.go, which read the host's interfaces and run tcpdump,
+// are macOS-only. The LaunchDaemon lives in cmd/exewall/internal/platform.
 package darwin

@@ -1,7 +1,9 @@
 package darwin
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,143 +12,148 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-var now = time.Date(2025, 11, 25, 15, 4, 5, 0, time.UTC)
-
-func TestParsePflog(t *testing.T) {
-	for _, c := range []struct {
-		line string
-		want LogEntry
-	}{
-		{ // TCP SYN blocked by rule 12 of our anchor, reached from main rule 4
-			"00:00:00.000000 rule 4.exewall.12/0(match): block out on en0: 192.168.1.10.52144 > 203.0.113.5.443: Flags [S], seq 2743385165, win 65535, options [mss 1460,nop,wscale 6,nop,nop,TS val 1 ecr 0,sackOK,eol], length 0",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 12, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 52144, Daddr: ip("203.0.113.5"), Dport: 443},
-		},
-		{ // recent tcpdump prints the socket's uid
-			"00:00:01.002003 rule 4.exewall.3/0(match) [uid 501]: block out on en0: 2001:db8::10.61000 > 2001:db8:1::5.443: Flags [S], seq 1, win 65535, length 0",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 3, Reason: "0(match)", UID: 501, HasUID: true, Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("2001:db8::10"), Sport: 61000, Daddr: ip("2001:db8:1::5"), Dport: 443},
-		},
-		{ // an audited DNS query: tcpdump decodes the payload, no "UDP"
-			"00:00:00.500000 rule 4.exewall.7/0(match) [uid 502]: pass out on en0: 192.168.1.10.53000 > 8.8.8.8.53: 4660+ A? example.com. (29)",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 7, Reason: "0(match)", UID: 502, HasUID: true, Action: "pass", Dir: "out", Iface: "en0",
-				Proto: "udp", Saddr: ip("192.168.1.10"), Sport: 53000, Daddr: ip("8.8.8.8"), Dport: 53},
-		},
-		{
-			"00:00:02.000001 rule 4.exewall.9/0(match): block out on utun3: 10.0.0.5.5000 > 198.51.100.7.9999: UDP, length 5",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 9, Reason: "0(match)", Action: "block", Dir: "out", Iface: "utun3",
-				Proto: "udp", Saddr: ip("10.0.0.5"), Sport: 5000, Daddr: ip("198.51.100.7"), Dport: 9999},
-		},
-		{ // ping: ICMP has no ports
-			"00:00:00.000042 rule 4.exewall.20/0(match): block out on en0: 192.168.1.10 > 1.1.1.1: ICMP echo request, id 17, seq 0, length 64",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 20, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "icmp", Saddr: ip("192.168.1.10"), Daddr: ip("1.1.1.1")},
-		},
-		{
-			"00:00:00.100000 rule 4.exewall.21/0(match): block out on en0: 2001:db8::10 > 2606:4700::1111: ICMP6, echo request, id 5, seq 1, length 16",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 21, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "icmp", Saddr: ip("2001:db8::10"), Daddr: ip("2606:4700::1111")},
-		},
-		{ // Apple's own anchor; its name holds dots
-			"00:00:03.000000 rule 4.250.ApplicationFirewall.0/0(match): block in on en0: 203.0.113.9.51000 > 192.168.1.10.22: Flags [S], seq 9, win 1024, length 0",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "250.ApplicationFirewall", SubNr: 0, Reason: "0(match)", Action: "block", Dir: "in", Iface: "en0",
-				Proto: "tcp", Saddr: ip("203.0.113.9"), Sport: 51000, Daddr: ip("192.168.1.10"), Dport: 22},
-		},
-		{ // a rule of the main ruleset, without -e's header order quirks: "IP " prefix
-			"00:00:00.000000 rule 0/0(match): block out on en0: IP 192.168.1.10.1234 > 203.0.113.5.80: Flags [S], seq 1, length 0",
-			LogEntry{Time: now, RuleNr: 0, SubNr: -1, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 1234, Daddr: ip("203.0.113.5"), Dport: 80},
-		},
-		{ // older tcpdump (OpenBSD style): no colon after the reason
-			"Nov 25 15:04:05.000000 rule 2.exewall.1/(match) block out on en0: 192.168.1.10.1234 > 203.0.113.5.443: Flags [S], seq 1, length 0",
-			LogEntry{Time: now, RuleNr: 2, Ruleset: "exewall", SubNr: 1, Reason: "(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 1234, Daddr: ip("203.0.113.5"), Dport: 443},
-		},
-		{ // -tttt gives an absolute time, which wins over the read time
-			"2025-11-25 09:00:00.250000 rule 4.exewall.12/0(match): block out on en0: 192.168.1.10.52144 > 203.0.113.5.443: Flags [S], seq 1, length 0",
-			LogEntry{Time: time.Date(2025, 11, 25, 9, 0, 0, 250000000, time.Local), RuleNr: 4, Ruleset: "exewall", SubNr: 12, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 52144, Daddr: ip("203.0.113.5"), Dport: 443},
-		},
-		{ // an IPv4-mapped address keeps its mapping here; Violation unmaps it
-			"00:00:00.000000 rule 4.exewall.2/0(match): block out on en0: ::ffff:192.168.1.10.1234 > ::ffff:203.0.113.5.443: Flags [S], seq 1, length 0",
-			LogEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 2, Reason: "0(match)", Action: "block", Dir: "out", Iface: "en0",
-				Proto: "tcp", Saddr: ip("::ffff:192.168.1.10"), Sport: 1234, Daddr: ip("::ffff:203.0.113.5"), Dport: 443},
-		},
-	} {
-		got, err := ParsePflog(c.line, now)
-		if err != nil {
-			t.Errorf("ParsePflog(%q): %v", c.line, err)
-			continue
-		}
-		if got != c.want {
-			t.Errorf("ParsePflog(%q)\n got %+v\nwant %+v", c.line, got, c.want)
-		}
-	}
-}
+var now = time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-func TestParsePflogRejects(t *testing.T) {
-	for _, line := range []string{
-		"tcpdump: verbose output suppressed, use -v[v]... for full protocol decode",
-		"listening on pflog0, link-type PFLOG (OpenBSD pflog file), snapshot length 524288 bytes",
-		"00:00:00.000000 rule x.exewall.1/0(match): block out on en0: 1.2.3.4.5 > 5.6.7.8.9: UDP, length 1",
-		"00:00:00.000000 rule 4.exewall.12/0(match): block out on en0: garbage",
-		"00:00:00.000000 rule 4.exewall.12/0(match): block out on en0: 1.2.3.4.99999 > 5.6.7.8.9: UDP, length 1",
-		"",
-	} {
-		if e, err := ParsePflog(line, now); err == nil {
-			t.Errorf("ParsePflog(%q) = %+v, want an error", line, e)
+// pflogPkt crafts a DLT_PFLOG packet byte by byte as xnu writes it: a
+// struct pfloghdr (rule numbers big-endian, uid and pid little-endian, as
+// an x86 or arm Mac stores them) and an IP packet with a TCP, UDP or ICMP
+// header.
+type pflogPkt struct {
+	action, dir   uint8
+	ruleset       string
+	rulenr, subnr uint32
+	uid, pid      uint32
+	src, dst      string
+	proto         uint8
+	sport, dport  uint16
+}
+
+func (p pflogPkt) bytes() []byte {
+	h := make([]byte, 64)
+	h[0] = 61
+	src, dst := ip(p.src), ip(p.dst)
+	h[1] = afInet
+	if src.Is6() {
+		h[1] = afInet6
+	}
+	h[2], h[3] = p.action, 0
+	copy(h[4:20], "en0")
+	copy(h[20:35], p.ruleset)
+	binary.BigEndian.PutUint32(h[36:], p.rulenr)
+	binary.BigEndian.PutUint32(h[40:], p.subnr)
+	binary.LittleEndian.PutUint32(h[44:], p.uid)
+	binary.LittleEndian.PutUint32(h[48:], p.pid)
+	binary.LittleEndian.PutUint32(h[52:], 0) // rule_uid
+	binary.LittleEndian.PutUint32(h[56:], 1) // rule_pid
+	h[60] = p.dir
+	var pkt []byte
+	if src.Is4() {
+		pkt = make([]byte, 20)
+		pkt[0] = 0x45
+		pkt[9] = p.proto
+		s4, d4 := src.As4(), dst.As4()
+		copy(pkt[12:], s4[:])
+		copy(pkt[16:], d4[:])
+	} else {
+		pkt = make([]byte, 40)
+		pkt[0] = 0x60
+		pkt[6] = p.proto
+		s16, d16 := src.As16(), dst.As16()
+		copy(pkt[8:], s16[:])
+		copy(pkt[24:], d16[:])
+	}
+	l4 := make([]byte, 8)
+	if p.proto == 1 || p.proto == 58 {
+		l4[0] = 8 // echo request
+	} else {
+		binary.BigEndian.PutUint16(l4[0:], p.sport)
+		binary.BigEndian.PutUint16(l4[2:], p.dport)
+	}
+	return append(append(h, pkt...), l4...)
+}
+
+const (
+	actPass, actBlock = 0, 1
+	dirIn, dirOut     = 1, 2
+)
+
+func TestParsePflogPacket(t *testing.T) {
+	p := pflogPkt{action: actBlock, dir: dirOut, ruleset: "exewall", rulenr: 4, subnr: 12, uid: 501, pid: 4242,
+		src: "192.168.1.10", dst: "203.0.113.5", proto: 6, sport: 52144, dport: 443}
+	e, err := parsePflogPacket(p.bytes(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := logEntry{Time: now, RuleNr: 4, Ruleset: "exewall", SubNr: 12, UID: 501, HasUID: true, PID: 4242, HasPID: true,
+		Action: "block", Dir: "out", Iface: "en0", Proto: "tcp", Saddr: ip("192.168.1.10"), Sport: 52144, Daddr: ip("203.0.113.5"), Dport: 443}
+	if e != want {
+		t.Errorf("got  %+v\nwant %+v", e, want)
+	}
+	// No socket found: pf writes UID_MAX and NO_PID; the main ruleset's
+	// own rules have subrulenr -1.
+	p = pflogPkt{action: actPass, dir: dirOut, rulenr: 3, subnr: 0xffffffff, uid: uidMax, pid: noPID,
+		src: "2001:db8::10", dst: "2001:db8:1::5", proto: 17, sport: 5353, dport: 53}
+	e, err = parsePflogPacket(p.bytes(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.HasUID || e.HasPID || e.SubNr != -1 || e.Ruleset != "" || e.Proto != "udp" || e.Dport != 53 || e.Daddr != ip("2001:db8:1::5") {
+		t.Errorf("got %+v", e)
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 30), append([]byte{10}, make([]byte, 70)...)} {
+		if _, err := parsePflogPacket(bad, now); err == nil {
+			t.Errorf("%d bytes accepted", len(bad))
 		}
 	}
 }
 
 func TestPflogViolation(t *testing.T) {
-	labels := map[int]Label{
+	labels := map[int]ruleLabel{
 		3:  {"backup", engine.VerdictDeny},
 		7:  {"trial", engine.VerdictAudit},
 		8:  {"trial", engine.VerdictAllow},
 		20: {"", engine.VerdictDeny},
 	}
-	lookup := func(nr int) (Label, bool) { l, ok := labels[nr]; return l, ok }
+	lookup := func(nr int) (ruleLabel, bool) { l, ok := labels[nr]; return l, ok }
 	for _, c := range []struct {
-		line string
+		name string
+		p    pflogPkt
 		want engine.Violation
 		ok   bool
 	}{
-		{"00:00:01.002003 rule 4.exewall.3/0(match) [uid 501]: block out on en0: 2001:db8::10.61000 > 2001:db8:1::5.443: Flags [S], seq 1, win 65535, length 0",
-			engine.Violation{Time: now, UID: 501, Rule: "backup", Verdict: engine.VerdictDeny, Proto: "tcp", Family: "ipv6", Daddr: ip("2001:db8:1::5"), Dport: 443}, true},
-		{"00:00:00.500000 rule 4.exewall.7/0(match): pass out on en0: 192.168.1.10.53000 > 8.8.8.8.53: 4660+ A? example.com. (29)",
-			engine.Violation{Time: now, Rule: "trial", Verdict: engine.VerdictAudit, Proto: "udp", Family: "ipv4", Daddr: ip("8.8.8.8"), Dport: 53}, true},
-		{"00:00:00.000042 rule 4.exewall.20/0(match): block out on en0: 192.168.1.10 > 1.1.1.1: ICMP echo request, id 17, seq 0, length 64",
+		{"tcp v6 with uid and pid", pflogPkt{actBlock, dirOut, "exewall", 4, 3, 501, 77, "2001:db8::10", "2001:db8:1::5", 6, 61000, 443},
+			engine.Violation{Time: now, UID: 501, PID: 77, Rule: "backup", Verdict: engine.VerdictDeny, Proto: "tcp", Family: "ipv6", Daddr: ip("2001:db8:1::5"), Dport: 443}, true},
+		{"audited udp", pflogPkt{actPass, dirOut, "exewall", 4, 7, 502, 78, "192.168.1.10", "8.8.8.8", 17, 53000, 53},
+			engine.Violation{Time: now, UID: 502, PID: 78, Rule: "trial", Verdict: engine.VerdictAudit, Proto: "udp", Family: "ipv4", Daddr: ip("8.8.8.8"), Dport: 53}, true},
+		{"ping, no socket", pflogPkt{actBlock, dirOut, "exewall", 4, 20, uidMax, noPID, "192.168.1.10", "1.1.1.1", 1, 0, 0},
 			engine.Violation{Time: now, Verdict: engine.VerdictDeny, Proto: "icmp", Family: "ipv4", Daddr: ip("1.1.1.1")}, true},
-		// unknown rule number (numbers not read yet): the action still tells the verdict
-		{"00:00:00.000000 rule 4.exewall.99/0(match): pass out on en0: 10.0.0.5.5000 > 198.51.100.7.9999: UDP, length 5",
-			engine.Violation{Time: now, Verdict: engine.VerdictAudit, Proto: "udp", Family: "ipv4", Daddr: ip("198.51.100.7"), Dport: 9999}, true},
-		// IPv4-mapped destinations are reported as IPv4
-		{"00:00:00.000000 rule 4.exewall.3/0(match): block out on en0: ::ffff:192.168.1.10.1234 > ::ffff:203.0.113.5.443: Flags [S], seq 1, length 0",
-			engine.Violation{Time: now, Rule: "backup", Verdict: engine.VerdictDeny, Proto: "tcp", Family: "ipv4", Daddr: ip("203.0.113.5"), Dport: 443}, true},
-		// not ours: another anchor, the main ruleset, inbound, an allow rule
-		{"00:00:03.000000 rule 4.250.ApplicationFirewall.0/0(match): block in on en0: 203.0.113.9.51000 > 192.168.1.10.22: Flags [S], seq 9, length 0", engine.Violation{}, false},
-		{"00:00:00.000000 rule 3/0(match): block out on en0: 192.168.1.10.1234 > 203.0.113.5.80: Flags [S], seq 1, length 0", engine.Violation{}, false},
-		{"00:00:00.000000 rule 4.exewall.3/0(match): block in on en0: 203.0.113.5.443 > 192.168.1.10.1234: Flags [S], seq 1, length 0", engine.Violation{}, false},
-		{"00:00:00.000000 rule 4.exewall.8/0(match): pass out on en0: 192.168.1.10.1234 > 192.0.2.1.443: Flags [S], seq 1, length 0", engine.Violation{}, false},
-		{"00:00:00.000000 rule 4.exewallx.3/0(match): block out on en0: 192.168.1.10.1234 > 192.0.2.1.443: Flags [S], seq 1, length 0", engine.Violation{}, false},
+		{"unknown rule number", pflogPkt{actPass, dirOut, "exewall", 4, 99, 0, 1, "10.0.0.5", "198.51.100.7", 17, 5000, 9999},
+			engine.Violation{Time: now, PID: 1, Verdict: engine.VerdictAudit, Proto: "udp", Family: "ipv4", Daddr: ip("198.51.100.7"), Dport: 9999}, true},
+		{"mapped v6", pflogPkt{actBlock, dirOut, "exewall", 4, 3, 0, 9, "::ffff:192.168.1.10", "::ffff:203.0.113.5", 6, 1234, 443},
+			engine.Violation{Time: now, PID: 9, Rule: "backup", Verdict: engine.VerdictDeny, Proto: "tcp", Family: "ipv4", Daddr: ip("203.0.113.5"), Dport: 443}, true},
+		{"another anchor", pflogPkt{actBlock, dirIn, "ApplicationFire", 4, 0, 0, 1, "203.0.113.9", "192.168.1.10", 6, 51000, 22}, engine.Violation{}, false},
+		{"main ruleset", pflogPkt{actBlock, dirOut, "", 3, 0xffffffff, 0, 1, "192.168.1.10", "203.0.113.5", 6, 1, 80}, engine.Violation{}, false},
+		{"inbound", pflogPkt{actBlock, dirIn, "exewall", 4, 3, 0, 1, "203.0.113.5", "192.168.1.10", 6, 443, 1234}, engine.Violation{}, false},
+		{"an allow rule", pflogPkt{actPass, dirOut, "exewall", 4, 8, 0, 1, "192.168.1.10", "192.0.2.1", 6, 1, 443}, engine.Violation{}, false},
+		{"a longer name", pflogPkt{actBlock, dirOut, "exewallx", 4, 3, 0, 1, "192.168.1.10", "192.0.2.1", 6, 1, 443}, engine.Violation{}, false},
 	} {
-		e, err := ParsePflog(c.line, now)
+		e, err := parsePflogPacket(c.p.bytes(), now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, ok := e.Violation(anchorNm, lookup)
 		if ok != c.ok || got != c.want {
-			t.Errorf("Violation of %q\n got %+v, %v\nwant %+v, %v", c.line, got, ok, c.want, c.ok)
+			t.Errorf("%s:\n got %+v, %v\nwant %+v, %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
 }
 
 func TestPflogLongAnchorName(t *testing.T) {
 	// pflog keeps 15 bytes of an anchor's name.
-	e, err := ParsePflog("00:00:00.000000 rule 4.exewall-testing.1/0(match): block out on en0: 10.0.0.1.1 > 10.0.0.2.2: UDP, length 1", now)
+	p := pflogPkt{actBlock, dirOut, "exewall-testing-anchor", 4, 1, 0, 1, "10.0.0.1", "10.0.0.2", 17, 1, 2}
+	e, err := parsePflogPacket(p.bytes(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,28 +162,57 @@ func TestPflogLongAnchorName(t *testing.T) {
 	}
 }
 
+// pcap writes a pcap stream as tcpdump -w does on a little-endian Mac.
+func pcap(order binary.ByteOrder, pkts ...[]byte) []byte {
+	var b bytes.Buffer
+	h := make([]byte, 24)
+	order.PutUint32(h[0:], 0xa1b2c3d4)
+	order.PutUint16(h[4:], 2)
+	order.PutUint16(h[6:], 4)
+	order.PutUint32(h[16:], 160)
+	order.PutUint32(h[20:], dltPflog)
+	b.Write(h)
+	for _, p := range pkts {
+		r := make([]byte, 16)
+		order.PutUint32(r[0:], uint32(now.Unix()))
+		order.PutUint32(r[4:], uint32(now.Nanosecond()/1000))
+		order.PutUint32(r[8:], uint32(len(p)))
+		order.PutUint32(r[12:], uint32(len(p)))
+		b.Write(r)
+		b.Write(p)
+	}
+	return b.Bytes()
+}
+
 func TestReadPflog(t *testing.T) {
-	in := strings.Join([]string{
-		"tcpdump: verbose output suppressed, use -v[v]... for full protocol decode",
-		"listening on pflog0, link-type PFLOG (OpenBSD pflog file), snapshot length 524288 bytes",
-		"00:00:00.000000 rule 4.exewall.3/0(match): block out on en0: 192.168.1.10.52144 > 203.0.113.5.443: Flags [S], seq 1, length 0",
-		"00:00:00.100000 rule 4.com.apple.internet-sharing.0/0(match): pass out on en0: 192.168.2.2.1 > 8.8.8.8.53: 1+ A? a. (17)",
-		"00:00:00.200000 rule 4.exewall.7/0(match): pass out on en0: 192.168.1.10.53000 > 8.8.4.4.53: 4660+ A? example.com. (29)",
-	}, "\n") + "\n"
-	out := make(chan engine.Violation, 10)
-	lookup := func(nr int) (Label, bool) {
-		return map[int]Label{3: {"backup", engine.VerdictDeny}, 7: {"trial", engine.VerdictAudit}}[nr], nr == 3 || nr == 7
+	lookup := func(nr int) (ruleLabel, bool) {
+		return map[int]ruleLabel{3: {"backup", engine.VerdictDeny}, 7: {"trial", engine.VerdictAudit}}[nr], nr == 3 || nr == 7
 	}
-	if err := ReadPflog(context.Background(), strings.NewReader(in), anchorNm, lookup, func() time.Time { return now }, out); err != nil {
-		t.Fatal(err)
+	pkts := [][]byte{
+		pflogPkt{actBlock, dirOut, "exewall", 4, 3, 501, 100, "192.168.1.10", "203.0.113.5", 6, 52144, 443}.bytes(),
+		pflogPkt{actPass, dirOut, "com.apple.inter", 4, 0, 0, 1, "192.168.2.2", "8.8.8.8", 17, 1, 53}.bytes(),
+		{1, 2, 3}, // garbage is skipped
+		pflogPkt{actPass, dirOut, "exewall", 4, 7, 502, 101, "192.168.1.10", "8.8.4.4", 17, 53000, 53}.bytes(),
 	}
-	close(out)
-	var got []string
-	for v := range out {
-		got = append(got, v.Rule+" "+string(v.Verdict)+" "+v.Daddr.String())
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		out := make(chan engine.Violation, 10)
+		if err := readPflog(context.Background(), bytes.NewReader(pcap(order, pkts...)), anchorNm, lookup, out); err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		var got []string
+		for v := range out {
+			if !v.Time.Equal(now.Truncate(time.Microsecond)) {
+				t.Errorf("time %v", v.Time)
+			}
+			got = append(got, v.Rule+" "+string(v.Verdict)+" "+v.Daddr.String())
+		}
+		want := "backup deny 203.0.113.5,trial audit 8.8.4.4"
+		if strings.Join(got, ",") != want {
+			t.Errorf("%v: ReadPflog sent %q, want %q", order, got, want)
+		}
 	}
-	want := "backup deny 203.0.113.5,trial audit 8.8.4.4"
-	if strings.Join(got, ",") != want {
-		t.Errorf("ReadPflog sent %q, want %q", got, want)
+	if err := readPflog(context.Background(), strings.NewReader("tcpdump: listening on pflog0\n"), anchorNm, lookup, make(chan engine.Violation)); err == nil {
+		t.Error("text accepted as pcap")
 	}
 }

@@ -1,7 +1,6 @@
 package darwin
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -18,64 +17,69 @@ import (
 // touching pf.conf or the main ruleset.
 const AnchorPath = "com.apple/exewall"
 
-// LocalTable is the pf table of destinations `local-only` allows.
-const LocalTable = "exewall_local"
+// localTable is the pf table of destinations `local-only` allows.
+const localTable = "exewall_local"
 
 // labelPrefix starts every label we write, so ours are told apart from
 // anyone else's in `pfctl -s labels`.
 const labelPrefix = "exewall:"
 
-// Label says what a pf rule of ours stands for. pf carries the label into
+// ruleLabel says what a pf rule of ours stands for. pf carries the label into
 // `pfctl -sr` and rule counters, not into pflog, so Anchor reads the rule
 // numbers back after each load to map log lines to labels.
-type Label struct {
+type ruleLabel struct {
 	Rule    string         // the policy rule's name; "" for the default
 	Verdict engine.Verdict // allow, deny or audit
 }
 
-// Ruleset is a policy rendered for pf.
-type Ruleset struct {
-	Text   string           // pf.conf text for AnchorPath
-	Labels map[string]Label // every label in Text
-	Rules  int              // policy rules enforced (user: and group: rules)
+// ruleset is a policy rendered for pf.
+type ruleset struct {
+	Text   string               // pf.conf text for AnchorPath
+	Labels map[string]ruleLabel // every label in Text
+	Rules  int                  // policy rules enforced (user: and group: rules)
 }
 
-// Render turns p into the pf ruleset of exewall's anchor. hostNets are the
+// renderRuleset turns p into the pf ruleset of exewall's anchor. hostNets are the
 // host's on-link subnets, which `local-only` counts as local.
 //
 // The whole policy is one flat anchor: `pfctl -a com.apple/exewall -f -`
 // replaces its rules and tables in one transaction, so an apply is atomic
-// and removal is a single flush. Per-rule sub-anchors would buy nothing and
-// each would need its own flush.
+// and removal is a single flush.
 //
-// pf judges by the last matching rule unless a rule is quick. Every rule
-// here that decides is quick, so the anchor reads top to bottom, first match
-// wins, as the engine's evaluator does; a quick match also ends pf's
-// evaluation of the packet, so later anchors and the main ruleset never see
-// it. The order is:
+// exewall must decide within its anchor without ending pf's evaluation for
+// traffic it lets through: a quick pass would skip every rule after the
+// anchor, a VPN kill switch included. So the anchor works in two steps:
 //
-//  1. user: rules, then group: rules (the engine tries the uid before the gid);
-//     within a rule its destination entries in engine.OrderedDests order (most
-//     specific prefix first, deny before allow at equal length), then its action
-//     as the catch-all for that user or group;
-//  2. the default, for every other socket's TCP and UDP, root and system
-//     daemons included, and for ping (ICMP echo requests).
+//  1. Tagging rules, none of them quick, written from the least specific to
+//     the most specific so that pf's "last match wins" picks the same rule
+//     as the engine's evaluator: the default (for every socket's TCP and
+//     UDP, and ping), then group: rules, then user: rules (the engine tries
+//     the uid before the gid), each with its action first and then its
+//     destination entries from the least specific (engine.OrderedDests
+//     read backwards). Each tags the packet with its verdict and rule; an
+//     allow also passes it, without quick, so later rules still judge it.
+//  2. One block (or, audited, one logged pass, not quick) per denying tag,
+//     for TCP only with `flags S/SA`: only connection attempts are judged,
+//     as on Linux. A server's SYN-ACK, loopback included, and the packets
+//     of connections open before the rules were loaded are never blocked;
+//     pf's default pass keeps no state for them, so a block without flags
+//     would cut every server and every existing connection.
 //
 // pf can tie only TCP and UDP packets to a socket's owner, so user: and
 // group: rules judge TCP and UDP; ICMP from anyone falls to the default.
-// Only outbound packets are judged, like the connect/sendmsg hooks on Linux:
-// replies to allowed connections pass through pf's state table.
+// Only outbound packets are judged, like the connect/sendmsg hooks on
+// Linux: replies to allowed connections pass through pf's state table.
 //
 // exe: and cgroup: rules are refused with an error wrapping
 // engine.ErrNotSupported.
-func Render(p *engine.Policy, hostNets []netip.Prefix) (*Ruleset, error) {
+func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) {
 	if p == nil {
 		return nil, errors.New("no policy")
 	}
 	if err := checkSelectors(p); err != nil {
 		return nil, err
 	}
-	g := &generator{p: p, hostNets: hostNets, labels: map[string]Label{}}
+	g := &generator{p: p, hostNets: hostNets, labels: map[string]ruleLabel{}}
 	// uid rules before gid rules, each in file order: a socket has one uid
 	// and one gid, so the order within each group cannot change a verdict.
 	for i := range p.Rules {
@@ -93,7 +97,7 @@ func Render(p *engine.Policy, hostNets []netip.Prefix) (*Ruleset, error) {
 		}
 	}
 	g.defaults()
-	return &Ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
+	return &ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
 }
 
 // checkSelectors refuses what pf cannot select and selectors that would make
@@ -148,22 +152,40 @@ type generator struct {
 
 	tables    []string // table lines, LocalTable first when used
 	needLocal bool
-	body      []string
-	labels    map[string]Label
+	sections  []section // policy rules then the default, most important first
+	finals    []final   // one per denying tag, in order of first use
+	labels    map[string]ruleLabel
 	rules     int
+}
+
+// section is one policy rule (or the default) rendered: a comment and its
+// tagging rules, most specific first.
+type section struct {
+	comment []string
+	rules   []string
+}
+
+// final turns a denying tag into pf's action.
+type final struct {
+	tag   string
+	label ruleLabel
+	icmp  bool // the default's tag also covers ping
 }
 
 // pfRule is one line of pf.conf filter rule.
 type pfRule struct {
-	pass  bool // pass, or block return (TCP RST, ICMP unreachable: the caller fails fast)
-	log   bool
-	quick bool
-	af    string // "", inet, inet6
-	proto string // "", tcp, udp, "{ tcp udp }", icmp, icmp6
-	to    string
-	port  string // "", "443", "1000:2000" (inclusive)
-	opts  string // user/group/icmp-type
-	label string
+	pass   bool // pass, or block return (TCP RST, ICMP unreachable: the caller fails fast)
+	log    bool
+	quick  bool
+	af     string // "", inet, inet6
+	proto  string // "", tcp, udp, "{ tcp udp }", icmp, icmp6
+	to     string
+	port   string // "", "443", "1000:2000" (inclusive)
+	opts   string // user/group/icmp-type
+	syn    bool   // flags S/SA: connection attempts only
+	tag    string
+	tagged string
+	label  string
 }
 
 func (r pfRule) String() string {
@@ -194,17 +216,64 @@ func (r pfRule) String() string {
 	if r.opts != "" {
 		b.WriteString(" " + r.opts)
 	}
-	fmt.Fprintf(&b, " label %q", r.label)
+	if r.syn {
+		b.WriteString(" flags S/SA")
+	}
+	if r.tag != "" {
+		fmt.Fprintf(&b, " tag %q", r.tag)
+	}
+	if r.tagged != "" {
+		fmt.Fprintf(&b, " tagged %q", r.tagged)
+	}
+	if r.label != "" {
+		fmt.Fprintf(&b, " label %q", r.label)
+	}
 	return b.String()
 }
 
-func (g *generator) emit(r pfRule, l Label) {
-	g.labels[r.label] = l
-	g.body = append(g.body, r.String())
+func (g *generator) section(format string, args ...any) *section {
+	g.sections = append(g.sections, section{comment: []string{"# " + fmt.Sprintf(format, args...)}})
+	return &g.sections[len(g.sections)-1]
 }
 
-func (g *generator) comment(format string, args ...any) {
-	g.body = append(g.body, "# "+fmt.Sprintf(format, args...))
+func (sec *section) note(format string, args ...any) {
+	sec.comment = append(sec.comment, "# "+fmt.Sprintf(format, args...))
+}
+
+// decide adds a tagging rule to sec: r passes (not quick) with the tag of
+// its verdict. An allow carries its label, for pf's counters of allowed
+// packets; a denial is counted and logged by its final rule.
+func (g *generator) decide(sec *section, r pfRule, l ruleLabel, id string, icmp bool) {
+	r.pass, r.quick, r.log = true, false, false
+	r.tag = label(l.Verdict, id)
+	if l.Verdict == engine.VerdictAllow {
+		r.label = r.tag
+		g.labels[r.label] = l
+	} else if !slices.ContainsFunc(g.finals, func(f final) bool { return f.tag == r.tag }) {
+		g.finals = append(g.finals, final{tag: r.tag, label: l, icmp: icmp})
+	}
+	sec.rules = append(sec.rules, r.String())
+}
+
+// finalRules act on the denying tags: a block (quick: nothing after exewall
+// may let it through) or, audited, a logged pass that is not quick. TCP
+// only on connection attempts.
+func (g *generator) finalRules() []string {
+	var out []string
+	for _, f := range g.finals {
+		audit := f.label.Verdict == engine.VerdictAudit
+		protos := []pfRule{{proto: "tcp", syn: true}, {proto: "udp"}}
+		if f.icmp {
+			protos = append(protos, pfRule{af: "inet", proto: "icmp"}, pfRule{af: "inet6", proto: "icmp6"})
+		}
+		for _, r := range protos {
+			r.pass, r.quick, r.log = audit, !audit, true
+			r.to, r.tagged, r.label = "any", f.tag, f.tag
+			g.labels[r.label] = f.label
+			out = append(out, r.String())
+		}
+	}
+	return out
 }
 
 // label names a pf rule: exewall:<verdict>:<id>, at most 63 bytes (pf's
@@ -297,8 +366,11 @@ func (g *generator) rule(i int) error {
 	if audit {
 		mode = ", audit"
 	}
-	g.body = append(g.body, "")
-	g.comment("rule %s: %s %s, action %s%s", strconv.Quote(r.Name), kind, strconv.Quote(who), r.Action, mode)
+	sec := g.section("rule %s: %s %s, action %s%s", strconv.Quote(r.Name), kind, strconv.Quote(who), r.Action, mode)
+	deny := engine.VerdictDeny
+	if audit {
+		deny = engine.VerdictAudit
+	}
 
 	for k, rn := range runs(engine.OrderedDests(r)) {
 		var protos string
@@ -308,59 +380,37 @@ func (g *generator) rule(i int) error {
 		case engine.ProtoUDP:
 			protos = "udp"
 		case engine.ProtoICMP:
-			g.comment("skipped %s: pf cannot tie ICMP to a %s; the default judges it", describe(rn), kind)
+			sec.note("skipped %s: pf cannot tie ICMP to a %s; the default judges it", describe(rn), kind)
 			continue
 		default:
 			protos = "{ tcp udp }"
 		}
-		pr := pfRule{quick: true, af: "inet6", proto: protos, to: g.dest(i, k, rn.prefixes), port: portSpec(rn.lo, rn.hi), opts: sel}
+		pr := pfRule{af: "inet6", proto: protos, to: g.dest(i, k, rn.prefixes), port: portSpec(rn.lo, rn.hi), opts: sel}
 		if rn.v4 {
 			pr.af = "inet"
 		}
 		v := rn.verdict
 		if v == engine.VerdictDeny {
-			pr.log = true
-			if audit {
-				v = engine.VerdictAudit
-			}
+			v = deny
 		}
-		pr.pass = v != engine.VerdictDeny
-		pr.label = label(v, id)
-		g.emit(pr, Label{r.Name, v})
+		g.decide(sec, pr, ruleLabel{r.Name, v}, id, false)
 	}
 
 	// The action catches the rest of this user's or group's TCP and UDP, so
-	// nothing of theirs falls through to later rules or the default.
-	all := pfRule{quick: true, proto: "{ tcp udp }", to: "any", opts: sel}
+	// nothing of theirs falls through to the default.
+	all := pfRule{proto: "{ tcp udp }", to: "any", opts: sel}
 	switch r.Action {
 	case engine.ActionAllow:
-		all.pass = true
-		all.label = label(engine.VerdictAllow, id)
-		g.emit(all, Label{r.Name, engine.VerdictAllow})
+		g.decide(sec, all, ruleLabel{r.Name, engine.VerdictAllow}, id, false)
 	case engine.ActionLocalOnly:
 		local := all
-		local.pass = true
 		local.to = g.local()
-		local.label = label(engine.VerdictAllow, id)
-		g.emit(local, Label{r.Name, engine.VerdictAllow})
-		g.denial(all, audit, r.Name, id)
+		g.decide(sec, local, ruleLabel{r.Name, engine.VerdictAllow}, id, false)
+		g.decide(sec, all, ruleLabel{r.Name, deny}, id, false)
 	default:
-		g.denial(all, audit, r.Name, id)
+		g.decide(sec, all, ruleLabel{r.Name, deny}, id, false)
 	}
 	return nil
-}
-
-// denial emits r as a logged block, or as a logged pass when audited so the
-// attempt is reported, not enforced.
-func (g *generator) denial(r pfRule, audit bool, name, id string) {
-	r.log = true
-	v := engine.VerdictDeny
-	if audit {
-		v = engine.VerdictAudit
-	}
-	r.pass = audit
-	r.label = label(v, id)
-	g.emit(r, Label{name, v})
 }
 
 // defaults emits the policy's default. pf cannot select by executable, so
@@ -372,22 +422,20 @@ func (g *generator) denial(r pfRule, audit bool, name, id string) {
 // the Linux hooks do not see them either. Of ICMP, only echo requests
 // (ping) are judged.
 //
-// Allowed traffic is not passed: it falls through to the rest of pf. An
-// audited default is not quick either, so it reports without changing what
-// pf would otherwise decide.
+// An allowing default adds nothing: traffic no rule matched goes on
+// through pf.
 func (g *generator) defaults() {
-	g.body = append(g.body, "")
 	d := g.p.Default
 	audit := g.p.Mode == engine.ModeAudit
 	if d == engine.ActionAllow {
-		g.comment("default: allow. Nothing to add: traffic no rule matched goes on through pf.")
+		g.section("default: allow. Nothing to add: traffic no rule matched goes on through pf.")
 		return
 	}
 	mode := ""
 	if audit {
 		mode = ", audit"
 	}
-	g.comment("default: %s%s, for every other socket's TCP and UDP (root and system daemons included) and ping", d, mode)
+	sec := g.section("default: %s%s, for every other socket's TCP and UDP (root and system daemons included) and ping", d, mode)
 	to := "any"
 	if d == engine.ActionLocalOnly {
 		to = "! " + g.local()
@@ -401,133 +449,22 @@ func (g *generator) defaults() {
 		{af: "inet", proto: "icmp", opts: "icmp-type echoreq"},
 		{af: "inet6", proto: "icmp6", opts: "icmp6-type echoreq"},
 	} {
-		r.pass = audit
-		r.log = true
-		r.quick = !audit
 		r.to = to
-		r.label = label(v, "default")
-		g.emit(r, Label{"", v})
+		g.decide(sec, r, ruleLabel{"", v}, "default", true)
 	}
-}
-
-// local returns the local table's reference, declaring it on first use.
-func (g *generator) local() string {
-	if !g.needLocal {
-		g.needLocal = true
-		g.tables = slices.Insert(g.tables, 0, tableLine(LocalTable, LocalEntries(g.hostNets)))
-	}
-	return "<" + LocalTable + ">"
-}
-
-// dest renders the destination of a run: one prefix inline, several in a
-// table of their own.
-func (g *generator) dest(rule, k int, ps []netip.Prefix) string {
-	if len(ps) == 1 {
-		return formatPrefix(ps[0])
-	}
-	name := fmt.Sprintf("exewall_r%d_%d", rule, k)
-	es := make([]string, len(ps))
-	for i, p := range ps {
-		es[i] = formatPrefix(p)
-	}
-	g.tables = append(g.tables, tableLine(name, es))
-	return "<" + name + ">"
-}
-
-func tableLine(name string, entries []string) string {
-	return "table <" + name + "> const { " + strings.Join(entries, ", ") + " }"
-}
-
-// LocalEntries lists the local table: the engine's local ranges, the host's
-// subnets not already inside them, then the metadata addresses negated. pf
-// looks a table up by longest prefix, so a negated /32 inside 169.254.0.0/16
-// keeps the metadata service out, as engine.IsLocal does.
-func LocalEntries(hostNets []netip.Prefix) []string {
-	var out []string
-	for _, p := range engine.LocalRanges {
-		out = append(out, formatPrefix(p))
-	}
-	var extra []netip.Prefix
-	for _, p := range hostNets {
-		p = normalize(p)
-		if !p.IsValid() || covered(p, engine.LocalRanges) || slices.Contains(engine.MetadataAddrs, p) || slices.Contains(extra, p) {
-			continue
-		}
-		extra = append(extra, p)
-	}
-	slices.SortFunc(extra, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Bits(), b.Bits())
-	})
-	for _, p := range extra {
-		out = append(out, formatPrefix(p))
-	}
-	for _, p := range engine.MetadataAddrs {
-		out = append(out, "!"+formatPrefix(p))
-	}
-	return out
-}
-
-// normalize masks p and turns an IPv4-mapped prefix into IPv4.
-func normalize(p netip.Prefix) netip.Prefix {
-	if !p.IsValid() {
-		return p
-	}
-	if p.Addr().Is4In6() {
-		if p.Bits() < 96 {
-			return netip.Prefix{}
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p.Masked()
-}
-
-func covered(p netip.Prefix, by []netip.Prefix) bool {
-	for _, b := range by {
-		if b.Bits() <= p.Bits() && b.Contains(p.Addr()) {
-			return true
-		}
-	}
-	return false
-}
-
-// formatPrefix writes a host prefix as a bare address, as pfctl prints it.
-func formatPrefix(p netip.Prefix) string {
-	if p.Bits() == p.Addr().BitLen() {
-		return p.Addr().String()
-	}
-	return p.String()
-}
-
-func portSpec(lo, hi uint16) string {
-	switch {
-	case lo == 0 && hi == 0:
-		return ""
-	case lo == hi:
-		return strconv.Itoa(int(lo))
-	}
-	return strconv.Itoa(int(lo)) + ":" + strconv.Itoa(int(hi))
-}
-
-func describe(rn run) string {
-	s := make([]string, len(rn.prefixes))
-	for i, p := range rn.prefixes {
-		s[i] = engine.Dest{Prefix: p, PortLo: rn.lo, PortHi: rn.hi, Proto: rn.proto}.String()
-	}
-	return string(rn.verdict) + " " + strings.Join(s, ", ")
 }
 
 const header = `# exewall: pf ruleset of anchor "` + AnchorPath + `". Generated: every apply
 # replaces the whole anchor in one transaction; do not edit.
 #
-# Every deciding rule is quick, so the first match wins and ends pf's
-# evaluation: user: rules, then group: rules, each with its destination
-# entries (most specific prefix first, deny before allow at equal length)
-# and then its action; last the default. Only outbound packets are judged;
-# replies follow pf's state. pf ties only TCP and UDP to a socket's user
-# or group.
+# No rule here passes quick: what exewall allows goes on to the rules after
+# this anchor (a VPN kill switch still applies). Tagging rules come first,
+# least specific first, so pf's last match picks the deciding one: the
+# default, group: rules, then user: rules, each with its action and then
+# its destination entries. The rules at the end act on the denying tags;
+# TCP only on connection attempts (flags S/SA), so servers' replies and
+# connections opened before a change pass. Only outbound packets are
+# judged. pf ties only TCP and UDP to a socket's user or group.
 `
 
 func (g *generator) text() string {
@@ -539,8 +476,21 @@ func (g *generator) text() string {
 			b.WriteString(t + "\n")
 		}
 	}
-	for _, l := range g.body {
-		b.WriteString(l + "\n")
+	for i := len(g.sections) - 1; i >= 0; i-- {
+		sec := g.sections[i]
+		b.WriteString("\n")
+		for _, c := range sec.comment {
+			b.WriteString(c + "\n")
+		}
+		for j := len(sec.rules) - 1; j >= 0; j-- {
+			b.WriteString(sec.rules[j] + "\n")
+		}
+	}
+	if fs := g.finalRules(); len(fs) > 0 {
+		b.WriteString("\n# decisions: act on the denying tags\n")
+		for _, f := range fs {
+			b.WriteString(f + "\n")
+		}
 	}
 	return b.String()
 }

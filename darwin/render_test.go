@@ -150,7 +150,7 @@ var renderCases = []struct {
 func TestRenderGolden(t *testing.T) {
 	for _, c := range renderCases {
 		t.Run(c.name, func(t *testing.T) {
-			rs, err := Render(c.p, testHostNets)
+			rs, err := renderRuleset(c.p, testHostNets)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +195,7 @@ func TestRenderRefuses(t *testing.T) {
 		{"no selector", []engine.Rule{{Name: "n", Action: engine.ActionDeny}}, false, []string{"selects no processes"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Render(&engine.Policy{Rules: c.rules}, nil)
+			_, err := renderRuleset(&engine.Policy{Rules: c.rules}, nil)
 			if err == nil {
 				t.Fatal("Render accepted the policy")
 			}
@@ -215,7 +215,7 @@ func TestRenderRefuses(t *testing.T) {
 }
 
 func TestLocalEntries(t *testing.T) {
-	got := strings.Join(LocalEntries(testHostNets), ", ")
+	got := strings.Join(localEntries(testHostNets), ", ")
 	want := "127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, ::1, fc00::/7, fe80::/10, " +
 		"192.0.2.0/24, 2001:db8:1::/64, !169.254.169.254, !fd00:ec2::254"
 	if got != want {
@@ -225,7 +225,7 @@ func TestLocalEntries(t *testing.T) {
 
 func TestLabelRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", 80)
-	rs, err := Render(&engine.Policy{Rules: []engine.Rule{
+	rs, err := renderRuleset(&engine.Policy{Rules: []engine.Rule{
 		{Name: "spaces and $nr", Selector: engine.Selector{User: "1"}, Action: engine.ActionDeny},
 		{Name: long, Selector: engine.Selector{User: "2"}, Action: engine.ActionDeny, Audit: true},
 	}}, nil)
@@ -236,12 +236,12 @@ func TestLabelRoundTrip(t *testing.T) {
 		if strings.ContainsAny(l, "$ \"") {
 			t.Errorf("label %q holds a character pf treats specially", l)
 		}
-		got, ok := ParseLabel(l)
+		got, ok := parseLabel(l)
 		if !ok || got.Verdict != want.Verdict {
 			t.Errorf("ParseLabel(%q) = %+v, %v; want verdict %s", l, got, ok, want.Verdict)
 		}
 	}
-	if _, ok := ParseLabel("someone-else"); ok {
+	if _, ok := parseLabel("someone-else"); ok {
 		t.Error("ParseLabel accepted a foreign label")
 	}
 }

@@ -12,14 +12,17 @@ import (
 
 // This file checks the rendered rules against the engine's reference
 // evaluator: a small interpreter of the pf rules Render writes (first quick
-// match wins, else the last match, else pass) judges the same connections
-// as engine.Evaluator.
+// match wins, else the last match, else pass; a matching rule's tag is seen
+// by the rules after it) judges the same connections as engine.Evaluator.
 
 type simPacket struct {
 	uid, gid int // -1: pf cannot tie the packet to a socket
 	dst      netip.Addr
 	port     uint16
 	proto    engine.Proto // ICMP packets are echo requests
+	// flags of a TCP packet: "S" a connection attempt (the zero value),
+	// "SA" a server's SYN-ACK, "A" any later packet of a connection.
+	flags string
 }
 
 type simRule struct {
@@ -32,6 +35,8 @@ type simRule struct {
 	userOp, groupOp  string
 	user, group      int
 	icmpEcho         bool
+	syn              bool // flags S/SA
+	tag, tagged      string
 	label            string
 }
 
@@ -142,6 +147,19 @@ func parseSimRule(t *testing.T, line string) simRule {
 		case "label":
 			i++
 			r.label = strings.Trim(f[i], `"`)
+		case "tag":
+			i++
+			r.tag = strings.Trim(f[i], `"`)
+		case "tagged":
+			i++
+			r.tagged = strings.Trim(f[i], `"`)
+		case "flags":
+			i++
+			if f[i] != "S/SA" {
+				t.Fatalf("simulation knows only flags S/SA: %s", line)
+			}
+			r.syn = true
+		case "drop", "all":
 		default:
 			t.Fatalf("simulation does not know %q in %s", w, line)
 		}
@@ -159,7 +177,13 @@ func (s *sim) inTable(name string, a netip.Addr) bool {
 	return hit
 }
 
-func (s *sim) match(r simRule, p simPacket) bool {
+func (s *sim) match(r simRule, p simPacket, tag string) bool {
+	if r.tagged != "" && r.tagged != tag {
+		return false
+	}
+	if r.syn && p.proto == engine.ProtoTCP && p.flags != "" && p.flags != "S" {
+		return false
+	}
 	dst := p.dst.Unmap()
 	if r.af == "inet" && !dst.Is4() || r.af == "inet6" && dst.Is4() {
 		return false
@@ -173,7 +197,7 @@ func (s *sim) match(r simRule, p simPacket) bool {
 	}
 	var in bool
 	switch {
-	case r.to == "any":
+	case r.to == "any", r.to == "":
 		in = true
 	case strings.HasPrefix(r.to, "<"):
 		in = s.inTable(strings.Trim(r.to, "<>"), dst)
@@ -221,11 +245,16 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// judge returns the deciding rule, nil when pf would pass the packet on.
+// judge returns the deciding rule, nil when no rule matches (pf's default
+// pass).
 func (s *sim) judge(p simPacket) *simRule {
 	var last *simRule
+	tag := ""
 	for i := range s.rules {
-		if s.match(s.rules[i], p) {
+		if s.match(s.rules[i], p, tag) {
+			if s.rules[i].tag != "" {
+				tag = s.rules[i].tag
+			}
 			if s.rules[i].quick {
 				return &s.rules[i]
 			}
@@ -260,7 +289,7 @@ func TestRenderAgreesWithEvaluator(t *testing.T) {
 		for _, def := range []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly} {
 			p := &engine.Policy{Default: def, Mode: mode, Rules: base}
 			t.Run(fmt.Sprintf("%s/%s", mode, def), func(t *testing.T) {
-				rs, err := Render(p, hostNets)
+				rs, err := renderRuleset(p, hostNets)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -314,7 +343,7 @@ func TestRenderAgreesWithEvaluator(t *testing.T) {
 	}
 }
 
-func compare(t *testing.T, s *sim, rs *Ruleset, ev *engine.Evaluator, sub engine.Subject, p simPacket) {
+func compare(t *testing.T, s *sim, rs *ruleset, ev *engine.Evaluator, sub engine.Subject, p simPacket) {
 	t.Helper()
 	want := ev.Evaluate(sub, p.dst, p.port, p.proto)
 	got := engine.Decision{Verdict: engine.VerdictAllow}
@@ -348,4 +377,91 @@ func label2(r *simRule) string {
 		return "no rule"
 	}
 	return r.label
+}
+
+// semanticsPolicies are the policies the cases below run against: every
+// default, enforced and audited, with rules of each action.
+func semanticsPolicies() []*engine.Policy {
+	rules := []engine.Rule{
+		{Name: "dev", Selector: engine.Selector{User: "502"}, Action: engine.ActionLocalOnly,
+			Allow: dests("8.8.8.8 port 53 udp")},
+		{Name: "jail", Selector: engine.Selector{User: "503"}, Action: engine.ActionDeny},
+		{Name: "web", Selector: engine.Selector{User: "504"}, Action: engine.ActionAllow, Deny: dests("10.0.0.0/8")},
+		{Name: "ci", Selector: engine.Selector{Group: "600"}, Action: engine.ActionDeny},
+	}
+	var ps []*engine.Policy
+	for _, mode := range []engine.Mode{engine.ModeEnforce, engine.ModeAudit} {
+		for _, def := range []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly} {
+			ps = append(ps, &engine.Policy{Default: def, Mode: mode, Rules: rules})
+		}
+	}
+	return ps
+}
+
+var semanticsSubjects = []struct{ uid, gid int }{{501, 20}, {502, 20}, {503, 20}, {504, 20}, {505, 600}, {0, 0}}
+
+// TestRenderServersAndExisting: only connection attempts are judged. A
+// server's SYN-ACK (to a remote client or over loopback) and the packets of
+// a connection open before the rules were loaded (pf holds no state for
+// them) are never blocked, whoever runs the server, under any default.
+func TestRenderServersAndExisting(t *testing.T) {
+	hostNets := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	for _, p := range semanticsPolicies() {
+		rs, err := renderRuleset(p, hostNets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := parseSim(t, rs.Text)
+		for _, sub := range semanticsSubjects {
+			for _, d := range []string{"127.0.0.1", "::1", "192.0.2.9", "10.1.2.3", "203.0.113.5", "2606:4700::1"} {
+				for _, flags := range []string{"SA", "A"} {
+					pkt := simPacket{uid: sub.uid, gid: sub.gid, dst: netip.MustParseAddr(d), port: 50123, proto: engine.ProtoTCP, flags: flags}
+					if r := s.judge(pkt); r != nil && !r.pass {
+						t.Errorf("default %s %s: uid %d, TCP [%s] to %s blocked by %s", p.Default, p.Mode, sub.uid, flags, d, r.label)
+					}
+				}
+			}
+		}
+		// The connection attempt itself is judged: a denied user's SYN to
+		// loopback is blocked, as on Linux (deny means loopback too).
+		syn := simPacket{uid: 503, gid: 20, dst: netip.MustParseAddr("127.0.0.1"), port: 8080, proto: engine.ProtoTCP}
+		if r := s.judge(syn); p.Mode == engine.ModeEnforce && (r == nil || r.pass) {
+			t.Errorf("default %s: a denied user's SYN to loopback passes", p.Default)
+		}
+	}
+}
+
+// TestRenderNeverEndsEvaluation: exewall's anchor never passes quick, so a
+// rule after it (a VPN kill switch in the main ruleset) still judges every
+// packet exewall allows; what exewall blocks stays blocked.
+func TestRenderNeverEndsEvaluation(t *testing.T) {
+	hostNets := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	killSwitch := parseSimRule(t, `block drop out quick from any to any label "killswitch"`)
+	for _, p := range semanticsPolicies() {
+		rs, err := renderRuleset(p, hostNets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(rs.Text, "pass out quick") || strings.Contains(rs.Text, "pass out log (user) quick") {
+			t.Errorf("default %s %s: a quick pass:\n%s", p.Default, p.Mode, rs.Text)
+		}
+		alone := parseSim(t, rs.Text)
+		s := parseSim(t, rs.Text)
+		s.rules = append(s.rules, killSwitch)
+		for _, sub := range semanticsSubjects {
+			for _, d := range []string{"127.0.0.1", "192.0.2.9", "10.1.2.3", "8.8.8.8", "2606:4700::1"} {
+				for _, proto := range []engine.Proto{engine.ProtoTCP, engine.ProtoUDP, engine.ProtoICMP} {
+					pkt := simPacket{uid: sub.uid, gid: sub.gid, dst: netip.MustParseAddr(d), port: 53, proto: proto}
+					r := s.judge(pkt)
+					if r == nil || r.pass {
+						t.Errorf("default %s %s: uid %d %s to %s passes the kill switch (%s)", p.Default, p.Mode, sub.uid, proto, d, label2(r))
+						continue
+					}
+					if a := alone.judge(pkt); a != nil && !a.pass && r.label != a.label {
+						t.Errorf("uid %d %s to %s: blocked by %s alone, by %s with the kill switch", sub.uid, proto, d, a.label, r.label)
+					}
+				}
+			}
+		}
+	}
 }

@@ -22,7 +22,7 @@ var (
 	// file or a writer caught half way looks like, and taking it at its word
 	// (no rules, default allow) would drop every rule. The daemon refuses
 	// such a file at start, at reload and at apply, so none is ever written.
-	ErrEmptyPolicyFile = errors.New("the policy file holds no policy (it is empty or only comments)")
+	ErrEmptyPolicyFile = errors.New("the policy file holds no policy (it is empty or only comments: truncated?)")
 	// ErrLearning refuses a change, or a second session, while a learning
 	// session runs: the change would be undone when it ends.
 	ErrLearning = errors.New("a learning session is running")

@@ -28,7 +28,7 @@ func Validate(p *Policy, r Resolver) error {
 		path string
 	}
 	exes := map[FileID]seenAt{}
-	uids, gids := map[uint32]int{}, map[uint32]int{}
+	accounts := map[string]int{} // "uid 501", "gid 20", "sid S-1-..."
 	for i, rule := range p.Rules {
 		switch {
 		case rule.Exe != "":
@@ -47,24 +47,19 @@ func Validate(p *Policy, r Resolver) error {
 			if err := checkRunnable(rule.Exe); err != nil {
 				return refuse(rule.Line, "%v", err)
 			}
-		case rule.User != "":
-			uid, err := LookupUID(rule.User)
+		case rule.User != "" || rule.Group != "":
+			group, kind, name := rule.Group != "", "user", rule.User
+			if group {
+				kind, name = "group", rule.Group
+			}
+			id, err := lookupAccount(group, name)
 			if err != nil {
 				return refuse(rule.Line, "rule %q: %v", rule.Name, err)
 			}
-			if first, dup := uids[uid]; dup {
-				return refuse(rule.Line, "rules %q and %q select the same user (uid %d)", p.Rules[first].Name, rule.Name, uid)
+			if first, dup := accounts[id]; dup {
+				return refuse(rule.Line, "rules %q and %q select the same %s (%s)", p.Rules[first].Name, rule.Name, kind, id)
 			}
-			uids[uid] = i
-		case rule.Group != "":
-			gid, err := LookupGID(rule.Group)
-			if err != nil {
-				return refuse(rule.Line, "rule %q: %v", rule.Name, err)
-			}
-			if first, dup := gids[gid]; dup {
-				return refuse(rule.Line, "rules %q and %q select the same group (gid %d)", p.Rules[first].Name, rule.Name, gid)
-			}
-			gids[gid] = i
+			accounts[id] = i
 		}
 	}
 	return nil

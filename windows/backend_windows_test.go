@@ -21,7 +21,7 @@ func TestWFRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range goldenCases {
-		fs, err := Translate(tc.p, tc.h)
+		fs, err := translate(tc.p, tc.h)
 		if err != nil {
 			continue
 		}
@@ -34,17 +34,17 @@ func TestWFRule(t *testing.T) {
 				t.Errorf("%s: not a persistent filter of ours: %+v", f, r)
 			}
 			wantLayer := wf.LayerALEAuthConnectV4
-			if f.Layer == LayerConnectV6 {
+			if f.Layer == layerConnectV6 {
 				wantLayer = wf.LayerALEAuthConnectV6
 			}
 			if r.Layer != wantLayer {
 				t.Errorf("%s: layer %s", f, r.Layer)
 			}
-			if (r.Action == wf.ActionBlock) != (f.Action == Block) || r.HardAction != (f.Action == Block) {
+			if (r.Action == wf.ActionBlock) != (f.Action == actionBlock) || r.HardAction != (f.Action == actionBlock) {
 				t.Errorf("%s: action %v hard %v", f, r.Action, r.HardAction)
 			}
 			n := len(f.Protos)
-			for _, set := range []bool{f.Exe != "", f.User != "" || f.Group != "", f.Remote.Bits() > 0, f.PortLo != 0} {
+			for _, set := range []bool{f.Exe != "", f.User != "" || f.Group != "", f.Remote.Bits() > 0, f.PortLo != 0, f.LocalLo != 0} {
 				if set {
 					n++
 				}

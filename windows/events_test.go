@@ -8,30 +8,6 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-func TestDropCursor(t *testing.T) {
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	at := func(s int, id uint64) Drop {
-		return Drop{Time: t0.Add(time.Duration(s) * time.Second), FilterID: id, Proto: protoTCP,
-			Remote: netip.MustParseAddrPort("198.51.100.1:443")}
-	}
-	c := newDropCursor(t0.Add(time.Second))
-	// Enumeration returns the whole retained buffer each time, in any order.
-	got := c.fresh([]Drop{at(2, 1), at(0, 1), at(1, 2), at(2, 2)})
-	if len(got) != 3 || !got[0].Time.Equal(t0.Add(time.Second)) || got[2].FilterID != 2 {
-		t.Fatalf("first poll: %+v", got)
-	}
-	if got := c.fresh([]Drop{at(0, 1), at(1, 2), at(2, 1), at(2, 2)}); len(got) != 0 {
-		t.Fatalf("second poll repeats %+v", got)
-	}
-	// A new event at the last timestamp is still reported, once.
-	if got := c.fresh([]Drop{at(2, 1), at(2, 2), at(2, 3), at(3, 1)}); len(got) != 2 || got[0].FilterID != 3 || got[1].FilterID != 1 {
-		t.Fatalf("third poll: %+v", got)
-	}
-	if got := c.fresh([]Drop{at(3, 1)}); len(got) != 0 {
-		t.Fatalf("fourth poll repeats %+v", got)
-	}
-}
-
 func TestClassify(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	devices := map[string]string{"C:": `\Device\HarddiskVolume3`}
@@ -39,7 +15,7 @@ func TestClassify(t *testing.T) {
 	ruleMeta := filterMeta{Rule: "curl", Exe: curl, Block: true}
 	defMeta := filterMeta{Block: true}
 
-	v, ok := classify(Drop{Time: now, Proto: protoTCP, Remote: netip.MustParseAddrPort("[::ffff:198.51.100.1]:443"),
+	v, ok := classify(drop{Time: now, Proto: protoTCP, Remote: netip.MustParseAddrPort("[::ffff:198.51.100.1]:443"),
 		AppID: `\device\harddiskvolume3\windows\system32\curl.exe`, FilterID: 9}, ruleMeta, appPath)
 	want := engine.Violation{Time: now, Exe: curl, Comm: "curl.exe", Rule: "curl", Verdict: engine.VerdictDeny,
 		Proto: "tcp", Family: "ipv4", Daddr: netip.MustParseAddr("198.51.100.1"), Dport: 443}
@@ -47,7 +23,7 @@ func TestClassify(t *testing.T) {
 		t.Errorf("rule drop:\n got %+v\nwant %+v", v, want)
 	}
 
-	v, ok = classify(Drop{Time: now, Proto: protoICMPv6, Remote: netip.MustParseAddrPort("[2001:db8::1]:3"),
+	v, ok = classify(drop{Time: now, Proto: protoICMPv6, Remote: netip.MustParseAddrPort("[2001:db8::1]:3"),
 		AppID: `\device\harddiskvolume3\tools\ping6.exe`}, defMeta, appPath)
 	want = engine.Violation{Time: now, Exe: `C:\tools\ping6.exe`, Comm: "ping6.exe", Verdict: engine.VerdictDeny,
 		Proto: "icmp", Family: "ipv6", Daddr: netip.MustParseAddr("2001:db8::1")}
@@ -56,7 +32,7 @@ func TestClassify(t *testing.T) {
 	}
 
 	for _, m := range []filterMeta{{Rule: "x"}, {Rule: "x", Block: true, Audit: true}} {
-		if _, ok := classify(Drop{Time: now}, m, appPath); ok {
+		if _, ok := classify(drop{Time: now}, m, appPath); ok {
 			t.Errorf("%+v: a permit filter cannot drop", m)
 		}
 	}

@@ -1,8 +1,6 @@
 package windows
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -12,49 +10,49 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// Layer is the WFP layer a filter is added to. Both are the ALE connect
+// layer is the WFP layer a filter is added to. Both are the ALE connect
 // layers: they see the first packet of every outbound TCP connection and of
 // every UDP/raw-socket flow to a new remote address, which is what the Linux
 // cgroup connect/sendmsg hooks see.
-type Layer uint8
+type layer uint8
 
 const (
-	LayerConnectV4 Layer = iota + 1 // FWPM_LAYER_ALE_AUTH_CONNECT_V4
-	LayerConnectV6                  // FWPM_LAYER_ALE_AUTH_CONNECT_V6
+	layerConnectV4 layer = iota + 1 // FWPM_LAYER_ALE_AUTH_CONNECT_V4
+	layerConnectV6                  // FWPM_LAYER_ALE_AUTH_CONNECT_V6
 )
 
-var layers = []Layer{LayerConnectV4, LayerConnectV6}
+var layers = []layer{layerConnectV4, layerConnectV6}
 
-func (l Layer) String() string {
+func (l layer) String() string {
 	switch l {
-	case LayerConnectV4:
+	case layerConnectV4:
 		return "ALE_AUTH_CONNECT_V4"
-	case LayerConnectV6:
+	case layerConnectV6:
 		return "ALE_AUTH_CONNECT_V6"
 	}
 	return fmt.Sprintf("layer(%d)", uint8(l))
 }
 
-func layerOf(p netip.Prefix) Layer {
+func layerOf(p netip.Prefix) layer {
 	if p.Addr().Is4() {
-		return LayerConnectV4
+		return layerConnectV4
 	}
-	return LayerConnectV6
+	return layerConnectV6
 }
 
-// FilterAction is a filter's WFP action.
-type FilterAction uint8
+// filterAction is a filter's WFP action.
+type filterAction uint8
 
 const (
-	Permit FilterAction = iota + 1 // FWP_ACTION_PERMIT
-	Block                          // FWP_ACTION_BLOCK, with the action right cleared (hard block)
+	actionPermit filterAction = iota + 1 // FWP_ACTION_PERMIT
+	actionBlock                          // FWP_ACTION_BLOCK, with the action right cleared (hard block)
 )
 
-func (a FilterAction) String() string {
+func (a filterAction) String() string {
 	switch a {
-	case Permit:
+	case actionPermit:
 		return "permit"
-	case Block:
+	case actionBlock:
 		return "block"
 	}
 	return fmt.Sprintf("action(%d)", uint8(a))
@@ -80,12 +78,12 @@ func protoName(p uint8) string {
 	return strconv.Itoa(int(p))
 }
 
-// Filter describes one WFP filter exewall adds. All conditions are ANDed; a
+// filter describes one WFP filter exewall adds. All conditions are ANDed; a
 // zero condition matches everything. The adapter (backend_windows.go) turns
 // it into a wf.Rule in exewall's sublayer.
-type Filter struct {
-	Layer  Layer
-	Action FilterAction
+type filter struct {
+	Layer  layer
+	Action filterAction
 	// Audit marks a permit that stands where an enforced policy would block:
 	// the rule (or the whole policy) is in audit mode.
 	Audit bool
@@ -101,6 +99,10 @@ type Filter struct {
 	Protos []uint8      // FWPM_CONDITION_IP_PROTOCOL, any of these; nil = any protocol
 	PortLo uint16       // FWPM_CONDITION_IP_REMOTE_PORT in [PortLo, PortHi]; 0, 0 = any port
 	PortHi uint16
+	// FWPM_CONDITION_IP_LOCAL_PORT in [LocalLo, LocalHi]; 0, 0 = any. For
+	// ICMP the ALE layers put the message type there.
+	LocalLo uint16
+	LocalHi uint16
 
 	Rule string // the engine rule's name; "" for the default and for exewall's own filter
 	Name string // display name shown by `netsh wfp show filters`
@@ -108,21 +110,21 @@ type Filter struct {
 
 // Verdict is what a connection judged by this filter gets from the engine's
 // point of view.
-func (f Filter) Verdict() engine.Verdict {
+func (f filter) Verdict() engine.Verdict {
 	switch {
 	case f.Audit:
 		return engine.VerdictAudit
-	case f.Action == Block:
+	case f.Action == actionBlock:
 		return engine.VerdictDeny
 	}
 	return engine.VerdictAllow
 }
 
 // String renders the filter on one line; golden files and Sync compare it.
-func (f Filter) String() string {
+func (f filter) String() string {
 	var b strings.Builder
 	v := "v4"
-	if f.Layer == LayerConnectV6 {
+	if f.Layer == layerConnectV6 {
 		v = "v6"
 	}
 	action := f.Action.String()
@@ -156,6 +158,13 @@ func (f Filter) String() string {
 	default:
 		fmt.Fprintf(&b, " port=%d-%d", f.PortLo, f.PortHi)
 	}
+	switch {
+	case f.LocalLo == 0 && f.LocalHi == 0:
+	case f.LocalLo == f.LocalHi:
+		fmt.Fprintf(&b, " local=%d", f.LocalLo)
+	default:
+		fmt.Fprintf(&b, " local=%d-%d", f.LocalLo, f.LocalHi)
+	}
 	rule := f.Rule
 	if rule == "" {
 		rule = "-"
@@ -173,8 +182,50 @@ func quote(s string) string {
 	return s
 }
 
-// Host is what the translation needs to know about the machine.
-type Host struct {
+// Well-known local ports of the system's own clients.
+const (
+	portDHCPClient   = 68
+	portDHCPServer   = 67
+	portDHCP6Client  = 546
+	portDHCP6Server  = 547
+	portDNS          = 53
+	icmp6RouterSolic = 133
+	icmp6NeighSolic  = 135
+	icmp6NeighAdv    = 136
+)
+
+// dnscacheService is the service that resolves names for every program on
+// Windows: programs ask it over RPC, and it sends the DNS queries.
+const dnscacheService = "Dnscache"
+
+// systemFilters permit, above every rule and the default, what Windows
+// needs to keep its addresses and resolve names, as WireGuard's and
+// Mullvad's block-all policies do: DHCP and DHCPv6 client requests (by
+// ports, like WireGuard), IPv6 router and neighbour solicitations and
+// neighbour advertisements, and DNS from the DNS Client service (by its
+// service SID: programs' own lookups go through it). A program's own
+// connections to port 53 are still judged by its rule.
+func systemFilters() []filter {
+	udp, tcpUDP, icmp6 := []uint8{protoUDP}, []uint8{protoTCP, protoUDP}, []uint8{protoICMPv6}
+	dns := serviceSID(dnscacheService)
+	return []filter{
+		{Layer: layerConnectV4, Action: actionPermit, Protos: udp, LocalLo: portDHCPClient, LocalHi: portDHCPClient,
+			PortLo: portDHCPServer, PortHi: portDHCPServer, Name: "exewall: system, DHCP client"},
+		{Layer: layerConnectV6, Action: actionPermit, Protos: udp, LocalLo: portDHCP6Client, LocalHi: portDHCP6Client,
+			PortLo: portDHCP6Server, PortHi: portDHCP6Server, Name: "exewall: system, DHCPv6 client"},
+		{Layer: layerConnectV6, Action: actionPermit, Protos: icmp6, LocalLo: icmp6RouterSolic, LocalHi: icmp6RouterSolic,
+			Name: "exewall: system, IPv6 router solicitation"},
+		{Layer: layerConnectV6, Action: actionPermit, Protos: icmp6, LocalLo: icmp6NeighSolic, LocalHi: icmp6NeighAdv,
+			Name: "exewall: system, IPv6 neighbour discovery"},
+		{Layer: layerConnectV4, Action: actionPermit, User: dns, Protos: tcpUDP, PortLo: portDNS, PortHi: portDNS,
+			Name: "exewall: system, DNS client service"},
+		{Layer: layerConnectV6, Action: actionPermit, User: dns, Protos: tcpUDP, PortLo: portDNS, PortHi: portDNS,
+			Name: "exewall: system, DNS client service"},
+	}
+}
+
+// machine is what the translation needs to know about the machine.
+type machine struct {
 	// Nets are the host's own on-link subnets; `local-only` allows them.
 	Nets []netip.Prefix
 	// SelfExe is exewall's own executable. Its traffic is permitted above
@@ -184,7 +235,7 @@ type Host struct {
 	SelfExe string
 }
 
-// Translate turns a policy into the filters that enforce it, ordered from the
+// translate turns a policy into the filters that enforce it, ordered from the
 // highest weight down. It refuses what WFP cannot express (cgroup: rules,
 // numeric uids and gids) with errors wrapping engine.ErrNotSupported, rather
 // than enforce a weaker policy.
@@ -196,15 +247,18 @@ type Host struct {
 // at one of its filters and never falls through to a later rule or to the
 // default. In audit (policy mode or the rule's audit: true) every would-be
 // block becomes a permit marked Audit.
-func Translate(p *engine.Policy, h Host) ([]Filter, error) {
+func translate(p *engine.Policy, h machine) ([]filter, error) {
 	if err := check(p); err != nil {
 		return nil, err
 	}
 	var b builder
 	if h.SelfExe != "" {
 		for _, l := range layers {
-			b.add(Filter{Layer: l, Action: Permit, Exe: h.SelfExe, Name: "exewall: own service"})
+			b.add(filter{Layer: l, Action: actionPermit, Exe: h.SelfExe, Name: "exewall: own service"})
 		}
+	}
+	for _, f := range systemFilters() {
+		b.add(f)
 	}
 	nets := hostNets(h.Nets)
 	for _, pick := range []func(*engine.Rule) bool{
@@ -219,7 +273,7 @@ func Translate(p *engine.Policy, h Host) ([]Filter, error) {
 		}
 	}
 	for _, l := range layers {
-		b.action(Filter{Layer: l, Name: "exewall default"}, p.Default, p.Mode == engine.ModeAudit, nets)
+		b.action(filter{Layer: l, Name: "exewall default"}, p.Default, p.Mode == engine.ModeAudit, nets)
 	}
 	n := uint64(len(b.fs))
 	for i := range b.fs {
@@ -228,21 +282,21 @@ func Translate(p *engine.Policy, h Host) ([]Filter, error) {
 	return b.fs, nil
 }
 
-type builder struct{ fs []Filter }
+type builder struct{ fs []filter }
 
-func (b *builder) add(f Filter) { b.fs = append(b.fs, f) }
+func (b *builder) add(f filter) { b.fs = append(b.fs, f) }
 
 // block adds a block filter, or its audit stand-in.
-func (b *builder) block(f Filter, audit bool) {
-	f.Action = Block
+func (b *builder) block(f filter, audit bool) {
+	f.Action = actionBlock
 	if audit {
-		f.Action, f.Audit = Permit, true
+		f.Action, f.Audit = actionPermit, true
 	}
 	b.add(f)
 }
 
 func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
-	sel := Filter{Exe: r.Exe, User: r.User, Group: r.Group, Rule: r.Name}
+	sel := filter{Exe: r.Exe, User: r.User, Group: r.Group, Rule: r.Name}
 	for _, l := range layers {
 		for _, d := range engine.OrderedDests(r) {
 			if layerOf(d.Prefix) != l {
@@ -256,7 +310,7 @@ func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
 			f.Layer, f.Remote, f.Protos, f.PortLo, f.PortHi = l, d.Prefix, protos, d.PortLo, d.PortHi
 			f.Name = fmt.Sprintf("exewall %s: %s %s", r.Name, d.Verdict, d.Dest)
 			if d.Verdict == engine.VerdictAllow {
-				f.Action = Permit
+				f.Action = actionPermit
 				b.add(f)
 			} else {
 				b.block(f, audit)
@@ -269,11 +323,11 @@ func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
 }
 
 // action adds the filters that decide what no destination entry decided.
-func (b *builder) action(sel Filter, a engine.Action, audit bool, nets []netip.Prefix) {
+func (b *builder) action(sel filter, a engine.Action, audit bool, nets []netip.Prefix) {
 	name := sel.Name
 	switch a {
 	case engine.ActionAllow:
-		sel.Action, sel.Name = Permit, name+": allow"
+		sel.Action, sel.Name = actionPermit, name+": allow"
 		b.add(sel)
 	case engine.ActionDeny:
 		sel.Name = name + ": deny"
@@ -291,7 +345,7 @@ func (b *builder) action(sel Filter, a engine.Action, audit bool, nets []netip.P
 		for _, lr := range append(append([]netip.Prefix(nil), engine.LocalRanges...), nets...) {
 			if layerOf(lr) == sel.Layer {
 				f := sel
-				f.Action, f.Remote, f.Name = Permit, lr, name+": local-only "+lr.String()
+				f.Action, f.Remote, f.Name = actionPermit, lr, name+": local-only "+lr.String()
 				b.add(f)
 			}
 		}
@@ -303,7 +357,7 @@ func (b *builder) action(sel Filter, a engine.Action, audit bool, nets []netip.P
 // protosFor maps an entry's protocol and ports to IP protocol numbers at a
 // layer. ok is false for an entry that can never match: on Linux an ICMP
 // attempt has port 0, which no port range contains.
-func protosFor(d engine.Dest, l Layer) (protos []uint8, ok bool) {
+func protosFor(d engine.Dest, l layer) (protos []uint8, ok bool) {
 	switch d.Proto {
 	case engine.ProtoTCP:
 		return []uint8{protoTCP}, true
@@ -313,7 +367,7 @@ func protosFor(d engine.Dest, l Layer) (protos []uint8, ok bool) {
 		if !d.AnyPort() {
 			return nil, false
 		}
-		if l == LayerConnectV6 {
+		if l == layerConnectV6 {
 			return []uint8{protoICMPv6}, true
 		}
 		return []uint8{protoICMP}, true
@@ -355,140 +409,4 @@ next:
 		return out[i].Bits() < out[j].Bits()
 	})
 	return out
-}
-
-// check refuses, all at once, what this backend cannot enforce faithfully.
-func check(p *engine.Policy) error {
-	var errs []error
-	if err := checkAction(p.Default); err != nil {
-		errs = append(errs, fmt.Errorf("default: %w", err))
-	}
-	exes := map[string]string{}
-	for i := range p.Rules {
-		r := &p.Rules[i]
-		fail := func(err error) { errs = append(errs, fmt.Errorf("rule %q: %w", r.Name, err)) }
-		if n := countSet(r.Exe, r.Cgroup, r.User, r.Group); n > 1 {
-			fail(errors.New("sets more than one of exe:, cgroup:, user:, group:"))
-			continue
-		}
-		switch {
-		case r.Cgroup != "":
-			fail(fmt.Errorf("cgroup: selects Linux cgroups, which Windows does not have: %w", engine.ErrNotSupported))
-		case r.Exe != "":
-			if !isWindowsAbs(r.Exe) {
-				fail(fmt.Errorf("exe %q is not an absolute Windows path (C:\\... or \\\\server\\share\\...)", r.Exe))
-				break
-			}
-			key := strings.ToLower(strings.ReplaceAll(r.Exe, "/", `\`))
-			if other, dup := exes[key]; dup {
-				fail(fmt.Errorf("exe %q is already covered by rule %q", r.Exe, other))
-			}
-			exes[key] = r.Name
-		case r.User != "":
-			if isNumeric(r.User) {
-				fail(fmt.Errorf("user: %q is a numeric uid; Windows accounts have no uid, name the account or give its SID (S-1-5-...): %w", r.User, engine.ErrNotSupported))
-			}
-		case r.Group != "":
-			if isNumeric(r.Group) {
-				fail(fmt.Errorf("group: %q is a numeric gid; Windows groups have no gid, name the group or give its SID (S-1-5-...): %w", r.Group, engine.ErrNotSupported))
-			}
-		default:
-			fail(errors.New("selects nothing (set exe:, user: or group:)"))
-		}
-		if err := checkAction(r.Action); err != nil {
-			fail(err)
-		}
-		for _, d := range append(append([]engine.Dest(nil), r.Allow...), r.Deny...) {
-			if !d.Prefix.IsValid() || d.PortLo > d.PortHi || (d.PortLo == 0) != (d.PortHi == 0) {
-				fail(fmt.Errorf("invalid destination %q", d))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func checkAction(a engine.Action) error {
-	switch a {
-	case engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly:
-		return nil
-	}
-	return fmt.Errorf("unknown action %s", a)
-}
-
-func countSet(ss ...string) int {
-	n := 0
-	for _, s := range ss {
-		if s != "" {
-			n++
-		}
-	}
-	return n
-}
-
-func isNumeric(s string) bool {
-	_, err := strconv.ParseUint(s, 10, 32)
-	return err == nil
-}
-
-// filterMeta is stored in each WFP filter's provider data, so that a
-// restarted service (or `netsh wfp show filters`) can tell which rule a
-// filter enforces, and Sync can compare the kernel with the policy.
-type filterMeta struct {
-	Rule  string `json:"rule,omitempty"`
-	Exe   string `json:"exe,omitempty"`
-	AppID string `json:"app_id,omitempty"` // the app ID the exe resolved to when the filter was added
-	Block bool   `json:"block,omitempty"`
-	Audit bool   `json:"audit,omitempty"`
-	Spec  string `json:"spec"` // Filter.String()
-}
-
-func metaOf(f Filter, appID string) filterMeta {
-	return filterMeta{Rule: f.Rule, Exe: f.Exe, AppID: appID, Block: f.Action == Block, Audit: f.Audit, Spec: f.String()}
-}
-
-func (m filterMeta) encode() []byte {
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err) // strings and bools always marshal
-	}
-	return b
-}
-
-func decodeMeta(b []byte) (filterMeta, error) {
-	var m filterMeta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("decode filter provider data: %w", err)
-	}
-	if m.Spec == "" {
-		return m, errors.New("decode filter provider data: no spec")
-	}
-	return m, nil
-}
-
-// usesLocalOnly reports whether the policy's filters depend on the host's
-// subnets.
-func usesLocalOnly(p *engine.Policy) bool {
-	if p.Default == engine.ActionLocalOnly {
-		return true
-	}
-	for i := range p.Rules {
-		if p.Rules[i].Action == engine.ActionLocalOnly {
-			return true
-		}
-	}
-	return false
-}
-
-// sameNets reports whether two lists of host subnets give the same filters.
-func sameNets(a, b []netip.Prefix) bool {
-	x, y := hostNets(a), hostNets(b)
-	if len(x) != len(y) {
-		return false
-	}
-	for i := range x {
-		if x[i] != y[i] {
-			return false
-		}
-	}
-	return true
 }

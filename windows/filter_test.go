@@ -29,7 +29,7 @@ func dest(p string, lo, hi uint16, proto engine.Proto) engine.Dest {
 	return engine.Dest{Prefix: pfx(p), PortLo: lo, PortHi: hi, Proto: proto}
 }
 
-var testHost = Host{
+var testHost = machine{
 	Nets:    []netip.Prefix{pfx("203.0.113.7/24"), pfx("192.168.1.5/24"), pfx("2001:db8:1::5/64"), pfx("fe80::1/64")},
 	SelfExe: self,
 }
@@ -37,10 +37,10 @@ var testHost = Host{
 var goldenCases = []struct {
 	name string
 	p    *engine.Policy
-	h    Host
+	h    machine
 }{
 	{"allow", &engine.Policy{Default: engine.ActionAllow}, testHost},
-	{"allow-noself", &engine.Policy{Default: engine.ActionAllow}, Host{}},
+	{"allow-noself", &engine.Policy{Default: engine.ActionAllow}, machine{}},
 	{"deny", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
 		{Name: "curl", Selector: engine.Selector{Exe: curl}, Action: engine.ActionDeny},
 	}}, testHost},
@@ -111,7 +111,7 @@ var goldenCases = []struct {
 	}}, testHost},
 }
 
-func render(fs []Filter, err error) string {
+func render(fs []filter, err error) string {
 	var b strings.Builder
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -129,7 +129,7 @@ func render(fs []Filter, err error) string {
 func TestTranslateGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			fs, err := Translate(tc.p, tc.h)
+			fs, err := translate(tc.p, tc.h)
 			got := render(fs, err)
 			file := filepath.Join("testdata", tc.name+".golden")
 			if *update {
@@ -151,13 +151,13 @@ func TestTranslateGolden(t *testing.T) {
 
 func TestRefusalsWrapNotSupported(t *testing.T) {
 	for _, sel := range []engine.Selector{{Cgroup: "/a"}, {User: "1000"}, {Group: "0"}} {
-		_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: sel}}}, Host{})
+		_, err := translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: sel}}}, machine{})
 		if !errors.Is(err, engine.ErrNotSupported) {
 			t.Errorf("%+v: got %v, want an error wrapping engine.ErrNotSupported", sel, err)
 		}
 	}
 	// Invalid input is refused, but it is not a missing feature.
-	_, err := Translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: engine.Selector{Exe: "curl.exe"}}}}, Host{})
+	_, err := translate(&engine.Policy{Rules: []engine.Rule{{Name: "r", Selector: engine.Selector{Exe: "curl.exe"}}}}, machine{})
 	if err == nil || errors.Is(err, engine.ErrNotSupported) {
 		t.Errorf("relative exe: got %v, want a plain refusal", err)
 	}
@@ -165,7 +165,7 @@ func TestRefusalsWrapNotSupported(t *testing.T) {
 
 func TestWeightsUniqueDescending(t *testing.T) {
 	for _, tc := range goldenCases {
-		fs, err := Translate(tc.p, tc.h)
+		fs, err := translate(tc.p, tc.h)
 		if err != nil {
 			continue
 		}
@@ -181,12 +181,35 @@ func TestWeightsUniqueDescending(t *testing.T) {
 }
 
 // wfpJudge is WFP's arbitration inside exewall's sublayer, reduced to what
-// Translate emits: the matching filter of the highest weight decides.
-func wfpJudge(fs []Filter, exe string, dst netip.Addr, port uint16, proto engine.Proto) (Filter, bool) {
-	dst = dst.Unmap()
-	l := LayerConnectV6
+// Translate emits: the matching filter of the highest weight decides. The
+// attempt comes from an ephemeral local port (for ICMP: an echo request)
+// of a process running as no account a filter names.
+func wfpJudge(fs []filter, exe string, dst netip.Addr, port uint16, proto engine.Proto) (filter, bool) {
+	local := uint16(50000)
+	if proto == engine.ProtoICMP {
+		local = 8
+		if !dst.Unmap().Is4() {
+			local = 128
+		}
+	}
+	return wfpJudgeFrom(fs, attempt{exe: exe, dst: dst, port: port, proto: proto, local: local})
+}
+
+// attempt is one connection attempt as the ALE connect layers see it.
+type attempt struct {
+	exe     string
+	account string // SID of the token's user or of one of its groups
+	dst     netip.Addr
+	port    uint16
+	local   uint16 // local port, or ICMP type
+	proto   engine.Proto
+}
+
+func wfpJudgeFrom(fs []filter, a attempt) (filter, bool) {
+	exe, dst, port, proto := a.exe, a.dst.Unmap(), a.port, a.proto
+	l := layerConnectV6
 	if dst.Is4() {
-		l = LayerConnectV4
+		l = layerConnectV4
 	}
 	var num uint8
 	switch proto {
@@ -196,18 +219,18 @@ func wfpJudge(fs []Filter, exe string, dst netip.Addr, port uint16, proto engine
 		num = protoUDP
 	case engine.ProtoICMP:
 		num = protoICMP
-		if l == LayerConnectV6 {
+		if l == layerConnectV6 {
 			num = protoICMPv6
 		}
 	}
-	var best Filter
+	var best filter
 	found := false
 	for _, f := range fs {
 		if f.Layer != l || (found && f.Weight <= best.Weight) {
 			continue
 		}
-		if f.User != "" || f.Group != "" {
-			continue // no user rules in the equivalence test
+		if acct := f.User + f.Group; acct != "" && acct != a.account {
+			continue
 		}
 		if f.Exe != "" && !strings.EqualFold(f.Exe, exe) {
 			continue
@@ -219,6 +242,9 @@ func wfpJudge(fs []Filter, exe string, dst netip.Addr, port uint16, proto engine
 			continue
 		}
 		if (f.PortLo != 0 || f.PortHi != 0) && (port < f.PortLo || port > f.PortHi) {
+			continue
+		}
+		if (f.LocalLo != 0 || f.LocalHi != 0) && (a.local < f.LocalLo || a.local > f.LocalHi) {
 			continue
 		}
 		best, found = f, true
@@ -288,7 +314,7 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 				Allow: randDests(), Deny: randDests(),
 			})
 		}
-		fs, err := Translate(p, testHost)
+		fs, err := translate(p, testHost)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,18 +351,88 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 
 func TestSelfNeverBlocked(t *testing.T) {
 	p := &engine.Policy{Default: engine.ActionDeny}
-	fs, err := Translate(p, testHost)
+	fs, err := translate(p, testHost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"8.8.8.8", "127.0.0.1", "::1", "2606:4700::1"} {
 		f, _ := wfpJudge(fs, self, netip.MustParseAddr(a), 443, engine.ProtoTCP)
-		if f.Action != Permit {
+		if f.Action != actionPermit {
 			t.Errorf("own service to %s: %s", a, f)
 		}
 		f, _ = wfpJudge(fs, curl, netip.MustParseAddr(a), 443, engine.ProtoTCP)
-		if f.Action != Block {
+		if f.Action != actionBlock {
 			t.Errorf("curl to %s under default deny: %s", a, f)
+		}
+	}
+}
+
+// TestSystemPermits: under default deny (and local-only), Windows keeps its
+// addresses and resolves names: DHCP, DHCPv6, router and neighbour
+// solicitations and DNS from the DNS Client service pass; the same packets
+// from an ordinary program's ports, and that program's own DNS, do not.
+func TestSystemPermits(t *testing.T) {
+	dnscache := serviceSID("Dnscache")
+	for _, def := range []engine.Action{engine.ActionDeny, engine.ActionLocalOnly} {
+		p := &engine.Policy{Default: def, Rules: []engine.Rule{
+			{Name: "svc", Selector: engine.Selector{User: `NT SERVICE\Other`}, Action: engine.ActionDeny},
+		}}
+		fs, err := translate(p, testHost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svchost := `C:\Windows\System32\svchost.exe`
+		for _, tc := range []struct {
+			name string
+			a    attempt
+			pass bool
+		}{
+			{"dhcp discover", attempt{exe: svchost, dst: netip.MustParseAddr("255.255.255.255"), port: 67, local: 68, proto: engine.ProtoUDP}, true},
+			{"dhcp renew", attempt{exe: svchost, dst: netip.MustParseAddr("198.51.100.1"), port: 67, local: 68, proto: engine.ProtoUDP}, true},
+			{"dhcpv6 solicit", attempt{exe: svchost, dst: netip.MustParseAddr("ff02::1:2"), port: 547, local: 546, proto: engine.ProtoUDP}, true},
+			{"router solicitation", attempt{exe: svchost, dst: netip.MustParseAddr("ff02::2"), local: 133, proto: engine.ProtoICMP}, true},
+			{"neighbour solicitation", attempt{exe: svchost, dst: netip.MustParseAddr("ff02::1:ff00:1"), local: 135, proto: engine.ProtoICMP}, true},
+			{"neighbour advertisement", attempt{exe: svchost, dst: netip.MustParseAddr("2606:4700::1"), local: 136, proto: engine.ProtoICMP}, true},
+			{"dnscache udp", attempt{exe: svchost, account: dnscache, dst: netip.MustParseAddr("8.8.8.8"), port: 53, local: 50000, proto: engine.ProtoUDP}, true},
+			{"dnscache tcp v6", attempt{exe: svchost, account: dnscache, dst: netip.MustParseAddr("2001:4860:4860::8888"), port: 53, local: 50000, proto: engine.ProtoTCP}, true},
+			{"program's own dns", attempt{exe: curl, dst: netip.MustParseAddr("8.8.8.8"), port: 53, local: 50000, proto: engine.ProtoUDP}, false},
+			{"dnscache elsewhere", attempt{exe: svchost, account: dnscache, dst: netip.MustParseAddr("8.8.8.8"), port: 443, local: 50000, proto: engine.ProtoTCP}, false},
+			{"other port to 67", attempt{exe: curl, dst: netip.MustParseAddr("198.51.100.1"), port: 67, local: 50000, proto: engine.ProtoUDP}, false},
+			{"ping", attempt{exe: curl, dst: netip.MustParseAddr("2606:4700::1"), local: 128, proto: engine.ProtoICMP}, false},
+		} {
+			f, _ := wfpJudgeFrom(fs, tc.a)
+			if (f.Action == actionPermit) != tc.pass {
+				t.Errorf("default %s, %s: decided by %s", def, tc.name, f)
+			}
+		}
+	}
+}
+
+// TestUserRulesJudged: user: and group: filters, by SID, against the
+// evaluator's choice of rule (uid/gid stand-ins for the SIDs).
+func TestUserRulesJudged(t *testing.T) {
+	p := &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "builder", Selector: engine.Selector{User: "S-1-5-21-1-2-3-1001"}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{dest("192.0.2.0/24", 0, 0, engine.ProtoAny)}},
+		{Name: "ci", Selector: engine.Selector{Group: "S-1-5-21-1-2-3-1200"}, Action: engine.ActionLocalOnly},
+	}}
+	fs, err := translate(p, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		acct, dst, rule string
+		block           bool
+	}{
+		{"S-1-5-21-1-2-3-1001", "192.0.2.9", "builder", false},
+		{"S-1-5-21-1-2-3-1001", "8.8.8.8", "builder", true},
+		{"S-1-5-21-1-2-3-1200", "10.1.2.3", "ci", false},
+		{"S-1-5-21-1-2-3-1200", "8.8.8.8", "ci", true},
+		{"S-1-5-21-1-2-3-1002", "8.8.8.8", "", false},
+	} {
+		f, _ := wfpJudgeFrom(fs, attempt{exe: curl, account: tc.acct, dst: netip.MustParseAddr(tc.dst), port: 443, local: 50000, proto: engine.ProtoTCP})
+		if f.Rule != tc.rule || (f.Action == actionBlock) != tc.block {
+			t.Errorf("%s to %s: decided by %s", tc.acct, tc.dst, f)
 		}
 	}
 }
@@ -358,7 +454,7 @@ func TestHostNets(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	fs, err := Translate(goldenCases[2].p, testHost)
+	fs, err := translate(goldenCases[2].p, testHost)
 	if err != nil {
 		t.Fatal(err)
 	}

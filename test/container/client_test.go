@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -195,5 +194,3 @@ func (l *loop) stop() map[byte]int {
 	l.cmd = nil
 	return <-l.counts
 }
-
-func (l *loop) pid() string { return strconv.Itoa(l.cmd.Process.Pid) }

@@ -27,7 +27,7 @@ func Hint(err error) string {
 	case errors.Is(err, engine.ErrLearning):
 		return " (`exewall learn`); stop it first (Ctrl-C in its terminal), or wait for it to end"
 	case errors.Is(err, engine.ErrEmptyPolicyFile):
-		return " (truncated?); the policy in force stays. For no rules at all, write `rules: []`"
+		return "; for no rules at all, write `rules: []`; the policy in force is unchanged"
 	case errors.As(err, &pend):
 		return "; run `exewall confirm` (or let it roll back) first"
 	}

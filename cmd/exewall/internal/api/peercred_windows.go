@@ -7,7 +7,7 @@ import (
 )
 
 // peerCred on Windows: a named pipe carries no uid, and none is needed. The
-// pipe's security descriptor (windows.PipeSDDL: SYSTEM and Administrators,
+// pipe's security descriptor (platform's pipeSDDL: SYSTEM and Administrators,
 // and in a UAC-filtered token Administrators is deny-only) makes the kernel
 // refuse everyone else when they open it, and go-winio rejects remote
 // clients, so every connection that reaches the server is from SYSTEM or an

@@ -17,8 +17,8 @@ import (
 var (
 	DefaultSocket   = client.DefaultSocket
 	DefaultPolicy   = "/etc/exewall/policy.yaml"
-	DefaultStateDir = darwin.DefaultStateDir // also holds pf's enable token
-	DefaultPinDir   = ""                     // nothing is pinned on macOS
+	DefaultStateDir = darwinStateDir // also holds pf's enable token
+	DefaultPinDir   = ""             // nothing is pinned on macOS
 )
 
 // Words the CLI uses when it cannot reach the daemon.
@@ -40,7 +40,7 @@ func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	}{b, noExeResolver{}}, nil
 }
 
-// noExeResolver identifies no executable (the backend is the resolver).
+// noExeResolver identifies no executable.
 type noExeResolver struct{}
 
 func (noExeResolver) Identify(string) (engine.FileID, bool, error) {
@@ -68,24 +68,33 @@ func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bo
 	return run(ctx, false)
 }
 
+// hostLaunchd manages the host's LaunchDaemon.
+func hostLaunchd() *launchd { return &launchd{launchctl: "launchctl", safe: checkInstallPath} }
+
 // InstallService writes and bootstraps the LaunchDaemon running exe.
 func InstallService(ctx context.Context, exe string, out io.Writer) error {
-	if err := darwin.InstallService(exe); err != nil {
+	if err := hostLaunchd().install(ctx, exe); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "installed and started the LaunchDaemon %s (%s), listening on %s; its log is %s\n",
-		darwin.ServiceLabel, darwin.PlistPath, darwin.DefaultSocket, darwin.LogPath)
+		launchdLabel, launchdPlist, darwinSocket, launchdLog)
 	return nil
 }
 
 // UninstallService boots out and removes the LaunchDaemon.
 func UninstallService(ctx context.Context, out io.Writer) error {
-	if err := darwin.UninstallService(); err != nil {
+	if err := hostLaunchd().uninstall(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "stopped the LaunchDaemon %s and removed %s; %s\n", darwin.ServiceLabel, darwin.PlistPath, ResetHint)
+	fmt.Fprintf(out, "stopped the LaunchDaemon %s and removed %s; %s\n", launchdLabel, launchdPlist, ResetHint)
 	return nil
 }
 
 // Listen creates the API's Unix socket, mode 0600.
 func Listen(path string) (net.Listener, error) { return listenUnix(path) }
+
+// Dial connects to the daemon's socket.
+func Dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}

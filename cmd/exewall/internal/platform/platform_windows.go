@@ -67,34 +67,34 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 // ServeDaemon runs the daemon under the service control manager when
 // started as a service, and in the foreground otherwise.
 func ServeDaemon(ctx context.Context, run func(ctx context.Context, asService bool) error) error {
-	isService, err := windows.IsService()
+	svc, err := isService()
 	if err != nil {
 		return err
 	}
-	if !isService {
+	if !svc {
 		return run(ctx, false)
 	}
-	return windows.RunService(windows.ServiceName, func(ctx context.Context) error { return run(ctx, true) })
+	return runService(serviceName, func(ctx context.Context) error { return run(ctx, true) })
 }
 
 // InstallService registers and starts the exewall service running exe.
 func InstallService(ctx context.Context, exe string, out io.Writer) error {
-	if err := windows.InstallService(exe); err != nil {
+	if err := installService(exe); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "installed and started the %s service (%s daemon), listening on %s; its log is %s\n",
-		windows.ServiceName, exe, windows.DefaultPipeName, filepath.Join(DefaultStateDir, "exewall.log"))
+		serviceName, exe, DefaultSocket, filepath.Join(DefaultStateDir, "exewall.log"))
 	return nil
 }
 
 // UninstallService stops and removes the exewall service.
 func UninstallService(ctx context.Context, out io.Writer) error {
-	if err := windows.UninstallService(); err != nil {
+	if err := uninstallService(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "stopped and removed the %s service; %s\n", windows.ServiceName, ResetHint)
+	fmt.Fprintf(out, "stopped and removed the %s service; %s\n", serviceName, ResetHint)
 	return nil
 }
 
 // Listen creates the API's named pipe (SYSTEM and Administrators only).
-func Listen(path string) (net.Listener, error) { return windows.ListenPipe(path) }
+func Listen(path string) (net.Listener, error) { return listenPipe(path) }

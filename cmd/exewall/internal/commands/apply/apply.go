@@ -54,7 +54,7 @@ of locking yourself out.`,
 		if engine.EmptyPolicy(data) {
 			// Refused here with the reason a daemon gives at start: such a
 			// file, once written, would keep the daemon from starting.
-			return fmt.Errorf("%s: %w; the policy in force is unchanged", file, engine.ErrEmptyPolicyFile)
+			return fmt.Errorf("%s: %w; for no rules at all, write `rules: []`; the policy in force is unchanged", file, engine.ErrEmptyPolicyFile)
 		}
 		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {

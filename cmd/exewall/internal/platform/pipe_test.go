@@ -1,4 +1,4 @@
-package windows
+package platform
 
 import (
 	"regexp"
@@ -12,16 +12,16 @@ import (
 // override, no SACL, nothing for Everyone, Users, Authenticated Users,
 // interactive or network logons.
 func TestPipeSDDL(t *testing.T) {
-	if !strings.HasPrefix(PipeSDDL, "D:P(") {
-		t.Fatalf("%q: want a protected DACL and nothing before it", PipeSDDL)
+	if !strings.HasPrefix(pipeSDDL, "D:P(") {
+		t.Fatalf("%q: want a protected DACL and nothing before it", pipeSDDL)
 	}
-	if strings.Contains(PipeSDDL, "S:") || strings.Contains(PipeSDDL, "O:") || strings.Contains(PipeSDDL, "G:") {
-		t.Fatalf("%q: unexpected owner, group or SACL", PipeSDDL)
+	if strings.Contains(pipeSDDL, "S:") || strings.Contains(pipeSDDL, "O:") || strings.Contains(pipeSDDL, "G:") {
+		t.Fatalf("%q: unexpected owner, group or SACL", pipeSDDL)
 	}
 	ace := regexp.MustCompile(`\(([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*);([^;()]*)\)`)
-	rest := strings.TrimPrefix(PipeSDDL, "D:P")
+	rest := strings.TrimPrefix(pipeSDDL, "D:P")
 	if ace.ReplaceAllString(rest, "") != "" {
-		t.Fatalf("%q: stray text between ACEs", PipeSDDL)
+		t.Fatalf("%q: stray text between ACEs", pipeSDDL)
 	}
 	var trustees []string
 	for _, m := range ace.FindAllStringSubmatch(rest, -1) {
@@ -38,7 +38,11 @@ func TestPipeSDDL(t *testing.T) {
 	if strings.Join(trustees, ",") != "BA,SY" {
 		t.Errorf("trustees %v, want exactly Administrators (BA) and SYSTEM (SY)", trustees)
 	}
-	if DefaultPipeName != `\\.\pipe\exewall` {
-		t.Errorf("DefaultPipeName = %q", DefaultPipeName)
+}
+
+// The Windows service must start after the Base Filtering Engine.
+func TestServiceDependsOnBFE(t *testing.T) {
+	if len(serviceDependencies) != 1 || serviceDependencies[0] != "BFE" {
+		t.Errorf("serviceDependencies = %q, want [BFE]", serviceDependencies)
 	}
 }
