@@ -25,8 +25,8 @@ func guardMarkdown(cs []HookCost) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("### Kernel run time per operation, hooks before and after issue 13 (bpf_stats, one run)\n\n")
-	b.WriteString("| programs | operation | hook | added by issue 13 | runs per op | ns per run | ns per op |\n|---|---|---|---|---:|---:|---:|\n")
+	b.WriteString("### Kernel run time per operation, the datapath hooks and the guard hooks (bpf_stats, one run)\n\n")
+	b.WriteString("| programs | operation | hook | guard hook | runs per op | ns per run | ns per op |\n|---|---|---|---|---:|---:|---:|\n")
 	sums := map[[2]string][2]float64{}
 	for _, c := range cs {
 		fmt.Fprintf(&b, "| %s | %s | %s | %v | %.2f | %.1f | %.1f |\n", c.What, c.Op, c.Hook, c.Added, c.RunsPerOp, c.NsPerRun, c.NsPerOp)
