@@ -48,6 +48,7 @@ type Report struct {
 	// ApplyProfile is `go tool pprof -top -cum` of replacing Applies.
 	ApplyProfile []string         `json:"apply_pprof_top,omitempty"`
 	Profile      []ProgProfile    `json:"bpf_profile"`
+	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
 	Targets      []Target         `json:"targets"`

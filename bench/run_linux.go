@@ -116,6 +116,11 @@ func run(o options) (rep *Report, retErr error) {
 			return rep, fmt.Errorf("connect path: %w", err)
 		}
 	}
+	if sections["guard"] {
+		if err := b.guardSection(); err != nil {
+			return rep, fmt.Errorf("guard hooks: %w", err)
+		}
+	}
 	if sections["apply"] {
 		if err := b.applySection(); err != nil {
 			return rep, fmt.Errorf("apply: %w", err)

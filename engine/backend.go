@@ -42,6 +42,10 @@ type State struct {
 	Counters    Counters            `json:"counters"`      // totals
 	RuleCounter map[string]Counters `json:"rule_counters"` // by rule name; "" is the default
 	EventsLost  uint64              `json:"events_lost"`
+	// SweepError says why the last re-judging of held sockets after an
+	// apply could not finish (connections the policy denies may still be
+	// open); "" when it did.
+	SweepError string `json:"sweep_error,omitempty"`
 }
 
 // Drift is one difference found between the kernel and the desired policy.
@@ -87,4 +91,8 @@ type Check struct {
 	// Detail says what it would add, and doctor does not count it as a
 	// failure.
 	Optional bool `json:"optional,omitempty"`
+	// Finding marks a fact about the machine that weakens what exewall can
+	// promise (a non-inet family any user can open): printed as WARN with
+	// its remedy, not counted as a failure of exewall.
+	Finding bool `json:"finding,omitempty"`
 }

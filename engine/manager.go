@@ -158,6 +158,14 @@ type Status struct {
 	// (disk full); ViolationsLogError is the write error while it lasts.
 	ViolationsLogLost  uint64 `json:"violations_log_lost"`
 	ViolationsLogError string `json:"violations_log_error,omitempty"`
+	// ViolationsFolded counts events of flooding programs folded into
+	// summaries; ViolationsFlooding is how many programs are being folded
+	// right now (0 when nobody floods).
+	ViolationsFolded   uint64 `json:"violations_folded"`
+	ViolationsFlooding int    `json:"violations_flooding"`
+	// HeldSocketSweepError says why the last re-judging of held sockets
+	// could not finish: connections the policy denies may still be open.
+	HeldSocketSweepError string `json:"held_socket_sweep_error,omitempty"`
 }
 
 // Status reports the policy in force and the backend's view of the kernel.
@@ -170,7 +178,9 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		Default: m.policy.Default.String(), Rules: len(m.policy.Rules), Counters: st.Counters,
 		RuleCounter: st.RuleCounter, EventsLost: st.EventsLost,
 		UptimeSeconds: int64(time.Since(m.started).Seconds()), PolicyFile: m.cfg.PolicyFile,
-		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen()}
+		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen(),
+		HeldSocketSweepError: st.SweepError}
+	s.ViolationsFolded, s.ViolationsFlooding = m.win.foldStats()
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}
@@ -188,31 +198,6 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		m.cfg.Report(&s)
 	}
 	return s, err
-}
-
-// Run consumes the backend's violations until the stream ends or ctx is
-// done: each is kept in the window, passed to OnViolation and to every
-// subscriber.
-func (m *Manager) Run(ctx context.Context) {
-	defer m.win.closeAll()
-	ch := m.cfg.Backend.Violations()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case v, ok := <-ch:
-			if !ok {
-				return
-			}
-			m.win.record(v)
-			if ls := m.learn.Load(); ls != nil {
-				ls.record(v)
-			}
-			if m.cfg.OnViolation != nil {
-				m.cfg.OnViolation(v)
-			}
-		}
-	}
 }
 
 // Violations returns the violations kept in memory at or after since,

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sort"
 	"sync"
 	"time"
 )
@@ -12,8 +13,11 @@ import (
 type window struct {
 	mu       sync.Mutex
 	ring     []Violation
-	next     int  // where the next violation goes
-	full     bool // ring has wrapped
+	firsts   []Violation // the first event of each (program, rule): never rotated out
+	folded   uint64      // events folded into summaries (fold.go)
+	flooding int         // programs being folded right now
+	next     int         // where the next violation goes
+	full     bool        // ring has wrapped
 	total    uint64
 	attempts uint64 // what the events stand for: the sum of their counts
 	subs     map[*subscriber]struct{}
@@ -27,13 +31,17 @@ func newWindow(size, subBuf int) *window {
 	return &window{ring: make([]Violation, size), subs: map[*subscriber]struct{}{}, subBuf: subBuf}
 }
 
-func (w *window) record(v Violation) {
+func (w *window) record(v Violation, pinned bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.ring[w.next] = v
-	w.next++
-	if w.next == len(w.ring) {
-		w.next, w.full = 0, true
+	if pinned {
+		w.firsts = append(w.firsts, v)
+	} else {
+		w.ring[w.next] = v
+		w.next++
+		if w.next == len(w.ring) {
+			w.next, w.full = 0, true
+		}
 	}
 	w.total++
 	w.attempts += max(v.Count, 1)
@@ -61,11 +69,25 @@ func (w *window) since(t time.Time) []Violation {
 			}
 		}
 	}
+	add(w.firsts)
 	if w.full {
 		add(w.ring[w.next:])
 	}
 	add(w.ring[:w.next])
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
+}
+
+func (w *window) setFold(folded uint64, flooding int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.folded, w.flooding = folded, flooding
+}
+
+func (w *window) foldStats() (folded uint64, flooding int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.folded, w.flooding
 }
 
 func (w *window) subscribe() (<-chan Violation, func()) {

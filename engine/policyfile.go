@@ -290,7 +290,9 @@ func setValue(m *yaml.Node, key string, v *yaml.Node, after []string) {
 // sees the old content or the new, never a mix: write a temporary file in
 // the same directory, fsync it, rename it over path, fsync the directory.
 // A symlinked path (a ConfigMap's ..data, an /etc/alternatives link) has
-// its target replaced and keeps the link. The file's mode is kept.
+// its target replaced and keeps the link. An existing file keeps its mode
+// (config management may own it); a new one is 0600: a policy tells every
+// reader which programs may reach what.
 func WriteFileAtomic(path string, data []byte) error {
 	target, err := filepath.EvalSymlinks(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -298,7 +300,7 @@ func WriteFileAtomic(path string, data []byte) error {
 	} else if err != nil {
 		return fmt.Errorf("resolve %s: %w", path, err)
 	}
-	mode := fs.FileMode(0o644)
+	mode := fs.FileMode(0o600)
 	if fi, err := os.Stat(target); err == nil {
 		mode = fi.Mode().Perm()
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -168,5 +169,30 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := Writable(link); err != nil {
 		t.Errorf("Writable: %v", err)
+	}
+}
+
+// A new policy file is readable by root only; an existing one keeps the mode
+// its owner gave it (issue 13 item 8).
+func TestWriteFileAtomicNewFileIsPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	if err := WriteFileAtomic(path, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("new policy file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(path, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("existing file mode %v, want its own 0644 kept", fi.Mode().Perm())
 	}
 }

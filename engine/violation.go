@@ -33,6 +33,11 @@ type Violation struct {
 	// attempt (process, rule, destination) within a second are counted, not
 	// reported one by one, so a storm cannot drown the pipeline.
 	Count uint64 `json:"count"`
+	// Folded is set on a summary: that many events of one flooding program
+	// (within about a second) were folded into this one, so one program
+	// cannot wash everyone else's events out of the window and the log.
+	// The destination and time are the last folded event's.
+	Folded uint64 `json:"folded,omitempty"`
 	// Call is the system call judged, where the backend knows it: "connect",
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).

@@ -66,6 +66,7 @@ func (b *Backend) attach() error {
 		}
 		b.links[h.name] = l
 	}
+	b.attachGuard() // optional: a failure is recorded and reported, not fatal
 	return nil
 }
 

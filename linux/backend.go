@@ -98,6 +98,11 @@ type Backend struct {
 	sockIter    []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional    map[string]error // optional hooks that could not load, and why
 
+	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
+	guardOK    bool
+	guardLinks map[string]link.Link
+	sweepErr   error // the last held-socket sweep that could not finish
+
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
 	applySeq   uint64        // applies so far; the background clear checks it
@@ -151,6 +156,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	}
 	if err := ensureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
+	}
+	if err := pinDirCheck(cfg.PinDir); err != nil {
+		return nil, fmt.Errorf("pin dir: %w", err)
 	}
 	// One daemon per pin dir: a second one would fight the first over the
 	// same maps and links.
@@ -310,6 +318,9 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	defer b.mu.Unlock()
 	st := engine.State{Backend: b.Name(), AttachPoint: b.cgroupPath, RuleCounter: map[string]engine.Counters{}}
 	st.Hooks = b.activeHooks()
+	if b.sweepErr != nil {
+		st.SweepError = b.sweepErr.Error()
+	}
 	if b.policy != nil {
 		st.Rules = len(b.policy.Rules)
 	}
@@ -385,8 +396,10 @@ func (b *Backend) Close() error {
 		for _, it := range b.sockIter {
 			it.Close()
 		}
+		b.closeGuard(false)
 		b.exec.Close()
 		b.socks.Close()
+		b.guard.Close()
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()

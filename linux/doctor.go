@@ -138,6 +138,18 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		{"sock_destroy", "hook sock_destroy (iter/tcp, iter/udp)", "connections a program already holds are cut when a rule tightens",
 			"they stay open until the program closes them; new ones are judged by the new rule",
 			func() error { return tryLoad(loadSockets, &socketsObjects{}) }},
+		{"guard", "hook guard (setsockopt, egress, post_bind)", "source routes and echo requests on handed-over ping sockets are refused to restricted programs, and accepted sockets carry their creator",
+			"a restricted program can steer packets with a routing header and ping through a socket it is handed",
+			func() error {
+				spec, err := loadGuard()
+				if err != nil {
+					return err
+				}
+				for _, m := range spec.Maps {
+					m.Pinning = ebpf.PinNone
+				}
+				return tryLoadSpec(spec, &guardObjects{})
+			}},
 	} {
 		err := disabledByTest(opt.hook)
 		if err == nil {
@@ -149,6 +161,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 			add(opt.name, true, "loads: %s", opt.would)
 		}
 	}
+	checks = append(checks, familyChecks()...)
 	if err := disabledByTest("iter"); err != nil {
 		optional("identity", "%v", err)
 	} else if r := newResolver(nil); r.fallback != nil {
@@ -195,6 +208,11 @@ func tryLoad(spec func() (*ebpf.CollectionSpec, error), objs interface{ Close() 
 	if err != nil {
 		return err
 	}
+	return tryLoadSpec(cs, objs)
+}
+
+// tryLoadSpec loads cs into objs and releases them.
+func tryLoadSpec(cs *ebpf.CollectionSpec, objs interface{ Close() error }) error {
 	if err := cs.LoadAndAssign(objs, nil); err != nil {
 		return err
 	}

@@ -157,6 +157,8 @@ func (tb *testBackend) sabotage() {
 			tb.sockIter = nil
 		case "stat":
 			tb.resolver.Close() // falls back to stat()
+		default:
+			tb.sabotageGuard(what)
 		}
 	}
 }

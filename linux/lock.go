@@ -28,6 +28,9 @@ func lockPinDir(dir string) (*pinLock, error) {
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock dir: %w", err)
 	}
+	if err := checkPrivateDir(lockDir); err != nil {
+		return nil, fmt.Errorf("lock dir: %w", err)
+	}
 	name := strings.ReplaceAll(strings.Trim(filepath.Clean(dir), "/"), "/", "-")
 	path := filepath.Join(lockDir, "pins-"+name+".lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)

@@ -36,6 +36,9 @@ func (b *Backend) loadOptional() {
 	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
 		b.optional["sock_destroy"] = b.loadSocketIters(repl)
 	}
+	if b.optional["guard"] = disabledByTest("guard"); b.optional["guard"] == nil {
+		b.optional["guard"] = b.loadGuard(repl)
+	}
 	for name, err := range b.optional {
 		if err != nil {
 			b.log.Warn("optional hook unavailable", "hook", name, "err", err)
@@ -207,7 +210,7 @@ func (b *Backend) activeHooks() []string {
 	if b.resolver != nil && b.resolver.fallback == nil {
 		out = append(out, "iter")
 	}
-	return out
+	return append(out, b.guardActive()...)
 }
 
 // wantLinks is how many cgroup hooks this backend attaches.

@@ -5,6 +5,7 @@ package linux
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,15 +18,37 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// sweepHeldSockets re-judges every connected TCP and UDP socket of this
-// network namespace by the policy now in force and destroys those it denies,
-// so a tightened rule also cuts connections the program already holds.
-// Sockets created before exewall was loaded carry no owner and are left alone.
+// sweepHeldSockets re-judges every TCP socket that can still carry data and
+// every connected UDP socket of this network namespace by the policy now in
+// force and destroys those it denies, so a tightened rule also cuts
+// connections the program already holds (accepted ones included: they carry
+// their listener's creator). Any number of sockets: the denied cookies go to
+// sock_doomed in batches the map can hold. Sockets created before exewall was
+// loaded carry no owner and are left alone. The outcome is kept for status,
+// sync and /metrics: a sweep that cannot finish is never silent.
 func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (int, error) {
+	n, err := b.sweep(c, p, gen)
+	if errors.Is(err, errNoIters) {
+		return n, err
+	}
+	b.sweepErr = err
+	return n, err
+}
+
+// sweepBatch is how many cookies go to sock_doomed at once (0: its size);
+// tests make it unbounded to show what batching prevents.
+var sweepBatch = 0
+
+func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) {
 	if b.sockIter == nil {
 		return 0, errNoIters
 	}
-	var recs []datapathSockRec
+	// A sweep that died half way (an older daemon, a crash) may have left
+	// cookies behind; they would fill the map and end unrelated sockets.
+	if err := clearMap[uint64, uint8](b.objs.SockDoomed); err != nil {
+		return 0, fmt.Errorf("clear doomed sockets: %w", err)
+	}
+	var recs []heldRec
 	for _, it := range b.sockIter[:2] {
 		got, err := readSockRecs(it.Open)
 		if err != nil {
@@ -33,33 +56,64 @@ func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (i
 		}
 		recs = append(recs, got...)
 	}
+	inheritFromListeners(recs)
 	cgroupPaths := map[uint64]string{}
-	doomed := 0
+	var doomed []uint64
 	for _, r := range recs {
-		if r.HasOwner == 0 {
+		if r.HasOwner == 0 || r.listening {
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r, cgroupPaths) != engine.VerdictDeny {
-			continue
+		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths) == engine.VerdictDeny {
+			doomed = append(doomed, r.Cookie)
 		}
-		if err := b.objs.SockDoomed.Update(r.Cookie, uint8(1), ebpf.UpdateAny); err != nil {
-			return 0, fmt.Errorf("mark socket: %w", err)
-		}
-		doomed++
 	}
-	if doomed == 0 {
-		return 0, nil
+	total := len(doomed)
+	batch := int(b.objs.SockDoomed.MaxEntries())
+	if sweepBatch != 0 {
+		batch = sweepBatch
 	}
-	defer clearMap[uint64, uint8](b.objs.SockDoomed)
-	for _, it := range b.sockIter[2:] {
-		if _, err := readSockRecs(it.Open); err != nil {
+	for len(doomed) > 0 {
+		k := min(batch, len(doomed))
+		if err := b.destroyCookies(doomed[:k]); err != nil {
 			return 0, err
 		}
+		doomed = doomed[k:]
 	}
-	return doomed, nil
+	return total, nil
 }
 
-func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error) {
+// destroyCookies ends the sockets whose cookies are given (at most what
+// sock_doomed holds) and leaves sock_doomed empty.
+func (b *Backend) destroyCookies(cookies []uint64) error {
+	defer clearMap[uint64, uint8](b.objs.SockDoomed)
+	for _, c := range cookies {
+		if err := b.objs.SockDoomed.Update(c, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("mark socket: %w", err)
+		}
+	}
+	for _, it := range b.sockIter[2:] {
+		if _, err := readSockRecs(it.Open); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepError is why the last held-socket sweep could not finish, or nil.
+func (b *Backend) SweepError() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sweepErr
+}
+
+// heldRec is one socket the iterator reported (bpf/guard.h held_rec).
+type heldRec struct {
+	datapathSockRec
+	sport     uint16
+	listening bool
+}
+
+func readSockRecs(open func() (io.ReadCloser, error)) ([]heldRec, error) {
 	rd, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("run socket iterator: %w", err)
@@ -69,19 +123,40 @@ func readSockRecs(open func() (io.ReadCloser, error)) ([]datapathSockRec, error)
 	if err != nil {
 		return nil, fmt.Errorf("read socket iterator: %w", err)
 	}
-	var rec datapathSockRec
-	size := binary.Size(rec)
-	out := make([]datapathSockRec, 0, len(data)/size)
+	size := binary.Size(socketsHeldRec{})
+	recSize := binary.Size(datapathSockRec{})
+	out := make([]heldRec, 0, len(data)/size)
 	for off := 0; off+size <= len(data); off += size {
-		if err := binary.Read(bytes.NewReader(data[off:off+size]), binary.NativeEndian, &rec); err != nil {
+		var h heldRec
+		if err := binary.Read(bytes.NewReader(data[off:off+recSize]), binary.NativeEndian, &h.datapathSockRec); err != nil {
 			return nil, err
 		}
-		out = append(out, rec)
+		h.sport = binary.NativeEndian.Uint16(data[off+recSize:])
+		h.listening = data[off+recSize+2] == 1
+		out = append(out, h)
 	}
 	return out, nil
 }
 
-func clearMap[K comparable, V any](m *ebpf.Map) {
+// inheritFromListeners gives an accepted TCP socket that carries no creator
+// (its listener never bound explicitly, so post_bind could not hand it
+// down) the creator of the live listener on its local port.
+func inheritFromListeners(recs []heldRec) {
+	owners := map[uint16]datapathSockOwner{}
+	for _, r := range recs {
+		if r.listening && r.HasOwner == 1 && r.Proto == uint8(engine.ProtoTCP) {
+			owners[r.sport] = r.Owner
+		}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if o, ok := owners[r.sport]; ok && !r.listening && r.HasOwner == 0 && r.Proto == uint8(engine.ProtoTCP) {
+			r.Owner, r.HasOwner = o, 1
+		}
+	}
+}
+
+func clearMap[K comparable, V any](m *ebpf.Map) error {
 	var k K
 	var v V
 	var keys []K
@@ -89,7 +164,10 @@ func clearMap[K comparable, V any](m *ebpf.Map) {
 	for it.Next(&k, &v) {
 		keys = append(keys, k)
 	}
-	batchDelete(m, keys)
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return batchDelete(m, keys)
 }
 
 // judgeHeld decides a held socket the way the datapath decides a connect,
@@ -185,4 +263,21 @@ func (b *Backend) cgroupPathOf(id uint64) string {
 		return nil
 	})
 	return found
+}
+
+// syncSweep reports a held-socket sweep that could not finish, retrying it
+// first unless the apply sync just made ran one.
+func (b *Backend) syncSweep(report func(bool, string, ...any), applied bool, gen uint32) {
+	if b.sweepErr == nil {
+		return
+	}
+	prev := b.sweepErr
+	if !applied && b.gens[gen] != nil && b.policy != nil {
+		b.sweepHeldSockets(b.gens[gen], b.policy, gen)
+	}
+	if b.sweepErr != nil {
+		report(false, "held sockets could not all be re-judged (connections the policy denies may still be open): %v", b.sweepErr)
+	} else {
+		report(true, "held sockets could not all be re-judged after the last apply: %v", prev)
+	}
 }

@@ -110,6 +110,24 @@ type socketsGateKey struct {
 	Pad      uint8
 }
 
+type socketsHeldRec struct {
+	_   structs.HostLayout
+	Rec struct {
+		_        structs.HostLayout
+		Cookie   uint64
+		Owner    socketsSockOwner
+		Daddr    [16]uint8
+		Dport    uint16
+		Family   uint8
+		Proto    uint8
+		HasOwner uint8
+		Pad      [3]uint8
+	}
+	Sport     uint16
+	Listening uint8
+	Pad       [5]uint8
+}
+
 type socketsIdKey struct {
 	_   structs.HostLayout
 	Id  uint64
@@ -225,6 +243,7 @@ const (
 	socketsMapPathRules          = "path_rules"
 	socketsMapProcIdents         = "proc_idents"
 	socketsMapSockDoomed         = "sock_doomed"
+	socketsMapSockHeirs          = "sock_heirs"
 	socketsMapSockOwners         = "sock_owners"
 	socketsMapTaskStates         = "task_states"
 	socketsMapUidRules           = "uid_rules"
@@ -232,6 +251,7 @@ const (
 	socketsProgExewallDestroyUdp = "exewall_destroy_udp"
 	socketsProgExewallSocksTcp   = "exewall_socks_tcp"
 	socketsProgExewallSocksUdp   = "exewall_socks_udp"
+	socketsVarUnusedHeldRec      = "unused_held_rec"
 	socketsVarUseTaskStorage     = "use_task_storage"
 )
 
@@ -309,6 +329,7 @@ type socketsMapSpecs struct {
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
 	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.MapSpec `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
 	UidRules      *ebpf.MapSpec `ebpf:"uid_rules"`
@@ -318,6 +339,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	UnusedHeldRec  *ebpf.VariableSpec `ebpf:"unused_held_rec"`
 	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
@@ -363,6 +385,7 @@ type socketsMaps struct {
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
 	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
+	SockHeirs     *ebpf.Map `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	TaskStates    *ebpf.Map `ebpf:"task_states"`
 	UidRules      *ebpf.Map `ebpf:"uid_rules"`
@@ -392,6 +415,7 @@ func (m *socketsMaps) Close() error {
 		m.PathRules,
 		m.ProcIdents,
 		m.SockDoomed,
+		m.SockHeirs,
 		m.SockOwners,
 		m.TaskStates,
 		m.UidRules,
@@ -402,6 +426,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	UnusedHeldRec  *ebpf.Variable `ebpf:"unused_held_rec"`
 	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
 }
 

@@ -93,6 +93,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		}
 	}
 
+	b.syncGuard(report)
 	if b.policy == nil {
 		return drifts, nil
 	}
@@ -150,6 +151,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			drifts[i].Repaired = true
 		}
 	}
+	b.syncSweep(report, stale, gen)
 	return drifts, nil
 }
 

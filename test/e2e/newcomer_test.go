@@ -139,6 +139,11 @@ func TestNewcomer(t *testing.T) {
 				t.Errorf("doctor FAIL as root on a machine that runs exewall: %q", line)
 			case len(f) > 0 && f[0] == "absent" && !strings.Contains(line, "optional: "):
 				t.Errorf("absent line does not say it is optional: %q", line)
+			case len(f) > 1 && f[0] == "WARN" && f[1] == "family" && !strings.Contains(line, "RestrictAddressFamilies="):
+				t.Errorf("a WARN line about an address family gives no remedy: %q", line)
+			case len(f) > 1 && f[0] == "WARN" && f[1] == "family":
+				// A finding about the machine (a non-inet family any user
+				// can open), with its remedy: not a failure.
 			case len(f) > 0 && f[0] != "ok" && f[0] != "absent":
 				t.Errorf("doctor line starts with %q: %q", f[0], line)
 			}
@@ -148,7 +153,7 @@ func TestNewcomer(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range checks {
-			if !c.OK && !c.Optional {
+			if !c.OK && !c.Optional && !c.Finding {
 				t.Errorf("required check fails: %+v", c)
 			}
 		}

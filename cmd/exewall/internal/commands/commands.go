@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,6 +97,27 @@ func PrintJSON(w io.Writer, v any) error {
 // Table returns a tab-aligned writer; call Flush when done.
 func Table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+// Q makes a value from the kernel or a policy safe to print in a table: a
+// process name, path or rule name may hold escape sequences or newlines that
+// would erase or forge lines on the terminal. Printable text is returned as
+// is; anything else is written as a Go escape (\x1b, \n, \u200b) and a
+// backslash as \\, so the output is inert and unambiguous.
+func Q(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == '\\' || r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	// QuoteToGraphic escapes the quote character too; only the outer pair goes.
+	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
 }
 
 // ExitError ends the command with Code instead of 1. An empty Err prints

@@ -27,6 +27,9 @@ type collector struct {
 	logLost  *prometheus.Desc
 	logErr   *prometheus.Desc
 	fileErr  *prometheus.Desc
+	sweepErr *prometheus.Desc
+	folded   *prometheus.Desc
+	flooding *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -45,6 +48,12 @@ func newCollector(m *engine.Manager) *collector {
 			"1 while the violations log cannot be written.", nil, nil),
 		fileErr: prometheus.NewDesc("exewall_policy_file_refused",
 			"1 while the policy file on disk is not in force (deleted, empty, invalid); the last good policy is.", nil, nil),
+		folded: prometheus.NewDesc("exewall_violations_folded_total",
+			"Violation events of flooding programs folded into summaries (the first event of every program and rule is always kept).", nil, nil),
+		flooding: prometheus.NewDesc("exewall_violations_flooding_programs",
+			"Programs whose violation events are being folded into summaries right now: above 0, a flood is being folded.", nil, nil),
+		sweepErr: prometheus.NewDesc("exewall_held_socket_sweep_failing",
+			"1 while the last re-judging of held sockets could not finish (connections the policy denies may still be open).", nil, nil),
 	}
 }
 
@@ -57,6 +66,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.logLost
 	ch <- c.logErr
 	ch <- c.fileErr
+	ch <- c.sweepErr
+	ch <- c.folded
+	ch <- c.flooding
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -85,6 +97,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.logLost, prometheus.CounterValue, float64(st.ViolationsLogLost))
 	ch <- prometheus.MustNewConstMetric(c.logErr, prometheus.GaugeValue, bool01(st.ViolationsLogError != ""))
 	ch <- prometheus.MustNewConstMetric(c.fileErr, prometheus.GaugeValue, bool01(st.PolicyFileError != ""))
+	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(st.ViolationsFolded))
+	ch <- prometheus.MustNewConstMetric(c.flooding, prometheus.GaugeValue, float64(st.ViolationsFlooding))
+	ch <- prometheus.MustNewConstMetric(c.sweepErr, prometheus.GaugeValue, bool01(st.HeldSocketSweepError != ""))
 }
 
 func bool01(b bool) float64 {

@@ -36,7 +36,14 @@ type violationLog struct {
 	lost    uint64 // lines dropped because they could not be written
 	err     error  // the write error while it lasts; nil once writing works
 	closed  bool
+	// The first line of every (program, rule): written again at the top of
+	// each new file, so rotation never loses it however hard one program
+	// floods (a flood is folded upstream, engine/fold.go).
+	firsts     map[[2]string]bool
+	firstLines bytes.Buffer
 }
+
+const maxFirstLines = 4096
 
 const violationLogBuffer = 64 << 10
 
@@ -76,6 +83,16 @@ func (l *violationLog) write(v engine.Violation) error {
 	if err != nil {
 		l.lost++
 		return err
+	}
+	if v.Folded == 0 {
+		if k := [2]string{firstProg(v), v.Rule}; !l.firsts[k] && len(l.firsts) < maxFirstLines {
+			if l.firsts == nil {
+				l.firsts = map[[2]string]bool{}
+			}
+			l.firsts[k] = true
+			l.firstLines.Write(line)
+			l.firstLines.WriteByte('\n')
+		}
 	}
 	l.buf.Write(line)
 	l.buf.WriteByte('\n')
@@ -145,7 +162,23 @@ func (l *violationLog) rotate() {
 	}
 	if err := l.open(); err != nil {
 		l.f = nil
+		return
 	}
+	if int64(l.firstLines.Len()) > l.maxSize/2 {
+		return // a log too small for them: the window still pins them
+	}
+	if w, err := l.f.Write(l.firstLines.Bytes()); err == nil {
+		l.size += int64(w)
+	} else if w > 0 {
+		l.f.Truncate(l.size)
+	}
+}
+
+func firstProg(v engine.Violation) string {
+	if v.Exe != "" {
+		return v.Exe
+	}
+	return "comm:" + v.Comm
 }
 
 // stats returns how many lines were lost and the current write error.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -44,5 +45,32 @@ func TestViolationLogDiskFull(t *testing.T) {
 	lost, err := l.stats()
 	if lost != n || !errors.Is(err, syscall.ENOSPC) || reported != 1 {
 		t.Fatalf("lost %d of %d, error %v, reported %d times", lost, n, err, reported)
+	}
+}
+
+// TestViolationLogKeepsFirstEvents is issue 13 item 9: however many lines a
+// flood writes (the log rotates many times over), the current file still
+// holds the first event of every (program, rule).
+func TestViolationLogKeepsFirstEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "violations.log")
+	l, err := openViolationLog(path, 256<<10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	l.write(engine.Violation{Time: time.Now(), Exe: "/usr/bin/quiet", Rule: "q", Verdict: engine.VerdictDeny})
+	l.write(engine.Violation{Time: time.Now(), Comm: "nameless", Rule: "n", Verdict: engine.VerdictDeny})
+	for i := range 50000 {
+		l.write(engine.Violation{Time: time.Now(), PID: uint32(i), Exe: "/tmp/flooder", Rule: "f", Verdict: engine.VerdictDeny})
+	}
+	l.flush()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"exe":"/usr/bin/quiet"`, `"comm":"nameless"`, `"pid":0,`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("after rotation the log lost the first event with %s", want)
+		}
 	}
 }

@@ -86,13 +86,13 @@ func Print(w io.Writer, c engine.Changes, file string) {
 		fmt.Fprintf(w, "~ mode: %s -> %s\n", c.Mode[0], c.Mode[1])
 	}
 	for _, r := range c.Removed {
-		fmt.Fprintf(w, "- rule %s: %s\n", r.Name, r.String())
+		fmt.Fprintf(w, "- rule %s: %s\n", commands.Q(r.Name), commands.Q(r.String()))
 	}
 	for _, r := range c.Added {
-		fmt.Fprintf(w, "+ rule %s: %s\n", r.Name, r.String())
+		fmt.Fprintf(w, "+ rule %s: %s\n", commands.Q(r.Name), commands.Q(r.String()))
 	}
 	for _, r := range c.Changed {
-		fmt.Fprintf(w, "~ rule %s: %s\n", r.Name, strings.Join(r.Fields, "; "))
+		fmt.Fprintf(w, "~ rule %s: %s\n", commands.Q(r.Name), commands.Q(strings.Join(r.Fields, "; ")))
 	}
 	fmt.Fprintf(w, "%d added, %d removed, %d changed\n", len(c.Added), len(c.Removed), len(c.Changed))
 }

@@ -58,12 +58,14 @@ FAIL, else 0.`,
 			for _, c := range checks {
 				mark, detail := "ok", c.Detail
 				switch {
+				case !c.OK && c.Finding:
+					mark = "WARN"
 				case !c.OK && c.Optional:
 					mark, detail = "absent", "optional: "+c.Detail
 				case !c.OK:
 					mark = "FAIL"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, detail)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, commands.Q(detail))
 			}
 			tw.Flush()
 		}
@@ -71,7 +73,7 @@ FAIL, else 0.`,
 		// only what it cannot enforce without fails the command.
 		var failed []string
 		for _, c := range checks {
-			if !c.OK && !c.Optional {
+			if !c.OK && !c.Optional && !c.Finding {
 				failed = append(failed, c.Name)
 			}
 		}

@@ -68,7 +68,7 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, describeKept(*prev, got, keptAudit))
+			fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describeKept(*prev, got, keptAudit)))
 			return nil
 		},
 	}
@@ -140,7 +140,7 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", got.Name, got.String())
+	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(got.String()))
 	warnNotPresent(cliContext, got.Exe)
 	return nil
 }
@@ -221,7 +221,7 @@ var RmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", got.Name, got.String())
+		fmt.Fprintf(cliContext.App.Writer, "removed rule %s (%s)\n", commands.Q(got.Name), commands.Q(got.String()))
 		return nil
 	},
 }
@@ -256,7 +256,7 @@ var LsCommand = &cli.Command{
 			if notPresent(r.Exe) {
 				sel += " (not present yet)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", r.Name, r.Action, sel, orDash(r.Allow), orDash(r.Deny), r.Audit)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(sel), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
 		}
 		return tw.Flush()
 	},

@@ -37,7 +37,7 @@ var Command = &cli.Command{
 		if st.Managed {
 			owner = "managed: not writable, CLI edits refused"
 		}
-		fmt.Fprintf(tw, "policy:\t%s (%s)\n", st.PolicyFile, owner)
+		fmt.Fprintf(tw, "policy:\t%s (%s)\n", commands.Q(st.PolicyFile), owner)
 		fmt.Fprintf(tw, "rules:\t%d, default %s, mode %s\n", st.Rules, st.Default, st.Mode)
 		if st.ConfirmDeadline != nil {
 			fmt.Fprintf(tw, "pending:\tapply rolls back at %s unless confirmed\n", st.ConfirmDeadline.Local().Format(time.TimeOnly))
@@ -49,6 +49,12 @@ var Command = &cli.Command{
 		}
 		if st.ViolationsLogLost > 0 || st.ViolationsLogError != "" {
 			fmt.Fprintf(tw, "violations log:\t%d lines lost %s\n", st.ViolationsLogLost, st.ViolationsLogError)
+		}
+		if st.ViolationsFlooding > 0 {
+			fmt.Fprintf(tw, "violations:\t%d programs flooding: their events are folded into summaries (%d folded so far)\n", st.ViolationsFlooding, st.ViolationsFolded)
+		}
+		if st.HeldSocketSweepError != "" {
+			fmt.Fprintf(tw, "held sockets:\tNOT ALL RE-JUDGED: %s (connections the policy denies may still be open; `exewall sync` retries)\n", commands.Q(st.HeldSocketSweepError))
 		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
@@ -69,7 +75,7 @@ var Command = &cli.Command{
 			if label == "" {
 				label = "(default)"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", label, c.Allowed, c.Denied, c.Audited)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", commands.Q(label), c.Allowed, c.Denied, c.Audited)
 		}
 		return tw.Flush()
 	},

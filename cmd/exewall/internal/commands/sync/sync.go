@@ -47,7 +47,7 @@ when a difference could not be repaired.`,
 				if !d.Repaired {
 					state = "NOT repaired"
 				}
-				fmt.Fprintf(w, "%s: %s\n", state, d.What)
+				fmt.Fprintf(w, "%s: %s\n", state, commands.Q(d.What))
 			}
 		}
 		if unrepaired > 0 {

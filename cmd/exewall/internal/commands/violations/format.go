@@ -22,8 +22,8 @@ func cells(v engine.Violation) []string {
 	if rule == "" {
 		rule = "(default)"
 	}
-	return []string{v.Time.Local().Format("2006-01-02 15:04:05.000"), string(v.Verdict), rule,
-		fmt.Sprint(v.PID), fmt.Sprint(v.UID), v.Comm, v.Exe, destination(v)}
+	return []string{v.Time.Local().Format("2006-01-02 15:04:05.000"), string(v.Verdict), commands.Q(rule),
+		fmt.Sprint(v.PID), fmt.Sprint(v.UID), commands.Q(v.Comm), commands.Q(v.Exe), destination(v)}
 }
 
 // destination is what the attempt tried to reach, as a user reads it.
@@ -47,6 +47,9 @@ func destination(v engine.Violation) string {
 	}
 	if v.Count > 1 {
 		dest += fmt.Sprintf(" (x%d)", v.Count)
+	}
+	if v.Folded > 0 {
+		dest += fmt.Sprintf(" [flood: %d events folded, last shown]", v.Folded)
 	}
 	return dest
 }
