@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -20,26 +19,7 @@ import (
 // detach when closed (or when the benchmark dies).
 func (b *bench) floorUp(cg string) error {
 	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupUDP4Sendmsg} {
-		var prog *ebpf.Program
-		var l link.Link
-		if err := b.cl.create("empty bpf program", func() error {
-			if l != nil {
-				l.Close()
-			}
-			if prog != nil {
-				prog.Close()
-			}
-			return nil
-		}, func() error {
-			var err error
-			prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_empty", Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
-				Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
-			if err != nil {
-				return fmt.Errorf("load empty program: %w", err)
-			}
-			l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: at, Program: prog})
-			return err
-		}); err != nil {
+		if err := b.emptyAt(cg, at); err != nil {
 			return err
 		}
 	}

@@ -59,7 +59,7 @@ func (b *bench) guardSection() error {
 		return err
 	}
 	for _, h := range guardAttach {
-		if err := b.emptyAt(h.at); err != nil {
+		if err := b.emptyAt(b.clientCg, h.at); err != nil {
 			return err
 		}
 	}
@@ -73,9 +73,10 @@ func (b *bench) guardSection() error {
 	return nil
 }
 
-// emptyAt attaches a program that only returns "allow" at hook at on the
-// client's cgroup, removed by the cleaner.
-func (b *bench) emptyAt(at ebpf.AttachType) error {
+// emptyAt attaches a program that only returns "allow" at hook at on
+// cgroup cg with an unpinned link (it detaches when closed, or when the
+// benchmark dies), removed by the cleaner.
+func (b *bench) emptyAt(cg string, at ebpf.AttachType) error {
 	typ := map[ebpf.AttachType]ebpf.ProgramType{ebpf.AttachCGroupInet4Connect: ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg: ebpf.CGroupSockAddr,
 		ebpf.AttachCGroupInetSockCreate: ebpf.CGroupSock, ebpf.AttachCGroupSetsockopt: ebpf.CGroupSockopt,
 		ebpf.AttachCGroupInetEgress: ebpf.CGroupSKB, ebpf.AttachCGroupInet4PostBind: ebpf.CGroupSock}[at]
@@ -96,7 +97,7 @@ func (b *bench) emptyAt(at ebpf.AttachType) error {
 		if err != nil {
 			return fmt.Errorf("load empty program: %w", err)
 		}
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: b.clientCg, Attach: at, Program: prog})
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: at, Program: prog})
 		return err
 	})
 }

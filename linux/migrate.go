@@ -220,7 +220,7 @@ func copyStorage(from, to *ebpf.Map) (int, error) {
 		if err != nil {
 			return 0, notSupported("load the storage copier", err)
 		}
-		err = runIter(p)
+		err = runIter(p, "the storage copier")
 		p.Close()
 		if err != nil {
 			return 0, err
@@ -229,10 +229,11 @@ func copyStorage(from, to *ebpf.Map) (int, error) {
 	return -1, nil // storage maps cannot be counted from userspace
 }
 
-func runIter(p *ebpf.Program) error {
+// runIter runs iterator program p (named what, for errors) to its end.
+func runIter(p *ebpf.Program, what string) error {
 	it, err := link.AttachIter(link.IterOptions{Program: p})
 	if err != nil {
-		return notSupported("attach the storage copier", err)
+		return notSupported("attach "+what, err)
 	}
 	defer it.Close()
 	rd, err := it.Open()

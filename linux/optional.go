@@ -5,7 +5,6 @@ package linux
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -145,20 +144,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 
 // seedIdentities records mm->exe_file of every running process that has no
 // identity yet (started before exewall loaded), once.
-func (b *Backend) seedIdentities() error {
-	it, err := link.AttachIter(link.IterOptions{Program: b.exec.ExewallSeed})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	rd, err := it.Open()
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
-	_, err = io.Copy(io.Discard, rd)
-	return err
-}
+func (b *Backend) seedIdentities() error { return runIter(b.exec.ExewallSeed, "the identity seeder") }
 
 func (b *Backend) loadSocketIters(repl map[string]*ebpf.Map) error {
 	spec, err := loadSockets()
