@@ -32,11 +32,13 @@ func (b *Backend) loadOptional() {
 			old.Close()
 		}
 	}
-	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
-		b.optional["sock_destroy"] = b.loadSocketIters(repl)
-	}
+	// The guard first: it adds sock_heirs to repl, which the socket
+	// iterators read to find an accepted socket's creator.
 	if b.optional["guard"] = disabledByTest("guard"); b.optional["guard"] == nil {
 		b.optional["guard"] = b.loadGuard(repl)
+	}
+	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
+		b.optional["sock_destroy"] = b.loadSocketIters(repl)
 	}
 	for name, err := range b.optional {
 		if err != nil {

@@ -11,7 +11,8 @@ import (
 )
 
 // checkPrivateDir refuses a directory exewall keeps its pins or locks in
-// unless root owns it and only root can enter it (mode 0700), and unless no
+// unless root owns it and only root can enter it (mode 0700; a root-owned
+// directory no one else can write is made 0700), and unless no
 // other user can rename it away: every parent up to the mount point is
 // root's and not writable by others, or sticky. On a bpffs mounted 1777 an
 // unprivileged user could otherwise create the pin dir first and later
@@ -23,6 +24,15 @@ func checkPrivateDir(dir string) error {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%s is not a directory (a symlink or file there is refused)", dir)
+	}
+	if st.Uid == 0 && st.Mode&0o7777 != 0o700 && st.Mode&0o022 == 0 {
+		// Root's and writable by nobody else (a kubelet's DirectoryOrCreate
+		// makes it 0755): nobody else can have put anything in it, so fix
+		// the mode instead of refusing.
+		if err := unix.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("make %s private: %w", dir, err)
+		}
+		st.Mode = st.Mode&^0o7777 | 0o700
 	}
 	if st.Uid != 0 || st.Mode&0o7777 != 0o700 {
 		return fmt.Errorf("%s is owned by uid %d with mode %#o; exewall needs it root's with mode 0700 "+

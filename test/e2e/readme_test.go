@@ -153,7 +153,14 @@ func runTranscript(t *testing.T, tr transcript, dir string, w *world) {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("exec 2>&1\n")
-	env := os.Environ()
+	// A newcomer's shell is not inside make: under `make test` the
+	// inherited MAKELEVEL would make make print "Entering directory".
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKELEVEL" && k != "MAKEFLAGS" && k != "MFLAGS" {
+			env = append(env, kv)
+		}
+	}
 	if w != nil {
 		fmt.Fprintf(&script, "echo $$ > %q/cgroup.procs || exit 99\n", w.cgroup)
 		env = append(env, "EXEWALL_SOCKET="+w.socket, "PATH="+filepath.Dir(exewall)+":"+os.Getenv("PATH"))
