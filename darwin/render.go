@@ -136,7 +136,10 @@ func checkSelectors(p *engine.Policy) error {
 		return fmt.Errorf("%s: cannot select by cgroup on macOS, which has no cgroups; use a user: or group: rule and run the service under a dedicated user: %w",
 			ruleNames(cg), engine.ErrNotSupported)
 	}
-	return nil
+	if err := engine.RefuseNames(p, "macOS would need a Network Extension DNS proxy (docs/macos.md)"); err != nil {
+		return err
+	}
+	return engine.RefuseInbound(p, "pf rules of a user or group judge outbound only")
 }
 
 func ruleNames(quoted []string) string {

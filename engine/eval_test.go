@@ -114,3 +114,64 @@ func TestDestOrderDenyBeforeAllowAtEqualLength(t *testing.T) {
 		t.Error("::/0 matched an IPv4-mapped destination")
 	}
 }
+
+func TestJudgeNamesAndInbound(t *testing.T) {
+	p, err := Parse([]byte(`default: deny
+default_inbound: local-only
+rules:
+  - name: fetch
+    user: "1000"
+    action: deny
+    allow:
+      - "*.debian.org port 443 tcp"
+      - 0.0.0.0/0 port 8080 tcp in
+    deny:
+      - deb.debian.org port 443 tcp out
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := NewEvaluator(p, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := Subject{HasExe: true, UID: 1000}
+	other := Subject{HasExe: true, UID: 2000}
+	addr := netip.MustParseAddr("198.51.100.7")
+	out := Attempt{Dir: DirOut, Addr: addr, Port: 443, Proto: ProtoTCP}
+	if d := ev.Judge(user, out); d.Verdict != VerdictDeny || d.Name != "" {
+		t.Errorf("no binding yet: %+v, want deny by the rule's action", d)
+	}
+	ev.Bind("fetch", "ftp.debian.org", addr)
+	if d := ev.Judge(user, out); d.Verdict != VerdictAllow || d.Name != "*.debian.org" {
+		t.Errorf("bound by a wildcard: %+v, want allow naming *.debian.org", d)
+	}
+	if d := ev.Judge(user, Attempt{Dir: DirOut, Addr: addr, Port: 80, Proto: ProtoTCP}); d.Verdict != VerdictDeny {
+		t.Errorf("bound, other port: %+v, want deny", d)
+	}
+	ev.Bind("fetch", "deb.debian.org", addr)
+	if d := ev.Judge(user, out); d.Verdict != VerdictDeny || d.Name != "deb.debian.org" {
+		t.Errorf("equally specific allow and deny: %+v, want deny naming deb.debian.org", d)
+	}
+	ev.Unbind("fetch", addr)
+	if d := ev.Judge(user, out); d.Verdict != VerdictDeny || d.Name != "" {
+		t.Errorf("expired: %+v, want deny by the rule's action", d)
+	}
+	in := Attempt{Dir: DirIn, Addr: addr, Port: 8080, Proto: ProtoTCP}
+	if d := ev.Judge(user, in); d.Verdict != VerdictAllow {
+		t.Errorf("in entry on the local port: %+v, want allow", d)
+	}
+	if d := ev.Judge(user, Attempt{Dir: DirOut, Addr: addr, Port: 8080, Proto: ProtoTCP}); d.Verdict != VerdictDeny {
+		t.Errorf("in entry used outbound: %+v, want deny", d)
+	}
+	if d := ev.Judge(other, in); d.Verdict != VerdictDeny || d.Rule != "" {
+		t.Errorf("unlisted, public peer, default_inbound local-only: %+v, want deny", d)
+	}
+	if d := ev.Judge(other, Attempt{Dir: DirIn, Addr: netip.MustParseAddr("10.1.2.3"), Port: 22, Proto: ProtoTCP}); d.Verdict != VerdictAllow {
+		t.Errorf("unlisted, local peer, default_inbound local-only: %+v, want allow", d)
+	}
+	p.DefaultInbound, p.InboundSet = ActionAllow, false
+	if d := ev.Judge(other, in); d.Verdict != VerdictAllow {
+		t.Errorf("no default_inbound: %+v, want allow although default is deny", d)
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -24,9 +25,11 @@ type RuleView struct {
 
 // PolicyView is a whole policy in the policy file's own field names.
 type PolicyView struct {
-	Default string     `json:"default" yaml:"default"`
-	Mode    string     `json:"mode" yaml:"mode"`
-	Rules   []RuleView `json:"rules" yaml:"rules"`
+	Default        string     `json:"default" yaml:"default"`
+	Mode           string     `json:"mode" yaml:"mode"`
+	DefaultInbound string     `json:"default_inbound,omitempty" yaml:"default_inbound,omitempty"`
+	Resolvers      []string   `json:"resolvers,omitempty" yaml:"resolvers,omitempty"`
+	Rules          []RuleView `json:"rules" yaml:"rules"`
 }
 
 // ViewRule renders r as a RuleView.
@@ -84,6 +87,12 @@ func parseDestList(field string, ss []string) ([]Dest, error) {
 // ViewPolicy renders p as a PolicyView.
 func ViewPolicy(p *Policy) PolicyView {
 	v := PolicyView{Default: p.Default.String(), Mode: p.Mode.String(), Rules: []RuleView{}}
+	if p.InboundSet || p.DefaultInbound != ActionAllow {
+		v.DefaultInbound = p.DefaultInbound.String()
+	}
+	for _, r := range p.Resolvers {
+		v.Resolvers = append(v.Resolvers, ResolverString(r))
+	}
 	for _, r := range p.Rules {
 		v.Rules = append(v.Rules, ViewRule(r))
 	}
@@ -99,6 +108,19 @@ func (v PolicyView) Policy() (*Policy, error) {
 	}
 	if p.Mode, err = ParseMode(v.Mode); err != nil {
 		return nil, refuse(0, "mode: %v", err)
+	}
+	if v.DefaultInbound != "" {
+		if p.DefaultInbound, err = ParseAction(v.DefaultInbound); err != nil {
+			return nil, refuse(0, "default_inbound: %v", err)
+		}
+		p.InboundSet = true
+	}
+	for _, s := range v.Resolvers {
+		ap, err := ParseResolver(s)
+		if err != nil {
+			return nil, refuse(0, "resolvers: %v", err)
+		}
+		p.Resolvers = append(p.Resolvers, ap)
 	}
 	for _, rv := range v.Rules {
 		r, err := rv.Rule()
@@ -130,4 +152,12 @@ func Marshal(p *Policy) ([]byte, error) {
 		return nil, fmt.Errorf("marshal policy: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// ResolverString renders a resolvers: entry as ParseResolver reads it.
+func ResolverString(ap netip.AddrPort) string {
+	if ap.Port() == 0 {
+		return ap.Addr().String()
+	}
+	return ap.String()
 }

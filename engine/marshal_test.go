@@ -177,3 +177,26 @@ func TestPolicyView(t *testing.T) {
 		t.Errorf("duplicate: %v", err)
 	}
 }
+
+func TestMarshalInboundResolversNames(t *testing.T) {
+	in := "default: deny\nmode: enforce\ndefault_inbound: allow\nresolvers:\n  - 10.0.0.53\n  - '[2001:db8::53]:5353'\nrules:\n  - name: a\n    user: \"1\"\n    action: deny\n    allow:\n      - '*.debian.org port 443 tcp'\n      - 0.0.0.0/0 port 22 tcp in\n"
+	p, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Parse(out)
+	if err != nil {
+		t.Fatalf("re-parse %s: %v", out, err)
+	}
+	if !q.InboundSet || q.DefaultInbound != ActionAllow || len(q.Resolvers) != 2 || q.Resolvers[1].Port() != 5353 ||
+		q.Rules[0].Allow[0].Name != "*.debian.org" || q.Rules[0].Allow[1].Dir != DirIn {
+		t.Errorf("round trip lost something:\n%s\n%+v", out, q)
+	}
+	if _, err := (ViewPolicy(q)).Policy(); err != nil {
+		t.Errorf("view round trip: %v", err)
+	}
+}

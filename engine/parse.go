@@ -31,7 +31,7 @@ func refuse(line int, format string, args ...any) *PolicyError {
 }
 
 var (
-	policyFields = []string{"default", "mode", "rules"}
+	policyFields = []string{"default", "mode", "default_inbound", "resolvers", "rules"}
 	ruleFields   = []string{"name", "exe", "cgroup", "user", "group", "action", "audit", "allow", "deny"}
 )
 
@@ -128,6 +128,31 @@ func parsePolicy(root *yaml.Node) (*Policy, error) {
 			}
 			if p.Default, err = ParseAction(s); err != nil {
 				return nil, refuse(f.val.Line, "default: %v", err)
+			}
+		case "default_inbound":
+			s, err := scalar(f)
+			if err != nil {
+				return nil, err
+			}
+			if p.DefaultInbound, err = ParseAction(s); err != nil {
+				return nil, refuse(f.val.Line, "default_inbound: %v", err)
+			}
+			p.InboundSet = true
+		case "resolvers":
+			items, err := list(f)
+			if err != nil {
+				return nil, err
+			}
+			for _, item := range items {
+				s, err := scalar(field{key: "resolvers entry", val: item})
+				if err != nil {
+					return nil, err
+				}
+				ap, err := ParseResolver(s)
+				if err != nil {
+					return nil, refuse(item.Line, "resolvers: %v", err)
+				}
+				p.Resolvers = append(p.Resolvers, ap)
 			}
 		case "mode":
 			s, err := scalar(f)

@@ -32,6 +32,14 @@ func checkPolicy(p *Policy) error {
 	if p.Mode > ModeAudit {
 		return refuse(0, "mode: unknown mode %d", p.Mode)
 	}
+	if p.DefaultInbound > ActionLocalOnly {
+		return refuse(0, "default_inbound: unknown action %v", p.DefaultInbound)
+	}
+	for _, r := range p.Resolvers {
+		if err := checkResolver(r); err != nil {
+			return refuse(0, "resolvers: %v", err)
+		}
+	}
 	c := newChecker(ruleLines(p.Rules))
 	for i := range p.Rules {
 		if err := c.add(p.Rules, i); err != nil {
@@ -222,6 +230,18 @@ func checkText(field, s string) error {
 
 // checkDest holds a Dest built in code to what ParseDest would produce.
 func checkDest(d Dest) error {
+	if d.IsName() {
+		if d.Prefix.IsValid() {
+			return fmt.Errorf("destination %s has both a name and a prefix", d.Name)
+		}
+		if c, err := ParseName(d.Name); err != nil || c != d.Name {
+			return fmt.Errorf("destination name %q is not in canonical form", d.Name)
+		}
+		return checkPortsProto(d, d.Name)
+	}
+	if d.Dir > DirIn {
+		return fmt.Errorf("destination %s: unknown direction %d", d.Prefix, d.Dir)
+	}
 	switch {
 	case !d.Prefix.IsValid():
 		return errors.New("destination has no prefix")
@@ -231,11 +251,19 @@ func checkDest(d Dest) error {
 		return fmt.Errorf("destination %s is IPv4-mapped; give it as IPv4", d.Prefix)
 	case d.Prefix.Addr().Zone() != "":
 		return fmt.Errorf("destination %s has a zone", d.Prefix)
+	}
+	return checkPortsProto(d, d.Prefix.String())
+}
+
+func checkPortsProto(d Dest, what string) error {
+	switch {
+	case d.Dir > DirIn:
+		return fmt.Errorf("destination %s: unknown direction %d", what, d.Dir)
 	case d.Proto != ProtoAny && d.Proto != ProtoTCP && d.Proto != ProtoUDP:
-		return fmt.Errorf("destination %s: protocol %d not supported (want tcp or udp)", d.Prefix, d.Proto)
+		return fmt.Errorf("destination %s: protocol %d not supported (want tcp or udp)", what, d.Proto)
 	case d.AnyPort():
 	case d.PortLo == 0 || d.PortHi == 0 || d.PortLo > d.PortHi:
-		return fmt.Errorf("destination %s: bad port range %d-%d", d.Prefix, d.PortLo, d.PortHi)
+		return fmt.Errorf("destination %s: bad port range %d-%d", what, d.PortLo, d.PortHi)
 	}
 	return nil
 }

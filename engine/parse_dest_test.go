@@ -28,6 +28,13 @@ func TestParseDest(t *testing.T) {
 		{"10.0.0.0/8 port 53-53", Dest{Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortLo: 53, PortHi: 53}, "10.0.0.0/8 port 53"},
 		{"10.0.0.0/8 port 65535", Dest{Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortLo: 65535, PortHi: 65535}, "10.0.0.0/8 port 65535"},
 		{"2001:db8::/32 port 443", Dest{Prefix: netip.MustParsePrefix("2001:db8::/32"), PortLo: 443, PortHi: 443}, "2001:db8::/32 port 443"},
+		{"0.0.0.0/0 port 443 tcp in", Dest{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortLo: 443, PortHi: 443, Proto: ProtoTCP, Dir: DirIn}, "0.0.0.0/0 port 443 tcp in"},
+		{"::/0 out", Dest{Prefix: netip.MustParsePrefix("::/0"), Dir: DirOut}, "::/0 out"},
+		{"API.GitHub.com. port 443 tcp", Dest{Name: "api.github.com", PortLo: 443, PortHi: 443, Proto: ProtoTCP}, "api.github.com port 443 tcp"},
+		{"*.debian.org port 443 tcp", Dest{Name: "*.debian.org", PortLo: 443, PortHi: 443, Proto: ProtoTCP}, "*.debian.org port 443 tcp"},
+		{"bücher.example in", Dest{Name: "xn--bcher-kva.example", Dir: DirIn}, "xn--bcher-kva.example in"},
+		{"_dmarc.example.com udp", Dest{Name: "_dmarc.example.com", Proto: ProtoUDP}, "_dmarc.example.com udp"},
+		{"localhost", Dest{Name: "localhost"}, "localhost"},
 	} {
 		got, err := ParseDest(tc.in)
 		if err != nil {
@@ -46,7 +53,17 @@ func TestParseDestRefusals(t *testing.T) {
 		{"   ", "empty"},
 		{"10.0.0.0/33", "prefix length out of range"},
 		{"10.0.0/8", "IPv4 address too short"},
-		{"example.com", "not an IP address"},
+		{"exa_mple..com", "empty label"},
+		{"foo.*.example.com", "wildcard may only be"},
+		{"*", "wildcard may only be"},
+		{"-a.example.com", "invalid label"},
+		{"a.123", "all digits"},
+		{"ex ample.com", `unexpected "ample.com"`},
+		{strings.Repeat("a", 64) + ".com", "longer than 63"},
+		{strings.Repeat("abcdefghi.", 26) + "com", "longer than a DNS name"},
+		{"10.0.0.0/8 tcp sideways", `unexpected "sideways"`},
+		{"10.0.0.0/8 in out", `unexpected "out" after the direction`},
+		{"example.com port 443 udp tcp", `unexpected "tcp"`},
 		{"fe80::1%eth0", "zones are not allowed"},
 		{"fe80::1%eth0/64", "zone"},
 		{"10.0.0.0/8 port", "port needs"},
@@ -67,6 +84,25 @@ func TestParseDestRefusals(t *testing.T) {
 		_, err := ParseDest(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.phrase) || !strings.Contains(err.Error(), "bad destination") {
 			t.Errorf("ParseDest(%q) = %v, want an error with %q", tc.in, err, tc.phrase)
+		}
+	}
+}
+
+func TestNameMatches(t *testing.T) {
+	for _, tc := range []struct {
+		entry, asked string
+		want         bool
+	}{
+		{"api.github.com", "api.github.com", true},
+		{"api.github.com", "API.GitHub.com.", true},
+		{"api.github.com", "github.com", false},
+		{"*.debian.org", "deb.debian.org", true},
+		{"*.debian.org", "a.b.debian.org", true},
+		{"*.debian.org", "debian.org", false},
+		{"*.debian.org", "xdebian.org", false},
+	} {
+		if got := NameMatches(tc.entry, tc.asked); got != tc.want {
+			t.Errorf("NameMatches(%q, %q) = %v", tc.entry, tc.asked, got)
 		}
 	}
 }

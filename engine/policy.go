@@ -91,22 +91,57 @@ func (p Proto) String() string {
 	return ""
 }
 
+// Direction limits a destination entry to connections the program opens
+// (out) or accepts (in); DirBoth, the zero value, is both.
+type Direction uint8
+
+const (
+	DirBoth Direction = iota
+	DirOut
+	DirIn
+)
+
+func (d Direction) String() string {
+	switch d {
+	case DirOut:
+		return "out"
+	case DirIn:
+		return "in"
+	}
+	return ""
+}
+
+// Covers reports whether an entry limited to d applies to an attempt in
+// direction dir (DirOut or DirIn).
+func (d Direction) Covers(dir Direction) bool { return d == DirBoth || d == dir }
+
 // Dest is one destination entry of a rule's allow: or deny: list:
-// "CIDR [port N|N-M] [tcp|udp]".
+// "CIDR|NAME [port N|N-M] [tcp|udp] [in|out]". Exactly one of Prefix and
+// Name is set.
 type Dest struct {
 	Prefix netip.Prefix // masked; IPv4 prefixes are kept as IPv4
-	PortLo uint16       // 0 with PortHi 0 means any port
+	// Name is a DNS name in canonical form (lower case, ASCII/punycode, no
+	// trailing dot), or "*." and such a name for every name below it.
+	Name   string
+	PortLo uint16 // 0 with PortHi 0 means any port
 	PortHi uint16
 	Proto  Proto
+	Dir    Direction
 	Line   int // line in the policy file, 0 when built in code
 }
 
 // AnyPort reports whether the entry matches every port.
 func (d Dest) AnyPort() bool { return d.PortLo == 0 && d.PortHi == 0 }
 
+// IsName reports whether the entry is a DNS name (or wildcard) entry.
+func (d Dest) IsName() bool { return d.Name != "" }
+
 // String renders the entry in the policy file's syntax.
 func (d Dest) String() string {
 	s := d.Prefix.String()
+	if d.IsName() {
+		s = d.Name
+	}
 	switch {
 	case d.AnyPort():
 	case d.PortLo == d.PortHi:
@@ -116,6 +151,9 @@ func (d Dest) String() string {
 	}
 	if d.Proto != ProtoAny {
 		s += " " + d.Proto.String()
+	}
+	if d.Dir != DirBoth {
+		s += " " + d.Dir.String()
 	}
 	return s
 }
@@ -159,7 +197,58 @@ type Rule struct {
 type Policy struct {
 	Default Action
 	Mode    Mode
-	Rules   []Rule
+	// DefaultInbound is what unlisted programs accept. Absent from the file
+	// it is allow (the zero value), so existing servers stay reachable;
+	// InboundSet says the file gave it.
+	DefaultInbound Action
+	InboundSet     bool
+	// Resolvers are the DNS servers whose answers teach name entries; empty
+	// means the host's. A port of 0 means 53.
+	Resolvers []netip.AddrPort
+	Rules     []Rule
+}
+
+// HasNames reports whether any rule has a name entry.
+func (p *Policy) HasNames() bool {
+	for i := range p.Rules {
+		if p.Rules[i].HasNames() {
+			return true
+		}
+	}
+	return false
+}
+
+// HasNames reports whether the rule has a name entry.
+func (r *Rule) HasNames() bool {
+	for _, d := range r.Allow {
+		if d.IsName() {
+			return true
+		}
+	}
+	for _, d := range r.Deny {
+		if d.IsName() {
+			return true
+		}
+	}
+	return false
+}
+
+// HasInbound reports whether the policy restricts anything inbound beyond
+// what outbound-only policies did: a default_inbound other than allow, or an
+// entry limited to "in". Backends that do not judge inbound refuse such a
+// policy.
+func (p *Policy) HasInbound() bool {
+	if p.DefaultInbound != ActionAllow {
+		return true
+	}
+	for i := range p.Rules {
+		for _, d := range append(append([]Dest(nil), p.Rules[i].Allow...), p.Rules[i].Deny...) {
+			if d.Dir == DirIn {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // DefaultPolicy is what a daemon starts from when there is no policy file.
@@ -167,7 +256,8 @@ func DefaultPolicy() *Policy { return &Policy{Default: ActionAllow, Mode: ModeEn
 
 // Clone returns a deep copy.
 func (p *Policy) Clone() *Policy {
-	c := &Policy{Default: p.Default, Mode: p.Mode, Rules: make([]Rule, len(p.Rules))}
+	c := &Policy{Default: p.Default, Mode: p.Mode, DefaultInbound: p.DefaultInbound, InboundSet: p.InboundSet,
+		Resolvers: append([]netip.AddrPort(nil), p.Resolvers...), Rules: make([]Rule, len(p.Rules))}
 	for i, r := range p.Rules {
 		r.Allow = append([]Dest(nil), r.Allow...)
 		r.Deny = append([]Dest(nil), r.Deny...)

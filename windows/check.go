@@ -56,6 +56,12 @@ func check(p *engine.Policy) error {
 			}
 		}
 	}
+	if err := engine.RefuseNames(p, "Windows would redirect the rule's DNS to a local forwarder with ALE_CONNECT_REDIRECT (docs/windows.md)"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := engine.RefuseInbound(p, "inbound filters (ALE_AUTH_RECV_ACCEPT) are not built yet"); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
