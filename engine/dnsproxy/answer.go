@@ -140,7 +140,7 @@ func ParseAnswer(msg []byte) (Answer, error) {
 	for _, rr := range addrs {
 		for i, n := range chain {
 			if n == rr.owner {
-				a.Records = append(a.Records, Record{Names: chain[:i+1:i+1], Addr: rr.addr, TTL: min(ttls[i], rr.ttl)})
+				a.Records = append(a.Records, Record{Names: chain[: i+1 : i+1], Addr: rr.addr, TTL: min(ttls[i], rr.ttl)})
 				break
 			}
 		}

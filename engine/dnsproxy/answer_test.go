@@ -24,8 +24,8 @@ func TestParseAnswer(t *testing.T) {
 		cname("www.example.com.", 100, "Www.CDN.test."),
 		cname("www.cdn.test.", 50, "e1.cdn.test."),
 		a("E1.cdn.test.", 80, "192.0.2.1"),
-		a("www.example.com.", 30, "192.0.2.2"), // on the chain's first name
-		a("evil.test.", 80, "192.0.2.3"),       // off the chain
+		a("www.example.com.", 30, "192.0.2.2"),        // on the chain's first name
+		a("evil.test.", 80, "192.0.2.3"),              // off the chain
 		cname("e1.cdn.test.", 10, "www.example.com."), // a loop back to the start
 	}})
 	got, err := ParseAnswer(msg)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -148,31 +149,121 @@ func (p *Proxy) serveUDP(ctx context.Context, c *net.UDPConn) error {
 	}
 }
 
-// exchangeUDP asks server from a socket of its own and waits for the answer
-// with the query's ID (anything else arriving on the socket is dropped).
-// A truncated answer is returned as it is: the client retries over TCP.
+// exchangeUDP asks server from a connected socket of the forwarder's own
+// (reused from a small pool per server) and waits for the answer with the
+// query's ID and question; anything else arriving on the socket (a late
+// answer to an earlier query) is dropped. A truncated answer is returned as
+// it is: the client retries over TCP.
 func (p *Proxy) exchangeUDP(ctx context.Context, server netip.AddrPort, query []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-	defer cancel()
-	c, err := p.dialer.DialContext(ctx, "udp", server.String())
+	c, err := p.upstreams.get(ctx, p, server)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	deadline, _ := ctx.Deadline()
-	c.SetDeadline(deadline)
+	c.SetDeadline(time.Now().Add(p.cfg.Timeout))
 	if _, err := c.Write(query); err != nil {
+		c.Close()
 		return nil, err
 	}
-	buf := make([]byte, maxMsg)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
+			c.Close()
 			return nil, err
 		}
-		if n >= 12 && buf[0] == query[0] && buf[1] == query[1] && buf[2]&0x80 != 0 {
-			return buf[:n:n], nil
+		if n >= 12 && buf[0] == query[0] && buf[1] == query[1] && buf[2]&0x80 != 0 && sameQuestion(buf[12:n], query[12:questionEnd(query)]) {
+			p.upstreams.put(server, c)
+			return append([]byte(nil), buf[:n]...), nil
 		}
+	}
+}
+
+// sameQuestion compares the question an answer repeats with the query's
+// (the bytes after the header; names case-insensitively): a late answer to
+// an earlier query with the same ID is not taken for this one.
+func sameQuestion(ans, q []byte) bool {
+	if len(ans) < len(q) {
+		return false
+	}
+	for i := range q {
+		x, y := ans[i], q[i]
+		if x != y && x|0x20 != y|0x20 {
+			return false
+		}
+	}
+	return true
+}
+
+// questionEnd is the offset after a message's first question (its name
+// as labels or a compression pointer, then type and class), or 12 when it
+// cannot be read.
+func questionEnd(msg []byte) int {
+	i := 12
+	for i < len(msg) {
+		l := int(msg[i])
+		switch {
+		case l == 0:
+			i++
+		case l&0xc0 == 0xc0:
+			i += 2
+		default:
+			i += 1 + l
+			continue
+		}
+		if i+4 > len(msg) {
+			return 12
+		}
+		return i + 4
+	}
+	return 12
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, maxMsg); return &b }}
+
+// maxIdlePerServer bounds the idle upstream sockets kept per server.
+const maxIdlePerServer = 16
+
+// connPool keeps idle connected UDP sockets per upstream server.
+type connPool struct {
+	mu   sync.Mutex
+	idle map[netip.AddrPort][]net.Conn
+}
+
+func (cp *connPool) get(ctx context.Context, p *Proxy, server netip.AddrPort) (net.Conn, error) {
+	cp.mu.Lock()
+	if l := cp.idle[server]; len(l) > 0 {
+		c := l[len(l)-1]
+		cp.idle[server] = l[:len(l)-1]
+		cp.mu.Unlock()
+		return c, nil
+	}
+	cp.mu.Unlock()
+	return p.dialer.DialContext(ctx, "udp", server.String())
+}
+
+func (cp *connPool) put(server netip.AddrPort, c net.Conn) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.idle == nil {
+		cp.idle = map[netip.AddrPort][]net.Conn{}
+	}
+	if len(cp.idle[server]) >= maxIdlePerServer || len(cp.idle) >= maxInflight {
+		c.Close()
+		return
+	}
+	cp.idle[server] = append(cp.idle[server], c)
+}
+
+func (cp *connPool) closeAll() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for s, l := range cp.idle {
+		for _, c := range l {
+			c.Close()
+		}
+		delete(cp.idle, s)
 	}
 }
 

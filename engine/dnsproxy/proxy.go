@@ -94,11 +94,12 @@ type Stats struct {
 
 // Proxy is the forwarder. Create it with New, run it with Serve.
 type Proxy struct {
-	cfg    Config
-	log    *slog.Logger
-	udp    [2]*net.UDPConn
-	tcp    [2]*net.TCPListener
-	dialer net.Dialer
+	cfg       Config
+	log       *slog.Logger
+	udp       [2]*net.UDPConn
+	tcp       [2]*net.TCPListener
+	dialer    net.Dialer
+	upstreams connPool
 
 	mu    sync.Mutex // serializes Learn/Forget with the table
 	tab   *table
@@ -215,6 +216,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	p.close()
 	wg.Wait()
+	p.upstreams.closeAll()
 	if ctx.Err() != nil {
 		return nil
 	}

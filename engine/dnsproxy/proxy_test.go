@@ -286,3 +286,32 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardEDNS: a query with an OPT record (as glibc and every stub
+// send) is answered; the answer is matched to it by ID and question.
+func TestForwardEDNS(t *testing.T) {
+	srv := chainServer(t)
+	l := newLearner()
+	p := startProxy(t, Config{Origin: fakeOrigin{2, srv.addr, true}, Learner: l})
+	udp4, _, _, _ := p.Addrs()
+	var opt dnsmessage.Resource
+	if err := opt.Header.SetEDNS0(1232, dnsmessage.RCodeSuccess, false); err != nil {
+		t.Fatal(err)
+	}
+	opt.Body = &dnsmessage.OPTResource{}
+	m := dnsmessage.Message{Header: dnsmessage.Header{ID: 0xbeef, RecursionDesired: true},
+		Questions:   []dnsmessage.Question{{Name: dnsmessage.MustNewName("Api.Example.Com."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}},
+		Additionals: []dnsmessage.Resource{opt}}
+	q, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // the pooled upstream socket is reused
+		if got := askUDP(t, udp4, q); rcode(t, got) != dnsmessage.RCodeSuccess {
+			t.Fatalf("rcode %v", rcode(t, got))
+		}
+	}
+	if _, ok := l.get(2, "192.0.2.10"); !ok {
+		t.Error("not learned")
+	}
+}
