@@ -42,6 +42,10 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
+	// Name is the DNS name of the name entry involved, when one was: the
+	// name the address was bound to by a lookup of the rule's program (an
+	// address answered for a name the rule denies), "" otherwise.
+	Name string `json:"name,omitempty"`
 }
 
 // Calls a Violation may name.

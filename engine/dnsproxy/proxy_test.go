@@ -315,3 +315,20 @@ func TestForwardEDNS(t *testing.T) {
 		t.Error("not learned")
 	}
 }
+
+func TestNameBindings(t *testing.T) {
+	srv := chainServer(t)
+	p := startProxy(t, Config{Origin: fakeOrigin{5, srv.addr, true}, Learner: newLearner(), TTLFloor: 20 * time.Second, TTLCeiling: time.Minute})
+	udp4, _, _, _ := p.Addrs()
+	askUDP(t, udp4, query(t, 1, "api.example.com.", dnsmessage.TypeA))
+	got := p.NameBindings(func(r uint32) (string, bool) { return "gh", r == 5 })
+	if len(got) != 1 || got[0].Rule != "gh" || got[0].Name != "api.example.com" || !slices.Equal(got[0].Via, []string{"edge.cdn.test"}) {
+		t.Errorf("%+v", got)
+	}
+	if got := p.NameBindings(func(uint32) (string, bool) { return "", false }); len(got) != 0 {
+		t.Errorf("a removed rule's bindings listed: %+v", got)
+	}
+	if st := p.NameStats(); st.TTLFloorSeconds != 20 || st.TTLCeilingSeconds != 60 || st.InForce != 1 || st.Queries != 1 {
+		t.Errorf("%+v", st)
+	}
+}
