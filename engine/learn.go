@@ -47,6 +47,9 @@ type LearnExe struct {
 	UIDs   []uint32    `json:"uids"`
 	Events uint64      `json:"events"`
 	Dests  []LearnDest `json:"dests"`
+	// Lookups are the DNS answers it received (names it asked and the
+	// addresses answered), when the forwarder saw them.
+	Lookups []LearnLookup `json:"lookups,omitempty"`
 }
 
 // LearnReport is a session's state, and at its end what it saw.
@@ -74,6 +77,10 @@ type LearnReport struct {
 	// Policy is the policy file learned from Observed (LearnedPolicy with
 	// the host's own subnets), in the final report only.
 	Policy string `json:"policy,omitempty"`
+	// HostNets are the host's own subnets the Policy was learned with, in
+	// the final report only (a client may learn again from Observed, e.g.
+	// with LearnOptions.FoldNames).
+	HostNets []netip.Prefix `json:"host_nets,omitempty"`
 }
 
 type learnKey struct {
@@ -101,6 +108,7 @@ type learnSession struct {
 	unattributed map[string]uint64
 	dests        map[learnKey]*LearnDest
 	exes         map[string]*LearnExe
+	lookups      map[lookupKey]bool // learn_names.go
 }
 
 // StartLearning puts the learning policy in force for d (0: until
@@ -239,7 +247,8 @@ func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	m.endLearningLocked(ls, "stopped by the client")
 	m.learn.Store(nil)
 	rep := ls.report(true)
-	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: m.cfg.HostNets(), SameFile: sameFile, Ended: time.Now()})
+	rep.HostNets = m.cfg.HostNets()
+	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: rep.HostNets, SameFile: sameFile, Ended: time.Now()})
 	if err != nil {
 		return rep, err
 	}
@@ -348,6 +357,7 @@ func (ls *learnSession) report(full bool) LearnReport {
 		out.Comms = append([]string(nil), e.Comms...)
 		out.UIDs = append([]uint32(nil), e.UIDs...)
 		out.Dests = byExe[exe]
+		out.Lookups = ls.lookupsOf(exe)
 		sort.Slice(out.Dests, func(i, j int) bool { return lessDest(out.Dests[i], out.Dests[j]) })
 		r.Observed = append(r.Observed, out)
 	}

@@ -32,6 +32,9 @@ type LearnOptions struct {
 	SameFile func(a, b string) bool
 	// Ended is when the session ended (for the header).
 	Ended time.Time
+	// FoldNames folds names looked up below one domain into a wildcard
+	// (learn_names.go).
+	FoldNames bool
 }
 
 // LearnedPolicy writes a reviewed-ready policy file from what a learning session
@@ -73,6 +76,7 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 				exes[i].Events += e.Events
 				exes[i].Dests = append(exes[i].Dests, e.Dests...)
 				exes[i].Comms = appendNew(exes[i].Comms, e.Comms...)
+				exes[i].Lookups = append(exes[i].Lookups, e.Lookups...)
 				merged = true
 				break
 			}
@@ -114,7 +118,7 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 		} else {
 			it.view.Action = "deny"
 			lines = append(lines, "deny, except the destinations seen:")
-			for _, f := range fold(dests) {
+			for _, f := range foldNamed(dests, e.Lookups, opts.FoldNames) {
 				it.view.Allow = append(it.view.Allow, f.entry)
 				it.dests[f.entry] = f.comment
 			}
@@ -209,6 +213,9 @@ func header(rep LearnReport, opts LearnOptions, rules int, notes []string) strin
 		"Review, then: exewall diff FILE && exewall apply -f FILE",
 		"To watch before blocking, set `mode: audit`, apply, read `exewall violations`,",
 		"then `exewall mode enforce`.",
+	}
+	if n := lookupNote(rep, opts); n != "" {
+		lines = append(lines, "", n)
 	}
 	if rep.EndReason != "" {
 		lines = append(lines, "", "Learning ended: "+rep.EndReason+".")

@@ -26,3 +26,15 @@ func (p *Proxy) NameStats() engine.NameStats {
 	return engine.NameStats{TTLFloorSeconds: p.cfg.TTLFloor.Seconds(), TTLCeilingSeconds: p.cfg.TTLCeiling.Seconds(),
 		Queries: st.Queries, Answers: st.Answers, Bindings: st.Bindings, Evictions: st.Evictions, Failures: st.Failures, InForce: st.InForce}
 }
+
+// LearnLookups turns bindings into what a learning session records
+// (engine.Manager.ObserveLookups): the name asked and the address answered.
+func LearnLookups(bs []Binding) []engine.LearnLookup {
+	out := make([]engine.LearnLookup, 0, len(bs))
+	for _, b := range bs {
+		if len(b.Names) > 0 {
+			out = append(out, engine.LearnLookup{Name: b.Names[0], Addr: b.Addr})
+		}
+	}
+	return out
+}
