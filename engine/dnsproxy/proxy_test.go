@@ -2,9 +2,12 @@ package dnsproxy
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,5 +333,96 @@ func TestNameBindings(t *testing.T) {
 	}
 	if st := p.NameStats(); st.TTLFloorSeconds != 20 || st.TTLCeilingSeconds != 60 || st.InForce != 1 || st.Queries != 1 {
 		t.Errorf("%+v", st)
+	}
+}
+
+// TestListen6: the IPv6 loopback listener answers over UDP and TCP.
+func TestListen6(t *testing.T) {
+	srv := chainServer(t)
+	l := newLearner()
+	p, err := New(Config{Listen6: netip.MustParseAddrPort("[::1]:0"), Origin: fakeOrigin{6, srv.addr, true}, Learner: l})
+	if err != nil {
+		t.Fatalf("::1: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	udp4, udp6, tcp4, tcp6 := p.Addrs()
+	if udp4.IsValid() || tcp4.IsValid() || udp6.Port() != tcp6.Port() {
+		t.Fatalf("addrs %v %v %v %v", udp4, udp6, tcp4, tcp6)
+	}
+	if got := askUDP(t, udp6, query(t, 1, "x.test.", dnsmessage.TypeAAAA)); rcode(t, got) != dnsmessage.RCodeSuccess {
+		t.Error("udp6")
+	}
+	if got := askTCP(t, tcp6, query(t, 2, "api.example.com.", dnsmessage.TypeA))[0]; rcode(t, got) != dnsmessage.RCodeSuccess {
+		t.Error("tcp6")
+	}
+	if _, ok := l.get(6, "192.0.2.10"); !ok {
+		t.Error("not learned over IPv6")
+	}
+}
+
+// peerOrigin maps the asker's port to a rule, as the kernel side would map
+// a socket to its program's rule.
+type peerOrigin struct{ server netip.AddrPort }
+
+func (o peerOrigin) Origin(peer netip.AddrPort, _ bool) (uint32, netip.AddrPort, bool) {
+	return uint32(peer.Port() % 4), o.server, true
+}
+
+// TestConcurrentConsistent: many programs asking at once, with evictions:
+// what the Learner holds in force is exactly the table, within the cap.
+func TestConcurrentConsistent(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := startServer(t, func(q dnsmessage.Message) dnsmessage.Message {
+		mu.Lock()
+		n++
+		i := n
+		mu.Unlock()
+		return dnsmessage.Message{Answers: []dnsmessage.Resource{
+			a(q.Questions[0].Name.String(), 60, netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}).String()),
+			a(q.Questions[0].Name.String(), 60, netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}).String())}}
+	})
+	l := newLearner()
+	p := startProxy(t, Config{Origin: peerOrigin{srv.addr}, Learner: l, PerRuleCap: 8})
+	udp4, _, tcp4, _ := p.Addrs()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				q := query(t, uint16(g*100+i), fmt.Sprintf("h%d-%d.test.", g, i), dnsmessage.TypeA)
+				if i%5 == 0 {
+					askTCP(t, tcp4, q)
+				} else {
+					askUDP(t, udp4, q)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	table := p.Bindings()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(table) != len(l.inForce) {
+		t.Fatalf("table holds %d bindings, the learner %d", len(table), len(l.inForce))
+	}
+	perRule := map[uint32]int{}
+	for _, b := range table {
+		if _, ok := l.inForce[key{b.Rule, b.Addr}]; !ok {
+			t.Errorf("%v in the table, not in force", b)
+		}
+		perRule[b.Rule]++
+	}
+	for r, c := range perRule {
+		if c > 8 {
+			t.Errorf("rule %d holds %d bindings, cap 8", r, c)
+		}
+	}
+	if st := p.Stats(); st.Queries != 200 || st.Answers != 200 || st.Evictions == 0 || int(st.Bindings)-int(st.Evictions) != len(table) {
+		t.Errorf("stats %+v, %d in the table", st, len(table))
 	}
 }
