@@ -27,9 +27,10 @@ func (p *Proxy) handle(ctx context.Context, peer netip.AddrPort, tcp bool, query
 		return nil
 	}
 	rule, server, ok := p.cfg.Origin.Origin(peer, tcp)
-	if !ok {
+	if !ok || p.isSelf(server) {
+		// Unknown, or addressed to the forwarder itself (a loop).
 		p.failures.Add(1)
-		p.log.Debug("dns query of unknown origin", "peer", peer, "tcp", tcp)
+		p.log.Debug("dns query of unknown origin", "peer", peer, "tcp", tcp, "server", server)
 		return servfail(h, q)
 	}
 	resp, err := exchange(ctx, server, query)
@@ -45,6 +46,13 @@ func (p *Proxy) handle(ctx context.Context, peer netip.AddrPort, tcp bool, query
 	}
 	p.answers.Add(1)
 	return resp
+}
+
+// isSelf reports whether server is one of the forwarder's own addresses.
+func (p *Proxy) isSelf(server netip.AddrPort) bool {
+	u4, u6, t4, t6 := p.Addrs()
+	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
+	return server == u4 || server == u6 || server == t4 || server == t6
 }
 
 // learn puts the answer's bindings in force before it is released. An
@@ -222,34 +230,59 @@ func questionEnd(msg []byte) int {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, maxMsg); return &b }}
 
-// maxIdlePerServer bounds the idle upstream sockets kept per server.
-const maxIdlePerServer = 16
+// Upstream UDP sockets are reused for speed (a fresh socket per query
+// costs about 80 µs on loopback, measured with BenchmarkForward), but not
+// for long: each is retired after maxUses queries or maxAge, so its source
+// port, which an off-path attacker forging answers would have to guess
+// with the ID, keeps changing. maxIdlePerServer bounds the idle sockets
+// kept per server.
+const (
+	maxIdlePerServer = 16
+	maxUses          = 32
+	maxAge           = 5 * time.Second
+)
+
+// upConn is a connected UDP socket to one server.
+type upConn struct {
+	net.Conn
+	born time.Time
+	uses int
+}
 
 // connPool keeps idle connected UDP sockets per upstream server.
 type connPool struct {
 	mu   sync.Mutex
-	idle map[netip.AddrPort][]net.Conn
+	idle map[netip.AddrPort][]*upConn
 }
 
-func (cp *connPool) get(ctx context.Context, p *Proxy, server netip.AddrPort) (net.Conn, error) {
+func (cp *connPool) get(ctx context.Context, p *Proxy, server netip.AddrPort) (*upConn, error) {
 	cp.mu.Lock()
-	if l := cp.idle[server]; len(l) > 0 {
+	for l := cp.idle[server]; len(l) > 0; l = cp.idle[server] {
 		c := l[len(l)-1]
 		cp.idle[server] = l[:len(l)-1]
-		cp.mu.Unlock()
-		return c, nil
+		if time.Since(c.born) < maxAge {
+			cp.mu.Unlock()
+			return c, nil
+		}
+		c.Close()
 	}
 	cp.mu.Unlock()
-	return p.dialer.DialContext(ctx, "udp", server.String())
+	c, err := p.dialer.DialContext(ctx, "udp", server.String())
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{Conn: c, born: time.Now()}, nil
 }
 
-func (cp *connPool) put(server netip.AddrPort, c net.Conn) {
+func (cp *connPool) put(server netip.AddrPort, c *upConn) {
+	c.uses++
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.idle == nil {
-		cp.idle = map[netip.AddrPort][]net.Conn{}
+		cp.idle = map[netip.AddrPort][]*upConn{}
 	}
-	if len(cp.idle[server]) >= maxIdlePerServer || len(cp.idle) >= maxInflight {
+	if c.uses >= maxUses || time.Since(c.born) >= maxAge ||
+		len(cp.idle[server]) >= maxIdlePerServer || len(cp.idle) >= maxInflight {
 		c.Close()
 		return
 	}

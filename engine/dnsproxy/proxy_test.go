@@ -426,3 +426,56 @@ func TestConcurrentConsistent(t *testing.T) {
 		t.Errorf("stats %+v, %d in the table", st, len(table))
 	}
 }
+
+// TestLoopRefused: a query the Origin says was addressed to the forwarder
+// itself is answered SERVFAIL, not forwarded to itself forever.
+func TestLoopRefused(t *testing.T) {
+	origin := &switchOrigin{rule: 1}
+	p := startProxy(t, Config{Origin: origin, Learner: newLearner(), Timeout: time.Second})
+	udp4, _, _, _ := p.Addrs()
+	origin.mu.Lock()
+	origin.server = udp4
+	origin.mu.Unlock()
+	if got := askUDP(t, udp4, query(t, 1, "a.test.", dnsmessage.TypeA)); rcode(t, got) != dnsmessage.RCodeServerFailure {
+		t.Errorf("rcode %v", rcode(t, got))
+	}
+	if st := p.Stats(); st.Queries != 1 || st.Failures != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestStaleAnswerSkipped: a late or duplicated answer left on a reused
+// upstream socket is not taken for the next query's answer.
+func TestStaleAnswerSkipped(t *testing.T) {
+	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	go func() { // answers every query twice
+		buf := make([]byte, maxMsg)
+		for {
+			n, peer, err := u.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			var m dnsmessage.Message
+			if m.Unpack(buf[:n]) != nil {
+				continue
+			}
+			m.Response = true
+			m.Answers = []dnsmessage.Resource{a(m.Questions[0].Name.String(), 60, "192.0.2.1")}
+			out, _ := m.Pack()
+			u.WriteToUDPAddrPort(out, peer)
+			u.WriteToUDPAddrPort(out, peer)
+		}
+	}()
+	p := startProxy(t, Config{Origin: fakeOrigin{1, u.LocalAddr().(*net.UDPAddr).AddrPort(), true}, Learner: newLearner()})
+	udp4, _, _, _ := p.Addrs()
+	for i, name := range []string{"first.test.", "second.test.", "third.test."} {
+		got, err := ParseAnswer(askUDP(t, udp4, query(t, uint16(100+i), name, dnsmessage.TypeA)))
+		if err != nil || got.ID != uint16(100+i) || got.Question+"." != name {
+			t.Errorf("query %d for %s: answer %+v %v", 100+i, name, got, err)
+		}
+	}
+}
