@@ -39,10 +39,14 @@ func (p *Proxy) handle(ctx context.Context, peer netip.AddrPort, tcp bool, query
 		p.log.Debug("dns upstream failed", "server", server, "err", err)
 		return servfail(h, q)
 	}
-	if err := p.learn(rule, server, h, q, resp); err != nil {
+	bs, err := p.learn(rule, server, h, q, resp)
+	if err != nil {
 		p.failures.Add(1)
 		p.log.Warn("dns answer withheld", "rule", rule, "server", server, "name", q.Name.String(), "err", err)
 		return servfail(h, q)
+	}
+	if p.cfg.Observe != nil && len(bs) > 0 {
+		p.cfg.Observe(peer, tcp, bs)
 	}
 	p.answers.Add(1)
 	return resp
@@ -59,20 +63,21 @@ func (p *Proxy) isSelf(server netip.AddrPort) bool {
 // answer that does not parse teaches nothing and is released as it is: the
 // program may read addresses from it, but none of them is bound, so a
 // name entry allows none of them.
-func (p *Proxy) learn(rule uint32, server netip.AddrPort, h dnsmessage.Header, q dnsmessage.Question, resp []byte) error {
+// It returns the bindings put in force.
+func (p *Proxy) learn(rule uint32, server netip.AddrPort, h dnsmessage.Header, q dnsmessage.Question, resp []byte) ([]Binding, error) {
 	if p.cfg.Trusted != nil && !p.cfg.Trusted(server) {
-		return nil
+		return nil, nil
 	}
 	a, err := ParseAnswer(resp)
 	if err != nil {
 		p.log.Debug("dns answer not parsed", "server", server, "err", err)
-		return nil
+		return nil, nil
 	}
 	if a.ID != h.ID || a.Question != canon(q.Name) || a.Type != q.Type {
-		return fmt.Errorf("answer for %q (id %d) does not match the query", a.Question, a.ID)
+		return nil, fmt.Errorf("answer for %q (id %d) does not match the query", a.Question, a.ID)
 	}
 	if len(a.Records) == 0 {
-		return nil
+		return nil, nil
 	}
 	now := time.Now()
 	bs := make([]Binding, 0, len(a.Records))
@@ -84,7 +89,7 @@ func (p *Proxy) learn(rule uint32, server netip.AddrPort, h dnsmessage.Header, q
 	defer p.mu.Unlock()
 	bs = p.tab.merge(bs)
 	if err := p.cfg.Learner.Learn(bs); err != nil {
-		return fmt.Errorf("learn: %w", err)
+		return nil, fmt.Errorf("learn: %w", err)
 	}
 	p.bindings.Add(uint64(len(bs)))
 	if evicted := p.tab.insert(bs); len(evicted) > 0 {
@@ -94,7 +99,7 @@ func (p *Proxy) learn(rule uint32, server netip.AddrPort, h dnsmessage.Header, q
 		}
 	}
 	p.schedule()
-	return nil
+	return bs, nil
 }
 
 // schedule arms the expiry timer for the earliest expiry. p.mu is held.

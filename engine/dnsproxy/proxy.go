@@ -77,6 +77,11 @@ type Config struct {
 	// Trusted says whether answers from server may teach; nil: every server
 	// Origin reports. An untrusted server's answer is released unlearned.
 	Trusted func(server netip.AddrPort) bool
+	// Observe, when set, is told every answer's bindings with the asker, once
+	// they are in force and before the answer is released (e.g. to record a
+	// learning session's lookups by executable: LearnLookups). It must not
+	// block.
+	Observe func(peer netip.AddrPort, tcp bool, bs []Binding)
 	// Timeout bounds one upstream exchange (0: DefaultTimeout).
 	Timeout time.Duration
 	Log     *slog.Logger

@@ -479,3 +479,32 @@ func TestStaleAnswerSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestObserve: the asker and the bindings in force are reported, for a
+// learning session to record lookups by executable.
+func TestObserve(t *testing.T) {
+	srv := chainServer(t)
+	l := newLearner()
+	type seen struct {
+		peer netip.AddrPort
+		tcp  bool
+		bs   []Binding
+	}
+	ch := make(chan seen, 2)
+	p := startProxy(t, Config{Origin: fakeOrigin{1, srv.addr, true}, Learner: l,
+		Observe: func(peer netip.AddrPort, tcp bool, bs []Binding) {
+			if _, ok := l.get(1, bs[0].Addr.String()); !ok {
+				t.Error("observed before in force")
+			}
+			ch <- seen{peer, tcp, bs}
+		}})
+	udp4, _, _, _ := p.Addrs()
+	askUDP(t, udp4, query(t, 1, "api.example.com.", dnsmessage.TypeA))
+	s := <-ch
+	if s.tcp || !s.peer.Addr().IsLoopback() || len(s.bs) != 1 {
+		t.Fatalf("%+v", s)
+	}
+	if got := LearnLookups(s.bs); len(got) != 1 || got[0].Name != "api.example.com" || got[0].Addr != netip.MustParseAddr("192.0.2.10") {
+		t.Errorf("lookups %+v", got)
+	}
+}
