@@ -42,7 +42,17 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
+	// Direction is "out" for what the program opened or sent, "in" for
+	// what it accepted or received: then Daddr is the remote peer and
+	// Dport the local port, and PID, UID and Comm are the socket
+	// creator's. Backends that judge outbound only leave it empty; the
+	// Manager reports that as "out".
+	Direction string `json:"direction"`
 }
+
+// Inbound reports whether the attempt was a connection or datagram the
+// program received.
+func (v Violation) Inbound() bool { return v.Direction == DirIn.String() }
 
 // Calls a Violation may name.
 const (
