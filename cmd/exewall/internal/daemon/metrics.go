@@ -30,6 +30,7 @@ type collector struct {
 	sweepErr *prometheus.Desc
 	folded   *prometheus.Desc
 	flooding *prometheus.Desc
+	cut      *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -52,6 +53,8 @@ func newCollector(m *engine.Manager) *collector {
 			"Violation events of flooding programs folded into summaries (the first event of every program and rule is always kept).", nil, nil),
 		flooding: prometheus.NewDesc("exewall_violations_flooding_programs",
 			"Programs whose violation events are being folded into summaries right now: above 0, a flood is being folded.", nil, nil),
+		cut: prometheus.NewDesc("exewall_listeners_cut_total",
+			"Listening sockets policy changes cut (forced changes, and changes at start, reload and in managed mode, which are applied and reported, not refused).", nil, nil),
 		sweepErr: prometheus.NewDesc("exewall_held_socket_sweep_failing",
 			"1 while the last re-judging of held sockets could not finish (connections the policy denies may still be open).", nil, nil),
 	}
@@ -69,6 +72,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sweepErr
 	ch <- c.folded
 	ch <- c.flooding
+	ch <- c.cut
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -100,6 +104,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(st.ViolationsFolded))
 	ch <- prometheus.MustNewConstMetric(c.flooding, prometheus.GaugeValue, float64(st.ViolationsFlooding))
 	ch <- prometheus.MustNewConstMetric(c.sweepErr, prometheus.GaugeValue, bool01(st.HeldSocketSweepError != ""))
+	ch <- prometheus.MustNewConstMetric(c.cut, prometheus.CounterValue, float64(st.ListenersCut))
 }
 
 func bool01(b bool) float64 {
