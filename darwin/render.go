@@ -70,8 +70,9 @@ type ruleset struct {
 // Only outbound packets are judged, like the connect/sendmsg hooks on
 // Linux: replies to allowed connections pass through pf's state table.
 //
-// exe: and cgroup: rules are refused with an error wrapping
-// engine.ErrNotSupported.
+// exe: rules are not pf's: the Application Firewall enforces them (appfw.go)
+// and checkSelectors lets through only those it can; cgroup: rules are
+// refused with an error wrapping engine.ErrNotSupported.
 func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) {
 	if p == nil {
 		return nil, errors.New("no policy")
@@ -103,13 +104,15 @@ func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) 
 // checkSelectors refuses what pf cannot select and selectors that would make
 // pf and the engine disagree.
 func checkSelectors(p *engine.Policy) error {
-	var exe, cg []string
+	var cg []string
 	seen := map[string]string{}
 	for _, r := range p.Rules {
 		var key string
 		switch {
 		case r.Exe != "":
-			exe = append(exe, strconv.Quote(r.Name))
+			if err := checkExeRule(p, &r); err != nil {
+				return err
+			}
 			continue
 		case r.Cgroup != "":
 			cg = append(cg, strconv.Quote(r.Name))
@@ -128,10 +131,6 @@ func checkSelectors(p *engine.Policy) error {
 		}
 		seen[key] = r.Name
 	}
-	if len(exe) > 0 {
-		return fmt.Errorf("%s: cannot select by executable on macOS, where pf matches only the user or group owning a socket; use a user: or group: rule and run the app under a dedicated user: %w",
-			ruleNames(exe), engine.ErrNotSupported)
-	}
 	if len(cg) > 0 {
 		return fmt.Errorf("%s: cannot select by cgroup on macOS, which has no cgroups; use a user: or group: rule and run the service under a dedicated user: %w",
 			ruleNames(cg), engine.ErrNotSupported)
@@ -140,6 +139,27 @@ func checkSelectors(p *engine.Policy) error {
 		return err
 	}
 	return engine.RefuseInbound(p, "pf rules of a user or group judge outbound only")
+}
+
+// checkExeRule refuses the exe: rules the Application Firewall cannot
+// enforce. It blocks all of a program's incoming connections or none, and
+// pf cannot tell programs apart, so an exe: rule is enforced inbound only
+// and only as `action: deny` without entries; everything else would be
+// enforced as something weaker than it says.
+func checkExeRule(p *engine.Policy, r *engine.Rule) error {
+	const how = "macOS enforces exe: rules with the Application Firewall, which blocks all of a program's incoming connections or none, and nothing it opens (pf matches only the user or group owning a socket)"
+	switch {
+	case r.Action != engine.ActionDeny:
+		return fmt.Errorf("rule %q: action %s for an executable is %w on macOS: %s; only `action: deny` without entries is accepted (inbound only); for outbound, use a user: or group: rule and run the app under a dedicated user",
+			r.Name, r.Action, engine.ErrNotSupported, how)
+	case len(r.Allow)+len(r.Deny) > 0:
+		return fmt.Errorf("rule %q: allow:/deny: entries for an executable are %w on macOS: %s; remove the entries (the rule then blocks every incoming connection) or use a user: or group: rule",
+			r.Name, engine.ErrNotSupported, how)
+	case r.Audit || p.Mode == engine.ModeAudit:
+		return fmt.Errorf("rule %q: auditing an executable is %w on macOS: the Application Firewall blocks and reports nothing it lets through; use mode: enforce and audit: false, or remove the rule",
+			r.Name, engine.ErrNotSupported)
+	}
+	return nil
 }
 
 func ruleNames(quoted []string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -71,6 +72,13 @@ port, unless --force is given.`,
 		}
 		w := cliContext.App.Writer
 		fmt.Fprintf(w, "applied %s: %d rules in force\n", file, resp.Rules)
+		if p, err := engine.Parse(data); err == nil && platform.ExeRuleNote != "" {
+			for _, r := range p.Rules {
+				if r.Exe != "" {
+					fmt.Fprintf(w, "note: rule %s: %s\n", commands.Q(r.Name), platform.ExeRuleNote)
+				}
+			}
+		}
 		if resp.ConfirmDeadline != nil {
 			fmt.Fprintf(w, "run `exewall confirm` before %s (in %s) or the previous policy comes back\n",
 				resp.ConfirmDeadline.Format(time.TimeOnly), within)

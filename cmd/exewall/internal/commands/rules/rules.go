@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -69,6 +70,7 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 				return err
 			}
 			fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describeKept(*prev, got, keptAudit)))
+			noteExe(cliContext, got)
 			return nil
 		},
 	}
@@ -142,7 +144,16 @@ func addRule(cliContext *cli.Context, rv engine.RuleView) error {
 	}
 	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(got.String()))
 	warnNotPresent(cliContext, got.Exe)
+	noteExe(cliContext, got)
 	return nil
+}
+
+// noteExe says what an exe: rule enforces where the OS enforces less than
+// it says (macOS: incoming connections only).
+func noteExe(cliContext *cli.Context, r engine.RuleView) {
+	if r.Exe != "" && platform.ExeRuleNote != "" {
+		fmt.Fprintf(cliContext.App.Writer, "note: rule %s: %s\n", commands.Q(r.Name), platform.ExeRuleNote)
+	}
 }
 
 // RuleCommand is `rule add`: a rule with every option.
@@ -263,6 +274,9 @@ var LsCommand = &cli.Command{
 			sel := r.Selector().String()
 			if notPresent(r.Exe) {
 				sel += " (not present yet)"
+			}
+			if r.Exe != "" && platform.ExeRuleNote != "" {
+				sel += " (inbound only)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(sel), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
 		}
