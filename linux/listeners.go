@@ -63,6 +63,7 @@ func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
 	records := b.listenerRecords()
 	base := "/" + strings.Trim(strings.TrimPrefix(b.cgroupPath, b.cgroupRoot), "/")
 	procs := map[int]*procInfo{}
+	cgPaths := map[uint64]string{}
 	var out []engine.Listener
 	for _, s := range socks {
 		pid, ok := owners[s.inode]
@@ -79,7 +80,7 @@ func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
 		}
 		l := engine.Listener{Owner: pi.subject, PID: uint32(pid), Comm: pi.comm, Exe: pi.exe, Proto: s.proto, Local: s.local}
 		if o, ok := records[s.cookie]; ok {
-			l.Owner = b.ownerSubject(o, pi.subject)
+			l.Owner = b.ownerSubject(o, pi.subject, cgPaths)
 		}
 		out = append(out, l)
 	}
@@ -276,10 +277,15 @@ func (b *Backend) listenerRecords() map[uint64]datapathSockOwner {
 
 // ownerSubject is the subject of a creator record; the cgroup path comes
 // from the record's cgroup id (the process's path when it cannot be found).
-func (b *Backend) ownerSubject(o datapathSockOwner, proc engine.Subject) engine.Subject {
+func (b *Backend) ownerSubject(o datapathSockOwner, proc engine.Subject, cache map[uint64]string) engine.Subject {
 	s := engine.Subject{UID: o.Uid, GID: o.Gid, HasExe: o.HasExe == 1, Cgroup: proc.Cgroup,
 		Exe: engine.FileID{Dev: o.Exe.Dev, Gen: o.Exe.Igen, Ino: o.Exe.Ino}}
-	if p := b.cgroupPathOf(o.Cgroup); p != "" {
+	p, ok := cache[o.Cgroup]
+	if !ok {
+		p = b.cgroupPathOf(o.Cgroup)
+		cache[o.Cgroup] = p
+	}
+	if p != "" {
 		s.Cgroup = p
 	}
 	return s

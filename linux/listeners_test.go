@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,27 +58,7 @@ func TestListenersAndTheCheck(t *testing.T) {
 	defer own.Close()
 	udpPort := freeUDPPort(t)
 
-	cgfd, err := os.Open(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cgfd.Close()
-	cmd := exec.Command(exe, "-e", listenerScript, strconv.Itoa(udpPort))
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd()),
-		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); cmd.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("server: %v: %s", err, stderr.String())
-	}
-	ports := strings.Fields(line)
+	cmd, ports := startListener(t, exe, cg, udpPort)
 	want := map[string]bool{"tcp 0.0.0.0:" + ports[0]: true, "tcp [::]:" + ports[1]: true, "udp 0.0.0.0:" + strconv.Itoa(udpPort): true}
 
 	ls, err := tb.Listeners(context.Background())
@@ -127,6 +108,67 @@ func TestListenersAndTheCheck(t *testing.T) {
 	if st, _ := m.Status(context.Background()); st.ListenersCut != 3 {
 		t.Fatalf("status after a forced cut: %+v", st)
 	}
+
+	// A server started now that the hooks are attached: its TCP listeners
+	// carry the creator record the datapath keeps, and are attributed by it.
+	exe2 := filepath.Join(dir, "perl-server2")
+	copyFile(t, "/usr/bin/perl", exe2)
+	id2, _, err := tb.Identify(exe2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd2, ports2 := startListener(t, exe2, cg, freeUDPPort(t))
+	records := tb.listenerRecords()
+	ls, err = tb.Listeners(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, l := range ls {
+		if l.PID != uint32(cmd2.Process.Pid) || l.Proto != engine.ProtoTCP {
+			continue
+		}
+		found++
+		if l.Owner.Exe != id2 || l.Owner.UID != 65534 || !slices.Contains(ports2, strconv.Itoa(int(l.Local.Port()))) {
+			t.Errorf("%s attributed to %+v, want %v uid 65534", l.Local, l.Owner, id2)
+		}
+	}
+	recorded := 0
+	for _, o := range records {
+		if o.Uid == 65534 && (engine.FileID{Dev: o.Exe.Dev, Gen: o.Exe.Igen, Ino: o.Exe.Ino}) == id2 {
+			recorded++
+		}
+	}
+	if found != 2 || recorded != 2 {
+		t.Fatalf("listeners of the second server: %d, with the kernel's creator record %d (%+v)", found, recorded, ls)
+	}
+}
+
+// startListener runs listenerScript with exe as uid 65534 in cg and returns
+// it with its TCP ports (v4, v6); it is stopped when the test ends.
+func startListener(t *testing.T, exe, cg string, udpPort int) (*exec.Cmd, []string) {
+	t.Helper()
+	cgfd, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	cmd := exec.Command(exe, "-e", listenerScript, strconv.Itoa(udpPort))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd()),
+		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("server: %v: %s", err, stderr.String())
+	}
+	return cmd, strings.Fields(line)
 }
 
 // freeUDPPort finds a UDP port below the ephemeral range that is free now.
