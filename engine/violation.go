@@ -66,7 +66,9 @@ const (
 // address to sort them and sends nothing; a program that does send later
 // sends with no further check (connected sends bypass the hooks), so the
 // connect is judged, but it proves no datagram went out.
-func (v Violation) ConnectOnly() bool { return v.Proto == "udp" && v.Call == CallConnect }
+func (v Violation) ConnectOnly() bool {
+	return !v.Inbound() && v.Proto == "udp" && v.Call == CallConnect
+}
 
 // FamilyOf names the address family an address is judged as: IPv4-mapped
 // IPv6 addresses are IPv4.
