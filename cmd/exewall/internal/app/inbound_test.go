@@ -1,12 +1,14 @@
 package app
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -39,6 +41,14 @@ func TestListenerCheckAndForce(t *testing.T) {
 			!strings.Contains(err.Error(), "--force") || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("exewall %s: %v; want a one-line refusal naming %s and port 8080", strings.Join(args, " "), err, exe)
 		}
+	}
+	// Through the Go client: a 409 that errors.Is ErrWouldCut, and Forced.
+	c := client.New(e.socket)
+	if err := c.SetDefaultInbound(t.Context(), "deny"); !errors.Is(err, engine.ErrWouldCut) {
+		t.Fatalf("client: %v", err)
+	}
+	if err := c.Forced().SetDefaultInbound(t.Context(), "allow"); err != nil {
+		t.Fatalf("client, forced: %v", err)
 	}
 	// default deny alone governs outbound only: no server is cut.
 	e.run(t, "default", "deny")
