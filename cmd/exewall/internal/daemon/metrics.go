@@ -32,6 +32,7 @@ type collector struct {
 	flooding *prometheus.Desc
 	dns      *prometheus.Desc
 	dnsLive  *prometheus.Desc
+	cut      *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -57,6 +58,8 @@ func newCollector(m *engine.Manager) *collector {
 		dns: prometheus.NewDesc("exewall_dns_total",
 			"The DNS forwarder of name entries, by what was counted: queries, answers (released after their bindings were in force), bindings (learned or refreshed), evictions (by the per-rule cap), failures (SERVFAIL or dropped).", []string{"what"}, nil),
 		dnsLive: prometheus.NewDesc("exewall_dns_bindings_in_force", "Name -> address bindings in force.", nil, nil),
+		cut: prometheus.NewDesc("exewall_listeners_cut_total",
+			"Listening sockets policy changes cut (forced changes, and changes at start, reload and in managed mode, which are applied and reported, not refused).", nil, nil),
 		sweepErr: prometheus.NewDesc("exewall_held_socket_sweep_failing",
 			"1 while the last re-judging of held sockets could not finish (connections the policy denies may still be open).", nil, nil),
 	}
@@ -76,6 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.flooding
 	ch <- c.dns
 	ch <- c.dnsLive
+	ch <- c.cut
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -114,6 +118,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.dnsLive, prometheus.GaugeValue, float64(n.InForce))
 	}
+	ch <- prometheus.MustNewConstMetric(c.cut, prometheus.CounterValue, float64(st.ListenersCut))
 }
 
 func bool01(b bool) float64 {
