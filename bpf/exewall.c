@@ -22,6 +22,7 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #include "maps.h"
+#include "dns.h" /* names (issue 15) */
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 {
@@ -43,6 +44,9 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 const struct event *unused_event __attribute__((unused));
 const struct sock_rec *unused_sock_rec __attribute__((unused));
 const struct name_key *unused_name_key __attribute__((unused));
+const struct dns_conf *unused_dns_conf __attribute__((unused));
+const struct dns_server *unused_dns_server __attribute__((unused));
+const struct dns_orig *unused_dns_orig __attribute__((unused));
 
 /* The identity the current process is judged as (DESIGN.md "Identity of an
  * executable"): the one taken at exec. A process started before exewall
@@ -433,6 +437,15 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (!rc)
 		return 1;
 	struct rule *r = &rc->r;
+	/* names (issue 15): a rule with name entries has its DNS sent to the
+	 * forwarder (bpf/dns.h); hook is a constant here. */
+	if (r->has_names) {
+		int s = dns_steer(ctx, hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6, family, addr, port, proto_of(ctx), r->counter);
+		if (s != DNS_PASS) {
+			count(r->counter, s == DNS_STEERED ? VERDICT_ALLOW : VERDICT_DENY);
+			return s == DNS_STEERED;
+		}
+	}
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
 		count(r->counter, VERDICT_ALLOW);
 		return 1;

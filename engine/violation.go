@@ -42,6 +42,9 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
+	// Name is the name entry (DESIGN.md "Destination entries") that decided,
+	// when the destination was bound to one by a DNS answer.
+	Name string `json:"name,omitempty"`
 }
 
 // Calls a Violation may name.

@@ -1,0 +1,533 @@
+//go:build linux
+
+package linux
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
+)
+
+// The DNS tests' pieces: a DNS server of the test's own on a loopback
+// address, a minimal forwarder on the backend's seam (Origin, Learn, Forget;
+// engine/dnsproxy's stand-in until it is merged), and a client mode of the
+// test binary that looks names up and connects to the answers.
+
+const dnsClientEnv = "EXEWALL_TEST_DNS_CLIENT"
+
+func init() {
+	if os.Getenv(dnsClientEnv) != "" {
+		os.Exit(dnsClientMain())
+	}
+}
+
+// testZone is what a test DNS server answers: name -> records.
+type testZone struct {
+	mu      sync.Mutex
+	a       map[string][]netip.Addr // A and AAAA, by family of the address
+	cname   map[string]string
+	ttl     uint32
+	queries atomic.Int64
+}
+
+type testDNS struct {
+	zone  *testZone
+	addr4 netip.AddrPort // UDP and TCP on the same address
+}
+
+// startTestDNS serves zone on a fresh loopback address (127.53.x.y:53) over
+// UDP and TCP until the test ends.
+func startTestDNS(t *testing.T, zone *testZone) *testDNS {
+	t.Helper()
+	var pc net.PacketConn
+	var ln net.Listener
+	var ap netip.AddrPort
+	for range 20 {
+		ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 53, byte(1 + rand.IntN(250)), byte(1 + rand.IntN(250))}), 53)
+		var err error
+		if pc, err = net.ListenPacket("udp4", ap.String()); err != nil {
+			continue
+		}
+		if ln, err = net.Listen("tcp4", ap.String()); err != nil {
+			pc.Close()
+			continue
+		}
+		break
+	}
+	if ln == nil {
+		t.Fatal("no free loopback address for the test DNS server")
+	}
+	t.Cleanup(func() { pc.Close(); ln.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if out := zone.answer(buf[:n]); out != nil {
+				pc.WriteTo(out, from)
+			}
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveTCP(c, zone.answer)
+		}
+	}()
+	return &testDNS{zone: zone, addr4: ap}
+}
+
+func serveTCP(c net.Conn, answer func([]byte) []byte) {
+	defer c.Close()
+	for {
+		q, err := readTCPMsg(c)
+		if err != nil {
+			return
+		}
+		if out := answer(q); out == nil || writeTCPMsg(c, out) != nil {
+			return
+		}
+	}
+}
+
+func readTCPMsg(r io.Reader) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	m := make([]byte, binary.BigEndian.Uint16(l[:]))
+	_, err := io.ReadFull(r, m)
+	return m, err
+}
+
+func writeTCPMsg(w io.Writer, m []byte) error {
+	_, err := w.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(m))), m...))
+	return err
+}
+
+func (z *testZone) answer(q []byte) []byte {
+	z.queries.Add(1)
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return nil
+	}
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) != 1 {
+		return nil
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+	b.EnableCompression()
+	b.StartQuestions()
+	b.Question(qs[0])
+	b.StartAnswers()
+	name := strings.TrimSuffix(strings.ToLower(qs[0].Name.String()), ".")
+	rh := func(n string, typ dnsmessage.Type) dnsmessage.ResourceHeader {
+		return dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(n + "."), Type: typ, Class: dnsmessage.ClassINET, TTL: z.ttl}
+	}
+	for range 8 {
+		target, ok := z.cname[name]
+		if !ok {
+			break
+		}
+		b.CNAMEResource(rh(name, dnsmessage.TypeCNAME), dnsmessage.CNAMEResource{CNAME: dnsmessage.MustNewName(target + ".")})
+		name = target
+	}
+	for _, a := range z.a[name] {
+		switch {
+		case a.Is4() && qs[0].Type == dnsmessage.TypeA:
+			b.AResource(rh(name, dnsmessage.TypeA), dnsmessage.AResource{A: a.As4()})
+		case a.Is6() && qs[0].Type == dnsmessage.TypeAAAA:
+			b.AAAAResource(rh(name, dnsmessage.TypeAAAA), dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+	}
+	out, _ := b.Finish()
+	return out
+}
+
+// testForwarder is the stand-in of engine/dnsproxy: it asks the server the
+// program asked, binds the answer's addresses, then answers.
+type testForwarder struct {
+	b                      *Backend
+	udp4, udp6             *net.UDPConn
+	tcp4, tcp6             *net.TCPListener
+	learned, refused, errs atomic.Int64
+	stopped                atomic.Bool
+}
+
+func startTestForwarder(t *testing.T, b *Backend) *testForwarder {
+	t.Helper()
+	f := &testForwarder{b: b}
+	var err error
+	if f.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if f.udp6, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Fatal(err)
+	}
+	if f.tcp4, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if f.tcp6, err = net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Fatal(err)
+	}
+	ap := func(a net.Addr) netip.AddrPort { return netip.MustParseAddrPort(a.String()) }
+	if err := b.SetForwarder(ap(f.udp4.LocalAddr()), ap(f.tcp4.Addr()), ap(f.udp6.LocalAddr()), ap(f.tcp6.Addr()), os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pc := range []*net.UDPConn{f.udp4, f.udp6} {
+		go f.serveUDP(pc)
+	}
+	for _, ln := range []*net.TCPListener{f.tcp4, f.tcp6} {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go f.serveTCPConn(c)
+			}
+		}()
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+// stop closes the forwarder's sockets, as a crash would: the kernel still
+// steers to the dead ports.
+func (f *testForwarder) stop() {
+	f.stopped.Store(true)
+	f.udp4.Close()
+	f.udp6.Close()
+	f.tcp4.Close()
+	f.tcp6.Close()
+}
+
+func (f *testForwarder) serveUDP(pc *net.UDPConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, peer, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		q := append([]byte(nil), buf[:n]...)
+		go func() {
+			if out := f.forward(q, peer, false); out != nil {
+				pc.WriteToUDPAddrPort(out, peer)
+			}
+		}()
+	}
+}
+
+func (f *testForwarder) serveTCPConn(c net.Conn) {
+	defer c.Close()
+	peer := netip.MustParseAddrPort(c.RemoteAddr().String())
+	for {
+		q, err := readTCPMsg(c)
+		if err != nil {
+			return
+		}
+		out := f.forward(q, peer, true)
+		if out == nil || writeTCPMsg(c, out) != nil {
+			return
+		}
+	}
+}
+
+func (f *testForwarder) forward(q []byte, peer netip.AddrPort, tcp bool) []byte {
+	rule, server, ok := f.b.Origin(peer, tcp)
+	if !ok {
+		f.refused.Add(1)
+		return nil
+	}
+	var ans []byte
+	var err error
+	if tcp {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", server.String(), 2*time.Second); err == nil {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if err = writeTCPMsg(c, q); err == nil {
+				ans, err = readTCPMsg(c)
+			}
+		}
+	} else {
+		var c net.Conn
+		if c, err = net.Dial("udp", server.String()); err == nil {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err = c.Write(q); err == nil {
+				buf := make([]byte, 1500)
+				var n int
+				n, err = c.Read(buf)
+				ans = buf[:n]
+			}
+		}
+	}
+	if err != nil {
+		f.errs.Add(1)
+		return nil
+	}
+	bs := parseBindings(ans, rule)
+	if len(bs) > 0 {
+		if err := f.b.Learn(bs); err != nil {
+			f.errs.Add(1)
+			return nil // an answer that could not be made true is not released
+		}
+		f.learned.Add(int64(len(bs)))
+	}
+	return ans
+}
+
+// parseBindings reads an answer's addresses and CNAME chain.
+func parseBindings(ans []byte, rule uint32) []NameBinding {
+	var p dnsmessage.Parser
+	if _, err := p.Start(ans); err != nil {
+		return nil
+	}
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) == 0 {
+		return nil
+	}
+	canon := func(n dnsmessage.Name) string { return strings.TrimSuffix(strings.ToLower(n.String()), ".") }
+	names := []string{canon(qs[0].Name)}
+	rrs, err := p.AllAnswers()
+	if err != nil {
+		return nil
+	}
+	var out []NameBinding
+	now := time.Now()
+	for _, rr := range rrs {
+		exp := now.Add(time.Duration(rr.Header.TTL) * time.Second)
+		switch r := rr.Body.(type) {
+		case *dnsmessage.CNAMEResource:
+			names = append(names, canon(r.CNAME))
+		case *dnsmessage.AResource:
+			out = append(out, NameBinding{Rule: rule, Addr: netip.AddrFrom4(r.A), Expires: exp})
+		case *dnsmessage.AAAAResource:
+			out = append(out, NameBinding{Rule: rule, Addr: netip.AddrFrom16(r.AAAA), Expires: exp})
+		}
+	}
+	for i := range out {
+		out[i].Names = names
+	}
+	return out
+}
+
+// dnsAsk is one lookup a client makes, then connects to what it got.
+type dnsAsk struct {
+	Server      string // host:port the program asks
+	Net         string // udp4, udp6, udp (a dual-stack socket), tcp
+	Unconnected bool   // UDP: sendto/recvfrom on an unconnected socket
+	Name        string
+	AAAA        bool
+	ConnectPort uint16 // 0: no connect; else to every answered address
+	ConnectTCP  bool   // else a UDP connect (judged, no packet sent)
+}
+
+type dnsGot struct {
+	Err     string   `json:",omitempty"`
+	Addrs   []string `json:",omitempty"`
+	From    string   `json:",omitempty"` // the reply's source (unconnected UDP)
+	Peer    string   `json:",omitempty"` // getpeername of the DNS socket
+	Connect []string `json:",omitempty"` // per address: ok, EPERM, or another error
+}
+
+func dnsClientMain() int {
+	var asks []dnsAsk
+	if err := json.NewDecoder(os.Stdin).Decode(&asks); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	out := make([]dnsGot, len(asks))
+	for i, a := range asks {
+		out[i] = a.do()
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+	return 0
+}
+
+func errWord(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, syscall.EPERM):
+		return "EPERM"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "ECONNREFUSED"
+	}
+	return err.Error()
+}
+
+func (a dnsAsk) do() (g dnsGot) {
+	typ := dnsmessage.TypeA
+	if a.AAAA {
+		typ = dnsmessage.TypeAAAA
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: uint16(rand.IntN(65536)), RecursionDesired: true})
+	b.StartQuestions()
+	b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(a.Name + "."), Type: typ, Class: dnsmessage.ClassINET})
+	q, _ := b.Finish()
+	ans, err := a.exchange(q, &g)
+	if err != nil {
+		g.Err = errWord(err)
+		return g
+	}
+	var p dnsmessage.Parser
+	if _, err := p.Start(ans); err != nil {
+		g.Err = err.Error()
+		return g
+	}
+	p.SkipAllQuestions()
+	rrs, _ := p.AllAnswers()
+	for _, rr := range rrs {
+		var addr netip.Addr
+		switch r := rr.Body.(type) {
+		case *dnsmessage.AResource:
+			addr = netip.AddrFrom4(r.A)
+		case *dnsmessage.AAAAResource:
+			addr = netip.AddrFrom16(r.AAAA)
+		default:
+			continue
+		}
+		g.Addrs = append(g.Addrs, addr.String())
+		if a.ConnectPort == 0 {
+			continue
+		}
+		dst := netip.AddrPortFrom(addr, a.ConnectPort).String()
+		var c net.Conn
+		if a.ConnectTCP {
+			c, err = net.DialTimeout("tcp", dst, time.Second)
+		} else {
+			c, err = net.Dial("udp", dst)
+		}
+		if err == nil {
+			c.Close()
+		}
+		g.Connect = append(g.Connect, errWord(err))
+	}
+	return g
+}
+
+func (a dnsAsk) exchange(q []byte, g *dnsGot) ([]byte, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	if a.Net == "tcp" {
+		c, err := net.DialTimeout("tcp", a.Server, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		g.Peer = peerName(c.(*net.TCPConn))
+		c.SetDeadline(deadline)
+		if err := writeTCPMsg(c, q); err != nil {
+			return nil, err
+		}
+		return readTCPMsg(c)
+	}
+	buf := make([]byte, 1500)
+	if a.Unconnected {
+		pc, err := net.ListenUDP(a.Net, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer pc.Close()
+		pc.SetDeadline(deadline)
+		if _, err := pc.WriteToUDPAddrPort(q, netip.MustParseAddrPort(a.Server)); err != nil {
+			return nil, err
+		}
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return nil, err
+		}
+		g.From = from.String()
+		return buf[:n], nil
+	}
+	c, err := net.Dial(a.Net, a.Server)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	g.Peer = peerName(c.(*net.UDPConn))
+	c.SetDeadline(deadline)
+	if _, err := c.Write(q); err != nil {
+		return nil, err
+	}
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// peerName is getpeername(2) itself: Go's RemoteAddr is what was dialed.
+func peerName(c syscall.Conn) string {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err.Error()
+	}
+	var out string
+	rc.Control(func(fd uintptr) {
+		sa, err := unix.Getpeername(int(fd))
+		switch s := sa.(type) {
+		case *unix.SockaddrInet4:
+			out = netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+		case *unix.SockaddrInet6:
+			out = netip.AddrPortFrom(netip.AddrFrom16(s.Addr), uint16(s.Port)).String()
+		default:
+			out = fmt.Sprint(err)
+		}
+	})
+	return out
+}
+
+// runDNSClient runs exe (a copy of the test binary) in cg with asks.
+func runDNSClient(t *testing.T, exe, cg string, asks []dnsAsk) []dnsGot {
+	t.Helper()
+	cgfd, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), dnsClientEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	in, _ := json.Marshal(asks)
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("dns client: %v: %s", err, stderr.String())
+	}
+	var out []dnsGot
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("dns client output %q: %v", stdout.String(), err)
+	}
+	return out
+}
