@@ -61,13 +61,22 @@ static __always_inline int restore4(struct bpf_sock_addr *ctx)
 static __always_inline int restore6(struct bpf_sock_addr *ctx)
 {
 	struct dns_orig *o = steered(ctx, 1);
-	if (o && o->v6) {
+	if (!o)
+		return 1;
+	if (o->v6) {
 		ctx->user_ip6[0] = o->addr[0];
 		ctx->user_ip6[1] = o->addr[1];
 		ctx->user_ip6[2] = o->addr[2];
 		ctx->user_ip6[3] = o->addr[3];
-		ctx->user_port = o->port;
+	} else {
+		/* A dual-stack socket's datagram to ::ffff:a.b.c.d is judged
+		 * by the sendmsg4 hook (udpv6_sendmsg hands it to udp_sendmsg). */
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = o->addr[0];
 	}
+	ctx->user_port = o->port;
 	return 1;
 }
 

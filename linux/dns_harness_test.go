@@ -51,6 +51,7 @@ type testZone struct {
 type testDNS struct {
 	zone  *testZone
 	addr4 netip.AddrPort // UDP and TCP on the same address
+	addr6 netip.AddrPort // [::1] and a port of its own
 }
 
 // startTestDNS serves zone on a fresh loopback address (127.53.x.y:53) over
@@ -76,6 +77,24 @@ func startTestDNS(t *testing.T, zone *testZone) *testDNS {
 		t.Fatal("no free loopback address for the test DNS server")
 	}
 	t.Cleanup(func() { pc.Close(); ln.Close() })
+	d := &testDNS{zone: zone, addr4: ap}
+	d.serve(pc, ln)
+	pc6, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.addr6 = netip.MustParseAddrPort(pc6.LocalAddr().String())
+	ln6, err := net.Listen("tcp6", d.addr6.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc6.Close(); ln6.Close() })
+	d.serve(pc6, ln6)
+	return d
+}
+
+func (d *testDNS) serve(pc net.PacketConn, ln net.Listener) {
+	zone := d.zone
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -97,7 +116,6 @@ func startTestDNS(t *testing.T, zone *testZone) *testDNS {
 			go serveTCP(c, zone.answer)
 		}
 	}()
-	return &testDNS{zone: zone, addr4: ap}
 }
 
 func serveTCP(c net.Conn, answer func([]byte) []byte) {
@@ -348,6 +366,8 @@ type dnsAsk struct {
 	AAAA        bool
 	ConnectPort uint16 // 0: no connect; else to every answered address
 	ConnectTCP  bool   // else a UDP connect (judged, no packet sent)
+	Direct      string // no lookup: connect to this address only
+	Sleep       time.Duration
 }
 
 type dnsGot struct {
@@ -385,6 +405,10 @@ func errWord(err error) string {
 }
 
 func (a dnsAsk) do() (g dnsGot) {
+	time.Sleep(a.Sleep)
+	if a.Direct != "" {
+		return a.connect(g, netip.MustParseAddr(a.Direct))
+	}
 	typ := dnsmessage.TypeA
 	if a.AAAA {
 		typ = dnsmessage.TypeAAAA
@@ -415,22 +439,28 @@ func (a dnsAsk) do() (g dnsGot) {
 		default:
 			continue
 		}
-		g.Addrs = append(g.Addrs, addr.String())
-		if a.ConnectPort == 0 {
-			continue
-		}
-		dst := netip.AddrPortFrom(addr, a.ConnectPort).String()
-		var c net.Conn
-		if a.ConnectTCP {
-			c, err = net.DialTimeout("tcp", dst, time.Second)
-		} else {
-			c, err = net.Dial("udp", dst)
-		}
-		if err == nil {
-			c.Close()
-		}
-		g.Connect = append(g.Connect, errWord(err))
+		g = a.connect(g, addr)
 	}
+	return g
+}
+
+func (a dnsAsk) connect(g dnsGot, addr netip.Addr) dnsGot {
+	g.Addrs = append(g.Addrs, addr.String())
+	if a.ConnectPort == 0 {
+		return g
+	}
+	dst := netip.AddrPortFrom(addr, a.ConnectPort).String()
+	var c net.Conn
+	var err error
+	if a.ConnectTCP {
+		c, err = net.DialTimeout("tcp", dst, time.Second)
+	} else {
+		c, err = net.Dial("udp", dst)
+	}
+	if err == nil {
+		c.Close()
+	}
+	g.Connect = append(g.Connect, errWord(err))
 	return g
 }
 
