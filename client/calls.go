@@ -93,9 +93,9 @@ func (c *Client) Status(ctx context.Context) (engine.Status, error) {
 }
 
 // Names returns the DNS name -> address bindings in force, per rule, with
-// their expiry (`exewall names`). Until the daemon learns names from DNS
-// answers it returns an *Error with Status 501 (errors.Is
-// engine.ErrNotSupported).
+// their expiry (`exewall names`), by rule. A backend that does not learn
+// names from DNS answers (Windows, macOS) returns an *Error with Status 501
+// (errors.Is engine.ErrNotSupported).
 func (c *Client) Names(ctx context.Context) ([]NameBinding, error) {
 	var v []NameBinding
 	return v, c.do(ctx, "GET", "/v1/names", nil, &v)

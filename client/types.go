@@ -1,7 +1,6 @@
 package client
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -63,9 +62,4 @@ const DefaultLearnLease = 30 * time.Second
 
 // NameBinding is one DNS name -> address binding a rule's name entry put in
 // force (GET /v1/names).
-type NameBinding struct {
-	Rule    string     `json:"rule"`
-	Name    string     `json:"name"`
-	Addr    netip.Addr `json:"addr"`
-	Expires time.Time  `json:"expires"`
-}
+type NameBinding = engine.NameBinding

@@ -166,6 +166,8 @@ type Status struct {
 	// HeldSocketSweepError says why the last re-judging of held sockets
 	// could not finish: connections the policy denies may still be open.
 	HeldSocketSweepError string `json:"held_socket_sweep_error,omitempty"`
+	// Names are the DNS forwarder's counters and TTL bounds, when one runs.
+	Names *NameStats `json:"names,omitempty"`
 }
 
 // Status reports the policy in force and the backend's view of the kernel.
@@ -181,6 +183,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen(),
 		HeldSocketSweepError: st.SweepError}
 	s.ViolationsFolded, s.ViolationsFlooding = m.win.foldStats()
+	s.Names = m.nameStats()
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}

@@ -42,8 +42,9 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
-	// Name is the name entry (DESIGN.md "Destination entries") that decided,
-	// when the destination was bound to one by a DNS answer.
+	// Name is the DNS name of the name entry involved, when one was: the
+	// name the address was bound to by a lookup of the rule's program (an
+	// address answered for a name the rule denies), "" otherwise.
 	Name string `json:"name,omitempty"`
 }
 

@@ -257,9 +257,15 @@ func (s *server) diff(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, engine.Compare(engine.ViewPolicy(cur), engine.ViewPolicy(next)))
 }
 
-// names answers 501 until the daemon learns names from DNS answers.
+// names lists the name bindings in force; 501 from a backend that does not
+// learn names.
 func (s *server) names(w http.ResponseWriter, r *http.Request) {
-	s.fail(w, r, fmt.Errorf("names: %w: this daemon has no DNS name entries", engine.ErrNotSupported))
+	bs, err := s.m.Names(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, bs)
 }
 
 func (s *server) confirm(w http.ResponseWriter, r *http.Request) {

@@ -56,6 +56,10 @@ var Command = &cli.Command{
 		if st.HeldSocketSweepError != "" {
 			fmt.Fprintf(tw, "held sockets:\tNOT ALL RE-JUDGED: %s (connections the policy denies may still be open; `exewall sync` retries)\n", commands.Q(st.HeldSocketSweepError))
 		}
+		if n := st.Names; n != nil {
+			fmt.Fprintf(tw, "dns names:\tbindings last their TTL clamped to %s..%s; %d in force; queries %d, answers %d, bindings %d, evictions %d, failures %d\n",
+				secs(n.TTLFloorSeconds), secs(n.TTLCeilingSeconds), n.InForce, n.Queries, n.Answers, n.Bindings, n.Evictions, n.Failures)
+		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
 		if len(st.RuleCounter) == 0 {
@@ -80,3 +84,5 @@ var Command = &cli.Command{
 		return tw.Flush()
 	},
 }
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -38,6 +38,9 @@ func destination(v engine.Violation) string {
 	default:
 		dest = fmt.Sprintf("%s %s", v.Proto, netJoin(v.Daddr.String(), v.Dport))
 	}
+	if v.Name != "" {
+		dest += " (name " + commands.Q(v.Name) + ")"
+	}
 	if v.ConnectOnly() {
 		if v.Verdict == engine.VerdictDeny {
 			dest += " (connect, nothing sent)"
