@@ -3,19 +3,17 @@
 package linux
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/engine/dnsproxy"
 )
 
 // DNS names (issue 15, DESIGN.md "Destination entries"). The datapath's
@@ -37,13 +35,6 @@ var dnsHooks = []dnsHook{
 	{"dns_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername4 }},
 	{"dns_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername6 }},
 }
-
-// Where the trusted resolvers of the host are read (tests point them elsewhere).
-var (
-	resolvConfPath  = "/etc/resolv.conf"
-	resolvedUpPath  = "/run/systemd/resolve/resolv.conf" // systemd-resolved's upstreams
-	resolvedStubIPs = []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.MustParseAddr("127.0.0.54")}
-)
 
 // ErrNoDNSHooks is returned by the DNS seam when this kernel refused the hooks.
 var ErrNoDNSHooks = errors.New("the DNS hooks are not loaded")
@@ -203,9 +194,9 @@ func (b *Backend) writeFwd() error {
 // writeResolvers makes the trusted resolvers of p the ones steered: the
 // policy's resolvers:, else the host's.
 func (b *Backend) writeResolvers(p *engine.Policy) error {
-	want := p.Resolvers
-	if len(want) == 0 {
-		want = hostResolvers()
+	want, err := dnsproxy.TrustedResolvers(p.Resolvers)
+	if err != nil {
+		b.log.Warn("read the host's resolvers", "err", err)
 	}
 	keys := map[datapathDnsServer]uint8{}
 	var trusted []netip.AddrPort
@@ -236,37 +227,4 @@ func (b *Backend) writeResolvers(p *engine.Policy) error {
 	b.trusted = trusted
 	b.fwd.active = p.HasNames()
 	return b.writeFwd()
-}
-
-// hostResolvers reads the host's resolvers: resolv.conf's nameservers and,
-// when it points at systemd-resolved's stub, the stub's upstreams too.
-func hostResolvers() []netip.AddrPort {
-	out := readNameservers(resolvConfPath)
-	for _, ap := range out {
-		if slices.Contains(resolvedStubIPs, ap.Addr()) {
-			return append(out, readNameservers(resolvedUpPath)...)
-		}
-	}
-	return out
-}
-
-func readNameservers(path string) []netip.AddrPort {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []netip.AddrPort
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 || fields[0] != "nameserver" {
-			continue
-		}
-		s, _, _ := strings.Cut(fields[1], "%") // a zone: the kernel does not key by it
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, netip.AddrPortFrom(a.Unmap(), 53))
-		}
-	}
-	return out
 }

@@ -13,17 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/engine/dnsproxy"
 )
 
-// NameBinding is one address a process of a rule was answered for a name
-// (dnsproxy.Binding): Rule is the rule's stable id (RuleID), Names the
-// CNAME chain, asked name first.
-type NameBinding struct {
-	Rule    uint32
-	Names   []string
-	Addr    netip.Addr
-	Expires time.Time
-}
+// NameBinding is one address a process of a rule was answered for a name:
+// Rule is the rule's stable id (RuleID), Names the CNAME chain, asked name
+// first.
+type NameBinding = dnsproxy.Binding
+
+var (
+	_ dnsproxy.Learner = (*Backend)(nil)
+	_ dnsproxy.Origin  = (*Backend)(nil)
+)
 
 // A binding is kept per (rule, address): the names answered with it and
 // when each runs out. It is made true in the kernel as a host node in the
@@ -51,6 +52,17 @@ func (b *Backend) RuleID(name string) (uint32, bool) {
 	defer b.mu.Unlock()
 	s, ok := b.slots[name]
 	return s, ok
+}
+
+// RuleName names a stable rule id of the policy in force.
+func (b *Backend) RuleName(id uint32) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	name, ok := b.slotName[id]
+	if !ok || b.byName[name] == nil || b.slots[name] != id {
+		return "", false
+	}
+	return name, true
 }
 
 // Learn implements dnsproxy.Learner: the bindings are in force in the

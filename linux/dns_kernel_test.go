@@ -5,10 +5,16 @@ package linux
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // dnsSetup is a backend on a scratch cgroup, a test DNS server trusted by
@@ -267,5 +273,59 @@ func TestDNSViolationName(t *testing.T) {
 	v := waitViolation(t, s.tb.Backend, func(v engine.Violation) bool { return v.Daddr == netip.MustParseAddr("192.0.2.60") })
 	if v.Name != "bad.vio.test" || v.Rule != "names" {
 		t.Errorf("violation %+v, want name bad.vio.test", v)
+	}
+}
+
+// TestDNSGlibc: a real glibc getaddrinfo (python3), reading a test
+// resolv.conf bind-mounted in a mount namespace of its own, resolves
+// through exewall and connects to a name entry's address; another name's
+// address stays denied.
+func TestDNSGlibc(t *testing.T) {
+	s := newDNSSetup(t)
+	python, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		kerneltest.Skipf(t, "no /usr/bin/python3: %v", err)
+	}
+	kerneltest.RequireTool(t, "unshare")
+	s.set("py.glibc.test", "192.0.2.70")
+	s.set("no.glibc.test", "192.0.2.71")
+	p := s.policy(mustName(t, "py.glibc.test"))
+	p.Rules[0].Exe = python
+	s.tb.apply(t, p)
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver "+s.dns.addr4.Addr().String()+"\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `import socket, sys
+for name in sys.argv[1:]:
+    try:
+        addr = socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    except Exception as e:
+        print(name, "lookup", e); continue
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((addr, 443)); print(name, "ok", addr)
+    except PermissionError:
+        print(name, "EPERM", addr)
+`
+	cgfd, err := os.Open(s.tb.cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	cmd := exec.Command("unshare", "-m", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$1" -c "$2" py.glibc.test no.glibc.test`, conf, python, script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v: %s", err, out)
+	}
+	got := string(out)
+	if !strings.Contains(got, "py.glibc.test ok 192.0.2.70") || !strings.Contains(got, "no.glibc.test EPERM 192.0.2.71") {
+		t.Errorf("glibc lookups and connects:\n%s", got)
+	}
+	if s.zone.queries.Load() < 2 {
+		t.Errorf("the test server saw %d queries", s.zone.queries.Load())
 	}
 }
