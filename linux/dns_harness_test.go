@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -34,7 +35,11 @@ import (
 const dnsClientEnv = "EXEWALL_TEST_DNS_CLIENT"
 
 func init() {
-	if os.Getenv(dnsClientEnv) != "" {
+	switch os.Getenv(dnsClientEnv) {
+	case "":
+	case "hold":
+		os.Exit(holdMain())
+	default:
 		os.Exit(dnsClientMain())
 	}
 }
@@ -359,15 +364,16 @@ func parseBindings(ans []byte, rule uint32) []NameBinding {
 
 // dnsAsk is one lookup a client makes, then connects to what it got.
 type dnsAsk struct {
-	Server      string // host:port the program asks
-	Net         string // udp4, udp6, udp (a dual-stack socket), tcp
-	Unconnected bool   // UDP: sendto/recvfrom on an unconnected socket
-	Name        string
-	AAAA        bool
-	ConnectPort uint16 // 0: no connect; else to every answered address
-	ConnectTCP  bool   // else a UDP connect (judged, no packet sent)
-	Direct      string // no lookup: connect to this address only
-	Sleep       time.Duration
+	Server       string // host:port the program asks
+	Net          string // udp4, udp6, udp (a dual-stack socket), tcp
+	Unconnected  bool   // UDP: sendto/recvfrom on an unconnected socket
+	Name         string
+	AAAA         bool
+	ConnectPort  uint16 // 0: no connect; else to every answered address
+	ConnectTCP   bool   // else a UDP connect (judged, no packet sent)
+	Direct       string // no lookup: connect to this address only
+	ConnectPort0 uint16 // hold client: the TCP port to connect and hold
+	Sleep        time.Duration
 }
 
 type dnsGot struct {
@@ -560,4 +566,84 @@ func runDNSClient(t *testing.T, exe, cg string, asks []dnsAsk) []dnsGot {
 		t.Fatalf("dns client output %q: %v", stdout.String(), err)
 	}
 	return out
+}
+
+// holdClient looks a name up, connects over TCP to the answer and holds
+// the connection; each "probe" line on stdin sends a byte and waits for the
+// echo, answered with a line: ok, or what failed.
+type holdClient struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startHoldClient(t *testing.T, exe, cg string, ask dnsAsk) *holdClient {
+	t.Helper()
+	cgfd, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	cmd := exec.Command(exe)
+	in, _ := json.Marshal(ask)
+	cmd.Env = append(os.Environ(), dnsClientEnv+"=hold", dnsHoldEnv+"="+string(in))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &holdClient{cmd: cmd, in: stdin, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	if line := h.line(t); line != "held ok" {
+		t.Fatalf("hold client: %q", line)
+	}
+	return h
+}
+
+const dnsHoldEnv = "EXEWALL_TEST_DNS_HOLD"
+
+func (h *holdClient) line(t *testing.T) string {
+	t.Helper()
+	s, err := h.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("hold client: %v", err)
+	}
+	return strings.TrimSpace(s)
+}
+
+func (h *holdClient) probe(t *testing.T) string {
+	t.Helper()
+	fmt.Fprintln(h.in, "probe")
+	return h.line(t)
+}
+
+func holdMain() int {
+	var a dnsAsk
+	if err := json.Unmarshal([]byte(os.Getenv(dnsHoldEnv)), &a); err != nil {
+		fmt.Println("held", err)
+		return 2
+	}
+	a.ConnectPort = 0
+	g := a.do()
+	if g.Err != "" || len(g.Addrs) == 0 {
+		fmt.Println("held lookup", g.Err)
+		return 1
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(g.Addrs[0], fmt.Sprint(a.ConnectPort0)), 2*time.Second)
+	fmt.Println("held", errWord(err))
+	if err != nil {
+		return 1
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Write([]byte{'x'})
+		if err == nil {
+			_, err = io.ReadFull(c, make([]byte, 1))
+		}
+		fmt.Println(errWord(err))
+	}
+	return 0
 }

@@ -329,3 +329,43 @@ for name in sys.argv[1:]:
 		t.Errorf("the test server saw %d queries", s.zone.queries.Load())
 	}
 }
+
+// TestDNSHeldConnections: a binding's expiry does not cut a connection
+// made while it held; a policy change re-judges held connections with the
+// bindings in force: kept while a name entry still allows them, cut when
+// the name entry goes.
+func TestDNSHeldConnections(t *testing.T) {
+	s := newDNSSetup(t)
+	echo := listenEcho(t)
+	s.set("brief.hold.test", "127.0.0.1")
+	s.set("long.hold.test", "127.0.0.1")
+	p := s.policy(mustName(t, "*.hold.test"))
+	s.tb.apply(t, p)
+
+	// Expiry: the address is no longer bound, the connection stays.
+	s.zone.ttl = 1
+	brief := startHoldClient(t, s.client, s.tb.cgroup, dnsAsk{Server: s.dns.addr4.String(), Net: "udp4", Name: "brief.hold.test", ConnectPort0: echo})
+	for deadline := time.Now().Add(10 * time.Second); len(s.tb.Bindings()) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("binding never expired: %+v", s.tb.Bindings())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := brief.probe(t); got != "ok" {
+		t.Errorf("connection after its binding expired: %s, want ok", got)
+	}
+
+	// A policy change that still allows the bound address keeps it.
+	s.zone.ttl = 300
+	long := startHoldClient(t, s.client, s.tb.cgroup, dnsAsk{Server: s.dns.addr4.String(), Net: "udp4", Name: "long.hold.test", ConnectPort0: echo})
+	p2 := s.policy(mustName(t, "*.hold.test"), mustName(t, "unrelated.test"))
+	s.tb.apply(t, p2)
+	if got := long.probe(t); got != "ok" {
+		t.Errorf("connection after a policy change that still allows it: %s, want ok", got)
+	}
+	// A policy without the name entry cuts it.
+	s.tb.apply(t, s.policy(mustName(t, "unrelated.test")))
+	if got := long.probe(t); got == "ok" {
+		t.Errorf("connection still open after its name entry was removed")
+	}
+}
