@@ -103,6 +103,17 @@ func (b *Backend) attachDNS() error {
 	return err
 }
 
+// dnsActive names the DNS hooks in force, for status and doctor.
+func (b *Backend) dnsActive() []string {
+	var out []string
+	for _, h := range dnsHooks {
+		if _, ok := b.dnsLinks[h.name]; ok {
+			out = append(out, h.name)
+		}
+	}
+	return out
+}
+
 func (b *Backend) closeDNS(unpin bool) {
 	for name, l := range b.dnsLinks {
 		if unpin {

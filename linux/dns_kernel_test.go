@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -367,5 +368,22 @@ func TestDNSHeldConnections(t *testing.T) {
 	s.tb.apply(t, s.policy(mustName(t, "unrelated.test")))
 	if got := long.probe(t); got == "ok" {
 		t.Errorf("connection still open after its name entry was removed")
+	}
+}
+
+// TestDNSRefusedWithoutHooks: a kernel without the DNS hooks refuses name
+// entries before apply, naming why.
+func TestDNSRefusedWithoutHooks(t *testing.T) {
+	requireKernel(t)
+	t.Setenv("EXEWALL_TEST_DISABLE", "dns")
+	tb := newTestBackend(t, scratchCgroup(t))
+	p := &engine.Policy{Rules: []engine.Rule{{Name: "n", Selector: engine.Selector{Exe: "/bin/true"}, Action: engine.ActionDeny,
+		Allow: []engine.Dest{mustName(t, "example.test")}}}}
+	if err := tb.Refuse(p); !errors.Is(err, engine.ErrNotSupported) {
+		t.Fatalf("Refuse = %v, want not supported", err)
+	}
+	p.Rules[0].Allow = []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}
+	if err := tb.Refuse(p); err != nil {
+		t.Fatalf("Refuse without names = %v", err)
 	}
 }

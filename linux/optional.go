@@ -201,7 +201,8 @@ func (b *Backend) activeHooks() []string {
 	if b.resolver != nil && b.resolver.fallback == nil {
 		out = append(out, "iter")
 	}
-	return append(out, b.guardActive()...)
+	out = append(out, b.guardActive()...)
+	return append(out, b.dnsActive()...)
 }
 
 // wantLinks is how many cgroup hooks this backend attaches.
