@@ -400,4 +400,3 @@ func pct(ns []int64, p int) float64 {
 	slices.Sort(s)
 	return float64(s[min(len(s)-1, len(s)*p/100)]) / 1e3
 }
-
