@@ -63,9 +63,11 @@ struct {
 	__type(value, __u8);
 } dns_resolvers SEC(".maps");
 
+/* Sockets with a query in flight or recently answered; an evicted record
+ * fails its lookup (the forwarder cannot tell who asked), never opens. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
+	__uint(max_entries, 1 << 14);
 	__type(key, __u64);
 	__type(value, struct dns_orig);
 } dns_socks SEC(".maps");
