@@ -25,6 +25,8 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine/dnsproxy"
 )
 
 // The DNS tests' pieces: a DNS server of the test's own on a loopback
@@ -193,173 +195,37 @@ func (z *testZone) answer(q []byte) []byte {
 	return out
 }
 
-// testForwarder is the stand-in of engine/dnsproxy: it asks the server the
-// program asked, binds the answer's addresses, then answers.
+// testForwarder is the real forwarder (engine/dnsproxy) on the backend's
+// seam, as the daemon runs it (cmd/exewall/internal/platform/names_linux.go).
 type testForwarder struct {
-	b                      *Backend
-	udp4, udp6             *net.UDPConn
-	tcp4, tcp6             *net.TCPListener
-	learned, refused, errs atomic.Int64
-	stopped                atomic.Bool
+	p      *dnsproxy.Proxy
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func startTestForwarder(t *testing.T, b *Backend) *testForwarder {
 	t.Helper()
-	f := &testForwarder{b: b}
-	var err error
-	if f.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+	p, err := dnsproxy.New(dnsproxy.Config{Listen4: netip.MustParseAddrPort("127.0.0.1:0"), Listen6: netip.MustParseAddrPort("[::1]:0"),
+		Origin: b, Learner: b, TTLFloor: time.Second})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if f.udp6, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+	udp4, udp6, tcp4, tcp6 := p.Addrs()
+	if err := b.SetForwarder(udp4, tcp4, udp6, tcp6, os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if f.tcp4, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	if f.tcp6, err = net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback}); err != nil {
-		t.Fatal(err)
-	}
-	ap := func(a net.Addr) netip.AddrPort { return netip.MustParseAddrPort(a.String()) }
-	if err := b.SetForwarder(ap(f.udp4.LocalAddr()), ap(f.tcp4.Addr()), ap(f.udp6.LocalAddr()), ap(f.tcp6.Addr()), os.Getpid()); err != nil {
-		t.Fatal(err)
-	}
-	for _, pc := range []*net.UDPConn{f.udp4, f.udp6} {
-		go f.serveUDP(pc)
-	}
-	for _, ln := range []*net.TCPListener{f.tcp4, f.tcp6} {
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go f.serveTCPConn(c)
-			}
-		}()
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &testForwarder{p: p, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(f.done); p.Serve(ctx) }()
 	t.Cleanup(f.stop)
 	return f
 }
 
-// stop closes the forwarder's sockets, as a crash would: the kernel still
-// steers to the dead ports.
+// stop ends the forwarder, as a crash would: the kernel still steers to
+// its dead ports.
 func (f *testForwarder) stop() {
-	f.stopped.Store(true)
-	f.udp4.Close()
-	f.udp6.Close()
-	f.tcp4.Close()
-	f.tcp6.Close()
-}
-
-func (f *testForwarder) serveUDP(pc *net.UDPConn) {
-	buf := make([]byte, 1500)
-	for {
-		n, peer, err := pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		q := append([]byte(nil), buf[:n]...)
-		go func() {
-			if out := f.forward(q, peer, false); out != nil {
-				pc.WriteToUDPAddrPort(out, peer)
-			}
-		}()
-	}
-}
-
-func (f *testForwarder) serveTCPConn(c net.Conn) {
-	defer c.Close()
-	peer := netip.MustParseAddrPort(c.RemoteAddr().String())
-	for {
-		q, err := readTCPMsg(c)
-		if err != nil {
-			return
-		}
-		out := f.forward(q, peer, true)
-		if out == nil || writeTCPMsg(c, out) != nil {
-			return
-		}
-	}
-}
-
-func (f *testForwarder) forward(q []byte, peer netip.AddrPort, tcp bool) []byte {
-	rule, server, ok := f.b.Origin(peer, tcp)
-	if !ok {
-		f.refused.Add(1)
-		return nil
-	}
-	var ans []byte
-	var err error
-	if tcp {
-		var c net.Conn
-		if c, err = net.DialTimeout("tcp", server.String(), 2*time.Second); err == nil {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if err = writeTCPMsg(c, q); err == nil {
-				ans, err = readTCPMsg(c)
-			}
-		}
-	} else {
-		var c net.Conn
-		if c, err = net.Dial("udp", server.String()); err == nil {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err = c.Write(q); err == nil {
-				buf := make([]byte, 1500)
-				var n int
-				n, err = c.Read(buf)
-				ans = buf[:n]
-			}
-		}
-	}
-	if err != nil {
-		f.errs.Add(1)
-		return nil
-	}
-	bs := parseBindings(ans, rule)
-	if len(bs) > 0 {
-		if err := f.b.Learn(bs); err != nil {
-			f.errs.Add(1)
-			return nil // an answer that could not be made true is not released
-		}
-		f.learned.Add(int64(len(bs)))
-	}
-	return ans
-}
-
-// parseBindings reads an answer's addresses and CNAME chain.
-func parseBindings(ans []byte, rule uint32) []NameBinding {
-	var p dnsmessage.Parser
-	if _, err := p.Start(ans); err != nil {
-		return nil
-	}
-	qs, err := p.AllQuestions()
-	if err != nil || len(qs) == 0 {
-		return nil
-	}
-	canon := func(n dnsmessage.Name) string { return strings.TrimSuffix(strings.ToLower(n.String()), ".") }
-	names := []string{canon(qs[0].Name)}
-	rrs, err := p.AllAnswers()
-	if err != nil {
-		return nil
-	}
-	var out []NameBinding
-	now := time.Now()
-	for _, rr := range rrs {
-		exp := now.Add(time.Duration(rr.Header.TTL) * time.Second)
-		switch r := rr.Body.(type) {
-		case *dnsmessage.CNAMEResource:
-			names = append(names, canon(r.CNAME))
-		case *dnsmessage.AResource:
-			out = append(out, NameBinding{Rule: rule, Addr: netip.AddrFrom4(r.A), Expires: exp})
-		case *dnsmessage.AAAAResource:
-			out = append(out, NameBinding{Rule: rule, Addr: netip.AddrFrom16(r.AAAA), Expires: exp})
-		}
-	}
-	for i := range out {
-		out[i].Names = names
-	}
-	return out
+	f.cancel()
+	<-f.done
 }
 
 // dnsAsk is one lookup a client makes, then connects to what it got.
