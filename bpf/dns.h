@@ -86,7 +86,19 @@ static __always_inline int dns_steer(struct bpf_sock_addr *ctx, int v6hook, __u3
 		return DNS_PASS;
 	__u32 zero = 0;
 	struct dns_conf *c = bpf_map_lookup_elem(&dns_fwd, &zero);
-	if (!c || (port != 53 && !c->odd_ports))
+	if (!c)
+		return DNS_PASS;
+	/* A socket already steered, sending to the forwarder again: a
+	 * dual-stack socket connected to ::ffff:a.b.c.d is judged at every
+	 * send (sendmsg4, with the address it is connected to). */
+	const __u32 *w = (const __u32 *)addr;
+	if (port && (family == 4 ? (port == c->udp4 || port == c->tcp4) && w[0] == c->ip4
+				  : (port == c->udp6 || port == c->tcp6) && w[0] == c->ip6[0] && w[1] == c->ip6[1] &&
+					    w[2] == c->ip6[2] && w[3] == c->ip6[3])) {
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		return bpf_map_lookup_elem(&dns_socks, &cookie) ? DNS_STEERED : DNS_PASS;
+	}
+	if (port != 53 && !c->odd_ports)
 		return DNS_PASS;
 	if (c->self_tgid && (bpf_get_current_pid_tgid() >> 32) == c->self_tgid)
 		return DNS_PASS;

@@ -352,6 +352,9 @@ func (a dnsAsk) exchange(q []byte, g *dnsGot) ([]byte, error) {
 		return readTCPMsg(c)
 	}
 	buf := make([]byte, 1500)
+	if a.Net == "mapped" { // a dual-stack socket connected to ::ffff:a.b.c.d
+		return exchangeMapped(netip.MustParseAddrPort(a.Server), q, g)
+	}
 	if a.Unconnected {
 		pc, err := net.ListenUDP(a.Net, nil)
 		if err != nil {
@@ -512,4 +515,35 @@ func holdMain() int {
 		fmt.Println(errWord(err))
 	}
 	return 0
+}
+
+func exchangeMapped(server netip.AddrPort, q []byte, g *dnsGot) ([]byte, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	mapped := netip.AddrFrom16(server.Addr().As16())
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Port: int(server.Port()), Addr: mapped.As16()}); err != nil {
+		return nil, err
+	}
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if s6, ok := sa.(*unix.SockaddrInet6); ok {
+			g.Peer = netip.AddrPortFrom(netip.AddrFrom16(s6.Addr), uint16(s6.Port)).String()
+		}
+	}
+	if _, err := unix.Write(fd, q); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return nil, err
+	}
+	if s6, ok := from.(*unix.SockaddrInet6); ok {
+		g.From = netip.AddrPortFrom(netip.AddrFrom16(s6.Addr), uint16(s6.Port)).String()
+	}
+	return buf[:n], nil
 }

@@ -113,6 +113,7 @@ func TestDNSWildcardFamiliesTransports(t *testing.T) {
 	s.set("mapped.wild.test", "192.0.2.26")
 	s.set("six.wild.test", "192.0.2.27")
 	s.set("tcp6.wild.test", "2001:db8::28")
+	s.set("cmapped.wild.test", "192.0.2.29")
 	s.tb.apply(t, s.policy(mustName(t, "*.wild.test")))
 	v4, v6 := s.dns.addr4.String(), s.dns.addr6.String()
 	asks := []dnsAsk{
@@ -126,6 +127,7 @@ func TestDNSWildcardFamiliesTransports(t *testing.T) {
 		{Server: v4, Net: "udp", Unconnected: true, Name: "mapped.wild.test", ConnectPort: 443},
 		{Server: v6, Net: "udp6", Name: "six.wild.test", ConnectPort: 443},
 		{Server: v6, Net: "tcp", Name: "tcp6.wild.test", AAAA: true, ConnectPort: 443},
+		{Server: v4, Net: "mapped", Name: "cmapped.wild.test", ConnectPort: 443},
 	}
 	got := runDNSClient(t, s.client, s.tb.cgroup, asks)
 	wantConnect(t, "A a.wild.test", got[0], "ok")
@@ -138,6 +140,10 @@ func TestDNSWildcardFamiliesTransports(t *testing.T) {
 	wantConnect(t, "dual-stack mapped.wild.test", got[7], "ok")
 	wantConnect(t, "IPv6 server six.wild.test", got[8], "ok")
 	wantConnect(t, "TCP IPv6 server tcp6.wild.test", got[9], "ok")
+	wantConnect(t, "dual-stack connected to IPv4-mapped", got[10], "ok")
+	if want := "[::ffff:" + s.dns.addr4.Addr().String() + "]:53"; got[10].Peer != want || got[10].From != want {
+		t.Errorf("dual-stack connected: getpeername %q, reply from %q, want %s", got[10].Peer, got[10].From, want)
+	}
 	for i, want := range map[int]string{0: v4, 5: v4, 8: v6, 9: v6} {
 		if got[i].Peer != want {
 			t.Errorf("ask %d: getpeername %q, want %s", i, got[i].Peer, want)
