@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -101,6 +102,31 @@ func (b *Backend) attachDNS() error {
 		b.log.Warn("dns hooks", "err", err)
 	}
 	return err
+}
+
+// syncDNS re-attaches DNS hooks someone detached and re-pins their links.
+func (b *Backend) syncDNS(report func(bool, string, ...any)) {
+	var gone []string
+	for name, l := range b.dnsLinks {
+		if !b.linkOnOurCgroup(l) {
+			l.Unpin()
+			l.Close()
+			delete(b.dnsLinks, name)
+			os.Remove(b.dnsPin(name))
+			gone = append(gone, name)
+			continue
+		}
+		if _, err := os.Stat(b.dnsPin(name)); errors.Is(err, os.ErrNotExist) {
+			err := repin(l, b.dnsPin(name))
+			report(err == nil, "%s link pin %s was removed", name, b.dnsPin(name))
+		}
+	}
+	if len(gone) > 0 {
+		err := b.attachDNS()
+		for _, name := range gone {
+			report(err == nil, "%s program was detached from %s", name, b.cgroupPath)
+		}
+	}
 }
 
 // dnsActive names the DNS hooks in force, for status and doctor.

@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -391,5 +392,32 @@ func TestDNSRefusedWithoutHooks(t *testing.T) {
 	p.Rules[0].Allow = []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}
 	if err := tb.Refuse(p); err != nil {
 		t.Fatalf("Refuse without names = %v", err)
+	}
+}
+
+// TestDNSSyncReattaches: a DNS hook detached behind exewall's back (the
+// program then sees the forwarder's address and drops the reply) is
+// re-attached by sync, and lookups work again.
+func TestDNSSyncReattaches(t *testing.T) {
+	s := newDNSSetup(t)
+	s.set("sync.test", "192.0.2.80")
+	p := s.policy(mustName(t, "sync.test"))
+	s.tb.apply(t, p)
+	l := s.tb.dnsLinks["dns_getpeername4"]
+	if err := l.(interface{ Detach() error }).Detach(); err != nil {
+		t.Fatal(err)
+	}
+	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("sync.test")})
+	if got[0].Peer == s.dns.addr4.String() {
+		t.Fatal("detaching did not take the program off the hook; the test proves nothing")
+	}
+	drifts, err := s.tb.Sync(context.Background(), p)
+	if err != nil || len(drifts) == 0 {
+		t.Fatalf("sync: drifts %v, err %v", drifts, err)
+	}
+	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("sync.test")})
+	wantConnect(t, "after sync", got[0], "ok")
+	if got[0].Peer != s.dns.addr4.String() {
+		t.Errorf("getpeername after sync = %q, want %s", got[0].Peer, s.dns.addr4)
 	}
 }
