@@ -3,7 +3,9 @@
 package linux
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -419,5 +421,45 @@ func TestDNSSyncReattaches(t *testing.T) {
 	wantConnect(t, "after sync", got[0], "ok")
 	if got[0].Peer != s.dns.addr4.String() {
 		t.Errorf("getpeername after sync = %q, want %s", got[0].Peer, s.dns.addr4)
+	}
+}
+
+// TestDNSDaemonNotSteered: the forwarder's own process (SetForwarder's
+// pid) is never steered to itself: its query to a trusted resolver is an
+// ordinary connection, here judged by its deny rule.
+func TestDNSDaemonNotSteered(t *testing.T) {
+	s := newDNSSetup(t)
+	s.set("self.test", "192.0.2.90")
+	s.tb.apply(t, s.policy(mustName(t, "self.test")))
+	cgfd, err := os.Open(s.tb.cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	ask := s.ask("self.test")
+	ask.Sleep = 2 * time.Second // until its pid is the forwarder's
+	in, _ := json.Marshal([]dnsAsk{ask})
+	cmd := exec.Command(s.client)
+	cmd.Env = append(os.Environ(), dnsClientEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	cmd.Stdin = bytes.NewReader(in)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	udp4, udp6, tcp4, tcp6 := s.fwd.p.Addrs()
+	if err := s.tb.SetForwarder(udp4, tcp4, udp6, tcp6, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var got []dnsGot
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 1 {
+		t.Fatalf("client output %q: %v", out.String(), err)
+	}
+	if got[0].Err != "EPERM" {
+		t.Errorf("the forwarder's own query: %+v, want EPERM (judged by its rule, not steered)", got[0])
 	}
 }
