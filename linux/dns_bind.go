@@ -91,6 +91,7 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		if bd == nil {
 			bd = &bound{}
 			b.bound[k] = bd
+			touched[k] = true
 		}
 		for _, n := range nb.Names {
 			if i := slices.Index(bd.names, n); i >= 0 {
@@ -98,9 +99,11 @@ func (b *Backend) Learn(bs []NameBinding) error {
 			} else {
 				bd.names = append(bd.names, n)
 				bd.until = append(bd.until, nb.Expires.UnixNano())
+				touched[k] = true
 			}
 		}
-		touched[k] = true
+		// A name answered again only lives longer: the kernel node, which
+		// holds no expiry, is already right.
 	}
 	b.bindMu.Unlock()
 	if err := b.writeBound(touched); err != nil {
