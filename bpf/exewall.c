@@ -22,6 +22,7 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #include "verdict.h"
+#include "dns.h" /* names (issue 15) */
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 {
@@ -43,6 +44,9 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 const struct event *unused_event __attribute__((unused));
 const struct sock_rec *unused_sock_rec __attribute__((unused));
 const struct name_key *unused_name_key __attribute__((unused));
+const struct dns_conf *unused_dns_conf __attribute__((unused));
+const struct dns_server *unused_dns_server __attribute__((unused));
+const struct dns_orig *unused_dns_orig __attribute__((unused));
 
 static __always_inline void lose(__u64 n)
 {
@@ -145,6 +149,19 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (!rc)
 		return 1;
 	struct rule *r = &rc->r;
+	/* names (issue 15): a rule with name entries has its DNS sent to the
+	 * forwarder (bpf/dns.h); hook is a constant here. */
+	if (r->has_names) {
+		int s = dns_steer(ctx, hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6, family, addr, port, proto, r->counter);
+		if (s != DNS_PASS) {
+			count(r->counter, s == DNS_STEERED ? VERDICT_ALLOW : VERDICT_DENY);
+			return s == DNS_STEERED;
+		}
+	}
+	/* A name rule's verdicts change with its bindings, which do not change
+	 * the policy word, and its queries must reach dns_steer: never memoized. */
+	if (r->has_names || (rc->has_named && rc->named.has_names))
+		m = NULL;
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
 		count(r->counter, VERDICT_ALLOW);
 		if (m)

@@ -74,7 +74,8 @@ struct rule {
 	__u8 nlens6;
 	__u8 lens4[MAX_PREFIX_LENS];
 	__u8 lens6[MAX_PREFIX_LENS];
-	__u16 _pad;
+	__u8 has_names; /* a name entry: its DNS goes to the forwarder (dns.h) */
+	__u8 _pad;
 };
 
 /* The rule a thread falls under, selected once per policy generation (and

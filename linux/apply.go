@@ -133,6 +133,10 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		restore()
 		return err
 	}
+	if err := b.bindNames(c, p); err != nil { // DNS names: bindings carried over
+		restore()
+		return err
+	}
 	fail := func(err error) error {
 		restore()
 		b.clearGen(next) // best effort; the active generation was never touched

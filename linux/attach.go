@@ -67,6 +67,7 @@ func (b *Backend) attach() error {
 		b.links[h.name] = l
 	}
 	b.attachGuard() // optional: a failure is recorded and reported, not fatal
+	b.attachDNS()   // likewise; name entries are refused without it
 	return nil
 }
 

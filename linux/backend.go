@@ -103,6 +103,16 @@ type Backend struct {
 	guardLinks map[string]link.Link
 	sweepErr   error // the last held-socket sweep that could not finish
 
+	// DNS names (dns.go, dns_bind.go, dns_origin.go).
+	dnsObjs  dnsObjects
+	dnsOK    bool
+	dnsLinks map[string]link.Link
+	origin   *diag              // sock_diag, once a forwarder is set
+	fwd      forwarder          // where the forwarder listens
+	trusted  []netip.AddrPort   // the trusted resolvers in force
+	bindMu   sync.RWMutex       // bound: written with mu held too
+	bound    map[bindKey]*bound // name bindings in force
+
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
 	applySeq   uint64        // applies so far; the background clear checks it
@@ -397,6 +407,7 @@ func (b *Backend) Close() error {
 			it.Close()
 		}
 		b.closeGuard(false)
+		b.closeDNS(false)
 		b.exec.Close()
 		b.socks.Close()
 		b.guard.Close()

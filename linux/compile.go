@@ -38,6 +38,7 @@ type compiled struct {
 	paths   map[datapathPathKey]datapathRule
 	named   map[datapathNameKey]datapathRule // exe rules' symlink names (linux/names.go)
 	names   map[uint32]string                // counter slot -> rule name, for slots in use
+	ruleIDs map[uint32]uint32                // counter slot -> rule id (dns_bind.go)
 }
 
 // identities is what compile needs from the machine, resolved beforehand.
@@ -64,6 +65,7 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		paths:   map[datapathPathKey]datapathRule{},
 		named:   map[datapathNameKey]datapathRule{},
 		names:   map[uint32]string{0: ""},
+		ruleIDs: map[uint32]uint32{},
 	}
 	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
 	for i := range p.Rules {
@@ -78,7 +80,9 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 			HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
 			// Unrestricted rules may create any socket kind (raw, ping...).
 			Unrestricted: b2u(r.Action == engine.ActionAllow && len(r.Deny) == 0),
+			HasNames:     b2u(r.HasNames()),
 		}
+		c.ruleIDs[slot] = dr.Id
 		if dr.HasDests == 1 {
 			if err := compileDests(r, dr.Id, c.dests); err != nil {
 				return nil, err
@@ -130,7 +134,9 @@ func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapat
 	ordered := engine.OrderedDests(r) // longest prefix first
 	prefixes := map[netip.Prefix]bool{}
 	for _, d := range ordered {
-		prefixes[d.Prefix] = true
+		if !d.IsName() { // names: host nodes written per binding (dns_bind.go)
+			prefixes[d.Prefix] = true
+		}
 	}
 	keys := make([]netip.Prefix, 0, len(prefixes))
 	for p := range prefixes {
@@ -140,7 +146,7 @@ func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapat
 	for _, node := range keys {
 		var val datapathDestVal
 		for _, d := range ordered {
-			if d.Prefix.Addr().Is4() != node.Addr().Is4() || d.Prefix.Bits() > node.Bits() || !d.Prefix.Contains(node.Addr()) {
+			if d.IsName() || d.Prefix.Addr().Is4() != node.Addr().Is4() || d.Prefix.Bits() > node.Bits() || !d.Prefix.Contains(node.Addr()) {
 				continue
 			}
 			if val.Count == maxDestEntries {
@@ -171,6 +177,15 @@ func destKey(ruleID uint32, p netip.Prefix) datapathDestKey {
 func prefixLens(r *engine.Rule, dr *datapathRule) error {
 	var v4, v6 []uint8
 	for _, d := range engine.OrderedDests(r) {
+		if d.IsName() { // a binding is a host node of either family
+			if !slices.Contains(v4, 32) {
+				v4 = append(v4, 32)
+			}
+			if !slices.Contains(v6, 128) {
+				v6 = append(v6, 128)
+			}
+			continue
+		}
 		bits := uint8(d.Prefix.Bits())
 		if d.Prefix.Addr().Is4() {
 			if !slices.Contains(v4, bits) {

@@ -56,6 +56,39 @@ type datapathDestVal struct {
 	E     [16]datapathDestEntry
 }
 
+type datapathDnsConf struct {
+	_        structs.HostLayout
+	Ip4      uint32
+	Ip6      [4]uint32
+	Udp4     uint16
+	Tcp4     uint16
+	Udp6     uint16
+	Tcp6     uint16
+	SelfTgid uint32
+	OddPorts uint8
+	Active   uint8
+	Pad      [2]uint8
+}
+
+type datapathDnsOrig struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint32
+	Rule   uint32
+	V6     uint8
+	Proto  uint8
+	Family uint8
+	Pad    uint8
+}
+
+type datapathDnsServer struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Family uint8
+	Pad    uint8
+}
+
 type datapathEvent struct {
 	_       structs.HostLayout
 	BootNs  uint64
@@ -190,7 +223,8 @@ type datapathRule struct {
 	Nlens6       uint8
 	Lens4        [8]uint8
 	Lens6        [8]uint8
-	Pad          uint16
+	HasNames     uint8
+	Pad          uint8
 }
 
 type datapathRuleName struct {
@@ -253,6 +287,9 @@ const (
 	datapathMapCounterNames       = "counter_names"
 	datapathMapCounters           = "counters"
 	datapathMapDests              = "dests"
+	datapathMapDnsFwd             = "dns_fwd"
+	datapathMapDnsResolvers       = "dns_resolvers"
+	datapathMapDnsSocks           = "dns_socks"
 	datapathMapEventGates         = "event_gates"
 	datapathMapEvents             = "events"
 	datapathMapEventsLost         = "events_lost"
@@ -277,6 +314,9 @@ const (
 	datapathProgExewallSendmsg4   = "exewall_sendmsg4"
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
+	datapathVarUnusedDnsConf      = "unused_dns_conf"
+	datapathVarUnusedDnsOrig      = "unused_dns_orig"
+	datapathVarUnusedDnsServer    = "unused_dns_server"
 	datapathVarUnusedEvent        = "unused_event"
 	datapathVarUnusedNameKey      = "unused_name_key"
 	datapathVarUnusedSockRec      = "unused_sock_rec"
@@ -343,6 +383,9 @@ type datapathMapSpecs struct {
 	CounterNames  *ebpf.MapSpec `ebpf:"counter_names"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Dests         *ebpf.MapSpec `ebpf:"dests"`
+	DnsFwd        *ebpf.MapSpec `ebpf:"dns_fwd"`
+	DnsResolvers  *ebpf.MapSpec `ebpf:"dns_resolvers"`
+	DnsSocks      *ebpf.MapSpec `ebpf:"dns_socks"`
 	EventGates    *ebpf.MapSpec `ebpf:"event_gates"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	EventsLost    *ebpf.MapSpec `ebpf:"events_lost"`
@@ -368,10 +411,13 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedNameKey  *ebpf.VariableSpec `ebpf:"unused_name_key"`
-	UnusedSockRec  *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
-	UseTaskStorage *ebpf.VariableSpec `ebpf:"use_task_storage"`
+	UnusedDnsConf   *ebpf.VariableSpec `ebpf:"unused_dns_conf"`
+	UnusedDnsOrig   *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
+	UnusedDnsServer *ebpf.VariableSpec `ebpf:"unused_dns_server"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedNameKey   *ebpf.VariableSpec `ebpf:"unused_name_key"`
+	UnusedSockRec   *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
+	UseTaskStorage  *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -401,6 +447,9 @@ type datapathMaps struct {
 	CounterNames  *ebpf.Map `ebpf:"counter_names"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Dests         *ebpf.Map `ebpf:"dests"`
+	DnsFwd        *ebpf.Map `ebpf:"dns_fwd"`
+	DnsResolvers  *ebpf.Map `ebpf:"dns_resolvers"`
+	DnsSocks      *ebpf.Map `ebpf:"dns_socks"`
 	EventGates    *ebpf.Map `ebpf:"event_gates"`
 	Events        *ebpf.Map `ebpf:"events"`
 	EventsLost    *ebpf.Map `ebpf:"events_lost"`
@@ -431,6 +480,9 @@ func (m *datapathMaps) Close() error {
 		m.CounterNames,
 		m.Counters,
 		m.Dests,
+		m.DnsFwd,
+		m.DnsResolvers,
+		m.DnsSocks,
 		m.EventGates,
 		m.Events,
 		m.EventsLost,
@@ -457,10 +509,13 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
-	UnusedNameKey  *ebpf.Variable `ebpf:"unused_name_key"`
-	UnusedSockRec  *ebpf.Variable `ebpf:"unused_sock_rec"`
-	UseTaskStorage *ebpf.Variable `ebpf:"use_task_storage"`
+	UnusedDnsConf   *ebpf.Variable `ebpf:"unused_dns_conf"`
+	UnusedDnsOrig   *ebpf.Variable `ebpf:"unused_dns_orig"`
+	UnusedDnsServer *ebpf.Variable `ebpf:"unused_dns_server"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedNameKey   *ebpf.Variable `ebpf:"unused_name_key"`
+	UnusedSockRec   *ebpf.Variable `ebpf:"unused_sock_rec"`
+	UseTaskStorage  *ebpf.Variable `ebpf:"use_task_storage"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

@@ -139,6 +139,9 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		{"sock_destroy", "hook sock_destroy (iter/tcp, iter/udp)", "connections a program already holds are cut when a rule tightens",
 			"they stay open until the program closes them; new ones are judged by the new rule",
 			func() error { return tryLoad(loadSockets, &socketsObjects{}) }},
+		{"dns", "hook dns (recvmsg, getpeername)", "name entries (NAME, *.NAME) are enforced: the DNS of rules with name entries goes through exewall's forwarder, which answers from the server the program asked",
+			"policies with name entries are refused",
+			func() error { return tryLoad(loadDns, &dnsObjects{}) }},
 		{"guard", "hook guard (setsockopt, egress, post_bind)", "source routes and echo requests on handed-over ping sockets are refused to restricted programs, and accepted sockets carry their creator",
 			"a restricted program can steer packets with a routing header and ping through a socket it is handed",
 			func() error {

@@ -104,9 +104,11 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	// sync holding the backend's lock, which would let the ring fill.
 	if names := b.names.Load(); names != nil && ev.Counter != 0 {
 		v.Rule = names.slotName[ev.Counter]
-		if r := names.byName[v.Rule]; r != nil && r.Exe != "" {
+		r := names.byName[v.Rule]
+		if r != nil && r.Exe != "" {
 			v.Exe = r.Exe
 		}
+		v.Name = b.violationName(r, ev.Counter, &v)
 	}
 	if v.Exe == "" {
 		// The default verdict or a cgroup/user rule: name the executable

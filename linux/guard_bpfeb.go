@@ -186,7 +186,8 @@ type guardRule struct {
 	Nlens6       uint8
 	Lens4        [8]uint8
 	Lens6        [8]uint8
-	Pad          uint16
+	HasNames     uint8
+	Pad          uint8
 }
 
 type guardRuleName struct {

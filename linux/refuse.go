@@ -9,8 +9,10 @@ var _ engine.Refuser = (*Backend)(nil)
 // Refuse implements engine.Refuser: what the kernel programs cannot judge yet
 // is refused before Apply, never enforced as something weaker.
 func (b *Backend) Refuse(p *engine.Policy) error {
-	if err := engine.RefuseNames(p, "the Linux DNS forwarder is not built yet"); err != nil {
-		return err
+	if p.HasNames() {
+		if err := b.dnsReady(); err != nil {
+			return engine.RefuseNames(p, "this kernel refused the DNS hooks ("+err.Error()+")")
+		}
 	}
 	return engine.RefuseInbound(p, "the Linux inbound hooks are not built yet")
 }

@@ -205,7 +205,7 @@ func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapa
 		}
 		pr := &p.Rules[idx]
 		action, audit = pr.Action, pr.Audit
-		if v, ok := engine.MatchDests(pr, dst, r.Dport, proto); ok {
+		if v, ok := b.matchHeld(pr, dst, r.Dport, proto); ok { // names: with the bindings
 			if v == engine.VerdictAllow {
 				return v
 			}

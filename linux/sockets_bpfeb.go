@@ -204,7 +204,8 @@ type socketsRule struct {
 	Nlens6       uint8
 	Lens4        [8]uint8
 	Lens6        [8]uint8
-	Pad          uint16
+	HasNames     uint8
+	Pad          uint8
 }
 
 type socketsRuleName struct {

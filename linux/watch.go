@@ -24,6 +24,7 @@ func (b *Backend) watch() {
 		case <-t.C:
 			b.refresh()
 			b.sweepGates()
+			b.expireNames()
 		}
 	}
 }

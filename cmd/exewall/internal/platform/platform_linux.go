@@ -38,7 +38,7 @@ func NewBackend(ctx context.Context, cfg Config) (engine.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b, nil
+	return withNames(ctx, b, cfg.Logger), nil
 }
 
 // Reset removes everything the backend pinned under cfg.PinDir; no daemon

@@ -1,0 +1,382 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/engine/dnsproxy"
+)
+
+// NameBinding is one address a process of a rule was answered for a name:
+// Rule is the rule's stable id (RuleID), Names the CNAME chain, asked name
+// first.
+type NameBinding = dnsproxy.Binding
+
+var (
+	_ dnsproxy.Learner = (*Backend)(nil)
+	_ dnsproxy.Origin  = (*Backend)(nil)
+)
+
+// A binding is kept per (rule, address): the names answered with it and
+// when each runs out. It is made true in the kernel as a host node in the
+// rule's destination map (/32, /128): its matching name entries merged with
+// the CIDR entries that cover the address, most specific first, deny first
+// at equal specificity, exactly as compile lays out CIDR nodes. A connect
+// to it costs what a connect to a CIDR entry does: one hash lookup.
+type bindKey struct {
+	slot uint32
+	addr netip.Addr
+}
+
+type bound struct {
+	names []string
+	until []int64 // unix ns, per name
+}
+
+// ErrNoRule is returned by Learn for a rule id not in force (or without
+// name entries): nothing is bound.
+var ErrNoRule = errors.New("no rule with name entries has this id")
+
+// RuleID returns the stable id of a rule in force (what Origin reports).
+func (b *Backend) RuleID(name string) (uint32, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.slots[name]
+	return s, ok
+}
+
+// RuleName names a stable rule id of the policy in force.
+func (b *Backend) RuleName(id uint32) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	name, ok := b.slotName[id]
+	if !ok || b.byName[name] == nil || b.slots[name] != id {
+		return "", false
+	}
+	return name, true
+}
+
+// Learn implements dnsproxy.Learner: the bindings are in force in the
+// kernel when it returns.
+func (b *Backend) Learn(bs []NameBinding) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now().UnixNano()
+	touched := map[bindKey]bool{}
+	var errs []error
+	b.bindMu.Lock()
+	for _, nb := range bs {
+		r := b.byName[b.slotName[nb.Rule]]
+		if r == nil || !r.HasNames() || b.slots[r.Name] != nb.Rule {
+			errs = append(errs, fmt.Errorf("rule id %d: %w", nb.Rule, ErrNoRule))
+			continue
+		}
+		if !nb.Addr.IsValid() || nb.Expires.UnixNano() <= now {
+			continue
+		}
+		k := bindKey{nb.Rule, nb.Addr.Unmap()}
+		if b.bound == nil {
+			b.bound = map[bindKey]*bound{}
+		}
+		bd := b.bound[k]
+		if bd == nil {
+			bd = &bound{}
+			b.bound[k] = bd
+			touched[k] = true
+		}
+		for _, n := range nb.Names {
+			if i := slices.Index(bd.names, n); i >= 0 {
+				bd.until[i] = max(bd.until[i], nb.Expires.UnixNano())
+			} else {
+				bd.names = append(bd.names, n)
+				bd.until = append(bd.until, nb.Expires.UnixNano())
+				touched[k] = true
+			}
+		}
+		// A name answered again only lives longer: the kernel node, which
+		// holds no expiry, is already right.
+	}
+	b.bindMu.Unlock()
+	if err := b.writeBound(touched); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Forget implements dnsproxy.Learner: the names of each binding no longer
+// hold for its address (all of them when Names is empty). Connections made
+// meanwhile are not cut.
+func (b *Backend) Forget(bs []NameBinding) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	touched := map[bindKey]bool{}
+	b.bindMu.Lock()
+	for _, nb := range bs {
+		k := bindKey{nb.Rule, nb.Addr.Unmap()}
+		bd := b.bound[k]
+		if bd == nil {
+			continue
+		}
+		if len(nb.Names) == 0 {
+			bd.names, bd.until = nil, nil
+		}
+		for _, n := range nb.Names {
+			if i := slices.Index(bd.names, n); i >= 0 {
+				bd.names = slices.Delete(bd.names, i, i+1)
+				bd.until = slices.Delete(bd.until, i, i+1)
+			}
+		}
+		touched[k] = true
+	}
+	b.bindMu.Unlock()
+	return b.writeBound(touched)
+}
+
+// expireNames drops the names whose TTL ran out (the forwarder normally
+// says so with Forget; this holds when it cannot).
+func (b *Backend) expireNames() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now().UnixNano()
+	touched := map[bindKey]bool{}
+	b.bindMu.Lock()
+	for k, bd := range b.bound {
+		for i := len(bd.until) - 1; i >= 0; i-- {
+			if bd.until[i] <= now {
+				bd.names = slices.Delete(bd.names, i, i+1)
+				bd.until = slices.Delete(bd.until, i, i+1)
+				touched[k] = true
+			}
+		}
+	}
+	b.bindMu.Unlock()
+	if err := b.writeBound(touched); err != nil {
+		b.log.Warn("expire name bindings", "err", err)
+	}
+}
+
+// writeBound makes the kernel's host nodes of the touched bindings match
+// the table, in the generation in force. Called with b.mu held.
+func (b *Backend) writeBound(touched map[bindKey]bool) error {
+	if len(touched) == 0 {
+		return nil
+	}
+	gen, err := b.activeGen()
+	if err != nil {
+		return err
+	}
+	c := b.gens[gen]
+	if c == nil || c.ruleIDs == nil {
+		return errors.New("no policy generation in force")
+	}
+	put := map[datapathDestKey]datapathDestVal{}
+	var del []datapathDestKey
+	var errs []error
+	b.bindMu.Lock()
+	for k := range touched {
+		r := b.byName[b.slotName[k.slot]]
+		id, ok := c.ruleIDs[k.slot]
+		bd := b.bound[k]
+		if r == nil || !ok {
+			delete(b.bound, k)
+			continue
+		}
+		key := destKey(id, netip.PrefixFrom(k.addr, k.addr.BitLen()))
+		val, named, err := hostNode(r, k.addr, bd.names)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(bd.names) == 0 || !named {
+			delete(b.bound, k) // nothing left, or no name entry of r matches
+		}
+		switch {
+		case named && err == nil:
+			put[key] = val
+		case exactCIDR(r, k.addr):
+			base, _, _ := hostNode(r, k.addr, nil)
+			put[key] = base
+		default:
+			if _, had := c.dests[key]; had {
+				del = append(del, key)
+			}
+		}
+	}
+	b.bindMu.Unlock()
+	if err := batchUpdate(b.objs.Dests, put); err != nil {
+		return fmt.Errorf("write name bindings: %w", err)
+	}
+	for k, v := range put {
+		c.dests[k] = v
+	}
+	for _, k := range del {
+		if err := b.objs.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("remove name binding: %w", err))
+		}
+		delete(c.dests, k)
+	}
+	return errors.Join(errs...)
+}
+
+// bindNames carries the bindings into generation c of policy p before the
+// switch (their rule's id and entries may have changed), drops those of
+// rules gone or without name entries, and writes the trusted resolvers.
+// Called with b.mu held, from applyLocked.
+func (b *Backend) bindNames(c *compiled, p *engine.Policy) error {
+	if b.dnsReady() == nil {
+		if err := b.writeResolvers(p); err != nil {
+			return err
+		}
+	}
+	if len(b.bound) == 0 {
+		return nil
+	}
+	rules := make(map[string]*engine.Rule, len(p.Rules))
+	for i := range p.Rules {
+		rules[p.Rules[i].Name] = &p.Rules[i]
+	}
+	b.bindMu.Lock()
+	defer b.bindMu.Unlock()
+	for k, bd := range b.bound {
+		r := rules[b.slotName[k.slot]]
+		id, ok := c.ruleIDs[k.slot]
+		if r == nil || !ok || !r.HasNames() {
+			delete(b.bound, k)
+			continue
+		}
+		val, named, err := hostNode(r, k.addr, bd.names)
+		if err != nil || !named {
+			delete(b.bound, k) // the new policy has no entry for these names
+			continue
+		}
+		c.dests[destKey(id, netip.PrefixFrom(k.addr, k.addr.BitLen()))] = val
+	}
+	return nil
+}
+
+// hostNode lays out the host node of addr for rule r given the names it
+// was answered for: named is false when no name entry matches them.
+func hostNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDestVal, named bool, err error) {
+	type cand struct {
+		d    engine.Dest
+		v    engine.Verdict
+		bits int
+	}
+	var cs []cand
+	add := func(d engine.Dest, v engine.Verdict) {
+		if !d.Dir.Covers(engine.DirOut) {
+			return
+		}
+		if d.IsName() {
+			for _, n := range names {
+				if engine.NameMatches(d.Name, n) {
+					cs = append(cs, cand{d, v, addr.BitLen()})
+					named = true
+					return
+				}
+			}
+			return
+		}
+		if d.Prefix.Addr().Is4() == addr.Is4() && d.Prefix.Contains(addr) {
+			cs = append(cs, cand{d, v, d.Prefix.Bits()})
+		}
+	}
+	for _, d := range r.Deny {
+		add(d, engine.VerdictDeny)
+	}
+	for _, d := range r.Allow {
+		add(d, engine.VerdictAllow)
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].bits > cs[j].bits })
+	for _, c := range cs {
+		if val.Count == maxDestEntries {
+			return val, named, fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, addr)
+		}
+		e := datapathDestEntry{PortLo: c.d.PortLo, PortHi: c.d.PortHi, Proto: uint8(c.d.Proto), Verdict: verdictAllow}
+		if c.d.AnyPort() {
+			e.PortLo, e.PortHi = 0, 0xffff
+		}
+		if c.v == engine.VerdictDeny {
+			e.Verdict = verdictDeny
+		}
+		val.E[val.Count] = e
+		val.Count++
+	}
+	return val, named, nil
+}
+
+// exactCIDR reports whether compile wrote a node at addr's host prefix.
+func exactCIDR(r *engine.Rule, addr netip.Addr) bool {
+	host := netip.PrefixFrom(addr, addr.BitLen())
+	for _, l := range [][]engine.Dest{r.Deny, r.Allow} {
+		for _, d := range l {
+			if !d.IsName() && d.Prefix == host {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// boundNames returns the names rule r's processes were answered addr for.
+func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
+	if bd := b.bound[bindKey{slot, addr.Unmap()}]; bd != nil {
+		return bd.names
+	}
+	return nil
+}
+
+// matchHeld is engine.MatchDests with the bindings in force: a held
+// connection to a bound address is judged by its name entries.
+func (b *Backend) matchHeld(r *engine.Rule, dst netip.Addr, port uint16, proto engine.Proto) (engine.Verdict, bool) {
+	b.bindMu.RLock()
+	names := b.boundNames(b.slots[r.Name], dst)
+	b.bindMu.RUnlock()
+	m, ok := engine.MatchAttempt(r, engine.Attempt{Dir: engine.DirOut, Addr: dst, Port: port, Proto: proto}, names)
+	return m.Verdict, ok
+}
+
+// violationName names the name entry that decided a violation, if one did.
+func (b *Backend) violationName(r *engine.Rule, slot uint32, v *engine.Violation) string {
+	if r == nil || !r.HasNames() {
+		return ""
+	}
+	b.bindMu.RLock()
+	names := slices.Clone(b.boundNames(slot, v.Daddr))
+	b.bindMu.RUnlock()
+	if len(names) == 0 {
+		return ""
+	}
+	proto := engine.ProtoAny
+	switch v.Proto {
+	case "tcp":
+		proto = engine.ProtoTCP
+	case "udp":
+		proto = engine.ProtoUDP
+	}
+	m, _ := engine.MatchAttempt(r, engine.Attempt{Dir: engine.DirOut, Addr: v.Daddr, Port: v.Dport, Proto: proto}, names)
+	return m.Name
+}
+
+// Bindings lists the name bindings in force, for `exewall names`.
+func (b *Backend) Bindings() []NameBinding {
+	b.bindMu.RLock()
+	defer b.bindMu.RUnlock()
+	out := make([]NameBinding, 0, len(b.bound))
+	for k, bd := range b.bound {
+		var until int64
+		for _, u := range bd.until {
+			until = max(until, u)
+		}
+		out = append(out, NameBinding{Rule: k.slot, Names: slices.Clone(bd.names), Addr: k.addr, Expires: time.Unix(0, until)})
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+//go:build linux
+
+package linux
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Origin implements dnsproxy.Origin: peer is the asking socket's local
+// address as the forwarder's socket sees it. The kernel finds that socket
+// (sock_diag, by its address pair with the forwarder) and gives its cookie;
+// the steering hook recorded, under that cookie, the asking rule and the
+// server the program addressed.
+func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server netip.AddrPort, ok bool) {
+	b.mu.Lock()
+	f, d := b.fwd, b.origin
+	b.mu.Unlock()
+	if d == nil {
+		return 0, server, false
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	fwd := f.udp4
+	switch {
+	case tcp && peer.Addr().Is4():
+		fwd = f.tcp4
+	case tcp:
+		fwd = f.tcp6
+	case !peer.Addr().Is4():
+		fwd = f.udp6
+	}
+	cookie, err := d.cookie(tcp, peer, fwd)
+	if err != nil {
+		return 0, server, false
+	}
+	var o datapathDnsOrig
+	if err := b.objs.DnsSocks.Lookup(cookie, &o); err != nil {
+		return 0, server, false
+	}
+	if o.Proto == protoTCP != tcp {
+		return 0, server, false
+	}
+	var raw [16]byte
+	for i, w := range o.Addr {
+		binary.NativeEndian.PutUint32(raw[4*i:], w)
+	}
+	var addr netip.Addr
+	if o.V6 == 1 {
+		addr = netip.AddrFrom16(raw).Unmap()
+	} else {
+		addr = netip.AddrFrom4([4]byte(raw[:4]))
+	}
+	var p [4]byte
+	binary.NativeEndian.PutUint32(p[:], o.Port)
+	return o.Rule, netip.AddrPortFrom(addr, binary.BigEndian.Uint16(p[:2])), true
+}
+
+const protoTCP = 1 // enum proto PROTO_TCP
+
+func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
+
+// diag asks sock_diag for one socket's cookie over one netlink socket.
+type diag struct {
+	mu  sync.Mutex
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+func newDiag() (*diag, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind sock_diag: %w", err)
+	}
+	tv := unix.Timeval{Sec: 1}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return &diag{fd: fd, buf: make([]byte, 8192)}, nil
+}
+
+func (d *diag) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd >= 0 {
+		unix.Close(d.fd)
+		d.fd = -1
+	}
+}
+
+var errNoSocket = errors.New("no such socket")
+
+// cookie finds the socket whose local address is local and whose peer is
+// (or, unconnected UDP, may be) remote. TCP is looked up by the socket's
+// own (src, dst); UDP by the datagram's (src = remote, dst = local): the
+// kernel's udp_dump_one swaps them.
+func (d *diag) cookie(tcp bool, local, remote netip.AddrPort) (uint64, error) {
+	const (
+		hdrLen = unix.SizeofNlMsghdr
+		reqLen = 56 // struct inet_diag_req_v2
+	)
+	fam, proto := uint8(unix.AF_INET), uint8(unix.IPPROTO_UDP)
+	if !local.Addr().Is4() {
+		fam = unix.AF_INET6
+	}
+	src, dst := remote, local
+	if tcp {
+		proto = unix.IPPROTO_TCP
+		src, dst = local, remote
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd < 0 {
+		return 0, errors.New("sock_diag closed")
+	}
+	d.seq++
+	msg := make([]byte, hdrLen+reqLen)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(msg[8:], d.seq)
+	r := msg[hdrLen:]
+	r[0], r[1] = fam, proto
+	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
+	id := r[8:]
+	binary.BigEndian.PutUint16(id[0:], src.Port())
+	binary.BigEndian.PutUint16(id[2:], dst.Port())
+	putDiagAddr(id[4:20], src.Addr())
+	putDiagAddr(id[20:36], dst.Addr())
+	binary.NativeEndian.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	binary.NativeEndian.PutUint32(id[44:], 0xffffffff)
+	if err := unix.Sendto(d.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("sock_diag request: %w", err)
+	}
+	for {
+		n, _, err := unix.Recvfrom(d.fd, d.buf, 0)
+		if err != nil {
+			return 0, fmt.Errorf("sock_diag answer: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(d.buf[:n])
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != d.seq {
+				continue // a stale answer to a request that timed out
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+						return 0, fmt.Errorf("%w: %w", errNoSocket, unix.Errno(-e))
+					}
+				}
+				return 0, errNoSocket
+			case unix.SOCK_DIAG_BY_FAMILY:
+				// struct inet_diag_msg: 4 bytes, then inet_diag_sockid
+				// whose cookie is at 40.
+				if len(m.Data) < 4+48 {
+					return 0, errNoSocket
+				}
+				c := m.Data[44:52]
+				return uint64(binary.NativeEndian.Uint32(c)) | uint64(binary.NativeEndian.Uint32(c[4:]))<<32, nil
+			}
+		}
+	}
+}
+
+func putDiagAddr(b []byte, a netip.Addr) {
+	if a.Is4() {
+		v := a.As4()
+		copy(b, v[:])
+		return
+	}
+	v := a.As16()
+	copy(b, v[:])
+}
