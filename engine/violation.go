@@ -42,6 +42,10 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
+	// Direction is "out" (the program opened it) or "in" (it accepted it:
+	// Daddr is the remote peer and Dport the local port), where the backend
+	// knows it.
+	Direction string `json:"direction,omitempty"`
 }
 
 // Calls a Violation may name.

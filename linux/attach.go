@@ -66,7 +66,8 @@ func (b *Backend) attach() error {
 		}
 		b.links[h.name] = l
 	}
-	b.attachGuard() // optional: a failure is recorded and reported, not fatal
+	b.attachGuard()   // optional: a failure is recorded and reported, not fatal
+	b.attachInbound() // likewise; Refuse then refuses policies restricting inbound
 	return nil
 }
 

@@ -103,6 +103,11 @@ type Backend struct {
 	guardLinks map[string]link.Link
 	sweepErr   error // the last held-socket sweep that could not finish
 
+	// inbound: the ingress judgement and its creator records (inbound.go)
+	inbound      inboundObjects
+	inboundOK    bool
+	inboundLinks map[string]link.Link
+
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
 	applySeq   uint64        // applies so far; the background clear checks it
@@ -397,6 +402,7 @@ func (b *Backend) Close() error {
 			it.Close()
 		}
 		b.closeGuard(false)
+		b.closeInbound(false)
 		b.exec.Close()
 		b.socks.Close()
 		b.guard.Close()

@@ -21,7 +21,8 @@ type guardConfig struct {
 	HasCgroupRules uint8
 	HasUidRules    uint8
 	HasGidRules    uint8
-	Pad            [3]uint8
+	DefaultInbound uint8
+	Pad            [2]uint8
 }
 
 type guardCounter struct {
@@ -50,7 +51,8 @@ type guardDestVal struct {
 		PortHi  uint16
 		Proto   uint8
 		Verdict uint8
-		Pad     uint16
+		Dir     uint8
+		Pad     uint8
 	}
 }
 
@@ -160,7 +162,8 @@ type guardRule struct {
 	Nlens6       uint8
 	Lens4        [8]uint8
 	Lens6        [8]uint8
-	Pad          uint16
+	InOpen       uint8
+	Pad          uint8
 }
 
 type guardRuleName struct {

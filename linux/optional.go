@@ -37,6 +37,9 @@ func (b *Backend) loadOptional() {
 	if b.optional["guard"] = disabledByTest("guard"); b.optional["guard"] == nil {
 		b.optional["guard"] = b.loadGuard(repl)
 	}
+	if b.optional["inbound"] = disabledByTest("inbound"); b.optional["inbound"] == nil {
+		b.optional["inbound"] = b.loadInbound(repl)
+	}
 	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
 		b.optional["sock_destroy"] = b.loadSocketIters(repl)
 	}
@@ -198,7 +201,8 @@ func (b *Backend) activeHooks() []string {
 	if b.resolver != nil && b.resolver.fallback == nil {
 		out = append(out, "iter")
 	}
-	return append(out, b.guardActive()...)
+	out = append(out, b.guardActive()...)
+	return append(out, b.inboundHookNames()...)
 }
 
 // wantLinks is how many cgroup hooks this backend attaches.

@@ -10,5 +10,5 @@ func (b *Backend) Refuse(p *engine.Policy) error {
 	if err := engine.RefuseNames(p, "the Linux DNS forwarder is not built yet"); err != nil {
 		return err
 	}
-	return engine.RefuseInbound(p, "the Linux inbound hooks are not built yet")
+	return b.refuseInbound(p)
 }
