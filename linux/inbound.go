@@ -172,3 +172,21 @@ func (b *Backend) syncInbound(report func(bool, string, ...any)) {
 		}
 	}
 }
+
+// inboundCheck is doctor's line for the inbound hooks.
+var inboundCheck = struct {
+	hook, name, would, without string
+	load                       func() error
+}{"inbound", "hook inbound (cgroup_skb/ingress, sock_create, sendmsg4/6)",
+	"what a program accepts is judged by its rule (TCP at the SYN, UDP per datagram), and policies with default_inbound or \"in\" entries are enforced",
+	"programs accept any peer and such policies are refused",
+	func() error {
+		spec, err := loadInbound()
+		if err != nil {
+			return err
+		}
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+		return tryLoadSpec(spec, &inboundObjects{})
+	}}
