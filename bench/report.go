@@ -49,6 +49,7 @@ type Report struct {
 	ApplyProfile []string         `json:"apply_pprof_top,omitempty"`
 	Profile      []ProgProfile    `json:"bpf_profile"`
 	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
+	Inbound      *InboundResult   `json:"inbound,omitempty"`   // inbound_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
 	Targets      []Target         `json:"targets"`
@@ -302,7 +303,7 @@ func pass(ok bool) string {
 
 // evaluate checks the performance targets against what was measured.
 func (r *Report) evaluate() {
-	r.Targets = nil
+	r.Targets = inboundTargets(r.Inbound) // inbound.go
 	skip := func(name, want, why string) {
 		r.Targets = append(r.Targets, Target{Name: name, Want: want, Status: "SKIP", Comment: why})
 	}
