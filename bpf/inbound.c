@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define ETH_P_IPV6 0x86DD
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+#define TCP_ESTABLISHED 1
 #define TCP_LISTEN 10
 #define TCP_FLAG_SYN 0x02
 #define IN_PEERS 8
@@ -322,17 +323,33 @@ static __always_inline void report_in(struct in_sock *s, struct sock_owner *o, _
 SEC("cgroup_skb/ingress")
 int exewall_ingress(struct __sk_buff *skb)
 {
+	/* Every helper call counts here (one costs more than the rest of the
+	 * fast path): the protocol comes from the packet, the state from the
+	 * socket's common part, and no bpf_sk_fullsock. */
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1;
-	__u32 protocol = sk->protocol;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *p = data;
+	__u32 protocol = 0;
+	int v4 = skb->protocol == bpf_htons(ETH_P_IP);
+	if (v4 && (void *)(p + 20) <= end)
+		protocol = p[9];
+	else if (!v4 && (void *)(p + 40) <= end)
+		protocol = p[6];
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
+		/* IPv6 extension headers (or a short header): ask the socket. */
+		struct bpf_sock *full = bpf_sk_fullsock(sk);
+		if (!full)
+			return 1;
+		protocol = full->protocol;
+	}
+	__u32 state = sk->state;
 	if (protocol == IPPROTO_TCP) {
-		if (sk->state != TCP_LISTEN)
+		if (state != TCP_LISTEN)
 			return 1; /* an established connection: judged at its SYN */
-	} else if (protocol != IPPROTO_UDP || sk->dst_port) {
+	} else if (protocol != IPPROTO_UDP || state == TCP_ESTABLISHED) {
 		return 1; /* connected UDP: only its peer gets through */
 	}
 
@@ -362,11 +379,8 @@ int exewall_ingress(struct __sk_buff *skb)
 
 	struct in_q q = { .port = sk->src_port };
 	q.proto = protocol == IPPROTO_TCP ? PROTO_TCP : PROTO_UDP;
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	__u8 *p = data;
 	__u32 thoff;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+	if (v4) {
 		if ((void *)(p + 20) > end)
 			return 1;
 		q.family = 4;

@@ -5,11 +5,14 @@ package linux
 import (
 	"net"
 	"net/netip"
+	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/test/kerneltest"
@@ -320,7 +323,9 @@ func isTimeout(err error) bool {
 // uid 65534 tries to be reached anyway: a second SO_REUSEPORT listener on
 // the port of a server its user runs unrestricted (the kernel spreads
 // connections over both), and a dual-stack socket taking IPv4 peers as
-// mapped addresses. Its sockets accept nothing, whichever path.
+// mapped addresses, and a listener it hands over (SCM_RIGHTS) to an
+// unrestricted process that accepts on it. Its sockets accept nothing,
+// whichever path: the judgement follows the socket's creator.
 func TestInboundUnprivilegedAttacker(t *testing.T) {
 	f := newInFixture(t)
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
@@ -331,8 +336,34 @@ func TestInboundUnprivilegedAttacker(t *testing.T) {
 		exeRule("good", good, engine.ActionAllow),
 		{Name: "nobody", Selector: engine.Selector{User: "nobody"}, Action: engine.ActionDeny},
 	}})
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pair[0])
+	theirs := os.NewFile(uintptr(pair[1]), "pass")
 	as := startInServer(t, attackerExe, f.cg, []inSock{{Proto: "tcp", Family: 4, Port: port, ReusePort: true},
-		{Proto: "tcp", Family: 46}, {Proto: "udp", Family: 46}}, nobody)
+		{Proto: "tcp", Family: 46}, {Proto: "udp", Family: 46}, {Proto: "tcp", Family: 4, Pass: true}}, nobody, theirs)
+	theirs.Close()
+	// The test process (root, outside the cgroup, unrestricted) accepts on
+	// the attacker's listener.
+	handed := as.takeListener(t, 3, pair[0])
+	var accepted atomic.Int32
+	go func() {
+		for {
+			nfd, _, err := unix.Accept(handed)
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			unix.Write(nfd, []byte("hello\n"))
+			unix.Close(nfd)
+		}
+	}()
+	defer unix.Close(handed)
+	if tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, as.ports[3])) || accepted.Load() != 0 {
+		t.Error("the attacker's listener, handed to an unrestricted process, accepted a peer")
+	}
 	for range 16 {
 		// Each dial has its own source port: the reuseport group picks a
 		// listener by hash, so some go to the attacker's.

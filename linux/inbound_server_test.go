@@ -32,6 +32,8 @@ type inSock struct {
 	Family    int    `json:"family"` // 4, 6, or 46: IPv6 with IPV6_V6ONLY off (mapped peers)
 	Port      uint16 `json:"port,omitempty"`
 	ReusePort bool   `json:"reuseport,omitempty"`
+	// Pass: not served here; "pass I" hands it over on fd 3 (SCM_RIGHTS).
+	Pass bool `json:"pass,omitempty"`
 }
 
 func init() {
@@ -57,7 +59,9 @@ func inServerMain(spec string) int {
 			return 2
 		}
 		ports[i], fds[i] = port, fd
-		go serveInSock(fd, s.Proto, func() { mu.Lock(); counts[i]++; mu.Unlock() })
+		if !s.Pass {
+			go serveInSock(fd, s.Proto, func() { mu.Lock(); counts[i]++; mu.Unlock() })
+		}
 	}
 	json.NewEncoder(os.Stdout).Encode(ports)
 	in := bufio.NewScanner(os.Stdin)
@@ -65,6 +69,9 @@ func inServerMain(spec string) int {
 		// "send I ADDR:PORT": a datagram from UDP socket I (IPv4 peers).
 		var i int
 		var to string
+		if n, _ := fmt.Sscanf(in.Text(), "pass %d", &i); n == 1 && i < len(fds) {
+			unix.Sendmsg(3, []byte("x"), unix.UnixRights(fds[i]), nil, 0)
+		}
 		if n, _ := fmt.Sscanf(in.Text(), "send %d %s", &i, &to); n == 2 && i < len(fds) {
 			if ap, err := netip.ParseAddrPort(to); err == nil {
 				unix.Sendto(fds[i], []byte("query"), 0, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
@@ -160,7 +167,7 @@ type inServer struct {
 
 // startInServer runs exe as a server inside cgroup cg (as cred, when not
 // nil) and waits for its ports. It is killed when the test ends.
-func startInServer(t *testing.T, exe, cg string, socks []inSock, cred *syscall.Credential) *inServer {
+func startInServer(t *testing.T, exe, cg string, socks []inSock, cred *syscall.Credential, extra ...*os.File) *inServer {
 	t.Helper()
 	spec, _ := json.Marshal(socks)
 	cgfd, err := os.Open(cg)
@@ -172,6 +179,7 @@ func startInServer(t *testing.T, exe, cg string, socks []inSock, cred *syscall.C
 	cmd.Env = append(os.Environ(), inServerEnv+"="+string(spec))
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd()), Credential: cred}
 	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = extra
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +211,30 @@ func (s *inServer) send(t *testing.T, i int, dst netip.AddrPort) {
 	if _, err := s.out.ReadBytes('\n'); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// takeListener asks the server to hand its socket i over on conn (the
+// other end of its fd 3) and returns the received descriptor.
+func (s *inServer) takeListener(t *testing.T, i int, conn int) int {
+	t.Helper()
+	fmt.Fprintf(s.in, "pass %d\n", i)
+	if _, err := s.out.ReadBytes('\n'); err != nil {
+		t.Fatal(err)
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(conn, buf, oob, 0)
+	if err != nil {
+		t.Fatalf("receive the listener: %v", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("receive the listener: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		t.Fatalf("receive the listener: %v", err)
+	}
+	return fds[0]
 }
 
 // counts asks the server how many connections or datagrams each socket got.
