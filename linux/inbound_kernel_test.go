@@ -3,9 +3,14 @@
 package linux
 
 import (
+	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -41,25 +46,31 @@ type inFixture struct {
 	cg  string
 	ns  netns.NsHandle
 	dir string
+	// The veth pair's addresses (host: ours; peer: on-link) and the far
+	// hosts routed via the peer, in ranges picked at random so that
+	// concurrent runs do not collide.
+	host4, host6, peer4, peer6, far4, far6 netip.Addr
 }
 
 var (
-	host4 = hostAddr4.Addr()
-	host6 = hostAddr6.Addr()
-	peer4 = peerAddr4.Addr()
-	peer6 = peerAddr6.Addr()
-	lo4   = netip.MustParseAddr("127.0.0.1")
-	lo6   = netip.IPv6Loopback()
-	here  = netns.NsHandle(-1) // dial from the test's namespace
+	lo4  = netip.MustParseAddr("127.0.0.1")
+	lo6  = netip.IPv6Loopback()
+	here = netns.NsHandle(-1) // dial from the test's namespace
 )
 
 func newInFixture(t *testing.T) *inFixture {
 	t.Helper()
 	requireKernel(t)
 	cg := scratchCgroup(t)
-	h := kerneltest.NewHost(t, kerneltest.HostConfig{Host4: hostAddr4, Peer4: peerAddr4, Host6: hostAddr6, Peer6: peerAddr6,
-		Far: []netip.Addr{farAddr4, farAddr6}})
-	f := &inFixture{cg: cg, ns: h.NS, dir: publicDir(t)}
+	r := rand.IntN(250) + 1
+	h4 := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.1/30", r))
+	p4 := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.2/30", r))
+	h6 := netip.MustParsePrefix(fmt.Sprintf("2001:db8:ee:%x::1/64", r))
+	p6 := netip.MustParsePrefix(fmt.Sprintf("2001:db8:ee:%x::2/64", r))
+	f := &inFixture{cg: cg, dir: publicDir(t), host4: h4.Addr(), peer4: p4.Addr(), host6: h6.Addr(), peer6: p6.Addr(),
+		far4: netip.MustParseAddr(fmt.Sprintf("198.19.%d.10", r)), far6: netip.MustParseAddr(fmt.Sprintf("2001:db8:ef:%x::10", r))}
+	h := kerneltest.NewHost(t, kerneltest.HostConfig{Host4: h4, Peer4: p4, Host6: h6, Peer6: p6, Far: []netip.Addr{f.far4, f.far6}})
+	f.ns = h.NS
 	f.waitV6(t)
 	f.b = newTestBackend(t, cg)
 	// The first apply attaches the hooks: servers started after it have
@@ -90,7 +101,7 @@ func (f *inFixture) waitV6(t *testing.T) {
 			c.Close()
 		}
 	}()
-	dst := netip.AddrPortFrom(host6, uint16(l.Addr().(*net.TCPAddr).Port))
+	dst := netip.AddrPortFrom(f.host6, uint16(l.Addr().(*net.TCPAddr).Port))
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if c, err := dialIn(t, f.ns, netip.Addr{}, dst, time.Second); err == nil {
 			c.Close()
@@ -168,8 +179,8 @@ func TestInboundDenyRefusesTCPAndUDP(t *testing.T) {
 		peer netip.Addr
 		dst  netip.Addr
 	}{
-		{0, f.ns, peer4, host4}, {1, f.ns, peer6, host6}, {2, f.ns, peer4, host4}, {0, here, lo4, lo4},
-		{3, f.ns, peer4, host4}, {4, f.ns, peer6, host6}, {5, f.ns, peer4, host4}, {4, here, lo6, lo6},
+		{0, f.ns, f.peer4, f.host4}, {1, f.ns, f.peer6, f.host6}, {2, f.ns, f.peer4, f.host4}, {0, here, lo4, lo4},
+		{3, f.ns, f.peer4, f.host4}, {4, f.ns, f.peer6, f.host6}, {5, f.ns, f.peer4, f.host4}, {4, here, lo6, lo6},
 	}
 	for _, c := range cases {
 		dst := netip.AddrPortFrom(c.dst, p[c.i])
@@ -203,8 +214,8 @@ func TestInboundLocalOnly(t *testing.T) {
 		wantThrough bool
 	}{
 		{here, netip.Addr{}, lo4, true}, {here, netip.Addr{}, lo6, true},
-		{f.ns, peer4, host4, true}, {f.ns, peer6, host6, true},
-		{f.ns, farAddr4, host4, false}, {f.ns, farAddr6, host6, false},
+		{f.ns, f.peer4, f.host4, true}, {f.ns, f.peer6, f.host6, true},
+		{f.ns, f.far4, f.host4, false}, {f.ns, f.far6, f.host6, false},
 	} {
 		got := tcpAccepted(t, c.ns, c.src, netip.AddrPortFrom(c.dst, s.ports[0]))
 		if got != c.wantThrough {
@@ -215,7 +226,7 @@ func TestInboundLocalOnly(t *testing.T) {
 			t.Errorf("udp from %v to %s: received %v, want %v", c.src, c.dst, got, c.wantThrough)
 		}
 	}
-	wantInEvent(t, f.b, s, "inlocal", 0, farAddr4, s.ports[0], "tcp")
+	wantInEvent(t, f.b, s, "inlocal", 0, f.far4, s.ports[0], "tcp")
 }
 
 // TestInboundPortEntries: under deny, an entry with a port allows exactly
@@ -241,13 +252,13 @@ func TestInboundPortEntries(t *testing.T) {
 			t.Errorf("%s: through %v, want %v", what, got, want)
 		}
 	}
-	check("tcp v4 to the allowed port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, p[0])), true)
-	check("tcp v6 to the allowed port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host6, p[0])), true)
-	check("tcp to the out-only port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, p[1])), false)
-	check("udp to the allowed port", udpReceived(t, s, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, p[2])), true)
-	check("udp to a port allowed for another socket's number only", udpReceived(t, s, 3, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, p[3])), false)
-	check("udp v6 to the port allowed for v4 only", udpReceived(t, s, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(host6, p[2])), false)
-	wantInEvent(t, f.b, s, "inports", 0, peer4, p[1], "tcp")
+	check("tcp v4 to the allowed port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, p[0])), true)
+	check("tcp v6 to the allowed port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host6, p[0])), true)
+	check("tcp to the out-only port", tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, p[1])), false)
+	check("udp to the allowed port", udpReceived(t, s, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, p[2])), true)
+	check("udp to a port allowed for another socket's number only", udpReceived(t, s, 3, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, p[3])), false)
+	check("udp v6 to the port allowed for v4 only", udpReceived(t, s, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host6, p[2])), false)
+	wantInEvent(t, f.b, s, "inports", 0, f.peer4, p[1], "tcp")
 }
 
 // TestInboundDefaults: an unlisted program under default allow is
@@ -258,8 +269,8 @@ func TestInboundDefaults(t *testing.T) {
 	socks := []inSock{{Proto: "tcp", Family: 46}, {Proto: "udp", Family: 46}}
 	_, s := f.server(t, "inunlisted", socks, nil)
 	other := clientCopy(t, f.dir, "inother")
-	tcp := netip.AddrPortFrom(host4, s.ports[0])
-	udp := netip.AddrPortFrom(host4, s.ports[1])
+	tcp := netip.AddrPortFrom(f.host4, s.ports[0])
+	udp := netip.AddrPortFrom(f.host4, s.ports[1])
 	deny := []engine.Rule{exeRule("other", other, engine.ActionDeny)}
 	for _, c := range []struct {
 		name string
@@ -281,7 +292,7 @@ func TestInboundDefaults(t *testing.T) {
 	}
 	f.b.apply(t, &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true, Rules: deny})
 	tcpAccepted(t, f.ns, netip.Addr{}, tcp)
-	wantInEvent(t, f.b, s, "inunlisted", 0, peer4, tcp.Port(), "tcp")
+	wantInEvent(t, f.b, s, "inunlisted", 0, f.peer4, tcp.Port(), "tcp")
 }
 
 // TestInboundTighteningCutsAccepted: a connection accepted while the rule
@@ -291,12 +302,12 @@ func TestInboundTighteningCutsAccepted(t *testing.T) {
 	f := newInFixture(t)
 	exe, s := f.server(t, "intight", []inSock{{Proto: "tcp", Family: 4}, {Proto: "tcp", Family: 4}}, nil)
 	f.b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{exeRule("intight", exe, engine.ActionAllow)}})
-	cut, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, s.ports[0]), time.Second)
+	cut, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, s.ports[0]), time.Second)
 	if err != nil {
 		t.Fatalf("connection while allowed: %v", err)
 	}
 	defer cut.Close()
-	kept, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, s.ports[1]), time.Second)
+	kept, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, s.ports[1]), time.Second)
 	if err != nil {
 		t.Fatalf("connection while allowed: %v", err)
 	}
@@ -361,20 +372,20 @@ func TestInboundUnprivilegedAttacker(t *testing.T) {
 		}
 	}()
 	defer unix.Close(handed)
-	if tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, as.ports[3])) || accepted.Load() != 0 {
+	if tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, as.ports[3])) || accepted.Load() != 0 {
 		t.Error("the attacker's listener, handed to an unrestricted process, accepted a peer")
 	}
 	for range 16 {
 		// Each dial has its own source port: the reuseport group picks a
 		// listener by hash, so some go to the attacker's.
-		if c, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, port), 300*time.Millisecond); err == nil {
+		if c, err := dialIn(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, port), 300*time.Millisecond); err == nil {
 			c.Close()
 		}
 	}
-	if tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, as.ports[1])) {
+	if tcpAccepted(t, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, as.ports[1])) {
 		t.Error("the attacker's dual-stack listener accepted an IPv4 peer")
 	}
-	if udpReceived(t, as, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(host4, as.ports[2])) {
+	if udpReceived(t, as, 2, f.ns, netip.Addr{}, netip.AddrPortFrom(f.host4, as.ports[2])) {
 		t.Error("the attacker's dual-stack UDP socket read an IPv4 peer's datagram")
 	}
 	got, good4 := as.counts(t), gs.counts(t)
@@ -384,7 +395,7 @@ func TestInboundUnprivilegedAttacker(t *testing.T) {
 	if good4[0] == 0 {
 		t.Error("the unrestricted server of the same user accepted nothing: the test did not reach it")
 	}
-	wantInEvent(t, f.b, as, "inattacker", 65534, peer4, as.ports[1], "tcp")
+	wantInEvent(t, f.b, as, "inattacker", 65534, f.peer4, as.ports[1], "tcp")
 }
 
 // TestInboundRepliesAreNotInbound: what a program opened is not inbound. A
@@ -396,10 +407,10 @@ func TestInboundRepliesAreNotInbound(t *testing.T) {
 	var peerConn, otherConn *net.UDPConn
 	inPeer(t, f.ns, func() {
 		var err error
-		if peerConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: peer4.AsSlice()}); err != nil {
+		if peerConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: f.peer4.AsSlice()}); err != nil {
 			t.Error(err)
 		}
-		if otherConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: peer4.AsSlice()}); err != nil {
+		if otherConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: f.peer4.AsSlice()}); err != nil {
 			t.Error(err)
 		}
 	})
@@ -411,8 +422,8 @@ func TestInboundRepliesAreNotInbound(t *testing.T) {
 	peerPort := uint16(peerConn.LocalAddr().(*net.UDPAddr).Port)
 	exe, s := f.server(t, "inreply", []inSock{{Proto: "udp", Family: 4}}, nil)
 	f.b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{exeRule("inreply", exe, engine.ActionDeny,
-		engine.Dest{Prefix: netip.PrefixFrom(peer4, 32), PortLo: peerPort, PortHi: peerPort, Proto: engine.ProtoUDP, Dir: engine.DirOut})}})
-	s.send(t, 0, netip.AddrPortFrom(peer4, peerPort))
+		engine.Dest{Prefix: netip.PrefixFrom(f.peer4, 32), PortLo: peerPort, PortHi: peerPort, Proto: engine.ProtoUDP, Dir: engine.DirOut})}})
+	s.send(t, 0, netip.AddrPortFrom(f.peer4, peerPort))
 	peerConn.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 64)
 	_, from, err := peerConn.ReadFromUDP(buf)
@@ -434,5 +445,38 @@ func TestInboundRepliesAreNotInbound(t *testing.T) {
 	if s.counts(t)[0] > before {
 		t.Error("a datagram from the same peer's other port, never sent to, was received")
 	}
-	wantInEvent(t, f.b, s, "inreply", 0, peer4, s.ports[0], "udp")
+	wantInEvent(t, f.b, s, "inreply", 0, f.peer4, s.ports[0], "udp")
+}
+
+// TestInboundHooksAttachedAndRemoved: the four inbound programs are attached
+// to the cgroup with the datapath, listed by status, and gone after a
+// backend that detaches on close.
+func TestInboundHooksAttachedAndRemoved(t *testing.T) {
+	requireKernel(t)
+	kerneltest.RequireTool(t, "bpftool")
+	cg := scratchCgroup(t)
+	inbound := func() int {
+		out, err := exec.Command("bpftool", "cgroup", "show", cg).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(out), "exewall_in")
+	}
+	b, err := New(context.Background(), Config{Cgroup: cg, PinDir: scratchPinDir(t), DetachOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(context.Background(), &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := inbound(); n != len(inboundHooks) {
+		t.Errorf("%d inbound programs attached, want %d", n, len(inboundHooks))
+	}
+	if hooks := strings.Join(b.activeHooks(), ","); !strings.Contains(hooks, "ingress") {
+		t.Errorf("status hooks %q do not list ingress", hooks)
+	}
+	b.Close()
+	if n := inbound(); n != 0 {
+		t.Errorf("%d inbound programs still attached after close", n)
+	}
 }
