@@ -480,3 +480,37 @@ func TestInboundHooksAttachedAndRemoved(t *testing.T) {
 		t.Errorf("%d inbound programs still attached after close", n)
 	}
 }
+
+// TestInboundSYNFloodFolds: refused SYNs from many peers and ports to one
+// listener fold into a few events for (rule, local port) whose counts add
+// up to the refused attempts.
+func TestInboundSYNFloodFolds(t *testing.T) {
+	f := newInFixture(t)
+	exe, s := f.server(t, "inflood", []inSock{{Proto: "tcp", Family: 4}}, nil)
+	f.b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{exeRule("inflood", exe, engine.ActionDeny)}})
+	dst := netip.AddrPortFrom(f.host4, s.ports[0])
+	const n = 200
+	inPeer(t, f.ns, func() {
+		for i := range n {
+			src := [2]netip.Addr{f.peer4, f.far4}[i%2]
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()})
+			unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
+			defer unix.Close(fd) // held until the flood is sent: each is one SYN
+		}
+	})
+	var events, attempts uint64
+	for _, v := range drainViolations(f.b.Backend, 3*time.Second) {
+		if v.Direction == "in" && v.Dport == dst.Port() {
+			events++
+			attempts += v.Count
+		}
+	}
+	if events == 0 || events > 4 || attempts < n {
+		t.Errorf("%d refused SYNs reported as %d events counting %d attempts; want 1 to 4 events counting at least %d", n, events, attempts, n)
+	}
+}
