@@ -52,7 +52,7 @@ struct in_sock {
 	__u8 valid;
 	__u8 is_default;  /* r is default_inbound, synthesized */
 	__u8 next_peer;
-	__u8 _pad;
+	__u8 open;        /* r.in_open, beside valid and active: one cache line */
 	__u32 uid;
 	char comm[16];
 	struct rule r;    /* audit folds in audit mode */
@@ -152,6 +152,7 @@ static __always_inline int select_in(struct __sk_buff *skb, struct sock_owner *o
 		s->is_default = 1;
 	}
 	s->r.audit |= cfg->audit_mode;
+	s->open = s->r.in_open;
 	s->active = word;
 	s->valid = 1;
 	return 1;
@@ -359,7 +360,7 @@ int exewall_ingress(struct __sk_buff *skb)
 	if (!activep)
 		return 1;
 	/* Fast path: the cached rule of this socket's creator accepts anyone. */
-	if (s && s->valid && s->active == *activep && s->r.in_open)
+	if (s && s->open && s->valid && s->active == *activep)
 		return 1;
 	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
 	if (!o)

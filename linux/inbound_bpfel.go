@@ -126,7 +126,7 @@ type inboundInSock struct {
 	Valid     uint8
 	IsDefault uint8
 	NextPeer  uint8
-	Pad       uint8
+	Open      uint8
 	Uid       uint32
 	Comm      [16]int8
 	R         inboundRule
