@@ -107,12 +107,6 @@ func (b *Backend) attachInbound() error {
 	return err
 }
 
-// inboundActive reports whether inbound is judged: every inbound hook is
-// attached.
-func (b *Backend) inboundActive() bool {
-	return b.inboundOK && len(b.inboundLinks) == len(inboundHooks)
-}
-
 // inboundHookNames names the inbound hooks in force, for status and doctor.
 func (b *Backend) inboundHookNames() []string {
 	var out []string
