@@ -4,6 +4,7 @@ package linux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -512,5 +513,32 @@ func TestInboundSYNFloodFolds(t *testing.T) {
 	}
 	if events == 0 || events > 4 || attempts < n {
 		t.Errorf("%d refused SYNs reported as %d events counting %d attempts; want 1 to 4 events counting at least %d", n, events, attempts, n)
+	}
+}
+
+// TestInboundRefusedWithoutHooks: with the inbound hooks unavailable
+// (EXEWALL_TEST_DISABLE=inbound, as on a kernel that refuses them) a policy
+// with default_inbound or an "in" entry is refused, never enforced as
+// something weaker; with them it is accepted.
+func TestInboundRefusedWithoutHooks(t *testing.T) {
+	requireKernel(t)
+	withIn := &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true}
+	inEntry := &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{{Name: "u", Selector: engine.Selector{User: "nobody"},
+		Action: engine.ActionDeny, Allow: []engine.Dest{{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortLo: 22, PortHi: 22, Dir: engine.DirIn}}}}}
+	b := newTestBackend(t, scratchCgroup(t))
+	for _, p := range []*engine.Policy{withIn, inEntry} {
+		if err := b.Refuse(p); err != nil {
+			t.Errorf("refused with the inbound hooks loaded: %v", err)
+		}
+	}
+	t.Setenv(disableEnv, "inbound")
+	off := newTestBackend(t, scratchCgroup(t))
+	for _, p := range []*engine.Policy{withIn, inEntry} {
+		if err := off.Refuse(p); !errors.Is(err, engine.ErrNotSupported) {
+			t.Errorf("without the inbound hooks: %v, want ErrNotSupported", err)
+		}
+	}
+	if hooks := strings.Join(off.activeHooks(), ","); strings.Contains(hooks, "ingress") {
+		t.Errorf("status lists ingress although it is off: %s", hooks)
 	}
 }
