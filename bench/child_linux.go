@@ -26,7 +26,7 @@ func isChild() bool {
 
 // job is what the orchestrator asks a client to do, as JSON on stdin.
 type job struct {
-	Op       string        `json:"op"` // tcp | udp | storm
+	Op       string        `json:"op"` // tcp | udp | sockopt | storm
 	Port     int           `json:"port"`
 	Batch    int           `json:"batch"`    // operations per timed batch
 	Warmup   int           `json:"warmup"`   // untimed operations first
@@ -74,7 +74,7 @@ func childMain() int {
 	var res jobResult
 	var err error
 	switch j.Op {
-	case "tcp", "udp":
+	case "tcp", "udp", "sockopt":
 		res, err = measure(j)
 	case "storm":
 		res, err = storm(j)
@@ -98,22 +98,38 @@ func loopback(port int) unix.RawSockaddrInet4 {
 	return sa
 }
 
-var lingerZero = unix.Linger{Onoff: 1, Linger: 0}
+// unspec is the address that disconnects a TCP socket (connect with
+// AF_UNSPEC).
+var unspec = unix.RawSockaddrInet4{Family: unix.AF_UNSPEC}
 
-// tcpOnce is the measured TCP operation: socket, connect, close. SO_LINGER 0
-// makes close send a reset instead of leaving the port in TIME_WAIT, which
-// would exhaust the ephemeral ports within a second at this rate. Raw
-// syscalls keep Go's scheduler hooks out of the timing (the client has one
-// goroutine, so a blocking call stalls nothing else).
+// tcpOnce is the measured TCP operation: socket, connect, close. Before the
+// close, connect(AF_UNSPEC) disconnects: the kernel sends a reset and the
+// socket leaves no TIME_WAIT behind (which would exhaust the ephemeral
+// ports within a second at this rate). It does what SO_LINGER 0 did without
+// a setsockopt call, which is no part of a connect (and which a
+// cgroup/setsockopt program would be charged for). The packets are the same:
+// SYN, ACK, RST. Raw syscalls keep Go's scheduler hooks out of the timing
+// (the client has one goroutine, so a blocking call stalls nothing else).
 func tcpOnce(sa *unix.RawSockaddrInet4) unix.Errno {
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
 		return e
 	}
-	unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_LINGER,
-		uintptr(unsafe.Pointer(&lingerZero)), unsafe.Sizeof(lingerZero), 0)
 	_, _, e = unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(sa)), unsafe.Sizeof(*sa))
+	if e == 0 {
+		unix.RawSyscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec))
+	}
 	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+	return e
+}
+
+var one = int32(1)
+
+// sockoptOnce is one setsockopt(SO_KEEPALIVE) on a TCP socket: what a
+// cgroup/setsockopt program costs every such call of every process.
+func sockoptOnce(fd uintptr) unix.Errno {
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE,
+		uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
 	return e
 }
 
@@ -129,8 +145,12 @@ func measure(j job) (jobResult, error) {
 	var res jobResult
 	sa := loopback(j.Port)
 	var udpFD uintptr
-	if j.Op == "udp" {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if j.Op == "udp" || j.Op == "sockopt" {
+		typ := unix.SOCK_DGRAM
+		if j.Op == "sockopt" {
+			typ = unix.SOCK_STREAM
+		}
+		fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return res, err
 		}
@@ -138,8 +158,11 @@ func measure(j job) (jobResult, error) {
 		udpFD = uintptr(fd)
 	}
 	once := func() unix.Errno {
-		if j.Op == "tcp" {
+		switch j.Op {
+		case "tcp":
 			return tcpOnce(&sa)
+		case "sockopt":
+			return sockoptOnce(udpFD)
 		}
 		return udpOnce(udpFD, &sa)
 	}

@@ -46,24 +46,45 @@ func (b *bench) guardSection() error {
 		return fmt.Errorf("enable bpf stats: %w", err)
 	}
 	defer stats.Close()
-	for _, op := range []string{opTCP, opUDP} {
+	for _, op := range []string{opTCP, opUDP, opSockopt} {
 		costs, err := b.hookCosts(op, "exewall")
 		if err != nil {
 			return err
 		}
 		b.rep.Guard = append(b.rep.Guard, costs...)
 	}
-	// The floor, in the same run: an empty program at each hook (what
-	// bpf_stats charges for a run that does nothing).
 	if err := b.cl.release(mark); err != nil {
 		return err
 	}
+	// exewall without the guard hooks (the backend's own switch for
+	// them): the wall-clock difference is what the guard costs a user.
+	os.Setenv("EXEWALL_TEST_DISABLE", "guard")
+	be, err = b.newBackend(b.clientCg, "guard-off")
+	os.Unsetenv("EXEWALL_TEST_DISABLE")
+	if err != nil {
+		return err
+	}
+	if err := be.Apply(context.Background(), p); err != nil {
+		return err
+	}
+	for _, op := range []string{opTCP, opUDP, opSockopt} {
+		costs, err := b.hookCosts(op, noGuard)
+		if err != nil {
+			return err
+		}
+		b.rep.Guard = append(b.rep.Guard, costs...)
+	}
+	if err := b.cl.release(mark); err != nil {
+		return err
+	}
+	// The floor, in the same run: an empty program at each hook (what
+	// bpf_stats charges for a run that does nothing).
 	for _, h := range guardAttach {
 		if err := b.emptyAt(b.clientCg, h.at); err != nil {
 			return err
 		}
 	}
-	for _, op := range []string{opTCP, opUDP} {
+	for _, op := range []string{opTCP, opUDP, opSockopt} {
 		costs, err := b.hookCosts(op, "empty programs")
 		if err != nil {
 			return err
@@ -134,15 +155,18 @@ func (b *bench) hookCosts(op, what string) ([]HookCost, error) {
 		}
 	}
 	j := job{Op: "tcp", Port: b.tcpPort, Batch: 16, Warmup: 200, Budget: time.Second, MaxOps: 1 << 20, CPU: b.ncpu - 1}
-	if op == opUDP {
+	switch op {
+	case opUDP:
 		j.Op, j.Port, j.Warmup = "udp", b.udpPort, 2000
+	case opSockopt:
+		j.Op, j.Warmup = "sockopt", 2000
 	}
 	res, err := b.runClient(b.client, b.clientCg, j, time.Minute)
 	if err != nil {
 		return nil, err
 	}
 	ops := float64(res.Ops + j.Warmup)
-	var out []HookCost
+	out := []HookCost{{Op: op, What: what, Hook: wallClock, NsPerOp: res.MedianNs}}
 	for _, pr := range progs {
 		st, err := pr.p.Stats()
 		if err != nil {

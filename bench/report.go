@@ -13,8 +13,9 @@ import (
 
 // Operation names of the connect-path measurements.
 const (
-	opTCP = "tcp_connect" // socket + connect + close to a loopback TCP listener
-	opUDP = "udp_sendto"  // sendto on an unconnected UDP socket to a loopback port
+	opTCP     = "tcp_connect" // socket + connect + close to a loopback TCP listener
+	opUDP     = "udp_sendto"  // sendto on an unconnected UDP socket to a loopback port
+	opSockopt = "setsockopt"  // setsockopt(SO_KEEPALIVE) on a TCP socket (guard section)
 )
 
 // Engine names.

@@ -21,7 +21,7 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-#include "maps.h"
+#include "verdict.h"
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 {
@@ -43,276 +43,6 @@ static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 const struct event *unused_event __attribute__((unused));
 const struct sock_rec *unused_sock_rec __attribute__((unused));
 const struct name_key *unused_name_key __attribute__((unused));
-
-/* The identity the current process is judged as (DESIGN.md "Identity of an
- * executable"): the one taken at exec. A process started before exewall
- * loaded has none: it is taken from mm->exe_file the first time the process
- * is seen, and kept from then on. Returns 0 without an executable. */
-static __always_inline int current_ident(struct task_struct *task, struct proc_ident *out)
-{
-	struct proc_ident *id = ident_of(task, 1);
-	if (id && id->state != IDENT_NONE) {
-		*out = *id;
-		return 1;
-	}
-	struct file *exe = task->mm->exe_file;
-	if (!exe)
-		return 0;
-	struct inode *inode = exe->f_inode;
-	out->exe.dev = inode->i_sb->s_dev;
-	out->exe.igen = inode->i_generation;
-	out->exe.ino = inode->i_ino;
-	out->has_real = 0;
-	out->state = IDENT_FIRST_SIGHT;
-	if (id)
-		*id = *out;
-	return 1;
-}
-
-static __always_inline struct rule *find_cgroup_rule(__u32 gen)
-{
-	struct rule *found = NULL;
-	struct id_key k = { .gen = gen };
-
-	/* Deepest cgroup wins: walk from the root down, keep the last match.
-	 * Bounded by cgroup depth, never by the number of rules. */
-	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
-		k.id = bpf_get_current_ancestor_cgroup_id(level);
-		if (!k.id)
-			break;
-		struct rule *r = bpf_map_lookup_elem(&cgroup_rules, &k);
-		if (r)
-			found = r;
-	}
-	return found;
-}
-
-/* The rule of an executable renamed over an exe rule's path since userspace
- * last resolved it (recorded by the exec hook). */
-static __always_inline struct rule *find_learned_rule(struct file_id *exe, __u32 gen)
-{
-	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
-	if (!n || !*n)
-		return NULL;
-	struct path_key *pk = bpf_map_lookup_elem(&exe_learned, exe);
-	if (!pk)
-		return NULL;
-	struct path_key k = *pk;
-	k.gen = gen;
-	return bpf_map_lookup_elem(&path_rules, &k);
-}
-
-/* The rule of an exe rule's path name an unknown executable was executed
- * by (recorded by the exec hook): it may only tighten (see name_key). */
-static __always_inline struct rule *find_named_rule(struct file_id *exe, __u32 gen)
-{
-	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&learned_count, &zero);
-	if (!n || !*n)
-		return NULL;
-	struct exe_key ek = { .id = *exe, .gen = gen };
-	if (bpf_map_lookup_elem(&exe_rules, &ek))
-		return NULL; /* known identity: its own rule decides */
-	__u64 *h = bpf_map_lookup_elem(&exe_named, exe);
-	if (!h)
-		return NULL;
-	struct name_key k = { .hash = *h, .gen = gen };
-	return bpf_map_lookup_elem(&name_rules, &k);
-}
-
-/* severity orders verdicts: allow < audit < deny. */
-static __always_inline int severity(__u8 verdict)
-{
-	return verdict == VERDICT_DENY ? 2 : verdict == VERDICT_AUDIT ? 1 : 0;
-}
-
-/* exe_rule is the rule naming the process's executable: the file it
- * exec'd, else the file behind it (overlayfs' lower file), so a rule for a
- * file covers every mount of it. *judged is set to the identity that
- * matched. */
-static __always_inline struct rule *exe_rule(struct proc_ident *id, __u32 gen, struct file_id *judged)
-{
-	struct exe_key k = { .id = id->exe, .gen = gen };
-	struct rule *r = bpf_map_lookup_elem(&exe_rules, &k);
-	if (!r)
-		r = find_learned_rule(&id->exe, gen);
-	if (!r && id->has_real) {
-		k.id = id->real;
-		r = bpf_map_lookup_elem(&exe_rules, &k);
-		if (!r)
-			r = find_learned_rule(&id->real, gen);
-		if (r)
-			*judged = id->real;
-	}
-	return r;
-}
-
-/* fill_cache selects the rule covering the current task under policy word
- * `word` (DESIGN.md "How a connection is judged": executable, else deepest
- * cgroup, else uid, else gid, else the default) and records what the choice
- * depended on. */
-static __always_inline int fill_cache(struct task_struct *task, __u32 word, struct rule_cache *rc)
-{
-	__u32 gen = word & 1;
-	struct config *cfg = bpf_map_lookup_elem(&configs, &gen);
-	if (!cfg)
-		return 0;
-	struct proc_ident id = {};
-	int has_exe = current_ident(task, &id);
-	rc->exe = id.exe;
-	rc->has_exe = has_exe;
-	rc->by_cgroup = 0;
-	rc->by_ids = 0;
-	struct rule *r = NULL;
-	if (has_exe)
-		r = exe_rule(&id, gen, &rc->exe);
-	if (!r && cfg->has_cgroup_rules) {
-		rc->by_cgroup = 1;
-		rc->cgroup = bpf_get_current_cgroup_id();
-		r = find_cgroup_rule(gen);
-	}
-	if (!r && (cfg->has_uid_rules || cfg->has_gid_rules)) {
-		__u64 uid_gid = bpf_get_current_uid_gid();
-		struct id_key k = { .gen = gen };
-		rc->by_ids = 1;
-		rc->uid_gid = uid_gid;
-		if (cfg->has_uid_rules) {
-			k.id = (__u32)uid_gid;
-			r = bpf_map_lookup_elem(&uid_rules, &k);
-		}
-		if (!r && cfg->has_gid_rules) {
-			k.id = uid_gid >> 32;
-			r = bpf_map_lookup_elem(&gid_rules, &k);
-		}
-	}
-	if (r) {
-		rc->r = *r;
-		rc->is_default = 0;
-	} else {
-		struct rule d = {
-			.counter = cfg->default_counter,
-			.action = cfg->default_action,
-			.unrestricted = cfg->default_action == ACTION_ALLOW,
-		};
-		rc->r = d;
-		rc->is_default = 1;
-	}
-	rc->r.audit |= cfg->audit_mode;
-	rc->has_named = 0;
-	if (has_exe) {
-		struct rule *nr = find_named_rule(&id.exe, gen);
-		if (nr && nr->counter != rc->r.counter) {
-			rc->named = *nr;
-			rc->named.audit |= cfg->audit_mode;
-			rc->has_named = 1;
-		}
-	}
-	rc->active = word;
-	rc->valid = 1;
-	return 1;
-}
-
-/* rule_of returns the rule the current thread falls under: from its cache
- * when still valid (same policy word, cgroup and ids where they mattered),
- * else selected afresh (into the cache, or into scratch without task
- * storage). NULL when no policy is loaded. */
-static __always_inline struct rule_cache *rule_of(struct task_struct *task, struct rule_cache *scratch)
-{
-	__u32 zero = 0;
-	__u32 *activep = bpf_map_lookup_elem(&active, &zero);
-	if (!activep)
-		return NULL;
-	__u32 word = *activep;
-	struct rule_cache *rc = scratch;
-	if (use_task_storage) {
-		struct task_state *ts = bpf_task_storage_get(&task_states, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (ts) {
-			rc = &ts->cache;
-			if (rc->valid && rc->active == word && (!rc->by_cgroup || rc->cgroup == bpf_get_current_cgroup_id()) &&
-			    (!rc->by_ids || rc->uid_gid == bpf_get_current_uid_gid()))
-				return rc;
-		}
-	}
-	if (!fill_cache(task, word, rc))
-		return NULL;
-	return rc;
-}
-
-static __always_inline __u32 word_mask(int bits)
-{
-	if (bits <= 0)
-		return 0;
-	if (bits >= 32)
-		return 0xffffffff;
-	return bpf_htonl(0xffffffffu << (32 - bits));
-}
-
-static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 *addr, __u16 port,
-				       __u8 proto, __u8 *verdict)
-{
-	struct dest_key k = { .rule = r->id, .family = family };
-	__u32 a[4];
-	__builtin_memcpy(a, addr, 16);
-	__u8 n = family == 4 ? r->nlens4 : r->nlens6;
-
-	/* Longest prefix first: the first node found lists every entry that can
-	 * match, most specific first. */
-	for (int i = 0; i < MAX_PREFIX_LENS; i++) {
-		if (i >= n)
-			break;
-		int plen = family == 4 ? r->lens4[i] : r->lens6[i];
-		k.plen = plen;
-		__u32 *w = (__u32 *)k.addr;
-		w[0] = a[0] & word_mask(plen);
-		w[1] = a[1] & word_mask(plen - 32);
-		w[2] = a[2] & word_mask(plen - 64);
-		w[3] = a[3] & word_mask(plen - 96);
-		struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
-		if (!v)
-			continue;
-		for (int j = 0; j < MAX_DEST_ENTRIES; j++) {
-			if (j >= v->count)
-				break;
-			struct dest_entry *e = &v->e[j];
-			if (e->dir == DIR_IN) /* inbound: an "in" entry never judges a connect */
-				continue;
-			if (e->proto != PROTO_ANY && e->proto != proto)
-				continue;
-			if (port < e->port_lo || port > e->port_hi)
-				continue;
-			*verdict = e->verdict;
-			return 1;
-		}
-		return 0;
-	}
-	return 0;
-}
-
-static __always_inline int is_local(__u32 family, const __u8 *addr)
-{
-	struct local_key k = {
-		.prefixlen = 32 + (family == 4 ? 32 : 128),
-		.family = bpf_htonl(family),
-	};
-	__builtin_memcpy(k.addr, addr, 16);
-	__u8 *v = bpf_map_lookup_elem(&local_nets, &k);
-	return v && *v;
-}
-
-static __always_inline void count(__u32 slot, __u8 verdict)
-{
-	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
-	if (!c)
-		return;
-	/* Atomic even per CPU: a preemptible kernel may interleave two hooks. */
-	if (verdict == VERDICT_ALLOW)
-		__sync_fetch_and_add(&c->allowed, 1);
-	else if (verdict == VERDICT_DENY)
-		__sync_fetch_and_add(&c->denied, 1);
-	else
-		__sync_fetch_and_add(&c->audited, 1);
-}
 
 static __always_inline void lose(__u64 n)
 {
@@ -388,58 +118,39 @@ static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 v
 	bpf_ringbuf_submit(ev, 0);
 }
 
-/* One destination to judge, passed to decide by pointer. */
-struct dest_q {
-	__u8 addr[16];
-	__u32 family;
-	__u16 port;
-	__u8 proto;
-	__u8 _pad;
-};
-
-/* decide judges one destination under rule r (its audit flag already folds
- * in audit mode). A global function: the verifier checks it once, not at
- * every call site (judge calls it twice when a name rule may tighten, and
- * inlining match_dests twice goes over the verifier's limit). */
-__attribute__((noinline)) int decide(struct rule *r, struct dest_q *q)
-{
-	if (!r || !q)
-		return VERDICT_ALLOW;
-	__u8 verdict = 0;
-	if (r->has_dests)
-		match_dests(r, q->family, q->addr, q->port, q->proto, &verdict);
-	if (!verdict) {
-		if (r->action == ACTION_ALLOW)
-			verdict = VERDICT_ALLOW;
-		else if (r->action == ACTION_LOCAL_ONLY && is_local(q->family, q->addr))
-			verdict = VERDICT_ALLOW;
-		else
-			verdict = VERDICT_DENY;
-	}
-	if (verdict == VERDICT_DENY && r->audit)
-		verdict = VERDICT_AUDIT;
-	return verdict;
-}
-
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
- * common case, a thread whose rule (or the default) allows everything, costs
- * the policy word, one task storage lookup and the counter. */
+ * common cases, a thread whose rule (or the default) allows everything, or
+ * that asks again about the destination it was just allowed, cost the
+ * policy word, this CPU's memo slot and the counter. */
 static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
 				 __u16 port, __u8 hook)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (!task->mm)
 		return 1; /* kernel thread: no user memory, always allowed */
+	__s64 word = active_word();
+	if (word < 0)
+		return 1;
+	__u8 proto = proto_of(ctx);
+	struct memo *m = memo_slot(task);
+	if (m) {
+		__s64 slot = memo_hit(m, task, word, family, addr, port, proto);
+		if (slot >= 0) {
+			count(slot, VERDICT_ALLOW);
+			return 1;
+		}
+	}
 	struct rule_cache scratch;
-	struct rule_cache *rc = rule_of(task, &scratch);
+	struct rule_cache *rc = rule_of_word(task, word, &scratch);
 	if (!rc)
 		return 1;
 	struct rule *r = &rc->r;
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
 		count(r->counter, VERDICT_ALLOW);
+		if (m)
+			memo_put(m, task, rc, MEMO_ALL, r->counter, 0, addr, 0, 0);
 		return 1;
 	}
-	__u8 proto = proto_of(ctx);
 	struct dest_q q = { .family = family, .port = port, .proto = proto };
 	__builtin_memcpy(q.addr, addr, 16);
 	__u8 verdict = decide(r, &q);
@@ -453,8 +164,11 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	}
 
 	count(r->counter, verdict);
-	if (verdict == VERDICT_ALLOW)
+	if (verdict == VERDICT_ALLOW) {
+		if (m && !q.local)
+			memo_put(m, task, rc, MEMO_DEST, r->counter, family, addr, port, proto);
 		return 1;
+	}
 	report(rc, r, verdict, family, addr, port, proto, hook, ctx->family);
 	return verdict == VERDICT_AUDIT;
 }

@@ -98,7 +98,9 @@ struct rule_cache {
 	__u8 has_exe;
 	__u8 has_named;   /* named holds the rule of a path name this executable
 			   * was run by (a retargeted symlink): it may only tighten */
-	__u8 _pad[6];
+	__u8 pending;     /* selected for a directly run loader not yet judged
+			   * as its program: not to be memoized */
+	__u8 _pad[5];
 	struct rule r;    /* the rule; audit folds in audit mode */
 	struct rule named;
 };
@@ -107,6 +109,44 @@ struct task_state {
 	struct proc_ident id;   /* meaningful on the thread group leader */
 	struct rule_cache cache; /* this thread's */
 };
+
+/* A verdict the current thread reached a moment ago, so that the next call
+ * with the same question costs neither the task storage lookup (about a
+ * hundred ns here) nor a destination hash lookup. One slot per CPU and
+ * MEMO_WAYS threads (by tid): a program on a CPU reads only that CPU's
+ * slots (CPUs past MEMO_CPUS judge without one). Written under its spin
+ * lock with seq odd while writing, read without a lock and kept only when
+ * seq did not move (a writer may preempt a reader on the same CPU). Only
+ * ALLOW verdicts that depend on nothing but the policy word, the thread
+ * (pid, start time, exec count), the destination and, where the rule's
+ * selection did, the cgroup and ids are kept: local-only decisions
+ * (local_nets changes without a new word) never are. */
+#define MEMO_CPUS 64 /* the map stays under 32 KiB: kmalloc'd, in the direct map */
+#define MEMO_WAYS 2
+#define MEMO_ALL 1  /* the rule allows everything: any destination */
+#define MEMO_DEST 2 /* this destination, protocol and port were allowed */
+struct memo {
+	struct bpf_spin_lock lock;
+	__u32 seq;
+	__u32 tag;        /* MEMO_TAG: a slot copied from another layout never matches */
+	__u32 word;       /* the active word the verdict was reached under */
+	__u32 pid;        /* the thread (task->pid) ... */
+	__u32 counter;    /* the counter slot the verdict is counted in */
+	__u64 start;      /* ... its start time ... */
+	__u64 exec_id;    /* ... and how many execs it made */
+	__u64 cgroup;
+	__u64 uid_gid;
+	__u8 kind;        /* MEMO_ALL or MEMO_DEST; 0: empty */
+	__u8 by_cgroup;
+	__u8 by_ids;
+	__u8 family;
+	__u8 proto;
+	__u8 _pad;
+	__u16 port;
+	__u8 addr[16];
+	__u8 _pad2[48]; /* 128 bytes: no two CPUs' slots share a cache line */
+};
+#define MEMO_TAG (0x4d454d00u | (__u32)sizeof(struct memo))
 
 /* Per-generation settings, switched together with the maps. */
 struct config {

@@ -19,11 +19,11 @@
 #include <bpf/bpf_endian.h>
 
 #include "kernel_types.h"
-#include "maps.h"
-#include "guard.h"
-#include "verdict.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#include "verdict.h"
+#include "guard.h"
 
 #define SOL_IP 0
 #define SOL_IPV6 41
@@ -92,8 +92,7 @@ int exewall_setsockopt(struct bpf_sockopt *ctx)
 			if (ctx->optlen > PAGE_SIZE)
 				refuse = 1;
 		}
-		struct who w = {};
-		if (refuse && who_current(&w) == 0 && restricted(&w, NULL))
+		if (refuse && restricted_current())
 			return 0; /* EPERM */
 	}
 	/* Pass every other option through untouched: a buffer larger than a
@@ -141,13 +140,12 @@ static __always_inline int drop_srcrt(struct __sk_buff *skb, struct bpf_sock *sk
 	struct who w = {};
 	if (o) {
 		who_owner(&w, o);
-		if (restricted(&w, skb))
+		if (restricted_owner(&w, skb))
 			return 1;
 	}
 	if (sk->protocol == IPPROTO_TCP)
 		return 0;
-	struct who cur = {};
-	return who_current(&cur) == 0 && restricted(&cur, NULL);
+	return restricted_current();
 }
 
 /* drop_echo: an echo request from a ping (or raw) socket is dropped when the
@@ -156,8 +154,7 @@ static __always_inline int drop_echo(struct bpf_sock *sk)
 {
 	if (sk->type != SOCK_DGRAM && sk->type != SOCK_RAW)
 		return 0;
-	struct who w = {};
-	return who_current(&w) == 0 && restricted(&w, NULL);
+	return restricted_current();
 }
 
 /* The socket a packet belongs to; for a SYN-ACK (sent on behalf of a request

@@ -126,10 +126,42 @@ int exewall_in_send6(struct bpf_sock_addr *ctx)
 	return note_peer(ctx, 6, a);
 }
 
+/* owner_rule: the rule of a socket's recorded creator, selected as
+ * verdict.h's restricted_owner does (executable, else deepest cgroup of the
+ * socket, else uid, else gid); NULL for the default. */
+static __always_inline struct rule *owner_rule(struct config *cfg, __u32 gen, struct who *w, struct __sk_buff *skb)
+{
+	struct rule *r = NULL;
+	if (w->has_exe) {
+		struct exe_key k = { .id = w->exe, .gen = gen };
+		r = bpf_map_lookup_elem(&exe_rules, &k);
+		if (!r)
+			r = find_learned_rule(&w->exe, gen);
+	}
+	if (!r && cfg->has_cgroup_rules) {
+		struct id_key k = { .gen = gen };
+		for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+			k.id = bpf_skb_ancestor_cgroup_id(skb, level);
+			if (!k.id)
+				break;
+			struct rule *c = bpf_map_lookup_elem(&cgroup_rules, &k);
+			if (c)
+				r = c;
+		}
+	}
+	if (!r && cfg->has_uid_rules) {
+		struct id_key k = { .id = w->uid, .gen = gen };
+		r = bpf_map_lookup_elem(&uid_rules, &k);
+	}
+	if (!r && cfg->has_gid_rules) {
+		struct id_key k = { .id = w->gid, .gen = gen };
+		r = bpf_map_lookup_elem(&gid_rules, &k);
+	}
+	return r;
+}
+
 /* select_in fills s->r with the rule of the socket's creator under policy
- * word `word`: the same selection as outbound (verdict.h guard_rule: exe,
- * else deepest cgroup of the socket, else uid, else gid), else
- * default_inbound. */
+ * word `word` (owner_rule), else default_inbound. */
 static __always_inline int select_in(struct __sk_buff *skb, struct sock_owner *o, struct in_sock *s, __u32 word)
 {
 	__u32 gen = word & 1;
@@ -138,7 +170,7 @@ static __always_inline int select_in(struct __sk_buff *skb, struct sock_owner *o
 		return 0;
 	struct who w = {};
 	who_owner(&w, o);
-	struct rule *r = guard_rule(cfg, gen, &w, skb);
+	struct rule *r = owner_rule(cfg, gen, &w, skb);
 	if (r) {
 		s->r = *r;
 		s->is_default = 0;
@@ -156,15 +188,6 @@ static __always_inline int select_in(struct __sk_buff *skb, struct sock_owner *o
 	s->active = word;
 	s->valid = 1;
 	return 1;
-}
-
-static __always_inline __u32 word_mask(int bits)
-{
-	if (bits <= 0)
-		return 0;
-	if (bits >= 32)
-		return 0xffffffff;
-	return bpf_htonl(0xffffffffu << (32 - bits));
 }
 
 /* One inbound attempt, passed to decide_in by pointer. */
@@ -243,19 +266,6 @@ static __always_inline int is_reply(struct in_sock *s, struct in_q *q, __u16 spo
 			return 1;
 	}
 	return 0;
-}
-
-static __always_inline void count_in(__u32 slot, __u8 verdict)
-{
-	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
-	if (!c)
-		return;
-	if (verdict == VERDICT_ALLOW)
-		__sync_fetch_and_add(&c->allowed, 1);
-	else if (verdict == VERDICT_DENY)
-		__sync_fetch_and_add(&c->denied, 1);
-	else
-		__sync_fetch_and_add(&c->audited, 1);
 }
 
 /* report_in: one event per (creator, rule, local port, protocol, family)
@@ -417,7 +427,7 @@ int exewall_ingress(struct __sk_buff *skb)
 	__u8 verdict = decide_in(&s->r, &q);
 	if (verdict != VERDICT_ALLOW && protocol == IPPROTO_UDP && sport && is_reply(s, &q, sport))
 		verdict = VERDICT_ALLOW;
-	count_in(s->r.counter, verdict);
+	count(s->r.counter, verdict); /* verdict.h */
 	if (verdict == VERDICT_ALLOW)
 		return 1;
 	if (syn)

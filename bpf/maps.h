@@ -219,6 +219,14 @@ struct {
 	__type(value, __s64);
 } loader_pending SEC(".maps");
 
+/* Verdicts reached a moment ago, per CPU and thread (struct memo). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MEMO_CPUS * MEMO_WAYS);
+	__type(key, __u32);
+	__type(value, struct memo);
+} rule_memo SEC(".maps");
+
 /* Set by the loader (rodata, before load): 1 when cgroup programs may use
  * task storage on this kernel, 0 to keep identities in proc_idents. */
 volatile const __u8 use_task_storage = 1;

@@ -26,8 +26,9 @@ func (c *Client) Rules(ctx context.Context) ([]engine.RuleView, error) {
 // returns the rule as stored (with the name the daemon gave it when r has
 // none). When it returns nil the rule is in force and written to the
 // policy file. An invalid rule is an *Error with Status 400; a managed
-// policy file, a pending confirmation or a learning session a 409; a rule
-// the backend cannot enforce a 501.
+// policy file, a pending confirmation, a learning session or a change that
+// would cut sockets listening now (see Forced) a 409; a rule the backend
+// cannot enforce a 501.
 func (c *Client) AddRule(ctx context.Context, r engine.RuleView) (engine.RuleView, error) {
 	var v engine.RuleView
 	return v, c.do(ctx, "POST", "/v1/rules", r, &v)
@@ -45,6 +46,12 @@ func (c *Client) RemoveRule(ctx context.Context, nameOrPath string) (engine.Rule
 // "deny" or "local-only". Errors as AddRule.
 func (c *Client) SetDefault(ctx context.Context, action string) error {
 	return c.do(ctx, "PUT", "/v1/default", ActionRequest{Action: action}, nil)
+}
+
+// SetDefaultInbound sets default_inbound, what processes no rule selects
+// accept: "allow", "deny" or "local-only". Errors as AddRule.
+func (c *Client) SetDefaultInbound(ctx context.Context, action string) error {
+	return c.do(ctx, "PUT", "/v1/default", ActionRequest{Action: action, Inbound: true}, nil)
 }
 
 // SetMode sets "enforce" or "audit". Errors as AddRule.
@@ -93,9 +100,9 @@ func (c *Client) Status(ctx context.Context) (engine.Status, error) {
 }
 
 // Names returns the DNS name -> address bindings in force, per rule, with
-// their expiry (`exewall names`). Until the daemon learns names from DNS
-// answers it returns an *Error with Status 501 (errors.Is
-// engine.ErrNotSupported).
+// their expiry (`exewall names`), by rule. A backend that does not learn
+// names from DNS answers (Windows, macOS) returns an *Error with Status 501
+// (errors.Is engine.ErrNotSupported).
 func (c *Client) Names(ctx context.Context) ([]NameBinding, error) {
 	var v []NameBinding
 	return v, c.do(ctx, "GET", "/v1/names", nil, &v)

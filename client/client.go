@@ -42,6 +42,7 @@ type Client struct {
 	socket string // for messages
 	base   string // URL prefix of the API's paths
 	hc     *http.Client
+	force  bool // changing calls go through the listener check (Forced)
 }
 
 // New returns a client of the daemon listening on socket (a Unix socket
@@ -64,6 +65,17 @@ func New(socket string) *Client {
 // baseURL (such as an httptest.Server's URL): for tests and for proxies.
 func NewWithHTTP(hc *http.Client, baseURL string) *Client {
 	return &Client{socket: baseURL, base: strings.TrimSuffix(baseURL, "/"), hc: hc}
+}
+
+// Forced returns a copy of c whose changing calls (AddRule, RemoveRule,
+// SetDefault, SetDefaultInbound, SetMode, Apply) are made even when they
+// cut sockets listening now (the CLI's --force). Without it such a change
+// is refused with an *Error of Status 409 that errors.Is matches with
+// engine.ErrWouldCut, naming each program and port.
+func (c *Client) Forced() *Client {
+	f := *c
+	f.force = true
+	return &f
 }
 
 // Socket is where the client connects.
@@ -99,10 +111,15 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Unwrap makes errors.Is(err, engine.ErrNotSupported) true for a 501.
+// Unwrap makes errors.Is(err, engine.ErrNotSupported) true for a 501, and
+// errors.Is(err, engine.ErrWouldCut) for a change refused because it
+// would cut listening sockets.
 func (e *Error) Unwrap() error {
-	if e.Status == http.StatusNotImplemented {
+	switch {
+	case e.Status == http.StatusNotImplemented:
 		return engine.ErrNotSupported
+	case e.Status == http.StatusConflict && strings.HasPrefix(e.Message, engine.ErrWouldCut.Error()):
+		return engine.ErrWouldCut
 	}
 	return nil
 }
@@ -130,6 +147,13 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 			return nil, err
 		}
 		body = bytes.NewReader(data)
+	}
+	if c.force && method != http.MethodGet {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "force=1"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {

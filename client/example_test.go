@@ -173,6 +173,23 @@ func ExampleClient_SetDefault() {
 	}
 }
 
+func ExampleClient_SetDefaultInbound() {
+	// What programs no rule names accept: refused (409, errors.Is
+	// engine.ErrWouldCut) while a server listens on a non-loopback address.
+	err := client.New("").SetDefaultInbound(context.Background(), "deny")
+	if errors.Is(err, engine.ErrWouldCut) {
+		fmt.Fprintln(os.Stderr, err) // names each program, pid and port
+	}
+}
+
+func ExampleClient_Forced() {
+	// --force: deny sshd even though it listens now.
+	c := client.New("").Forced()
+	if _, err := c.AddRule(context.Background(), engine.RuleView{Exe: "/usr/sbin/sshd", Action: "deny"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}
+
 func ExampleClient_SetMode() {
 	if err := client.New("").SetMode(context.Background(), "audit"); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -16,10 +15,16 @@ type ErrorBody struct {
 	Line  int    `json:"line,omitempty"` // the policy line at fault, if any
 }
 
-// ActionRequest sets the policy default (PUT /v1/default).
+// ActionRequest sets the policy default (PUT /v1/default), or with
+// Inbound its default_inbound.
 type ActionRequest struct {
-	Action string `json:"action"`
+	Action  string `json:"action"`
+	Inbound bool   `json:"inbound,omitempty"`
 }
+
+// Changing requests (POST and DELETE /v1/rules, PUT /v1/default and
+// /v1/mode, POST /v1/apply) take the query parameter force=1: the change is
+// made even when it cuts sockets listening now (Client.Forced).
 
 // ModeRequest sets the policy mode (PUT /v1/mode).
 type ModeRequest struct {
@@ -63,9 +68,4 @@ const DefaultLearnLease = 30 * time.Second
 
 // NameBinding is one DNS name -> address binding a rule's name entry put in
 // force (GET /v1/names).
-type NameBinding struct {
-	Rule    string     `json:"rule"`
-	Name    string     `json:"name"`
-	Addr    netip.Addr `json:"addr"`
-	Expires time.Time  `json:"expires"`
-}
+type NameBinding = engine.NameBinding

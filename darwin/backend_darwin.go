@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ type Config struct {
 // engine.Syncer and engine.Resetter.
 type Backend struct {
 	anchor *pfAnchor
+	appfw  *appFirewall // exe: rules (appfw.go)
 	log    *slog.Logger
 	detach bool
 
@@ -74,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b := &Backend{
 		anchor: &pfAnchor{Pfctl: command("pfctl"), Path: AnchorPath, StateDir: dir, Log: log},
+		appfw:  &appFirewall{Tool: command(SocketFilterFW), StateDir: dir, Log: log},
 		log:    log,
 		detach: cfg.DetachOnClose,
 		viol:   make(chan engine.Violation, 1024),
@@ -89,13 +92,27 @@ func (b *Backend) Name() string { return "pf" }
 
 // Apply renders p with the host's current subnets and loads it into the
 // anchor in one pfctl transaction; pfctl refusing it leaves the previous
-// rules in force.
+// rules in force. The exe: rules go to the Application Firewall first, and
+// back to what they were when pf refuses the anchor.
 func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	rs, err := b.render(p)
 	if err != nil {
 		return err
 	}
-	return b.anchor.Load(ctx, rs)
+	prev, exes := b.appfw.Blocked(), blockedExes(p)
+	if err := b.appfw.Apply(ctx, exes); err != nil {
+		return err
+	}
+	if err := b.anchor.Load(ctx, rs); err != nil {
+		if rerr := b.appfw.Apply(context.WithoutCancel(ctx), prev); rerr != nil {
+			b.log.Error("pf refused the policy and the Application Firewall could not be put back; run `exewall sync`", "err", rerr)
+		}
+		return err
+	}
+	if len(exes) > 0 {
+		b.log.Info("exe: rules are enforced by the Application Firewall: incoming connections only; what these programs open is not blocked", "programs", exes)
+	}
+	return nil
 }
 
 func (b *Backend) render(p *engine.Policy) (*ruleset, error) {
@@ -142,6 +159,9 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	if err != nil {
 		return nil, err
 	}
+	if err := b.appfw.Apply(ctx, blockedExes(p)); err != nil {
+		return nil, err
+	}
 	return b.anchor.Sync(ctx, rs)
 }
 
@@ -153,15 +173,22 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		st.Hooks = append(st.Hooks, "pflog0 (tcpdump)")
 	}
 	b.mu.Unlock()
+	if n := len(b.appfw.Blocked()); n > 0 {
+		st.Hooks = append(st.Hooks, fmt.Sprintf("Application Firewall: %d exe: rules, incoming connections only", n))
+		st.Rules += n
+	}
 	return st, err
 }
 
 // Violations implements engine.Backend.
 func (b *Backend) Violations() <-chan engine.Violation { return b.viol }
 
-// Reset implements engine.Resetter: it flushes the anchor and hands back
-// pf's enable reference.
-func (b *Backend) Reset(ctx context.Context) error { return b.anchor.Remove(ctx) }
+// Reset implements engine.Resetter: it flushes the anchor, hands back
+// pf's enable reference, and gives the Application Firewall back the
+// entries and global state exewall changed.
+func (b *Backend) Reset(ctx context.Context) error {
+	return errors.Join(b.anchor.Remove(ctx), b.appfw.Remove(ctx))
+}
 
 // Close stops reading pflog. The rules stay in force, and so does our pf
 // reference, unless the backend was told to detach.
@@ -179,7 +206,7 @@ func (b *Backend) Close() error {
 	if b.detach {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return b.anchor.Remove(ctx)
+		return errors.Join(b.anchor.Remove(ctx), b.appfw.Remove(ctx))
 	}
 	return nil
 }
@@ -210,7 +237,11 @@ func (b *Backend) Checks(ctx context.Context) []engine.Check {
 	} else {
 		cs = append(cs, engine.Check{Name: "pflog", OK: true, Detail: "violations read from pflog0 with tcpdump"})
 	}
-	cs = append(cs, engine.Check{Name: "exe rules", Optional: true, Detail: "exe: rules are refused on macOS: pf matches a socket's user or group only (an exe rule would need a Network Extension); use user: or group: rules"})
+	if _, err := os.Stat(SocketFilterFW); err != nil {
+		cs = append(cs, engine.Check{Name: "exe rules", Optional: true, Detail: "exe: rules need the Application Firewall (" + SocketFilterFW + "), which is missing: " + err.Error()})
+	} else {
+		cs = append(cs, engine.Check{Name: "exe rules", Optional: true, Detail: "exe: rules with action deny and no entries are enforced by the Application Firewall, incoming connections only (outbound by executable would need a Network Extension); other exe: rules are refused: use user: or group: rules"})
+	}
 	return cs
 }
 
@@ -317,5 +348,6 @@ func Reset(ctx context.Context, cfg Config) error {
 		stateDir = defaultStateDir
 	}
 	a := &pfAnchor{Pfctl: command("pfctl"), Path: AnchorPath, StateDir: stateDir}
-	return a.Remove(ctx)
+	fw := &appFirewall{Tool: command(SocketFilterFW), StateDir: stateDir}
+	return errors.Join(a.Remove(ctx), fw.Remove(ctx))
 }

@@ -70,8 +70,9 @@ type ruleset struct {
 // Only outbound packets are judged, like the connect/sendmsg hooks on
 // Linux: replies to allowed connections pass through pf's state table.
 //
-// exe: and cgroup: rules are refused with an error wrapping
-// engine.ErrNotSupported.
+// exe: rules are not pf's: the Application Firewall enforces them (appfw.go)
+// and checkSelectors lets through only those it can; cgroup: rules are
+// refused with an error wrapping engine.ErrNotSupported.
 func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) {
 	if p == nil {
 		return nil, errors.New("no policy")
@@ -98,55 +99,6 @@ func renderRuleset(p *engine.Policy, hostNets []netip.Prefix) (*ruleset, error) 
 	}
 	g.defaults()
 	return &ruleset{Text: g.text(), Labels: g.labels, Rules: g.rules}, nil
-}
-
-// checkSelectors refuses what pf cannot select and selectors that would make
-// pf and the engine disagree.
-func checkSelectors(p *engine.Policy) error {
-	var exe, cg []string
-	seen := map[string]string{}
-	for _, r := range p.Rules {
-		var key string
-		switch {
-		case r.Exe != "":
-			exe = append(exe, strconv.Quote(r.Name))
-			continue
-		case r.Cgroup != "":
-			cg = append(cg, strconv.Quote(r.Name))
-			continue
-		case r.User != "":
-			key = "user " + r.User
-		case r.Group != "":
-			key = "group " + r.Group
-		default:
-			return fmt.Errorf("rule %q selects no processes", r.Name)
-		}
-		// pf takes the first quick match, the engine the last rule for an
-		// id: refuse rather than pick one.
-		if other, ok := seen[key]; ok {
-			return fmt.Errorf("rules %q and %q both select %s", other, r.Name, key)
-		}
-		seen[key] = r.Name
-	}
-	if len(exe) > 0 {
-		return fmt.Errorf("%s: cannot select by executable on macOS, where pf matches only the user or group owning a socket; use a user: or group: rule and run the app under a dedicated user: %w",
-			ruleNames(exe), engine.ErrNotSupported)
-	}
-	if len(cg) > 0 {
-		return fmt.Errorf("%s: cannot select by cgroup on macOS, which has no cgroups; use a user: or group: rule and run the service under a dedicated user: %w",
-			ruleNames(cg), engine.ErrNotSupported)
-	}
-	if err := engine.RefuseNames(p, "macOS would need a Network Extension DNS proxy (docs/macos.md)"); err != nil {
-		return err
-	}
-	return engine.RefuseInbound(p, "pf rules of a user or group judge outbound only")
-}
-
-func ruleNames(quoted []string) string {
-	if len(quoted) == 1 {
-		return "rule " + quoted[0]
-	}
-	return "rules " + strings.Join(quoted, ", ")
 }
 
 type generator struct {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -178,7 +179,14 @@ func TestRenderRefuses(t *testing.T) {
 			{Name: "curl", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny},
 			{Name: "me", Selector: engine.Selector{User: "alice"}, Action: engine.ActionDeny},
 			{Name: "browser", Selector: engine.Selector{Exe: "/Applications/Firefox.app/Contents/MacOS/firefox"}, Action: engine.ActionLocalOnly},
-		}, true, []string{`"curl", "browser"`, "user: or group: rule", "dedicated user"}},
+		}, true, []string{`"browser"`, "action local-only", "Application Firewall", "incoming", "user: or group: rule", "dedicated user"}},
+		{"exe_entries", []engine.Rule{
+			{Name: "curl", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny,
+				Allow: dests("203.0.113.0/24 port 443 tcp")},
+		}, true, []string{`"curl"`, "entries", "Application Firewall"}},
+		{"exe_audit", []engine.Rule{
+			{Name: "curl", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny, Audit: true},
+		}, true, []string{`"curl"`, "audit"}},
 		{"cgroup", []engine.Rule{
 			{Name: "web", Selector: engine.Selector{Cgroup: "/system.slice/nginx.service"}, Action: engine.ActionLocalOnly},
 		}, true, []string{`"web"`, "cgroup", "user: or group: rule"}},
@@ -211,6 +219,25 @@ func TestRenderRefuses(t *testing.T) {
 				golden(t, "refuse_"+c.name+".golden", err.Error()+"\n")
 			}
 		})
+	}
+}
+
+// TestExeDenyAccepted: an exe: rule with action deny and no entries is
+// the Application Firewall's, not pf's: the anchor does not mention it.
+func TestExeDenyAccepted(t *testing.T) {
+	p := &engine.Policy{Rules: []engine.Rule{
+		{Name: "curl", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny},
+		{Name: "me", Selector: engine.Selector{User: "501"}, Action: engine.ActionLocalOnly},
+	}}
+	rs, err := renderRuleset(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rs.Text, "curl") || rs.Rules != 1 {
+		t.Errorf("pf anchor of an exe deny rule (%d rules):\n%s", rs.Rules, rs.Text)
+	}
+	if got := blockedExes(p); !slices.Equal(got, []string{"/usr/bin/curl"}) {
+		t.Errorf("blocked: %v", got)
 	}
 }
 

@@ -37,6 +37,7 @@ type Attempt struct {
 // the Linux kernel tests check the eBPF datapath against it case by case.
 type Evaluator struct {
 	policy   *Policy
+	judged   *Policy // policy with its rules' default denies (encdns.go)
 	exeRules map[FileID]int
 	uidRules map[uint32]int
 	gidRules map[uint32]int
@@ -46,10 +47,11 @@ type Evaluator struct {
 	bound map[string]map[netip.Addr][]string
 }
 
-// NewEvaluator prepares p for evaluation. Exe rules are resolved with r;
+// NewEvaluator prepares p for evaluation (with the default encrypted-DNS
+// denies of rules with name entries, WithEncryptedDNSDenied). Exe rules are resolved with r;
 // rules whose executable does not exist match nothing.
 func NewEvaluator(p *Policy, r Resolver, hostNets []netip.Prefix) (*Evaluator, error) {
-	e := &Evaluator{policy: p, exeRules: map[FileID]int{}, uidRules: map[uint32]int{}, gidRules: map[uint32]int{}, hostNets: hostNets}
+	e := &Evaluator{policy: p, judged: WithEncryptedDNSDenied(p), exeRules: map[FileID]int{}, uidRules: map[uint32]int{}, gidRules: map[uint32]int{}, hostNets: hostNets}
 	for i, rule := range p.Rules {
 		switch {
 		case rule.Exe != "":
@@ -148,7 +150,7 @@ func (e *Evaluator) Judge(s Subject, a Attempt) Decision {
 		}
 		return e.finish(def, false, "", a.Addr)
 	}
-	rule := &e.policy.Rules[i]
+	rule := &e.judged.Rules[i]
 	if m, ok := MatchAttempt(rule, a, e.bound[rule.Name][a.Addr.Unmap()]); ok {
 		if m.Verdict == VerdictAllow {
 			return Decision{Verdict: VerdictAllow, Rule: rule.Name, Name: m.Name}

@@ -175,6 +175,9 @@ func (m *Manager) Run(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if v.Direction == "" {
+				v.Direction = DirOut.String()
+			}
 			if ls := m.learn.Load(); ls != nil {
 				ls.record(v)
 			}

@@ -23,21 +23,32 @@ import (
 
 // LearningPolicy is what a learning session enforces: nothing is blocked,
 // every attempt of every process is reported with its executable.
-func LearningPolicy() *Policy { return &Policy{Default: ActionDeny, Mode: ModeAudit} }
+// What programs accept is reported too (default_inbound: deny, audited)
+// where the backend judges inbound; LearningPolicyOutbound is the fallback
+// for backends that do not.
+func LearningPolicy() *Policy {
+	return &Policy{Default: ActionDeny, Mode: ModeAudit, DefaultInbound: ActionDeny, InboundSet: true}
+}
+
+// LearningPolicyOutbound is LearningPolicy for a backend that refuses to
+// judge inbound: only what programs open is seen.
+func LearningPolicyOutbound() *Policy { return &Policy{Default: ActionDeny, Mode: ModeAudit} }
 
 // Learning session bounds: observations kept per session (distinct
 // executable, destination, port and protocol), so a scan or a storm costs
 // bounded memory; what does not fit is counted.
 const maxLearnKeys = 100000
 
-// LearnDest is one destination an executable tried, with how often.
+// LearnDest is one destination an executable tried, with how often; with
+// Direction "in", a peer it accepted (Addr) on its local port (Port).
 type LearnDest struct {
-	Addr  netip.Addr `json:"addr"`
-	Port  uint16     `json:"port"`
-	Proto string     `json:"proto"`
-	Count uint64     `json:"count"`
-	First time.Time  `json:"first"`
-	Last  time.Time  `json:"last"`
+	Addr      netip.Addr `json:"addr"`
+	Port      uint16     `json:"port"`
+	Proto     string     `json:"proto"`
+	Direction string     `json:"direction,omitempty"` // "in", or "" for out
+	Count     uint64     `json:"count"`
+	First     time.Time  `json:"first"`
+	Last      time.Time  `json:"last"`
 }
 
 // LearnExe is what one executable did during a session.
@@ -47,6 +58,9 @@ type LearnExe struct {
 	UIDs   []uint32    `json:"uids"`
 	Events uint64      `json:"events"`
 	Dests  []LearnDest `json:"dests"`
+	// Lookups are the DNS answers it received (names it asked and the
+	// addresses answered), when the forwarder saw them.
+	Lookups []LearnLookup `json:"lookups,omitempty"`
 }
 
 // LearnReport is a session's state, and at its end what it saw.
@@ -74,6 +88,10 @@ type LearnReport struct {
 	// Policy is the policy file learned from Observed (LearnedPolicy with
 	// the host's own subnets), in the final report only.
 	Policy string `json:"policy,omitempty"`
+	// HostNets are the host's own subnets the Policy was learned with, in
+	// the final report only (a client may learn again from Observed, e.g.
+	// with LearnOptions.FoldNames).
+	HostNets []netip.Prefix `json:"host_nets,omitempty"`
 }
 
 type learnKey struct {
@@ -81,6 +99,7 @@ type learnKey struct {
 	addr  netip.Addr
 	port  uint16
 	proto string
+	in    bool
 }
 
 type learnSession struct {
@@ -101,6 +120,7 @@ type learnSession struct {
 	unattributed map[string]uint64
 	dests        map[learnKey]*LearnDest
 	exes         map[string]*LearnExe
+	lookups      map[lookupKey]bool // learn_names.go
 }
 
 // StartLearning puts the learning policy in force for d (0: until
@@ -120,7 +140,11 @@ func (m *Manager) StartLearning(ctx context.Context, d, lease time.Duration) (Le
 	}
 	lp := LearningPolicy()
 	if err := m.refuse(lp); err != nil {
-		return LearnReport{}, fmt.Errorf("learning: %w", err)
+		lp = LearningPolicyOutbound()
+		if err := m.refuse(lp); err != nil {
+			return LearnReport{}, fmt.Errorf("learning: %w", err)
+		}
+		m.log.Info("learning: this backend does not judge inbound; only what programs open is recorded")
 	}
 	if err := m.cfg.Backend.Apply(ctx, lp); err != nil {
 		return LearnReport{}, fmt.Errorf("apply the learning policy: %w", err)
@@ -239,7 +263,8 @@ func (m *Manager) StopLearning(ctx context.Context) (LearnReport, error) {
 	m.endLearningLocked(ls, "stopped by the client")
 	m.learn.Store(nil)
 	rep := ls.report(true)
-	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: m.cfg.HostNets(), SameFile: sameFile, Ended: time.Now()})
+	rep.HostNets = m.cfg.HostNets()
+	data, _, err := LearnedPolicy(rep, LearnOptions{HostNets: rep.HostNets, SameFile: sameFile, Ended: time.Now()})
 	if err != nil {
 		return rep, err
 	}
@@ -290,12 +315,13 @@ func (ls *learnSession) record(v Violation) {
 		}
 		return
 	}
-	if v.ConnectOnly() && v.Dport != 53 {
+	in := v.Inbound()
+	if !in && v.ConnectOnly() && v.Dport != 53 {
 		ls.notSent += n
 		return
 	}
 	addr := v.Daddr.Unmap()
-	k := learnKey{exe: v.Exe, addr: addr, port: v.Dport, proto: v.Proto}
+	k := learnKey{exe: v.Exe, addr: addr, port: v.Dport, proto: v.Proto, in: in}
 	d := ls.dests[k]
 	if d == nil {
 		if len(ls.dests) >= maxLearnKeys {
@@ -303,6 +329,9 @@ func (ls *learnSession) record(v Violation) {
 			return
 		}
 		d = &LearnDest{Addr: addr, Port: v.Dport, Proto: v.Proto, First: v.Time}
+		if in {
+			d.Direction = DirIn.String()
+		}
 		ls.dests[k] = d
 	}
 	d.Count += n
@@ -348,6 +377,7 @@ func (ls *learnSession) report(full bool) LearnReport {
 		out.Comms = append([]string(nil), e.Comms...)
 		out.UIDs = append([]uint32(nil), e.UIDs...)
 		out.Dests = byExe[exe]
+		out.Lookups = ls.lookupsOf(exe)
 		sort.Slice(out.Dests, func(i, j int) bool { return lessDest(out.Dests[i], out.Dests[j]) })
 		r.Observed = append(r.Observed, out)
 	}
@@ -362,7 +392,10 @@ func lessDest(a, b LearnDest) bool {
 	if a.Port != b.Port {
 		return a.Port < b.Port
 	}
-	return a.Proto < b.Proto
+	if a.Proto != b.Proto {
+		return a.Proto < b.Proto
+	}
+	return a.Direction < b.Direction
 }
 
 func containsStr(list []string, s string) bool {

@@ -32,6 +32,9 @@ type LearnOptions struct {
 	SameFile func(a, b string) bool
 	// Ended is when the session ended (for the header).
 	Ended time.Time
+	// FoldNames folds names looked up below one domain into a wildcard
+	// (learn_names.go).
+	FoldNames bool
 }
 
 // LearnedPolicy writes a reviewed-ready policy file from what a learning session
@@ -73,6 +76,7 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 				exes[i].Events += e.Events
 				exes[i].Dests = append(exes[i].Dests, e.Dests...)
 				exes[i].Comms = appendNew(exes[i].Comms, e.Comms...)
+				exes[i].Lookups = append(exes[i].Lookups, e.Lookups...)
 				merged = true
 				break
 			}
@@ -97,8 +101,16 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 		}
 		names[name] = true
 		it := &item{view: RuleView{Name: name, Exe: e.Exe}, dests: map[string]string{}}
-		local, other := true, false
+		var outs, ins []LearnDest
 		for _, d := range dests {
+			if d.Direction == DirIn.String() {
+				ins = append(ins, d)
+			} else {
+				outs = append(outs, d)
+			}
+		}
+		local, other := true, false
+		for _, d := range outs {
 			if d.Proto != "tcp" && d.Proto != "udp" {
 				other = true
 			}
@@ -108,16 +120,24 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 		}
 		var lines []string
 		lines = append(lines, summary)
-		if local {
+		switch {
+		case local && len(outs) == 0:
+			it.view.Action = "local-only"
+			lines = append(lines, "it opened no connection, so: local-only, with what it accepted")
+		case local:
 			it.view.Action = "local-only"
 			lines = append(lines, "only local destinations were seen, so: local-only")
-		} else {
+		default:
 			it.view.Action = "deny"
 			lines = append(lines, "deny, except the destinations seen:")
-			for _, f := range fold(dests) {
+			for _, f := range foldNamed(outs, e.Lookups, opts.FoldNames) {
 				it.view.Allow = append(it.view.Allow, f.entry)
 				it.dests[f.entry] = f.comment
 			}
+		}
+		for _, f := range inbound(ins, local, opts.HostNets) {
+			it.view.Allow = append(it.view.Allow, f.entry)
+			it.dests[f.entry] = f.comment
 		}
 		if other {
 			lines = append(lines, "it also used sockets other than TCP and UDP (ping, raw), which only an `action: allow` rule may create")
@@ -127,6 +147,10 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 				lines = append(lines, fmt.Sprintf("  ... and %d more", len(dests)-maxListed))
 				break
 			}
+			if d.Direction == DirIn.String() {
+				lines = append(lines, fmt.Sprintf("  accepted %s on local port %d/%s x%d", d.Addr, d.Port, d.Proto, d.Count))
+				continue
+			}
 			lines = append(lines, fmt.Sprintf("  %s x%d", hostPort(d), d.Count))
 		}
 		it.comment = strings.Join(lines, "\n")
@@ -135,7 +159,8 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 	}
 
 	// The policy, built in code, is what the text must parse back to.
-	view := PolicyView{Default: prev.Default, Mode: prev.Mode, Rules: []RuleView{}}
+	view := PolicyView{Default: prev.Default, Mode: prev.Mode, DefaultInbound: prev.DefaultInbound,
+		Resolvers: prev.Resolvers, Rules: []RuleView{}}
 	for _, it := range append(kept, learned...) {
 		view.Rules = append(view.Rules, it.view)
 	}
@@ -146,6 +171,16 @@ func LearnedPolicy(rep LearnReport, opts LearnOptions) ([]byte, *Policy, error) 
 
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	root.Content = append(root.Content, str("default"), str(prev.Default), str("mode"), str(prev.Mode))
+	if prev.DefaultInbound != "" {
+		root.Content = append(root.Content, str("default_inbound"), str(prev.DefaultInbound))
+	}
+	if len(prev.Resolvers) > 0 {
+		var rs yaml.Node
+		if err := rs.Encode(prev.Resolvers); err != nil {
+			return nil, nil, err
+		}
+		root.Content = append(root.Content, str("resolvers"), &rs)
+	}
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	if len(view.Rules) == 0 {
 		seq.Style = yaml.FlowStyle
@@ -202,13 +237,19 @@ func header(rep LearnReport, opts LearnOptions, rules int, notes []string) strin
 		"One rule per executable seen: `deny` with the destinations it reached allowed",
 		fmt.Sprintf("(%d+ addresses of one /24 or /64 on one port become the whole prefix), or", dense4),
 		"`local-only` when it only talked to local networks (loopback, private,",
-		"link-local, this host's subnets). Rules in force before learning are kept",
-		"unchanged; default and mode are the ones in force before learning.",
+		"link-local, this host's subnets). A program that accepted connections or",
+		"datagrams gets \"in\" entries keeping it reachable on each local port it",
+		"served, from any peer, so the policy works with `default_inbound: deny`.",
+		"Rules in force before learning are kept unchanged; default, mode and",
+		"default_inbound are the ones in force before learning.",
 		fmt.Sprintf("Learned rules: %d.", rules),
 		"",
 		"Review, then: exewall diff FILE && exewall apply -f FILE",
 		"To watch before blocking, set `mode: audit`, apply, read `exewall violations`,",
 		"then `exewall mode enforce`.",
+	}
+	if n := lookupNote(rep, opts); n != "" {
+		lines = append(lines, "", n)
 	}
 	if rep.EndReason != "" {
 		lines = append(lines, "", "Learning ended: "+rep.EndReason+".")
@@ -274,194 +315,4 @@ func appendNew(list []string, more ...string) []string {
 		}
 	}
 	return list
-}
-
-// mergeDests sums duplicates (from merged executables) and sorts.
-func mergeDests(ds []LearnDest) []LearnDest {
-	type key struct {
-		a     netip.Addr
-		port  uint16
-		proto string
-	}
-	at := map[key]int{}
-	var out []LearnDest
-	for _, d := range ds {
-		d.Addr = d.Addr.Unmap()
-		k := key{d.Addr, d.Port, d.Proto}
-		if i, ok := at[k]; ok {
-			out[i].Count += d.Count
-			continue
-		}
-		at[k] = len(out)
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if c := out[i].Addr.Compare(out[j].Addr); c != 0 {
-			return c < 0
-		}
-		if out[i].Port != out[j].Port {
-			return out[i].Port < out[j].Port
-		}
-		return out[i].Proto < out[j].Proto
-	})
-	return out
-}
-
-func hostPort(d LearnDest) string {
-	if d.Proto != "tcp" && d.Proto != "udp" {
-		return fmt.Sprintf("%s %s", d.Addr, d.Proto)
-	}
-	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(d.Addr, d.Port), d.Proto)
-}
-
-type folded struct {
-	entry   string // a destination entry, ParseDest syntax
-	comment string
-}
-
-// fold turns destinations into allow entries: per port and protocol,
-// addresses are grouped into their /24 (/64) when dense, else listed as
-// /32 (/128); then, per prefix and protocol, ports are listed (runs of
-// consecutive ports as ranges), and a prefix and ports seen over both TCP
-// and UDP are one entry without a protocol. Sockets other than TCP and UDP
-// get an entry for the address without port or protocol.
-func fold(ds []LearnDest) []folded {
-	type pp struct {
-		proto string
-		port  uint16
-	}
-	byPort := map[pp][]LearnDest{}
-	for _, d := range ds {
-		k := pp{d.Proto, d.Port}
-		if d.Proto != "tcp" && d.Proto != "udp" {
-			k = pp{"", 0}
-		}
-		byPort[k] = append(byPort[k], d)
-	}
-	type stat struct {
-		count uint64
-		addrs map[netip.Addr]bool
-	}
-	type pk struct {
-		prefix netip.Prefix
-		proto  string
-	}
-	ports := map[pk]map[uint16]*stat{}
-	for k, list := range byPort {
-		groups := map[netip.Prefix][]LearnDest{}
-		for _, d := range list {
-			bits := 24
-			if d.Addr.Is6() {
-				bits = 64
-			}
-			p, _ := d.Addr.Prefix(bits)
-			groups[p] = append(groups[p], d)
-		}
-		for p, g := range groups {
-			distinct := map[netip.Addr]bool{}
-			for _, d := range g {
-				distinct[d.Addr] = true
-			}
-			limit := dense4
-			if p.Addr().Is6() {
-				limit = dense6
-			}
-			for _, d := range g {
-				prefix := netip.PrefixFrom(d.Addr, d.Addr.BitLen())
-				if len(distinct) >= limit {
-					prefix = p
-				}
-				key := pk{prefix, k.proto}
-				if ports[key] == nil {
-					ports[key] = map[uint16]*stat{}
-				}
-				s := ports[key][k.port]
-				if s == nil {
-					s = &stat{addrs: map[netip.Addr]bool{}}
-					ports[key][k.port] = s
-				}
-				s.count += d.Count
-				s.addrs[d.Addr] = true
-			}
-		}
-	}
-	// Per prefix: the port list of each protocol.
-	type entry struct {
-		prefix netip.Prefix
-		proto  string
-		ranges [][2]uint16
-		ports  []map[uint16]*stat
-	}
-	var entries []entry
-	for k, m := range ports {
-		var list []uint16
-		e := entry{prefix: k.prefix, proto: k.proto, ports: []map[uint16]*stat{m}}
-		for port := range m {
-			list = append(list, port)
-		}
-		sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
-		for _, p := range list {
-			if n := len(e.ranges); n > 0 && e.ranges[n-1][1]+1 == p {
-				e.ranges[n-1][1] = p
-			} else {
-				e.ranges = append(e.ranges, [2]uint16{p, p})
-			}
-		}
-		entries = append(entries, e)
-	}
-	// Same prefix and ports over TCP and UDP: one entry for both.
-	sort.Slice(entries, func(i, j int) bool {
-		a, b := entries[i], entries[j]
-		if a.prefix != b.prefix {
-			if c := a.prefix.Addr().Compare(b.prefix.Addr()); c != 0 {
-				return c < 0
-			}
-			return a.prefix.Bits() < b.prefix.Bits()
-		}
-		return a.proto < b.proto
-	})
-	var out []folded
-	for i := 0; i < len(entries); i++ {
-		e := entries[i]
-		if e.proto == "tcp" && i+1 < len(entries) && entries[i+1].prefix == e.prefix &&
-			entries[i+1].proto == "udp" && reflect.DeepEqual(entries[i+1].ranges, e.ranges) {
-			e.proto = ""
-			e.ports = append(e.ports, entries[i+1].ports...)
-			i++
-		}
-		for _, r := range e.ranges {
-			d := Dest{Prefix: e.prefix, PortLo: r[0], PortHi: r[1]}
-			switch e.proto {
-			case "tcp":
-				d.Proto = ProtoTCP
-			case "udp":
-				d.Proto = ProtoUDP
-			}
-			var count uint64
-			addrs := map[netip.Addr]bool{}
-			for _, m := range e.ports {
-				for port, s := range m {
-					if port >= r[0] && port <= r[1] {
-						count += s.count
-						for a := range s.addrs {
-							addrs[a] = true
-						}
-					}
-				}
-			}
-			c := plural(count, "attempt")
-			if len(addrs) > 1 {
-				c += fmt.Sprintf(" to %d addresses", len(addrs))
-			}
-			out = append(out, folded{entry: d.String(), comment: c})
-		}
-	}
-	return out
-}
-
-func plural(n uint64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

@@ -70,6 +70,10 @@ type Manager struct {
 	fileErr error
 	// learn is the learning session, if any (learn.go).
 	learn atomic.Pointer[learnSession]
+	// cutTotal counts listening sockets changes cut (forced, or applied
+	// at start, reload, in managed mode); lastCut is the latest such change.
+	cutTotal uint64
+	lastCut  *CutReport
 }
 
 type pendingApply struct {
@@ -166,6 +170,15 @@ type Status struct {
 	// HeldSocketSweepError says why the last re-judging of held sockets
 	// could not finish: connections the policy denies may still be open.
 	HeldSocketSweepError string `json:"held_socket_sweep_error,omitempty"`
+	// Names are the DNS forwarder's counters and TTL bounds, when one runs.
+	Names *NameStats `json:"names,omitempty"`
+	// DefaultInbound is what programs no rule selects accept.
+	DefaultInbound string `json:"default_inbound"`
+	// ListenersCut counts listening sockets policy changes cut (forced, or
+	// at start, reload and in managed mode, where nothing is refused);
+	// LastListenersCut is the latest such change.
+	ListenersCut     uint64     `json:"listeners_cut"`
+	LastListenersCut *CutReport `json:"last_listeners_cut,omitempty"`
 }
 
 // Status reports the policy in force and the backend's view of the kernel.
@@ -179,8 +192,10 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		RuleCounter: st.RuleCounter, EventsLost: st.EventsLost,
 		UptimeSeconds: int64(time.Since(m.started).Seconds()), PolicyFile: m.cfg.PolicyFile,
 		Managed: m.managed != nil, Violations: total, ViolationAttempts: m.win.attemptsSeen(),
-		HeldSocketSweepError: st.SweepError}
+		HeldSocketSweepError: st.SweepError, DefaultInbound: m.policy.DefaultInbound.String(),
+		ListenersCut: m.cutTotal, LastListenersCut: m.lastCut}
 	s.ViolationsFolded, s.ViolationsFlooding = m.win.foldStats()
+	s.Names = m.nameStats()
 	if s.Hooks == nil {
 		s.Hooks = []string{}
 	}

@@ -53,10 +53,12 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	cuts := m.applyCuts(ctx, DefaultPolicy(), p, "daemon start")
 	if err := m.cfg.Backend.Apply(ctx, p); err != nil {
 		return fmt.Errorf("apply %s: %w", path, err)
 	}
 	m.policy, m.src = p, data
+	m.reportCuts("daemon start", cuts)
 	if m.managed != nil {
 		m.log.Info("policy file is not writable: running managed, CLI edits refused", "path", path, "reason", m.managed)
 	}
@@ -77,10 +79,12 @@ func (m *Manager) loadMemory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cuts := m.applyCuts(ctx, DefaultPolicy(), p, "start")
 	if err := m.cfg.Backend.Apply(ctx, p); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	m.policy, m.src = p, data
+	m.reportCuts("start", cuts)
 	return nil
 }
 
@@ -126,7 +130,10 @@ func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
 // written verbatim (the new file's comments are the user's). With
 // confirmWithin > 0 the previous policy comes back by itself unless
 // Confirm is called in time.
-func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time.Duration) (*Policy, error) {
+//
+// A policy that would cut sockets listening now is refused with a
+// *CutError unless opts has Force.
+func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time.Duration, opts ...ChangeOption) (*Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.editable(); err != nil {
@@ -143,6 +150,10 @@ func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time
 	if err != nil {
 		return nil, err
 	}
+	cuts, err := m.checkCuts(ctx, p, changeOptions(opts))
+	if err != nil {
+		return nil, err
+	}
 	prev, prevSrc := m.policy, m.src
 	if confirmWithin > 0 && m.cfg.RollbackFile != "" {
 		// Saved before the change, so a daemon killed in between still
@@ -155,6 +166,7 @@ func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time
 		m.removeRollbackFile()
 		return nil, err
 	}
+	m.reportCuts("forced apply", cuts)
 	if confirmWithin > 0 {
 		pa := &pendingApply{deadline: time.Now().Add(confirmWithin), prevSrc: prevSrc, prev: prev}
 		pa.timer = time.AfterFunc(confirmWithin, func() { m.rollback(pa) })
@@ -195,10 +207,12 @@ func (m *Manager) rollback(pa *pendingApply) {
 		return // confirmed meanwhile
 	}
 	m.pending = nil
+	cuts := m.applyCuts(context.Background(), m.policy, pa.prev, "rollback")
 	if err := m.commit(context.Background(), pa.prev, pa.prevSrc); err != nil {
 		m.log.Error("roll back unconfirmed apply", "err", err)
 		return
 	}
+	m.reportCuts("rollback of an unconfirmed apply", cuts)
 	m.removeRollbackFile()
 	m.log.Warn("apply not confirmed in time; previous policy restored")
 }
@@ -273,10 +287,16 @@ func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 	if err != nil {
 		return false, m.refuseFile(fmt.Errorf("%s: %w", m.cfg.PolicyFile, err))
 	}
+	why := "reload of the policy file"
+	if m.managed != nil {
+		why = "reload of the managed policy file"
+	}
+	cuts := m.applyCuts(ctx, m.policy, p, why)
 	if err := m.cfg.Backend.Apply(ctx, p); err != nil {
 		return false, m.refuseFile(fmt.Errorf("apply %s: %w", m.cfg.PolicyFile, err))
 	}
 	m.policy, m.src, m.fileErr = p, data, nil
+	m.reportCuts(why, cuts)
 	m.learnOverridden("the policy file changed, and is in force now")
 	return true, nil
 }

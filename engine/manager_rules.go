@@ -62,7 +62,10 @@ func (m *Manager) Check(data []byte) (next, cur *Policy, err error) {
 // Update applies edit to a copy of the policy, validates it, puts it in
 // force and persists it. On any error the policy in force and the file are
 // left as they were.
-func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error) (*Policy, error) {
+//
+// A change that would cut sockets listening now is refused with a
+// *CutError unless opts has Force.
+func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error, opts ...ChangeOption) (*Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.editable(); err != nil {
@@ -75,6 +78,10 @@ func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error) (*Poli
 	if err := m.validate(p); err != nil {
 		return nil, err
 	}
+	cuts, err := m.checkCuts(ctx, p, changeOptions(opts))
+	if err != nil {
+		return nil, err
+	}
 	data, lost, err := EditPolicyFile(m.src, p)
 	if err != nil {
 		return nil, err
@@ -85,6 +92,7 @@ func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error) (*Poli
 	if err := m.commit(ctx, p, data); err != nil {
 		return nil, err
 	}
+	m.reportCuts("forced change", cuts)
 	return p.Clone(), nil
 }
 
@@ -109,7 +117,7 @@ func (m *Manager) editable() error {
 // `exewall deny X` after `exewall allow X` changes X's rule). Without a
 // name, the rule keeps the name it had or gets one derived from its
 // selector. It returns the rule as stored.
-func (m *Manager) AddRule(ctx context.Context, r Rule) (Rule, error) {
+func (m *Manager) AddRule(ctx context.Context, r Rule, opts ...ChangeOption) (Rule, error) {
 	var out Rule
 	_, err := m.Update(ctx, func(p *Policy) error {
 		at := -1
@@ -140,13 +148,13 @@ func (m *Manager) AddRule(ctx context.Context, r Rule) (Rule, error) {
 		}
 		out = r
 		return nil
-	})
+	}, opts...)
 	return out, err
 }
 
 // RemoveRule removes the rule with that name or, failing that, the rule
 // whose exe (or cgroup) is that path.
-func (m *Manager) RemoveRule(ctx context.Context, nameOrPath string) (Rule, error) {
+func (m *Manager) RemoveRule(ctx context.Context, nameOrPath string, opts ...ChangeOption) (Rule, error) {
 	var out Rule
 	_, err := m.Update(ctx, func(p *Policy) error {
 		at := -1
@@ -172,19 +180,26 @@ func (m *Manager) RemoveRule(ctx context.Context, nameOrPath string) (Rule, erro
 		out = p.Rules[at]
 		p.Rules = append(p.Rules[:at], p.Rules[at+1:]...)
 		return nil
-	})
+	}, opts...)
 	return out, err
 }
 
 // SetDefault changes the verdict for processes no rule selects.
-func (m *Manager) SetDefault(ctx context.Context, a Action) error {
-	_, err := m.Update(ctx, func(p *Policy) error { p.Default = a; return nil })
+func (m *Manager) SetDefault(ctx context.Context, a Action, opts ...ChangeOption) error {
+	_, err := m.Update(ctx, func(p *Policy) error { p.Default = a; return nil }, opts...)
+	return err
+}
+
+// SetDefaultInbound changes what processes no rule selects accept
+// (default_inbound), writing it to the policy file.
+func (m *Manager) SetDefaultInbound(ctx context.Context, a Action, opts ...ChangeOption) error {
+	_, err := m.Update(ctx, func(p *Policy) error { p.DefaultInbound, p.InboundSet = a, true; return nil }, opts...)
 	return err
 }
 
 // SetMode switches between enforcing and auditing.
-func (m *Manager) SetMode(ctx context.Context, mode Mode) error {
-	_, err := m.Update(ctx, func(p *Policy) error { p.Mode = mode; return nil })
+func (m *Manager) SetMode(ctx context.Context, mode Mode, opts ...ChangeOption) error {
+	_, err := m.Update(ctx, func(p *Policy) error { p.Mode = mode; return nil }, opts...)
 	return err
 }
 

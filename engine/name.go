@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -34,7 +35,18 @@ func ParseName(s string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%q is not a DNS name", s)
 	}
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("%q is not a valid DNS name: not UTF-8", s)
+	}
 	ascii, err := nameProfile.ToASCII(name)
+	if err == nil {
+		// What a resolver is asked must map to itself again (a punycode
+		// label that decodes to something invalid does not).
+		var again string
+		if again, err = nameProfile.ToASCII(ascii); err == nil && again != ascii {
+			err = fmt.Errorf("%q does not map to itself", ascii)
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("%q is not a valid DNS name: %v", s, idnaReason(err))
 	}

@@ -107,6 +107,11 @@ func editPolicyNode(root *yaml.Node, want PolicyView) {
 	if i := keyIndex(root, "mode"); i >= 0 || want.Mode != ModeEnforce.String() {
 		setScalar(root, "mode", want.Mode, []string{"default"})
 	}
+	if want.DefaultInbound != "" {
+		setScalar(root, "default_inbound", want.DefaultInbound, []string{"default", "mode"})
+	} else {
+		removeKey(root, "default_inbound")
+	}
 	i := keyIndex(root, "rules")
 	if i < 0 && len(want.Rules) == 0 {
 		return

@@ -42,11 +42,21 @@ type Violation struct {
 	// "send" (a datagram sent with a destination address) or "socket" (a
 	// socket kind refused at creation: there is no destination yet).
 	Call string `json:"call,omitempty"`
-	// Direction is "out" (the program opened it) or "in" (it accepted it:
-	// Daddr is the remote peer and Dport the local port), where the backend
-	// knows it.
-	Direction string `json:"direction,omitempty"`
+	// Name is the DNS name of the name entry involved, when one was: the
+	// name the address was bound to by a lookup of the rule's program (an
+	// address answered for a name the rule denies), "" otherwise.
+	Name string `json:"name,omitempty"`
+	// Direction is "out" for what the program opened or sent, "in" for
+	// what it accepted or received: then Daddr is the remote peer and
+	// Dport the local port, and PID, UID and Comm are the socket
+	// creator's. Backends that judge outbound only leave it empty; the
+	// Manager reports that as "out".
+	Direction string `json:"direction"`
 }
+
+// Inbound reports whether the attempt was a connection or datagram the
+// program received.
+func (v Violation) Inbound() bool { return v.Direction == DirIn.String() }
 
 // Calls a Violation may name.
 const (
@@ -60,7 +70,9 @@ const (
 // address to sort them and sends nothing; a program that does send later
 // sends with no further check (connected sends bypass the hooks), so the
 // connect is judged, but it proves no datagram went out.
-func (v Violation) ConnectOnly() bool { return v.Proto == "udp" && v.Call == CallConnect }
+func (v Violation) ConnectOnly() bool {
+	return !v.Inbound() && v.Proto == "udp" && v.Call == CallConnect
+}
 
 // FamilyOf names the address family an address is judged as: IPv4-mapped
 // IPv6 addresses are IPv4.

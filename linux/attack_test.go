@@ -274,6 +274,36 @@ func attack(sc string, res map[string]string) {
 		}
 		env = append(env, attackEnv+"=ping-inherited")
 		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+	case "memo-exec":
+		// Allowed sends fill the per-CPU memo of the last verdict; the
+		// same thread then execs H3_NEXT (denied), which sends again.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			res["socket"] = errName(err)
+			return
+		}
+		for i := 0; i < 3; i++ {
+			if err := unix.Sendto(fd, []byte("x"), 0, sa4); err != nil {
+				res["send-before"] = errName(err)
+			}
+		}
+		runtime.LockOSThread() // exec from the thread that sent
+		var env []string
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, attackEnv+"=") {
+				env = append(env, e)
+			}
+		}
+		env = append(env, attackEnv+"=memo-next")
+		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+	case "memo-next":
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			res["socket"] = errName(err)
+			return
+		}
+		res["send"] = errName(unix.Sendto(fd, []byte("x"), 0, sa4))
+		res["connect"] = errName(unix.Connect(fd, sa4))
 	case "ping-inherited":
 		// fd 3 is a ping socket an unrestricted program created and handed
 		// over across exec.

@@ -130,6 +130,32 @@ type datapathLocalKey struct {
 	Addr      [16]uint8
 }
 
+type datapathMemo struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Seq      uint32
+	Tag      uint32
+	Word     uint32
+	Pid      uint32
+	Counter  uint32
+	Start    uint64
+	ExecId   uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Kind     uint8
+	ByCgroup uint8
+	ByIds    uint8
+	Family   uint8
+	Proto    uint8
+	Pad      uint8
+	Port     uint16
+	Addr     [16]uint8
+	Pad2     [48]uint8
+}
+
 type datapathNameKey struct {
 	_    structs.HostLayout
 	Hash uint64
@@ -212,7 +238,8 @@ type datapathTaskState struct {
 		Exe       datapathFileId
 		HasExe    uint8
 		HasNamed  uint8
-		Pad       [6]uint8
+		Pending   uint8
+		Pad       [5]uint8
 		R         datapathRule
 		Named     datapathRule
 	}
@@ -243,6 +270,7 @@ const (
 	datapathMapNameRules          = "name_rules"
 	datapathMapPathRules          = "path_rules"
 	datapathMapProcIdents         = "proc_idents"
+	datapathMapRuleMemo           = "rule_memo"
 	datapathMapSockDoomed         = "sock_doomed"
 	datapathMapSockOwners         = "sock_owners"
 	datapathMapTaskStates         = "task_states"
@@ -332,6 +360,7 @@ type datapathMapSpecs struct {
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.MapSpec `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
@@ -389,6 +418,7 @@ type datapathMaps struct {
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.Map `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	TaskStates    *ebpf.Map `ebpf:"task_states"`
@@ -418,6 +448,7 @@ func (m *datapathMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,
+		m.RuleMemo,
 		m.SockDoomed,
 		m.SockOwners,
 		m.TaskStates,

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/engine/dnsproxy"
 )
 
 // Checks reports what this machine supports for exewall and, where something
@@ -163,6 +164,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 		}
 	}
 	checks = append(checks, familyChecks()...)
+	checks = append(checks, dnsproxy.HostChecks(dnsproxy.HostPaths{})...)
 	if err := disabledByTest("iter"); err != nil {
 		optional("identity", "%v", err)
 	} else if r := newResolver(nil); r.fallback != nil {

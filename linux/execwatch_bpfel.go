@@ -133,6 +133,32 @@ type execwatchLocalKey struct {
 	Addr      [16]uint8
 }
 
+type execwatchMemo struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Seq      uint32
+	Tag      uint32
+	Word     uint32
+	Pid      uint32
+	Counter  uint32
+	Start    uint64
+	ExecId   uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Kind     uint8
+	ByCgroup uint8
+	ByIds    uint8
+	Family   uint8
+	Proto    uint8
+	Pad      uint8
+	Port     uint16
+	Addr     [16]uint8
+	Pad2     [48]uint8
+}
+
 type execwatchNameKey struct {
 	_    structs.HostLayout
 	Hash uint64
@@ -203,7 +229,8 @@ type execwatchTaskState struct {
 		Exe       execwatchFileId
 		HasExe    uint8
 		HasNamed  uint8
-		Pad       [6]uint8
+		Pending   uint8
+		Pad       [5]uint8
 		R         execwatchRule
 		Named     execwatchRule
 	}
@@ -236,6 +263,7 @@ const (
 	execwatchMapNameRules          = "name_rules"
 	execwatchMapPathRules          = "path_rules"
 	execwatchMapProcIdents         = "proc_idents"
+	execwatchMapRuleMemo           = "rule_memo"
 	execwatchMapSockDoomed         = "sock_doomed"
 	execwatchMapSockOwners         = "sock_owners"
 	execwatchMapTaskStates         = "task_states"
@@ -325,6 +353,7 @@ type execwatchMapSpecs struct {
 	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents     *ebpf.MapSpec `ebpf:"proc_idents"`
+	RuleMemo       *ebpf.MapSpec `ebpf:"rule_memo"`
 	SockDoomed     *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.MapSpec `ebpf:"sock_owners"`
 	TaskStates     *ebpf.MapSpec `ebpf:"task_states"`
@@ -382,6 +411,7 @@ type execwatchMaps struct {
 	NameRules      *ebpf.Map `ebpf:"name_rules"`
 	PathRules      *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents     *ebpf.Map `ebpf:"proc_idents"`
+	RuleMemo       *ebpf.Map `ebpf:"rule_memo"`
 	SockDoomed     *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners     *ebpf.Map `ebpf:"sock_owners"`
 	TaskStates     *ebpf.Map `ebpf:"task_states"`
@@ -413,6 +443,7 @@ func (m *execwatchMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,
+		m.RuleMemo,
 		m.SockDoomed,
 		m.SockOwners,
 		m.TaskStates,

@@ -126,6 +126,32 @@ type guardLocalKey struct {
 	Addr      [16]uint8
 }
 
+type guardMemo struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Seq      uint32
+	Tag      uint32
+	Word     uint32
+	Pid      uint32
+	Counter  uint32
+	Start    uint64
+	ExecId   uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Kind     uint8
+	ByCgroup uint8
+	ByIds    uint8
+	Family   uint8
+	Proto    uint8
+	Pad      uint8
+	Port     uint16
+	Addr     [16]uint8
+	Pad2     [48]uint8
+}
+
 type guardNameKey struct {
 	_    structs.HostLayout
 	Hash uint64
@@ -196,7 +222,8 @@ type guardTaskState struct {
 		Exe       guardFileId
 		HasExe    uint8
 		HasNamed  uint8
-		Pad       [6]uint8
+		Pending   uint8
+		Pad       [5]uint8
 		R         guardRule
 		Named     guardRule
 	}
@@ -227,6 +254,7 @@ const (
 	guardMapNameRules          = "name_rules"
 	guardMapPathRules          = "path_rules"
 	guardMapProcIdents         = "proc_idents"
+	guardMapRuleMemo           = "rule_memo"
 	guardMapSockDoomed         = "sock_doomed"
 	guardMapSockHeirs          = "sock_heirs"
 	guardMapSockOwners         = "sock_owners"
@@ -313,6 +341,7 @@ type guardMapSpecs struct {
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.MapSpec `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockHeirs     *ebpf.MapSpec `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
@@ -369,6 +398,7 @@ type guardMaps struct {
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.Map `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
 	SockHeirs     *ebpf.Map `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
@@ -399,6 +429,7 @@ func (m *guardMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,
+		m.RuleMemo,
 		m.SockDoomed,
 		m.SockHeirs,
 		m.SockOwners,

@@ -146,6 +146,32 @@ type inboundLocalKey struct {
 	Addr      [16]uint8
 }
 
+type inboundMemo struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Seq      uint32
+	Tag      uint32
+	Word     uint32
+	Pid      uint32
+	Counter  uint32
+	Start    uint64
+	ExecId   uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Kind     uint8
+	ByCgroup uint8
+	ByIds    uint8
+	Family   uint8
+	Proto    uint8
+	Pad      uint8
+	Port     uint16
+	Addr     [16]uint8
+	Pad2     [48]uint8
+}
+
 type inboundNameKey struct {
 	_    structs.HostLayout
 	Hash uint64
@@ -216,7 +242,8 @@ type inboundTaskState struct {
 		Exe       inboundFileId
 		HasExe    uint8
 		HasNamed  uint8
-		Pad       [6]uint8
+		Pending   uint8
+		Pad       [5]uint8
 		R         inboundRule
 		Named     inboundRule
 	}
@@ -248,6 +275,7 @@ const (
 	inboundMapNameRules        = "name_rules"
 	inboundMapPathRules        = "path_rules"
 	inboundMapProcIdents       = "proc_idents"
+	inboundMapRuleMemo         = "rule_memo"
 	inboundMapSockDoomed       = "sock_doomed"
 	inboundMapSockOwners       = "sock_owners"
 	inboundMapTaskStates       = "task_states"
@@ -334,6 +362,7 @@ type inboundMapSpecs struct {
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.MapSpec `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	TaskStates    *ebpf.MapSpec `ebpf:"task_states"`
@@ -390,6 +419,7 @@ type inboundMaps struct {
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.Map `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	TaskStates    *ebpf.Map `ebpf:"task_states"`
@@ -420,6 +450,7 @@ func (m *inboundMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,
+		m.RuleMemo,
 		m.SockDoomed,
 		m.SockOwners,
 		m.TaskStates,

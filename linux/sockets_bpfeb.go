@@ -145,6 +145,32 @@ type socketsLocalKey struct {
 	Addr      [16]uint8
 }
 
+type socketsMemo struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Seq      uint32
+	Tag      uint32
+	Word     uint32
+	Pid      uint32
+	Counter  uint32
+	Start    uint64
+	ExecId   uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Kind     uint8
+	ByCgroup uint8
+	ByIds    uint8
+	Family   uint8
+	Proto    uint8
+	Pad      uint8
+	Port     uint16
+	Addr     [16]uint8
+	Pad2     [48]uint8
+}
+
 type socketsNameKey struct {
 	_    structs.HostLayout
 	Hash uint64
@@ -215,7 +241,8 @@ type socketsTaskState struct {
 		Exe       socketsFileId
 		HasExe    uint8
 		HasNamed  uint8
-		Pad       [6]uint8
+		Pending   uint8
+		Pad       [5]uint8
 		R         socketsRule
 		Named     socketsRule
 	}
@@ -246,6 +273,7 @@ const (
 	socketsMapNameRules          = "name_rules"
 	socketsMapPathRules          = "path_rules"
 	socketsMapProcIdents         = "proc_idents"
+	socketsMapRuleMemo           = "rule_memo"
 	socketsMapSockDoomed         = "sock_doomed"
 	socketsMapSockHeirs          = "sock_heirs"
 	socketsMapSockOwners         = "sock_owners"
@@ -332,6 +360,7 @@ type socketsMapSpecs struct {
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.MapSpec `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.MapSpec `ebpf:"sock_doomed"`
 	SockHeirs     *ebpf.MapSpec `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
@@ -388,6 +417,7 @@ type socketsMaps struct {
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
+	RuleMemo      *ebpf.Map `ebpf:"rule_memo"`
 	SockDoomed    *ebpf.Map `ebpf:"sock_doomed"`
 	SockHeirs     *ebpf.Map `ebpf:"sock_heirs"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
@@ -418,6 +448,7 @@ func (m *socketsMaps) Close() error {
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,
+		m.RuleMemo,
 		m.SockDoomed,
 		m.SockHeirs,
 		m.SockOwners,

@@ -209,8 +209,13 @@ func wfRule(f filter, appID string, sd *xwindows.SECURITY_DESCRIPTOR) (*wf.Rule,
 		Provider:     providerID,
 		ProviderData: metaOf(f, appID).encode(),
 	}
-	if f.Layer == layerConnectV6 {
+	switch f.Layer {
+	case layerConnectV6:
 		r.Layer = wf.LayerALEAuthConnectV6
+	case layerRecvV4:
+		r.Layer = wf.LayerALEAuthRecvAcceptV4
+	case layerRecvV6:
+		r.Layer = wf.LayerALEAuthRecvAcceptV6
 	}
 	if f.Action == actionBlock {
 		// A hard block: no later sublayer's permit can override it.

@@ -15,6 +15,9 @@ func check(p *engine.Policy) error {
 	if err := checkAction(p.Default); err != nil {
 		errs = append(errs, fmt.Errorf("default: %w", err))
 	}
+	if err := checkAction(p.DefaultInbound); err != nil {
+		errs = append(errs, fmt.Errorf("default_inbound: %w", err))
+	}
 	exes := map[string]string{}
 	for i := range p.Rules {
 		r := &p.Rules[i]
@@ -57,9 +60,6 @@ func check(p *engine.Policy) error {
 		}
 	}
 	if err := engine.RefuseNames(p, "Windows would redirect the rule's DNS to a local forwarder with ALE_CONNECT_REDIRECT (docs/windows.md)"); err != nil {
-		errs = append(errs, err)
-	}
-	if err := engine.RefuseInbound(p, "inbound filters (ALE_AUTH_RECV_ACCEPT) are not built yet"); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -16,6 +16,7 @@ type drop struct {
 	Time     time.Time
 	Proto    uint8
 	Remote   netip.AddrPort
+	Local    netip.AddrPort
 	AppID    string // NT device path of the executable, lower case
 	UserSID  string // the process token's user, when WFP recorded it
 	FilterID uint64 // run-time id of the filter that dropped it
@@ -40,15 +41,24 @@ func classify(d drop, m filterMeta, appPath func(string) string) (v engine.Viola
 	if proto == "icmp" {
 		port = 0 // WFP's remote "port" of ICMP is its code
 	}
+	dir := engine.DirOut
+	if m.In {
+		// Inbound: the peer is Remote, the port is the program's own.
+		dir, port = engine.DirIn, d.Local.Port()
+		if proto == "icmp" {
+			port = 0
+		}
+	}
 	v = engine.Violation{
-		Time:    d.Time,
-		Exe:     exe,
-		Comm:    exeBase(exe),
-		Rule:    m.Rule,
-		Verdict: engine.VerdictDeny,
-		Proto:   proto,
-		Daddr:   daddr,
-		Dport:   port,
+		Time:      d.Time,
+		Exe:       exe,
+		Comm:      exeBase(exe),
+		Rule:      m.Rule,
+		Verdict:   engine.VerdictDeny,
+		Proto:     proto,
+		Daddr:     daddr,
+		Dport:     port,
+		Direction: dir.String(),
 	}
 	if daddr.IsValid() {
 		v.Family = engine.FamilyOf(daddr)

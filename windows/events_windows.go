@@ -20,7 +20,7 @@ func subscribeDrops(engine uintptr, ch chan<- drop, mu *sync.Mutex, lost *uint64
 		if !ok {
 			return
 		}
-		d := drop{Time: fd.Time, Proto: fd.Proto, Remote: fd.Remote, AppID: fd.AppID, FilterID: fd.FilterID, Outbound: fd.Outbound}
+		d := drop{Time: fd.Time, Proto: fd.Proto, Remote: fd.Remote, Local: fd.Local, AppID: fd.AppID, FilterID: fd.FilterID, Outbound: fd.Outbound}
 		if fd.HasUser {
 			d.UserSID = (*xwindows.SID)(ev.Header.UserID).String()
 		}

@@ -10,18 +10,28 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// layer is the WFP layer a filter is added to. Both are the ALE connect
-// layers: they see the first packet of every outbound TCP connection and of
-// every UDP/raw-socket flow to a new remote address, which is what the Linux
-// cgroup connect/sendmsg hooks see.
+// layer is the WFP layer a filter is added to. The ALE connect layers see
+// the first packet of every outbound TCP connection and of every
+// UDP/raw-socket flow to a new remote address, which is what the Linux
+// cgroup connect/sendmsg hooks see. The ALE receive/accept layers see every
+// TCP connection a program accepts and the first datagram of every flow
+// from a new remote peer to a program's socket: inbound (DESIGN.md rule 5).
+// Replies on a flow the program opened were authorized at connect and do
+// not pass them. (ALE_AUTH_LISTEN has no remote address and would make
+// listen() itself fail, so it is not used.)
 type layer uint8
 
 const (
 	layerConnectV4 layer = iota + 1 // FWPM_LAYER_ALE_AUTH_CONNECT_V4
 	layerConnectV6                  // FWPM_LAYER_ALE_AUTH_CONNECT_V6
+	layerRecvV4                     // FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4
+	layerRecvV6                     // FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6
 )
 
-var layers = []layer{layerConnectV4, layerConnectV6}
+var (
+	outLayers = []layer{layerConnectV4, layerConnectV6}
+	inLayers  = []layer{layerRecvV4, layerRecvV6}
+)
 
 func (l layer) String() string {
 	switch l {
@@ -29,12 +39,36 @@ func (l layer) String() string {
 		return "ALE_AUTH_CONNECT_V4"
 	case layerConnectV6:
 		return "ALE_AUTH_CONNECT_V6"
+	case layerRecvV4:
+		return "ALE_AUTH_RECV_ACCEPT_V4"
+	case layerRecvV6:
+		return "ALE_AUTH_RECV_ACCEPT_V6"
 	}
 	return fmt.Sprintf("layer(%d)", uint8(l))
 }
 
-func layerOf(p netip.Prefix) layer {
-	if p.Addr().Is4() {
+// inbound reports whether the layer judges what a program accepts.
+func (l layer) inbound() bool { return l == layerRecvV4 || l == layerRecvV6 }
+
+// v6 reports whether the layer sees IPv6.
+func (l layer) v6() bool { return l == layerConnectV6 || l == layerRecvV6 }
+
+// dir is the engine direction the layer judges.
+func (l layer) dir() engine.Direction {
+	if l.inbound() {
+		return engine.DirIn
+	}
+	return engine.DirOut
+}
+
+// layerOf is the layer of p's family in the direction of in.
+func layerOf(p netip.Prefix, in bool) layer {
+	switch {
+	case in && p.Addr().Is4():
+		return layerRecvV4
+	case in:
+		return layerRecvV6
+	case p.Addr().Is4():
 		return layerConnectV4
 	}
 	return layerConnectV6
@@ -92,15 +126,18 @@ type filter struct {
 	// block decides, exactly like engine.MatchDests' first match.
 	Weight uint64
 
-	Exe    string       // FWPM_CONDITION_ALE_APP_ID of this executable path; "" = any app
-	User   string       // FWPM_CONDITION_ALE_USER_ID: the process token holds this account (name or SID)
-	Group  string       // FWPM_CONDITION_ALE_USER_ID: the process token holds this group (name or SID)
-	Remote netip.Prefix // FWPM_CONDITION_IP_REMOTE_ADDRESS; invalid or /0 = any address of the layer's family
-	Protos []uint8      // FWPM_CONDITION_IP_PROTOCOL, any of these; nil = any protocol
-	PortLo uint16       // FWPM_CONDITION_IP_REMOTE_PORT in [PortLo, PortHi]; 0, 0 = any port
+	Exe   string // FWPM_CONDITION_ALE_APP_ID of this executable path; "" = any app
+	User  string // FWPM_CONDITION_ALE_USER_ID: the process token holds this account (name or SID)
+	Group string // FWPM_CONDITION_ALE_USER_ID: the process token holds this group (name or SID)
+	// FWPM_CONDITION_IP_REMOTE_ADDRESS (inbound: the peer); invalid or /0 =
+	// any address of the layer's family
+	Remote netip.Prefix
+	Protos []uint8 // FWPM_CONDITION_IP_PROTOCOL, any of these; nil = any protocol
+	PortLo uint16  // FWPM_CONDITION_IP_REMOTE_PORT in [PortLo, PortHi]; 0, 0 = any port
 	PortHi uint16
 	// FWPM_CONDITION_IP_LOCAL_PORT in [LocalLo, LocalHi]; 0, 0 = any. For
-	// ICMP the ALE layers put the message type there.
+	// ICMP the ALE layers put the message type there. Inbound, an entry's
+	// ports are local ports (DESIGN.md rule 5).
 	LocalLo uint16
 	LocalHi uint16
 
@@ -124,8 +161,11 @@ func (f filter) Verdict() engine.Verdict {
 func (f filter) String() string {
 	var b strings.Builder
 	v := "v4"
-	if f.Layer == layerConnectV6 {
+	if f.Layer.v6() {
 		v = "v6"
+	}
+	if f.Layer.inbound() {
+		v = "in" + v[1:]
 	}
 	action := f.Action.String()
 	if f.Audit {
@@ -190,6 +230,7 @@ const (
 	portDHCP6Server  = 547
 	portDNS          = 53
 	icmp6RouterSolic = 133
+	icmp6RouterAdv   = 134
 	icmp6NeighSolic  = 135
 	icmp6NeighAdv    = 136
 )
@@ -204,7 +245,10 @@ const dnscacheService = "Dnscache"
 // ports, like WireGuard), IPv6 router and neighbour solicitations and
 // neighbour advertisements, and DNS from the DNS Client service (by its
 // service SID: programs' own lookups go through it). A program's own
-// connections to port 53 are still judged by its rule.
+// connections to port 53 are still judged by its rule. Inbound, the DHCP
+// and DHCPv6 servers' answers to the client ports and IPv6 router and
+// neighbour discovery are permitted, so `default_inbound: deny` keeps the
+// host's addresses.
 func systemFilters() []filter {
 	udp, tcpUDP, icmp6 := []uint8{protoUDP}, []uint8{protoTCP, protoUDP}, []uint8{protoICMPv6}
 	dns := serviceSID(dnscacheService)
@@ -221,6 +265,19 @@ func systemFilters() []filter {
 			Name: "exewall: system, DNS client service"},
 		{Layer: layerConnectV6, Action: actionPermit, User: dns, Protos: tcpUDP, PortLo: portDNS, PortHi: portDNS,
 			Name: "exewall: system, DNS client service"},
+	}
+}
+
+// systemInFilters are systemFilters' inbound counterparts.
+func systemInFilters() []filter {
+	udp, icmp6 := []uint8{protoUDP}, []uint8{protoICMPv6}
+	return []filter{
+		{Layer: layerRecvV4, Action: actionPermit, Protos: udp, LocalLo: portDHCPClient, LocalHi: portDHCPClient,
+			PortLo: portDHCPServer, PortHi: portDHCPServer, Name: "exewall: system, DHCP server answers"},
+		{Layer: layerRecvV6, Action: actionPermit, Protos: udp, LocalLo: portDHCP6Client, LocalHi: portDHCP6Client,
+			PortLo: portDHCP6Server, PortHi: portDHCP6Server, Name: "exewall: system, DHCPv6 server answers"},
+		{Layer: layerRecvV6, Action: actionPermit, Protos: icmp6, LocalLo: icmp6RouterAdv, LocalHi: icmp6NeighAdv,
+			Name: "exewall: system, IPv6 router and neighbour discovery"},
 	}
 }
 
@@ -247,33 +304,48 @@ type machine struct {
 // at one of its filters and never falls through to a later rule or to the
 // default. In audit (policy mode or the rule's audit: true) every would-be
 // block becomes a permit marked Audit.
+//
+// The outbound filters come first, then the inbound ones (the receive/accept
+// layers), built the same way with the peer as the remote address, entries'
+// ports as local ports, entries limited to the other direction left out,
+// and default_inbound as the default. Weights only compete within a layer.
 func translate(p *engine.Policy, h machine) ([]filter, error) {
 	if err := check(p); err != nil {
 		return nil, err
 	}
 	var b builder
-	if h.SelfExe != "" {
-		for _, l := range layers {
-			b.add(filter{Layer: l, Action: actionPermit, Exe: h.SelfExe, Name: "exewall: own service"})
-		}
-	}
-	for _, f := range systemFilters() {
-		b.add(f)
-	}
 	nets := hostNets(h.Nets)
-	for _, pick := range []func(*engine.Rule) bool{
-		func(r *engine.Rule) bool { return r.Exe != "" },
-		func(r *engine.Rule) bool { return r.User != "" },
-		func(r *engine.Rule) bool { return r.Group != "" },
-	} {
-		for i := range p.Rules {
-			if r := &p.Rules[i]; pick(r) {
-				b.rule(r, r.Audit || p.Mode == engine.ModeAudit, nets)
+	for _, in := range []bool{false, true} {
+		ls, sys, def := outLayers, systemFilters(), p.Default
+		if in {
+			ls, sys, def = inLayers, systemInFilters(), p.DefaultInbound
+		}
+		if h.SelfExe != "" {
+			for _, l := range ls {
+				b.add(filter{Layer: l, Action: actionPermit, Exe: h.SelfExe, Name: "exewall: own service"})
 			}
 		}
-	}
-	for _, l := range layers {
-		b.action(filter{Layer: l, Name: "exewall default"}, p.Default, p.Mode == engine.ModeAudit, nets)
+		for _, f := range sys {
+			b.add(f)
+		}
+		for _, pick := range []func(*engine.Rule) bool{
+			func(r *engine.Rule) bool { return r.Exe != "" },
+			func(r *engine.Rule) bool { return r.User != "" },
+			func(r *engine.Rule) bool { return r.Group != "" },
+		} {
+			for i := range p.Rules {
+				if r := &p.Rules[i]; pick(r) {
+					b.rule(r, ls, r.Audit || p.Mode == engine.ModeAudit, nets)
+				}
+			}
+		}
+		name := "exewall default"
+		if in {
+			name = "exewall default_inbound"
+		}
+		for _, l := range ls {
+			b.action(filter{Layer: l, Name: name}, def, p.Mode == engine.ModeAudit, nets)
+		}
 	}
 	n := uint64(len(b.fs))
 	for i := range b.fs {
@@ -295,11 +367,11 @@ func (b *builder) block(f filter, audit bool) {
 	b.add(f)
 }
 
-func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
+func (b *builder) rule(r *engine.Rule, ls []layer, audit bool, nets []netip.Prefix) {
 	sel := filter{Exe: r.Exe, User: r.User, Group: r.Group, Rule: r.Name}
-	for _, l := range layers {
+	for _, l := range ls {
 		for _, d := range engine.OrderedDests(r) {
-			if layerOf(d.Prefix) != l {
+			if layerOf(d.Prefix, l.inbound()) != l || !d.Dir.Covers(l.dir()) {
 				continue // an IPv4 entry never matches IPv6 and vice versa
 			}
 			protos, ok := protosFor(d.Dest, l)
@@ -307,7 +379,12 @@ func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
 				continue
 			}
 			f := sel
-			f.Layer, f.Remote, f.Protos, f.PortLo, f.PortHi = l, d.Prefix, protos, d.PortLo, d.PortHi
+			f.Layer, f.Remote, f.Protos = l, d.Prefix, protos
+			if l.inbound() {
+				f.LocalLo, f.LocalHi = d.PortLo, d.PortHi
+			} else {
+				f.PortLo, f.PortHi = d.PortLo, d.PortHi
+			}
 			f.Name = fmt.Sprintf("exewall %s: %s %s", r.Name, d.Verdict, d.Dest)
 			if d.Verdict == engine.VerdictAllow {
 				f.Action = actionPermit
@@ -325,6 +402,7 @@ func (b *builder) rule(r *engine.Rule, audit bool, nets []netip.Prefix) {
 // action adds the filters that decide what no destination entry decided.
 func (b *builder) action(sel filter, a engine.Action, audit bool, nets []netip.Prefix) {
 	name := sel.Name
+	in := sel.Layer.inbound()
 	switch a {
 	case engine.ActionAllow:
 		sel.Action, sel.Name = actionPermit, name+": allow"
@@ -336,14 +414,14 @@ func (b *builder) action(sel filter, a engine.Action, audit bool, nets []netip.P
 		// Metadata services sit inside the link-local ranges but are never
 		// local: block them above the local permits.
 		for _, m := range engine.MetadataAddrs {
-			if layerOf(m) == sel.Layer {
+			if layerOf(m, in) == sel.Layer {
 				f := sel
 				f.Remote, f.Name = m, name+": local-only, metadata "+m.String()+" is not local"
 				b.block(f, audit)
 			}
 		}
 		for _, lr := range append(append([]netip.Prefix(nil), engine.LocalRanges...), nets...) {
-			if layerOf(lr) == sel.Layer {
+			if layerOf(lr, in) == sel.Layer {
 				f := sel
 				f.Action, f.Remote, f.Name = actionPermit, lr, name+": local-only "+lr.String()
 				b.add(f)
@@ -367,7 +445,7 @@ func protosFor(d engine.Dest, l layer) (protos []uint8, ok bool) {
 		if !d.AnyPort() {
 			return nil, false
 		}
-		if l == layerConnectV6 {
+		if l.v6() {
 			return []uint8{protoICMPv6}, true
 		}
 		return []uint8{protoICMP}, true

@@ -97,6 +97,16 @@ var goldenCases = []struct {
 		{Name: "sid", Selector: engine.Selector{User: "S-1-5-21-1-2-3-1001"}, Action: engine.ActionDeny,
 			Allow: []engine.Dest{dest("192.0.2.0/24", 0, 0, engine.ProtoAny)}},
 	}}, testHost},
+	{"inbound", &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true, Rules: []engine.Rule{
+		{Name: "web", Selector: engine.Selector{Exe: ffox}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{
+				{Prefix: pfx("0.0.0.0/0"), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP, Dir: engine.DirIn},
+				{Prefix: pfx("::/0"), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP, Dir: engine.DirIn},
+				{Prefix: pfx("203.0.113.0/24"), PortLo: 5432, PortHi: 5432, Proto: engine.ProtoTCP, Dir: engine.DirOut},
+				dest("10.0.0.0/8", 0, 0, engine.ProtoAny),
+			}},
+		{Name: "lan", Selector: engine.Selector{Exe: rclone}, Action: engine.ActionLocalOnly},
+	}}, testHost},
 	{"refuse-cgroup", &engine.Policy{Rules: []engine.Rule{
 		{Name: "web", Selector: engine.Selector{Cgroup: "/system.slice/nginx.service"}, Action: engine.ActionLocalOnly},
 	}}, testHost},
@@ -195,22 +205,21 @@ func wfpJudge(fs []filter, exe string, dst netip.Addr, port uint16, proto engine
 	return wfpJudgeFrom(fs, attempt{exe: exe, dst: dst, port: port, proto: proto, local: local})
 }
 
-// attempt is one connection attempt as the ALE connect layers see it.
+// attempt is one connection attempt as the ALE connect layers (in: the
+// receive/accept layers) see it.
 type attempt struct {
 	exe     string
 	account string // SID of the token's user or of one of its groups
 	dst     netip.Addr
-	port    uint16
+	port    uint16 // remote port
 	local   uint16 // local port, or ICMP type
 	proto   engine.Proto
+	in      bool // accepted: dst is the peer
 }
 
 func wfpJudgeFrom(fs []filter, a attempt) (filter, bool) {
 	exe, dst, port, proto := a.exe, a.dst.Unmap(), a.port, a.proto
-	l := layerConnectV6
-	if dst.Is4() {
-		l = layerConnectV4
-	}
+	l := layerOf(netip.PrefixFrom(dst, 0), a.in)
 	var num uint8
 	switch proto {
 	case engine.ProtoTCP:
@@ -219,7 +228,7 @@ func wfpJudgeFrom(fs []filter, a attempt) (filter, bool) {
 		num = protoUDP
 	case engine.ProtoICMP:
 		num = protoICMP
-		if l == layerConnectV6 {
+		if l.v6() {
 			num = protoICMPv6
 		}
 	}
@@ -297,13 +306,15 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 		var ds []engine.Dest
 		for n := rng.Intn(4); n > 0; n-- {
 			pr := ports[rng.Intn(len(ports))]
-			ds = append(ds, dest(pool[rng.Intn(len(pool))], pr[0], pr[1], protos[rng.Intn(len(protos))]))
+			d := dest(pool[rng.Intn(len(pool))], pr[0], pr[1], protos[rng.Intn(len(protos))])
+			d.Dir = engine.Direction(rng.Intn(3))
+			ds = append(ds, d)
 		}
 		return ds
 	}
 	checked := 0
 	for iter := 0; iter < 300; iter++ {
-		p := &engine.Policy{Default: actions[rng.Intn(3)], Mode: engine.Mode(rng.Intn(4) / 3)}
+		p := &engine.Policy{Default: actions[rng.Intn(3)], Mode: engine.Mode(rng.Intn(4) / 3), DefaultInbound: actions[rng.Intn(3)]}
 		for i, e := range exes[:3] {
 			if rng.Intn(3) == 0 {
 				continue
@@ -340,7 +351,22 @@ func TestTranslateMatchesEvaluator(t *testing.T) {
 							t.Fatalf("policy %+v\n%s %s %s:%d: filter %q gives %s/%q, evaluator %s/%q\n%s",
 								p, exe, proto, dst, port, f.Name, f.Verdict(), f.Rule, want.Verdict, want.Rule, render(fs, nil))
 						}
-						checked++
+						// Inbound: dst is the peer (from an ephemeral port),
+						// port the local port (for ICMP an echo request).
+						in := attempt{exe: exe, dst: dst, port: 50000, local: port, proto: proto, in: true}
+						if proto == engine.ProtoICMP {
+							in.port, in.local = 0, 8
+							if !dst.Unmap().Is4() {
+								in.local = 128
+							}
+						}
+						want = ev.Judge(s, engine.Attempt{Dir: engine.DirIn, Addr: dst, Port: port, Proto: proto})
+						f, ok = wfpJudgeFrom(fs, in)
+						if !ok || f.Verdict() != want.Verdict || f.Rule != want.Rule {
+							t.Fatalf("policy %+v\n%s accepting %s from %s on %d: filter %q gives %s/%q, evaluator %s/%q\n%s",
+								p, exe, proto, dst, port, f.Name, f.Verdict(), f.Rule, want.Verdict, want.Rule, render(fs, nil))
+						}
+						checked += 2
 					}
 				}
 			}
@@ -374,7 +400,7 @@ func TestSelfNeverBlocked(t *testing.T) {
 func TestSystemPermits(t *testing.T) {
 	dnscache := serviceSID("Dnscache")
 	for _, def := range []engine.Action{engine.ActionDeny, engine.ActionLocalOnly} {
-		p := &engine.Policy{Default: def, Rules: []engine.Rule{
+		p := &engine.Policy{Default: def, DefaultInbound: def, InboundSet: true, Rules: []engine.Rule{
 			{Name: "svc", Selector: engine.Selector{User: `NT SERVICE\Other`}, Action: engine.ActionDeny},
 		}}
 		fs, err := translate(p, testHost)
@@ -399,6 +425,10 @@ func TestSystemPermits(t *testing.T) {
 			{"dnscache elsewhere", attempt{exe: svchost, account: dnscache, dst: netip.MustParseAddr("8.8.8.8"), port: 443, local: 50000, proto: engine.ProtoTCP}, false},
 			{"other port to 67", attempt{exe: curl, dst: netip.MustParseAddr("198.51.100.1"), port: 67, local: 50000, proto: engine.ProtoUDP}, false},
 			{"ping", attempt{exe: curl, dst: netip.MustParseAddr("2606:4700::1"), local: 128, proto: engine.ProtoICMP}, false},
+			{"dhcp offer in", attempt{exe: svchost, dst: netip.MustParseAddr("198.51.100.1"), port: 67, local: 68, proto: engine.ProtoUDP, in: true}, true},
+			{"dhcpv6 advertise in", attempt{exe: svchost, dst: netip.MustParseAddr("fe80::1"), port: 547, local: 546, proto: engine.ProtoUDP, in: true}, true},
+			{"router advertisement in", attempt{exe: svchost, dst: netip.MustParseAddr("fe80::1"), local: 134, proto: engine.ProtoICMP, in: true}, true},
+			{"server in", attempt{exe: curl, dst: netip.MustParseAddr("198.51.100.1"), port: 50000, local: 8080, proto: engine.ProtoTCP, in: true}, false},
 		} {
 			f, _ := wfpJudgeFrom(fs, tc.a)
 			if (f.Action == actionPermit) != tc.pass {

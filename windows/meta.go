@@ -18,11 +18,13 @@ type filterMeta struct {
 	AppID string `json:"app_id,omitempty"` // the app ID the exe resolved to when the filter was added
 	Block bool   `json:"block,omitempty"`
 	Audit bool   `json:"audit,omitempty"`
-	Spec  string `json:"spec"` // Filter.String()
+	In    bool   `json:"in,omitempty"` // at a receive/accept layer: it judges what the program accepts
+	Spec  string `json:"spec"`         // Filter.String()
 }
 
 func metaOf(f filter, appID string) filterMeta {
-	return filterMeta{Rule: f.Rule, Exe: f.Exe, AppID: appID, Block: f.Action == actionBlock, Audit: f.Audit, Spec: f.String()}
+	return filterMeta{Rule: f.Rule, Exe: f.Exe, AppID: appID, Block: f.Action == actionBlock, Audit: f.Audit,
+		In: f.Layer.inbound(), Spec: f.String()}
 }
 
 func (m filterMeta) encode() []byte {
@@ -47,7 +49,7 @@ func decodeMeta(b []byte) (filterMeta, error) {
 // usesLocalOnly reports whether the policy's filters depend on the host's
 // subnets.
 func usesLocalOnly(p *engine.Policy) bool {
-	if p.Default == engine.ActionLocalOnly {
+	if p.Default == engine.ActionLocalOnly || p.DefaultInbound == engine.ActionLocalOnly {
 		return true
 	}
 	for i := range p.Rules {

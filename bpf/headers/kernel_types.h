@@ -63,6 +63,8 @@ struct task_struct {
 	__s32 pid;
 	__s32 tgid;
 	struct task_struct *group_leader;
+	__u64 start_time;   /* monotonic ns at fork: with pid, names one thread */
+	__u64 self_exec_id; /* incremented by every exec of the thread */
 };
 
 struct linux_binprm {

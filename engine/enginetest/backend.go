@@ -21,6 +21,8 @@ type Backend struct {
 	closed   bool
 	events   chan engine.Violation
 	refuse   func(*engine.Policy) error
+	listen   []engine.Listener
+	listErr  error
 }
 
 var (
@@ -28,6 +30,8 @@ var (
 	_ engine.Syncer   = (*Backend)(nil)
 	_ engine.Resetter = (*Backend)(nil)
 	_ engine.Refuser  = (*Backend)(nil)
+
+	_ engine.ListenerLister = (*Backend)(nil)
 )
 
 // New returns an empty Backend whose violation stream buffers up to
@@ -167,4 +171,19 @@ func (b *Backend) Applies() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.applied)
+}
+
+// Listeners implements engine.ListenerLister with what SetListeners gave.
+func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]engine.Listener(nil), b.listen...), b.listErr
+}
+
+// SetListeners sets the sockets listening now, as the kernel would list
+// them; err makes Listeners fail.
+func (b *Backend) SetListeners(ls []engine.Listener, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.listen, b.listErr = ls, err
 }

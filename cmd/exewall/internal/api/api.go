@@ -30,6 +30,8 @@ func Hint(err error) string {
 		return "; for no rules at all, write `rules: []`; the policy in force is unchanged"
 	case errors.As(err, &pend):
 		return "; run `exewall confirm` (or let it roll back) first"
+	case errors.Is(err, engine.ErrWouldCut):
+		return "; the policy in force is unchanged; give --force to cut them"
 	}
 	return ""
 }

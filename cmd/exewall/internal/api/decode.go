@@ -77,17 +77,26 @@ func decodeRule(body io.Reader) (engine.Rule, error) {
 	return rule, nil
 }
 
-// decodeAction reads a PUT /v1/default body.
-func decodeAction(body io.Reader) (engine.Action, error) {
+// decodeAction reads a PUT /v1/default body; inbound says it sets
+// default_inbound.
+func decodeAction(body io.Reader) (a engine.Action, inbound bool, err error) {
 	var req client.ActionRequest
 	if err := decodeBody(body, &req); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	a, err := engine.ParseAction(req.Action)
+	a, err = engine.ParseAction(req.Action)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errBadRequest, err)
+		return 0, false, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
-	return a, nil
+	return a, req.Inbound, nil
+}
+
+// changeOptions reads the force=1 query parameter of a changing request.
+func changeOptions(r *http.Request) []engine.ChangeOption {
+	if r.URL.Query().Get("force") == "1" {
+		return []engine.ChangeOption{engine.Force()}
+	}
+	return nil
 }
 
 // decodeMode reads a PUT /v1/mode body.

@@ -58,7 +58,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		} else {
 			ok("rule", err)
 		}
-		if a, err := decodeAction(bytes.NewReader(body)); err == nil {
+		if a, _, err := decodeAction(bytes.NewReader(body)); err == nil {
 			if _, perr := engine.ParseAction(a.String()); perr != nil {
 				t.Fatalf("action %v does not round-trip", a)
 			}

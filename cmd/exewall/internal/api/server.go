@@ -137,7 +137,8 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, errTooSlow):
 		code = http.StatusRequestTimeout
-	case errors.As(err, &me), errors.As(err, &pend), errors.Is(err, engine.ErrNoPendingApply), errors.Is(err, engine.ErrLearning):
+	case errors.As(err, &me), errors.As(err, &pend), errors.Is(err, engine.ErrNoPendingApply), errors.Is(err, engine.ErrLearning),
+		errors.Is(err, engine.ErrWouldCut):
 		code = http.StatusConflict
 	case errors.Is(err, engine.ErrNotFound):
 		code = http.StatusNotFound
@@ -170,7 +171,7 @@ func (s *server) addRule(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	got, err := s.m.AddRule(r.Context(), rule)
+	got, err := s.m.AddRule(r.Context(), rule, changeOptions(r)...)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -185,7 +186,7 @@ func (s *server) removeRule(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: no rule named", errBadRequest))
 		return
 	}
-	got, err := s.m.RemoveRule(r.Context(), name)
+	got, err := s.m.RemoveRule(r.Context(), name, changeOptions(r)...)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -195,16 +196,20 @@ func (s *server) removeRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setDefault(w http.ResponseWriter, r *http.Request) {
-	a, err := decodeAction(r.Body)
+	a, inbound, err := decodeAction(r.Body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.m.SetDefault(r.Context(), a); err != nil {
+	set, key := s.m.SetDefault, "default"
+	if inbound {
+		set, key = s.m.SetDefaultInbound, "default_inbound"
+	}
+	if err := set(r.Context(), a, changeOptions(r)...); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("default set", "default", a.String())
+	s.log.Info("default set", key, a.String())
 	writeJSON(w, http.StatusOK, engine.ViewPolicy(s.m.Policy()))
 }
 
@@ -214,7 +219,7 @@ func (s *server) setMode(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.m.SetMode(r.Context(), mode); err != nil {
+	if err := s.m.SetMode(r.Context(), mode, changeOptions(r)...); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -228,7 +233,7 @@ func (s *server) apply(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p, err := s.m.ApplyFile(r.Context(), []byte(req.Policy), req.ConfirmWithin)
+	p, err := s.m.ApplyFile(r.Context(), []byte(req.Policy), req.ConfirmWithin, changeOptions(r)...)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -257,9 +262,15 @@ func (s *server) diff(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, engine.Compare(engine.ViewPolicy(cur), engine.ViewPolicy(next)))
 }
 
-// names answers 501 until the daemon learns names from DNS answers.
+// names lists the name bindings in force; 501 from a backend that does not
+// learn names.
 func (s *server) names(w http.ResponseWriter, r *http.Request) {
-	s.fail(w, r, fmt.Errorf("names: %w: this daemon has no DNS name entries", engine.ErrNotSupported))
+	bs, err := s.m.Names(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, bs)
 }
 
 func (s *server) confirm(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/diff"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/doctor"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/learn"
+	"github.com/exewall/exewall/cmd/exewall/internal/commands/names"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/reset"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/rules"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands/service"
@@ -70,6 +71,7 @@ func NewWithWriters(out, errOut io.Writer) *App {
 		learn.Command,
 		diff.Command,
 		violations.Command,
+		names.Command,
 		synccmd.Command,
 		status.Command,
 		doctor.Command,

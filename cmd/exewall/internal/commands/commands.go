@@ -32,6 +32,20 @@ var SocketFlag = &cli.StringFlag{
 // JSONFlag is taken by every listing command.
 var JSONFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
 
+// ForceFlag is taken by every changing command: make the change even when
+// it cuts a socket listening now on a non-loopback address.
+var ForceFlag = &cli.BoolFlag{Name: "force", Usage: "make the change even if it cuts a server listening now (named in the refusal)"}
+
+// ChangeClient is Client for a changing command: forced when --force is
+// given.
+func ChangeClient(cliContext *cli.Context) *client.Client {
+	c := Client(cliContext)
+	if cliContext.Bool(ForceFlag.Name) {
+		return c.Forced()
+	}
+	return c
+}
+
 // Client returns a client for the daemon the user selected.
 func Client(cliContext *cli.Context) *client.Client {
 	return client.New(cliContext.String(SocketFlag.Name))

@@ -30,6 +30,9 @@ type collector struct {
 	sweepErr *prometheus.Desc
 	folded   *prometheus.Desc
 	flooding *prometheus.Desc
+	dns      *prometheus.Desc
+	dnsLive  *prometheus.Desc
+	cut      *prometheus.Desc
 }
 
 func newCollector(m *engine.Manager) *collector {
@@ -52,6 +55,11 @@ func newCollector(m *engine.Manager) *collector {
 			"Violation events of flooding programs folded into summaries (the first event of every program and rule is always kept).", nil, nil),
 		flooding: prometheus.NewDesc("exewall_violations_flooding_programs",
 			"Programs whose violation events are being folded into summaries right now: above 0, a flood is being folded.", nil, nil),
+		dns: prometheus.NewDesc("exewall_dns_total",
+			"The DNS forwarder of name entries, by what was counted: queries, answers (released after their bindings were in force), bindings (learned or refreshed), evictions (by the per-rule cap), failures (SERVFAIL or dropped).", []string{"what"}, nil),
+		dnsLive: prometheus.NewDesc("exewall_dns_bindings_in_force", "Name -> address bindings in force.", nil, nil),
+		cut: prometheus.NewDesc("exewall_listeners_cut_total",
+			"Listening sockets policy changes cut (forced changes, and changes at start, reload and in managed mode, which are applied and reported, not refused).", nil, nil),
 		sweepErr: prometheus.NewDesc("exewall_held_socket_sweep_failing",
 			"1 while the last re-judging of held sockets could not finish (connections the policy denies may still be open).", nil, nil),
 	}
@@ -69,6 +77,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sweepErr
 	ch <- c.folded
 	ch <- c.flooding
+	ch <- c.dns
+	ch <- c.dnsLive
+	ch <- c.cut
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -100,6 +111,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(st.ViolationsFolded))
 	ch <- prometheus.MustNewConstMetric(c.flooding, prometheus.GaugeValue, float64(st.ViolationsFlooding))
 	ch <- prometheus.MustNewConstMetric(c.sweepErr, prometheus.GaugeValue, bool01(st.HeldSocketSweepError != ""))
+	if n := st.Names; n != nil {
+		for what, v := range map[string]uint64{"queries": n.Queries, "answers": n.Answers, "bindings": n.Bindings,
+			"evictions": n.Evictions, "failures": n.Failures} {
+			ch <- prometheus.MustNewConstMetric(c.dns, prometheus.CounterValue, float64(v), what)
+		}
+		ch <- prometheus.MustNewConstMetric(c.dnsLive, prometheus.GaugeValue, float64(n.InForce))
+	}
+	ch <- prometheus.MustNewConstMetric(c.cut, prometheus.CounterValue, float64(st.ListenersCut))
 }
 
 func bool01(b bool) float64 {

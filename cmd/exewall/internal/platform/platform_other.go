@@ -23,7 +23,10 @@ var (
 
 // Words the CLI uses when it cannot reach the daemon.
 const (
-	StartHint      = "start it with `exewall daemon`"
+	StartHint = "start it with `exewall daemon`"
+	// ExeRuleNote is what the CLI says of an exe: rule where this OS
+	// enforces less than the rule says ("" where it enforces all of it).
+	ExeRuleNote    = ""
 	AllowedCallers = "root"
 )
 

@@ -27,7 +27,10 @@ var (
 
 // Words the CLI uses when it cannot reach the daemon.
 const (
-	StartHint      = "start the service with `exewall service install` or `sc start exewall`, or run `exewall daemon` from an elevated prompt"
+	StartHint = "start the service with `exewall service install` or `sc start exewall`, or run `exewall daemon` from an elevated prompt"
+	// ExeRuleNote is what the CLI says of an exe: rule where this OS
+	// enforces less than the rule says ("" where it enforces all of it).
+	ExeRuleNote    = ""
 	AllowedCallers = "SYSTEM or an elevated administrator"
 )
 

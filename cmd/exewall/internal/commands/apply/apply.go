@@ -10,6 +10,7 @@ import (
 
 	"github.com/exewall/exewall/client"
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -17,7 +18,7 @@ import (
 var Command = &cli.Command{
 	Name:      "apply",
 	Usage:     "replace the whole policy with a policy file, atomically",
-	ArgsUsage: "-f FILE [--confirm-within D]",
+	ArgsUsage: "-f FILE [--confirm-within D] [--force]",
 	Description: `Validates FILE and puts it in force in one step: no connection is judged
 by a mix of the old and new policy. An invalid file is refused with the
 line at fault and the policy in force stays. FILE becomes the daemon's
@@ -27,10 +28,15 @@ at start; for no rules at all, apply "rules: []".
 
 With --confirm-within D the previous policy comes back by itself after D
 unless "exewall confirm" runs first: try a policy over SSH without the risk
-of locking yourself out.`,
+of locking yourself out.
+
+A policy that would stop a server listening now on a non-loopback address
+from accepting peers it accepts today is refused, naming the program and
+port, unless --force is given.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the policy `FILE` to apply (\"-\": standard input)"},
 		&cli.DurationFlag{Name: "confirm-within", Usage: "roll back to the previous policy unless exewall confirm runs within `D` (e.g. 2m)"},
+		commands.ForceFlag,
 	},
 	Action: func(cliContext *cli.Context) error {
 		if args := cliContext.Args().Slice(); len(args) == 1 && cliContext.String("file") == "" {
@@ -56,7 +62,7 @@ of locking yourself out.`,
 			// file, once written, would keep the daemon from starting.
 			return fmt.Errorf("%s: %w; for no rules at all, write `rules: []`; the policy in force is unchanged", file, engine.ErrEmptyPolicyFile)
 		}
-		resp, err := commands.Client(cliContext).Apply(cliContext.Context, data, within)
+		resp, err := commands.ChangeClient(cliContext).Apply(cliContext.Context, data, within)
 		if err != nil {
 			var re *client.Error
 			if errors.As(err, &re) && re.Line > 0 {
@@ -66,6 +72,13 @@ of locking yourself out.`,
 		}
 		w := cliContext.App.Writer
 		fmt.Fprintf(w, "applied %s: %d rules in force\n", file, resp.Rules)
+		if p, err := engine.Parse(data); err == nil && platform.ExeRuleNote != "" {
+			for _, r := range p.Rules {
+				if r.Exe != "" {
+					fmt.Fprintf(w, "note: rule %s: %s\n", commands.Q(r.Name), platform.ExeRuleNote)
+				}
+			}
+		}
 		if resp.ConfirmDeadline != nil {
 			fmt.Fprintf(w, "run `exewall confirm` before %s (in %s) or the previous policy comes back\n",
 				resp.ConfirmDeadline.Format(time.TimeOnly), within)

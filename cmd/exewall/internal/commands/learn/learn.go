@@ -30,7 +30,10 @@ attempt of every process (no rules, default deny, mode audit), for
 writes a policy to --out (default: standard output): one rule per
 executable seen, "deny" with the destinations it reached allowed (folded
 into prefixes and port lists), or "local-only" when it only talked to local
-networks, each with comments saying what was seen and how often. The
+networks, each with comments saying what was seen and how often. Where
+the program looked the address up in DNS (and exewall's forwarder saw the
+answer), the entry is the name (api.github.com port 443 tcp), not the
+address; --fold-names folds names below one domain into *.DOMAIN. The
 previous policy's default, mode and rules are kept.
 
 The policy file is not touched during learning, and the daemon ends the
@@ -40,6 +43,7 @@ stops renewing its lease), or when the daemon stops. Review the result with
 	Flags: []cli.Flag{
 		&cli.DurationFlag{Name: "duration", Usage: "how long to learn (e.g. 10m); 0: until Ctrl-C"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the learned policy to this file (default: standard output)"},
+		&cli.BoolFlag{Name: "fold-names", Usage: "fold names looked up below one domain (a.example.com, b.example.com) into *.example.com"},
 	},
 	Action: func(cliContext *cli.Context) error {
 		if _, err := commands.Args(cliContext, 0); err != nil {
@@ -64,6 +68,12 @@ stops renewing its lease), or when the daemon stops. Review the result with
 			return err
 		}
 		data := []byte(rep.Policy)
+		if cliContext.Bool("fold-names") {
+			if data, _, err = engine.LearnedPolicy(rep, engine.LearnOptions{HostNets: rep.HostNets, SameFile: sameFile,
+				Ended: time.Now(), FoldNames: true}); err != nil {
+				return err
+			}
+		}
 		p, err := engine.Parse(data)
 		if err != nil {
 			return fmt.Errorf("the daemon's learned policy: %w", err)
@@ -160,4 +170,11 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// sameFile reports whether two paths name one file (hard links, symlinks).
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

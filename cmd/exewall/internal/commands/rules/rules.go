@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/cmd/exewall/internal/platform"
 	"github.com/exewall/exewall/engine"
 )
 
@@ -40,7 +41,7 @@ its audit flag (unless --audit or --audit=false is given) and its allow and
 deny entries; the output says what was kept and what the action was.
 
 Example: exewall %s --audit /usr/bin/curl`, action, action),
-		Flags: []cli.Flag{nameFlag, auditFlag},
+		Flags: []cli.Flag{nameFlag, auditFlag, commands.ForceFlag},
 		Action: func(cliContext *cli.Context) error {
 			args, err := commands.Args(cliContext, 1)
 			if err != nil {
@@ -64,11 +65,12 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 				rv.Audit = true
 			}
 			rv.Allow, rv.Deny = prev.Allow, prev.Deny
-			got, err := commands.Client(cliContext).AddRule(cliContext.Context, rv)
+			got, err := commands.ChangeClient(cliContext).AddRule(cliContext.Context, rv)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(describeKept(*prev, got, keptAudit)))
+			noteExe(cliContext, got)
 			return nil
 		},
 	}
@@ -136,13 +138,22 @@ func absExe(s string) (string, error) {
 }
 
 func addRule(cliContext *cli.Context, rv engine.RuleView) error {
-	got, err := commands.Client(cliContext).AddRule(cliContext.Context, rv)
+	got, err := commands.ChangeClient(cliContext).AddRule(cliContext.Context, rv)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cliContext.App.Writer, "rule %s: %s\n", commands.Q(got.Name), commands.Q(got.String()))
 	warnNotPresent(cliContext, got.Exe)
+	noteExe(cliContext, got)
 	return nil
+}
+
+// noteExe says what an exe: rule enforces where the OS enforces less than
+// it says (macOS: incoming connections only).
+func noteExe(cliContext *cli.Context, r engine.RuleView) {
+	if r.Exe != "" && platform.ExeRuleNote != "" {
+		fmt.Fprintf(cliContext.App.Writer, "note: rule %s: %s\n", commands.Q(r.Name), platform.ExeRuleNote)
+	}
 }
 
 // RuleCommand is `rule add`: a rule with every option.
@@ -155,13 +166,16 @@ var RuleCommand = &cli.Command{
 		ArgsUsage: " ",
 		Description: `Selects processes by exactly one of --exe, --cgroup, --user or --group.
 --action decides what the rule does; --allow and --deny add exceptions, each
-"CIDR [port N|N-M] [tcp|udp]", repeatable; the most specific prefix wins.
+"CIDR [port N|N-M] [tcp|udp] [in|out]", repeatable; the most specific prefix
+wins. The rule also governs what the processes accept: a peer's address is
+judged like a destination, an entry's port is the local port; "in" or "out"
+limits an entry to one direction.
 
 Example:
   exewall rule add --name backup --action deny \
       --allow "203.0.113.0/24 port 443 tcp" --exe /usr/bin/rclone`,
 		Flags: []cli.Flag{
-			nameFlag, auditFlag,
+			nameFlag, auditFlag, commands.ForceFlag,
 			&cli.StringFlag{Name: "action", Usage: "allow, deny or local-only"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "a destination to allow (repeatable)"},
 			&cli.StringSliceFlag{Name: "deny", Usage: "a destination to deny (repeatable)"},
@@ -212,12 +226,13 @@ var RmCommand = &cli.Command{
 	Name:      "rm",
 	Usage:     "remove a rule, by name or by the executable it names",
 	ArgsUsage: "NAME|EXE",
+	Flags:     []cli.Flag{commands.ForceFlag},
 	Action: func(cliContext *cli.Context) error {
 		args, err := commands.Args(cliContext, 1)
 		if err != nil {
 			return err
 		}
-		got, err := commands.Client(cliContext).RemoveRule(cliContext.Context, args[0])
+		got, err := commands.ChangeClient(cliContext).RemoveRule(cliContext.Context, args[0])
 		if err != nil {
 			return err
 		}
@@ -244,7 +259,11 @@ var LsCommand = &cli.Command{
 		if cliContext.Bool("json") {
 			return commands.PrintJSON(w, p.Rules)
 		}
-		fmt.Fprintf(w, "default: %s, mode: %s\n", p.Default, p.Mode)
+		if p.DefaultInbound != "" {
+			fmt.Fprintf(w, "default: %s, default_inbound: %s, mode: %s\n", p.Default, p.DefaultInbound, p.Mode)
+		} else {
+			fmt.Fprintf(w, "default: %s, mode: %s\n", p.Default, p.Mode)
+		}
 		if len(p.Rules) == 0 {
 			fmt.Fprintln(w, "no rules")
 			return nil
@@ -255,6 +274,9 @@ var LsCommand = &cli.Command{
 			sel := r.Selector().String()
 			if notPresent(r.Exe) {
 				sel += " (not present yet)"
+			}
+			if r.Exe != "" && platform.ExeRuleNote != "" {
+				sel += " (inbound only)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", commands.Q(r.Name), r.Action, commands.Q(sel), commands.Q(orDash(r.Allow)), commands.Q(orDash(r.Deny)), r.Audit)
 		}
@@ -274,6 +296,11 @@ var DefaultCommand = &cli.Command{
 	Name:      "default",
 	Usage:     "set the verdict for executables no rule names",
 	ArgsUsage: "allow|deny|local-only",
+	Description: `Without --inbound, sets what programs no rule names may open (default:).
+With --inbound, sets what they may accept (default_inbound:), which is
+allow until set: "default deny" alone keeps every server reachable.`,
+	Flags: []cli.Flag{commands.ForceFlag,
+		&cli.BoolFlag{Name: "inbound", Usage: "set default_inbound: what programs no rule names accept"}},
 	Action: func(cliContext *cli.Context) error {
 		args, err := commands.Args(cliContext, 1)
 		if err != nil {
@@ -282,10 +309,15 @@ var DefaultCommand = &cli.Command{
 		if _, err := engine.ParseAction(args[0]); err != nil {
 			return commands.Usagef("%v", err)
 		}
-		if err := commands.Client(cliContext).SetDefault(cliContext.Context, args[0]); err != nil {
+		c := commands.ChangeClient(cliContext)
+		set, key := c.SetDefault, "default"
+		if cliContext.Bool("inbound") {
+			set, key = c.SetDefaultInbound, "default_inbound"
+		}
+		if err := set(cliContext.Context, args[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(cliContext.App.Writer, "default: %s\n", args[0])
+		fmt.Fprintf(cliContext.App.Writer, "%s: %s\n", key, args[0])
 		return nil
 	},
 }
@@ -295,6 +327,7 @@ var ModeCommand = &cli.Command{
 	Name:      "mode",
 	Usage:     "enforce the policy, or only audit (report what it would block)",
 	ArgsUsage: "enforce|audit",
+	Flags:     []cli.Flag{commands.ForceFlag},
 	Action: func(cliContext *cli.Context) error {
 		args, err := commands.Args(cliContext, 1)
 		if err != nil {
@@ -303,7 +336,7 @@ var ModeCommand = &cli.Command{
 		if _, err := engine.ParseMode(args[0]); err != nil {
 			return commands.Usagef("%v", err)
 		}
-		if err := commands.Client(cliContext).SetMode(cliContext.Context, args[0]); err != nil {
+		if err := commands.ChangeClient(cliContext).SetMode(cliContext.Context, args[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(cliContext.App.Writer, "mode: %s\n", args[0])

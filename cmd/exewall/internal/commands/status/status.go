@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/exewall/exewall/cmd/exewall/internal/commands"
+	"github.com/exewall/exewall/engine"
 )
 
 // Command shows what the daemon enforces and what it has counted.
@@ -38,7 +39,11 @@ var Command = &cli.Command{
 			owner = "managed: not writable, CLI edits refused"
 		}
 		fmt.Fprintf(tw, "policy:\t%s (%s)\n", commands.Q(st.PolicyFile), owner)
-		fmt.Fprintf(tw, "rules:\t%d, default %s, mode %s\n", st.Rules, st.Default, st.Mode)
+		inbound := ""
+		if st.DefaultInbound != "" && st.DefaultInbound != "allow" {
+			inbound = ", default_inbound " + st.DefaultInbound
+		}
+		fmt.Fprintf(tw, "rules:\t%d, default %s%s, mode %s\n", st.Rules, st.Default, inbound, st.Mode)
 		if st.ConfirmDeadline != nil {
 			fmt.Fprintf(tw, "pending:\tapply rolls back at %s unless confirmed\n", st.ConfirmDeadline.Local().Format(time.TimeOnly))
 		}
@@ -55,6 +60,14 @@ var Command = &cli.Command{
 		}
 		if st.HeldSocketSweepError != "" {
 			fmt.Fprintf(tw, "held sockets:\tNOT ALL RE-JUDGED: %s (connections the policy denies may still be open; `exewall sync` retries)\n", commands.Q(st.HeldSocketSweepError))
+		}
+		if n := st.Names; n != nil {
+			fmt.Fprintf(tw, "dns names:\tbindings last their TTL clamped to %s..%s; %d in force; queries %d, answers %d, bindings %d, evictions %d, failures %d\n",
+				secs(n.TTLFloorSeconds), secs(n.TTLCeilingSeconds), n.InForce, n.Queries, n.Answers, n.Bindings, n.Evictions, n.Failures)
+		}
+		if c := st.LastListenersCut; c != nil {
+			fmt.Fprintf(tw, "listeners cut:\t%d so far; last at %s (%s): %s\n", st.ListenersCut,
+				c.Time.Local().Format(time.DateTime), c.Why, commands.Q((&engine.CutError{Cuts: c.Cuts}).Error()))
 		}
 		fmt.Fprintf(tw, "uptime:\t%s\n", time.Duration(st.UptimeSeconds)*time.Second)
 		tw.Flush()
@@ -80,3 +93,5 @@ var Command = &cli.Command{
 		return tw.Flush()
 	},
 }
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

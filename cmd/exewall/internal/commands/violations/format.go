@@ -33,10 +33,18 @@ func destination(v engine.Violation) string {
 	case v.Call == engine.CallSocket || (v.Proto == "icmp" && !v.Daddr.IsValid()) || (v.Proto == "icmp" && v.Daddr.IsUnspecified()):
 		// Refused at socket creation (ping, raw sockets): no destination yet.
 		dest = v.Proto + " socket"
+	case v.Inbound() && v.Proto == "icmp":
+		dest = fmt.Sprintf("in: %s from %s", v.Proto, v.Daddr)
+	case v.Inbound():
+		// Accepted or received: the peer, and the program's own port.
+		dest = fmt.Sprintf("in: %s from %s to local port %d", v.Proto, v.Daddr, v.Dport)
 	case v.Proto == "icmp":
 		dest = fmt.Sprintf("%s %s", v.Proto, v.Daddr)
 	default:
 		dest = fmt.Sprintf("%s %s", v.Proto, netJoin(v.Daddr.String(), v.Dport))
+	}
+	if v.Name != "" {
+		dest += " (name " + commands.Q(v.Name) + ")"
 	}
 	if v.ConnectOnly() {
 		if v.Verdict == engine.VerdictDeny {

@@ -46,6 +46,12 @@ func TestDestinationWording(t *testing.T) {
 			"udp 198.51.100.10:80 (connect, nothing sent)"},
 		{engine.Violation{Proto: "udp", Daddr: netip.MustParseAddr("198.51.100.10"), Dport: 53, Call: engine.CallSend, Verdict: engine.VerdictDeny, Count: 3},
 			"udp 198.51.100.10:53 (x3)"},
+		{engine.Violation{Proto: "tcp", Daddr: netip.MustParseAddr("192.0.2.7"), Dport: 443, Verdict: engine.VerdictDeny, Name: "evil.example\x1b[2J"},
+			`tcp 192.0.2.7:443 (name evil.example\x1b[2J)`},
+		{engine.Violation{Proto: "tcp", Daddr: netip.MustParseAddr("2001:db8::9"), Dport: 8080, Verdict: engine.VerdictDeny, Direction: "in"},
+			"in: tcp from 2001:db8::9 to local port 8080"},
+		{engine.Violation{Proto: "udp", Daddr: netip.MustParseAddr("198.51.100.10"), Dport: 53, Call: engine.CallConnect, Verdict: engine.VerdictAudit, Direction: "in", Count: 2},
+			"in: udp from 198.51.100.10 to local port 53 (x2)"},
 	} {
 		if got := destination(tc.v); got != tc.want {
 			t.Errorf("destination(%+v) = %q, want %q", tc.v, got, tc.want)

@@ -1,0 +1,292 @@
+//go:build linux
+
+package linux
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+var _ engine.ListenerLister = (*Backend)(nil)
+
+// TCP states as sock_diag reports them.
+const (
+	tcpListen = 10
+	udpClosed = 7 // an unconnected UDP socket: bound, hears from anyone
+)
+
+// Listeners implements engine.ListenerLister: the TCP listeners and bound,
+// unconnected UDP sockets on non-loopback addresses of this network
+// namespace (sock_diag: the kernel's tables, sockets made before exewall
+// started included) whose owning process is under the attach cgroup.
+//
+// The owner is found through /proc/<pid>/fd (the lowest pid holding the
+// socket). Its identity is the one the datapath uses: the creator record
+// the kernel keeps on the socket when there is one (TCP listeners, through
+// the socket iterator), else the running executable's identity as the
+// resolver reads it from /proc/<pid>/exe, with the process's cgroup, uid
+// and gid.
+//
+// UDP sockets bound to a port in the ephemeral range
+// (net.ipv4.ip_local_port_range) are left out: those are clients' sockets
+// the kernel bound on the first send (a resolver's, QUIC's), whose replies
+// are not inbound.
+func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
+	socks, err := diagListeners()
+	if err != nil {
+		return nil, err
+	}
+	if len(socks) == 0 {
+		return nil, nil
+	}
+	inodes := map[uint32]bool{}
+	for _, s := range socks {
+		inodes[s.inode] = true
+	}
+	owners, err := socketOwners(inodes)
+	if err != nil {
+		return nil, err
+	}
+	records := b.listenerRecords()
+	base := "/" + strings.Trim(strings.TrimPrefix(b.cgroupPath, b.cgroupRoot), "/")
+	procs := map[int]*procInfo{}
+	cgPaths := map[uint64]string{}
+	var out []engine.Listener
+	for _, s := range socks {
+		pid, ok := owners[s.inode]
+		if !ok {
+			continue
+		}
+		pi := procs[pid]
+		if pi == nil {
+			pi = b.readProc(pid)
+			procs[pid] = pi
+		}
+		if pi.err != nil || !engine.CgroupContains(base, pi.subject.Cgroup) {
+			continue
+		}
+		l := engine.Listener{Owner: pi.subject, PID: uint32(pid), Comm: pi.comm, Exe: pi.exe, Proto: s.proto, Local: s.local}
+		if o, ok := records[s.cookie]; ok {
+			l.Owner = b.ownerSubject(o, pi.subject, cgPaths)
+		}
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Local.Port() < out[j].Local.Port() })
+	return out, nil
+}
+
+type diagSock struct {
+	proto  engine.Proto
+	local  netip.AddrPort
+	inode  uint32
+	cookie uint64
+}
+
+// diagListeners lists listening TCP and bound UDP sockets on non-loopback
+// addresses with sock_diag.
+func diagListeners() ([]diagSock, error) {
+	lo, hi := ephemeralRange()
+	var out []diagSock
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		tcp, err := netlink.SocketDiagTCP(fam)
+		if err != nil {
+			return nil, fmt.Errorf("list TCP sockets (sock_diag): %w", err)
+		}
+		udp, err := netlink.SocketDiagUDP(fam)
+		if err != nil {
+			return nil, fmt.Errorf("list UDP sockets (sock_diag): %w", err)
+		}
+		add := func(s *netlink.Socket, proto engine.Proto) {
+			a, ok := netip.AddrFromSlice(s.ID.Source)
+			if !ok {
+				return
+			}
+			if fam == unix.AF_INET {
+				a = a.Unmap()
+			}
+			if a.Unmap().IsLoopback() || s.ID.SourcePort == 0 || s.INode == 0 {
+				return
+			}
+			out = append(out, diagSock{proto: proto, local: netip.AddrPortFrom(a, s.ID.SourcePort), inode: s.INode,
+				cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32})
+		}
+		for _, s := range tcp {
+			if s.State == tcpListen {
+				add(s, engine.ProtoTCP)
+			}
+		}
+		for _, s := range udp {
+			if s.State == udpClosed && len(s.ID.Destination) > 0 && net.IP(s.ID.Destination).IsUnspecified() &&
+				(s.ID.SourcePort < lo || s.ID.SourcePort > hi) {
+				add(s, engine.ProtoUDP)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ephemeralRange is net.ipv4.ip_local_port_range (Linux's default when it
+// cannot be read).
+func ephemeralRange() (lo, hi uint16) {
+	lo, hi = 32768, 60999
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	a, err1 := strconv.ParseUint(f[0], 10, 16)
+	b, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil {
+		return lo, hi
+	}
+	return uint16(a), uint16(b)
+}
+
+// socketOwners maps each socket inode wanted to the lowest pid holding it.
+func socketOwners(want map[uint32]bool) (map[uint32]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join("/proc", e.Name(), "fd")
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		for _, fd := range fds {
+			target, err := os.Readlink(filepath.Join(dir, fd.Name()))
+			if err != nil {
+				continue
+			}
+			s, ok := strings.CutPrefix(target, "socket:[")
+			if !ok {
+				continue
+			}
+			ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 32)
+			if err != nil || !want[uint32(ino)] {
+				continue
+			}
+			if cur, ok := out[uint32(ino)]; !ok || pid < cur {
+				out[uint32(ino)] = pid
+			}
+		}
+	}
+	return out, nil
+}
+
+type procInfo struct {
+	subject   engine.Subject
+	comm, exe string
+	err       error
+}
+
+// readProc reads what the evaluator needs of a process: its executable's
+// identity, cgroup, uid and gid.
+func (b *Backend) readProc(pid int) *procInfo {
+	pi := &procInfo{}
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+	pi.comm = strings.TrimSpace(string(comm))
+	pi.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+	cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
+	if err != nil {
+		pi.err = err
+		return pi
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			pi.subject.Cgroup = engine.CleanCgroup(p)
+		}
+	}
+	if pi.subject.Cgroup == "" {
+		pi.err = fmt.Errorf("pid %d: no cgroup v2 path", pid)
+		return pi
+	}
+	f, err := os.Open(filepath.Join(dir, "status"))
+	if err != nil {
+		pi.err = err
+		return pi
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseUint(fields[0], 10, 32)
+		switch k {
+		case "Uid":
+			pi.subject.UID = uint32(n)
+		case "Gid":
+			pi.subject.GID = uint32(n)
+		}
+	}
+	f.Close()
+	ids := map[string]engine.FileID{}
+	exe := filepath.Join(dir, "exe")
+	if err := b.resolver.identifyBatch([]string{exe}, ids); err == nil {
+		pi.subject.Exe, pi.subject.HasExe = ids[exe]
+	}
+	return pi
+}
+
+// listenerRecords are the creator records the kernel keeps on TCP
+// listeners, by socket cookie (none when the iterators are refused).
+func (b *Backend) listenerRecords() map[uint64]datapathSockOwner {
+	out := map[uint64]datapathSockOwner{}
+	b.mu.Lock()
+	iters := b.sockIter
+	b.mu.Unlock()
+	if len(iters) == 0 {
+		return out
+	}
+	recs, err := readSockRecs(iters[0].Open)
+	if err != nil {
+		return out
+	}
+	for _, r := range recs {
+		if r.listening && r.HasOwner == 1 {
+			out[r.Cookie] = r.Owner
+		}
+	}
+	return out
+}
+
+// ownerSubject is the subject of a creator record; the cgroup path comes
+// from the record's cgroup id (the process's path when it cannot be found).
+func (b *Backend) ownerSubject(o datapathSockOwner, proc engine.Subject, cache map[uint64]string) engine.Subject {
+	s := engine.Subject{UID: o.Uid, GID: o.Gid, HasExe: o.HasExe == 1, Cgroup: proc.Cgroup,
+		Exe: engine.FileID{Dev: o.Exe.Dev, Gen: o.Exe.Igen, Ino: o.Exe.Ino}}
+	p, ok := cache[o.Cgroup]
+	if !ok {
+		p = b.cgroupPathOf(o.Cgroup)
+		cache[o.Cgroup] = p
+	}
+	if p != "" {
+		s.Cgroup = p
+	}
+	return s
+}
