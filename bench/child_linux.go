@@ -19,7 +19,10 @@ import (
 // policy names) as the measuring client, inside a scratch cgroup.
 const roleEnv = "EXEWALL_BENCH_ROLE"
 
-func isChild() bool { r := os.Getenv(roleEnv); return r == "client" || r == "listener" }
+func isChild() bool {
+	r := os.Getenv(roleEnv)
+	return r == "client" || r == "listener" || r == inRecvRole
+}
 
 // job is what the orchestrator asks a client to do, as JSON on stdin.
 type job struct {
@@ -50,6 +53,9 @@ type jobResult struct {
 func childMain() int {
 	if os.Getenv(roleEnv) == "listener" {
 		return listenerMain()
+	}
+	if os.Getenv(roleEnv) == inRecvRole {
+		return inRecvMain() // inbound_linux.go
 	}
 	var j job
 	if err := json.NewDecoder(os.Stdin).Decode(&j); err != nil {

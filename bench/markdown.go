@@ -99,6 +99,7 @@ func (r *Report) markdown() string {
 	}
 	b.WriteString(guardMarkdown(r.Guard))
 	b.WriteString(dnsMarkdown(r.DNS))
+	b.WriteString(inboundMarkdown(r.Inbound))
 	if len(r.Apply) > 0 {
 		b.WriteString("### Policy apply\n\n| engine | what | rules | median | min–max | runs | note |\n|---|---|---:|---:|---|---:|---|\n")
 		for _, a := range r.Apply {

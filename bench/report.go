@@ -51,6 +51,7 @@ type Report struct {
 	Profile      []ProgProfile    `json:"bpf_profile"`
 	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
 	DNS          *DNSResult       `json:"dns,omitempty"`       // dns_linux.go
+	Inbound      *InboundResult   `json:"inbound,omitempty"`   // inbound_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
 	Targets      []Target         `json:"targets"`
@@ -304,7 +305,7 @@ func pass(ok bool) string {
 
 // evaluate checks the performance targets against what was measured.
 func (r *Report) evaluate() {
-	r.Targets = nil
+	r.Targets = inboundTargets(r.Inbound) // inbound.go
 	skip := func(name, want, why string) {
 		r.Targets = append(r.Targets, Target{Name: name, Want: want, Status: "SKIP", Comment: why})
 	}

@@ -126,6 +126,11 @@ func run(o options) (rep *Report, retErr error) {
 			return rep, fmt.Errorf("dns names: %w", err)
 		}
 	}
+	if sections["inbound"] {
+		if err := b.inboundSection(); err != nil {
+			return rep, fmt.Errorf("inbound: %w", err)
+		}
+	}
 	if sections["apply"] {
 		if err := b.applySection(); err != nil {
 			return rep, fmt.Errorf("apply: %w", err)

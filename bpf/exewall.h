@@ -14,7 +14,9 @@
 enum action { ACTION_ALLOW = 0, ACTION_DENY = 1, ACTION_LOCAL_ONLY = 2 };
 enum verdict { VERDICT_ALLOW = 1, VERDICT_DENY = 2, VERDICT_AUDIT = 3 };
 enum proto { PROTO_ANY = 0, PROTO_TCP = 1, PROTO_UDP = 2, PROTO_ICMP = 3 };
-enum hook { HOOK_CONNECT4 = 1, HOOK_CONNECT6 = 2, HOOK_SENDMSG4 = 3, HOOK_SENDMSG6 = 4, HOOK_SOCK_CREATE = 5 };
+enum hook { HOOK_CONNECT4 = 1, HOOK_CONNECT6 = 2, HOOK_SENDMSG4 = 3, HOOK_SENDMSG6 = 4, HOOK_SOCK_CREATE = 5,
+	    HOOK_INBOUND = 6 /* inbound (bpf/inbound.c): daddr is the peer, dport the local port */ };
+enum dir { DIR_BOTH = 0, DIR_OUT = 1, DIR_IN = 2 }; /* inbound: a destination entry's direction */
 #define PROTO_RAW 4 /* in events: a socket kind refused at creation (raw, SCTP, ...) */
 #define MAX_NAME 64
 
@@ -75,6 +77,9 @@ struct rule {
 	__u8 lens4[MAX_PREFIX_LENS];
 	__u8 lens6[MAX_PREFIX_LENS];
 	__u8 has_names; /* a name entry: its DNS goes to the forwarder (dns.h) */
+	/* inbound: begin (bpf/inbound.c) */
+	__u8 in_open; /* action allow and no deny entry covering "in": accepts anyone */
+	/* inbound: end */
 	__u8 _pad;
 };
 
@@ -152,7 +157,10 @@ struct config {
 	__u8 has_cgroup_rules;
 	__u8 has_uid_rules;
 	__u8 has_gid_rules;
-	__u8 _pad[3];
+	/* inbound: begin (bpf/inbound.c) */
+	__u8 default_inbound; /* enum action for unlisted programs' inbound (absent: allow) */
+	/* inbound: end */
+	__u8 _pad[2];
 };
 
 struct dest_key {
@@ -168,7 +176,10 @@ struct dest_entry {
 	__u16 port_hi;
 	__u8 proto;   /* enum proto, 0 = any */
 	__u8 verdict; /* VERDICT_ALLOW or VERDICT_DENY */
-	__u16 _pad;
+	/* inbound: begin (bpf/inbound.c) */
+	__u8 dir;     /* enum dir: DIR_BOTH, DIR_OUT or DIR_IN (engine.Direction) */
+	/* inbound: end */
+	__u8 _pad;
 };
 
 /* A prefix node: its own entries, then those of every shorter prefix that

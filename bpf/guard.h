@@ -14,7 +14,8 @@ struct held_rec {
 	struct sock_rec rec;
 	__u16 sport;
 	__u8 listening;
-	__u8 _pad[5];
+	__u8 accepted; /* its creator is its listener's (sock_heirs): judged inbound */
+	__u8 _pad[4];
 };
 
 /* A copy of a TCP socket's sock_owners record, taken when it binds

@@ -60,6 +60,10 @@ static __always_inline void emit(struct bpf_iter_meta *meta, struct sock *sk, __
 		return;
 	}
 	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (!o && proto == PROTO_TCP && !h.listening) {
+		o = bpf_sk_storage_get(&sock_heirs, sk, 0, 0);
+		h.accepted = 1; /* never passed sock_create: accepted */
+	}
 	if (!o)
 		o = bpf_sk_storage_get(&sock_heirs, sk, 0, 0);
 	if (o) {

@@ -336,6 +336,8 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 			if (j >= v->count)
 				break;
 			struct dest_entry *e = &v->e[j];
+			if (e->dir == DIR_IN) /* inbound: an "in" entry never judges a connect */
+				continue;
 			if (e->proto != PROTO_ANY && e->proto != proto)
 				continue;
 			if (port < e->port_lo || port > e->port_hi)

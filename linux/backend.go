@@ -112,6 +112,10 @@ type Backend struct {
 	trusted  []netip.AddrPort   // the trusted resolvers in force
 	bindMu   sync.RWMutex       // bound: written with mu held too
 	bound    map[bindKey]*bound // name bindings in force
+	// inbound: the ingress judgement and its creator records (inbound.go)
+	inbound      inboundObjects
+	inboundOK    bool
+	inboundLinks map[string]link.Link
 
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
@@ -408,6 +412,7 @@ func (b *Backend) Close() error {
 		}
 		b.closeGuard(false)
 		b.closeDNS(false)
+		b.closeInbound(false)
 		b.exec.Close()
 		b.socks.Close()
 		b.guard.Close()

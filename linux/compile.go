@@ -68,6 +68,7 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 		ruleIDs: map[uint32]uint32{},
 	}
 	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
+	c.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		slot := slots(r.Name)
@@ -79,7 +80,8 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 			Audit:    b2u(r.Audit),
 			HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
 			// Unrestricted rules may create any socket kind (raw, ping...).
-			Unrestricted: b2u(r.Action == engine.ActionAllow && len(r.Deny) == 0),
+			Unrestricted: b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut)),
+			InOpen:       b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirIn)), // inbound
 			HasNames:     b2u(r.HasNames()),
 		}
 		c.ruleIDs[slot] = dr.Id
@@ -152,7 +154,7 @@ func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapat
 			if val.Count == maxDestEntries {
 				return fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, node)
 			}
-			e := datapathDestEntry{PortLo: d.PortLo, PortHi: d.PortHi, Proto: uint8(d.Proto), Verdict: verdictAllow}
+			e := datapathDestEntry{PortLo: d.PortLo, PortHi: d.PortHi, Proto: uint8(d.Proto), Verdict: verdictAllow, Dir: uint8(d.Dir)}
 			if d.AnyPort() {
 				e.PortLo, e.PortHi = 0, 0xffff
 			}

@@ -21,7 +21,8 @@ type datapathConfig struct {
 	HasCgroupRules uint8
 	HasUidRules    uint8
 	HasGidRules    uint8
-	Pad            [3]uint8
+	DefaultInbound uint8
+	Pad            [2]uint8
 }
 
 type datapathCounter struct {
@@ -37,7 +38,8 @@ type datapathDestEntry struct {
 	PortHi  uint16
 	Proto   uint8
 	Verdict uint8
-	Pad     uint16
+	Dir     uint8
+	Pad     uint8
 }
 
 type datapathDestKey struct {
@@ -224,7 +226,9 @@ type datapathRule struct {
 	Lens4        [8]uint8
 	Lens6        [8]uint8
 	HasNames     uint8
+	InOpen       uint8
 	Pad          uint8
+	_            [3]byte
 }
 
 type datapathRuleName struct {

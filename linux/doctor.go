@@ -154,6 +154,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 				}
 				return tryLoadSpec(spec, &guardObjects{})
 			}},
+		inboundCheck, // inbound.go
 	} {
 		err := disabledByTest(opt.hook)
 		if err == nil {

@@ -25,6 +25,7 @@ const (
 	hookSendmsg4   = 3
 	hookSendmsg6   = 4
 	hookSockCreate = 5
+	hookInbound    = 6 // bpf/inbound.c: daddr is the peer, dport the local port
 )
 
 // violationBuffer is how many enriched events may wait for the consumer.
@@ -86,6 +87,10 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 		v.Call = engine.CallSend
 	case hookSockCreate:
 		v.Call = engine.CallSocket
+	}
+	v.Direction = engine.DirOut.String()
+	if ev.Hook == hookInbound {
+		v.Direction = engine.DirIn.String()
 	}
 	if ev.Verdict == verdictAudit {
 		v.Verdict = engine.VerdictAudit

@@ -21,7 +21,8 @@ type execwatchConfig struct {
 	HasCgroupRules uint8
 	HasUidRules    uint8
 	HasGidRules    uint8
-	Pad            [3]uint8
+	DefaultInbound uint8
+	Pad            [2]uint8
 }
 
 type execwatchCounter struct {
@@ -50,7 +51,8 @@ type execwatchDestVal struct {
 		PortHi  uint16
 		Proto   uint8
 		Verdict uint8
-		Pad     uint16
+		Dir     uint8
+		Pad     uint8
 	}
 }
 
@@ -194,7 +196,9 @@ type execwatchRule struct {
 	Lens4        [8]uint8
 	Lens6        [8]uint8
 	HasNames     uint8
+	InOpen       uint8
 	Pad          uint8
+	_            [3]byte
 }
 
 type execwatchRuleName struct {

@@ -21,7 +21,8 @@ type guardConfig struct {
 	HasCgroupRules uint8
 	HasUidRules    uint8
 	HasGidRules    uint8
-	Pad            [3]uint8
+	DefaultInbound uint8
+	Pad            [2]uint8
 }
 
 type guardCounter struct {
@@ -50,7 +51,8 @@ type guardDestVal struct {
 		PortHi  uint16
 		Proto   uint8
 		Verdict uint8
-		Pad     uint16
+		Dir     uint8
+		Pad     uint8
 	}
 }
 
@@ -187,7 +189,9 @@ type guardRule struct {
 	Lens4        [8]uint8
 	Lens6        [8]uint8
 	HasNames     uint8
+	InOpen       uint8
 	Pad          uint8
+	_            [3]byte
 }
 
 type guardRuleName struct {

@@ -159,6 +159,7 @@ func (tb *testBackend) sabotage() {
 			tb.resolver.Close() // falls back to stat()
 		default:
 			tb.sabotageGuard(what)
+			tb.sabotageInbound(what)
 		}
 	}
 }

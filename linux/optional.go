@@ -40,6 +40,9 @@ func (b *Backend) loadOptional() {
 	if b.optional["dns"] = disabledByTest("dns"); b.optional["dns"] == nil {
 		b.optional["dns"] = b.loadDNS(repl)
 	}
+	if b.optional["inbound"] = disabledByTest("inbound"); b.optional["inbound"] == nil {
+		b.optional["inbound"] = b.loadInbound(repl)
+	}
 	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
 		b.optional["sock_destroy"] = b.loadSocketIters(repl)
 	}
@@ -202,7 +205,8 @@ func (b *Backend) activeHooks() []string {
 		out = append(out, "iter")
 	}
 	out = append(out, b.guardActive()...)
-	return append(out, b.dnsActive()...)
+	out = append(out, b.dnsActive()...)
+	return append(out, b.inboundHookNames()...)
 }
 
 // wantLinks is how many cgroup hooks this backend attaches.

@@ -14,5 +14,5 @@ func (b *Backend) Refuse(p *engine.Policy) error {
 			return engine.RefuseNames(p, "this kernel refused the DNS hooks ("+err.Error()+")")
 		}
 	}
-	return engine.RefuseInbound(p, "the Linux inbound hooks are not built yet")
+	return b.refuseInbound(p)
 }

@@ -20,6 +20,7 @@ func (b *Backend) Reset(ctx context.Context) error {
 
 func (b *Backend) reset() error {
 	b.closeGuard(true)
+	b.closeInbound(true)
 	if b.execLink != nil {
 		b.execLink.Unpin()
 		b.execLink.Close()

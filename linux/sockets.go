@@ -63,6 +63,12 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 		if r.HasOwner == 0 || r.listening {
 			continue
 		}
+		if r.accepted && judgeAcceptedInbound {
+			if b.judgeAccepted(c, p, gen, &r, cgroupPaths) == engine.VerdictDeny {
+				doomed = append(doomed, r.Cookie)
+			}
+			continue
+		}
 		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths) == engine.VerdictDeny {
 			doomed = append(doomed, r.Cookie)
 		}
@@ -111,6 +117,7 @@ type heldRec struct {
 	datapathSockRec
 	sport     uint16
 	listening bool
+	accepted  bool // judged inbound (inbound_sweep.go)
 }
 
 func readSockRecs(open func() (io.ReadCloser, error)) ([]heldRec, error) {
@@ -133,6 +140,7 @@ func readSockRecs(open func() (io.ReadCloser, error)) ([]heldRec, error) {
 		}
 		h.sport = binary.NativeEndian.Uint16(data[off+recSize:])
 		h.listening = data[off+recSize+2] == 1
+		h.accepted = data[off+recSize+3] == 1
 		out = append(out, h)
 	}
 	return out, nil

@@ -21,7 +21,8 @@ type socketsConfig struct {
 	HasCgroupRules uint8
 	HasUidRules    uint8
 	HasGidRules    uint8
-	Pad            [3]uint8
+	DefaultInbound uint8
+	Pad            [2]uint8
 }
 
 type socketsCounter struct {
@@ -50,7 +51,8 @@ type socketsDestVal struct {
 		PortHi  uint16
 		Proto   uint8
 		Verdict uint8
-		Pad     uint16
+		Dir     uint8
+		Pad     uint8
 	}
 }
 
@@ -125,7 +127,8 @@ type socketsHeldRec struct {
 	}
 	Sport     uint16
 	Listening uint8
-	Pad       [5]uint8
+	Accepted  uint8
+	Pad       [4]uint8
 }
 
 type socketsIdKey struct {
@@ -205,7 +208,9 @@ type socketsRule struct {
 	Lens4        [8]uint8
 	Lens6        [8]uint8
 	HasNames     uint8
+	InOpen       uint8
 	Pad          uint8
+	_            [3]byte
 }
 
 type socketsRuleName struct {

@@ -95,6 +95,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 
 	b.syncGuard(report)
 	b.syncDNS(report)
+	b.syncInbound(report)
 	if b.policy == nil {
 		return drifts, nil
 	}

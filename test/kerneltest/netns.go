@@ -27,7 +27,8 @@ type HostConfig struct {
 
 // Host is a namespace made by NewHost.
 type Host struct {
-	Ports []uint16 // the listening ports
+	Ports []uint16       // the listening ports
+	NS    netns.NsHandle // the namespace, for peers that dial from it (closed when the test ends)
 }
 
 // NewHost builds the namespace and its routes, and removes them when the
@@ -113,7 +114,7 @@ func NewHost(t testing.TB, cfg HostConfig) *Host {
 		}
 	}
 	waitReachable(t, cfg.Far, ports[0])
-	return &Host{Ports: ports}
+	return &Host{Ports: ports, NS: ns}
 }
 
 func addAddr(t testing.TB, h *netlink.Handle, l netlink.Link, p netip.Prefix) {

@@ -1,0 +1,186 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// The inbound hooks (bpf/inbound.c) judge what a program accepts (DESIGN.md
+// "How a connection is judged", rule 5): cgroup_skb/ingress judges every
+// packet to a TCP listener and every datagram to an unconnected UDP socket
+// by the rule of the socket's creator, before the listener answers and
+// before the datagram is queued. sock_create records the creator's pid and
+// comm for events; sendmsg4/6 record the peers an unconnected UDP socket
+// sends to, whose datagrams are replies. They share the datapath's maps and
+// are optional: a kernel that refuses them keeps policies that restrict
+// inbound refused (Refuse) and says so in status and doctor.
+var inboundHooks = []struct {
+	name   string
+	attach ebpf.AttachType
+	prog   func(*inboundObjects) *ebpf.Program
+}{
+	{"in_create", ebpf.AttachCGroupInetSockCreate, func(o *inboundObjects) *ebpf.Program { return o.ExewallInCreate }},
+	{"in_send4", ebpf.AttachCGroupUDP4Sendmsg, func(o *inboundObjects) *ebpf.Program { return o.ExewallInSend4 }},
+	{"in_send6", ebpf.AttachCGroupUDP6Sendmsg, func(o *inboundObjects) *ebpf.Program { return o.ExewallInSend6 }},
+	{"ingress", ebpf.AttachCGroupInetIngress, func(o *inboundObjects) *ebpf.Program { return o.ExewallIngress }},
+}
+
+// inboundMap is the pinned per-socket storage of the inbound hooks: a
+// socket's creator must outlive a daemon restart.
+const inboundMap = "in_socks"
+
+func (b *Backend) inboundPin(name string) string {
+	return filepath.Join(b.cfg.PinDir, "link_inbound_"+name)
+}
+
+// loadInbound loads the inbound programs with the datapath's maps.
+func (b *Backend) loadInbound(repl map[string]*ebpf.Map) error {
+	spec, err := loadInbound()
+	if err != nil {
+		return err
+	}
+	spec.Maps[inboundMap].Pinning = ebpf.PinByName
+	opts := &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl), Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	if err := spec.LoadAndAssign(&b.inbound, opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load inbound hooks: %+v", ve)
+		}
+		return notSupported("load inbound hooks", err)
+	}
+	b.inboundOK = true
+	return nil
+}
+
+// attachInbound attaches (or adopts, replacing the program in place) the
+// inbound hooks on our cgroup. The ingress hook goes last: it judges only
+// with the creator records the others keep.
+func (b *Backend) attachInbound() error {
+	if !b.inboundOK {
+		return nil
+	}
+	if b.inboundLinks == nil {
+		b.inboundLinks = map[string]link.Link{}
+	}
+	var errs []error
+	for _, h := range inboundHooks {
+		prog := h.prog(&b.inbound)
+		if l, ok := b.inboundLinks[h.name]; ok {
+			if err := l.Update(prog); err != nil {
+				errs = append(errs, fmt.Errorf("update %s program: %w", h.name, err))
+			}
+			continue
+		}
+		pin := b.inboundPin(h.name)
+		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+			if b.linkOnOurCgroup(l) && l.Update(prog) == nil {
+				b.inboundLinks[h.name] = l
+				continue
+			}
+			l.Unpin()
+			l.Close()
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err))
+			continue
+		}
+		if err := l.Pin(pin); err != nil {
+			l.Close()
+			errs = append(errs, fmt.Errorf("pin %s link: %w", h.name, err))
+			continue
+		}
+		b.inboundLinks[h.name] = l
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		b.optional["inbound"] = err
+		b.log.Warn("inbound hooks", "err", err)
+	}
+	return err
+}
+
+// inboundHookNames names the inbound hooks in force, for status and doctor.
+func (b *Backend) inboundHookNames() []string {
+	var out []string
+	for _, h := range inboundHooks {
+		if _, ok := b.inboundLinks[h.name]; ok {
+			out = append(out, h.name)
+		}
+	}
+	return out
+}
+
+// closeInbound releases the inbound links (pins stay unless reset) and
+// objects.
+func (b *Backend) closeInbound(unpin bool) {
+	for name, l := range b.inboundLinks {
+		if unpin {
+			l.Unpin()
+		}
+		l.Close()
+		delete(b.inboundLinks, name)
+	}
+	if unpin {
+		os.Remove(filepath.Join(b.cfg.PinDir, inboundMap))
+	}
+	b.inbound.Close()
+}
+
+// syncInbound re-attaches inbound hooks someone detached or unpinned.
+func (b *Backend) syncInbound(report func(bool, string, ...any)) {
+	var gone []string
+	for name, l := range b.inboundLinks {
+		if !b.linkOnOurCgroup(l) {
+			l.Unpin()
+			l.Close()
+			delete(b.inboundLinks, name)
+			os.Remove(b.inboundPin(name))
+			gone = append(gone, name)
+			continue
+		}
+		if _, err := os.Stat(b.inboundPin(name)); errors.Is(err, os.ErrNotExist) {
+			err := repin(l, b.inboundPin(name))
+			report(err == nil, "%s inbound link pin %s was removed", name, b.inboundPin(name))
+		}
+	}
+	if b.inboundOK {
+		path := filepath.Join(b.cfg.PinDir, inboundMap)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			os.MkdirAll(b.cfg.PinDir, 0o700)
+			err := repin(b.inbound.InSocks, path)
+			report(err == nil, "map pin %s was removed", path)
+		}
+	}
+	if len(gone) > 0 {
+		err := b.attachInbound()
+		for _, name := range gone {
+			report(err == nil, "%s inbound program was detached from %s", name, b.cgroupPath)
+		}
+	}
+}
+
+// inboundCheck is doctor's line for the inbound hooks.
+var inboundCheck = struct {
+	hook, name, would, without string
+	load                       func() error
+}{"inbound", "hook inbound (cgroup_skb/ingress, sock_create, sendmsg4/6)",
+	"what a program accepts is judged by its rule (TCP at the SYN, UDP per datagram), and policies with default_inbound or \"in\" entries are enforced",
+	"programs accept any peer and such policies are refused",
+	func() error {
+		spec, err := loadInbound()
+		if err != nil {
+			return err
+		}
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+		return tryLoadSpec(spec, &inboundObjects{})
+	}}
