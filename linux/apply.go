@@ -21,6 +21,9 @@ import (
 // generation, the generation word is flipped, and only after an RCU grace
 // period (no program still reads the old generation) is the old one cleared.
 func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
+	// Rules with name entries deny encrypted DNS unless they allow it
+	// (DESIGN.md "Destination entries"; the reference evaluator does too).
+	p = engine.WithEncryptedDNSDenied(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ids, err := b.resolve(p)

@@ -482,3 +482,27 @@ func TestDNSDenyNameAfterAllowedConnect(t *testing.T) {
 	wantConnect(t, "bad.example.test", got[2], "EPERM")
 	wantConnect(t, "after the lookup", got[3], "EPERM")
 }
+
+// TestDNSEncryptedDNSDenied: a rule with a name entry denies DNS over TLS
+// (port 853 anywhere) and the well-known DoH resolvers on 443 unless it
+// allows them, as the reference evaluator does (engine.WithEncryptedDNSDenied).
+// The connects are UDP: connect() sends nothing.
+func TestDNSEncryptedDNSDenied(t *testing.T) {
+	s := newDNSSetup(t)
+	p := s.policy(mustName(t, "api.example.test"))
+	p.Rules[0].Action = engine.ActionAllow
+	s.tb.apply(t, p)
+	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{
+		{Direct: "192.0.2.40", ConnectPort: 853},
+		{Direct: "1.1.1.1", ConnectPort: 443},
+		{Direct: "192.0.2.40", ConnectPort: 443},
+	})
+	wantConnect(t, "DoT to any address", got[0], "EPERM")
+	wantConnect(t, "a well-known DoH resolver", got[1], "EPERM")
+	wantConnect(t, "another address on 443", got[2], "ok")
+
+	p.Rules[0].Allow = append(p.Rules[0].Allow, engine.Dest{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortLo: 853, PortHi: 853})
+	s.tb.apply(t, p)
+	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: "192.0.2.40", ConnectPort: 853}})
+	wantConnect(t, "DoT allowed explicitly", got[0], "ok")
+}

@@ -20,6 +20,7 @@ import (
 // the cgroup, pins, map contents of the active generation) with the desired
 // policy, repairs every difference and reports it.
 func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, error) {
+	p = engine.WithEncryptedDNSDenied(p) // what Apply compiled
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var drifts []engine.Drift
