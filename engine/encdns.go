@@ -68,7 +68,7 @@ func EncryptedDNSDenies() []Dest {
 // backend that enforces name entries compiles this policy, and the
 // reference evaluator judges by it.
 func WithEncryptedDNSDenied(p *Policy) *Policy {
-	if !p.HasNames() {
+	if p == nil || !p.HasNames() {
 		return p
 	}
 	c := p.Clone()
