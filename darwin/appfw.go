@@ -171,6 +171,7 @@ func (a *appFirewall) Apply(ctx context.Context, exes []string) error {
 			if _, err := a.run(ctx, "--blockapp", exe); err != nil {
 				return fmt.Errorf("application firewall: %w", err)
 			}
+			a.log().Info("application firewall blocks the program's incoming connections (inbound only)", "exe", exe, "entry_before", prior)
 		}
 	}
 	for _, exe := range sortedKeys(a.st.Prior) {
