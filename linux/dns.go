@@ -35,6 +35,7 @@ var dnsHooks = []dnsHook{
 	{"dns_recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsRecvmsg6 }},
 	{"dns_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername4 }},
 	{"dns_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername6 }},
+	{"dns_egress", ebpf.AttachCGroupInetEgress, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsEgress }},
 }
 
 // ErrNoDNSHooks is returned by the DNS seam when this kernel refused the hooks.
