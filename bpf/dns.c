@@ -24,7 +24,16 @@ struct dns_peer {
 	__u8 family;   /* 4 or 6, as the packet */
 };
 
+/* Who sent it: the steered socket, and the process that first sent on it
+ * to the forwarder (for a learning session's report). */
+struct dns_asker {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 _pad;
+};
+
 const struct dns_peer *unused_dns_peer __attribute__((unused));
+const struct dns_asker *unused_dns_asker __attribute__((unused));
 
 /* Which steered socket (cookie) a datagram or segment reaching the
  * forwarder comes from, written as it leaves: the forwarder's Origin is a
@@ -35,7 +44,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 14);
 	__type(key, struct dns_peer);
-	__type(value, __u64);
+	__type(value, struct dns_asker);
 } dns_peers SEC(".maps");
 
 /* steered returns the socket's record when addr:port (as this hook sees it)
@@ -182,8 +191,12 @@ int exewall_dns_egress(struct __sk_buff *skb)
 		bpf_map_delete_elem(&dns_peers, &k);
 		return 1;
 	}
-	__u64 *have = bpf_map_lookup_elem(&dns_peers, &k);
-	if (!have || *have != cookie)
-		bpf_map_update_elem(&dns_peers, &k, &cookie, BPF_ANY);
+	struct dns_asker *have = bpf_map_lookup_elem(&dns_peers, &k);
+	if (!have || have->cookie != cookie) {
+		/* The first packet of a socket to the forwarder leaves in its
+		 * sender's call (a UDP send, a TCP connect's SYN). */
+		struct dns_asker a = { .cookie = cookie, .tgid = bpf_get_current_pid_tgid() >> 32 };
+		bpf_map_update_elem(&dns_peers, &k, &a, BPF_ANY);
+	}
 	return 1;
 }

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type dnsDnsAsker struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Tgid   uint32
+	Pad    uint32
+}
+
 type dnsDnsConf struct {
 	_        structs.HostLayout
 	Ip4      uint32
@@ -24,7 +31,8 @@ type dnsDnsConf struct {
 	SelfTgid uint32
 	OddPorts uint8
 	Active   uint8
-	Pad      [2]uint8
+	Learning uint8
+	Pad      uint8
 }
 
 type dnsDnsOrig struct {
@@ -67,6 +75,7 @@ const (
 	dnsProgExewallDnsGetpeername6 = "exewall_dns_getpeername6"
 	dnsProgExewallDnsRecvmsg4     = "exewall_dns_recvmsg4"
 	dnsProgExewallDnsRecvmsg6     = "exewall_dns_recvmsg6"
+	dnsVarUnusedDnsAsker          = "unused_dns_asker"
 	dnsVarUnusedDnsOrig           = "unused_dns_orig"
 	dnsVarUnusedDnsPeer           = "unused_dns_peer"
 )
@@ -134,8 +143,9 @@ type dnsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsVariableSpecs struct {
-	UnusedDnsOrig *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
-	UnusedDnsPeer *ebpf.VariableSpec `ebpf:"unused_dns_peer"`
+	UnusedDnsAsker *ebpf.VariableSpec `ebpf:"unused_dns_asker"`
+	UnusedDnsOrig  *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
+	UnusedDnsPeer  *ebpf.VariableSpec `ebpf:"unused_dns_peer"`
 }
 
 // dnsObjects contains all objects after they have been loaded into the kernel.
@@ -177,8 +187,9 @@ func (m *dnsMaps) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsVariables struct {
-	UnusedDnsOrig *ebpf.Variable `ebpf:"unused_dns_orig"`
-	UnusedDnsPeer *ebpf.Variable `ebpf:"unused_dns_peer"`
+	UnusedDnsAsker *ebpf.Variable `ebpf:"unused_dns_asker"`
+	UnusedDnsOrig  *ebpf.Variable `ebpf:"unused_dns_orig"`
+	UnusedDnsPeer  *ebpf.Variable `ebpf:"unused_dns_peer"`
 }
 
 // dnsPrograms contains all programs after they have been loaded into the kernel.

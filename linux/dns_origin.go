@@ -74,6 +74,10 @@ func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server net
 // asking sock_diag (no record). Read by the tests.
 var originByEgress, originByDiag atomic.Uint64
 
+// noRule is DNS_NO_RULE (bpf/dns.h): a query steered only because a
+// learning session runs; its answer binds nothing.
+const noRule = 0xffffffff
+
 const (
 	protoTCP = 1 // enum proto PROTO_TCP
 	protoUDP = 2 // enum proto PROTO_UDP
@@ -87,21 +91,44 @@ func peerCookie(m *ebpf.Map, peer netip.AddrPort, tcp bool) (uint64, bool) {
 	if m == nil {
 		return 0, false
 	}
+	k := peerKey(peer, tcp)
+	var a dnsDnsAsker
+	if err := m.Lookup(&k, &a); err != nil {
+		return 0, false
+	}
+	return a.Cookie, true
+}
+
+func peerKey(peer netip.AddrPort, tcp bool) dnsDnsPeer {
 	k := dnsDnsPeer{Port: peer.Port(), Proto: protoUDP, Family: 4}
 	if tcp {
 		k.Proto = protoTCP
 	}
-	if a := peer.Addr(); a.Is4() {
+	if a := peer.Addr().Unmap(); a.Is4() {
 		v := a.As4()
 		copy(k.Addr[:], v[:])
 	} else {
 		k.Addr, k.Family = a.As16(), 6
 	}
-	var cookie uint64
-	if err := m.Lookup(&k, &cookie); err != nil {
+	return k
+}
+
+// Asker is the process (tgid) that sent the forwarder's peer's query, as
+// the egress hook saw it: a learning session reports lookups by the
+// asking program's executable.
+func (b *Backend) Asker(peer netip.AddrPort, tcp bool) (int, bool) {
+	b.mu.Lock()
+	m := b.dnsObjs.DnsPeers
+	b.mu.Unlock()
+	if m == nil {
 		return 0, false
 	}
-	return cookie, true
+	var a dnsDnsAsker
+	k := peerKey(peer, tcp)
+	if err := m.Lookup(&k, &a); err != nil || a.Tgid == 0 {
+		return 0, false
+	}
+	return int(a.Tgid), true
 }
 
 func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
