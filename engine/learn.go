@@ -146,6 +146,11 @@ func (m *Manager) StartLearning(ctx context.Context, d, lease time.Duration) (Le
 		}
 		m.log.Info("learning: this backend does not judge inbound; only what programs open is recorded")
 	}
+	if m.policy != nil {
+		// The resolvers trusted before are still the ones whose answers
+		// name what programs look up.
+		lp.Resolvers = m.policy.Resolvers
+	}
 	m.setLearnDNS(true)
 	if err := m.cfg.Backend.Apply(ctx, lp); err != nil {
 		m.setLearnDNS(false)
