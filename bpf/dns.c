@@ -16,6 +16,37 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 const struct dns_orig *unused_dns_orig __attribute__((unused));
 
+/* The forwarder's peer as it sees it: the asking socket's source. */
+struct dns_peer {
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+	__u16 port;    /* host order */
+	__u8 proto;    /* PROTO_TCP or PROTO_UDP */
+	__u8 family;   /* 4 or 6, as the packet */
+};
+
+/* Who sent it: the steered socket, and the process that first sent on it
+ * to the forwarder (for a learning session's report). */
+struct dns_asker {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+const struct dns_peer *unused_dns_peer __attribute__((unused));
+const struct dns_asker *unused_dns_asker __attribute__((unused));
+
+/* Which steered socket (cookie) a datagram or segment reaching the
+ * forwarder comes from, written as it leaves: the forwarder's Origin is a
+ * map lookup (linux/dns_origin.go). A socket has no port yet when the
+ * connect/sendmsg hooks steer it, so the record is taken here. An evicted
+ * record costs a sock_diag lookup in the forwarder, nothing more. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, struct dns_peer);
+	__type(value, struct dns_asker);
+} dns_peers SEC(".maps");
+
 /* steered returns the socket's record when addr:port (as this hook sees it)
  * is the forwarder it was steered to. */
 static __always_inline struct dns_orig *steered(struct bpf_sock_addr *ctx, int v6hook)
@@ -91,3 +122,81 @@ int exewall_dns_getpeername4(struct bpf_sock_addr *ctx) { return restore4(ctx); 
 
 SEC("cgroup/getpeername6")
 int exewall_dns_getpeername6(struct bpf_sock_addr *ctx) { return restore6(ctx); }
+
+#define DNS_ETH_P_IP 0x0800
+#define DNS_ETH_P_IPV6 0x86DD
+#define DNS_IPPROTO_TCP 6
+#define DNS_IPPROTO_UDP 17
+
+/* exewall_dns_egress records, for each packet to the forwarder, which
+ * socket sent it (dns_peers): a steered one by cookie; any other sender's
+ * stale record is removed, so the forwarder never takes it for the
+ * socket that held its port before. Every other packet costs one array
+ * lookup (no name rule: nothing more) or a header compare. Never drops. */
+SEC("cgroup_skb/egress")
+int exewall_dns_egress(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct dns_conf *c = bpf_map_lookup_elem(&dns_fwd, &zero);
+	if (!c || !c->active)
+		return 1;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *p = data;
+	struct dns_peer k = {};
+	__u8 ipproto;
+	__u16 fport;
+	__u8 *l4;
+	if (skb->protocol == bpf_htons(DNS_ETH_P_IP)) {
+		if ((void *)(p + 20) > end)
+			return 1;
+		if (*(__u32 *)(p + 16) != c->ip4)
+			return 1;
+		ipproto = p[9];
+		if ((p[6] & 0x3f) || p[7]) /* a fragment after the first */
+			return 1;
+		__u32 ihl = (p[0] & 0xf) * 4;
+		if (ihl < 20 || ihl > 60)
+			return 1;
+		l4 = p + ihl;
+		k.family = 4;
+		__builtin_memcpy(k.addr, p + 12, 4);
+		fport = ipproto == DNS_IPPROTO_UDP ? c->udp4 : c->tcp4;
+	} else if (skb->protocol == bpf_htons(DNS_ETH_P_IPV6)) {
+		if ((void *)(p + 40) > end)
+			return 1;
+		const __u32 *d = (const __u32 *)(p + 24);
+		if (d[0] != c->ip6[0] || d[1] != c->ip6[1] || d[2] != c->ip6[2] || d[3] != c->ip6[3])
+			return 1;
+		ipproto = p[6];
+		l4 = p + 40;
+		k.family = 6;
+		__builtin_memcpy(k.addr, p + 8, 16);
+		fport = ipproto == DNS_IPPROTO_UDP ? c->udp6 : c->tcp6;
+	} else {
+		return 1;
+	}
+	if (ipproto != DNS_IPPROTO_UDP && ipproto != DNS_IPPROTO_TCP)
+		return 1;
+	if ((void *)(l4 + 4) > end)
+		return 1;
+	__u16 sport = ((__u16)l4[0] << 8) | l4[1];
+	__u16 dport = ((__u16)l4[2] << 8) | l4[3];
+	if (!fport || dport != fport)
+		return 1;
+	k.port = sport;
+	k.proto = ipproto == DNS_IPPROTO_UDP ? PROTO_UDP : PROTO_TCP;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (!bpf_map_lookup_elem(&dns_socks, &cookie)) {
+		bpf_map_delete_elem(&dns_peers, &k);
+		return 1;
+	}
+	struct dns_asker *have = bpf_map_lookup_elem(&dns_peers, &k);
+	if (!have || have->cookie != cookie) {
+		/* The first packet of a socket to the forwarder leaves in its
+		 * sender's call (a UDP send, a TCP connect's SYN). */
+		struct dns_asker a = { .cookie = cookie, .tgid = bpf_get_current_pid_tgid() >> 32 };
+		bpf_map_update_elem(&dns_peers, &k, &a, BPF_ANY);
+	}
+	return 1;
+}

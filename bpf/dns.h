@@ -26,8 +26,15 @@ struct dns_conf {
 	__u32 self_tgid; /* the daemon: its own upstream queries go out as asked */
 	__u8 odd_ports;  /* a trusted resolver listens on a port other than 53 */
 	__u8 active;     /* some rule has a name entry: recvmsg/getpeername look */
-	__u8 _pad[2];
+	__u8 learning;   /* a learning session: every process's queries to a
+			  * trusted resolver are steered, under DNS_NO_RULE */
+	__u8 _pad;
 };
+
+/* The rule id of a query steered only because a learning session runs:
+ * its answer binds nothing, the forwarder reports it (Config.Observe). */
+#define DNS_NO_RULE 0xffffffffu
+
 
 /* A trusted resolver (the policy's resolvers:, else the host's). */
 struct dns_server {
@@ -71,6 +78,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct dns_orig);
 } dns_socks SEC(".maps");
+
+/* dns_learning reports whether a learning session steers every query. */
+static __always_inline int dns_learning(void)
+{
+	__u32 zero = 0;
+	struct dns_conf *c = bpf_map_lookup_elem(&dns_fwd, &zero);
+	return c && c->learning;
+}
 
 enum dns_steer { DNS_PASS = 0, DNS_STEERED = 1, DNS_REFUSED = 2 };
 

@@ -151,8 +151,10 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	struct rule *r = &rc->r;
 	/* names (issue 15): a rule with name entries has its DNS sent to the
 	 * forwarder (bpf/dns.h); hook is a constant here. */
-	if (r->has_names) {
-		int s = dns_steer(ctx, hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6, family, addr, port, proto, r->counter);
+	int learning = !r->has_names && dns_learning();
+	if (r->has_names || learning) {
+		int s = dns_steer(ctx, hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6, family, addr, port, proto,
+				  learning ? DNS_NO_RULE : r->counter);
 		if (s != DNS_PASS) {
 			count(r->counter, s == DNS_STEERED ? VERDICT_ALLOW : VERDICT_DENY);
 			return s == DNS_STEERED;
@@ -160,7 +162,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	}
 	/* A name rule's verdicts change with its bindings, which do not change
 	 * the policy word, and its queries must reach dns_steer: never memoized. */
-	if (r->has_names || (rc->has_named && rc->named.has_names))
+	if (r->has_names || learning || (rc->has_named && rc->named.has_names))
 		m = NULL;
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
 		count(r->counter, VERDICT_ALLOW);

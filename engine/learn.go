@@ -146,7 +146,14 @@ func (m *Manager) StartLearning(ctx context.Context, d, lease time.Duration) (Le
 		}
 		m.log.Info("learning: this backend does not judge inbound; only what programs open is recorded")
 	}
+	if m.policy != nil {
+		// The resolvers trusted before are still the ones whose answers
+		// name what programs look up.
+		lp.Resolvers = m.policy.Resolvers
+	}
+	m.setLearnDNS(true)
 	if err := m.cfg.Backend.Apply(ctx, lp); err != nil {
+		m.setLearnDNS(false)
 		return LearnReport{}, fmt.Errorf("apply the learning policy: %w", err)
 	}
 	now := time.Now()
@@ -203,6 +210,7 @@ func (m *Manager) endLearningLocked(ls *learnSession, why string) {
 	}
 	ls.active, ls.endReason = false, why
 	ls.mu.Unlock()
+	m.setLearnDNS(false)
 	if ls.timer != nil {
 		ls.timer.Stop()
 	}
@@ -233,6 +241,7 @@ func (m *Manager) learnOverridden(why string) {
 		ls.mu.Lock()
 		ls.active, ls.endReason = false, why
 		ls.mu.Unlock()
+		m.setLearnDNS(false)
 		ls.timer.Stop()
 		m.log.Warn("learning ended early", "why", why)
 	}

@@ -253,3 +253,22 @@ func lookupNote(rep LearnReport, opts LearnOptions) string {
 	}
 	return "Destinations a program looked up in DNS are allowed by name (--fold-names folds\nnames below one domain into *.DOMAIN); the others by address."
 }
+
+// LearnDNSSteerer is a backend whose DNS forwarder can see every program's
+// lookups while a session runs (not only those of rules with name
+// entries), so ObserveLookups is told them; such lookups bind nothing.
+type LearnDNSSteerer interface {
+	SetLearnDNS(on bool) error
+}
+
+// setLearnDNS turns the backend's learning steering on or off, if it has
+// one. Without it a session learns addresses, never names.
+func (m *Manager) setLearnDNS(on bool) {
+	s, ok := m.cfg.Backend.(LearnDNSSteerer)
+	if !ok {
+		return
+	}
+	if err := s.SetLearnDNS(on); err != nil {
+		m.log.Info("learning: lookups not seen by the dns forwarder; names are not learned", "on", on, "err", err)
+	}
+}

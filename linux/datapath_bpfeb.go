@@ -69,7 +69,8 @@ type datapathDnsConf struct {
 	SelfTgid uint32
 	OddPorts uint8
 	Active   uint8
-	Pad      [2]uint8
+	Learning uint8
+	Pad      uint8
 }
 
 type datapathDnsOrig struct {

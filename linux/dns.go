@@ -35,6 +35,7 @@ var dnsHooks = []dnsHook{
 	{"dns_recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsRecvmsg6 }},
 	{"dns_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername4 }},
 	{"dns_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsGetpeername6 }},
+	{"dns_egress", ebpf.AttachCGroupInetEgress, func(o *dnsObjects) *ebpf.Program { return o.ExewallDnsEgress }},
 }
 
 // ErrNoDNSHooks is returned by the DNS seam when this kernel refused the hooks.
@@ -184,7 +185,7 @@ func (b *Backend) SetForwarder(udp4, tcp4, udp6, tcp6 netip.AddrPort, pid int) e
 	if udp4.IsValid() && tcp4.IsValid() && udp4.Addr() != tcp4.Addr() || udp6.IsValid() && tcp6.IsValid() && udp6.Addr() != tcp6.Addr() {
 		return errors.New("the forwarder's UDP and TCP listeners must share an address per family")
 	}
-	b.fwd = forwarder{udp4: udp4, tcp4: tcp4, udp6: udp6, tcp6: tcp6, pid: uint32(pid), active: b.fwd.active}
+	b.fwd = forwarder{udp4: udp4, tcp4: tcp4, udp6: udp6, tcp6: tcp6, pid: uint32(pid), active: b.fwd.active, learning: b.fwd.learning}
 	if b.origin == nil {
 		o, err := newDiag()
 		if err != nil {
@@ -199,6 +200,22 @@ type forwarder struct {
 	udp4, tcp4, udp6, tcp6 netip.AddrPort
 	pid                    uint32
 	active                 bool // the policy in force has name entries
+	learning               bool // a learning session: every query is steered
+}
+
+// SetLearnDNS makes every process's queries to a trusted resolver go
+// through the forwarder (on) while a learning session runs, so it can
+// report which names programs looked up (dnsproxy Config.Observe, with
+// Asker); such an answer binds nothing. Call it before the learning policy
+// is applied, and with false when the session ends.
+func (b *Backend) SetLearnDNS(on bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.dnsReady(); err != nil {
+		return err
+	}
+	b.fwd.learning = on
+	return b.writeFwd()
 }
 
 func (b *Backend) writeFwd() error {
@@ -220,7 +237,8 @@ func (b *Backend) writeFwd() error {
 	}
 	c.Udp4, c.Tcp4, c.Udp6, c.Tcp6 = f.udp4.Port(), f.tcp4.Port(), f.udp6.Port(), f.tcp6.Port()
 	c.SelfTgid = f.pid
-	c.Active = b2u(f.active)
+	c.Active = b2u(f.active || f.learning)
+	c.Learning = b2u(f.learning)
 	c.OddPorts = b2u(slices.ContainsFunc(b.trusted, func(s netip.AddrPort) bool { return s.Port() != 53 }))
 	if err := b.objs.DnsFwd.Update(uint32(0), c, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write dns forwarder: %w", err)

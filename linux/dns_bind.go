@@ -75,6 +75,9 @@ func (b *Backend) Learn(bs []NameBinding) error {
 	var errs []error
 	b.bindMu.Lock()
 	for _, nb := range bs {
+		if nb.Rule == noRule {
+			continue // asked while learning, under no name rule: nothing to bind
+		}
 		r := b.byName[b.slotName[nb.Rule]]
 		if r == nil || !r.HasNames() || b.slots[r.Name] != nb.Rule {
 			errs = append(errs, fmt.Errorf("rule id %d: %w", nb.Rule, ErrNoRule))

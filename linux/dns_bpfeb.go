@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type dnsDnsAsker struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Tgid   uint32
+	Pad    uint32
+}
+
 type dnsDnsConf struct {
 	_        structs.HostLayout
 	Ip4      uint32
@@ -24,7 +31,8 @@ type dnsDnsConf struct {
 	SelfTgid uint32
 	OddPorts uint8
 	Active   uint8
-	Pad      [2]uint8
+	Learning uint8
+	Pad      uint8
 }
 
 type dnsDnsOrig struct {
@@ -36,6 +44,14 @@ type dnsDnsOrig struct {
 	Proto  uint8
 	Family uint8
 	Pad    uint8
+}
+
+type dnsDnsPeer struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Proto  uint8
+	Family uint8
 }
 
 type dnsDnsServer struct {
@@ -51,13 +67,17 @@ type dnsDnsServer struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	dnsMapDnsFwd                  = "dns_fwd"
+	dnsMapDnsPeers                = "dns_peers"
 	dnsMapDnsResolvers            = "dns_resolvers"
 	dnsMapDnsSocks                = "dns_socks"
+	dnsProgExewallDnsEgress       = "exewall_dns_egress"
 	dnsProgExewallDnsGetpeername4 = "exewall_dns_getpeername4"
 	dnsProgExewallDnsGetpeername6 = "exewall_dns_getpeername6"
 	dnsProgExewallDnsRecvmsg4     = "exewall_dns_recvmsg4"
 	dnsProgExewallDnsRecvmsg6     = "exewall_dns_recvmsg6"
+	dnsVarUnusedDnsAsker          = "unused_dns_asker"
 	dnsVarUnusedDnsOrig           = "unused_dns_orig"
+	dnsVarUnusedDnsPeer           = "unused_dns_peer"
 )
 
 // loadDns returns the embedded CollectionSpec for dns.
@@ -102,6 +122,7 @@ type dnsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsProgramSpecs struct {
+	ExewallDnsEgress       *ebpf.ProgramSpec `ebpf:"exewall_dns_egress"`
 	ExewallDnsGetpeername4 *ebpf.ProgramSpec `ebpf:"exewall_dns_getpeername4"`
 	ExewallDnsGetpeername6 *ebpf.ProgramSpec `ebpf:"exewall_dns_getpeername6"`
 	ExewallDnsRecvmsg4     *ebpf.ProgramSpec `ebpf:"exewall_dns_recvmsg4"`
@@ -113,6 +134,7 @@ type dnsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsMapSpecs struct {
 	DnsFwd       *ebpf.MapSpec `ebpf:"dns_fwd"`
+	DnsPeers     *ebpf.MapSpec `ebpf:"dns_peers"`
 	DnsResolvers *ebpf.MapSpec `ebpf:"dns_resolvers"`
 	DnsSocks     *ebpf.MapSpec `ebpf:"dns_socks"`
 }
@@ -121,7 +143,9 @@ type dnsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsVariableSpecs struct {
-	UnusedDnsOrig *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
+	UnusedDnsAsker *ebpf.VariableSpec `ebpf:"unused_dns_asker"`
+	UnusedDnsOrig  *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
+	UnusedDnsPeer  *ebpf.VariableSpec `ebpf:"unused_dns_peer"`
 }
 
 // dnsObjects contains all objects after they have been loaded into the kernel.
@@ -145,6 +169,7 @@ func (o *dnsObjects) Close() error {
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsMaps struct {
 	DnsFwd       *ebpf.Map `ebpf:"dns_fwd"`
+	DnsPeers     *ebpf.Map `ebpf:"dns_peers"`
 	DnsResolvers *ebpf.Map `ebpf:"dns_resolvers"`
 	DnsSocks     *ebpf.Map `ebpf:"dns_socks"`
 }
@@ -152,6 +177,7 @@ type dnsMaps struct {
 func (m *dnsMaps) Close() error {
 	return _DnsClose(
 		m.DnsFwd,
+		m.DnsPeers,
 		m.DnsResolvers,
 		m.DnsSocks,
 	)
@@ -161,13 +187,16 @@ func (m *dnsMaps) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsVariables struct {
-	UnusedDnsOrig *ebpf.Variable `ebpf:"unused_dns_orig"`
+	UnusedDnsAsker *ebpf.Variable `ebpf:"unused_dns_asker"`
+	UnusedDnsOrig  *ebpf.Variable `ebpf:"unused_dns_orig"`
+	UnusedDnsPeer  *ebpf.Variable `ebpf:"unused_dns_peer"`
 }
 
 // dnsPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsPrograms struct {
+	ExewallDnsEgress       *ebpf.Program `ebpf:"exewall_dns_egress"`
 	ExewallDnsGetpeername4 *ebpf.Program `ebpf:"exewall_dns_getpeername4"`
 	ExewallDnsGetpeername6 *ebpf.Program `ebpf:"exewall_dns_getpeername6"`
 	ExewallDnsRecvmsg4     *ebpf.Program `ebpf:"exewall_dns_recvmsg4"`
@@ -176,6 +205,7 @@ type dnsPrograms struct {
 
 func (p *dnsPrograms) Close() error {
 	return _DnsClose(
+		p.ExewallDnsEgress,
 		p.ExewallDnsGetpeername4,
 		p.ExewallDnsGetpeername6,
 		p.ExewallDnsRecvmsg4,

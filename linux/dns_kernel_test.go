@@ -132,7 +132,13 @@ func TestDNSWildcardFamiliesTransports(t *testing.T) {
 		{Server: v6, Net: "tcp", Name: "tcp6.wild.test", AAAA: true, ConnectPort: 443},
 		{Server: v4, Net: "mapped", Name: "cmapped.wild.test", ConnectPort: 443},
 	}
+	egress0, diag0 := originByEgress.Load(), originByDiag.Load()
 	got := runDNSClient(t, s.client, s.tb.cgroup, asks)
+	// Every query's asker was found by the egress hook's record, none by
+	// sock_diag (the slow path, for records evicted).
+	if e, d := originByEgress.Load()-egress0, originByDiag.Load()-diag0; e != uint64(len(asks)) || d != 0 {
+		t.Errorf("origin found by egress record %d times, by sock_diag %d, want %d and 0", e, d, len(asks))
+	}
 	wantConnect(t, "A a.wild.test", got[0], "ok")
 	wantConnect(t, "AAAA a.wild.test", got[1], "ok")
 	wantConnect(t, "x.y.wild.test", got[2], "ok")

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +22,7 @@ import (
 // server the program addressed.
 func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server netip.AddrPort, ok bool) {
 	b.mu.Lock()
-	f, d := b.fwd, b.origin
+	f, d, peers := b.fwd, b.origin, b.dnsObjs.DnsPeers
 	b.mu.Unlock()
 	if d == nil {
 		return 0, server, false
@@ -35,9 +37,16 @@ func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server net
 	case !peer.Addr().Is4():
 		fwd = f.udp6
 	}
-	cookie, err := d.cookie(tcp, peer, fwd)
-	if err != nil {
-		return 0, server, false
+	cookie, ok := peerCookie(peers, peer, tcp)
+	if ok {
+		originByEgress.Add(1)
+	} else {
+		c, err := d.cookie(tcp, peer, fwd)
+		if err != nil {
+			return 0, server, false
+		}
+		originByDiag.Add(1)
+		cookie = c
 	}
 	var o datapathDnsOrig
 	if err := b.objs.DnsSocks.Lookup(cookie, &o); err != nil {
@@ -61,7 +70,66 @@ func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server net
 	return o.Rule, netip.AddrPortFrom(addr, binary.BigEndian.Uint16(p[:2])), true
 }
 
-const protoTCP = 1 // enum proto PROTO_TCP
+// How Origin found the asking socket: by the egress hook's record, or by
+// asking sock_diag (no record). Read by the tests.
+var originByEgress, originByDiag atomic.Uint64
+
+// noRule is DNS_NO_RULE (bpf/dns.h): a query steered only because a
+// learning session runs; its answer binds nothing.
+const noRule = 0xffffffff
+
+const (
+	protoTCP = 1 // enum proto PROTO_TCP
+	protoUDP = 2 // enum proto PROTO_UDP
+)
+
+// peerCookie is the cookie of the steered socket the forwarder's peer is,
+// as bpf/dns.c's egress hook recorded it when the query left that socket;
+// false when there is no record (evicted, or a kernel without the hook):
+// then sock_diag is asked.
+func peerCookie(m *ebpf.Map, peer netip.AddrPort, tcp bool) (uint64, bool) {
+	if m == nil {
+		return 0, false
+	}
+	k := peerKey(peer, tcp)
+	var a dnsDnsAsker
+	if err := m.Lookup(&k, &a); err != nil {
+		return 0, false
+	}
+	return a.Cookie, true
+}
+
+func peerKey(peer netip.AddrPort, tcp bool) dnsDnsPeer {
+	k := dnsDnsPeer{Port: peer.Port(), Proto: protoUDP, Family: 4}
+	if tcp {
+		k.Proto = protoTCP
+	}
+	if a := peer.Addr().Unmap(); a.Is4() {
+		v := a.As4()
+		copy(k.Addr[:], v[:])
+	} else {
+		k.Addr, k.Family = a.As16(), 6
+	}
+	return k
+}
+
+// Asker is the process (tgid) that sent the forwarder's peer's query, as
+// the egress hook saw it: a learning session reports lookups by the
+// asking program's executable.
+func (b *Backend) Asker(peer netip.AddrPort, tcp bool) (int, bool) {
+	b.mu.Lock()
+	m := b.dnsObjs.DnsPeers
+	b.mu.Unlock()
+	if m == nil {
+		return 0, false
+	}
+	var a dnsDnsAsker
+	k := peerKey(peer, tcp)
+	if err := m.Lookup(&k, &a); err != nil || a.Tgid == 0 {
+		return 0, false
+	}
+	return int(a.Tgid), true
+}
 
 func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
 

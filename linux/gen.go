@@ -13,5 +13,5 @@ package linux
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" -type held_rec sockets ../bpf/sockets.c -- -I../bpf/headers -I../bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" migrate ../bpf/migrate.c -- -I../bpf/headers -I../bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" guard ../bpf/guard.c -- -I../bpf/headers -I../bpf
-//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" dns ../bpf/dns.c -- -I../bpf/headers -I../bpf
+//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" -type dns_peer -type dns_asker dns ../bpf/dns.c -- -I../bpf/headers -I../bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -tags linux -target bpfel,bpfeb -cflags "-O2 -g -Wall -Werror -nostdinc" -type in_sock inbound ../bpf/inbound.c -- -I../bpf/headers -I../bpf

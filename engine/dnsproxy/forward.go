@@ -107,7 +107,7 @@ func (p *Proxy) schedule() {
 	if p.tab.exp.Len() == 0 {
 		return
 	}
-	at := p.tab.exp[0].at
+	at := time.Unix(0, p.tab.exp[0].at)
 	if p.timer == nil {
 		p.next = at
 		p.timer = time.AfterFunc(time.Until(at), p.expire)

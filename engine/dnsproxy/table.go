@@ -2,7 +2,6 @@ package dnsproxy
 
 import (
 	"container/heap"
-	"container/list"
 	"net/netip"
 	"slices"
 	"sort"
@@ -18,11 +17,54 @@ type key struct {
 	addr netip.Addr
 }
 
+// entry is one binding: 96 bytes with its rule's LRU links inline (no
+// list element), its expiry as Unix nanoseconds.
 type entry struct {
-	key     key
-	names   []string // CNAME chain of the latest answer first, then older names
-	expires time.Time
-	elem    *list.Element // in its rule's LRU list; Value is *entry
+	key        key
+	names      []string // CNAME chain of the latest answer first, then older names
+	expires    int64    // Unix ns
+	prev, next *entry   // in its rule's LRU list, front: most recently answered
+	dead       bool     // removed: its expiry items are stale
+}
+
+// lruList is one rule's entries, most recently answered first.
+type lruList struct {
+	front, back *entry
+	n           int
+}
+
+func (l *lruList) pushFront(e *entry) {
+	e.prev, e.next = nil, l.front
+	if l.front != nil {
+		l.front.prev = e
+	} else {
+		l.back = e
+	}
+	l.front = e
+	l.n++
+}
+
+func (l *lruList) remove(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.front = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.back = e.prev
+	}
+	e.prev, e.next = nil, nil
+	l.n--
+}
+
+func (l *lruList) moveToFront(e *entry) {
+	if l.front == e {
+		return
+	}
+	l.remove(e)
+	l.pushFront(e)
 }
 
 // table holds the bindings in force: per rule, at most cap addresses, the
@@ -31,12 +73,12 @@ type entry struct {
 type table struct {
 	cap     int
 	entries map[key]*entry
-	lru     map[uint32]*list.List // front: most recently answered
+	lru     map[uint32]*lruList
 	exp     expiryHeap
 }
 
 func newTable(cap int) *table {
-	return &table{cap: cap, entries: map[key]*entry{}, lru: map[uint32]*list.List{}}
+	return &table{cap: cap, entries: map[key]*entry{}, lru: map[uint32]*lruList{}}
 }
 
 // merge returns the bindings bs would put in force given what is in force
@@ -47,8 +89,8 @@ func (t *table) merge(bs []Binding) []Binding {
 	seen := map[key]int{}
 	for _, b := range bs {
 		k := key{b.Rule, b.Addr}
-		if e, ok := t.entries[k]; ok && e.expires.After(b.Expires) {
-			b.Expires = e.expires
+		if e, ok := t.entries[k]; ok && e.expires > b.Expires.UnixNano() {
+			b.Expires = time.Unix(0, e.expires)
 		}
 		if i, ok := seen[k]; ok {
 			if b.Expires.After(out[i].Expires) {
@@ -69,28 +111,27 @@ func (t *table) insert(bs []Binding) (evicted []Binding) {
 		k := key{b.Rule, b.Addr}
 		l := t.lru[b.Rule]
 		if l == nil {
-			l = list.New()
+			l = &lruList{}
 			t.lru[b.Rule] = l
 		}
 		e, ok := t.entries[k]
 		if !ok {
 			e = &entry{key: k}
-			e.elem = l.PushFront(e)
+			l.pushFront(e)
 			t.entries[k] = e
 		} else {
-			l.MoveToFront(e.elem)
+			l.moveToFront(e)
 		}
 		e.names = mergeNames(b.Names, e.names)
-		if b.Expires.After(e.expires) || !ok {
-			e.expires = b.Expires
-			heap.Push(&t.exp, expiryItem{at: e.expires, key: k})
+		if exp := b.Expires.UnixNano(); exp > e.expires || !ok {
+			e.expires = exp
+			heap.Push(&t.exp, expiryItem{at: exp, e: e})
 		}
 	}
 	for _, b := range bs {
 		l := t.lru[b.Rule]
-		for l.Len() > t.cap {
-			e := l.Back().Value.(*entry)
-			evicted = append(evicted, t.remove(e))
+		for l != nil && l.n > t.cap {
+			evicted = append(evicted, t.remove(l.back))
 		}
 	}
 	t.compact()
@@ -102,13 +143,13 @@ func (t *table) insert(bs []Binding) (evicted []Binding) {
 func (t *table) expire(now time.Time) (gone []Binding, next time.Time) {
 	for t.exp.Len() > 0 {
 		it := t.exp[0]
-		e, ok := t.entries[it.key]
-		if !ok || !e.expires.Equal(it.at) {
+		e := it.e
+		if e.dead || e.expires != it.at {
 			heap.Pop(&t.exp) // stale: refreshed or removed since
 			continue
 		}
-		if it.at.After(now) {
-			return gone, it.at
+		if it.at > now.UnixNano() {
+			return gone, time.Unix(0, it.at)
 		}
 		heap.Pop(&t.exp)
 		gone = append(gone, t.remove(e))
@@ -118,16 +159,17 @@ func (t *table) expire(now time.Time) (gone []Binding, next time.Time) {
 
 func (t *table) remove(e *entry) Binding {
 	l := t.lru[e.key.rule]
-	l.Remove(e.elem)
-	if l.Len() == 0 {
+	l.remove(e)
+	if l.n == 0 {
 		delete(t.lru, e.key.rule)
 	}
 	delete(t.entries, e.key)
+	e.dead = true
 	return e.binding()
 }
 
 func (e *entry) binding() Binding {
-	return Binding{Rule: e.key.rule, Names: slices.Clone(e.names), Addr: e.key.addr, Expires: e.expires}
+	return Binding{Rule: e.key.rule, Names: slices.Clone(e.names), Addr: e.key.addr, Expires: time.Unix(0, e.expires)}
 }
 
 // compact rebuilds the expiry heap when stale items (left by refreshes)
@@ -137,8 +179,8 @@ func (t *table) compact() {
 		return
 	}
 	t.exp = t.exp[:0]
-	for k, e := range t.entries {
-		t.exp = append(t.exp, expiryItem{at: e.expires, key: k})
+	for _, e := range t.entries {
+		t.exp = append(t.exp, expiryItem{at: e.expires, e: e})
 	}
 	heap.Init(&t.exp)
 }
@@ -173,15 +215,17 @@ func mergeNames(latest, old []string) []string {
 	return out
 }
 
+// expiryItem is 16 bytes: an entry's expiry (Unix ns) when pushed; stale
+// once the entry is removed or refreshed.
 type expiryItem struct {
-	at  time.Time
-	key key
+	at int64
+	e  *entry
 }
 
 type expiryHeap []expiryItem
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
 func (h *expiryHeap) Pop() any {

@@ -147,6 +147,12 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 	})
 	defer m.Close()
+	// A learning session learns names from the DNS forwarder's answers.
+	if o, ok := backend.(interface {
+		SetLookupObserver(func(string, []engine.LearnLookup))
+	}); ok {
+		o.SetLookupObserver(m.ObserveLookups)
+	}
 	if err := m.Load(ctx); err != nil {
 		return fmt.Errorf("%w%s", err, api.Hint(err))
 	}

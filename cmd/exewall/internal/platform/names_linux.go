@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/dnsproxy"
@@ -19,7 +21,8 @@ import (
 // backend. Every other method is the backend's.
 type namesBackend struct {
 	*linux.Backend
-	proxy *dnsproxy.Proxy
+	proxy    *dnsproxy.Proxy
+	observer atomic.Pointer[func(exe string, lookups []engine.LearnLookup)]
 }
 
 var _ engine.NameLister = (*namesBackend)(nil)
@@ -32,8 +35,9 @@ func withNames(ctx context.Context, b *linux.Backend, log *slog.Logger) engine.B
 	if log == nil {
 		log = slog.Default()
 	}
+	nb := &namesBackend{Backend: b}
 	cfg := dnsproxy.Config{Listen4: netip.MustParseAddrPort("127.0.0.1:0"), Listen6: netip.MustParseAddrPort("[::1]:0"),
-		Origin: b, Learner: b, Log: log}
+		Origin: b, Learner: b, Log: log, Observe: nb.observe}
 	p, err := dnsproxy.New(cfg)
 	if err != nil {
 		cfg.Listen6 = netip.AddrPort{} // no IPv6 loopback on this host
@@ -53,7 +57,32 @@ func withNames(ctx context.Context, b *linux.Backend, log *slog.Logger) engine.B
 		}
 		b.SetForwarder(netip.AddrPort{}, netip.AddrPort{}, netip.AddrPort{}, netip.AddrPort{}, 0)
 	}()
-	return &namesBackend{Backend: b, proxy: p}
+	nb.proxy = p
+	return nb
+}
+
+// SetLookupObserver is told, by executable, the lookups the forwarder
+// answered (engine.Manager.ObserveLookups: a learning session's names).
+func (n *namesBackend) SetLookupObserver(f func(exe string, lookups []engine.LearnLookup)) {
+	n.observer.Store(&f)
+}
+
+// observe is the forwarder's Config.Observe: the asking process, as the
+// kernel recorded it, names the executable.
+func (n *namesBackend) observe(peer netip.AddrPort, tcp bool, bs []dnsproxy.Binding) {
+	f := n.observer.Load()
+	if f == nil {
+		return
+	}
+	pid, ok := n.Backend.Asker(peer, tcp)
+	if !ok {
+		return
+	}
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return
+	}
+	(*f)(exe, dnsproxy.LearnLookups(bs))
 }
 
 // Names implements engine.NameLister.
