@@ -31,14 +31,15 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
-	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, names: map[string][]string{},
+		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	var paths []string
 	for _, r := range p.Rules {
 		if r.Exe != "" {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.identifyCached(paths, ids.places)
+	found, err := b.identifyCached(paths, ids)
 	if err != nil {
 		return ids, err
 	}
@@ -73,6 +74,28 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 		}
 	}
 	return ids, nil
+}
+
+// ruleID returns the stable id of the rule in force named name, and false
+// when no rule in force has that name. The id is the rule's counter slot: it
+// is given when a rule name first appears, never changes while a rule of
+// that name stays in the policy (whatever is inserted or removed around
+// it), and is not handed to another rule while events naming it may be in
+// flight (slots are allocated in increasing order, wrapping at maxRules).
+// It survives a daemon restart: the pinned counter_names map keeps every
+// slot's name and New reads it back (restoreSlots), so an adopting daemon
+// gives every rule the id it had. It is also the datapath's rule id (with
+// the generation in its top bit, see compile), so the entries of a rule that
+// did not change are the same from one policy to the next. 0 is the
+// default verdict, never a rule.
+func (b *Backend) ruleID(name string) (uint32, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byName[name] == nil {
+		return 0, false
+	}
+	id, ok := b.slots[name]
+	return id, ok
 }
 
 // slotFor returns the counter slot of a rule name, allocating slots in
@@ -135,19 +158,29 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	fail := func(err error) error {
 		restore()
-		b.clearGen(next) // best effort; the active generation was never touched
+		// The idle generation may hold part of the new policy: what it
+		// holds is found by scanning it at the next apply. The active
+		// generation was never touched.
+		b.gens[next] = nil
 		return err
 	}
 	// The idle generation may still be read by programs that started before
-	// the last switch: wait for that switch's grace period, then clear it.
+	// the last switch: wait for that switch's grace period. It still holds
+	// the policy before the one in force; only what differs from the new
+	// policy is written (rule ids are stable, so a rule that did not change
+	// has the same entries).
 	b.waitGrace()
-	if err := b.clearGen(next); err != nil {
+	old := b.gens[next]
+	if old == nil {
+		if old, err = b.scanGen(next); err != nil {
+			return fail(err)
+		}
+	}
+	b.gens[next] = nil
+	if err := b.writeGen(old, c, next); err != nil {
 		return fail(err)
 	}
 	b.gens[next] = c
-	if err := b.writeGen(c, next); err != nil {
-		return fail(err)
-	}
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
 	merged := maps.Clone(b.byName)
@@ -158,27 +191,16 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
-	// The new policy is in force now. The old generation is cleared by the
-	// next apply, after an RCU grace period that runs in the background, so
-	// no caller waits for it.
+	// The new policy is in force now. The old generation stays as it is:
+	// the next apply writes there only what differs, after an RCU grace
+	// period that runs in the background, so no caller waits for it.
 	grace := make(chan struct{})
 	b.grace = grace
-	b.applySeq++
-	seq := b.applySeq
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		waitForReaders()
 		close(grace)
-		// Clear the old generation now, unless another apply has started
-		// using it meanwhile: maps hold only the policy in force.
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.applySeq == seq && !b.closed {
-			if err := b.clearGen(cur); err != nil {
-				b.log.Warn("clear old policy generation", "err", err)
-			}
-		}
 	}()
 	b.dropUnusedSlots(c)
 	if b.repin || len(b.links) < b.wantLinks() {
@@ -233,26 +255,28 @@ func waitForReaders() {
 	}
 }
 
-func (b *Backend) writeGen(c *compiled, gen uint32) error {
-	if err := batchUpdate(b.objs.ExeRules, c.exe); err != nil {
+// writeGen turns generation gen from what it holds (old) into c: entries
+// that are in both with the same value are left alone.
+func (b *Backend) writeGen(old, c *compiled, gen uint32) error {
+	if err := writeDiff(b.objs.ExeRules, old.exe, c.exe); err != nil {
 		return fmt.Errorf("write exe rules: %w", err)
 	}
-	if err := batchUpdate(b.objs.CgroupRules, c.cgroups); err != nil {
+	if err := writeDiff(b.objs.CgroupRules, old.cgroups, c.cgroups); err != nil {
 		return fmt.Errorf("write cgroup rules: %w", err)
 	}
-	if err := batchUpdate(b.objs.UidRules, c.uids); err != nil {
+	if err := writeDiff(b.objs.UidRules, old.uids, c.uids); err != nil {
 		return fmt.Errorf("write user rules: %w", err)
 	}
-	if err := batchUpdate(b.objs.GidRules, c.gids); err != nil {
+	if err := writeDiff(b.objs.GidRules, old.gids, c.gids); err != nil {
 		return fmt.Errorf("write group rules: %w", err)
 	}
-	if err := batchUpdate(b.objs.Dests, c.dests); err != nil {
+	if err := writeDiff(b.objs.Dests, old.dests, c.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
 	}
-	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
+	if err := writeDiff(b.objs.PathRules, old.paths, c.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)
 	}
-	if err := batchUpdate(b.objs.NameRules, c.named); err != nil {
+	if err := writeDiff(b.objs.NameRules, old.named, c.named); err != nil {
 		return fmt.Errorf("write executable names: %w", err)
 	}
 	// A slot handed to a new rule starts from zero and gets its name before
@@ -279,41 +303,6 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	return nil
-}
-
-// clearGen removes every entry of one generation. What we wrote is known;
-// after a restart it is found by scanning the maps once.
-func (b *Backend) clearGen(gen uint32) error {
-	c := b.gens[gen]
-	if c == nil {
-		var err error
-		if c, err = b.scanGen(gen); err != nil {
-			return err
-		}
-	}
-	if err := batchDelete(b.objs.ExeRules, keysOf(c.exe)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.CgroupRules, keysOf(c.cgroups)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.UidRules, keysOf(c.uids)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.GidRules, keysOf(c.gids)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.Dests, keysOf(c.dests)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.NameRules, keysOf(c.named)); err != nil {
-		return err
-	}
-	b.gens[gen] = emptyCompiled()
 	return nil
 }
 

@@ -67,6 +67,8 @@ type Backend struct {
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
 	resolver   *resolver // the one identity iterator and cache: Identify and Apply share it
+	exes       *exeWatch // what exe paths resolved to, while inotify sees no change
+	ticks      uint64    // watch intervals so far
 	ncpu       int
 
 	mu         sync.Mutex
@@ -105,7 +107,6 @@ type Backend struct {
 
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
-	applySeq   uint64        // applies so far; the background clear checks it
 	closed     bool
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
@@ -185,6 +186,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	}
 	b.loadOptional()
 	b.resolver = newResolver(disabledByTest("iter"))
+	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
 		b.log.Warn("executable identity", "err", b.resolver.fallback)
@@ -403,6 +405,9 @@ func (b *Backend) Close() error {
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()
+		}
+		if b.exes != nil {
+			b.exes.close()
 		}
 		close(b.violations)
 		b.lock.Close()

@@ -44,6 +44,7 @@ type compiled struct {
 type identities struct {
 	exe     map[string][]engine.FileID // by exe path; several while an old inode still runs
 	places  map[string]place           // by exe path: where the file lives, for the exec hook
+	names   map[string][]string        // by exe path: its symlink names (names.go), when it is a symlink
 	cgroups map[string]uint64          // by cleaned cgroup path
 	uids    map[string]uint32
 	gids    map[string]uint32
@@ -69,9 +70,12 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		slot := slots(r.Name)
+		if slot&genBit != 0 {
+			return nil, fmt.Errorf("rule %s: slot %d out of range", r.Name, slot)
+		}
 		c.names[slot] = r.Name
 		dr := datapathRule{
-			Id:       uint32(i) | gen<<31,
+			Id:       slot | gen<<31, // stable: see ruleID
 			Counter:  slot,
 			Action:   uint8(r.Action),
 			Audit:    b2u(r.Audit),
@@ -95,7 +99,7 @@ func compile(p *engine.Policy, gen uint32, ids identities, slots func(name strin
 			if pl, ok := ids.places[r.Exe]; ok {
 				c.paths[pathKey(pl, gen)] = dr
 			}
-			for _, n := range symlinkNames(r.Exe) {
+			for _, n := range ids.names[r.Exe] {
 				c.named[nameKey(n, gen)] = dr
 			}
 		case r.Cgroup != "":

@@ -33,14 +33,42 @@ func fromInt8(b []int8) string {
 }
 
 func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
-	if len(entries) == 0 {
-		return nil
-	}
 	keys := make([]K, 0, len(entries))
 	vals := make([]V, 0, len(entries))
 	for k, v := range entries {
 		keys = append(keys, k)
 		vals = append(vals, v)
+	}
+	return batchUpdateSlices(m, keys, vals)
+}
+
+// writeDiff turns map m from holding old into holding want: keys only in
+// old are deleted, keys new or with another value are written, the rest is
+// not touched.
+func writeDiff[K, V comparable](m *ebpf.Map, old, want map[K]V) error {
+	var gone []K
+	for k := range old {
+		if _, ok := want[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	if err := batchDelete(m, gone); err != nil {
+		return err
+	}
+	var keys []K
+	var vals []V
+	for k, v := range want {
+		if was, ok := old[k]; !ok || was != v {
+			keys = append(keys, k)
+			vals = append(vals, v)
+		}
+	}
+	return batchUpdateSlices(m, keys, vals)
+}
+
+func batchUpdateSlices[K comparable, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
 	}
 	for done, tries := 0, 0; done < len(keys); {
 		n, err := m.BatchUpdate(keys[done:], vals[done:], nil)

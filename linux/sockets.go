@@ -58,12 +58,28 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 	}
 	inheritFromListeners(recs)
 	cgroupPaths := map[uint64]string{}
+	var bySlot map[uint32]*engine.Rule // rule ids are slots (ruleID); built when first needed
+	ruleOf := func(slot uint32) *engine.Rule {
+		if bySlot == nil {
+			bySlot = make(map[uint32]*engine.Rule, len(p.Rules))
+			idx := make(map[string]int, len(p.Rules))
+			for i := range p.Rules {
+				idx[p.Rules[i].Name] = i
+			}
+			for s, name := range c.names {
+				if i, ok := idx[name]; ok {
+					bySlot[s] = &p.Rules[i]
+				}
+			}
+		}
+		return bySlot[slot]
+	}
 	var doomed []uint64
 	for _, r := range recs {
 		if r.HasOwner == 0 || r.listening {
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths) == engine.VerdictDeny {
+		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths, ruleOf) == engine.VerdictDeny {
 			doomed = append(doomed, r.Cookie)
 		}
 	}
@@ -172,7 +188,7 @@ func clearMap[K comparable, V any](m *ebpf.Map) error {
 
 // judgeHeld decides a held socket the way the datapath decides a connect,
 // from the compiled maps of generation gen and the socket creator's identity.
-func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapathSockRec, cgroupPaths map[uint64]string) engine.Verdict {
+func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapathSockRec, cgroupPaths map[uint64]string, ruleOf func(uint32) *engine.Rule) engine.Verdict {
 	o := r.Owner
 	var rule *datapathRule
 	if o.HasExe == 1 {
@@ -199,11 +215,10 @@ func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapa
 	proto := engine.Proto(r.Proto)
 	action, audit := engine.Action(c.config.DefaultAction), false
 	if rule != nil {
-		idx := rule.Id &^ genBit
-		if int(idx) >= len(p.Rules) {
+		pr := ruleOf(rule.Id &^ genBit)
+		if pr == nil {
 			return engine.VerdictAllow
 		}
-		pr := &p.Rules[idx]
 		action, audit = pr.Action, pr.Audit
 		if v, ok := engine.MatchDests(pr, dst, r.Dport, proto); ok {
 			if v == engine.VerdictAllow {
