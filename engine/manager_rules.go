@@ -75,7 +75,7 @@ func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error) (*Poli
 	if err := m.validate(p); err != nil {
 		return nil, err
 	}
-	data, lost, err := EditPolicyFile(m.src, p)
+	data, lost, err := EditPolicyFileFrom(m.src, m.policy, p)
 	if err != nil {
 		return nil, err
 	}
