@@ -15,7 +15,9 @@ func TestEditPolicyFileFromEditsOnlyChangedRules(t *testing.T) {
 	old := mustParse(t, commented)
 	cases := map[string]func(p *Policy){
 		"change action": func(p *Policy) { p.Rules[1].Action = ActionAllow },
-		"add allow":     func(p *Policy) { p.Rules[0].Allow = []Dest{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortLo: 53, PortHi: 53, Proto: ProtoUDP}} },
+		"add allow": func(p *Policy) {
+			p.Rules[0].Allow = []Dest{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortLo: 53, PortHi: 53, Proto: ProtoUDP}}
+		},
 		"remove first":  func(p *Policy) { p.Rules = p.Rules[1:] },
 		"remove middle": func(p *Policy) { p.Rules = append(p.Rules[:1], p.Rules[2:]...) },
 		"remove last":   func(p *Policy) { p.Rules = p.Rules[:2] },
@@ -71,7 +73,7 @@ func TestEditPolicyFileFromEditsOnlyChangedRules(t *testing.T) {
 // through the tree editor, and the result is right either way.
 func TestEditPolicyFileFromFallsBack(t *testing.T) {
 	for _, src := range []string{
-		"rules:\n- name: a\n  exe: /bin/a\n  action: deny\n- name: b\n  exe: /bin/b\n  action: deny\n",          // items at column 0
+		"rules:\n- name: a\n  exe: /bin/a\n  action: deny\n- name: b\n  exe: /bin/b\n  action: deny\n",       // items at column 0
 		"rules:\n  - {name: a, exe: /bin/a, action: deny}\n  - name: b\n    exe: /bin/b\n    action: deny\n", // flow item
 		"rules:\n  - name: \"a\"\n    exe: /bin/a\n    action: deny\n  - name: b\n    exe: /bin/b\n    action: deny\n",
 		"rules:\n  - exe: /bin/a\n    name: a\n    action: deny\n  - name: b\n    exe: /bin/b\n    action: deny\nmode: audit\n",
