@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -68,6 +69,7 @@ type Backend struct {
 	objs       datapathObjects
 	resolver   *resolver // the one identity iterator and cache: Identify and Apply share it
 	exes       *exeWatch // what exe paths resolved to, while inotify sees no change
+	btf        *btf.Cache // the kernel's parsed BTF while New loads objects, then nil
 	ticks      uint64    // watch intervals so far
 	ncpu       int
 
@@ -181,11 +183,18 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 			}
 		}()
 	}
+	// One parse of the kernel's BTF serves every object loaded here; it is
+	// dropped once they are (tens of MiB a daemon has no use for later).
+	b.btf = btf.NewCache()
+	defer func() { b.btf = nil }()
+	t0 := time.Now()
 	if err := b.load(); err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	b.loadOptional()
-	b.resolver = newResolver(disabledByTest("iter"))
+	t2 := time.Now()
+	b.resolver = newResolver(disabledByTest("iter"), b.btf)
 	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
@@ -219,6 +228,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
+	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2))
 	b.wg.Add(2)
 	go b.readEvents()
 	go b.watch()
@@ -245,7 +255,7 @@ func (b *Backend) load() error {
 			m.Close()
 		}
 	}()
-	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}, Cache: b.btf}
 	if changed {
 		// Pins from an older map layout: load fresh maps, carry the old
 		// entries over, and swap programs and pins at the first Apply (see
