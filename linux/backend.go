@@ -67,10 +67,10 @@ type Backend struct {
 	cgroupID   uint64
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
-	resolver   *resolver // the one identity iterator and cache: Identify and Apply share it
-	exes       *exeWatch // what exe paths resolved to, while inotify sees no change
+	resolver   *resolver  // the one identity iterator and cache: Identify and Apply share it
+	exes       *exeWatch  // what exe paths resolved to, while inotify sees no change
 	btf        *btf.Cache // the kernel's parsed BTF while New loads objects, then nil
-	ticks      uint64    // watch intervals so far
+	ticks      uint64     // watch intervals so far
 	ncpu       int
 
 	mu         sync.Mutex
