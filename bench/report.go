@@ -51,6 +51,7 @@ type Report struct {
 	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
+	Scale        *ScaleResult     `json:"scale,omitempty"` // scale_linux.go, scale_report.go
 	Targets      []Target         `json:"targets"`
 	Notes        []string         `json:"notes"`
 }
@@ -437,6 +438,8 @@ func (r *Report) evaluate() {
 				Status: pass(a100.Median < 20)})
 		}
 	}
+
+	r.evaluateScale()
 
 	// Storm.
 	if s := r.Storm; s == nil {
