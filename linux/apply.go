@@ -31,9 +31,9 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
-	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, names: map[string][]string{},
+	ids := identities{exe: make(map[string][]engine.FileID, len(p.Rules)), places: make(map[string]place, len(p.Rules)), names: map[string][]string{},
 		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
-	var paths []string
+	paths := make([]string, 0, len(p.Rules))
 	for _, r := range p.Rules {
 		if r.Exe != "" {
 			paths = append(paths, r.Exe)
@@ -46,9 +46,10 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	for _, path := range paths {
 		// Keep every identity the path has had while the rule lives: a
 		// process still running a replaced binary stays covered.
-		known := slices.Clone(b.seen[path])
+		// The list is shared with seen until it changes.
+		known := b.seen[path]
 		if id, ok := found[path]; ok && !slices.Contains(known, id) {
-			known = append(known, id)
+			known = append(slices.Clip(known), id)
 		}
 		ids.exe[path] = known
 	}
@@ -98,6 +99,13 @@ func (b *Backend) ruleID(name string) (uint32, bool) {
 	return id, ok
 }
 
+// slotUndo is how to take back a slot an apply handed out.
+type slotUndo struct {
+	slot       uint32
+	name, prev string
+	hadPrev    bool
+}
+
 // slotFor returns the counter slot of a rule name, allocating slots in
 // increasing order so that a slot freed by a removed rule is not handed to
 // another one while events naming it may still be in flight.
@@ -111,11 +119,13 @@ func (b *Backend) slotFor(name string) uint32 {
 		if b.nextSlot > maxRules {
 			b.nextSlot = 1
 		}
-		if old, used := b.slotName[s]; used {
+		old, used := b.slotName[s]
+		if used {
 			if _, live := b.slots[old]; live {
 				continue
 			}
 		}
+		b.slotUndo = append(b.slotUndo, slotUndo{slot: s, name: name, prev: old, hadPrev: used})
 		b.slots[name] = s
 		b.slotName[s] = name
 		b.freshSlots[s] = true
@@ -146,12 +156,25 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	cur := word & 1
 	next := cur ^ 1
-	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
+	nextBefore := b.nextSlot
+	b.slotUndo = b.slotUndo[:0]
 	restore := func() {
-		b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore
+		// Slots handed out by this apply go back, newest first.
+		for i := len(b.slotUndo) - 1; i >= 0; i-- {
+			u := b.slotUndo[i]
+			delete(b.slots, u.name)
+			if u.hadPrev {
+				b.slotName[u.slot] = u.prev
+			} else {
+				delete(b.slotName, u.slot)
+			}
+		}
+		b.slotUndo = b.slotUndo[:0]
+		b.nextSlot = nextBefore
 		clear(b.freshSlots)
 	}
-	c, err := compile(p, next, ids, b.slotFor)
+	// Rules that did not change keep what either generation compiled.
+	c, err := compile(p, ids, b.slotFor, b.gens[next], b.gens[cur])
 	if err != nil {
 		restore()
 		return err
@@ -171,13 +194,8 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	// has the same entries).
 	b.waitGrace()
 	old := b.gens[next]
-	if old == nil {
-		if old, err = b.scanGen(next); err != nil {
-			return fail(err)
-		}
-	}
 	b.gens[next] = nil
-	if err := b.writeGen(old, c, next); err != nil {
+	if err := b.writeGen(old, c, p, next); err != nil {
 		return fail(err)
 	}
 	b.gens[next] = c
@@ -227,11 +245,15 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.byName[p.Rules[i].Name] = &p.Rules[i]
 	}
 	for path, known := range ids.exe {
-		b.seen[path] = known
+		if was, ok := b.seen[path]; !ok || len(was) != len(known) {
+			b.seen[path] = known
+		}
 	}
-	for path := range b.seen {
-		if _, ok := ids.exe[path]; !ok {
-			delete(b.seen, path)
+	if len(b.seen) > len(ids.exe) {
+		for path := range b.seen {
+			if _, ok := ids.exe[path]; !ok {
+				delete(b.seen, path)
+			}
 		}
 	}
 	return nil
@@ -255,39 +277,41 @@ func waitForReaders() {
 	}
 }
 
-// writeGen turns generation gen from what it holds (old) into c: entries
-// that are in both with the same value are left alone.
-func (b *Backend) writeGen(old, c *compiled, gen uint32) error {
-	if err := writeDiff(b.objs.ExeRules, old.exe, c.exe); err != nil {
-		return fmt.Errorf("write exe rules: %w", err)
+// writeGen turns generation gen from what it holds (old; nil: unknown,
+// found by scanning the maps) into c: rule by rule when both are known
+// (ruleout.go), else entry by entry. Entries that stay the same are not
+// written.
+func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) error {
+	done := false
+	if old != nil && old.rules != nil {
+		var err error
+		if done, err = b.writeRules(old, c, gen); err != nil {
+			return err
+		}
 	}
-	if err := writeDiff(b.objs.CgroupRules, old.cgroups, c.cgroups); err != nil {
-		return fmt.Errorf("write cgroup rules: %w", err)
-	}
-	if err := writeDiff(b.objs.UidRules, old.uids, c.uids); err != nil {
-		return fmt.Errorf("write user rules: %w", err)
-	}
-	if err := writeDiff(b.objs.GidRules, old.gids, c.gids); err != nil {
-		return fmt.Errorf("write group rules: %w", err)
-	}
-	if err := writeDiff(b.objs.Dests, old.dests, c.dests); err != nil {
-		return fmt.Errorf("write destinations: %w", err)
-	}
-	if err := writeDiff(b.objs.PathRules, old.paths, c.paths); err != nil {
-		return fmt.Errorf("write executable paths: %w", err)
-	}
-	if err := writeDiff(b.objs.NameRules, old.named, c.named); err != nil {
-		return fmt.Errorf("write executable names: %w", err)
+	if !done {
+		var have *compiled
+		if old != nil && old.scanned != nil {
+			have = old.scanned
+		} else {
+			var err error
+			if have, err = b.scanGen(gen); err != nil {
+				return err
+			}
+		}
+		if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
+			return err
+		}
 	}
 	// A slot handed to a new rule starts from zero and gets its name before
 	// the switch; slots of rules that stay are left alone.
 	var fresh []uint32
 	names := map[uint32]datapathRuleName{}
-	for slot, name := range c.names {
-		if b.freshSlots[slot] {
+	for slot := range b.freshSlots {
+		if o := c.rules[slot]; o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
-			copy(rn.Name[:], toInt8(name))
+			copy(rn.Name[:], toInt8(o.src.Name))
 			names[slot] = rn
 		}
 	}
@@ -373,11 +397,44 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	return c, dit.Err()
 }
 
+// writeFlat turns the maps from holding have into holding want, entry by
+// entry.
+func (b *Backend) writeFlat(have, want *compiled) error {
+	if err := writeDiff(b.objs.ExeRules, have.exe, want.exe); err != nil {
+		return fmt.Errorf("write exe rules: %w", err)
+	}
+	if err := writeDiff(b.objs.CgroupRules, have.cgroups, want.cgroups); err != nil {
+		return fmt.Errorf("write cgroup rules: %w", err)
+	}
+	if err := writeDiff(b.objs.UidRules, have.uids, want.uids); err != nil {
+		return fmt.Errorf("write user rules: %w", err)
+	}
+	if err := writeDiff(b.objs.GidRules, have.gids, want.gids); err != nil {
+		return fmt.Errorf("write group rules: %w", err)
+	}
+	if err := writeDiff(b.objs.Dests, have.dests, want.dests); err != nil {
+		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := writeDiff(b.objs.PathRules, have.paths, want.paths); err != nil {
+		return fmt.Errorf("write executable paths: %w", err)
+	}
+	if err := writeDiff(b.objs.NameRules, have.named, want.named); err != nil {
+		return fmt.Errorf("write executable names: %w", err)
+	}
+	return nil
+}
+
+// slotOf is the slot of a rule name, if it has one.
+func (b *Backend) slotOf(name string) (uint32, bool) {
+	s, ok := b.slots[name]
+	return s, ok
+}
+
 // dropUnusedSlots forgets counters of rules that are gone. slotName keeps
 // the name so late events are still attributed correctly.
-func (b *Backend) dropUnusedSlots(c *compiled) {
+func (b *Backend) dropUnusedSlots(c *generation) {
 	for name, slot := range b.slots {
-		if _, ok := c.names[slot]; !ok {
+		if _, ok := c.rules[slot]; !ok {
 			b.retire(slot)
 			delete(b.slots, name)
 			b.objs.CounterNames.Delete(slot)

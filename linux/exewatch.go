@@ -33,6 +33,8 @@ type exeWatch struct {
 	entries map[string]*exeEntry
 	buf     []byte
 	polled  bool // some exe path of the last resolution is not remembered: check it at every interval
+	events  bool // events came since the watcher last looked (whoever drained them)
+	extra   map[string]int // deps of entries that have their own list (symlinks met), counted
 }
 
 // exeEntry is what resolving one exe path found, valid while no component
@@ -55,7 +57,7 @@ const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 func newExeWatch() *exeWatch {
-	w := &exeWatch{fd: -1, wdDir: map[int32]string{}, dirWd: map[string]int32{}, changed: map[string]uint64{}, entries: map[string]*exeEntry{}}
+	w := &exeWatch{fd: -1, wdDir: map[int32]string{}, dirWd: map[string]int32{}, changed: map[string]uint64{}, entries: map[string]*exeEntry{}, extra: map[string]int{}}
 	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
 		w.fd = fd
 		w.buf = make([]byte, 64<<10)
@@ -71,27 +73,26 @@ func (w *exeWatch) close() {
 		w.fd = -1
 	}
 	w.entries = map[string]*exeEntry{}
+	w.extra = map[string]int{}
 }
 
-// drain reads the pending events; it reports whether any came.
-func (w *exeWatch) drain() bool {
+// drain reads the pending events.
+func (w *exeWatch) drain() {
 	if w.fd < 0 {
-		return false
+		return
 	}
-	any := false
 	for {
 		n, err := unix.Read(w.fd, w.buf)
 		if n <= 0 || err != nil {
-			return any
+			return
 		}
-		any = true
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
 			name := w.buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 			w.seq++
 			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
-				w.floor = w.seq
+				w.floor, w.events = w.seq, true
 				continue
 			}
 			dir, ok := w.wdDir[ev.Wd]
@@ -109,6 +110,14 @@ func (w *exeWatch) drain() bool {
 				delete(w.wdDir, ev.Wd)
 				delete(w.dirWd, dir)
 			}
+			// Only names a remembered resolution went through matter: an
+			// exe path, a watched directory, a name on a symlink chain.
+			if _, ok := w.entries[comp]; !ok && w.extra[comp] == 0 {
+				if _, ok := w.dirWd[comp]; !ok && comp != dir {
+					continue
+				}
+			}
+			w.events = true
 			if len(w.changed) >= maxChanged {
 				clear(w.changed)
 				w.floor = w.seq
@@ -135,7 +144,7 @@ func (w *exeWatch) lookup(path string) *exeEntry {
 		return nil
 	}
 	if e.seq < w.floor || !w.fresh(e, path) {
-		delete(w.entries, path)
+		w.forget(path, e)
 		return nil
 	}
 	return e
@@ -226,8 +235,23 @@ func (w *exeWatch) store(path string, seq uint64, e *exeEntry, chain []string) b
 		deps = nil // the path's own prefixes: computed when checked
 	}
 	e.seq, e.deps = seq, deps
+	if old := w.entries[path]; old != nil {
+		w.forget(path, old)
+	}
 	w.entries[path] = e
+	for _, d := range deps {
+		w.extra[d]++
+	}
 	return true
+}
+
+func (w *exeWatch) forget(path string, e *exeEntry) {
+	delete(w.entries, path)
+	for _, d := range e.deps {
+		if w.extra[d]--; w.extra[d] <= 0 {
+			delete(w.extra, d)
+		}
+	}
 }
 
 // components counts the prefixes fresh checks for a path without deps.

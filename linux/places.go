@@ -115,7 +115,11 @@ func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
 // pruneLearned forgets identities the exec hook recorded once userspace has
 // adopted them into exe_rules, and keeps learned_count honest.
 func (b *Backend) pruneLearned(ids identities) {
-	known := map[datapathFileId]bool{}
+	var n uint32
+	if err := b.objs.LearnedCount.Lookup(uint32(0), &n); err == nil && n == 0 {
+		return // nothing learned: no need to list every identity
+	}
+	known := make(map[datapathFileId]bool, len(ids.exe))
 	for _, list := range ids.exe {
 		for _, id := range list {
 			known[datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}] = true

@@ -26,8 +26,8 @@ import (
 // sock_doomed in batches the map can hold. Sockets created before exewall was
 // loaded carry no owner and are left alone. The outcome is kept for status,
 // sync and /metrics: a sweep that cannot finish is never silent.
-func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (int, error) {
-	n, err := b.sweep(c, p, gen)
+func (b *Backend) sweepHeldSockets(g *generation, p *engine.Policy, gen uint32) (int, error) {
+	n, err := b.sweep(g, p, gen)
 	if errors.Is(err, errNoIters) {
 		return n, err
 	}
@@ -39,7 +39,7 @@ func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (i
 // tests make it unbounded to show what batching prevents.
 var sweepBatch = 0
 
-func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) {
+func (b *Backend) sweep(g *generation, p *engine.Policy, gen uint32) (int, error) {
 	if b.sockIter == nil {
 		return 0, errNoIters
 	}
@@ -58,16 +58,26 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 	}
 	inheritFromListeners(recs)
 	cgroupPaths := map[uint64]string{}
+	// The generation's entries, built when a socket is first judged.
+	var c *compiled
+	flat := func() *compiled {
+		if c == nil {
+			c = g.flat(p, b.slotOf, gen)
+		}
+		return c
+	}
 	var bySlot map[uint32]*engine.Rule // rule ids are slots (ruleID); built when first needed
 	ruleOf := func(slot uint32) *engine.Rule {
+		if g.rules != nil {
+			if o := g.rules[slot]; o != nil {
+				return &o.src
+			}
+			return nil
+		}
 		if bySlot == nil {
 			bySlot = make(map[uint32]*engine.Rule, len(p.Rules))
-			idx := make(map[string]int, len(p.Rules))
 			for i := range p.Rules {
-				idx[p.Rules[i].Name] = i
-			}
-			for s, name := range c.names {
-				if i, ok := idx[name]; ok {
+				if s, ok := b.slots[p.Rules[i].Name]; ok {
 					bySlot[s] = &p.Rules[i]
 				}
 			}
@@ -79,7 +89,7 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 		if r.HasOwner == 0 || r.listening {
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths, ruleOf) == engine.VerdictDeny {
+		if b.judgeHeld(flat(), p, gen, &r.datapathSockRec, cgroupPaths, ruleOf) == engine.VerdictDeny {
 			doomed = append(doomed, r.Cookie)
 		}
 	}

@@ -105,7 +105,10 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	if err != nil {
 		return drifts, err
 	}
-	want := b.gens[gen]
+	var want *compiled
+	if g := b.gens[gen]; g != nil {
+		want = g.flat(b.policy, b.slotOf, gen)
+	}
 	have, err := b.scanGen(gen)
 	if err != nil {
 		return drifts, err

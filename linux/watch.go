@@ -59,7 +59,9 @@ func (b *Backend) identitiesChanged() bool {
 		b.exes.invalidateAll()
 	}
 	b.exes.mu.Lock()
-	events := b.exes.drain()
+	b.exes.drain()
+	events := b.exes.events
+	b.exes.events = false
 	watching := b.exes.fd >= 0 && !b.exes.polled
 	b.exes.mu.Unlock()
 	if watching && !events && !full {
