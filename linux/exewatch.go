@@ -32,8 +32,8 @@ type exeWatch struct {
 	changed map[string]uint64 // component -> seq of its last event
 	entries map[string]*exeEntry
 	buf     []byte
-	polled  bool // some exe path of the last resolution is not remembered: check it at every interval
-	events  bool // events came since the watcher last looked (whoever drained them)
+	polled  bool           // some exe path of the last resolution is not remembered: check it at every interval
+	events  bool           // events came since the watcher last looked (whoever drained them)
 	extra   map[string]int // deps of entries that have their own list (symlinks met), counted
 }
 
