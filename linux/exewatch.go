@@ -32,9 +32,10 @@ type exeWatch struct {
 	changed map[string]uint64 // component -> seq of its last event
 	entries map[string]*exeEntry
 	buf     []byte
-	polled  bool           // some exe path of the last resolution is not remembered: check it at every interval
-	events  bool           // events came since the watcher last looked (whoever drained them)
-	extra   map[string]int // deps of entries that have their own list (symlinks met), counted
+	polled  bool              // some exe path of the last resolution is not remembered: check it at every interval
+	events  bool              // events came since the watcher last looked (whoever drained them)
+	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
+	reals   map[string]string // realDir's answers during one resolution
 }
 
 // exeEntry is what resolving one exe path found, valid while no component
@@ -219,8 +220,7 @@ func (w *exeWatch) store(path string, seq uint64, e *exeEntry, chain []string) b
 	var deps []string
 	same := true
 	for _, c := range chain {
-		dir := filepath.Dir(c)
-		real, err := filepath.EvalSymlinks(dir)
+		real, err := w.realDir(filepath.Dir(c))
 		if err != nil || !w.watchDir(real) {
 			return false
 		}
@@ -252,6 +252,32 @@ func (w *exeWatch) forget(path string, e *exeEntry) {
 			delete(w.extra, d)
 		}
 	}
+}
+
+// realDir is filepath.EvalSymlinks of a directory, remembered for the
+// resolution in progress (many exe paths share their directories).
+func (w *exeWatch) realDir(dir string) (string, error) {
+	if r, ok := w.reals[dir]; ok {
+		return r, nil
+	}
+	r, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		w.reals[dir] = r
+	}
+	return r, err
+}
+
+// realPath is where path leads; notLink says path itself is no symlink
+// (symlinkNames found none), so its directory's real path is enough.
+func (w *exeWatch) realPath(path string, notLink bool) (string, error) {
+	if !notLink {
+		return filepath.EvalSymlinks(path)
+	}
+	dir, err := w.realDir(filepath.Dir(path))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(path)), nil
 }
 
 // components counts the prefixes fresh checks for a path without deps.

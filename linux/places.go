@@ -46,6 +46,8 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 	}
 	w.drain()
 	seq := w.seq
+	w.reals = map[string]string{}
+	defer func() { w.reals = nil }()
 	fresh, err := b.resolver.identifyAll(todo)
 	if err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		}
 		stored := false
 		if watched[p] && e.hasID {
-			if real, err := filepath.EvalSymlinks(p); err == nil {
+			if real, err := w.realPath(p, e.names == nil); err == nil {
 				stored = w.store(p, seq, e, chainOf(p, real))
 			}
 		}
