@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -162,11 +161,16 @@ func (b *bench) scaleApply(n int) error {
 		peak := 0
 		for range min(reps, 3) {
 			mark := b.cl.mark()
+			mc, err := b.memcg(fmt.Sprintf("tool-%d", time.Now().UnixNano()))
+			if err != nil {
+				b.cl.release(mark)
+				return err
+			}
 			var d time.Duration
 			var rss int
 			if err := b.cl.create(tool.eng+" rules", tool.remove, func() error {
 				var err error
-				d, rss, err = runToolRSS(ctx, tool.cmd...)
+				d, rss, err = runToolMem(ctx, mc, tool.cmd...)
 				return err
 			}); err != nil {
 				b.cl.release(mark)
@@ -183,9 +187,17 @@ func (b *bench) scaleApply(n int) error {
 	return nil
 }
 
-// runToolRSS runs a command and returns its wall time and peak RSS.
-func runToolRSS(ctx context.Context, argv ...string) (time.Duration, int, error) {
+// runToolMem runs a command in a memory cgroup of its own (v1; none when
+// this kernel has no v1 memory controller) and returns its wall time and
+// the cgroup's peak usage: the tool's memory and what it had the kernel
+// allocate (the rules). The child's ru_maxrss is no measure here: a child
+// forked from the benchmark starts with the benchmark's resident set.
+func runToolMem(ctx context.Context, mc string, argv ...string) (time.Duration, int, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if mc != "" {
+		cmd = exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `echo $$ > "$EXEWALL_BENCH_MEMCG/cgroup.procs" && exec "$@"`, "sh"}, argv...)...)
+		cmd.Env = append(os.Environ(), "EXEWALL_BENCH_MEMCG="+mc)
+	}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -194,11 +206,11 @@ func runToolRSS(ctx context.Context, argv ...string) (time.Duration, int, error)
 	if err != nil {
 		return d, 0, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(out.String()))
 	}
-	rss := 0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = int(ru.Maxrss) // KiB on Linux
+	peak := 0
+	if mc != "" {
+		peak = readKiB(filepath.Join(mc, "memory.max_usage_in_bytes"))
 	}
-	return d, rss, nil
+	return d, peak, nil
 }
 
 // memcg makes a v1 memory cgroup for one daemon (this kernel's cgroup v2

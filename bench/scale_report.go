@@ -31,7 +31,7 @@ type ScaleApply struct {
 	Rules     int       `json:"rules"`
 	Ms        []float64 `json:"ms"`
 	Median    float64   `json:"median_ms"`
-	MaxRSSKiB int       `json:"tool_peak_rss_kib,omitempty"` // nft / iptables-restore process
+	MaxRSSKiB int       `json:"tool_memcg_peak_kib,omitempty"` // nft / iptables-restore: peak of its memory cgroup
 	Load1     float64   `json:"loadavg1"`
 }
 
@@ -179,7 +179,7 @@ func (r *Report) scaleMarkdown(b *strings.Builder) {
 		return
 	}
 	b.WriteString("### Scale: apply time and memory against rule count (issue 18)\n\n")
-	b.WriteString("| engine | what | rules | median | runs | tool peak RSS | load |\n|---|---|---:|---:|---:|---:|---|\n")
+	b.WriteString("| engine | what | rules | median | runs | tool memory cgroup peak | load |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, a := range s.Apply {
 		rss := ""
 		if a.MaxRSSKiB > 0 {
@@ -240,7 +240,7 @@ func (r *Report) scaleSVG() string {
 		}
 		apply = append(apply, series{t.label, engineColor[t.eng], t.dash, ap})
 		if len(mp) > 0 {
-			mem = append(mem, series{t.label + " (peak RSS of the tool)", engineColor[t.eng], "", mp})
+			mem = append(mem, series{t.label + " (memory cgroup peak, rules included)", engineColor[t.eng], "", mp})
 		}
 	}
 	var dp [][2]float64
@@ -250,6 +250,13 @@ func (r *Report) scaleSVG() string {
 		}
 	}
 	mem = append([]series{{"exewall daemon RSS after start", engineColor[engExewall], "", dp}}, mem...)
+	var cp [][2]float64
+	for _, n := range []int{small, big} {
+		if ds := s.daemons(n, "none"); len(ds) > 0 && ds[0].MemcgKiB > 0 {
+			cp = append(cp, [2]float64{float64(n), float64(ds[0].MemcgKiB) / 1024})
+		}
+	}
+	mem = append(mem, series{"exewall daemon memory cgroup (BPF maps included)", engineColor[engExewall], "6,3", cp})
 	for pi, panel := range []struct {
 		title, unit string
 		data        []series
