@@ -338,63 +338,24 @@ func emptyCompiled() *compiled {
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	c := emptyCompiled()
-	var pk datapathPathKey
-	var pr datapathRule
-	pit := b.objs.PathRules.Iterate()
-	for pit.Next(&pk, &pr) {
-		if pk.Gen == gen {
-			c.paths[pk] = pr
-		}
-	}
-	if err := pit.Err(); err != nil {
+	if err := scanMap(b.objs.PathRules, func(k datapathPathKey) bool { return k.Gen == gen }, c.paths); err != nil {
 		return nil, err
 	}
-	var nk datapathNameKey
-	var nr datapathRule
-	nit := b.objs.NameRules.Iterate()
-	for nit.Next(&nk, &nr) {
-		if nk.Gen == gen {
-			c.named[nk] = nr
-		}
-	}
-	if err := nit.Err(); err != nil {
+	if err := scanMap(b.objs.NameRules, func(k datapathNameKey) bool { return k.Gen == gen }, c.named); err != nil {
 		return nil, err
 	}
-	var ek datapathExeKey
-	var r datapathRule
-	it := b.objs.ExeRules.Iterate()
-	for it.Next(&ek, &r) {
-		if ek.Gen == gen {
-			c.exe[ek] = r
-		}
-	}
-	if err := it.Err(); err != nil {
+	if err := scanMap(b.objs.ExeRules, func(k datapathExeKey) bool { return k.Gen == gen }, c.exe); err != nil {
 		return nil, err
 	}
 	for _, pair := range []struct {
 		m   *ebpf.Map
 		out map[datapathIdKey]datapathRule
 	}{{b.objs.CgroupRules, c.cgroups}, {b.objs.UidRules, c.uids}, {b.objs.GidRules, c.gids}} {
-		var k datapathIdKey
-		it := pair.m.Iterate()
-		for it.Next(&k, &r) {
-			if k.Gen == gen {
-				pair.out[k] = r
-			}
-		}
-		if err := it.Err(); err != nil {
+		if err := scanMap(pair.m, func(k datapathIdKey) bool { return k.Gen == gen }, pair.out); err != nil {
 			return nil, err
 		}
 	}
-	var dk datapathDestKey
-	var dv datapathDestVal
-	dit := b.objs.Dests.Iterate()
-	for dit.Next(&dk, &dv) {
-		if dk.Rule>>31 == gen {
-			c.dests[dk] = dv
-		}
-	}
-	return c, dit.Err()
+	return c, scanMap(b.objs.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
 }
 
 // writeFlat turns the maps from holding have into holding want, entry by

@@ -177,7 +177,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		}
 	}()
 	// A first start that fails must not leave half a set of pins behind.
-	if entries, _ := os.ReadDir(cfg.PinDir); len(entries) == 0 {
+	entries, _ := os.ReadDir(cfg.PinDir)
+	fresh := len(entries) == 0
+	if fresh {
 		defer func() {
 			if b.objs.Active == nil || retErr != nil {
 				resetPins(cfg.PinDir)
@@ -191,6 +193,11 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	t0 := time.Now()
 	if err := b.load(); err != nil {
 		return nil, err
+	}
+	if fresh && !b.repin {
+		// New maps: both generations are known to be empty, so no apply
+		// has to scan them.
+		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
 	}
 	t1 := time.Now()
 	b.loadOptional()

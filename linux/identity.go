@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -86,7 +87,13 @@ func (r *resolver) Close() error {
 func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
 	if w := b.exes; w != nil {
 		w.mu.Lock()
-		w.drain()
+		// Validating a policy asks once per rule: read the events at most
+		// every few milliseconds, not once per executable (Apply always
+		// reads them before it resolves).
+		if time.Since(w.drained) > identifyDrainEvery {
+			w.drain()
+			w.drained = time.Now()
+		}
 		e := w.lookup(path)
 		w.mu.Unlock()
 		if e != nil && e.hasID {
@@ -100,6 +107,9 @@ func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
 	id, ok := ids[path]
 	return id, ok, nil
 }
+
+// identifyDrainEvery is how stale Identify's view of inotify may be.
+const identifyDrainEvery = 5 * time.Millisecond
 
 // batch bounds how many files are open at once while resolving.
 const batch = 512
@@ -130,6 +140,15 @@ func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error)
 	r.cache.store(todo, keys, fresh, out)
 	r.mu.Unlock()
 	return out, nil
+}
+
+// forget drops the cached answers for paths.
+func (r *resolver) forget(paths []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range paths {
+		delete(r.cache, p)
+	}
 }
 
 // statKey is what stat() says of a path that changes when the file is

@@ -126,6 +126,44 @@ func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
 	return nil
 }
 
+// scanMap puts the entries of m that keep accepts in out: in batches of
+// thousands per system call where the kernel can, else one by one.
+func scanMap[K comparable, V any](m *ebpf.Map, keep func(K) bool, out map[K]V) error {
+	const chunk = 4096
+	keys, vals := make([]K, chunk), make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	got := map[K]V{}
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			got[keys[i]] = vals[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && n < chunk {
+			break
+		}
+		if err != nil {
+			// No batches here (or a bucket larger than a batch): one by one.
+			clear(got)
+			var k K
+			var v V
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				got[k] = v
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	for k, v := range got {
+		if keep(k) {
+			out[k] = v
+		}
+	}
+	return nil
+}
+
 func keysOf[K comparable, V any](m map[K]V) []K {
 	out := make([]K, 0, len(m))
 	for k := range m {

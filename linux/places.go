@@ -59,6 +59,15 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		return nil, err
 	}
 	b.places.store(stale, keys, new, places)
+	// What inotify now watches needs no stat key: the stat caches forget it
+	// (a path seen changed is resolved afresh, stat key and all).
+	var remembered []string
+	defer func() {
+		for _, p := range remembered {
+			delete(b.places, p)
+		}
+		b.resolver.forget(remembered)
+	}()
 	for _, p := range todo {
 		e := &exeEntry{names: symlinkNames(p)}
 		e.id, e.hasID = fresh[p]
@@ -79,6 +88,9 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 			}
 		}
 		w.polled = w.polled || !stored
+		if stored {
+			remembered = append(remembered, p)
+		}
 
 	}
 	return found, nil

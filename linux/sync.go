@@ -147,6 +147,10 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		if err != nil {
 			return drifts, err
 		}
+		// What either generation holds is in doubt now: the repair writes
+		// the idle one after scanning it, and the next apply scans the
+		// drifted one (an apply otherwise writes only what it knows differs).
+		b.gens = [2]*generation{}
 		if err := b.applyLocked(desired.Clone(), ids); err != nil {
 			return drifts, err
 		}
