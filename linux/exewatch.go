@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -37,7 +36,6 @@ type exeWatch struct {
 	events  bool              // events came since the watcher last looked (whoever drained them)
 	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
 	reals   map[string]string // realDir's answers during one resolution
-	drained time.Time         // Identify's last read of the events
 }
 
 // exeEntry is what resolving one exe path found, valid while no component

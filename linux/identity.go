@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -87,13 +86,9 @@ func (r *resolver) Close() error {
 func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
 	if w := b.exes; w != nil {
 		w.mu.Lock()
-		// Validating a policy asks once per rule: read the events at most
-		// every few milliseconds, not once per executable (Apply always
-		// reads them before it resolves).
-		if time.Since(w.drained) > identifyDrainEvery {
-			w.drain()
-			w.drained = time.Now()
-		}
+		// One read of the events (usually none): a file replaced a moment
+		// ago is not answered from memory.
+		w.drain()
 		e := w.lookup(path)
 		w.mu.Unlock()
 		if e != nil && e.hasID {
@@ -107,9 +102,6 @@ func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
 	id, ok := ids[path]
 	return id, ok, nil
 }
-
-// identifyDrainEvery is how stale Identify's view of inotify may be.
-const identifyDrainEvery = 5 * time.Millisecond
 
 // batch bounds how many files are open at once while resolving.
 const batch = 512
