@@ -31,7 +31,8 @@ type ruleItem struct {
 }
 
 func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
-	if old == nil || old.Default != p.Default || old.Mode != p.Mode || len(old.Rules) == 0 || len(p.Rules) == 0 {
+	if old == nil || old.Default != p.Default || old.Mode != p.Mode || old.DefaultInbound != p.DefaultInbound ||
+		old.InboundSet != p.InboundSet || !slices.Equal(old.Resolvers, p.Resolvers) || len(old.Rules) == 0 || len(p.Rules) == 0 {
 		return nil, false
 	}
 	items, indent, ok := scanRules(src)
@@ -117,8 +118,10 @@ func sameRule(a, b *Rule) bool {
 	if a.Name != b.Name || a.Selector != b.Selector || a.Action != b.Action || a.Audit != b.Audit {
 		return false
 	}
+	// Every field of an entry but its line (names and directions too).
 	eq := func(x, y Dest) bool {
-		return x.Prefix == y.Prefix && x.PortLo == y.PortLo && x.PortHi == y.PortHi && x.Proto == y.Proto
+		x.Line, y.Line = 0, 0
+		return x == y
 	}
 	return slices.EqualFunc(a.Allow, b.Allow, eq) && slices.EqualFunc(a.Deny, b.Deny, eq)
 }

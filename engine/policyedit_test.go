@@ -67,6 +67,17 @@ func TestEditPolicyFileFromEditsOnlyChangedRules(t *testing.T) {
 		}
 		edit(t, commented, p) // the tree editor still does it
 	}
+	// Settings beside the rules are not the text editor's either.
+	for name, change := range map[string]func(p *Policy){
+		"default_inbound": func(p *Policy) { p.DefaultInbound, p.InboundSet = ActionDeny, true },
+		"resolvers":       func(p *Policy) { p.Resolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.53:53")} },
+	} {
+		p := old.Clone()
+		change(p)
+		if _, ok := editRulesText([]byte(commented), old, p); ok {
+			t.Errorf("%s: edited as text", name)
+		}
+	}
 }
 
 // TestEditPolicyFileFromFallsBack: files the scanner is not sure of go
@@ -93,6 +104,33 @@ func TestEditPolicyFileFromFallsBack(t *testing.T) {
 			if !reflect.DeepEqual(ViewPolicy(back), ViewPolicy(p)) {
 				t.Fatalf("edited file says %+v, want %+v\n%s", ViewPolicy(back), ViewPolicy(p), out)
 			}
+		}
+	}
+}
+
+// TestEditPolicyFileFromNameOrDirectionOnly: an edit that changes only an
+// entry's DNS name or its direction is written to the file.
+func TestEditPolicyFileFromNameOrDirectionOnly(t *testing.T) {
+	for _, tc := range []struct{ before, after string }{
+		{"a.example.com port 443 tcp", "b.example.com port 443 tcp"},
+		{"10.0.0.0/8 port 22 tcp", "10.0.0.0/8 port 22 tcp in"},
+	} {
+		src := "default: deny\nmode: enforce\nrules:\n  # kept\n  - name: a\n    exe: /bin/a\n    action: deny\n    allow:\n      - " +
+			tc.before + "\n  - name: b\n    exe: /bin/b\n    action: deny\n"
+		old := mustParse(t, src)
+		p := old.Clone()
+		d, err := ParseDest(tc.after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Rules[0].Allow = []Dest{d}
+		out, _, err := EditPolicyFileFrom([]byte(src), old, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := mustParse(t, string(out))
+		if !reflect.DeepEqual(ViewPolicy(back), ViewPolicy(p)) {
+			t.Errorf("%q -> %q: edited file says %+v, want %+v\n%s", tc.before, tc.after, ViewPolicy(back), ViewPolicy(p), out)
 		}
 	}
 }
