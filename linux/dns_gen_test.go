@@ -63,7 +63,7 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 	connect("bound in the generation in force", "192.0.2.70", "ok")
 	s.tb.apply(t, policy(engine.ActionAllow, "a.gen.test", "b.gen.test")) // B: only "other" written
 	connect("after a diff apply", "192.0.2.70", "ok")
-	learn("b.gen.test", "192.0.2.71") // into B only
+	learn("b.gen.test", "192.0.2.71")                                    // into B only
 	s.tb.apply(t, policy(engine.ActionDeny, "a.gen.test", "b.gen.test")) // A again
 	connect("learned in the other generation", "192.0.2.71", "ok")
 	connect("learned two applies ago", "192.0.2.70", "ok")
