@@ -33,6 +33,7 @@ type daemon struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	start    time.Duration // exec to READY=1
+	keepPins bool
 }
 
 // buildExewall builds the CLI/daemon unless --exewall names one.
@@ -78,7 +79,27 @@ func (b *bench) buildExewall() (string, error) {
 // writes its default) and waits for READY=1 on a notify socket, which it
 // sends once the policy is in force and the API socket is up.
 func (b *bench) startDaemon(bin, name string, policy []byte) (*daemon, error) {
+	return b.startDaemonWith(bin, name, policy, daemonOpts{})
+}
+
+// daemonOpts vary how startDaemon runs the daemon (scale_linux.go).
+type daemonOpts struct {
+	pinDir   string // "" = a pin dir of its own; another daemon's to adopt its pins
+	keepPins bool   // no --detach-on-exit: enforcement and pins stay when it stops
+	memcg    string // a v1 memory cgroup directory to start the daemon in
+	cgroup   string // "" = an attach cgroup of its own
+	env      []string
+}
+
+func (b *bench) startDaemonWith(bin, name string, policy []byte, o daemonOpts) (*daemon, error) {
 	d := &daemon{name: name, dir: filepath.Join(b.tmp, name), cgroup: filepath.Join(b.base, name), pinDir: filepath.Join(b.pinBase, name)}
+	if o.pinDir != "" {
+		d.pinDir = o.pinDir
+	}
+	if o.cgroup != "" {
+		d.cgroup = o.cgroup
+	}
+	d.keepPins = o.keepPins
 	d.socket = filepath.Join(d.dir, "exewall.sock")
 	d.policy = filepath.Join(d.dir, "policy.yaml")
 	d.stateDir = filepath.Join(d.dir, "state")
@@ -91,8 +112,10 @@ func (b *bench) startDaemon(bin, name string, policy []byte) (*daemon, error) {
 			return nil, err
 		}
 	}
-	if err := b.cl.create("cgroup "+d.cgroup, func() error { return kerneltest.RemoveCgroup(d.cgroup) }, func() error { return os.Mkdir(d.cgroup, 0o755) }); err != nil {
-		return nil, err
+	if _, err := os.Stat(d.cgroup); err != nil {
+		if err := b.cl.create("cgroup "+d.cgroup, func() error { return kerneltest.RemoveCgroup(d.cgroup) }, func() error { return os.Mkdir(d.cgroup, 0o755) }); err != nil {
+			return nil, err
+		}
 	}
 	notify := filepath.Join(d.dir, "notify.sock")
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
@@ -105,9 +128,19 @@ func (b *bench) startDaemon(bin, name string, policy []byte) (*daemon, error) {
 		return nil, err
 	}
 	defer log.Close()
-	d.cmd = exec.Command(bin, "--socket", d.socket, "daemon", "--cgroup", d.cgroup, "--pin-dir", d.pinDir,
-		"--state-dir", d.stateDir, "--policy", d.policy, "--detach-on-exit")
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	args := []string{"--socket", d.socket, "daemon", "--cgroup", d.cgroup, "--pin-dir", d.pinDir,
+		"--state-dir", d.stateDir, "--policy", d.policy}
+	if !o.keepPins {
+		args = append(args, "--detach-on-exit")
+	}
+	d.cmd = exec.Command(bin, args...)
+	if o.memcg != "" {
+		// The shell joins the memory cgroup, then becomes the daemon (same
+		// pid): everything the daemon allocates is charged there.
+		d.cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$EXEWALL_BENCH_MEMCG/cgroup.procs" && exec "$@"`, "sh", bin}, args...)...)
+		d.cmd.Env = append(d.cmd.Env, "EXEWALL_BENCH_MEMCG="+o.memcg)
+	}
+	d.cmd.Env = append(append(append(d.cmd.Env, os.Environ()...), o.env...), "NOTIFY_SOCKET="+notify)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	// If the benchmark dies, the daemon is told to stop (and detaches).
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -166,6 +199,9 @@ func (d *daemon) stop() error {
 				<-d.exited
 			}
 		}
+	}
+	if d.keepPins {
+		return nil // the next daemon adopts them; its own stop resets them
 	}
 	return linux.Reset(context.Background(), linux.Config{PinDir: d.pinDir})
 }

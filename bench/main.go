@@ -14,6 +14,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -33,6 +34,7 @@ type options struct {
 	engines        string // comma-separated connect-path engines to run; "" = all
 	seed           int64
 	failOnTarget   bool
+	fromJSON       string // re-render a saved run instead of measuring
 	args           []string
 }
 
@@ -46,10 +48,11 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "exewall-bench.json", "write the results as JSON to this file")
 	fs.StringVar(&o.svgPath, "svg", "exewall-bench.svg", "write the cost-per-connect plot to this file")
 	fs.StringVar(&o.exewallBin, "exewall", "", "exewall binary for the daemon and CLI figures (default: build ./cmd/exewall)")
-	fs.StringVar(&o.only, "only", "connect,apply,storm,footprint", "sections to run")
+	fs.StringVar(&o.only, "only", "connect,apply,scale,storm,footprint", "sections to run")
 	fs.StringVar(&o.engines, "engines", "", "connect-path engines to measure, comma-separated (none, bpf-empty, exewall, exewall-allow-all, nftables, iptables; default all)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed of the per-round engine order (default: time)")
 	fs.BoolVar(&o.failOnTarget, "fail-on-target", false, "exit 1 when a target is missed (default: only harness errors exit 1)")
+	fs.StringVar(&o.fromJSON, "from-json", "", "print the Markdown and write the plots of a saved run (its JSON file) without measuring")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -84,7 +87,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	rep, err := run(o)
+	var rep *Report
+	if o.fromJSON != "" {
+		rep = &Report{}
+		data, err := os.ReadFile(o.fromJSON)
+		if err == nil {
+			err = json.Unmarshal(data, rep)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		rep.evaluate()
+		fmt.Print(rep.markdown())
+		if err := rep.write("", o.svgPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	rep, err = run(o)
 	if rep != nil {
 		rep.evaluate()
 		fmt.Print(rep.markdown())

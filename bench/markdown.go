@@ -133,6 +133,7 @@ func (r *Report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	r.scaleMarkdown(&b)
 	if len(r.Targets) > 0 {
 		b.WriteString("### Targets\n\n| target | want | got | margin | result |\n|---|---|---|---|---|\n")
 		for _, t := range r.Targets {
@@ -179,6 +180,13 @@ func (r *Report) write(jsonPath, svgPath string) error {
 			return fmt.Errorf("write %s: %w", jsonPath, err)
 		}
 		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", jsonPath)
+	}
+	if svgPath != "" && r.Scale != nil && len(r.Scale.Apply) > 0 {
+		path := strings.TrimSuffix(svgPath, ".svg") + "-scale.svg"
+		if err := os.WriteFile(path, []byte(r.scaleSVG()), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", path)
 	}
 	if svgPath != "" && len(r.Connect) > 0 {
 		if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {

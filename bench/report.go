@@ -54,6 +54,7 @@ type Report struct {
 	Inbound      *InboundResult   `json:"inbound,omitempty"`   // inbound_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`
 	Footprint    *FootprintResult `json:"footprint,omitempty"`
+	Scale        *ScaleResult     `json:"scale,omitempty"` // scale_linux.go, scale_report.go
 	Targets      []Target         `json:"targets"`
 	Notes        []string         `json:"notes"`
 }
@@ -440,6 +441,8 @@ func (r *Report) evaluate() {
 				Status: pass(a100.Median < 20)})
 		}
 	}
+
+	r.evaluateScale()
 
 	// Storm.
 	if s := r.Storm; s == nil {

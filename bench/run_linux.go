@@ -136,6 +136,11 @@ func run(o options) (rep *Report, retErr error) {
 			return rep, fmt.Errorf("apply: %w", err)
 		}
 	}
+	if sections["scale"] {
+		if err := b.scaleSection(); err != nil {
+			return rep, fmt.Errorf("scale: %w", err)
+		}
+	}
 	if sections["storm"] || sections["footprint"] || sections["apply"] {
 		if err := b.daemonSections(sections); err != nil {
 			return rep, fmt.Errorf("daemon: %w", err)
@@ -183,7 +188,7 @@ func (b *bench) setup() error {
 	if err := kerneltest.CopyFile(self, b.client); err != nil {
 		return err
 	}
-	n := max(b.sizes().footprint, slicesMax(b.sizes().exewall), b.sizes().apply)
+	n := max(b.sizes().footprint, slicesMax(b.sizes().exewall), b.sizes().apply, slicesMax(b.scaleSizes())) + 1 // one more: the CLI figures add it
 	t0 := time.Now()
 	if b.decoys, err = makeDecoys(filepath.Join(b.tmp, "decoys"), n); err != nil {
 		return err

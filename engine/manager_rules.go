@@ -28,6 +28,14 @@ func (m *Manager) validate(p *Policy) error {
 	return m.refuse(p)
 }
 
+// validateFrom is validate for a change from old, the policy in force.
+func (m *Manager) validateFrom(old, p *Policy) error {
+	if err := validateFrom(old, p, m.cfg.Resolver); err != nil {
+		return err
+	}
+	return m.refuse(p)
+}
+
 // refuse asks a Refuser backend whether it can enforce p; the refusal
 // always wraps ErrNotSupported.
 func (m *Manager) refuse(p *Policy) error {
@@ -75,14 +83,14 @@ func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error, opts .
 	if err := edit(p); err != nil {
 		return nil, err
 	}
-	if err := m.validate(p); err != nil {
+	if err := m.validateFrom(m.policy, p); err != nil {
 		return nil, err
 	}
 	cuts, err := m.checkCuts(ctx, p, changeOptions(opts))
 	if err != nil {
 		return nil, err
 	}
-	data, lost, err := EditPolicyFile(m.src, p)
+	data, lost, err := EditPolicyFileFrom(m.src, m.policy, p)
 	if err != nil {
 		return nil, err
 	}

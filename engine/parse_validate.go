@@ -19,7 +19,20 @@ import (
 // processes run as its interpreter. user: and group: names must resolve, and
 // two rules may not select one uid or gid. Errors are *PolicyError naming
 // Rule.Line.
-func Validate(p *Policy, r Resolver) error {
+func Validate(p *Policy, r Resolver) error { return validateFrom(nil, p, r) }
+
+// validateFrom is Validate for a change from old, a policy that passed it:
+// the exe of a rule old has unchanged is not opened again to tell whether
+// it is a script (what it was is what the policy in force enforces, and a
+// one-rule change must not cost a read of every executable).
+func validateFrom(old, p *Policy, r Resolver) error {
+	var same map[string]*Rule
+	if old != nil {
+		same = make(map[string]*Rule, len(old.Rules))
+		for i := range old.Rules {
+			same[old.Rules[i].Name] = &old.Rules[i]
+		}
+	}
 	if err := checkPolicy(p); err != nil {
 		return err
 	}
@@ -44,6 +57,9 @@ func Validate(p *Policy, r Resolver) error {
 					p.Rules[first.rule].Name, rule.Name, first.path, rule.Exe, id)
 			}
 			exes[id] = seenAt{i, rule.Exe}
+			if o := same[rule.Name]; o != nil && sameRule(o, &rule) {
+				continue
+			}
 			if err := checkRunnable(rule.Exe); err != nil {
 				return refuse(rule.Line, "%v", err)
 			}

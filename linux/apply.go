@@ -34,23 +34,25 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
-	ids := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
-	var paths []string
+	ids := identities{exe: make(map[string][]engine.FileID, len(p.Rules)), places: make(map[string]place, len(p.Rules)), names: map[string][]string{},
+		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	paths := make([]string, 0, len(p.Rules))
 	for _, r := range p.Rules {
 		if r.Exe != "" {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.identifyCached(paths, ids.places)
+	found, err := b.identifyCached(paths, ids)
 	if err != nil {
 		return ids, err
 	}
 	for _, path := range paths {
 		// Keep every identity the path has had while the rule lives: a
 		// process still running a replaced binary stays covered.
-		known := slices.Clone(b.seen[path])
+		// The list is shared with seen until it changes.
+		known := b.seen[path]
 		if id, ok := found[path]; ok && !slices.Contains(known, id) {
-			known = append(known, id)
+			known = append(slices.Clip(known), id)
 		}
 		ids.exe[path] = known
 	}
@@ -78,6 +80,35 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	return ids, nil
 }
 
+// ruleID returns the stable id of the rule in force named name, and false
+// when no rule in force has that name. The id is the rule's counter slot: it
+// is given when a rule name first appears, never changes while a rule of
+// that name stays in the policy (whatever is inserted or removed around
+// it), and is not handed to another rule while events naming it may be in
+// flight (slots are allocated in increasing order, wrapping at maxRules).
+// It survives a daemon restart: the pinned counter_names map keeps every
+// slot's name and New reads it back (restoreSlots), so an adopting daemon
+// gives every rule the id it had. It is also the datapath's rule id (with
+// the generation in its top bit, see compile), so the entries of a rule that
+// did not change are the same from one policy to the next. 0 is the
+// default verdict, never a rule.
+func (b *Backend) ruleID(name string) (uint32, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byName[name] == nil {
+		return 0, false
+	}
+	id, ok := b.slots[name]
+	return id, ok
+}
+
+// slotUndo is how to take back a slot an apply handed out.
+type slotUndo struct {
+	slot       uint32
+	name, prev string
+	hadPrev    bool
+}
+
 // slotFor returns the counter slot of a rule name, allocating slots in
 // increasing order so that a slot freed by a removed rule is not handed to
 // another one while events naming it may still be in flight.
@@ -91,11 +122,13 @@ func (b *Backend) slotFor(name string) uint32 {
 		if b.nextSlot > maxRules {
 			b.nextSlot = 1
 		}
-		if old, used := b.slotName[s]; used {
+		old, used := b.slotName[s]
+		if used {
 			if _, live := b.slots[old]; live {
 				continue
 			}
 		}
+		b.slotUndo = append(b.slotUndo, slotUndo{slot: s, name: name, prev: old, hadPrev: used})
 		b.slots[name] = s
 		b.slotName[s] = name
 		b.freshSlots[s] = true
@@ -126,12 +159,25 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	cur := word & 1
 	next := cur ^ 1
-	slotsBefore, namesBefore, nextBefore := maps.Clone(b.slots), maps.Clone(b.slotName), b.nextSlot
+	nextBefore := b.nextSlot
+	b.slotUndo = b.slotUndo[:0]
 	restore := func() {
-		b.slots, b.slotName, b.nextSlot = slotsBefore, namesBefore, nextBefore
+		// Slots handed out by this apply go back, newest first.
+		for i := len(b.slotUndo) - 1; i >= 0; i-- {
+			u := b.slotUndo[i]
+			delete(b.slots, u.name)
+			if u.hadPrev {
+				b.slotName[u.slot] = u.prev
+			} else {
+				delete(b.slotName, u.slot)
+			}
+		}
+		b.slotUndo = b.slotUndo[:0]
+		b.nextSlot = nextBefore
 		clear(b.freshSlots)
 	}
-	c, err := compile(p, next, ids, b.slotFor)
+	// Rules that did not change keep what either generation compiled.
+	c, err := compile(p, ids, b.slotFor, b.gens[next], b.gens[cur])
 	if err != nil {
 		restore()
 		return err
@@ -142,19 +188,24 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	fail := func(err error) error {
 		restore()
-		b.clearGen(next) // best effort; the active generation was never touched
+		// The idle generation may hold part of the new policy: what it
+		// holds is found by scanning it at the next apply. The active
+		// generation was never touched.
+		b.gens[next] = nil
 		return err
 	}
 	// The idle generation may still be read by programs that started before
-	// the last switch: wait for that switch's grace period, then clear it.
+	// the last switch: wait for that switch's grace period. It still holds
+	// the policy before the one in force; only what differs from the new
+	// policy is written (rule ids are stable, so a rule that did not change
+	// has the same entries).
 	b.waitGrace()
-	if err := b.clearGen(next); err != nil {
+	old := b.gens[next]
+	b.gens[next] = nil
+	if err := b.writeGen(old, c, p, next); err != nil {
 		return fail(err)
 	}
 	b.gens[next] = c
-	if err := b.writeGen(c, next); err != nil {
-		return fail(err)
-	}
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
 	merged := maps.Clone(b.byName)
@@ -165,27 +216,16 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
-	// The new policy is in force now. The old generation is cleared by the
-	// next apply, after an RCU grace period that runs in the background, so
-	// no caller waits for it.
+	// The new policy is in force now. The old generation stays as it is:
+	// the next apply writes there only what differs, after an RCU grace
+	// period that runs in the background, so no caller waits for it.
 	grace := make(chan struct{})
 	b.grace = grace
-	b.applySeq++
-	seq := b.applySeq
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		waitForReaders()
 		close(grace)
-		// Clear the old generation now, unless another apply has started
-		// using it meanwhile: maps hold only the policy in force.
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.applySeq == seq && !b.closed {
-			if err := b.clearGen(cur); err != nil {
-				b.log.Warn("clear old policy generation", "err", err)
-			}
-		}
 	}()
 	b.dropUnusedSlots(c)
 	if b.repin || len(b.links) < b.wantLinks() {
@@ -212,11 +252,15 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.byName[p.Rules[i].Name] = &p.Rules[i]
 	}
 	for path, known := range ids.exe {
-		b.seen[path] = known
+		if was, ok := b.seen[path]; !ok || len(was) != len(known) {
+			b.seen[path] = known
+		}
 	}
-	for path := range b.seen {
-		if _, ok := ids.exe[path]; !ok {
-			delete(b.seen, path)
+	if len(b.seen) > len(ids.exe) {
+		for path := range b.seen {
+			if _, ok := ids.exe[path]; !ok {
+				delete(b.seen, path)
+			}
 		}
 	}
 	return nil
@@ -240,37 +284,41 @@ func waitForReaders() {
 	}
 }
 
-func (b *Backend) writeGen(c *compiled, gen uint32) error {
-	if err := batchUpdate(b.objs.ExeRules, c.exe); err != nil {
-		return fmt.Errorf("write exe rules: %w", err)
+// writeGen turns generation gen from what it holds (old; nil: unknown,
+// found by scanning the maps) into c: rule by rule when both are known
+// (ruleout.go), else entry by entry. Entries that stay the same are not
+// written.
+func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) error {
+	done := false
+	if old != nil && old.rules != nil && !old.unsure {
+		var err error
+		if done, err = b.writeRules(old, c, gen); err != nil {
+			return err
+		}
 	}
-	if err := batchUpdate(b.objs.CgroupRules, c.cgroups); err != nil {
-		return fmt.Errorf("write cgroup rules: %w", err)
-	}
-	if err := batchUpdate(b.objs.UidRules, c.uids); err != nil {
-		return fmt.Errorf("write user rules: %w", err)
-	}
-	if err := batchUpdate(b.objs.GidRules, c.gids); err != nil {
-		return fmt.Errorf("write group rules: %w", err)
-	}
-	if err := batchUpdate(b.objs.Dests, c.dests); err != nil {
-		return fmt.Errorf("write destinations: %w", err)
-	}
-	if err := batchUpdate(b.objs.PathRules, c.paths); err != nil {
-		return fmt.Errorf("write executable paths: %w", err)
-	}
-	if err := batchUpdate(b.objs.NameRules, c.named); err != nil {
-		return fmt.Errorf("write executable names: %w", err)
+	if !done {
+		var have *compiled
+		if old != nil && old.scanned != nil && !old.unsure {
+			have = old.scanned
+		} else {
+			var err error
+			if have, err = b.scanGen(gen); err != nil {
+				return err
+			}
+		}
+		if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
+			return err
+		}
 	}
 	// A slot handed to a new rule starts from zero and gets its name before
 	// the switch; slots of rules that stay are left alone.
 	var fresh []uint32
 	names := map[uint32]datapathRuleName{}
-	for slot, name := range c.names {
-		if b.freshSlots[slot] {
+	for slot := range b.freshSlots {
+		if o := c.rules[slot]; o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
-			copy(rn.Name[:], toInt8(name))
+			copy(rn.Name[:], toInt8(o.src.Name))
 			names[slot] = rn
 		}
 	}
@@ -289,41 +337,6 @@ func (b *Backend) writeGen(c *compiled, gen uint32) error {
 	return nil
 }
 
-// clearGen removes every entry of one generation. What we wrote is known;
-// after a restart it is found by scanning the maps once.
-func (b *Backend) clearGen(gen uint32) error {
-	c := b.gens[gen]
-	if c == nil {
-		var err error
-		if c, err = b.scanGen(gen); err != nil {
-			return err
-		}
-	}
-	if err := batchDelete(b.objs.ExeRules, keysOf(c.exe)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.CgroupRules, keysOf(c.cgroups)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.UidRules, keysOf(c.uids)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.GidRules, keysOf(c.gids)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.Dests, keysOf(c.dests)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.PathRules, keysOf(c.paths)); err != nil {
-		return err
-	}
-	if err := batchDelete(b.objs.NameRules, keysOf(c.named)); err != nil {
-		return err
-	}
-	b.gens[gen] = emptyCompiled()
-	return nil
-}
-
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
@@ -332,70 +345,64 @@ func emptyCompiled() *compiled {
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	c := emptyCompiled()
-	var pk datapathPathKey
-	var pr datapathRule
-	pit := b.objs.PathRules.Iterate()
-	for pit.Next(&pk, &pr) {
-		if pk.Gen == gen {
-			c.paths[pk] = pr
-		}
-	}
-	if err := pit.Err(); err != nil {
+	if err := scanMap(b.objs.PathRules, func(k datapathPathKey) bool { return k.Gen == gen }, c.paths); err != nil {
 		return nil, err
 	}
-	var nk datapathNameKey
-	var nr datapathRule
-	nit := b.objs.NameRules.Iterate()
-	for nit.Next(&nk, &nr) {
-		if nk.Gen == gen {
-			c.named[nk] = nr
-		}
-	}
-	if err := nit.Err(); err != nil {
+	if err := scanMap(b.objs.NameRules, func(k datapathNameKey) bool { return k.Gen == gen }, c.named); err != nil {
 		return nil, err
 	}
-	var ek datapathExeKey
-	var r datapathRule
-	it := b.objs.ExeRules.Iterate()
-	for it.Next(&ek, &r) {
-		if ek.Gen == gen {
-			c.exe[ek] = r
-		}
-	}
-	if err := it.Err(); err != nil {
+	if err := scanMap(b.objs.ExeRules, func(k datapathExeKey) bool { return k.Gen == gen }, c.exe); err != nil {
 		return nil, err
 	}
 	for _, pair := range []struct {
 		m   *ebpf.Map
 		out map[datapathIdKey]datapathRule
 	}{{b.objs.CgroupRules, c.cgroups}, {b.objs.UidRules, c.uids}, {b.objs.GidRules, c.gids}} {
-		var k datapathIdKey
-		it := pair.m.Iterate()
-		for it.Next(&k, &r) {
-			if k.Gen == gen {
-				pair.out[k] = r
-			}
-		}
-		if err := it.Err(); err != nil {
+		if err := scanMap(pair.m, func(k datapathIdKey) bool { return k.Gen == gen }, pair.out); err != nil {
 			return nil, err
 		}
 	}
-	var dk datapathDestKey
-	var dv datapathDestVal
-	dit := b.objs.Dests.Iterate()
-	for dit.Next(&dk, &dv) {
-		if dk.Rule>>31 == gen {
-			c.dests[dk] = dv
-		}
+	return c, scanMap(b.objs.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
+}
+
+// writeFlat turns the maps from holding have into holding want, entry by
+// entry.
+func (b *Backend) writeFlat(have, want *compiled) error {
+	if err := writeDiff(b.objs.ExeRules, have.exe, want.exe); err != nil {
+		return fmt.Errorf("write exe rules: %w", err)
 	}
-	return c, dit.Err()
+	if err := writeDiff(b.objs.CgroupRules, have.cgroups, want.cgroups); err != nil {
+		return fmt.Errorf("write cgroup rules: %w", err)
+	}
+	if err := writeDiff(b.objs.UidRules, have.uids, want.uids); err != nil {
+		return fmt.Errorf("write user rules: %w", err)
+	}
+	if err := writeDiff(b.objs.GidRules, have.gids, want.gids); err != nil {
+		return fmt.Errorf("write group rules: %w", err)
+	}
+	if err := writeDiff(b.objs.Dests, have.dests, want.dests); err != nil {
+		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := writeDiff(b.objs.PathRules, have.paths, want.paths); err != nil {
+		return fmt.Errorf("write executable paths: %w", err)
+	}
+	if err := writeDiff(b.objs.NameRules, have.named, want.named); err != nil {
+		return fmt.Errorf("write executable names: %w", err)
+	}
+	return nil
+}
+
+// slotOf is the slot of a rule name, if it has one.
+func (b *Backend) slotOf(name string) (uint32, bool) {
+	s, ok := b.slots[name]
+	return s, ok
 }
 
 // dropUnusedSlots forgets counters of rules that are gone. slotName keeps
 // the name so late events are still attributed correctly.
-func (b *Backend) dropUnusedSlots(c *compiled) {
+func (b *Backend) dropUnusedSlots(c *generation) {
 	for name, slot := range b.slots {
-		if _, ok := c.names[slot]; !ok {
+		if _, ok := c.rules[slot]; !ok {
 			b.retire(slot)
 			delete(b.slots, name)
 			b.objs.CounterNames.Delete(slot)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -66,7 +67,10 @@ type Backend struct {
 	cgroupID   uint64
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
-	resolver   *resolver // the one identity iterator and cache: Identify and Apply share it
+	resolver   *resolver  // the one identity iterator and cache: Identify and Apply share it
+	exes       *exeWatch  // what exe paths resolved to, while inotify sees no change
+	btf        *btf.Cache // the kernel's parsed BTF while New loads objects, then nil
+	ticks      uint64     // watch intervals so far
 	ncpu       int
 
 	mu         sync.Mutex
@@ -79,10 +83,11 @@ type Backend struct {
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	slotUndo   []slotUndo      // and how to take them back if it fails
 	retired    engine.Counters // what removed rules counted: totals never go backwards
 	byName     map[string]*engine.Rule
-	gens       [2]*compiled // what each generation holds; nil = unknown
-	repin      bool         // maps are fresh (old pins incompatible): pin after first apply
+	gens       [2]*generation // what each generation holds; nil = unknown
+	repin      bool           // maps are fresh (old pins incompatible): pin after first apply
 	hostNets   []netip.Prefix
 	local      map[datapathLocalKey]uint8 // what local_nets holds
 
@@ -119,7 +124,6 @@ type Backend struct {
 
 	lock       *pinLock      // one daemon per pin dir, held for the backend's life
 	grace      chan struct{} // closed when the last switch's grace period is over
-	applySeq   uint64        // applies so far; the background clear checks it
 	closed     bool
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
@@ -187,18 +191,33 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		}
 	}()
 	// A first start that fails must not leave half a set of pins behind.
-	if entries, _ := os.ReadDir(cfg.PinDir); len(entries) == 0 {
+	entries, _ := os.ReadDir(cfg.PinDir)
+	fresh := len(entries) == 0
+	if fresh {
 		defer func() {
 			if b.objs.Active == nil || retErr != nil {
 				resetPins(cfg.PinDir)
 			}
 		}()
 	}
+	// One parse of the kernel's BTF serves every object loaded here; it is
+	// dropped once they are (tens of MiB a daemon has no use for later).
+	b.btf = btf.NewCache()
+	defer func() { b.btf = nil }()
+	t0 := time.Now()
 	if err := b.load(); err != nil {
 		return nil, err
 	}
+	if fresh && !b.repin {
+		// New maps: both generations are known to be empty, so no apply
+		// has to scan them.
+		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
+	}
+	t1 := time.Now()
 	b.loadOptional()
-	b.resolver = newResolver(disabledByTest("iter"))
+	t2 := time.Now()
+	b.resolver = newResolver(disabledByTest("iter"), b.btf)
+	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
 		b.log.Warn("executable identity", "err", b.resolver.fallback)
@@ -231,6 +250,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
+	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2))
 	b.wg.Add(2)
 	go b.readEvents()
 	go b.watch()
@@ -257,7 +277,7 @@ func (b *Backend) load() error {
 			m.Close()
 		}
 	}()
-	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}, Cache: b.btf}
 	if changed {
 		// Pins from an older map layout: load fresh maps, carry the old
 		// entries over, and swap programs and pins at the first Apply (see
@@ -419,6 +439,9 @@ func (b *Backend) Close() error {
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()
+		}
+		if b.exes != nil {
+			b.exes.close()
 		}
 		close(b.violations)
 		b.lock.Close()

@@ -27,7 +27,8 @@ const (
 	verdictAudit = 3
 )
 
-// compiled is one policy generation's map contents.
+// compiled is one policy generation's map contents, entry by entry: what
+// a scan of the maps finds, and the flat view of a generation.
 type compiled struct {
 	config  datapathConfig
 	exe     map[datapathExeKey]datapathRule
@@ -37,95 +38,16 @@ type compiled struct {
 	dests   map[datapathDestKey]datapathDestVal
 	paths   map[datapathPathKey]datapathRule
 	named   map[datapathNameKey]datapathRule // exe rules' symlink names (linux/names.go)
-	names   map[uint32]string                // counter slot -> rule name, for slots in use
-	ruleIDs map[uint32]uint32                // counter slot -> rule id (dns_bind.go)
 }
 
 // identities is what compile needs from the machine, resolved beforehand.
 type identities struct {
 	exe     map[string][]engine.FileID // by exe path; several while an old inode still runs
 	places  map[string]place           // by exe path: where the file lives, for the exec hook
+	names   map[string][]string        // by exe path: its symlink names (names.go), when it is a symlink
 	cgroups map[string]uint64          // by cleaned cgroup path
 	uids    map[string]uint32
 	gids    map[string]uint32
-}
-
-// compile turns a policy into generation gen of the datapath's maps. slots
-// assigns each rule name a stable counter slot (slot 0 is the default).
-func compile(p *engine.Policy, gen uint32, ids identities, slots func(name string) uint32) (*compiled, error) {
-	if len(p.Rules) > maxRules {
-		return nil, fmt.Errorf("policy has %d rules; the datapath holds at most %d", len(p.Rules), maxRules)
-	}
-	c := &compiled{
-		exe:     map[datapathExeKey]datapathRule{},
-		cgroups: map[datapathIdKey]datapathRule{},
-		uids:    map[datapathIdKey]datapathRule{},
-		gids:    map[datapathIdKey]datapathRule{},
-		dests:   map[datapathDestKey]datapathDestVal{},
-		paths:   map[datapathPathKey]datapathRule{},
-		named:   map[datapathNameKey]datapathRule{},
-		names:   map[uint32]string{0: ""},
-		ruleIDs: map[uint32]uint32{},
-	}
-	c.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
-	c.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
-	for i := range p.Rules {
-		r := &p.Rules[i]
-		slot := slots(r.Name)
-		c.names[slot] = r.Name
-		dr := datapathRule{
-			Id:       uint32(i) | gen<<31,
-			Counter:  slot,
-			Action:   uint8(r.Action),
-			Audit:    b2u(r.Audit),
-			HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
-			// Unrestricted rules may create any socket kind (raw, ping...).
-			Unrestricted: b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut)),
-			InOpen:       b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirIn)), // inbound
-			HasNames:     b2u(r.HasNames()),
-		}
-		c.ruleIDs[slot] = dr.Id
-		if dr.HasDests == 1 {
-			if err := compileDests(r, dr.Id, c.dests); err != nil {
-				return nil, err
-			}
-			if err := prefixLens(r, &dr); err != nil {
-				return nil, err
-			}
-		}
-		switch {
-		case r.Exe != "":
-			for _, id := range ids.exe[r.Exe] {
-				c.exe[datapathExeKey{Id: datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}, Gen: gen}] = dr
-			}
-			if pl, ok := ids.places[r.Exe]; ok {
-				c.paths[pathKey(pl, gen)] = dr
-			}
-			for _, n := range symlinkNames(r.Exe) {
-				c.named[nameKey(n, gen)] = dr
-			}
-		case r.Cgroup != "":
-			if id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]; ok {
-				c.cgroups[datapathIdKey{Id: id, Gen: gen}] = dr
-				c.config.HasCgroupRules = 1
-			}
-		case r.User != "":
-			uid, ok := ids.uids[r.User]
-			if !ok {
-				return nil, fmt.Errorf("rule %s: unknown user %q", r.Name, r.User)
-			}
-			c.uids[datapathIdKey{Id: uint64(uid), Gen: gen}] = dr
-			c.config.HasUidRules = 1
-		case r.Group != "":
-			gid, ok := ids.gids[r.Group]
-			if !ok {
-				return nil, fmt.Errorf("rule %s: unknown group %q", r.Name, r.Group)
-			}
-			c.gids[datapathIdKey{Id: uint64(gid), Gen: gen}] = dr
-			c.config.HasGidRules = 1
-		}
-	}
-	return c, nil
 }
 
 // compileDests writes one LPM node per distinct prefix of the rule. Each node

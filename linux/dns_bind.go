@@ -177,23 +177,31 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	if err != nil {
 		return err
 	}
-	c := b.gens[gen]
-	if c == nil || c.ruleIDs == nil {
+	g := b.gens[gen]
+	if g == nil || g.rules == nil {
 		return errors.New("no policy generation in force")
 	}
+	if g.bound == nil {
+		g.bound = map[datapathDestKey]datapathDestVal{}
+	}
+	// Keys of the generation's record are the slot; the kernel's carry the
+	// generation in the rule id's top bit (ruleOut).
+	var recPut []datapathDestKey
+	var recDel []datapathDestKey
 	put := map[datapathDestKey]datapathDestVal{}
 	var del []datapathDestKey
 	var errs []error
 	b.bindMu.Lock()
 	for k := range touched {
 		r := b.byName[b.slotName[k.slot]]
-		id, ok := c.ruleIDs[k.slot]
 		bd := b.bound[k]
-		if r == nil || !ok {
+		if r == nil || g.rules[k.slot] == nil {
 			delete(b.bound, k)
 			continue
 		}
-		key := destKey(id, netip.PrefixFrom(k.addr, k.addr.BitLen()))
+		rec := destKey(k.slot, netip.PrefixFrom(k.addr, k.addr.BitLen()))
+		key := rec
+		key.Rule |= gen << 31
 		val, named, err := hostNode(r, k.addr, bd.names)
 		if err != nil {
 			errs = append(errs, err)
@@ -204,36 +212,49 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		switch {
 		case named && err == nil:
 			put[key] = val
+			recPut = append(recPut, rec)
 		case exactCIDR(r, k.addr):
+			// The rule's own host node comes back.
 			base, _, _ := hostNode(r, k.addr, nil)
 			put[key] = base
+			recDel = append(recDel, rec)
 		default:
-			if _, had := c.dests[key]; had {
+			if _, had := g.bound[rec]; had {
 				del = append(del, key)
 			}
+			recDel = append(recDel, rec)
 		}
 	}
 	b.bindMu.Unlock()
 	if err := batchUpdate(b.objs.Dests, put); err != nil {
+		// What the generation holds at these keys is in doubt: the apply
+		// that writes it next scans it.
+		g.unsure = true
 		return fmt.Errorf("write name bindings: %w", err)
 	}
-	for k, v := range put {
-		c.dests[k] = v
+	for _, rec := range recPut {
+		k := rec
+		k.Rule |= gen << 31
+		g.bound[rec] = put[k]
 	}
 	for _, k := range del {
 		if err := b.objs.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("remove name binding: %w", err))
 		}
-		delete(c.dests, k)
+	}
+	for _, rec := range recDel {
+		delete(g.bound, rec)
 	}
 	return errors.Join(errs...)
 }
 
-// bindNames carries the bindings into generation c of policy p before the
-// switch (their rule's id and entries may have changed), drops those of
-// rules gone or without name entries, and writes the trusted resolvers.
-// Called with b.mu held, from applyLocked.
-func (b *Backend) bindNames(c *compiled, p *engine.Policy) error {
+// bindNames carries the bindings into generation g of policy p before the
+// switch (their rule's entries may have changed; the id is the slot, stable),
+// drops those of rules gone or without name entries, and writes the trusted
+// resolvers. g.bound is then every binding in force, so the switch to g
+// keeps them all whatever the apply rewrites (boundDiff). Called with b.mu
+// held, from applyLocked.
+func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	if b.dnsReady() == nil {
 		if err := b.writeResolvers(p); err != nil {
 			return err
@@ -242,6 +263,7 @@ func (b *Backend) bindNames(c *compiled, p *engine.Policy) error {
 	if len(b.bound) == 0 {
 		return nil
 	}
+	g.bound = make(map[datapathDestKey]datapathDestVal, len(b.bound))
 	rules := make(map[string]*engine.Rule, len(p.Rules))
 	for i := range p.Rules {
 		rules[p.Rules[i].Name] = &p.Rules[i]
@@ -250,8 +272,7 @@ func (b *Backend) bindNames(c *compiled, p *engine.Policy) error {
 	defer b.bindMu.Unlock()
 	for k, bd := range b.bound {
 		r := rules[b.slotName[k.slot]]
-		id, ok := c.ruleIDs[k.slot]
-		if r == nil || !ok || !r.HasNames() {
+		if r == nil || g.rules[k.slot] == nil || !r.HasNames() {
 			delete(b.bound, k)
 			continue
 		}
@@ -260,7 +281,7 @@ func (b *Backend) bindNames(c *compiled, p *engine.Policy) error {
 			delete(b.bound, k) // the new policy has no entry for these names
 			continue
 		}
-		c.dests[destKey(id, netip.PrefixFrom(k.addr, k.addr.BitLen()))] = val
+		g.bound[destKey(k.slot, netip.PrefixFrom(k.addr, k.addr.BitLen()))] = val
 	}
 	return nil
 }

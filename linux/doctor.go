@@ -170,7 +170,7 @@ func Checks(ctx context.Context, cfg Config) []engine.Check {
 	checks = append(checks, dnsproxy.HostChecks(dnsproxy.HostPaths{})...)
 	if err := disabledByTest("iter"); err != nil {
 		optional("identity", "%v", err)
-	} else if r := newResolver(nil); r.fallback != nil {
+	} else if r := newResolver(nil, nil); r.fallback != nil {
 		optional("identity", "the kernel's own view of each executable (task_file iterator), so programs on overlayfs and btrfs match their rules; without it exewall uses stat(), which can disagree there (%s)", plainError(r.fallback))
 	} else {
 		r.Close()

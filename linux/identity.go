@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -34,11 +35,11 @@ type resolver struct {
 
 // newResolver loads the iterator (unless disabled is non-nil: the reason it
 // may not be used); on failure the resolver still works through stat().
-func newResolver(disabled error) *resolver {
+func newResolver(disabled error, cache *btf.Cache) *resolver {
 	r := &resolver{}
 	err := disabled
 	if err == nil {
-		err = r.load()
+		err = r.load(cache)
 	}
 	if err != nil {
 		r.fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
@@ -46,7 +47,7 @@ func newResolver(disabled error) *resolver {
 	return r
 }
 
-func (r *resolver) load() error {
+func (r *resolver) load(cache *btf.Cache) error {
 	spec, err := loadFileid()
 	if err != nil {
 		return err
@@ -55,7 +56,7 @@ func (r *resolver) load() error {
 		return err
 	}
 	var objs fileidObjects
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return notSupported("load the identity iterator", err)
 	}
 	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
@@ -83,6 +84,17 @@ func (r *resolver) Close() error {
 // executable at path, as the datapath matches it; ok is false when there is
 // no file there (yet).
 func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
+	if w := b.exes; w != nil {
+		w.mu.Lock()
+		// One read of the events (usually none): a file replaced a moment
+		// ago is not answered from memory.
+		w.drain()
+		e := w.lookup(path)
+		w.mu.Unlock()
+		if e != nil && e.hasID {
+			return e.id, true, nil
+		}
+	}
 	ids, err := b.resolver.identifyAll([]string{path})
 	if err != nil {
 		return engine.FileID{}, false, err
@@ -120,6 +132,15 @@ func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error)
 	r.cache.store(todo, keys, fresh, out)
 	r.mu.Unlock()
 	return out, nil
+}
+
+// forget drops the cached answers for paths.
+func (r *resolver) forget(paths []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range paths {
+		delete(r.cache, p)
+	}
 }
 
 // statKey is what stat() says of a path that changes when the file is

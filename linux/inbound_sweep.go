@@ -17,7 +17,7 @@ var judgeAcceptedInbound = true
 // the peer as the address, the local port as the port, the default only
 // through default_inbound (DESIGN.md "How a connection is judged", rule 5).
 // A tightening then cuts accepted connections the new rule would refuse.
-func (b *Backend) judgeAccepted(c *compiled, p *engine.Policy, gen uint32, r *heldRec, cgroupPaths map[uint64]string) engine.Verdict {
+func (b *Backend) judgeAccepted(c *compiled, p *engine.Policy, gen uint32, r *heldRec, cgroupPaths map[uint64]string, ruleOf func(uint32) *engine.Rule) engine.Verdict {
 	o := r.Owner
 	var rule *datapathRule
 	if o.HasExe == 1 {
@@ -43,11 +43,10 @@ func (b *Backend) judgeAccepted(c *compiled, p *engine.Policy, gen uint32, r *he
 	}
 	action, audit := p.DefaultInbound, false
 	if rule != nil {
-		idx := rule.Id &^ genBit
-		if int(idx) >= len(p.Rules) {
+		pr := ruleOf(rule.Id &^ genBit)
+		if pr == nil {
 			return engine.VerdictAllow
 		}
-		pr := &p.Rules[idx]
 		action, audit = pr.Action, pr.Audit
 		a := engine.Attempt{Dir: engine.DirIn, Addr: peer, Port: r.sport, Proto: engine.Proto(r.Proto)}
 		if m, ok := engine.MatchAttempt(pr, a, nil); ok {

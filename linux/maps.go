@@ -33,14 +33,42 @@ func fromInt8(b []int8) string {
 }
 
 func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
-	if len(entries) == 0 {
-		return nil
-	}
 	keys := make([]K, 0, len(entries))
 	vals := make([]V, 0, len(entries))
 	for k, v := range entries {
 		keys = append(keys, k)
 		vals = append(vals, v)
+	}
+	return batchUpdateSlices(m, keys, vals)
+}
+
+// writeDiff turns map m from holding old into holding want: keys only in
+// old are deleted, keys new or with another value are written, the rest is
+// not touched.
+func writeDiff[K, V comparable](m *ebpf.Map, old, want map[K]V) error {
+	var gone []K
+	for k := range old {
+		if _, ok := want[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	if err := batchDelete(m, gone); err != nil {
+		return err
+	}
+	var keys []K
+	var vals []V
+	for k, v := range want {
+		if was, ok := old[k]; !ok || was != v {
+			keys = append(keys, k)
+			vals = append(vals, v)
+		}
+	}
+	return batchUpdateSlices(m, keys, vals)
+}
+
+func batchUpdateSlices[K comparable, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
 	}
 	for done, tries := 0, 0; done < len(keys); {
 		n, err := m.BatchUpdate(keys[done:], vals[done:], nil)
@@ -93,6 +121,44 @@ func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
 	for _, k := range keys {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return err
+		}
+	}
+	return nil
+}
+
+// scanMap puts the entries of m that keep accepts in out: in batches of
+// thousands per system call where the kernel can, else one by one.
+func scanMap[K comparable, V any](m *ebpf.Map, keep func(K) bool, out map[K]V) error {
+	const chunk = 4096
+	keys, vals := make([]K, chunk), make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	got := map[K]V{}
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			got[keys[i]] = vals[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && n < chunk {
+			break
+		}
+		if err != nil {
+			// No batches here (or a bucket larger than a batch): one by one.
+			clear(got)
+			var k K
+			var v V
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				got[k] = v
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	for k, v := range got {
+		if keep(k) {
+			out[k] = v
 		}
 	}
 	return nil

@@ -8,20 +8,91 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// identifyCached resolves paths to identities (the resolver caches those by
-// stat key) and to places, re-walking symlinks only for paths whose stat()
-// changed since the last apply.
-func (b *Backend) identifyCached(paths []string, places map[string]place) (map[string]engine.FileID, error) {
-	found, err := b.resolver.identifyAll(paths)
+// identifyCached resolves exe paths to identities, places and symlink
+// names (into ids). A path whose resolution inotify has seen no change to
+// since the last time costs no system call (exewatch.go); the others are
+// resolved as before: the resolver caches identities by stat key, and
+// places are re-walked only for paths whose stat() changed.
+func (b *Backend) identifyCached(paths []string, ids identities) (map[string]engine.FileID, error) {
+	w := b.exes
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drain()
+	found := make(map[string]engine.FileID, len(paths))
+	var todo []string
+	for _, p := range paths {
+		e := w.lookup(p)
+		if e == nil {
+			todo = append(todo, p)
+			continue
+		}
+		if e.hasID {
+			found[p] = e.id
+		}
+		if e.hasPl {
+			ids.places[p] = e.pl
+		}
+		if e.names != nil {
+			ids.names[p] = e.names
+		}
+	}
+	w.polled = false
+	if len(todo) == 0 {
+		return found, nil
+	}
+	watched := make(map[string]bool, len(todo))
+	for _, p := range todo {
+		watched[p] = w.prepare(p)
+	}
+	w.drain()
+	seq := w.seq
+	w.reals = map[string]string{}
+	defer func() { w.reals = nil }()
+	fresh, err := b.resolver.identifyAll(todo)
 	if err != nil {
 		return nil, err
 	}
-	todo, keys := b.places.lookup(paths, places)
-	fresh := map[string]place{}
-	if err := b.resolvePlaces(todo, fresh); err != nil {
+	places := map[string]place{}
+	stale, keys := b.places.lookup(todo, places)
+	new := map[string]place{}
+	if err := b.resolvePlaces(stale, new); err != nil {
 		return nil, err
 	}
-	b.places.store(todo, keys, fresh, places)
+	b.places.store(stale, keys, new, places)
+	// What inotify now watches needs no stat key: the stat caches forget it
+	// (a path seen changed is resolved afresh, stat key and all).
+	var remembered []string
+	defer func() {
+		for _, p := range remembered {
+			delete(b.places, p)
+		}
+		b.resolver.forget(remembered)
+	}()
+	for _, p := range todo {
+		e := &exeEntry{names: symlinkNames(p)}
+		e.id, e.hasID = fresh[p]
+		e.pl, e.hasPl = places[p]
+		if e.hasID {
+			found[p] = e.id
+		}
+		if e.hasPl {
+			ids.places[p] = e.pl
+		}
+		if e.names != nil {
+			ids.names[p] = e.names
+		}
+		stored := false
+		if watched[p] && e.hasID {
+			if real, err := w.realPath(p, e.names == nil); err == nil {
+				stored = w.store(p, seq, e, chainOf(p, real))
+			}
+		}
+		w.polled = w.polled || !stored
+		if stored {
+			remembered = append(remembered, p)
+		}
+
+	}
 	return found, nil
 }
 
@@ -58,7 +129,11 @@ func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
 // pruneLearned forgets identities the exec hook recorded once userspace has
 // adopted them into exe_rules, and keeps learned_count honest.
 func (b *Backend) pruneLearned(ids identities) {
-	known := map[datapathFileId]bool{}
+	var n uint32
+	if err := b.objs.LearnedCount.Lookup(uint32(0), &n); err == nil && n == 0 {
+		return // nothing learned: no need to list every identity
+	}
+	known := make(map[datapathFileId]bool, len(ids.exe))
 	for _, list := range ids.exe {
 		for _, id := range list {
 			known[datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}] = true

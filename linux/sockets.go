@@ -26,8 +26,8 @@ import (
 // sock_doomed in batches the map can hold. Sockets created before exewall was
 // loaded carry no owner and are left alone. The outcome is kept for status,
 // sync and /metrics: a sweep that cannot finish is never silent.
-func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (int, error) {
-	n, err := b.sweep(c, p, gen)
+func (b *Backend) sweepHeldSockets(g *generation, p *engine.Policy, gen uint32) (int, error) {
+	n, err := b.sweep(g, p, gen)
 	if errors.Is(err, errNoIters) {
 		return n, err
 	}
@@ -39,7 +39,7 @@ func (b *Backend) sweepHeldSockets(c *compiled, p *engine.Policy, gen uint32) (i
 // tests make it unbounded to show what batching prevents.
 var sweepBatch = 0
 
-func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) {
+func (b *Backend) sweep(g *generation, p *engine.Policy, gen uint32) (int, error) {
 	if b.sockIter == nil {
 		return 0, errNoIters
 	}
@@ -58,18 +58,44 @@ func (b *Backend) sweep(c *compiled, p *engine.Policy, gen uint32) (int, error) 
 	}
 	inheritFromListeners(recs)
 	cgroupPaths := map[uint64]string{}
+	// The generation's entries, built when a socket is first judged.
+	var c *compiled
+	flat := func() *compiled {
+		if c == nil {
+			c = g.flat(p, b.slotOf, gen)
+		}
+		return c
+	}
+	var bySlot map[uint32]*engine.Rule // rule ids are slots (ruleID); built when first needed
+	ruleOf := func(slot uint32) *engine.Rule {
+		if g.rules != nil {
+			if o := g.rules[slot]; o != nil {
+				return &o.src
+			}
+			return nil
+		}
+		if bySlot == nil {
+			bySlot = make(map[uint32]*engine.Rule, len(p.Rules))
+			for i := range p.Rules {
+				if s, ok := b.slots[p.Rules[i].Name]; ok {
+					bySlot[s] = &p.Rules[i]
+				}
+			}
+		}
+		return bySlot[slot]
+	}
 	var doomed []uint64
 	for _, r := range recs {
 		if r.HasOwner == 0 || r.listening {
 			continue
 		}
 		if r.accepted && judgeAcceptedInbound {
-			if b.judgeAccepted(c, p, gen, &r, cgroupPaths) == engine.VerdictDeny {
+			if b.judgeAccepted(flat(), p, gen, &r, cgroupPaths, ruleOf) == engine.VerdictDeny {
 				doomed = append(doomed, r.Cookie)
 			}
 			continue
 		}
-		if b.judgeHeld(c, p, gen, &r.datapathSockRec, cgroupPaths) == engine.VerdictDeny {
+		if b.judgeHeld(flat(), p, gen, &r.datapathSockRec, cgroupPaths, ruleOf) == engine.VerdictDeny {
 			doomed = append(doomed, r.Cookie)
 		}
 	}
@@ -180,7 +206,7 @@ func clearMap[K comparable, V any](m *ebpf.Map) error {
 
 // judgeHeld decides a held socket the way the datapath decides a connect,
 // from the compiled maps of generation gen and the socket creator's identity.
-func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapathSockRec, cgroupPaths map[uint64]string) engine.Verdict {
+func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapathSockRec, cgroupPaths map[uint64]string, ruleOf func(uint32) *engine.Rule) engine.Verdict {
 	o := r.Owner
 	var rule *datapathRule
 	if o.HasExe == 1 {
@@ -207,11 +233,10 @@ func (b *Backend) judgeHeld(c *compiled, p *engine.Policy, gen uint32, r *datapa
 	proto := engine.Proto(r.Proto)
 	action, audit := engine.Action(c.config.DefaultAction), false
 	if rule != nil {
-		idx := rule.Id &^ genBit
-		if int(idx) >= len(p.Rules) {
+		pr := ruleOf(rule.Id &^ genBit)
+		if pr == nil {
 			return engine.VerdictAllow
 		}
-		pr := &p.Rules[idx]
 		action, audit = pr.Action, pr.Audit
 		if v, ok := b.matchHeld(pr, dst, r.Dport, proto); ok { // names: with the bindings
 			if v == engine.VerdictAllow {

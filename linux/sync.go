@@ -108,7 +108,10 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	if err != nil {
 		return drifts, err
 	}
-	want := b.gens[gen]
+	var want *compiled
+	if g := b.gens[gen]; g != nil {
+		want = g.flat(b.policy, b.slotOf, gen)
+	}
 	have, err := b.scanGen(gen)
 	if err != nil {
 		return drifts, err
@@ -147,6 +150,10 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		if err != nil {
 			return drifts, err
 		}
+		// What either generation holds is in doubt now: the repair writes
+		// the idle one after scanning it, and the next apply scans the
+		// drifted one (an apply otherwise writes only what it knows differs).
+		b.gens = [2]*generation{}
 		if err := b.applyLocked(desired.Clone(), ids); err != nil {
 			return drifts, err
 		}

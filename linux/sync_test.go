@@ -48,6 +48,18 @@ func TestSyncRepairsTampering(t *testing.T) {
 	if err := b.objs.ExeRules.Delete(k); err != nil {
 		t.Fatal(err)
 	}
+	// And its path entry (which Sync does not compare): the applies after
+	// the repair must put it back when they next write that generation.
+	var pk datapathPathKey
+	pit := b.objs.PathRules.Iterate()
+	for pit.Next(&pk, &r) {
+		if pk.Gen == k.Gen {
+			break
+		}
+	}
+	if err := b.objs.PathRules.Delete(pk); err != nil {
+		t.Fatal(err)
+	}
 
 	drifts, err := b.Sync(context.Background(), p)
 	if err != nil {
@@ -66,5 +78,14 @@ func TestSyncRepairsTampering(t *testing.T) {
 	}
 	if n := attachedPrograms(t, cg); n != len(hooks) {
 		t.Fatalf("%d programs attached after repair, want %d", n, len(hooks))
+	}
+	// The tampered generation is the idle one now: the applies after the
+	// repair, which write only what they know differs, must not bring the
+	// deleted entry back into force.
+	for i := range 2 {
+		b.apply(t, p)
+		if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+			t.Fatalf("apply %d after the repair: %+v, want EPERM", i+1, out[0])
+		}
 	}
 }

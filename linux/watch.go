@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"time"
@@ -47,16 +48,34 @@ func (b *Backend) refresh() {
 	b.log.Info("identities changed; policy re-applied")
 }
 
+// fullCheckTicks is how many watch intervals pass between two checks of
+// every exe path by stat(), for what inotify does not report (a mount over
+// a directory); in between only the paths inotify saw change are checked.
+const fullCheckTicks = 300
+
 func (b *Backend) identitiesChanged() bool {
-	// The resolver asks the kernel again only about paths whose stat()
-	// changed, so this costs one stat() per executable.
+	b.ticks++
+	full := b.ticks%fullCheckTicks == 0
+	if full {
+		b.exes.invalidateAll()
+	}
+	b.exes.mu.Lock()
+	b.exes.drain()
+	events := b.exes.events
+	b.exes.events = false
+	watching := b.exes.fd >= 0 && !b.exes.polled
+	b.exes.mu.Unlock()
+	if watching && !events && !full {
+		return b.cgroupsChanged()
+	}
 	var paths []string
 	for _, r := range b.policy.Rules {
 		if r.Exe != "" {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.resolver.identifyAll(paths)
+	ids := identities{places: map[string]place{}, names: map[string][]string{}}
+	found, err := b.identifyCached(paths, ids)
 	if err != nil {
 		return false
 	}
@@ -64,6 +83,9 @@ func (b *Backend) identitiesChanged() bool {
 		if !slices.Contains(b.ids.exe[path], id) {
 			return true
 		}
+	}
+	if !maps.Equal(ids.places, b.ids.places) || !maps.EqualFunc(ids.names, b.ids.names, slices.Equal[[]string]) {
+		return true
 	}
 	return b.cgroupsChanged()
 }

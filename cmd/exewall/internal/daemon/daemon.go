@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	tuneGC()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
@@ -199,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := sdNotify("READY=1\nSTATUS=enforcing " + cfg.Policy); err != nil {
 		log.Warn("notify service manager", "err", err)
 	}
+	go releaseStartMemory(log)
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EditPolicyFileFrom is EditPolicyFile for a file src known to say old: when
+// only rules changed, it edits the text of those rules alone (each one
+// through a YAML tree of that rule, which keeps its comments) and leaves
+// every other byte of the file as it is, so its cost follows what changed,
+// not the size of the policy. Anything it does not recognise with
+// certainty (a default or mode change, flow style, anchors, tabs, a rule
+// list it cannot map onto old) goes through EditPolicyFile.
+func EditPolicyFileFrom(src []byte, old, p *Policy) (out []byte, lost bool, err error) {
+	if data, ok := editRulesText(src, old, p); ok {
+		return data, false, nil
+	}
+	return EditPolicyFile(src, p)
+}
+
+// ruleItem is one item of the file's top-level rules list.
+type ruleItem struct {
+	start int // where its head comment lines start (its dash line when none)
+	dash  int // where its "- " line starts
+	end   int // just past the newline of its last line
+	name  string
+}
+
+func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
+	if old == nil || old.Default != p.Default || old.Mode != p.Mode || old.DefaultInbound != p.DefaultInbound ||
+		old.InboundSet != p.InboundSet || !slices.Equal(old.Resolvers, p.Resolvers) || len(old.Rules) == 0 || len(p.Rules) == 0 {
+		return nil, false
+	}
+	items, indent, ok := scanRules(src)
+	if !ok || len(items) != len(old.Rules) {
+		return nil, false
+	}
+	at := make(map[string]int, len(items))
+	for i, it := range items {
+		if it.name != old.Rules[i].Name {
+			return nil, false
+		}
+		at[it.name] = i
+	}
+	// What becomes of each old item, and what goes before it.
+	type edit struct {
+		keep    bool
+		replace *Rule
+		before  []*Rule
+	}
+	edits := make([]edit, len(items))
+	var tail []*Rule
+	last := -1
+	for j := range p.Rules {
+		r := &p.Rules[j]
+		i, ok := at[r.Name]
+		if !ok {
+			tail = append(tail, r)
+			continue
+		}
+		if i <= last {
+			return nil, false // reordered
+		}
+		last = i
+		edits[i].keep = true
+		edits[i].before, tail = tail, nil
+		if !sameRule(&old.Rules[i], r) {
+			edits[i].replace = r
+		}
+	}
+	var out bytes.Buffer
+	out.Grow(len(src) + 256)
+	pos := 0
+	for i, it := range items {
+		e := edits[i]
+		for _, r := range e.before {
+			out.Write(src[pos:it.start])
+			pos = it.start
+			text, ok := renderRule(nil, r, indent, p)
+			if !ok {
+				return nil, false
+			}
+			out.Write(text)
+		}
+		switch {
+		case !e.keep:
+			out.Write(src[pos:it.start])
+			pos = it.end
+		case e.replace != nil:
+			out.Write(src[pos:it.dash])
+			text, ok := renderRule(src[it.dash:it.end], e.replace, indent, p)
+			if !ok {
+				return nil, false
+			}
+			out.Write(text)
+			pos = it.end
+		}
+	}
+	end := items[len(items)-1].end
+	out.Write(src[pos:end])
+	for _, r := range tail {
+		text, ok := renderRule(nil, r, indent, p)
+		if !ok {
+			return nil, false
+		}
+		out.Write(text)
+	}
+	out.Write(src[end:])
+	return out.Bytes(), true
+}
+
+// sameRule compares what the file says of a rule (not its line).
+func sameRule(a, b *Rule) bool {
+	if a.Name != b.Name || a.Selector != b.Selector || a.Action != b.Action || a.Audit != b.Audit {
+		return false
+	}
+	// Every field of an entry but its line (names and directions too).
+	eq := func(x, y Dest) bool {
+		x.Line, y.Line = 0, 0
+		return x == y
+	}
+	return slices.EqualFunc(a.Allow, b.Allow, eq) && slices.EqualFunc(a.Deny, b.Deny, eq)
+}
+
+// renderRule writes rule r as one list item at indent, editing the item
+// text was (nil: a new item) so that its comments stay. The result is
+// parsed back and must say r.
+func renderRule(was []byte, r *Rule, indent int, p *Policy) ([]byte, bool) {
+	var seq *yaml.Node
+	if was != nil {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(dedent(was, indent), &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+			return nil, false
+		}
+		seq = doc.Content[0]
+		if seq.Kind != yaml.SequenceNode || len(seq.Content) != 1 || seq.Content[0].Kind != yaml.MappingNode {
+			return nil, false
+		}
+	} else {
+		seq = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+	}
+	want := ViewRule(*r)
+	editRuleNode(seq.Content[0], want)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if enc.Encode(seq) != nil || enc.Close() != nil {
+		return nil, false
+	}
+	var back []RuleView
+	if err := yaml.Unmarshal(buf.Bytes(), &back); err != nil || len(back) != 1 {
+		return nil, false
+	}
+	bp, err := PolicyView{Default: p.Default.String(), Mode: p.Mode.String(), Rules: back}.Policy()
+	if err != nil || len(bp.Rules) != 1 || !sameRule(&bp.Rules[0], r) {
+		return nil, false
+	}
+	pad := strings.Repeat(" ", indent)
+	var out bytes.Buffer
+	for line := range bytes.Lines(buf.Bytes()) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			out.WriteString(pad)
+		}
+		out.Write(line)
+	}
+	return out.Bytes(), true
+}
+
+// dedent removes n leading spaces from every line that has them.
+func dedent(b []byte, n int) []byte {
+	if n == 0 {
+		return b
+	}
+	var out bytes.Buffer
+	pad := strings.Repeat(" ", n)
+	for line := range bytes.Lines(b) {
+		out.Write(bytes.TrimPrefix(line, []byte(pad)))
+	}
+	return out.Bytes()
+}
+
+// scanRules finds the items of the top-level block list under "rules:" by
+// their indentation, and each item's name. ok is false for anything it
+// does not understand for certain: the caller then edits a YAML tree.
+func scanRules(src []byte) (items []ruleItem, indent int, ok bool) {
+	if len(src) == 0 || src[len(src)-1] != '\n' || bytes.ContainsAny(src, "\t\r") {
+		return nil, 0, false
+	}
+	in := false  // inside the rules block
+	ind := -1    // the items' indent, once known
+	keyInd := -1 // the current item's keys' indent
+	head := -1   // start of the comment lines just above the next item
+	for off := 0; off < len(src); {
+		nl := bytes.IndexByte(src[off:], '\n')
+		line := src[off : off+nl]
+		next := off + nl + 1
+		trimmed := bytes.TrimLeft(line, " ")
+		col := len(line) - len(trimmed)
+		switch {
+		case bytes.HasPrefix(line, []byte("---")) || bytes.HasPrefix(line, []byte("...")):
+			return nil, 0, false
+		case len(trimmed) == 0:
+			head = -1
+		case trimmed[0] == '#':
+			if in && head < 0 {
+				head = off
+			}
+		case !in:
+			if col == 0 && bytes.HasPrefix(line, []byte("rules:")) {
+				if rest := bytes.TrimSpace(line[len("rules:"):]); len(rest) > 0 && rest[0] != '#' {
+					return nil, 0, false // "rules: []" and the like
+				}
+				if items != nil {
+					return nil, 0, false
+				}
+				in, items = true, []ruleItem{}
+			}
+			head = -1
+		case col == 0 && trimmed[0] != '-':
+			in, head = false, -1 // the next top-level key
+		default:
+			if bytes.ContainsAny(trimmed, "&*!|>{[") && !plainEnough(trimmed) {
+				return nil, 0, false
+			}
+			if ind < 0 {
+				ind = col
+			}
+			isDash := trimmed[0] == '-' && (len(trimmed) == 1 || trimmed[1] == ' ')
+			switch {
+			case col == ind && isDash:
+				start := off
+				if head >= 0 {
+					start = head
+				}
+				items = append(items, ruleItem{start: start, dash: off, end: next})
+				keyInd = -1
+				rest := bytes.TrimLeft(trimmed[1:], " ")
+				if len(rest) > 0 && rest[0] != '#' {
+					keyInd = col + len(trimmed) - len(rest)
+					if !itemKey(&items[len(items)-1], rest) {
+						return nil, 0, false
+					}
+				}
+			case col > ind && len(items) > 0:
+				it := &items[len(items)-1]
+				it.end = next
+				if keyInd < 0 {
+					keyInd = col
+				}
+				if col == keyInd && !itemKey(it, trimmed) {
+					return nil, 0, false
+				}
+			default:
+				return nil, 0, false
+			}
+			head = -1
+		}
+		off = next
+	}
+	if len(items) == 0 {
+		return nil, 0, false
+	}
+	for _, it := range items {
+		if it.name == "" {
+			return nil, 0, false
+		}
+	}
+	return items, ind, true
+}
+
+// plainEnough allows the characters scanRules is wary of where they are
+// harmless: in a comment, or inside a destination like "any port 443".
+func plainEnough(s []byte) bool {
+	if i := bytes.Index(s, []byte(" #")); i >= 0 {
+		s = s[:i]
+	}
+	return !bytes.ContainsAny(s, "&*!|>{[")
+}
+
+// itemKey reads a "key: value" line of an item's mapping; a name must be
+// a plain scalar to be taken.
+func itemKey(it *ruleItem, kv []byte) bool {
+	k, v, found := bytes.Cut(kv, []byte(":"))
+	if !found {
+		return len(kv) > 0 && kv[0] == '-' // an entry of allow/deny
+	}
+	if string(k) != "name" {
+		return true
+	}
+	if it.name != "" {
+		return false
+	}
+	if i := bytes.Index(v, []byte(" #")); i >= 0 {
+		v = v[:i]
+	}
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || bytes.ContainsAny(v, "\"'`@%:#,") {
+		return false
+	}
+	it.name = string(v)
+	return true
+}

@@ -1,0 +1,99 @@
+//go:build linux
+
+package linux
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// TestDNSBindingsAcrossDiffApplies: applies that rewrite only the rules
+// that changed (the rule with names untouched) keep every binding in the
+// generation they switch to, the one learned while the other generation
+// was in force included; a forgotten binding is gone from the generation
+// switched to after it, and an edit of the name rule carries its bindings.
+func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
+	s := newDNSSetup(t)
+	other := clientCopy(t, t.TempDir(), "other")
+	policy := func(otherAction engine.Action, names ...string) *engine.Policy {
+		var allow []engine.Dest
+		for _, n := range names {
+			allow = append(allow, mustName(t, n))
+		}
+		p := s.policy(allow...)
+		p.Rules = append(p.Rules, engine.Rule{Name: "other", Selector: engine.Selector{Exe: other}, Action: otherAction})
+		return p
+	}
+	b := s.tb.Backend
+	s.tb.apply(t, policy(engine.ActionDeny, "a.gen.test", "b.gen.test"))
+	id, ok := b.RuleID("names")
+	if !ok {
+		t.Fatal("no id for rule names")
+	}
+	learn := func(name, addr string) {
+		t.Helper()
+		err := b.Learn([]NameBinding{{Rule: id, Names: []string{name}, Addr: netip.MustParseAddr(addr), Expires: time.Now().Add(time.Hour)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// inKernel says whether the active generation holds addr's host node.
+	inKernel := func(addr string) bool {
+		t.Helper()
+		gen, err := b.activeGen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := netip.MustParseAddr(addr)
+		var v datapathDestVal
+		return b.objs.Dests.Lookup(destKey(id|gen<<31, netip.PrefixFrom(a, 32)), &v) == nil
+	}
+	connect := func(what, addr, want string) {
+		t.Helper()
+		got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: addr, ConnectPort: 443}})
+		if len(got) != 1 || len(got[0].Connect) != 1 || (got[0].Connect[0] == "EPERM") != (want == "EPERM") {
+			t.Errorf("%s: connect to %s: %+v, want %s", what, addr, got, want)
+		}
+	}
+
+	learn("a.gen.test", "192.0.2.70") // into generation A
+	connect("bound in the generation in force", "192.0.2.70", "ok")
+	s.tb.apply(t, policy(engine.ActionAllow, "a.gen.test", "b.gen.test")) // B: only "other" written
+	connect("after a diff apply", "192.0.2.70", "ok")
+	learn("b.gen.test", "192.0.2.71")                                    // into B only
+	s.tb.apply(t, policy(engine.ActionDeny, "a.gen.test", "b.gen.test")) // A again
+	connect("learned in the other generation", "192.0.2.71", "ok")
+	connect("learned two applies ago", "192.0.2.70", "ok")
+	s.tb.apply(t, policy(engine.ActionAllow, "a.gen.test", "b.gen.test")) // B
+	for _, a := range []string{"192.0.2.70", "192.0.2.71"} {
+		if !inKernel(a) {
+			t.Errorf("%s: binding missing after a third diff apply", a)
+		}
+	}
+
+	// Forgotten while B is in force: A, written next, drops it too.
+	if err := b.Forget([]NameBinding{{Rule: id, Addr: netip.MustParseAddr("192.0.2.70")}}); err != nil {
+		t.Fatal(err)
+	}
+	connect("forgotten", "192.0.2.70", "EPERM")
+	s.tb.apply(t, policy(engine.ActionDeny, "a.gen.test", "b.gen.test")) // A
+	connect("forgotten, after an apply", "192.0.2.70", "EPERM")
+	if inKernel("192.0.2.70") {
+		t.Error("a forgotten binding came back into force")
+	}
+	connect("kept", "192.0.2.71", "ok")
+
+	// The name rule itself changes (a name removed): the binding of the
+	// name left stays; the other goes.
+	s.tb.apply(t, policy(engine.ActionDeny, "b.gen.test"))
+	connect("binding of a name kept by the edit", "192.0.2.71", "ok")
+	learn("b.gen.test", "192.0.2.72")
+	s.tb.apply(t, policy(engine.ActionDeny, "a.gen.test"))
+	connect("binding of a name the edit removed", "192.0.2.71", "EPERM")
+	connect("binding of a name the edit removed", "192.0.2.72", "EPERM")
+	s.tb.apply(t, policy(engine.ActionAllow, "a.gen.test"))
+	connect("binding of a name removed, one apply later", "192.0.2.72", "EPERM")
+}

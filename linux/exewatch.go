@@ -1,0 +1,344 @@
+//go:build linux
+
+package linux
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// exeWatch remembers what resolving each exe path found (identity, place,
+// symlink names) for as long as inotify reports no change to a name the
+// resolution went through: an apply then resolves only the paths that are
+// new or changed, without a system call for the others. Every directory the
+// names live in is watched (by its real path); an event for name n in
+// directory d marks the component d/n changed. Without inotify, or for a
+// path whose directories cannot all be watched, nothing is remembered and
+// every apply resolves the path again (stat() decides, as before).
+type exeWatch struct {
+	mu      sync.Mutex
+	fd      int // inotify, non-blocking; -1 when unavailable
+	wdDir   map[int32]string
+	dirWd   map[string]int32
+	seq     uint64            // events seen so far
+	floor   uint64            // entries validated before this are stale (overflow, full re-check)
+	changed map[string]uint64 // component -> seq of its last event
+	entries map[string]*exeEntry
+	buf     []byte
+	polled  bool              // some exe path of the last resolution is not remembered: check it at every interval
+	events  bool              // events came since the watcher last looked (whoever drained them)
+	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
+	reals   map[string]string // realDir's answers during one resolution
+}
+
+// exeEntry is what resolving one exe path found, valid while no component
+// it depends on changed after seq.
+type exeEntry struct {
+	seq   uint64
+	id    engine.FileID
+	hasID bool
+	pl    place
+	hasPl bool
+	names []string // symlinkNames; nil for a path that is no symlink
+	deps  []string // components in real form when they differ from the path's prefixes
+}
+
+// maxChanged bounds the remembered events: past it they are forgotten and
+// every entry is re-checked once.
+const maxChanged = 4096
+
+const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+
+func newExeWatch() *exeWatch {
+	w := &exeWatch{fd: -1, wdDir: map[int32]string{}, dirWd: map[string]int32{}, changed: map[string]uint64{}, entries: map[string]*exeEntry{}, extra: map[string]int{}}
+	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+		w.fd = fd
+		w.buf = make([]byte, 64<<10)
+	}
+	return w
+}
+
+func (w *exeWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd >= 0 {
+		unix.Close(w.fd)
+		w.fd = -1
+	}
+	w.entries = map[string]*exeEntry{}
+	w.extra = map[string]int{}
+}
+
+// drain reads the pending events.
+func (w *exeWatch) drain() {
+	if w.fd < 0 {
+		return
+	}
+	for {
+		n, err := unix.Read(w.fd, w.buf)
+		if n <= 0 || err != nil {
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
+			name := w.buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			w.seq++
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				w.floor, w.events = w.seq, true
+				continue
+			}
+			dir, ok := w.wdDir[ev.Wd]
+			if !ok {
+				continue
+			}
+			comp := dir
+			if i := strings.IndexByte(string(name), 0); i >= 0 {
+				name = name[:i]
+			}
+			if len(name) > 0 {
+				comp = filepath.Join(dir, string(name))
+			}
+			if ev.Mask&unix.IN_IGNORED != 0 {
+				delete(w.wdDir, ev.Wd)
+				delete(w.dirWd, dir)
+			}
+			// Only names a remembered resolution went through matter: an
+			// exe path, a watched directory, a name on a symlink chain.
+			if _, ok := w.entries[comp]; !ok && w.extra[comp] == 0 {
+				if _, ok := w.dirWd[comp]; !ok && comp != dir {
+					continue
+				}
+			}
+			w.events = true
+			if len(w.changed) >= maxChanged {
+				clear(w.changed)
+				w.floor = w.seq
+			}
+			w.changed[comp] = w.seq
+		}
+	}
+}
+
+// invalidateAll makes every entry stale (the periodic full re-check, for
+// what inotify does not see: mounts).
+func (w *exeWatch) invalidateAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seq++
+	w.floor = w.seq
+	clear(w.changed)
+}
+
+// lookup returns the still-valid entry of path, or nil.
+func (w *exeWatch) lookup(path string) *exeEntry {
+	e := w.entries[path]
+	if e == nil {
+		return nil
+	}
+	if e.seq < w.floor || !w.fresh(e, path) {
+		w.forget(path, e)
+		return nil
+	}
+	return e
+}
+
+func (w *exeWatch) fresh(e *exeEntry, path string) bool {
+	if len(w.changed) == 0 {
+		return true
+	}
+	if e.deps != nil {
+		for _, d := range e.deps {
+			if w.changed[d] > e.seq {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 1; i <= len(path); i++ {
+		if i == len(path) || path[i] == '/' {
+			if w.changed[path[:i]] > e.seq {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// watchDir watches a real directory; false when it cannot.
+func (w *exeWatch) watchDir(dir string) bool {
+	if _, ok := w.dirWd[dir]; ok {
+		return true
+	}
+	wd, err := unix.InotifyAddWatch(w.fd, dir, watchMask)
+	if err != nil {
+		return false
+	}
+	w.wdDir[int32(wd)] = dir
+	w.dirWd[dir] = int32(wd)
+	return true
+}
+
+// prepare watches the directories of path's own components before it is
+// resolved, so that a change during the resolution is seen; false when path
+// cannot be watched.
+func (w *exeWatch) prepare(path string) bool {
+	if w.fd < 0 || !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if path[i] != '/' {
+			continue
+		}
+		dir := path[:max(i, 1)]
+		if _, ok := w.dirWd[dir]; ok {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return false // not there yet: resolved again at every apply
+		}
+		if !w.watchDir(real) {
+			return false
+		}
+	}
+	return true
+}
+
+// store records what path resolved to. chain is every name its resolution
+// went through (the path's prefixes, the symlinks and their targets'
+// prefixes); their real directories are watched too.
+func (w *exeWatch) store(path string, seq uint64, e *exeEntry, chain []string) bool {
+	var deps []string
+	same := true
+	for _, c := range chain {
+		real, err := w.realDir(filepath.Dir(c))
+		if err != nil || !w.watchDir(real) {
+			return false
+		}
+		comp := filepath.Join(real, filepath.Base(c))
+		if c == "/" {
+			comp = "/"
+		}
+		deps = append(deps, comp)
+		same = same && comp == c
+	}
+	if same && len(chain) == components(path) {
+		deps = nil // the path's own prefixes: computed when checked
+	}
+	e.seq, e.deps = seq, deps
+	if old := w.entries[path]; old != nil {
+		w.forget(path, old)
+	}
+	w.entries[path] = e
+	for _, d := range deps {
+		w.extra[d]++
+	}
+	return true
+}
+
+func (w *exeWatch) forget(path string, e *exeEntry) {
+	delete(w.entries, path)
+	for _, d := range e.deps {
+		if w.extra[d]--; w.extra[d] <= 0 {
+			delete(w.extra, d)
+		}
+	}
+}
+
+// realDir is filepath.EvalSymlinks of a directory, remembered for the
+// resolution in progress (many exe paths share their directories).
+func (w *exeWatch) realDir(dir string) (string, error) {
+	if r, ok := w.reals[dir]; ok {
+		return r, nil
+	}
+	r, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		w.reals[dir] = r
+	}
+	return r, err
+}
+
+// realPath is where path leads; notLink says path itself is no symlink
+// (symlinkNames found none), so its directory's real path is enough.
+func (w *exeWatch) realPath(path string, notLink bool) (string, error) {
+	if !notLink {
+		return filepath.EvalSymlinks(path)
+	}
+	dir, err := w.realDir(filepath.Dir(path))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(path)), nil
+}
+
+// components counts the prefixes fresh checks for a path without deps.
+func components(path string) int {
+	return strings.Count(path, "/")
+}
+
+// prefixes lists /a, /a/b, /a/b/c for /a/b/c.
+func prefixes(path string) []string {
+	var out []string
+	for i := 1; i <= len(path); i++ {
+		if i == len(path) || path[i] == '/' {
+			out = append(out, path[:i])
+		}
+	}
+	return out
+}
+
+// chainOf lists the names resolving path goes through: its prefixes, and
+// for every symlink met, its target's prefixes (real is where it ends).
+func chainOf(path, real string) []string {
+	out := prefixes(path)
+	p := path
+	for range maxSymlinkHops {
+		target, err := readlinkAbs(p)
+		if err != nil {
+			break
+		}
+		out = append(out, prefixes(target)...)
+		p = target
+	}
+	if real != "" && real != path {
+		out = append(out, prefixes(real)...)
+	}
+	return dedupe(out)
+}
+
+func readlinkAbs(p string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Readlink(p, buf)
+	if err != nil {
+		return "", err
+	}
+	if n == len(buf) {
+		return "", errors.New("link target too long")
+	}
+	t := string(buf[:n])
+	if !filepath.IsAbs(t) {
+		t = filepath.Join(filepath.Dir(p), t)
+	}
+	return filepath.Clean(t), nil
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

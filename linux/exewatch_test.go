@@ -1,0 +1,78 @@
+//go:build linux
+
+package linux
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// TestApplySeesReplacedFiles: an apply right after an exe rule's file was
+// replaced (a new file renamed over it, a symlink chain retargeted, a
+// directory on the path swapped) enforces the new file, although an apply
+// no longer asks the file system about paths it saw no change to.
+func TestApplySeesReplacedFiles(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg, noWatch)
+	port := listenLoopback(t)
+	dir := t.TempDir()
+	plain := clientCopy(t, dir, "plain")
+	prog, alt, _, other := alternatives(t)
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nested := clientCopy(t, sub, "nested")
+	policy := func(action engine.Action) *engine.Policy {
+		return &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+			{Name: "plain", Selector: engine.Selector{Exe: plain}, Action: action},
+			{Name: "java", Selector: engine.Selector{Exe: prog}, Action: action},
+			{Name: "nested", Selector: engine.Selector{Exe: nested}, Action: action},
+		}}
+	}
+	b.apply(t, policy(engine.ActionDeny))
+	b.apply(t, policy(engine.ActionDeny)) // both generations hold it, from the cache
+
+	// A new plain file renamed over the path.
+	fresh := clientCopy(t, dir, ".plain.new")
+	if err := os.Rename(fresh, plain); err != nil {
+		t.Fatal(err)
+	}
+	retarget(t, alt, other)
+	// The directory holding nested is replaced by another one.
+	sub2 := filepath.Join(dir, "sub2")
+	if err := os.Mkdir(sub2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	clientCopy(t, sub2, "nested")
+	if err := os.Rename(sub, filepath.Join(dir, "sub.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sub2, sub); err != nil {
+		t.Fatal(err)
+	}
+	b.apply(t, policy(engine.ActionDeny))
+	for _, exe := range []string{plain, other, nested} {
+		if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+			t.Errorf("%s, replaced before the apply, is not denied: %+v", exe, out[0])
+		}
+	}
+	// Not only the exec hook's doing: the apply resolved the new files.
+	for _, exe := range []string{plain, prog, nested} {
+		now, err := b.resolver.identifyAll([]string{exe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(b.ids.exe[exe], now[exe]) {
+			t.Errorf("the apply kept %s's old identity %v, the file is %v now", exe, b.ids.exe[exe], now[exe])
+		}
+		if e := b.exes.entries[exe]; e == nil || e.id != now[exe] {
+			t.Errorf("%s is not remembered with its new identity after the apply: %+v", exe, e)
+		}
+	}
+}

@@ -1,0 +1,396 @@
+//go:build linux
+
+package linux
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// ruleOut is what one rule puts in the datapath's maps, without the
+// generation (stamped when written: keys' Gen, the top bit of rule ids). It
+// never changes once built, so the two generations share the ruleOut of
+// every rule that did not change, and an apply compiles and writes only the
+// rules that did.
+type ruleOut struct {
+	src   engine.Rule  // what it was compiled from
+	rule  datapathRule // Id is the slot, without the generation
+	exe   []datapathFileId
+	path  *datapathPathKey // Gen 0; nil when the place is unknown
+	names []uint64         // hashes of the symlink names
+	sel   uint8            // selCgroup, selUser, selGroup; 0 for an exe rule
+	id    uint64           // the cgroup id, uid or gid
+	hasID bool             // a cgroup: rule's cgroup exists
+	dests []destOut
+}
+
+type destOut struct {
+	key datapathDestKey // Rule is the slot, without the generation
+	val datapathDestVal
+}
+
+const (
+	selCgroup = iota + 1
+	selUser
+	selGroup
+)
+
+// generation is what one generation of the maps holds: per rule (by slot),
+// or, for a generation found in the kernel after a restart, its entries.
+type generation struct {
+	config  datapathConfig
+	rules   map[uint32]*ruleOut // nil for a scanned generation
+	scanned *compiled
+	// bound is the host nodes of DNS name bindings (dns_bind.go) this
+	// generation holds, keyed like destOut (Rule is the slot): over the
+	// rules' own nodes, a key in both holds the binding's.
+	bound map[datapathDestKey]datapathDestVal
+	// unsure says a write of bindings failed: what the maps hold is found
+	// by a scan.
+	unsure bool
+}
+
+// compile turns a policy into a generation. slots assigns each rule name a
+// stable counter slot (slot 0 is the default); a rule found unchanged, with
+// the same identities, in one of prev keeps its ruleOut.
+func compile(p *engine.Policy, ids identities, slots func(name string) uint32, prev ...*generation) (*generation, error) {
+	if len(p.Rules) > maxRules {
+		return nil, fmt.Errorf("policy has %d rules; the datapath holds at most %d", len(p.Rules), maxRules)
+	}
+	g := &generation{rules: make(map[uint32]*ruleOut, len(p.Rules))}
+	g.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
+	g.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		slot := slots(r.Name)
+		if slot == 0 || slot&genBit != 0 {
+			return nil, fmt.Errorf("rule %s: slot %d out of range", r.Name, slot)
+		}
+		var out *ruleOut
+		for _, pg := range prev {
+			if pg == nil || pg.rules == nil {
+				continue
+			}
+			if o := pg.rules[slot]; o != nil && o.same(r, ids) {
+				out = o
+				break
+			}
+		}
+		if out == nil {
+			var err error
+			if out, err = compileRule(r, slot, ids); err != nil {
+				return nil, err
+			}
+		}
+		g.rules[slot] = out
+		switch {
+		case out.sel == selCgroup && out.hasID:
+			g.config.HasCgroupRules = 1
+		case out.sel == selUser:
+			g.config.HasUidRules = 1
+		case out.sel == selGroup:
+			g.config.HasGidRules = 1
+		}
+	}
+	return g, nil
+}
+
+func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
+	o := &ruleOut{src: *r}
+	o.src.Line = 0
+	o.rule = datapathRule{
+		Id:       slot, // stable: see ruleID
+		Counter:  slot,
+		Action:   uint8(r.Action),
+		Audit:    b2u(r.Audit),
+		HasDests: b2u(len(r.Allow)+len(r.Deny) > 0),
+		// Unrestricted rules may create any socket kind (raw, ping...).
+		Unrestricted: b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut)),
+		InOpen:       b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirIn)), // inbound
+		HasNames:     b2u(r.HasNames()),
+	}
+	if o.rule.HasDests == 1 {
+		dests := map[datapathDestKey]datapathDestVal{}
+		if err := compileDests(r, slot, dests); err != nil {
+			return nil, err
+		}
+		for k, v := range dests {
+			o.dests = append(o.dests, destOut{k, v})
+		}
+		if err := prefixLens(r, &o.rule); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case r.Exe != "":
+		o.exe, o.path, o.names = exeKeys(r.Exe, ids)
+	case r.Cgroup != "":
+		o.sel = selCgroup
+		o.id, o.hasID = ids.cgroups[engine.CleanCgroup(r.Cgroup)]
+	case r.User != "":
+		uid, ok := ids.uids[r.User]
+		if !ok {
+			return nil, fmt.Errorf("rule %s: unknown user %q", r.Name, r.User)
+		}
+		o.sel, o.id, o.hasID = selUser, uint64(uid), true
+	case r.Group != "":
+		gid, ok := ids.gids[r.Group]
+		if !ok {
+			return nil, fmt.Errorf("rule %s: unknown group %q", r.Name, r.Group)
+		}
+		o.sel, o.id, o.hasID = selGroup, uint64(gid), true
+	}
+	return o, nil
+}
+
+func exeKeys(exe string, ids identities) (keys []datapathFileId, path *datapathPathKey, names []uint64) {
+	for _, id := range ids.exe[exe] {
+		keys = append(keys, datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino})
+	}
+	if pl, ok := ids.places[exe]; ok {
+		k := pathKey(pl, 0)
+		path = &k
+	}
+	for _, n := range ids.names[exe] {
+		names = append(names, nameHash(n))
+	}
+	return keys, path, names
+}
+
+// same says whether compiling r with ids gives o again.
+func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
+	if !sameRule(&o.src, r) {
+		return false
+	}
+	switch {
+	case r.Exe != "":
+		known := ids.exe[r.Exe]
+		if len(known) != len(o.exe) {
+			return false
+		}
+		for i, id := range known {
+			if o.exe[i] != (datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}) {
+				return false
+			}
+		}
+		pl, ok := ids.places[r.Exe]
+		if ok != (o.path != nil) || ok && *o.path != pathKey(pl, 0) {
+			return false
+		}
+		names := ids.names[r.Exe]
+		if len(names) != len(o.names) {
+			return false
+		}
+		for i, n := range names {
+			if o.names[i] != nameHash(n) {
+				return false
+			}
+		}
+		return true
+	case r.Cgroup != "":
+		id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]
+		return ok == o.hasID && id == o.id
+	case r.User != "":
+		return uint64(ids.uids[r.User]) == o.id
+	case r.Group != "":
+		return uint64(ids.gids[r.Group]) == o.id
+	}
+	return true
+}
+
+// sameRule compares what a policy says of two rules (not their lines).
+func sameRule(a, b *engine.Rule) bool {
+	if a.Name != b.Name || a.Selector != b.Selector || a.Action != b.Action || a.Audit != b.Audit {
+		return false
+	}
+	// Every field of an entry but its line: a name or a direction changes
+	// what is compiled as much as a prefix does.
+	eq := func(x, y engine.Dest) bool {
+		x.Line, y.Line = 0, 0
+		return x == y
+	}
+	return slices.EqualFunc(a.Allow, b.Allow, eq) && slices.EqualFunc(a.Deny, b.Deny, eq)
+}
+
+// equal says whether two ruleOuts write the same entries.
+func (o *ruleOut) equal(p *ruleOut) bool {
+	if o == p {
+		return true
+	}
+	return o.rule == p.rule && slices.Equal(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
+		(o.path == nil || *o.path == *p.path) && slices.Equal(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
+		o.hasID == p.hasID && slices.Equal(o.dests, p.dests)
+}
+
+// add puts o's entries, stamped with gen, in the flat view c.
+func (o *ruleOut) add(c *compiled, gen uint32) {
+	dr := o.rule
+	dr.Id |= gen << 31
+	for _, id := range o.exe {
+		c.exe[datapathExeKey{Id: id, Gen: gen}] = dr
+	}
+	if o.path != nil {
+		k := *o.path
+		k.Gen = gen
+		c.paths[k] = dr
+	}
+	for _, h := range o.names {
+		c.named[datapathNameKey{Hash: h, Gen: gen}] = dr
+	}
+	if o.hasID {
+		k := datapathIdKey{Id: o.id, Gen: gen}
+		switch o.sel {
+		case selCgroup:
+			c.cgroups[k] = dr
+		case selUser:
+			c.uids[k] = dr
+		case selGroup:
+			c.gids[k] = dr
+		}
+	}
+	for _, d := range o.dests {
+		k := d.key
+		k.Rule |= gen << 31
+		c.dests[k] = d.val
+	}
+}
+
+// flat is every entry of the generation as gen, in rule order where two
+// rules would write one key (the later one wins, as before).
+func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), gen uint32) *compiled {
+	if g.rules == nil {
+		return g.scanned
+	}
+	c := emptyCompiled()
+	c.config = g.config
+	for i := range p.Rules {
+		if slot, ok := slotOf(p.Rules[i].Name); ok {
+			if o := g.rules[slot]; o != nil {
+				o.add(c, gen)
+			}
+		}
+	}
+	for k, v := range g.bound {
+		k.Rule |= gen << 31
+		c.dests[k] = v
+	}
+	return c
+}
+
+// writeRules turns generation gen of the maps from old into g, rule by
+// rule: only the entries of rules whose ruleOut differs are written, and
+// only the keys they no longer have are deleted. ok is false, and nothing
+// written, when a changed rule shares a key with a rule that did not change
+// (an identity a rule keeps from a replaced file that is now another
+// rule's): the full comparison decides those.
+func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error) {
+	gone, now := emptyCompiled(), emptyCompiled()
+	changed := map[uint32]bool{}
+	for slot, n := range g.rules {
+		o := old.rules[slot]
+		if o != nil && o.equal(n) {
+			continue
+		}
+		changed[slot] = true
+		if o != nil {
+			o.add(gone, gen)
+		}
+		n.add(now, gen)
+	}
+	for slot, o := range old.rules {
+		if _, ok := g.rules[slot]; !ok {
+			o.add(gone, gen)
+		}
+	}
+	boundDiff(old, g, gen, gone, now) // DNS name bindings (dns_gen.go)
+	if len(changed) == 0 && len(now.dests)+len(gone.dests)+len(gone.exe)+len(gone.paths)+len(gone.named)+len(gone.cgroups)+len(gone.uids)+len(gone.gids) == 0 {
+		return true, nil
+	}
+	if g.sharesKeys(changed, gen, gone, now) {
+		return false, nil
+	}
+	for _, m := range []struct {
+		what string
+		diff func() error
+	}{
+		{"exe rules", func() error { return writeDiff(b.objs.ExeRules, gone.exe, now.exe) }},
+		{"cgroup rules", func() error { return writeDiff(b.objs.CgroupRules, gone.cgroups, now.cgroups) }},
+		{"user rules", func() error { return writeDiff(b.objs.UidRules, gone.uids, now.uids) }},
+		{"group rules", func() error { return writeDiff(b.objs.GidRules, gone.gids, now.gids) }},
+		{"destinations", func() error { return writeDiff(b.objs.Dests, gone.dests, now.dests) }},
+		{"executable paths", func() error { return writeDiff(b.objs.PathRules, gone.paths, now.paths) }},
+		{"executable names", func() error { return writeDiff(b.objs.NameRules, gone.named, now.named) }},
+	} {
+		if err := m.diff(); err != nil {
+			return true, fmt.Errorf("write %s: %w", m.what, err)
+		}
+	}
+	return true, nil
+}
+
+// sharesKeys says whether a rule of g that did not change writes one of
+// the selector keys the changed rules delete (in gone, not in now) or
+// create (in now, not in gone). A key both have is only rewritten.
+func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *compiled) bool {
+	t := emptyCompiled()
+	toggled := toggle(gone.exe, now.exe, t.exe) + toggle(gone.paths, now.paths, t.paths) + toggle(gone.named, now.named, t.named) +
+		toggle(gone.cgroups, now.cgroups, t.cgroups) + toggle(gone.uids, now.uids, t.uids) + toggle(gone.gids, now.gids, t.gids)
+	if toggled == 0 {
+		return false
+	}
+	for slot, o := range g.rules {
+		if changed[slot] {
+			continue
+		}
+		for _, id := range o.exe {
+			if _, ok := t.exe[datapathExeKey{Id: id, Gen: gen}]; ok {
+				return true
+			}
+		}
+		if o.path != nil {
+			k := *o.path
+			k.Gen = gen
+			if _, ok := t.paths[k]; ok {
+				return true
+			}
+		}
+		for _, h := range o.names {
+			if _, ok := t.named[datapathNameKey{Hash: h, Gen: gen}]; ok {
+				return true
+			}
+		}
+		if o.hasID {
+			k := datapathIdKey{Id: o.id, Gen: gen}
+			var m map[datapathIdKey]datapathRule
+			switch o.sel {
+			case selCgroup:
+				m = t.cgroups
+			case selUser:
+				m = t.uids
+			case selGroup:
+				m = t.gids
+			}
+			if _, ok := m[k]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toggle puts in out the keys only one of a and b has, and counts them.
+func toggle[K comparable, V any](a, b map[K]V, out map[K]V) int {
+	for k, v := range a {
+		if _, ok := b[k]; !ok {
+			out[k] = v
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok {
+			out[k] = v
+		}
+	}
+	return len(out)
+}
