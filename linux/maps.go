@@ -164,14 +164,6 @@ func scanMap[K comparable, V any](m *ebpf.Map, keep func(K) bool, out map[K]V) e
 	return nil
 }
 
-func keysOf[K comparable, V any](m map[K]V) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
 // pinMaps pins every datapath map under its name (after a migration).
 func (b *Backend) pinMaps() error {
 	for name, m := range b.mapsByName() {

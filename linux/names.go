@@ -58,7 +58,3 @@ func symlinkNames(path string) []string {
 // nameMaxLen is NAME_MAX_LEN of bpf/exewall.h: the exec hook reads at most
 // this much of a name (with its terminating NUL).
 const nameMaxLen = 256
-
-func nameKey(name string, gen uint32) datapathNameKey {
-	return datapathNameKey{Hash: nameHash(name), Gen: gen}
-}
