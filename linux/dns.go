@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -67,61 +66,16 @@ func (b *Backend) attachDNS() error {
 	if b.dnsLinks == nil {
 		b.dnsLinks = map[string]link.Link{}
 	}
-	var errs []error
+	progs := make([]cgroupProg, 0, len(dnsHooks))
 	for _, h := range dnsHooks {
-		prog := h.prog(&b.dnsObjs)
-		if l, ok := b.dnsLinks[h.name]; ok {
-			if err := l.Update(prog); err != nil {
-				errs = append(errs, fmt.Errorf("update %s program: %w", h.name, err))
-			}
-			continue
-		}
-		pin := b.dnsPin(h.name)
-		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-			if b.linkOnOurCgroup(l) && l.Update(prog) == nil {
-				b.dnsLinks[h.name] = l
-				continue
-			}
-			l.Unpin()
-			l.Close()
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err))
-			continue
-		}
-		if err := l.Pin(pin); err != nil {
-			l.Close()
-			errs = append(errs, fmt.Errorf("pin %s link: %w", h.name, err))
-			continue
-		}
-		b.dnsLinks[h.name] = l
+		progs = append(progs, cgroupProg{h.name, h.attach, h.prog(&b.dnsObjs)})
 	}
-	err := errors.Join(errs...)
-	if err != nil {
-		b.optional["dns"] = err
-		b.log.Warn("dns hooks", "err", err)
-	}
-	return err
+	return b.attachProgs("dns", b.dnsLinks, progs, b.dnsPin)
 }
 
 // syncDNS re-attaches DNS hooks someone detached and re-pins their links.
 func (b *Backend) syncDNS(report func(bool, string, ...any)) {
-	var gone []string
-	for name, l := range b.dnsLinks {
-		if !b.linkOnOurCgroup(l) {
-			l.Unpin()
-			l.Close()
-			delete(b.dnsLinks, name)
-			os.Remove(b.dnsPin(name))
-			gone = append(gone, name)
-			continue
-		}
-		if _, err := os.Stat(b.dnsPin(name)); errors.Is(err, os.ErrNotExist) {
-			err := repin(l, b.dnsPin(name))
-			report(err == nil, "%s link pin %s was removed", name, b.dnsPin(name))
-		}
-	}
+	gone := b.syncLinks("", b.dnsLinks, b.dnsPin, report)
 	if len(gone) > 0 {
 		err := b.attachDNS()
 		for _, name := range gone {

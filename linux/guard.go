@@ -68,42 +68,11 @@ func (b *Backend) attachGuard() error {
 	if b.guardLinks == nil {
 		b.guardLinks = map[string]link.Link{}
 	}
-	var errs []error
+	progs := make([]cgroupProg, 0, len(guardHooks))
 	for _, h := range guardHooks {
-		prog := h.prog(&b.guard)
-		if l, ok := b.guardLinks[h.name]; ok {
-			if err := l.Update(prog); err != nil {
-				errs = append(errs, fmt.Errorf("update %s program: %w", h.name, err))
-			}
-			continue
-		}
-		pin := b.guardPin(h.name)
-		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-			if b.linkOnOurCgroup(l) && l.Update(prog) == nil {
-				b.guardLinks[h.name] = l
-				continue
-			}
-			l.Unpin()
-			l.Close()
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err))
-			continue
-		}
-		if err := l.Pin(pin); err != nil {
-			l.Close()
-			errs = append(errs, fmt.Errorf("pin %s link: %w", h.name, err))
-			continue
-		}
-		b.guardLinks[h.name] = l
+		progs = append(progs, cgroupProg{h.name, h.attach, h.prog(&b.guard)})
 	}
-	err := errors.Join(errs...)
-	if err != nil {
-		b.optional["guard"] = err
-		b.log.Warn("guard hooks", "err", err)
-	}
-	return err
+	return b.attachProgs("guard", b.guardLinks, progs, b.guardPin)
 }
 
 // guardActive names the guard hooks in force, for status and doctor.
@@ -133,21 +102,7 @@ func (b *Backend) closeGuard(unpin bool) {
 
 // syncGuard re-attaches guard hooks someone detached or unpinned.
 func (b *Backend) syncGuard(report func(bool, string, ...any)) {
-	var gone []string
-	for name, l := range b.guardLinks {
-		if !b.linkOnOurCgroup(l) {
-			l.Unpin()
-			l.Close()
-			delete(b.guardLinks, name)
-			os.Remove(b.guardPin(name))
-			gone = append(gone, name)
-			continue
-		}
-		if _, err := os.Stat(b.guardPin(name)); errors.Is(err, os.ErrNotExist) {
-			err := repin(l, b.guardPin(name))
-			report(err == nil, "%s guard link pin %s was removed", name, b.guardPin(name))
-		}
-	}
+	gone := b.syncLinks("guard ", b.guardLinks, b.guardPin, report)
 	if b.guardOK {
 		path := filepath.Join(b.cfg.PinDir, "sock_heirs")
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {

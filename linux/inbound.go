@@ -69,42 +69,11 @@ func (b *Backend) attachInbound() error {
 	if b.inboundLinks == nil {
 		b.inboundLinks = map[string]link.Link{}
 	}
-	var errs []error
+	progs := make([]cgroupProg, 0, len(inboundHooks))
 	for _, h := range inboundHooks {
-		prog := h.prog(&b.inbound)
-		if l, ok := b.inboundLinks[h.name]; ok {
-			if err := l.Update(prog); err != nil {
-				errs = append(errs, fmt.Errorf("update %s program: %w", h.name, err))
-			}
-			continue
-		}
-		pin := b.inboundPin(h.name)
-		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-			if b.linkOnOurCgroup(l) && l.Update(prog) == nil {
-				b.inboundLinks[h.name] = l
-				continue
-			}
-			l.Unpin()
-			l.Close()
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: prog})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("attach %s to %s: %w", h.name, b.cgroupPath, err))
-			continue
-		}
-		if err := l.Pin(pin); err != nil {
-			l.Close()
-			errs = append(errs, fmt.Errorf("pin %s link: %w", h.name, err))
-			continue
-		}
-		b.inboundLinks[h.name] = l
+		progs = append(progs, cgroupProg{h.name, h.attach, h.prog(&b.inbound)})
 	}
-	err := errors.Join(errs...)
-	if err != nil {
-		b.optional["inbound"] = err
-		b.log.Warn("inbound hooks", "err", err)
-	}
-	return err
+	return b.attachProgs("inbound", b.inboundLinks, progs, b.inboundPin)
 }
 
 // inboundHookNames names the inbound hooks in force, for status and doctor.
@@ -136,21 +105,7 @@ func (b *Backend) closeInbound(unpin bool) {
 
 // syncInbound re-attaches inbound hooks someone detached or unpinned.
 func (b *Backend) syncInbound(report func(bool, string, ...any)) {
-	var gone []string
-	for name, l := range b.inboundLinks {
-		if !b.linkOnOurCgroup(l) {
-			l.Unpin()
-			l.Close()
-			delete(b.inboundLinks, name)
-			os.Remove(b.inboundPin(name))
-			gone = append(gone, name)
-			continue
-		}
-		if _, err := os.Stat(b.inboundPin(name)); errors.Is(err, os.ErrNotExist) {
-			err := repin(l, b.inboundPin(name))
-			report(err == nil, "%s inbound link pin %s was removed", name, b.inboundPin(name))
-		}
-	}
+	gone := b.syncLinks("inbound ", b.inboundLinks, b.inboundPin, report)
 	if b.inboundOK {
 		path := filepath.Join(b.cfg.PinDir, inboundMap)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
