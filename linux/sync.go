@@ -161,6 +161,13 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			drifts[i].Repaired = true
 		}
 	}
+	// The idle generation is not compared above; an apply writes only what
+	// it knows differs there, so an entry deleted from it behind our back
+	// would come into force with the next apply. Forget what it holds: the
+	// next apply scans it and writes every difference.
+	if cur, err := b.activeGen(); err == nil {
+		b.gens[cur^1] = nil
+	}
 	b.syncSweep(report, stale, gen)
 	return drifts, nil
 }

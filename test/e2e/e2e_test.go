@@ -255,17 +255,25 @@ func TestDaemonEndToEnd(t *testing.T) {
 		w.wantAttachedOnce()
 		w.wantVerdict(blocked, port, "EPERM")
 
-		// A map entry deleted behind its back.
+		// Map entries deleted behind its back: every executable rule entry,
+		// so the policy generation in force loses its own (the idle one's
+		// are rescanned at the next apply, see Backend.Sync).
 		m, err := ebpf.LoadPinnedMap(filepath.Join(w.pinDir, "exe_rules"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := make([]byte, m.KeySize())
-		if err := m.NextKey(nil, &key); err != nil {
-			t.Fatalf("exe_rules is empty: %v", err)
+		var keys [][]byte
+		key, val := make([]byte, m.KeySize()), make([]byte, m.ValueSize())
+		for it := m.Iterate(); it.Next(&key, &val); {
+			keys = append(keys, append([]byte(nil), key...))
 		}
-		if err := m.Delete(key); err != nil {
-			t.Fatal(err)
+		if len(keys) == 0 {
+			t.Fatal("exe_rules is empty")
+		}
+		for _, k := range keys {
+			if err := m.Delete(k); err != nil {
+				t.Fatal(err)
+			}
 		}
 		m.Close()
 		w.wantSyncRepairs()
