@@ -16,6 +16,14 @@ func (c *Client) Policy(ctx context.Context) (engine.PolicyView, error) {
 	return v, c.do(ctx, "GET", "/v1/policy", nil, &v)
 }
 
+// PolicyFor is Policy with only the rule whose exe selector names exe,
+// if any (a daemon that predates it answers with every rule: filter
+// with engine.SameExe).
+func (c *Client) PolicyFor(ctx context.Context, exe string) (engine.PolicyView, error) {
+	var v engine.PolicyView
+	return v, c.do(ctx, "GET", "/v1/policy?exe="+url.QueryEscape(exe), nil, &v)
+}
+
 // Rules returns the rules in force (`exewall ls`).
 func (c *Client) Rules(ctx context.Context) ([]engine.RuleView, error) {
 	var v []engine.RuleView

@@ -26,6 +26,23 @@ type Resolver interface {
 	Identify(path string) (id FileID, ok bool, err error)
 }
 
+// A PassResolver answers a run of Identify calls (one per rule of a
+// policy) as of one instant: Pass reads what changed on disk once, and the
+// resolver it returns answers from that. The Linux backend otherwise reads
+// its inotify queue at every call, a system call per rule.
+type PassResolver interface {
+	Resolver
+	Pass() Resolver
+}
+
+// onePass returns the resolver for one run of lookups with r.
+func onePass(r Resolver) Resolver {
+	if pr, ok := r.(PassResolver); ok {
+		return pr.Pass()
+	}
+	return r
+}
+
 // LookupUID resolves a user: selector (a name or a number) to a uid.
 func LookupUID(s string) (uint32, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +114,35 @@ func (m *Manager) Policy() *Policy {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.policy.Clone()
+}
+
+// PolicyWhere is Policy with only the rules keep selects: a caller after
+// one rule does not pay for copying (and sending) all of them.
+func (m *Manager) PolicyWhere(keep func(*Rule) bool) *Policy {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.policy
+	c := &Policy{Default: p.Default, Mode: p.Mode, DefaultInbound: p.DefaultInbound, InboundSet: p.InboundSet,
+		Resolvers: append([]netip.AddrPort(nil), p.Resolvers...)}
+	for i := range p.Rules {
+		if keep(&p.Rules[i]) {
+			r := p.Rules[i]
+			r.Allow = append([]Dest(nil), r.Allow...)
+			r.Deny = append([]Dest(nil), r.Deny...)
+			c.Rules = append(c.Rules, r)
+		}
+	}
+	return c
+}
+
+// SameExe reports whether two exe selectors name the same path: cleaned
+// paths are compared on Unix; Windows paths ignore case and slash style.
+func SameExe(a, b string) bool {
+	if strings.HasPrefix(a, "/") && strings.HasPrefix(b, "/") {
+		return path.Clean(a) == path.Clean(b)
+	}
+	norm := func(s string) string { return strings.ReplaceAll(s, "/", `\`) }
+	return strings.EqualFold(norm(a), norm(b))
 }
 
 // Managed returns nil when CLI edits are accepted, else the *ManagedError

@@ -189,6 +189,9 @@ func exeKey(s string) string {
 	if !strings.HasPrefix(s, "/") {
 		return strings.ToLower(strings.ReplaceAll(s, "/", `\`))
 	}
+	if !strings.Contains(s, "//") && !strings.Contains(s, "/./") && !strings.HasSuffix(s, "/.") && (len(s) == 1 || s[len(s)-1] != '/') {
+		return s // already in this form: no allocation (it runs for every rule at every change)
+	}
 	var parts []string
 	for _, part := range strings.Split(s, "/") {
 		if part != "" && part != "." {

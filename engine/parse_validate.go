@@ -36,6 +36,7 @@ func validateFrom(old, p *Policy, r Resolver) error {
 	if err := checkPolicy(p); err != nil {
 		return err
 	}
+	r = onePass(r)
 	type seenAt struct {
 		rule int
 		path string

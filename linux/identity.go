@@ -84,11 +84,34 @@ func (r *resolver) Close() error {
 // executable at path, as the datapath matches it; ok is false when there is
 // no file there (yet).
 func (b *Backend) Identify(path string) (engine.FileID, bool, error) {
+	return b.identify(path, true)
+}
+
+// Pass is Identify for a run of lookups (engine.PassResolver): the events
+// are read once, here, not at every path.
+func (b *Backend) Pass() engine.Resolver {
+	if w := b.exes; w != nil {
+		w.mu.Lock()
+		w.drain()
+		w.mu.Unlock()
+	}
+	return passResolver{b}
+}
+
+type passResolver struct{ b *Backend }
+
+func (p passResolver) Identify(path string) (engine.FileID, bool, error) {
+	return p.b.identify(path, false)
+}
+
+func (b *Backend) identify(path string, drain bool) (engine.FileID, bool, error) {
 	if w := b.exes; w != nil {
 		w.mu.Lock()
 		// One read of the events (usually none): a file replaced a moment
 		// ago is not answered from memory.
-		w.drain()
+		if drain {
+			w.drain()
+		}
 		e := w.lookup(path)
 		w.mu.Unlock()
 		if e != nil && e.hasID {

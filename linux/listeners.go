@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,6 +51,11 @@ func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Loopback listeners are never cut (the interface lets them be left
+	// out): no owner search for them.
+	socks = slices.DeleteFunc(socks, func(s diagSock) bool {
+		return s.local.Addr().Unmap().IsLoopback() || s.local.Port() == 0
+	})
 	if len(socks) == 0 {
 		return nil, nil
 	}
@@ -56,7 +63,7 @@ func (b *Backend) Listeners(ctx context.Context) ([]engine.Listener, error) {
 	for _, s := range socks {
 		inodes[s.inode] = true
 	}
-	owners, err := socketOwners(inodes)
+	owners, err := socketOwners(inodes, b.attachedPIDs())
 	if err != nil {
 		return nil, err
 	}
@@ -159,18 +166,21 @@ func ephemeralRange() (lo, hi uint16) {
 }
 
 // socketOwners maps each socket inode wanted to the lowest pid holding it.
-func socketOwners(want map[uint32]bool) (map[uint32]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
+func socketOwners(want map[uint32]bool, pids []int) (map[uint32]int, error) {
+	if pids == nil {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if pid, err := strconv.Atoi(e.Name()); err == nil {
+				pids = append(pids, pid)
+			}
+		}
 	}
 	out := map[uint32]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		dir := filepath.Join("/proc", e.Name(), "fd")
+	for _, pid := range pids {
+		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
 		fds, err := os.ReadDir(dir)
 		if err != nil {
 			continue // gone, or a kernel thread
@@ -194,6 +204,39 @@ func socketOwners(want map[uint32]bool) (map[uint32]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// attachedPIDs lists the processes under the attach cgroup, where a
+// listener the policy governs can only be: reading their fds alone is far
+// cheaper than every process's when the attach point is a small subtree.
+// nil means every process (the root, or the tree could not be read).
+func (b *Backend) attachedPIDs() []int {
+	if b.cgroupPath == "" || filepath.Clean(b.cgroupPath) == filepath.Clean(b.cgroupRoot) {
+		return nil
+	}
+	pids := []int{}
+	err := filepath.WalkDir(b.cgroupPath, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil
+	}
+	return pids
 }
 
 type procInfo struct {

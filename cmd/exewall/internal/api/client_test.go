@@ -41,6 +41,12 @@ func TestClientCalls(t *testing.T) {
 	if rules, err := c.Rules(ctx); err != nil || len(rules) != 2 || rules[1].Name != "wget" {
 		t.Fatalf("rules: %+v %v", rules, err)
 	}
+	if p, err := c.PolicyFor(ctx, "/usr//bin/wget"); err != nil || len(p.Rules) != 1 || p.Rules[0].Name != "wget" || p.Default != "allow" {
+		t.Fatalf("policy for wget: %+v %v", p, err)
+	}
+	if p, err := c.PolicyFor(ctx, "/usr/bin/nothere"); err != nil || len(p.Rules) != 0 {
+		t.Fatalf("policy for an exe no rule names: %+v %v", p, err)
+	}
 	if _, err := c.RemoveRule(ctx, "wget"); err != nil {
 		t.Fatal(err)
 	}

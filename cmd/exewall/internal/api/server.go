@@ -157,7 +157,15 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, code, body)
 }
 
+// policy is the policy in force; with ?exe=PATH, only the rule naming
+// that executable (the CLI's deny/allow read nothing else).
 func (s *server) policy(w http.ResponseWriter, r *http.Request) {
+	if exe := r.URL.Query().Get("exe"); exe != "" {
+		writeJSON(w, http.StatusOK, engine.ViewPolicy(s.m.PolicyWhere(func(rule *engine.Rule) bool {
+			return rule.Exe != "" && engine.SameExe(rule.Exe, exe)
+		})))
+		return
+	}
 	writeJSON(w, http.StatusOK, engine.ViewPolicy(s.m.Policy()))
 }
 

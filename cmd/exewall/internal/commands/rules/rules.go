@@ -5,7 +5,6 @@ package rules
 import (
 	"fmt"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -52,7 +51,7 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 				return err
 			}
 			rv := engine.RuleView{Name: cliContext.String("name"), Exe: exe, Action: action, Audit: cliContext.Bool("audit")}
-			cur, err := commands.Client(cliContext).Policy(cliContext.Context)
+			cur, err := commands.Client(cliContext).PolicyFor(cliContext.Context, exe)
 			if err != nil {
 				return err
 			}
@@ -79,19 +78,11 @@ Example: exewall %s --audit /usr/bin/curl`, action, action),
 // ruleForExe returns the rule whose exe is path, if any.
 func ruleForExe(p engine.PolicyView, exe string) *engine.RuleView {
 	for i, r := range p.Rules {
-		if r.Exe != "" && sameExe(r.Exe, exe) {
+		if r.Exe != "" && engine.SameExe(r.Exe, exe) {
 			return &p.Rules[i]
 		}
 	}
 	return nil
-}
-
-func sameExe(a, b string) bool {
-	if strings.HasPrefix(a, "/") && strings.HasPrefix(b, "/") {
-		return path.Clean(a) == path.Clean(b)
-	}
-	norm := func(s string) string { return strings.ReplaceAll(s, "/", `\`) }
-	return strings.EqualFold(norm(a), norm(b))
 }
 
 // describeKept describes a rule that replaced prev, saying what was kept
