@@ -28,10 +28,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine/dnsproxy"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
-// The DNS tests' pieces: a DNS server of the test's own on a loopback
-// address, a minimal forwarder on the backend's seam (Origin, Learn, Forget;
+// The DNS tests' pieces: a DNS server of the test's own in a network
+// namespace the test creates, a minimal forwarder on the backend's seam (Origin, Learn, Forget;
 // engine/dnsproxy's stand-in until it is merged), and a client mode of the
 // test binary that looks names up and connects to the answers.
 
@@ -58,72 +59,55 @@ type testZone struct {
 
 type testDNS struct {
 	zone  *testZone
-	addr4 netip.AddrPort // UDP and TCP on the same address
-	addr6 netip.AddrPort // [::1] and a port of its own
+	net   *kerneltest.Net
+	addr4 netip.AddrPort // UDP and TCP on the same address, port 53
+	addr6 netip.AddrPort // and an IPv6 one
 }
 
-// startTestDNS serves zone on a fresh loopback address (127.53.x.y:53) over
-// UDP and TCP until the test ends.
+// dnsNets is the test network namespace of each test that started a DNS
+// server: its servers share it, each on addresses of its own.
+var dnsNets struct {
+	sync.Mutex
+	m map[testing.TB]*dnsNet
+}
+
+type dnsNet struct {
+	net  *kerneltest.Net
+	next int
+}
+
+// dnsTestNet is the test's network namespace (kerneltest.NewNet), made on
+// first use and removed when the test ends.
+func dnsTestNet(t testing.TB) *dnsNet {
+	t.Helper()
+	dnsNets.Lock()
+	defer dnsNets.Unlock()
+	if n := dnsNets.m[t]; n != nil {
+		return n
+	}
+	if dnsNets.m == nil {
+		dnsNets.m = map[testing.TB]*dnsNet{}
+	}
+	n := &dnsNet{net: kerneltest.NewNet(t), next: 53}
+	dnsNets.m[t] = n
+	t.Cleanup(func() { dnsNets.Lock(); delete(dnsNets.m, t); dnsNets.Unlock() })
+	return n
+}
+
+// startTestDNS serves zone over UDP and TCP on port 53 of a fresh IPv4 and
+// IPv6 host of the test's network namespace until the test ends.
 func startTestDNS(t *testing.T, zone *testZone) *testDNS {
 	t.Helper()
-	var pc net.PacketConn
-	var ln net.Listener
-	var ap netip.AddrPort
-	for range 20 {
-		ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 53, byte(1 + rand.IntN(250)), byte(1 + rand.IntN(250))}), 53)
-		var err error
-		if pc, err = net.ListenPacket("udp4", ap.String()); err != nil {
-			continue
-		}
-		if ln, err = net.Listen("tcp4", ap.String()); err != nil {
-			pc.Close()
-			continue
-		}
-		break
-	}
-	if ln == nil {
-		t.Fatal("no free loopback address for the test DNS server")
-	}
-	t.Cleanup(func() { pc.Close(); ln.Close() })
-	d := &testDNS{zone: zone, addr4: ap}
-	d.serve(pc, ln)
-	pc6, err := net.ListenPacket("udp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.addr6 = netip.MustParseAddrPort(pc6.LocalAddr().String())
-	ln6, err := net.Listen("tcp6", d.addr6.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc6.Close(); ln6.Close() })
-	d.serve(pc6, ln6)
+	n := dnsTestNet(t)
+	dnsNets.Lock()
+	i := n.next
+	n.next++
+	dnsNets.Unlock()
+	d := &testDNS{zone: zone, net: n.net, addr4: netip.AddrPortFrom(n.net.Addr4(i), 53), addr6: netip.AddrPortFrom(n.net.Addr6(i), 53)}
+	answer := func(q []byte, _ bool) []byte { return zone.answer(q) }
+	n.net.ServeDNS(t, d.addr4, answer)
+	n.net.ServeDNS(t, d.addr6, answer)
 	return d
-}
-
-func (d *testDNS) serve(pc net.PacketConn, ln net.Listener) {
-	zone := d.zone
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := zone.answer(buf[:n]); out != nil {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveTCP(c, zone.answer)
-		}
-	}()
 }
 
 func serveTCP(c net.Conn, answer func([]byte) []byte) {

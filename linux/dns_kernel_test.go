@@ -176,9 +176,9 @@ func TestDNSFirstConnect(t *testing.T) {
 	var asks []dnsAsk
 	for i := range 100 {
 		name := fmt.Sprintf("r%d.first.test", i)
-		s.set(name, fmt.Sprintf("198.18.%d.%d", i/200, 1+i%200))
+		s.set(name, s.dns.net.Addr4(100+i).String()) // a host of the test's namespace
 		a := s.ask(name)
-		a.ConnectTCP = i%2 == 1 // half TCP (refused: nothing listens), half UDP
+		a.ConnectTCP = i%2 == 1 // half TCP (refused there: nothing listens), half UDP
 		a.ConnectPort = 9
 		asks = append(asks, a)
 	}
