@@ -218,3 +218,46 @@ print("allowed", ok)
 		t.Logf("first connect after the answer: %s of 100", strings.TrimSpace(out[i:]))
 	}
 }
+
+// TestNamesExpiry: an answer with a TTL of 1 s binds its address for the
+// floor (10 s, `exewall status`), then `exewall names` drops it and a new
+// connection to the address is denied; a new lookup allows it again.
+func TestNamesExpiry(t *testing.T) {
+	lookPath(t, "curl")
+	curlExe, err := filepath.EvalSymlinks("/usr/bin/curl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNamesNet(t)
+	n.zone.SetTTL(1)
+	web := n.net.Addr4(10)
+	n.zone.Set("brief.names.test", web)
+	w := newWorld(t)
+	w.start()
+	w.ok("apply", "-f", n.policy(t))
+	w.ok("rule", "add", "--name", "curl", "--action", "deny", "--allow", "brief.names.test port 80 tcp", "--exe", curlExe)
+	curl := func(url string) (string, error) {
+		return n.run(t, w.cgroup, false, "curl", "-sS", "--max-time", "5", url)
+	}
+	direct := "http://" + netip.AddrPortFrom(web, 80).String() + "/"
+	if out, err := curl("http://brief.names.test/"); err != nil {
+		t.Fatalf("curl within the TTL: %v: %s", err, out)
+	}
+	if out, err := curl(direct); err != nil {
+		t.Fatalf("curl to the bound address within the TTL: %v: %s", err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); strings.Contains(w.ok("names", "--json"), web.String()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("binding never expired: %s", w.ok("names", "--json"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	since := time.Now()
+	if out, err := curl(direct); err == nil {
+		t.Errorf("curl to the address after its binding expired worked: %s", out)
+	}
+	w.violationTo(since, web, 80)
+	if out, err := curl("http://brief.names.test/"); err != nil {
+		t.Errorf("curl after a new lookup: %v: %s", err, out)
+	}
+}
