@@ -28,7 +28,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine/dnsproxy"
-	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // The DNS tests' pieces: a DNS server of the test's own in a network
@@ -55,72 +54,6 @@ type testZone struct {
 	cname   map[string]string
 	ttl     uint32
 	queries atomic.Int64
-}
-
-type testDNS struct {
-	zone  *testZone
-	net   *kerneltest.Net
-	addr4 netip.AddrPort // UDP and TCP on the same address, port 53
-	addr6 netip.AddrPort // and an IPv6 one
-}
-
-// dnsNets is the test network namespace of each test that started a DNS
-// server: its servers share it, each on addresses of its own.
-var dnsNets struct {
-	sync.Mutex
-	m map[testing.TB]*dnsNet
-}
-
-type dnsNet struct {
-	net  *kerneltest.Net
-	next int
-}
-
-// dnsTestNet is the test's network namespace (kerneltest.NewNet), made on
-// first use and removed when the test ends.
-func dnsTestNet(t testing.TB) *dnsNet {
-	t.Helper()
-	dnsNets.Lock()
-	defer dnsNets.Unlock()
-	if n := dnsNets.m[t]; n != nil {
-		return n
-	}
-	if dnsNets.m == nil {
-		dnsNets.m = map[testing.TB]*dnsNet{}
-	}
-	n := &dnsNet{net: kerneltest.NewNet(t), next: 53}
-	dnsNets.m[t] = n
-	t.Cleanup(func() { dnsNets.Lock(); delete(dnsNets.m, t); dnsNets.Unlock() })
-	return n
-}
-
-// startTestDNS serves zone over UDP and TCP on port 53 of a fresh IPv4 and
-// IPv6 host of the test's network namespace until the test ends.
-func startTestDNS(t *testing.T, zone *testZone) *testDNS {
-	t.Helper()
-	n := dnsTestNet(t)
-	dnsNets.Lock()
-	i := n.next
-	n.next++
-	dnsNets.Unlock()
-	d := &testDNS{zone: zone, net: n.net, addr4: netip.AddrPortFrom(n.net.Addr4(i), 53), addr6: netip.AddrPortFrom(n.net.Addr6(i), 53)}
-	answer := func(q []byte, _ bool) []byte { return zone.answer(q) }
-	n.net.ServeDNS(t, d.addr4, answer)
-	n.net.ServeDNS(t, d.addr6, answer)
-	return d
-}
-
-func serveTCP(c net.Conn, answer func([]byte) []byte) {
-	defer c.Close()
-	for {
-		q, err := readTCPMsg(c)
-		if err != nil {
-			return
-		}
-		if out := answer(q); out == nil || writeTCPMsg(c, out) != nil {
-			return
-		}
-	}
 }
 
 func readTCPMsg(r io.Reader) ([]byte, error) {
