@@ -15,7 +15,7 @@ import (
 
 // attackPy is the unprivileged attacker: python3 (a real interpreter,
 // ruled by its path) asks a DNS server of its choosing for a name over
-// UDP, TCP or an IPv4-mapped IPv6 socket, then connects over TCP to each
+// UDP (connected or sendto), TCP or an IPv4-mapped IPv6 socket, then connects over TCP to each
 // address it was answered, or connects to host:port directly. One JSON
 // line per step: the answer, or the error, and what each connect got.
 const attackPy = `import json, socket, struct, sys, random
@@ -58,6 +58,9 @@ def ask(how, server, port, name):
     else:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(3)
+    if how == "sendto":
+        s.sendto(q, (server, port))
+        return addrs(s.recvfrom(1500)[0])
     s.connect((server, port))
     s.send(q)
     return addrs(s.recv(1500))
@@ -83,7 +86,7 @@ for step in json.loads(sys.argv[1]):
 `
 
 type attackStep struct {
-	How     string `json:"how,omitempty"` // udp, tcp, mapped
+	How     string `json:"how,omitempty"` // udp, sendto, tcp, mapped
 	Server  string `json:"server,omitempty"`
 	Port    uint16 `json:"port,omitempty"`
 	Name    string `json:"name,omitempty"`
@@ -126,8 +129,8 @@ func (n *namesNet) attack(t *testing.T, w *world, steps ...attackStep) []attackG
 // TestNamesAttacks: an unprivileged program (uid 65534, in the attach
 // cgroup) whose rule allows one name cannot vouch for that name itself:
 // the answers of its own DNS server (a second server in the namespace, not
-// in `resolvers:`), asked over UDP, over TCP, or through an IPv4-mapped
-// IPv6 socket, and the answer of a server on a trusted resolver's address
+// in `resolvers:`), asked over UDP (connected or not), over TCP, or
+// through an IPv4-mapped IPv6 socket, and the answer of a server on a trusted resolver's address
 // but another port, allow nothing, even when the rule lets the query
 // itself through; the trusted resolver's answer does. A rule with a name
 // entry denies DNS over TLS (port 853) unless it allows it.
@@ -169,6 +172,7 @@ func TestNamesAttacks(t *testing.T) {
 		{How: "udp", Server: rogue, Port: 53, Name: "api.names.test", Connect: 80},
 		{How: "tcp", Server: rogue, Port: 53, Name: "api.names.test", Connect: 80},
 		{How: "mapped", Server: rogue, Port: 53, Name: "api.names.test", Connect: 80},
+		{How: "sendto", Server: rogue, Port: 53, Name: "api.names.test", Connect: 80},
 		{How: "udp", Server: trusted, Port: 5353, Name: "api.names.test", Connect: 80},
 		{How: "tcp", Server: trusted, Port: 5353, Name: "api.names.test", Connect: 80},
 		{Direct: evil.String(), Connect: 80},
@@ -185,8 +189,8 @@ func TestNamesAttacks(t *testing.T) {
 			}
 		}
 	}
-	if q := n.rogue.Queries() - before; q != 5 {
-		t.Errorf("the attacker's servers saw %d queries, want 5 (each asked once, unchanged)", q)
+	if q := n.rogue.Queries() - before; q != 6 {
+		t.Errorf("the attacker's servers saw %d queries, want 6 (each asked once, unchanged)", q)
 	}
 	names := w.ok("names", "--json")
 	for _, a := range []netip.Addr{evil, evil2} {
@@ -200,16 +204,17 @@ func TestNamesAttacks(t *testing.T) {
 		{How: "udp", Server: trusted, Port: 53, Name: "api.names.test", Connect: 80},
 		{How: "tcp", Server: trusted, Port: 53, Name: "api.names.test", Connect: 80},
 		{How: "mapped", Server: trusted, Port: 53, Name: "api.names.test", Connect: 80},
+		{How: "sendto", Server: trusted, Port: 53, Name: "api.names.test", Connect: 80},
 		{Direct: evil.String(), Connect: 80},
 	}
 	got := n.attack(t, w, steps...)
-	for i, g := range got[:3] {
+	for i, g := range got[:4] {
 		if g.Err != "" || len(g.Addrs) != 1 || g.Addrs[0] != good.String() || g.Connect[0] != "ok" {
 			t.Errorf("step %d (%s to the trusted resolver): %+v, want %s and ok", i, steps[i].How, g, good)
 		}
 	}
-	if got[3].Connect[0] != "EPERM" {
-		t.Errorf("the attacker's address after a trusted lookup: %+v, want EPERM", got[3])
+	if got[4].Connect[0] != "EPERM" {
+		t.Errorf("the attacker's address after a trusted lookup: %+v, want EPERM", got[4])
 	}
 
 	// DoT: denied by default for a rule with a name entry, even under
