@@ -30,8 +30,8 @@ import (
 	"github.com/exewall/exewall/engine/dnsproxy"
 )
 
-// The DNS tests' pieces: a DNS server of the test's own on a loopback
-// address, a minimal forwarder on the backend's seam (Origin, Learn, Forget;
+// The DNS tests' pieces: a DNS server of the test's own in a network
+// namespace the test creates, a minimal forwarder on the backend's seam (Origin, Learn, Forget;
 // engine/dnsproxy's stand-in until it is merged), and a client mode of the
 // test binary that looks names up and connects to the answers.
 
@@ -54,89 +54,6 @@ type testZone struct {
 	cname   map[string]string
 	ttl     uint32
 	queries atomic.Int64
-}
-
-type testDNS struct {
-	zone  *testZone
-	addr4 netip.AddrPort // UDP and TCP on the same address
-	addr6 netip.AddrPort // [::1] and a port of its own
-}
-
-// startTestDNS serves zone on a fresh loopback address (127.53.x.y:53) over
-// UDP and TCP until the test ends.
-func startTestDNS(t *testing.T, zone *testZone) *testDNS {
-	t.Helper()
-	var pc net.PacketConn
-	var ln net.Listener
-	var ap netip.AddrPort
-	for range 20 {
-		ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 53, byte(1 + rand.IntN(250)), byte(1 + rand.IntN(250))}), 53)
-		var err error
-		if pc, err = net.ListenPacket("udp4", ap.String()); err != nil {
-			continue
-		}
-		if ln, err = net.Listen("tcp4", ap.String()); err != nil {
-			pc.Close()
-			continue
-		}
-		break
-	}
-	if ln == nil {
-		t.Fatal("no free loopback address for the test DNS server")
-	}
-	t.Cleanup(func() { pc.Close(); ln.Close() })
-	d := &testDNS{zone: zone, addr4: ap}
-	d.serve(pc, ln)
-	pc6, err := net.ListenPacket("udp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.addr6 = netip.MustParseAddrPort(pc6.LocalAddr().String())
-	ln6, err := net.Listen("tcp6", d.addr6.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc6.Close(); ln6.Close() })
-	d.serve(pc6, ln6)
-	return d
-}
-
-func (d *testDNS) serve(pc net.PacketConn, ln net.Listener) {
-	zone := d.zone
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := zone.answer(buf[:n]); out != nil {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveTCP(c, zone.answer)
-		}
-	}()
-}
-
-func serveTCP(c net.Conn, answer func([]byte) []byte) {
-	defer c.Close()
-	for {
-		q, err := readTCPMsg(c)
-		if err != nil {
-			return
-		}
-		if out := answer(q); out == nil || writeTCPMsg(c, out) != nil {
-			return
-		}
-	}
 }
 
 func readTCPMsg(r io.Reader) ([]byte, error) {

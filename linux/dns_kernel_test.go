@@ -66,6 +66,11 @@ func (s *dnsSetup) set(name string, addrs ...string) {
 	}
 }
 
+// a4 and a6 are host i of the test's namespace (kerneltest.Net): the
+// addresses the test's DNS server answers.
+func (s *dnsSetup) a4(i int) string { return s.dns.net.Addr4(i).String() }
+func (s *dnsSetup) a6(i int) string { return s.dns.net.Addr6(i).String() }
+
 func (s *dnsSetup) ask(name string) dnsAsk {
 	return dnsAsk{Server: s.dns.addr4.String(), Net: "udp4", Name: name, ConnectPort: 443}
 }
@@ -87,8 +92,8 @@ func wantConnect(t *testing.T, what string, g dnsGot, want string) {
 // denied; the reply comes from the server the program asked.
 func TestDNSExactName(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("api.example.test", "192.0.2.10")
-	s.set("other.example.test", "192.0.2.11")
+	s.set("api.example.test", s.a4(10))
+	s.set("other.example.test", s.a4(11))
 	s.tb.apply(t, s.policy(mustName(t, "api.example.test")))
 	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("api.example.test"), s.ask("other.example.test")})
 	wantConnect(t, "api.example.test", got[0], "ok")
@@ -107,16 +112,16 @@ func TestDNSExactName(t *testing.T) {
 // see the server they asked.
 func TestDNSWildcardFamiliesTransports(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("a.wild.test", "192.0.2.20", "2001:db8::20")
-	s.set("x.y.wild.test", "192.0.2.21")
-	s.set("wild.test", "192.0.2.22")
-	s.set("v6.wild.test", "2001:db8::23")
-	s.set("tcp.wild.test", "192.0.2.24")
-	s.set("un.wild.test", "192.0.2.25")
-	s.set("mapped.wild.test", "192.0.2.26")
-	s.set("six.wild.test", "192.0.2.27")
-	s.set("tcp6.wild.test", "2001:db8::28")
-	s.set("cmapped.wild.test", "192.0.2.29")
+	s.set("a.wild.test", s.a4(20), s.a6(0x20))
+	s.set("x.y.wild.test", s.a4(21))
+	s.set("wild.test", s.a4(22))
+	s.set("v6.wild.test", s.a6(0x23))
+	s.set("tcp.wild.test", s.a4(24))
+	s.set("un.wild.test", s.a4(25))
+	s.set("mapped.wild.test", s.a4(26))
+	s.set("six.wild.test", s.a4(27))
+	s.set("tcp6.wild.test", s.a6(0x28))
+	s.set("cmapped.wild.test", s.a4(29))
 	s.tb.apply(t, s.policy(mustName(t, "*.wild.test")))
 	v4, v6 := s.dns.addr4.String(), s.dns.addr6.String()
 	asks := []dnsAsk{
@@ -176,9 +181,9 @@ func TestDNSFirstConnect(t *testing.T) {
 	var asks []dnsAsk
 	for i := range 100 {
 		name := fmt.Sprintf("r%d.first.test", i)
-		s.set(name, fmt.Sprintf("198.18.%d.%d", i/200, 1+i%200))
+		s.set(name, s.dns.net.Addr4(100+i).String()) // a host of the test's namespace
 		a := s.ask(name)
-		a.ConnectTCP = i%2 == 1 // half TCP (refused: nothing listens), half UDP
+		a.ConnectTCP = i%2 == 1 // half TCP (refused there: nothing listens), half UDP
 		a.ConnectPort = 9
 		asks = append(asks, a)
 	}
@@ -203,9 +208,9 @@ func TestDNSFirstConnect(t *testing.T) {
 func TestDNSPerRuleAndUntrusted(t *testing.T) {
 	s := newDNSSetup(t)
 	other := clientCopy(t, t.TempDir(), "dnsother")
-	s.set("shared.per.test", "192.0.2.40")
-	s.set("own.per.test", "192.0.2.41")
-	rogueZone := &testZone{a: map[string][]netip.Addr{"own.per.test": {netip.MustParseAddr("192.0.2.41")}}, cname: map[string]string{}, ttl: 300}
+	s.set("shared.per.test", s.a4(40))
+	s.set("own.per.test", s.a4(41))
+	rogueZone := &testZone{a: map[string][]netip.Addr{"own.per.test": {s.dns.net.Addr4(41)}}, cname: map[string]string{}, ttl: 300}
 	rogue := startTestDNS(t, rogueZone)
 	second := startTestDNS(t, s.zone)
 	p := s.policy(mustName(t, "shared.per.test"), mustName(t, "own.per.test"),
@@ -218,7 +223,7 @@ func TestDNSPerRuleAndUntrusted(t *testing.T) {
 	// The other rule looks shared up; this one connects without looking.
 	got := runDNSClient(t, other, s.tb.cgroup, []dnsAsk{s.ask("shared.per.test")})
 	wantConnect(t, "other rule's lookup", got[0], "ok")
-	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: "192.0.2.40", ConnectPort: 443}})
+	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: s.a4(40), ConnectPort: 443}})
 	wantConnect(t, "address another rule looked up", got[0], "EPERM")
 
 	// The untrusted server answers, and the answer allows nothing.
@@ -248,18 +253,18 @@ func TestDNSPerRuleAndUntrusted(t *testing.T) {
 func TestDNSExpiryAndForwarderDown(t *testing.T) {
 	s := newDNSSetup(t)
 	s.zone.ttl = 1
-	s.set("brief.exp.test", "192.0.2.50")
-	s.set("late.exp.test", "192.0.2.51")
+	s.set("brief.exp.test", s.a4(50))
+	s.set("late.exp.test", s.a4(51))
 	s.tb.apply(t, s.policy(mustName(t, "*.exp.test")))
 	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("brief.exp.test"),
-		{Direct: "192.0.2.50", ConnectPort: 443, Sleep: 2500 * time.Millisecond}})
+		{Direct: s.a4(50), ConnectPort: 443, Sleep: 2500 * time.Millisecond}})
 	wantConnect(t, "within the TTL", got[0], "ok")
 	wantConnect(t, "after the TTL", got[1], "EPERM")
 
 	s.fwd.stop()
 	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("late.exp.test"),
 		{Server: s.dns.addr4.String(), Net: "tcp", Name: "late.exp.test", ConnectPort: 443},
-		{Direct: "192.0.2.51", ConnectPort: 443}})
+		{Direct: s.a4(51), ConnectPort: 443}})
 	if got[0].Err == "" || got[1].Err == "" {
 		t.Errorf("lookups with the forwarder down: %+v", got[:2])
 	}
@@ -279,14 +284,14 @@ func TestDNSExpiryAndForwarderDown(t *testing.T) {
 // the violation names the entry.
 func TestDNSViolationName(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("bad.vio.test", "192.0.2.60")
+	s.set("bad.vio.test", s.a4(60))
 	p := s.policy()
 	p.Rules[0].Action = engine.ActionAllow
 	p.Rules[0].Deny = []engine.Dest{mustName(t, "bad.vio.test")}
 	s.tb.apply(t, p)
 	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{s.ask("bad.vio.test")})
 	wantConnect(t, "denied name", got[0], "EPERM")
-	v := waitViolation(t, s.tb.Backend, func(v engine.Violation) bool { return v.Daddr == netip.MustParseAddr("192.0.2.60") })
+	v := waitViolation(t, s.tb.Backend, func(v engine.Violation) bool { return v.Daddr == s.dns.net.Addr4(60) })
 	if v.Name != "bad.vio.test" || v.Rule != "names" {
 		t.Errorf("violation %+v, want name bad.vio.test", v)
 	}
@@ -303,8 +308,8 @@ func TestDNSGlibc(t *testing.T) {
 		kerneltest.Skipf(t, "no /usr/bin/python3: %v", err)
 	}
 	kerneltest.RequireTool(t, "unshare")
-	s.set("py.glibc.test", "192.0.2.70")
-	s.set("no.glibc.test", "192.0.2.71")
+	s.set("py.glibc.test", s.a4(70))
+	s.set("no.glibc.test", s.a4(71))
 	p := s.policy(mustName(t, "py.glibc.test"))
 	p.Rules[0].Exe = python
 	s.tb.apply(t, p)
@@ -338,7 +343,7 @@ for name in sys.argv[1:]:
 		t.Fatalf("python: %v: %s", err, out)
 	}
 	got := string(out)
-	if !strings.Contains(got, "py.glibc.test ok 192.0.2.70") || !strings.Contains(got, "no.glibc.test EPERM 192.0.2.71") {
+	if !strings.Contains(got, "py.glibc.test ok "+s.a4(70)) || !strings.Contains(got, "no.glibc.test EPERM "+s.a4(71)) {
 		t.Errorf("glibc lookups and connects:\n%s", got)
 	}
 	if s.zone.queries.Load() < 2 {
@@ -408,7 +413,7 @@ func TestDNSRefusedWithoutHooks(t *testing.T) {
 // re-attached by sync, and lookups work again.
 func TestDNSSyncReattaches(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("sync.test", "192.0.2.80")
+	s.set("sync.test", s.a4(80))
 	p := s.policy(mustName(t, "sync.test"))
 	s.tb.apply(t, p)
 	l := s.tb.dnsLinks["dns_getpeername4"]
@@ -435,7 +440,7 @@ func TestDNSSyncReattaches(t *testing.T) {
 // ordinary connection, here judged by its deny rule.
 func TestDNSDaemonNotSteered(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("self.test", "192.0.2.90")
+	s.set("self.test", s.a4(90))
 	s.tb.apply(t, s.policy(mustName(t, "self.test")))
 	cgfd, err := os.Open(s.tb.cgroup)
 	if err != nil {
@@ -476,12 +481,12 @@ func TestDNSDaemonNotSteered(t *testing.T) {
 // remembered per thread must not outlive a binding).
 func TestDNSDenyNameAfterAllowedConnect(t *testing.T) {
 	s := newDNSSetup(t)
-	s.set("bad.example.test", "192.0.2.30")
+	s.set("bad.example.test", s.a4(30))
 	p := s.policy()
 	p.Rules[0].Action = engine.ActionAllow
 	p.Rules[0].Deny = []engine.Dest{mustName(t, "bad.example.test")}
 	s.tb.apply(t, p)
-	before := dnsAsk{Direct: "192.0.2.30", ConnectPort: 443}
+	before := dnsAsk{Direct: s.a4(30), ConnectPort: 443}
 	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{before, before, s.ask("bad.example.test"), before})
 	wantConnect(t, "before the lookup", got[0], "ok")
 	wantConnect(t, "again before the lookup", got[1], "ok")
@@ -499,9 +504,9 @@ func TestDNSEncryptedDNSDenied(t *testing.T) {
 	p.Rules[0].Action = engine.ActionAllow
 	s.tb.apply(t, p)
 	got := runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{
-		{Direct: "192.0.2.40", ConnectPort: 853},
+		{Direct: s.a4(40), ConnectPort: 853},
 		{Direct: "1.1.1.1", ConnectPort: 443},
-		{Direct: "192.0.2.40", ConnectPort: 443},
+		{Direct: s.a4(40), ConnectPort: 443},
 	})
 	wantConnect(t, "DoT to any address", got[0], "EPERM")
 	wantConnect(t, "a well-known DoH resolver", got[1], "EPERM")
@@ -509,6 +514,6 @@ func TestDNSEncryptedDNSDenied(t *testing.T) {
 
 	p.Rules[0].Allow = append(p.Rules[0].Allow, engine.Dest{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortLo: 853, PortHi: 853})
 	s.tb.apply(t, p)
-	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: "192.0.2.40", ConnectPort: 853}})
+	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Direct: s.a4(40), ConnectPort: 853}})
 	wantConnect(t, "DoT allowed explicitly", got[0], "ok")
 }
