@@ -68,7 +68,7 @@ func (b *Backend) attach() error {
 	}
 	b.attachGuard()   // optional: a failure is recorded and reported, not fatal
 	b.attachDNS()     // likewise; name entries are refused without it
-	b.attachInbound() // likewise; Refuse then refuses policies restricting inbound
+	b.adoptInbound()  // likewise, only if pinned: a policy restricting inbound attaches them (inboundBefore)
 	return nil
 }
 
