@@ -449,22 +449,6 @@ int exewall_ingress(struct __sk_buff *skb)
 	if (protocol == IPPROTO_TCP ? state != TCP_LISTEN : protocol != IPPROTO_UDP)
 		return 1;
 
-	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
-	if (!o)
-		return 1; /* created before exewall: no creator to judge */
-	if (!s) {
-		s = bpf_sk_storage_get(&in_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!s)
-			return 1;
-		s->uid = o->uid;
-	}
-	if (!s->valid || s->active != word) {
-		if (!select_in(skb, o, s, word))
-			return 1;
-		if (s->r.in_open)
-			return 1;
-	}
-
 	struct in_q q = { .port = sk->src_port };
 	q.proto = protocol == IPPROTO_TCP ? PROTO_TCP : PROTO_UDP;
 	__u32 thoff;
@@ -491,9 +475,24 @@ int exewall_ingress(struct __sk_buff *skb)
 	}
 	/* A peer accepted a moment ago under this policy: the next datagram
 	 * (or handshake) from it is not judged again. */
-	if (seen_hit(s, &q, word)) {
+	if (s && s->valid && s->active == word && seen_hit(s, &q, word)) {
 		count(s->r.counter, VERDICT_ALLOW); /* verdict.h */
 		return 1;
+	}
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (!o)
+		return 1; /* created before exewall: no creator to judge */
+	if (!s) {
+		s = bpf_sk_storage_get(&in_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!s)
+			return 1;
+		s->uid = o->uid;
+	}
+	if (!s->valid || s->active != word) {
+		if (!select_in(skb, o, s, word))
+			return 1;
+		if (s->r.in_open)
+			return 1;
 	}
 	/* The transport header: UDP's source port (replies), TCP's flags (only a
 	 * SYN is reported; the rest of a refused handshake is dropped quietly). */
