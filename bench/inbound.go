@@ -45,13 +45,23 @@ func inboundMarkdown(r *InboundResult) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Inbound: receivers over loopback, %s rules, medians of %d rounds\n\n", count(r.Rules), r.Rounds)
-	b.WriteString("| receiver | ingress ns per datagram | empty program beside it | CPU ns per datagram (sender + receiver) | receiver CPU ns per datagram | received / sent | ingress ns per run (TCP) | runs per connection | CPU ns per connection | accepted connections per second (wall clock) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| receiver | ingress ns per datagram | empty program beside it | above the empty program | CPU ns per datagram (sender + receiver) | receiver CPU ns per datagram | received / sent | ingress ns per run (TCP) | runs per connection | CPU ns per connection | accepted connections per second (wall clock) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, v := range r.Rows {
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.0f | %.0f | %d / %d | %.1f | %.2f | %.0f | %.0f |\n", v.What, v.UDPNsPerRun, v.EmptyNsPerRun, v.CPUNsPerDg, v.RecvNsPerDg,
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %.0f | %.0f | %d / %d | %.1f | %.2f | %.0f | %.0f |\n", v.What, v.UDPNsPerRun, v.EmptyNsPerRun, v.aboveEmpty(), v.CPUNsPerDg, v.RecvNsPerDg,
 			v.Received, v.Datagrams, v.TCPNsPerRun, v.TCPRunsPerOp, v.CPUNsPerConn, v.ConnsPerSec)
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// aboveEmpty is the ingress run time per datagram minus that of an empty
+// program at the same hook on the same datagrams: bpf_stats' own cost (two
+// clock reads around every run) and the call are in both.
+func (v *InboundVariant) aboveEmpty() float64 {
+	if v.EmptyNsPerRun == 0 {
+		return 0
+	}
+	return v.UDPNsPerRun - v.EmptyNsPerRun
 }
 
 func (r *InboundResult) variant(what string) *InboundVariant {
@@ -77,8 +87,19 @@ func inboundTargets(r *InboundResult) []Target {
 		out = append(out, Target{Name: name, Want: want, Got: got, Status: pass(ok)})
 	}
 	rules := count(r.Rules) + " rules"
-	add("inbound: ingress run time, no inbound restriction, "+rules, "<= 15 ns per packet", fmt.Sprintf("%.1f ns", open.UDPNsPerRun), open.UDPNsPerRun <= 15)
-	add("inbound: ingress run time, restricted, "+rules, "<= 60 ns per packet", fmt.Sprintf("%.1f ns", restr.UDPNsPerRun), restr.UDPNsPerRun <= 60)
+	for _, t := range []struct {
+		v    *InboundVariant
+		what string
+		max  float64
+	}{{open, "no inbound restriction", 15}, {restr, "restricted", 60}} {
+		want := fmt.Sprintf("<= %.0f ns per packet", t.max)
+		add("inbound: ingress run time, "+t.what+", "+rules, want,
+			fmt.Sprintf("%.1f ns (an empty program at the hook: %.1f ns)", t.v.UDPNsPerRun, t.v.EmptyNsPerRun), t.v.UDPNsPerRun <= t.max)
+		if t.v.EmptyNsPerRun > 0 {
+			add("inbound: ingress run time above an empty program at the same hook, "+t.what+", "+rules, want,
+				fmt.Sprintf("%.1f ns (%.1f - %.1f ns)", t.v.aboveEmpty(), t.v.UDPNsPerRun, t.v.EmptyNsPerRun), t.v.aboveEmpty() <= t.max)
+		}
+	}
 	for _, v := range []*InboundVariant{open, restr} {
 		ratio := v.CPUNsPerDg / none.CPUNsPerDg
 		add("inbound: CPU per datagram, "+v.What+", "+rules, "<= 1.05x no firewall",

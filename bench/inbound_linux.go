@@ -269,8 +269,38 @@ func (b *bench) inboundSection() error {
 	if err := b.cl.release(floorMark); err != nil {
 		return err
 	}
+	// Last, the same receivers under a policy of the same size that
+	// restricts nothing inbound: the inbound hooks are then detached.
+	if err := be.Apply(context.Background(), openInboundPolicy(b.inboundPolicy(n, open, restricted, recvs[2].udp, recvs[2].tcp))); err != nil {
+		return err
+	}
+	if progs, err := ingressProgs(b.clientCg); err != nil || len(progs) != 0 {
+		for _, p := range progs {
+			p.Close()
+		}
+		return fmt.Errorf("ingress programs left attached under a policy restricting nothing inbound (%d, %v)", len(progs), err)
+	}
+	v, err := measureInbound(recvs[1], nil)
+	if err != nil {
+		return err
+	}
+	v.What = "open, hooks detached"
+	res.Rows = append(res.Rows, v)
 	b.rep.Inbound = res
 	return nil
+}
+
+// openInboundPolicy is p with every rule accepting anyone: action allow,
+// and deny entries limited to "out".
+func openInboundPolicy(p *engine.Policy) *engine.Policy {
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		r.Action = engine.ActionAllow
+		for j := range r.Deny {
+			r.Deny[j].Dir = engine.DirOut
+		}
+	}
+	return p
 }
 
 func ingressProgs(cg string) ([]*ebpf.Program, error) {

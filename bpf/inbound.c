@@ -12,7 +12,14 @@
  * TCP sockets (accepted ones were judged at their SYN; the sweep re-judges
  * them when a rule tightens), connected UDP sockets (the kernel delivers
  * only their peer's datagrams), datagrams from a peer the socket sent to
- * (replies), sockets with no creator record. */
+ * (replies), sockets with no creator record.
+ *
+ * Cost: a packet to any other socket leaves before the first lookup; one to
+ * a socket whose creator accepts anyone costs one socket storage lookup
+ * (the answer is kept per socket and policy word); a restricted socket's
+ * packet from a peer it accepted a moment ago costs a comparison with the
+ * last IN_SEEN accepted peers. The daemon attaches these programs only
+ * while the policy in force restricts inbound for someone. */
 //go:build ignore
 
 #include <linux/bpf.h>
@@ -31,8 +38,8 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define ETH_P_IPV6 0x86DD
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
-#define TCP_ESTABLISHED 1
 #define TCP_LISTEN 10
+#define TCP_CLOSE 7
 #define TCP_FLAG_SYN 0x02
 #define IN_PEERS 8
 
@@ -44,19 +51,35 @@ struct in_peer {
 	__u8 _pad;
 };
 
+/* A peer the socket's rule was found to accept, under a policy word: its
+ * next packets cost a comparison instead of the destination lookups. */
+#define IN_SEEN 4
+struct in_seen {
+	__u32 word;   /* the policy word + 1 (0: empty) */
+	__u32 family;
+	__u8 addr[16];
+};
+
 /* Per socket: who created it (for events) and the rule its creator falls
- * under, cached per policy word so a datagram costs one storage lookup. */
+ * under, cached per policy word so a packet costs one storage lookup. The
+ * fields the fast path reads come first. */
 struct in_sock {
-	__u32 pid;
 	__u32 active;     /* the policy word the rule was selected under */
 	__u8 valid;
+	__u8 open;        /* r.in_open: the creator accepts anyone */
 	__u8 is_default;  /* r is default_inbound, synthesized */
 	__u8 next_peer;
-	__u8 open;        /* r.in_open, beside valid and active: one cache line */
+	__u32 pid;
 	__u32 uid;
 	char comm[16];
 	struct rule r;    /* audit folds in audit mode */
 	struct in_peer peers[IN_PEERS];
+	/* Accepted peers, written under lock with seen_seq odd while writing
+	 * and read without the lock (kept only when seen_seq did not move). */
+	struct bpf_spin_lock lock;
+	__u32 seen_seq;
+	__u32 seen_next;
+	struct in_seen seen[IN_SEEN];
 };
 
 struct {
@@ -93,9 +116,17 @@ static __always_inline int note_peer(struct bpf_sock_addr *ctx, __u8 family, con
 	struct in_sock *s = bpf_sk_storage_get(&in_socks, ctx->sk, 0, 0);
 	if (!s)
 		return 1;
+	/* The creator's rule accepts anyone (found at the socket's first
+	 * datagram under this policy): replies need no record. */
+	__u32 zero = 0;
+	__u32 *word = bpf_map_lookup_elem(&active, &zero);
+	if (word && s->open && s->valid && s->active == *word)
+		return 1;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
-	for (int i = 0; i < IN_PEERS; i++) {
-		struct in_peer *p = &s->peers[i];
+	/* The newest first: a program mostly sends to one peer at a time. */
+	__u8 newest = s->next_peer - 1;
+	for (int k = 0; k < IN_PEERS; k++) {
+		struct in_peer *p = &s->peers[(newest - k) & (IN_PEERS - 1)];
 		__u32 *pa = (__u32 *)p->addr;
 		if (p->family == family && p->port == port && pa[0] == a[0] && pa[1] == a[1] && pa[2] == a[2] && pa[3] == a[3])
 			return 1;
@@ -200,12 +231,15 @@ struct in_q {
 };
 
 /* decide_in: the rule's entries covering "in" (most specific first, as
- * compiled for outbound), else its action. A global function: verified once. */
+ * compiled for outbound), else its action; IN_LOCAL is or'ed in when the
+ * verdict came from local_nets (which changes without a new policy word).
+ * A global function: verified once. */
+#define IN_LOCAL 0x80
 __attribute__((noinline)) int decide_in(struct rule *r, struct in_q *q)
 {
 	if (!r || !q)
 		return VERDICT_ALLOW;
-	__u8 verdict = 0;
+	__u8 verdict = 0, local = 0;
 	__u32 family = q->family;
 	if (r->has_dests) {
 		struct dest_key k = { .rule = r->id, .family = family };
@@ -247,13 +281,14 @@ __attribute__((noinline)) int decide_in(struct rule *r, struct in_q *q)
 			__builtin_memcpy(lk.addr, q->addr, 16);
 			__u8 *l = bpf_map_lookup_elem(&local_nets, &lk);
 			verdict = l && *l ? VERDICT_ALLOW : VERDICT_DENY;
+			local = IN_LOCAL;
 		} else {
 			verdict = VERDICT_DENY;
 		}
 	}
 	if (verdict == VERDICT_DENY && r->audit)
 		verdict = VERDICT_AUDIT;
-	return verdict;
+	return verdict | local;
 }
 
 static __always_inline int is_reply(struct in_sock *s, struct in_q *q, __u16 sport)
@@ -266,6 +301,46 @@ static __always_inline int is_reply(struct in_sock *s, struct in_q *q, __u16 spo
 			return 1;
 	}
 	return 0;
+}
+
+/* seen_hit: the peer was accepted under this word a moment ago. */
+static __always_inline int seen_hit(struct in_sock *s, struct in_q *q, __u32 word)
+{
+	__u32 seq = *(volatile __u32 *)&s->seen_seq;
+	if (seq & 1)
+		return 0;
+	asm volatile("" ::: "memory");
+	__u64 a[2];
+	__builtin_memcpy(a, q->addr, 16);
+	int hit = 0;
+	for (int i = 0; i < IN_SEEN; i++) {
+		struct in_seen *e = &s->seen[i];
+		__u64 b[2];
+		__builtin_memcpy(b, e->addr, 16);
+		if (e->word == word + 1 && e->family == q->family && a[0] == b[0] && a[1] == b[1]) {
+			hit = 1;
+			break;
+		}
+	}
+	asm volatile("" ::: "memory");
+	return hit && *(volatile __u32 *)&s->seen_seq == seq;
+}
+
+/* seen_put records an accepted peer (only verdicts that depend on nothing
+ * but the policy word: not local-only ones, not name entries' bindings). */
+static __always_inline void seen_put(struct in_sock *s, struct in_q *q, __u32 word)
+{
+	bpf_spin_lock(&s->lock);
+	s->seen_seq++;
+	asm volatile("" ::: "memory");
+	struct in_seen *e = &s->seen[s->seen_next & (IN_SEEN - 1)];
+	s->seen_next++;
+	e->word = word + 1;
+	e->family = q->family;
+	__builtin_memcpy(e->addr, q->addr, 16);
+	asm volatile("" ::: "memory");
+	s->seen_seq++;
+	bpf_spin_unlock(&s->lock);
 }
 
 /* report_in: one event per (creator, rule, local port, protocol, family)
@@ -335,11 +410,26 @@ SEC("cgroup_skb/ingress")
 int exewall_ingress(struct __sk_buff *skb)
 {
 	/* Every helper call counts here (one costs more than the rest of the
-	 * fast path): the protocol comes from the packet, the state from the
-	 * socket's common part, and no bpf_sk_fullsock. */
+	 * fast path). Judged are TCP listeners (state LISTEN) and unconnected
+	 * UDP sockets (state CLOSE); every other socket is connected (an
+	 * accepted TCP connection was judged at its handshake, a connected UDP
+	 * socket only gets its peer's datagrams): out before any lookup. */
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return 1;
+	__u32 state = sk->state;
+	if (state != TCP_LISTEN && state != TCP_CLOSE)
+		return 1;
+	struct in_sock *s = bpf_sk_storage_get(&in_socks, sk, 0, 0);
+	__u32 zero = 0;
+	__u32 *activep = bpf_map_lookup_elem(&active, &zero);
+	if (!activep)
+		return 1;
+	__u32 word = *activep;
+	/* Fast path: the cached rule of this socket's creator accepts anyone. */
+	if (s && s->open && s->valid && s->active == word)
+		return 1;
+
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	__u8 *p = data;
@@ -356,37 +446,8 @@ int exewall_ingress(struct __sk_buff *skb)
 			return 1;
 		protocol = full->protocol;
 	}
-	__u32 state = sk->state;
-	if (protocol == IPPROTO_TCP) {
-		if (state != TCP_LISTEN)
-			return 1; /* an established connection: judged at its SYN */
-	} else if (protocol != IPPROTO_UDP || state == TCP_ESTABLISHED) {
-		return 1; /* connected UDP: only its peer gets through */
-	}
-
-	struct in_sock *s = bpf_sk_storage_get(&in_socks, sk, 0, 0);
-	__u32 zero = 0;
-	__u32 *activep = bpf_map_lookup_elem(&active, &zero);
-	if (!activep)
+	if (protocol == IPPROTO_TCP ? state != TCP_LISTEN : protocol != IPPROTO_UDP)
 		return 1;
-	/* Fast path: the cached rule of this socket's creator accepts anyone. */
-	if (s && s->open && s->valid && s->active == *activep)
-		return 1;
-	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
-	if (!o)
-		return 1; /* created before exewall: no creator to judge */
-	if (!s) {
-		s = bpf_sk_storage_get(&in_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!s)
-			return 1;
-		s->uid = o->uid;
-	}
-	if (!s->valid || s->active != *activep) {
-		if (!select_in(skb, o, s, *activep))
-			return 1;
-		if (s->r.in_open)
-			return 1;
-	}
 
 	struct in_q q = { .port = sk->src_port };
 	q.proto = protocol == IPPROTO_TCP ? PROTO_TCP : PROTO_UDP;
@@ -412,6 +473,27 @@ int exewall_ingress(struct __sk_buff *skb)
 	} else {
 		return 1;
 	}
+	/* A peer accepted a moment ago under this policy: the next datagram
+	 * (or handshake) from it is not judged again. */
+	if (s && s->valid && s->active == word && seen_hit(s, &q, word)) {
+		count(s->r.counter, VERDICT_ALLOW); /* verdict.h */
+		return 1;
+	}
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (!o)
+		return 1; /* created before exewall: no creator to judge */
+	if (!s) {
+		s = bpf_sk_storage_get(&in_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!s)
+			return 1;
+		s->uid = o->uid;
+	}
+	if (!s->valid || s->active != word) {
+		if (!select_in(skb, o, s, word))
+			return 1;
+		if (s->r.in_open)
+			return 1;
+	}
 	/* The transport header: UDP's source port (replies), TCP's flags (only a
 	 * SYN is reported; the rest of a refused handshake is dropped quietly). */
 	__u16 sport = 0;
@@ -424,7 +506,10 @@ int exewall_ingress(struct __sk_buff *skb)
 			syn = t[13] & TCP_FLAG_SYN;
 	}
 
-	__u8 verdict = decide_in(&s->r, &q);
+	__u8 decided = decide_in(&s->r, &q);
+	__u8 verdict = decided & ~IN_LOCAL;
+	if (verdict == VERDICT_ALLOW && !(decided & IN_LOCAL) && !s->r.has_names)
+		seen_put(s, &q, word);
 	if (verdict != VERDICT_ALLOW && protocol == IPPROTO_UDP && sport && is_reply(s, &q, sport))
 		verdict = VERDICT_ALLOW;
 	count(s->r.counter, verdict); /* verdict.h */

@@ -213,6 +213,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		merged[p.Rules[i].Name] = &p.Rules[i]
 	}
 	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
+	if err := b.inboundBefore(p); err != nil { // inbound.go
+		return fail(err)
+	}
 	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
 	}
@@ -233,6 +236,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 			return err
 		}
 	}
+	b.inboundAfter(p)
 	if b.repin {
 		if err := b.pinMaps(); err != nil {
 			return err

@@ -66,9 +66,9 @@ func (b *Backend) attach() error {
 		}
 		b.links[h.name] = l
 	}
-	b.attachGuard()   // optional: a failure is recorded and reported, not fatal
-	b.attachDNS()     // likewise; name entries are refused without it
-	b.attachInbound() // likewise; Refuse then refuses policies restricting inbound
+	b.attachGuard()  // optional: a failure is recorded and reported, not fatal
+	b.attachDNS()    // likewise; name entries are refused without it
+	b.adoptInbound() // likewise, only if pinned: a policy restricting inbound attaches them (inboundBefore)
 	return nil
 }
 

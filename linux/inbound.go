@@ -10,6 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/exewall/exewall/engine"
 )
 
 // The inbound hooks (bpf/inbound.c) judge what a program accepts (DESIGN.md
@@ -59,6 +61,57 @@ func (b *Backend) loadInbound(repl map[string]*ebpf.Map) error {
 	return nil
 }
 
+// needsInbound reports whether policy p restricts what some program
+// accepts: a default_inbound other than allow, or a rule whose inbound
+// verdict is not "anyone" (action deny or local-only, or a deny entry
+// covering "in"; the rules ruleout.go compiles with in_open unset). Only
+// such a policy has the inbound hooks attached: with none of them, every
+// packet would be allowed by them anyway, and their cost (a program per
+// packet, per UDP send and per socket) is not paid.
+func needsInbound(p *engine.Policy) bool {
+	if p == nil {
+		return false
+	}
+	if p.DefaultInbound != engine.ActionAllow {
+		return true
+	}
+	for i := range p.Rules {
+		if r := &p.Rules[i]; r.Action != engine.ActionAllow || denies(r, engine.DirIn) {
+			return true
+		}
+	}
+	return false
+}
+
+// inboundBefore runs before policy p comes into force: a policy that
+// restricts inbound finds the hooks attached (they judge by the policy word,
+// so until the switch they apply the old policy, which they then found open
+// or judged already). Sockets made before the hooks were attached get their
+// creator record from the process holding them (recordCreators). A failure
+// fails the apply: the old policy stays in force.
+func (b *Backend) inboundBefore(p *engine.Policy) error {
+	if !needsInbound(p) || !b.inboundOK || len(b.inboundLinks) == len(inboundHooks) {
+		return nil
+	}
+	if err := b.attachInbound(); err != nil {
+		return fmt.Errorf("attach inbound hooks: %w", err)
+	}
+	if n, err := b.recordCreators(); err != nil {
+		b.log.Warn("inbound: creator records of existing sockets", "err", err)
+	} else {
+		b.log.Debug("inbound hooks attached", "existing sockets recorded", n)
+	}
+	return nil
+}
+
+// inboundAfter runs once policy p is in force: if it restricts nothing
+// inbound the hooks go (the old policy no longer judges anything).
+func (b *Backend) inboundAfter(p *engine.Policy) {
+	if !needsInbound(p) && len(b.inboundLinks) > 0 {
+		b.detachInbound()
+	}
+}
+
 // attachInbound attaches (or adopts, replacing the program in place) the
 // inbound hooks on our cgroup. The ingress hook goes last: it judges only
 // with the creator records the others keep.
@@ -73,7 +126,46 @@ func (b *Backend) attachInbound() error {
 	for _, h := range inboundHooks {
 		progs = append(progs, cgroupProg{h.name, h.attach, h.prog(&b.inbound)})
 	}
-	return b.attachProgs("inbound", b.inboundLinks, progs, b.inboundPin)
+	err := b.attachProgs("inbound", b.inboundLinks, progs, b.inboundPin)
+	if err == nil {
+		b.optional["inbound"] = nil // an earlier failure is over
+	}
+	return err
+}
+
+// adoptInbound takes over the inbound links an earlier daemon pinned (its
+// policy needed them) or updates ours in place; it attaches nothing new:
+// inboundBefore does, for the policy that needs them.
+func (b *Backend) adoptInbound() {
+	if !b.inboundOK {
+		return
+	}
+	if len(b.inboundLinks) == 0 {
+		pinned := false
+		for _, h := range inboundHooks {
+			if _, err := os.Stat(b.inboundPin(h.name)); err == nil {
+				pinned = true
+			}
+		}
+		if !pinned {
+			return
+		}
+	}
+	b.attachInbound()
+}
+
+// detachInbound removes the inbound links and their pins.
+func (b *Backend) detachInbound() {
+	// The ingress hook first: it judges with the records the others keep.
+	for i := len(inboundHooks) - 1; i >= 0; i-- {
+		name := inboundHooks[i].name
+		if l, ok := b.inboundLinks[name]; ok {
+			l.Unpin()
+			l.Close()
+			delete(b.inboundLinks, name)
+		}
+		os.Remove(b.inboundPin(name))
+	}
 }
 
 // inboundHookNames names the inbound hooks in force, for status and doctor.

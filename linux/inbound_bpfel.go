@@ -121,12 +121,12 @@ type inboundIdKey struct {
 
 type inboundInSock struct {
 	_         structs.HostLayout
-	Pid       uint32
 	Active    uint32
 	Valid     uint8
+	Open      uint8
 	IsDefault uint8
 	NextPeer  uint8
-	Open      uint8
+	Pid       uint32
 	Uid       uint32
 	Comm      [16]int8
 	R         inboundRule
@@ -136,6 +136,18 @@ type inboundInSock struct {
 		Port   uint16
 		Family uint8
 		Pad    uint8
+	}
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	SeenSeq  uint32
+	SeenNext uint32
+	Seen     [4]struct {
+		_      structs.HostLayout
+		Word   uint32
+		Family uint32
+		Addr   [16]uint8
 	}
 }
 

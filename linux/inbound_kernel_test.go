@@ -450,8 +450,10 @@ func TestInboundRepliesAreNotInbound(t *testing.T) {
 }
 
 // TestInboundHooksAttachedAndRemoved: the four inbound programs are attached
-// to the cgroup with the datapath, listed by status, and gone after a
-// backend that detaches on close.
+// to the cgroup only while the policy in force restricts inbound for
+// someone (a default_inbound, a deny rule), listed by status then, detached
+// when a policy restricting nothing comes into force, adopted by a
+// restarted daemon, and gone after a backend that detaches on close.
 func TestInboundHooksAttachedAndRemoved(t *testing.T) {
 	requireKernel(t)
 	kerneltest.RequireTool(t, "bpftool")
@@ -463,18 +465,54 @@ func TestInboundHooksAttachedAndRemoved(t *testing.T) {
 		}
 		return strings.Count(string(out), "exewall_in")
 	}
-	b, err := New(context.Background(), Config{Cgroup: cg, PinDir: scratchPinDir(t), DetachOnClose: true})
+	pinDir := scratchPinDir(t)
+	open := &engine.Policy{Default: engine.ActionDeny, Rules: []engine.Rule{{Name: "u", Selector: engine.Selector{User: "nobody"},
+		Action: engine.ActionAllow, Deny: []engine.Dest{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Dir: engine.DirOut}}}}}
+	steps := []struct {
+		what string
+		p    *engine.Policy
+		want int
+	}{
+		{"default deny, an allow rule with an outbound deny entry", open, 0},
+		{"default_inbound: deny", &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true}, len(inboundHooks)},
+		{"default: allow", &engine.Policy{Default: engine.ActionAllow}, 0},
+		{"a deny rule", &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{{Name: "u", Selector: engine.Selector{User: "nobody"}, Action: engine.ActionDeny}}}, len(inboundHooks)},
+	}
+	b, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Apply(context.Background(), &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true}); err != nil {
+	for _, st := range steps {
+		if err := b.Apply(context.Background(), st.p); err != nil {
+			t.Fatal(err)
+		}
+		if n := inbound(); n != st.want {
+			t.Errorf("%s: %d inbound programs attached, want %d", st.what, n, st.want)
+		}
+		if listed := strings.Contains(strings.Join(b.activeHooks(), ","), "ingress"); listed != (st.want > 0) {
+			t.Errorf("%s: status hooks %q", st.what, b.activeHooks())
+		}
+	}
+	b.Close() // enforcement (the deny rule's hooks included) stays
+	if n := inbound(); n != len(inboundHooks) {
+		t.Errorf("%d inbound programs attached after the daemon stopped, want %d", n, len(inboundHooks))
+	}
+	b, err = New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n := inbound(); n != len(inboundHooks) {
-		t.Errorf("%d inbound programs attached, want %d", n, len(inboundHooks))
+	defer b.Close()
+	if n := inbound(); n != len(inboundHooks) || len(b.inboundLinks) != len(inboundHooks) {
+		t.Errorf("restarted: %d inbound programs attached, %d adopted, want %d", n, len(b.inboundLinks), len(inboundHooks))
 	}
-	if hooks := strings.Join(b.activeHooks(), ","); !strings.Contains(hooks, "ingress") {
-		t.Errorf("status hooks %q do not list ingress", hooks)
+	if err := b.Apply(context.Background(), open); err != nil {
+		t.Fatal(err)
+	}
+	if n := inbound(); n != 0 {
+		t.Errorf("restarted, then a policy restricting nothing inbound: %d inbound programs attached", n)
+	}
+	if err := b.Apply(context.Background(), steps[1].p); err != nil {
+		t.Fatal(err)
 	}
 	b.Close()
 	if n := inbound(); n != 0 {
@@ -540,5 +578,36 @@ func TestInboundRefusedWithoutHooks(t *testing.T) {
 	}
 	if hooks := strings.Join(off.activeHooks(), ","); strings.Contains(hooks, "ingress") {
 		t.Errorf("status lists ingress although it is off: %s", hooks)
+	}
+}
+
+// TestInboundSyncRepairsDetach: with a policy restricting inbound in force,
+// an inbound hook detached behind the daemon's back (bpftool link detach) is
+// reported by sync and attached again.
+func TestInboundSyncRepairsDetach(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t))
+	p := &engine.Policy{Default: engine.ActionAllow, DefaultInbound: engine.ActionDeny, InboundSet: true}
+	b.apply(t, p)
+	l, ok := b.inboundLinks["ingress"]
+	if !ok {
+		t.Fatal("ingress hook not attached under default_inbound: deny")
+	}
+	if err := l.(interface{ Detach() error }).Detach(); err != nil {
+		t.Fatal(err)
+	}
+	drifts, err := b.Sync(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repaired := false
+	for _, d := range drifts {
+		repaired = repaired || d.Repaired && strings.Contains(d.What, "ingress inbound program was detached")
+	}
+	if !repaired {
+		t.Errorf("drifts %+v: want the ingress hook reported and repaired", drifts)
+	}
+	if l, ok := b.inboundLinks["ingress"]; !ok || !b.linkOnOurCgroup(l) {
+		t.Error("ingress hook not attached again")
 	}
 }
