@@ -56,20 +56,29 @@ func (f *dnsFloor) run() {
 	a := make([]byte, 1500)
 	for {
 		n, from, err := unix.Recvfrom(f.lfd, q, 0)
-		if err == unix.EINTR || err == unix.EAGAIN {
-			continue
-		}
-		if err != nil || from == nil {
+		if err == unix.EBADF || err == nil && from == nil {
 			return // shut down
+		}
+		if err != nil || n < 2 {
+			continue
 		}
 		if _, err := unix.Write(f.ufd, q[:n]); err != nil {
 			continue
 		}
-		m, err := unix.Read(f.ufd, a)
-		if err != nil {
-			continue
+		for {
+			m, err := unix.Read(f.ufd, a)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				break // no answer: the client times out
+			}
+			if m >= 2 && a[0] == q[0] && a[1] == q[1] {
+				unix.Sendto(f.lfd, a[:m], 0, from)
+				break
+			}
+			// A late answer to an earlier query: dropped.
 		}
-		unix.Sendto(f.lfd, a[:m], 0, from)
 	}
 }
 

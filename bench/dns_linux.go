@@ -70,7 +70,7 @@ func dnsChildMain() int {
 		t0 := time.Now()
 		c, err := net.Dial("udp4", j.Server)
 		if err == nil {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
+			c.SetDeadline(time.Now().Add(5 * time.Second))
 			if _, err = c.Write(q); err == nil {
 				_, err = c.Read(buf)
 			}

@@ -50,16 +50,16 @@ type table struct {
 	cap  int
 	recs []rec
 	free int32 // first free slot, linked by next
-	idx  map[key]int32
+	idx  index
 	lru  map[uint32]*lruList
 	exp  expiryHeap
 }
 
 func newTable(cap int) *table {
-	return &table{cap: cap, free: none, idx: map[key]int32{}, lru: map[uint32]*lruList{}}
+	return &table{cap: cap, free: none, idx: newIndex(), lru: map[uint32]*lruList{}}
 }
 
-func (t *table) len() int { return len(t.idx) }
+func (t *table) len() int { return t.idx.n }
 
 func (t *table) pushFront(l *lruList, i int32) {
 	r := &t.recs[i]
@@ -100,7 +100,7 @@ func (t *table) merge(bs []Binding) []Binding {
 	}
 	for _, b := range bs {
 		k := mkKey(b.Rule, b.Addr)
-		if i, ok := t.idx[k]; ok && t.recs[i].expires > b.Expires.UnixNano() {
+		if i, ok := t.idx.get(t.recs, k); ok && t.recs[i].expires > b.Expires.UnixNano() {
 			b.Expires = time.Unix(0, t.recs[i].expires)
 		}
 		if i, ok := seen[k]; ok {
@@ -128,11 +128,11 @@ func (t *table) insert(bs []Binding) (evicted []Binding) {
 			t.lru[b.Rule] = l
 		}
 		exp := b.Expires.UnixNano()
-		i, ok := t.idx[k]
+		i, ok := t.idx.get(t.recs, k)
 		if !ok {
 			i = t.alloc()
 			t.recs[i] = rec{k: k, names: joinNames(b.Names, ""), expires: exp, gen: t.recs[i].gen}
-			t.idx[k] = i
+			t.idx.put(t.recs, i)
 			t.pushFront(l, i)
 			heap.Push(&t.exp, expiryItem{at: exp, i: i, gen: t.recs[i].gen})
 			continue
@@ -202,7 +202,7 @@ func (t *table) remove(i int32) Binding {
 	if l.n == 0 {
 		delete(t.lru, r.k.rule)
 	}
-	delete(t.idx, r.k)
+	t.idx.del(t.recs, r.k)
 	*r = rec{gen: r.gen + 1, prev: none, next: t.free}
 	t.free = i
 	return b
@@ -211,7 +211,7 @@ func (t *table) remove(i int32) Binding {
 // removeIf removes and returns the bindings of the rules drop says yes to.
 func (t *table) removeIf(drop func(rule uint32) bool) []Binding {
 	var gone []Binding
-	for _, i := range t.idx {
+	for _, i := range t.idx.all() {
 		if drop(t.recs[i].k.rule) {
 			gone = append(gone, t.remove(i))
 		}
@@ -231,11 +231,11 @@ func (r *rec) binding() Binding {
 // compact rebuilds the expiry heap when stale items (left by refreshes)
 // outnumber live ones, so memory stays proportional to the bindings.
 func (t *table) compact() {
-	if len(t.exp) <= 2*len(t.idx)+64 {
+	if len(t.exp) <= 2*t.idx.n+64 {
 		return
 	}
-	t.exp = make(expiryHeap, 0, len(t.idx)+len(t.idx)/4)
-	for _, i := range t.idx {
+	t.exp = make(expiryHeap, 0, t.idx.n+t.idx.n/4)
+	for _, i := range t.idx.all() {
 		t.exp = append(t.exp, expiryItem{at: t.recs[i].expires, i: i, gen: t.recs[i].gen})
 	}
 	heap.Init(&t.exp)
@@ -243,8 +243,8 @@ func (t *table) compact() {
 
 // list returns every binding in force, by rule, then address.
 func (t *table) list() []Binding {
-	out := make([]Binding, 0, len(t.idx))
-	for _, i := range t.idx {
+	out := make([]Binding, 0, t.idx.n)
+	for _, i := range t.idx.all() {
 		out = append(out, t.recs[i].binding())
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -30,5 +31,45 @@ func TestTableSlotReuse(t *testing.T) {
 	}
 	if gone, next := tab.expire(t0.Add(11 * time.Second)); len(gone) != 2 || !next.IsZero() || tab.len() != 0 {
 		t.Fatalf("expired %+v, next %v, %d left", gone, next, tab.len())
+	}
+}
+
+// TestIndexAgainstMap: random inserts and removals find exactly what a Go
+// map of the same keys holds (backward-shift deletion keeps every key
+// reachable).
+func TestIndexAgainstMap(t *testing.T) {
+	tab := newTable(1 << 20)
+	want := map[key]bool{}
+	r := rand.New(rand.NewPCG(1, 2))
+	addr := func(n uint32) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}) }
+	t0 := time.Unix(1_000_000, 0)
+	for step := range 20000 {
+		n := r.Uint32N(600)
+		k := mkKey(n%3, addr(n))
+		if want[k] && r.IntN(2) == 0 {
+			i, ok := tab.idx.get(tab.recs, k)
+			if !ok {
+				t.Fatalf("step %d: %v not found", step, k)
+			}
+			tab.remove(i)
+			delete(want, k)
+			continue
+		}
+		tab.insert([]Binding{{Rule: n % 3, Names: []string{"x.test"}, Addr: addr(n), Expires: t0}})
+		want[k] = true
+	}
+	if tab.len() != len(want) {
+		t.Fatalf("%d in the index, want %d", tab.len(), len(want))
+	}
+	for k := range want {
+		if _, ok := tab.idx.get(tab.recs, k); !ok {
+			t.Fatalf("%v not found", k)
+		}
+	}
+	for n := range uint32(600) {
+		k := mkKey(n%3, addr(n))
+		if _, ok := tab.idx.get(tab.recs, k); ok != want[k] {
+			t.Fatalf("%v found %v, want %v", k, ok, want[k])
+		}
 	}
 }
