@@ -47,6 +47,60 @@ struct {
 	__type(value, struct dns_asker);
 } dns_peers SEC(".maps");
 
+/* The UDP record of the forwarder's fast path, by the packet's source
+ * port: what Origin needs (the asking rule and the server the program
+ * asked), read by the forwarder through mmap without a syscall. seq is odd
+ * while the record is written (the reader then, or when seq moved, falls
+ * back to dns_peers). family 0: no steered socket sent from this port
+ * last. IPv4 and IPv6 sockets on one port share a slot: the later one's
+ * record is here, the other's in dns_peers. */
+struct dns_fast {
+	__u32 seq;
+	__u32 rule;     /* dns_orig.rule */
+	__u8 peer[16];  /* the packet's source address, IPv4 in the first 4 bytes */
+	__u32 addr[4];  /* dns_orig.addr */
+	__u32 port;     /* dns_orig.port */
+	__u8 v6;        /* dns_orig.v6 */
+	__u8 family;    /* the packet's: 4 or 6; 0: no record */
+	__u16 _pad;
+};
+
+const struct dns_fast *unused_dns_fast __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct dns_fast);
+} dns_fast SEC(".maps");
+
+/* fast_record writes the port's fast record: o's, or none (o NULL). */
+static __always_inline void fast_record(const struct dns_peer *k, const struct dns_orig *o)
+{
+	__u32 idx = k->port;
+	struct dns_fast *f = bpf_map_lookup_elem(&dns_fast, &idx);
+	if (!f)
+		return;
+	if (!o && !f->family)
+		return;
+	__sync_fetch_and_add(&f->seq, 1);
+	if (o) {
+		f->rule = o->rule;
+		__builtin_memcpy(f->peer, k->addr, 16);
+		f->addr[0] = o->addr[0];
+		f->addr[1] = o->addr[1];
+		f->addr[2] = o->addr[2];
+		f->addr[3] = o->addr[3];
+		f->port = o->port;
+		f->v6 = o->v6;
+		f->family = k->family;
+	} else {
+		f->family = 0;
+	}
+	__sync_fetch_and_add(&f->seq, 1);
+}
+
 /* steered returns the socket's record when addr:port (as this hook sees it)
  * is the forwarder it was steered to. */
 static __always_inline struct dns_orig *steered(struct bpf_sock_addr *ctx, int v6hook)
@@ -187,7 +241,10 @@ int exewall_dns_egress(struct __sk_buff *skb)
 	k.port = sport;
 	k.proto = ipproto == DNS_IPPROTO_UDP ? PROTO_UDP : PROTO_TCP;
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	if (!bpf_map_lookup_elem(&dns_socks, &cookie)) {
+	struct dns_orig *o = bpf_map_lookup_elem(&dns_socks, &cookie);
+	if (k.proto == PROTO_UDP)
+		fast_record(&k, o);
+	if (!o) {
 		bpf_map_delete_elem(&dns_peers, &k);
 		return 1;
 	}

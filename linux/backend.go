@@ -116,7 +116,7 @@ type Backend struct {
 	fwd      forwarder          // where the forwarder listens
 	trusted  []netip.AddrPort   // the trusted resolvers in force
 	bindMu   sync.RWMutex       // bound: written with mu held too
-	bound    map[bindKey]*bound // name bindings in force
+	bound    map[bindKey]bounds // name bindings in force
 	// inbound: the ingress judgement and its creator records (inbound.go)
 	inbound      inboundObjects
 	inboundOK    bool

@@ -145,6 +145,7 @@ func (b *Backend) SetForwarder(udp4, tcp4, udp6, tcp6 netip.AddrPort, pid int) e
 		if err != nil {
 			return err
 		}
+		o.mapFast(b.dnsObjs.DnsFast)
 		b.origin = o
 	}
 	return b.writeFwd()

@@ -32,14 +32,43 @@ var (
 // the CIDR entries that cover the address, most specific first, deny first
 // at equal specificity, exactly as compile lays out CIDR nodes. A connect
 // to it costs what a connect to a CIDR entry does: one hash lookup.
+//
+// Kept compact, one map slot per binding: the key holds the address as 16
+// bytes (no netip.Addr zone pointer for the collector to scan), the value
+// the names with their expiry inline.
 type bindKey struct {
 	slot uint32
-	addr netip.Addr
+	addr [16]byte // IPv4 as IPv4-mapped
 }
 
-type bound struct {
-	names []string
-	until []int64 // unix ns, per name
+func mkBindKey(slot uint32, a netip.Addr) bindKey { return bindKey{slot, a.Unmap().As16()} }
+
+func (k bindKey) ip() netip.Addr { return netip.AddrFrom16(k.addr).Unmap() }
+
+// bounds is the names a (rule, address) was answered for, each with when
+// it runs out (Unix ns).
+type bounds []nameUntil
+
+type nameUntil struct {
+	name  string
+	until int64
+}
+
+func (bd bounds) index(name string) int {
+	for i := range bd {
+		if bd[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (bd bounds) names() []string {
+	out := make([]string, len(bd))
+	for i := range bd {
+		out[i] = bd[i].name
+	}
+	return out
 }
 
 // ErrNoRule is returned by Learn for a rule id not in force (or without
@@ -86,25 +115,23 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		if !nb.Addr.IsValid() || nb.Expires.UnixNano() <= now {
 			continue
 		}
-		k := bindKey{nb.Rule, nb.Addr.Unmap()}
+		k := mkBindKey(nb.Rule, nb.Addr)
 		if b.bound == nil {
-			b.bound = map[bindKey]*bound{}
+			b.bound = map[bindKey]bounds{}
 		}
-		bd := b.bound[k]
-		if bd == nil {
-			bd = &bound{}
-			b.bound[k] = bd
+		bd, had := b.bound[k]
+		if !had {
 			touched[k] = true
 		}
 		for _, n := range nb.Names {
-			if i := slices.Index(bd.names, n); i >= 0 {
-				bd.until[i] = max(bd.until[i], nb.Expires.UnixNano())
+			if i := bd.index(n); i >= 0 {
+				bd[i].until = max(bd[i].until, nb.Expires.UnixNano())
 			} else {
-				bd.names = append(bd.names, n)
-				bd.until = append(bd.until, nb.Expires.UnixNano())
+				bd = append(bd, nameUntil{n, nb.Expires.UnixNano()})
 				touched[k] = true
 			}
 		}
+		b.bound[k] = bd
 		// A name answered again only lives longer: the kernel node, which
 		// holds no expiry, is already right.
 	}
@@ -124,20 +151,20 @@ func (b *Backend) Forget(bs []NameBinding) error {
 	touched := map[bindKey]bool{}
 	b.bindMu.Lock()
 	for _, nb := range bs {
-		k := bindKey{nb.Rule, nb.Addr.Unmap()}
-		bd := b.bound[k]
-		if bd == nil {
+		k := mkBindKey(nb.Rule, nb.Addr)
+		bd, ok := b.bound[k]
+		if !ok {
 			continue
 		}
 		if len(nb.Names) == 0 {
-			bd.names, bd.until = nil, nil
+			bd = nil
 		}
 		for _, n := range nb.Names {
-			if i := slices.Index(bd.names, n); i >= 0 {
-				bd.names = slices.Delete(bd.names, i, i+1)
-				bd.until = slices.Delete(bd.until, i, i+1)
+			if i := bd.index(n); i >= 0 {
+				bd = slices.Delete(bd, i, i+1)
 			}
 		}
+		b.bound[k] = bd
 		touched[k] = true
 	}
 	b.bindMu.Unlock()
@@ -153,12 +180,11 @@ func (b *Backend) expireNames() {
 	touched := map[bindKey]bool{}
 	b.bindMu.Lock()
 	for k, bd := range b.bound {
-		for i := len(bd.until) - 1; i >= 0; i-- {
-			if bd.until[i] <= now {
-				bd.names = slices.Delete(bd.names, i, i+1)
-				bd.until = slices.Delete(bd.until, i, i+1)
-				touched[k] = true
-			}
+		n := len(bd)
+		bd = slices.DeleteFunc(bd, func(e nameUntil) bool { return e.until <= now })
+		if len(bd) != n {
+			b.bound[k] = bd
+			touched[k] = true
 		}
 	}
 	b.bindMu.Unlock()
@@ -181,9 +207,6 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	if g == nil || g.rules == nil {
 		return errors.New("no policy generation in force")
 	}
-	if g.bound == nil {
-		g.bound = map[datapathDestKey]datapathDestVal{}
-	}
 	// Keys of the generation's record are the slot; the kernel's carry the
 	// generation in the rule id's top bit (ruleOut).
 	var recPut []datapathDestKey
@@ -199,27 +222,28 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 			delete(b.bound, k)
 			continue
 		}
-		rec := destKey(k.slot, netip.PrefixFrom(k.addr, k.addr.BitLen()))
+		addr := k.ip()
+		rec := destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen()))
 		key := rec
 		key.Rule |= gen << 31
-		val, named, err := hostNode(r, k.addr, bd.names)
+		val, named, err := hostNode(r, addr, bd.names())
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if len(bd.names) == 0 || !named {
+		if len(bd) == 0 || !named {
 			delete(b.bound, k) // nothing left, or no name entry of r matches
 		}
 		switch {
 		case named && err == nil:
 			put[key] = val
 			recPut = append(recPut, rec)
-		case exactCIDR(r, k.addr):
+		case exactCIDR(r, addr):
 			// The rule's own host node comes back.
-			base, _, _ := hostNode(r, k.addr, nil)
+			base, _, _ := hostNode(r, addr, nil)
 			put[key] = base
 			recDel = append(recDel, rec)
 		default:
-			if _, had := g.bound[rec]; had {
+			if g.bound.has(rec) {
 				del = append(del, key)
 			}
 			recDel = append(recDel, rec)
@@ -235,7 +259,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	for _, rec := range recPut {
 		k := rec
 		k.Rule |= gen << 31
-		g.bound[rec] = put[k]
+		g.bound.set(rec, put[k])
 	}
 	for _, k := range del {
 		if err := b.objs.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -243,7 +267,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		}
 	}
 	for _, rec := range recDel {
-		delete(g.bound, rec)
+		g.bound.del(rec)
 	}
 	return errors.Join(errs...)
 }
@@ -263,7 +287,7 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	if len(b.bound) == 0 {
 		return nil
 	}
-	g.bound = make(map[datapathDestKey]datapathDestVal, len(b.bound))
+	g.bound = boundNodes{}
 	rules := make(map[string]*engine.Rule, len(p.Rules))
 	for i := range p.Rules {
 		rules[p.Rules[i].Name] = &p.Rules[i]
@@ -276,12 +300,13 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 			delete(b.bound, k)
 			continue
 		}
-		val, named, err := hostNode(r, k.addr, bd.names)
+		addr := k.ip()
+		val, named, err := hostNode(r, addr, bd.names())
 		if err != nil || !named {
 			delete(b.bound, k) // the new policy has no entry for these names
 			continue
 		}
-		g.bound[destKey(k.slot, netip.PrefixFrom(k.addr, k.addr.BitLen()))] = val
+		g.bound.set(destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen())), val)
 	}
 	return nil
 }
@@ -352,8 +377,8 @@ func exactCIDR(r *engine.Rule, addr netip.Addr) bool {
 
 // boundNames returns the names rule r's processes were answered addr for.
 func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
-	if bd := b.bound[bindKey{slot, addr.Unmap()}]; bd != nil {
-		return bd.names
+	if bd := b.bound[mkBindKey(slot, addr)]; len(bd) > 0 {
+		return bd.names()
 	}
 	return nil
 }
@@ -397,10 +422,10 @@ func (b *Backend) Bindings() []NameBinding {
 	out := make([]NameBinding, 0, len(b.bound))
 	for k, bd := range b.bound {
 		var until int64
-		for _, u := range bd.until {
-			until = max(until, u)
+		for _, e := range bd {
+			until = max(until, e.until)
 		}
-		out = append(out, NameBinding{Rule: k.slot, Names: slices.Clone(bd.names), Addr: k.addr, Expires: time.Unix(0, until)})
+		out = append(out, NameBinding{Rule: k.slot, Names: bd.names(), Addr: k.ip(), Expires: time.Unix(0, until)})
 	}
 	return out
 }

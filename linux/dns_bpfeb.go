@@ -35,6 +35,18 @@ type dnsDnsConf struct {
 	Pad      uint8
 }
 
+type dnsDnsFast struct {
+	_      structs.HostLayout
+	Seq    uint32
+	Rule   uint32
+	Peer   [16]uint8
+	Addr   [4]uint32
+	Port   uint32
+	V6     uint8
+	Family uint8
+	Pad    uint16
+}
+
 type dnsDnsOrig struct {
 	_      structs.HostLayout
 	Addr   [4]uint32
@@ -66,6 +78,7 @@ type dnsDnsServer struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	dnsMapDnsFast                 = "dns_fast"
 	dnsMapDnsFwd                  = "dns_fwd"
 	dnsMapDnsPeers                = "dns_peers"
 	dnsMapDnsResolvers            = "dns_resolvers"
@@ -76,6 +89,7 @@ const (
 	dnsProgExewallDnsRecvmsg4     = "exewall_dns_recvmsg4"
 	dnsProgExewallDnsRecvmsg6     = "exewall_dns_recvmsg6"
 	dnsVarUnusedDnsAsker          = "unused_dns_asker"
+	dnsVarUnusedDnsFast           = "unused_dns_fast"
 	dnsVarUnusedDnsOrig           = "unused_dns_orig"
 	dnsVarUnusedDnsPeer           = "unused_dns_peer"
 )
@@ -133,6 +147,7 @@ type dnsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsMapSpecs struct {
+	DnsFast      *ebpf.MapSpec `ebpf:"dns_fast"`
 	DnsFwd       *ebpf.MapSpec `ebpf:"dns_fwd"`
 	DnsPeers     *ebpf.MapSpec `ebpf:"dns_peers"`
 	DnsResolvers *ebpf.MapSpec `ebpf:"dns_resolvers"`
@@ -144,6 +159,7 @@ type dnsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsVariableSpecs struct {
 	UnusedDnsAsker *ebpf.VariableSpec `ebpf:"unused_dns_asker"`
+	UnusedDnsFast  *ebpf.VariableSpec `ebpf:"unused_dns_fast"`
 	UnusedDnsOrig  *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
 	UnusedDnsPeer  *ebpf.VariableSpec `ebpf:"unused_dns_peer"`
 }
@@ -168,6 +184,7 @@ func (o *dnsObjects) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsMaps struct {
+	DnsFast      *ebpf.Map `ebpf:"dns_fast"`
 	DnsFwd       *ebpf.Map `ebpf:"dns_fwd"`
 	DnsPeers     *ebpf.Map `ebpf:"dns_peers"`
 	DnsResolvers *ebpf.Map `ebpf:"dns_resolvers"`
@@ -176,6 +193,7 @@ type dnsMaps struct {
 
 func (m *dnsMaps) Close() error {
 	return _DnsClose(
+		m.DnsFast,
 		m.DnsFwd,
 		m.DnsPeers,
 		m.DnsResolvers,
@@ -188,6 +206,7 @@ func (m *dnsMaps) Close() error {
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsVariables struct {
 	UnusedDnsAsker *ebpf.Variable `ebpf:"unused_dns_asker"`
+	UnusedDnsFast  *ebpf.Variable `ebpf:"unused_dns_fast"`
 	UnusedDnsOrig  *ebpf.Variable `ebpf:"unused_dns_orig"`
 	UnusedDnsPeer  *ebpf.Variable `ebpf:"unused_dns_peer"`
 }

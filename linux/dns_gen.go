@@ -13,12 +13,12 @@ package linux
 // else the rule's own node at that prefix, else none. Keys of rules that
 // did not change are thus rewritten only where a binding differs.
 func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
-	if len(old.bound) == 0 && len(g.bound) == 0 {
+	if old.bound.len() == 0 && g.bound.len() == 0 {
 		return
 	}
 	var oldNodes, newNodes nodeCache
 	at := func(x *generation, nodes *nodeCache, k datapathDestKey) (datapathDestVal, bool) {
-		if v, ok := x.bound[k]; ok {
+		if v, ok := x.bound.get(k); ok {
 			return v, true
 		}
 		return nodes.get(x.rules[k.Rule], k)
@@ -31,8 +31,8 @@ func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
 		}
 	}
 	seen := map[datapathDestKey]bool{}
-	for _, m := range []map[datapathDestKey]datapathDestVal{old.bound, g.bound} {
-		for k := range m {
+	for _, m := range []*boundNodes{&old.bound, &g.bound} {
+		for k := range m.at {
 			if seen[k] {
 				continue
 			}
@@ -43,6 +43,55 @@ func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
 			kk.Rule |= gen << 31
 			set(gone.dests, kk, ov, oHas)
 			set(now.dests, kk, nv, nHas)
+		}
+	}
+}
+
+// boundNodes is the host nodes of a generation's name bindings. The
+// values are interned: the bindings of one rule whose names match the same
+// entries share one node value (136 bytes), so a binding costs its key
+// and an index here.
+type boundNodes struct {
+	at   map[datapathDestKey]uint32 // index into vals
+	vals []datapathDestVal
+	idx  map[datapathDestVal]uint32
+}
+
+func (n *boundNodes) len() int { return len(n.at) }
+
+func (n *boundNodes) get(k datapathDestKey) (datapathDestVal, bool) {
+	i, ok := n.at[k]
+	if !ok {
+		return datapathDestVal{}, false
+	}
+	return n.vals[i], true
+}
+
+func (n *boundNodes) has(k datapathDestKey) bool {
+	_, ok := n.at[k]
+	return ok
+}
+
+func (n *boundNodes) set(k datapathDestKey, v datapathDestVal) {
+	if n.at == nil {
+		n.at, n.idx = map[datapathDestKey]uint32{}, map[datapathDestVal]uint32{}
+	}
+	i, ok := n.idx[v]
+	if !ok {
+		i = uint32(len(n.vals))
+		n.vals = append(n.vals, v)
+		n.idx[v] = i
+	}
+	n.at[k] = i
+}
+
+func (n *boundNodes) del(k datapathDestKey) { delete(n.at, k) }
+
+// all yields every node.
+func (n *boundNodes) all(yield func(datapathDestKey, datapathDestVal) bool) {
+	for k, i := range n.at {
+		if !yield(k, n.vals[i]) {
+			return
 		}
 	}
 }

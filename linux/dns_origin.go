@@ -37,6 +37,12 @@ func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server net
 	case !peer.Addr().Is4():
 		fwd = f.udp6
 	}
+	if !tcp {
+		if rule, server, ok := d.fastOrigin(peer); ok {
+			originByFast.Add(1)
+			return rule, server, true
+		}
+	}
 	cookie, ok := peerCookie(peers, peer, tcp)
 	if ok {
 		originByEgress.Add(1)
@@ -55,24 +61,31 @@ func (b *Backend) Origin(peer netip.AddrPort, tcp bool) (rule uint32, server net
 	if o.Proto == protoTCP != tcp {
 		return 0, server, false
 	}
+	return o.Rule, origServer(o.Addr, o.Port, o.V6 == 1), true
+}
+
+// origServer is the server a steered socket asked, from its dns_orig
+// fields: the address as the program gave it, the port in network order.
+func origServer(a [4]uint32, port uint32, v6 bool) netip.AddrPort {
 	var raw [16]byte
-	for i, w := range o.Addr {
+	for i, w := range a {
 		binary.NativeEndian.PutUint32(raw[4*i:], w)
 	}
 	var addr netip.Addr
-	if o.V6 == 1 {
+	if v6 {
 		addr = netip.AddrFrom16(raw).Unmap()
 	} else {
 		addr = netip.AddrFrom4([4]byte(raw[:4]))
 	}
 	var p [4]byte
-	binary.NativeEndian.PutUint32(p[:], o.Port)
-	return o.Rule, netip.AddrPortFrom(addr, binary.BigEndian.Uint16(p[:2])), true
+	binary.NativeEndian.PutUint32(p[:], port)
+	return netip.AddrPortFrom(addr, binary.BigEndian.Uint16(p[:2]))
 }
 
-// How Origin found the asking socket: by the egress hook's record, or by
-// asking sock_diag (no record). Read by the tests.
-var originByEgress, originByDiag atomic.Uint64
+// How Origin found the asking socket: by the egress hook's fast record
+// (UDP, mmap, no syscall), its dns_peers record, or by asking sock_diag
+// (no record). Read by the tests.
+var originByFast, originByEgress, originByDiag atomic.Uint64
 
 // noRule is DNS_NO_RULE (bpf/dns.h): a query steered only because a
 // learning session runs; its answer binds nothing.
@@ -133,12 +146,15 @@ func (b *Backend) Asker(peer netip.AddrPort, tcp bool) (int, bool) {
 
 func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
 
-// diag asks sock_diag for one socket's cookie over one netlink socket.
+// diag asks sock_diag for one socket's cookie over one netlink socket;
+// it also holds the egress hook's fast records, mapped (dns_fast.go).
 type diag struct {
-	mu  sync.Mutex
-	fd  int
-	seq uint32
-	buf []byte
+	mu     sync.Mutex
+	fd     int
+	seq    uint32
+	buf    []byte
+	fastMu sync.RWMutex // held to read fast, locked to unmap it
+	fast   []byte       // dns_fast (bpf/dns.c), mmapped read-only; nil: none
 }
 
 func newDiag() (*diag, error) {
@@ -162,6 +178,7 @@ func (d *diag) close() {
 		unix.Close(d.fd)
 		d.fd = -1
 	}
+	d.unmapFast()
 }
 
 var errNoSocket = errors.New("no such socket")

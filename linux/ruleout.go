@@ -46,7 +46,7 @@ type generation struct {
 	// bound is the host nodes of DNS name bindings (dns_bind.go) this
 	// generation holds, keyed like destOut (Rule is the slot): over the
 	// rules' own nodes, a key in both holds the binding's.
-	bound map[datapathDestKey]datapathDestVal
+	bound boundNodes
 	// unsure says a write of bindings failed: what the maps hold is found
 	// by a scan.
 	unsure bool
@@ -272,7 +272,7 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 			}
 		}
 	}
-	for k, v := range g.bound {
+	for k, v := range g.bound.all {
 		k.Rule |= gen << 31
 		c.dests[k] = v
 	}

@@ -135,7 +135,7 @@ func (l *fakeLearner) Learn(bs []Binding) error {
 		return l.fail
 	}
 	for _, b := range bs {
-		l.inForce[key{b.Rule, b.Addr}] = b
+		l.inForce[mkKey(b.Rule, b.Addr)] = b
 		l.learned++
 	}
 	return nil
@@ -145,7 +145,7 @@ func (l *fakeLearner) Forget(bs []Binding) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, b := range bs {
-		delete(l.inForce, key{b.Rule, b.Addr})
+		delete(l.inForce, mkKey(b.Rule, b.Addr))
 		l.forgot = append(l.forgot, b)
 	}
 	return nil
@@ -154,7 +154,7 @@ func (l *fakeLearner) Forget(bs []Binding) error {
 func (l *fakeLearner) get(rule uint32, a string) (Binding, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.inForce[key{rule, netip.MustParseAddr(a)}]
+	b, ok := l.inForce[mkKey(rule, netip.MustParseAddr(a))]
 	return b, ok
 }
 

@@ -20,33 +20,59 @@ type exchangeFunc func(ctx context.Context, server netip.AddrPort, query []byte)
 // handle answers one query: what to send back to the program, nil for
 // nothing (the query was not a DNS query).
 func (p *Proxy) handle(ctx context.Context, peer netip.AddrPort, tcp bool, query []byte, exchange exchangeFunc) []byte {
+	q, out := p.begin(peer, tcp, query)
+	if q == nil {
+		return out
+	}
+	resp, err := exchange(ctx, q.server, query)
+	return p.finish(q, resp, err)
+}
+
+// asked is a query under way: who asked, and what.
+type asked struct {
+	peer   netip.AddrPort
+	tcp    bool
+	rule   uint32
+	server netip.AddrPort
+	h      dnsmessage.Header
+	q      dnsmessage.Question
+}
+
+// begin reads a query and finds who asked it. A nil *asked means it is
+// answered already: out (nil: not a DNS query, dropped).
+func (p *Proxy) begin(peer netip.AddrPort, tcp bool, query []byte) (*asked, []byte) {
 	p.queries.Add(1)
 	h, q, err := queryInfo(query)
 	if err != nil {
 		p.failures.Add(1)
-		return nil
+		return nil, nil
 	}
 	rule, server, ok := p.cfg.Origin.Origin(peer, tcp)
 	if !ok || p.isSelf(server) {
 		// Unknown, or addressed to the forwarder itself (a loop).
 		p.failures.Add(1)
 		p.log.Debug("dns query of unknown origin", "peer", peer, "tcp", tcp, "server", server)
-		return servfail(h, q)
+		return nil, servfail(h, q)
 	}
-	resp, err := exchange(ctx, server, query)
+	return &asked{peer: peer, tcp: tcp, rule: rule, server: server, h: h, q: q}, nil
+}
+
+// finish puts the upstream answer's bindings in force and returns what to
+// send back to the program.
+func (p *Proxy) finish(a *asked, resp []byte, err error) []byte {
 	if err != nil {
 		p.failures.Add(1)
-		p.log.Debug("dns upstream failed", "server", server, "err", err)
-		return servfail(h, q)
+		p.log.Debug("dns upstream failed", "server", a.server, "err", err)
+		return servfail(a.h, a.q)
 	}
-	bs, err := p.learn(rule, server, h, q, resp)
+	bs, err := p.learn(a.rule, a.server, a.h, a.q, resp)
 	if err != nil {
 		p.failures.Add(1)
-		p.log.Warn("dns answer withheld", "rule", rule, "server", server, "name", q.Name.String(), "err", err)
-		return servfail(h, q)
+		p.log.Warn("dns answer withheld", "rule", a.rule, "server", a.server, "name", a.q.Name.String(), "err", err)
+		return servfail(a.h, a.q)
 	}
 	if p.cfg.Observe != nil && len(bs) > 0 {
-		p.cfg.Observe(peer, tcp, bs)
+		p.cfg.Observe(a.peer, a.tcp, bs)
 	}
 	p.answers.Add(1)
 	return resp
@@ -186,11 +212,18 @@ func (p *Proxy) exchangeUDP(ctx context.Context, server netip.AddrPort, query []
 			c.Close()
 			return nil, err
 		}
-		if n >= 12 && buf[0] == query[0] && buf[1] == query[1] && buf[2]&0x80 != 0 && sameQuestion(buf[12:n], query[12:questionEnd(query)]) {
+		if answers(buf[:n], query) {
 			p.upstreams.put(server, c)
 			return append([]byte(nil), buf[:n]...), nil
 		}
 	}
+}
+
+// answers reports whether msg is the answer to query: its ID, the
+// response bit and the same question.
+func answers(msg, query []byte) bool {
+	return len(msg) >= 12 && len(query) >= 12 && msg[0] == query[0] && msg[1] == query[1] && msg[2]&0x80 != 0 &&
+		sameQuestion(msg[12:], query[12:questionEnd(query)])
 }
 
 // sameQuestion compares the question an answer repeats with the query's

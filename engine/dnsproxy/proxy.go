@@ -203,7 +203,10 @@ func (p *Proxy) Addrs() (udp4, udp6, tcp4, tcp6 netip.AddrPort) {
 // Serve answers queries until ctx is done, then closes the listeners and
 // returns nil. Bindings in force stay in force (and in the table) until
 // they expire or the Proxy's owner takes them out.
-func (p *Proxy) Serve(ctx context.Context) error {
+func (p *Proxy) Serve(parent context.Context) error {
+	// Every server stops when one fails, not only when parent is done.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	for i := range p.udp {
@@ -211,7 +214,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Add(2)
-		go func(c *net.UDPConn) { defer wg.Done(); errc <- p.serveUDP(ctx, c) }(p.udp[i])
+		go func(c *net.UDPConn) { defer wg.Done(); errc <- p.serveUDPFast(ctx, c) }(p.udp[i])
 		go func(l *net.TCPListener) { defer wg.Done(); errc <- p.serveTCP(ctx, l) }(p.tcp[i])
 	}
 	var err error
@@ -219,10 +222,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	cancel()
 	p.close()
 	wg.Wait()
 	p.upstreams.closeAll()
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return nil
 	}
 	return err
@@ -242,7 +246,7 @@ func (p *Proxy) close() {
 // Stats returns the counters.
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
-	n := len(p.tab.entries)
+	n := p.tab.len()
 	p.mu.Unlock()
 	return Stats{Queries: p.queries.Load(), Answers: p.answers.Load(), Bindings: p.bindings.Load(),
 		Evictions: p.evictions.Load(), Failures: p.failures.Load(), InForce: n}
@@ -266,12 +270,7 @@ func (p *Proxy) TTLBounds() (floor, ceiling time.Duration) {
 func (p *Proxy) Flush(keep func(rule uint32) bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var gone []Binding
-	for _, e := range p.tab.entries {
-		if !keep(e.key.rule) {
-			gone = append(gone, p.tab.remove(e))
-		}
-	}
+	gone := p.tab.removeIf(func(rule uint32) bool { return !keep(rule) })
 	if len(gone) == 0 {
 		return nil
 	}

@@ -412,7 +412,7 @@ func TestConcurrentConsistent(t *testing.T) {
 	}
 	perRule := map[uint32]int{}
 	for _, b := range table {
-		if _, ok := l.inForce[key{b.Rule, b.Addr}]; !ok {
+		if _, ok := l.inForce[mkKey(b.Rule, b.Addr)]; !ok {
 			t.Errorf("%v in the table, not in force", b)
 		}
 		perRule[b.Rule]++
