@@ -26,10 +26,13 @@ func (b *bench) floorUp(cg string) error {
 	return nil
 }
 
+// profilePasses is how many times profileAttached runs the client.
+const profilePasses = 3
+
 // profileAttached runs op in the client cgroup with BPF run-time statistics
 // on, and reads run count and run time of what is attached there. Stats
 // cost two clock reads per run, so they are never on during the
-// connect-path rounds.
+// connect-path rounds. The figures are the medians of profilePasses passes.
 func (b *bench) profileAttached(eng string, rules int, op string) ([]ProgProfile, error) {
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -50,44 +53,58 @@ func (b *bench) profileAttached(eng string, rules int, op string) ([]ProgProfile
 	if err != nil {
 		return nil, err
 	}
-	type before struct {
-		prog *ebpf.Program
-		st   *ebpf.ProgramStats
-	}
-	var progs []before
+	var progs []*ebpf.Program
 	for _, ap := range q.Programs {
 		p, err := ebpf.NewProgramFromID(ap.ID)
 		if err != nil {
 			return nil, err
 		}
 		defer p.Close()
-		st, err := p.Stats()
-		if err != nil {
-			return nil, err
-		}
-		progs = append(progs, before{p, st})
+		progs = append(progs, p)
 	}
 	j := job{Op: "tcp", Port: b.tcpPort, Batch: 16, Warmup: 200, Budget: 500 * time.Millisecond, MaxOps: 1 << 20, CPU: b.ncpu - 1}
 	if op == opUDP {
 		j.Op, j.Port, j.Warmup = "udp", b.udpPort, 2000
 	}
-	res, err := b.runClient(b.client, b.clientCg, j, time.Minute)
-	if err != nil {
-		return nil, err
-	}
-	var out []ProgProfile
-	for _, pb := range progs {
-		st, err := pb.prog.Stats()
+	// A few passes, their median: one pass on a shared machine is often
+	// off by a burst of someone else's work.
+	nsPerRun := make([][]float64, len(progs))
+	runs := make([]uint64, len(progs))
+	perOp := make([][]float64, len(progs))
+	var opNs []float64
+	for range profilePasses {
+		start := make([]*ebpf.ProgramStats, len(progs))
+		for i, p := range progs {
+			if start[i], err = p.Stats(); err != nil {
+				return nil, err
+			}
+		}
+		res, err := b.runClient(b.client, b.clientCg, j, time.Minute)
 		if err != nil {
 			return nil, err
 		}
-		runs := st.RunCount - pb.st.RunCount
-		pp := ProgProfile{Engine: eng, Rules: rules, Op: op, Hook: hookName, Runs: runs, OpNs: res.MedianNs}
-		if runs > 0 {
-			pp.NsPerRun = float64(st.Runtime-pb.st.Runtime) / float64(runs)
-			pp.RunsPerOp = float64(runs) / float64(res.Ops+j.Warmup)
+		opNs = append(opNs, res.MedianNs)
+		for i, p := range progs {
+			st, err := p.Stats()
+			if err != nil {
+				return nil, err
+			}
+			n := st.RunCount - start[i].RunCount
+			runs[i] += n
+			if n > 0 {
+				nsPerRun[i] = append(nsPerRun[i], float64(st.Runtime-start[i].Runtime)/float64(n))
+				perOp[i] = append(perOp[i], float64(n)/float64(res.Ops+j.Warmup))
+			}
 		}
-		if info, err := pb.prog.Info(); err == nil {
+	}
+	var out []ProgProfile
+	for i, p := range progs {
+		pp := ProgProfile{Engine: eng, Rules: rules, Op: op, Hook: hookName, Runs: runs[i], OpNs: median(opNs)}
+		if len(nsPerRun[i]) > 0 {
+			pp.NsPerRun = median(nsPerRun[i])
+			pp.RunsPerOp = median(perOp[i])
+		}
+		if info, err := p.Info(); err == nil {
 			if insns, err := info.Instructions(); err == nil {
 				pp.Instruction = len(insns)
 			}

@@ -125,25 +125,20 @@ static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 v
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
  * common cases, a thread whose rule (or the default) allows everything, or
  * that asks again about the destination it was just allowed, cost the
- * policy word, this CPU's memo slot and the counter. */
+ * policy word and this CPU's memo slot (which counts the allow itself). */
 static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
 				 __u16 port, __u8 hook)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (!task->mm)
-		return 1; /* kernel thread: no user memory, always allowed */
 	__s64 word = active_word();
 	if (word < 0)
 		return 1;
 	__u8 proto = proto_of(ctx);
 	struct memo *m = memo_slot(task);
-	if (m) {
-		__s64 slot = memo_hit(m, task, word, family, addr, port, proto);
-		if (slot >= 0) {
-			count(slot, VERDICT_ALLOW);
-			return 1;
-		}
-	}
+	if (m && memo_hit(m, task, word, family, addr, port, proto))
+		return 1;
+	if (!task->mm)
+		return 1; /* kernel thread: no user memory, always allowed (never memoized) */
 	struct rule_cache scratch;
 	struct rule_cache *rc = rule_of_word(task, word, &scratch);
 	if (!rc)
@@ -165,9 +160,9 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (r->has_names || learning || (rc->has_named && rc->named.has_names))
 		m = NULL;
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
-		count(r->counter, VERDICT_ALLOW);
+		__u64 epoch = count(r->counter, VERDICT_ALLOW);
 		if (m)
-			memo_put(m, task, rc, MEMO_ALL, r->counter, 0, addr, 0, 0);
+			memo_put(m, task, rc, MEMO_ALL, r->counter, epoch, 0, addr, 0, 0);
 		return 1;
 	}
 	struct dest_q q = { .family = family, .port = port, .proto = proto };
@@ -182,10 +177,10 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 		}
 	}
 
-	count(r->counter, verdict);
+	__u64 epoch = count(r->counter, verdict);
 	if (verdict == VERDICT_ALLOW) {
 		if (m && !q.local)
-			memo_put(m, task, rc, MEMO_DEST, r->counter, family, addr, port, proto);
+			memo_put(m, task, rc, MEMO_DEST, r->counter, epoch, family, addr, port, proto);
 		return 1;
 	}
 	report(rc, r, verdict, family, addr, port, proto, hook, ctx->family);

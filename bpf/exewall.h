@@ -114,40 +114,60 @@ struct task_state {
 /* A verdict the current thread reached a moment ago, so that the next call
  * with the same question costs neither the task storage lookup (about a
  * hundred ns here) nor a destination hash lookup. One slot per CPU and
- * MEMO_WAYS threads (by tid): a program on a CPU reads only that CPU's
- * slots (CPUs past MEMO_CPUS judge without one). Written under its spin
- * lock with seq odd while writing, read without a lock and kept only when
- * seq did not move (a writer may preempt a reader on the same CPU). Only
- * ALLOW verdicts that depend on nothing but the policy word, the thread
- * (pid, start time, exec count), the destination and, where the rule's
- * selection did, the cgroup and ids are kept: local-only decisions
- * (local_nets changes without a new word) never are. */
+ * MEMO_WAYS threads: a program on a CPU reads only that CPU's slots (CPUs
+ * past MEMO_CPUS judge without one). Only ALLOW verdicts that depend on
+ * nothing but the policy word, the thread (task, start time, exec count),
+ * the destination and, where the rule's selection did, the cgroup and ids
+ * are kept: local-only decisions (local_nets changes without a new word)
+ * never are.
+ *
+ * The allows a slot answers are counted in the slot itself (state's low
+ * half), in the cache line the answer was read from: the counters element
+ * (a per-CPU array of MAX_RULES, behind a vmalloc'd pointer table) is the
+ * costliest line of a verdict. They move into counters when the slot is
+ * overwritten, if the counter slot still belongs to the rule (epoch).
+ * Userspace adds the pending allows of every slot to counters (linux/
+ * counters.go), reading the slots before and after and again while a seq
+ * moved or is odd.
+ *
+ * state is seq << 32 | pending. A reader checks the slot and counts with a
+ * compare-and-exchange of the state it read: it fails, and the reader
+ * judges without the memo, when a writer came in between. A writer (under
+ * the lock, interrupts off) makes seq odd and takes pending, moves it into
+ * counters, then writes the slot and makes seq even again. Hot fields are
+ * within bytes 8..71 (one cache line where the array's values start 56
+ * bytes into a line, as on 6.18 x86_64). */
 #define MEMO_CPUS 64 /* the map stays under 32 KiB: kmalloc'd, in the direct map */
 #define MEMO_WAYS 2
 #define MEMO_ALL 1  /* the rule allows everything: any destination */
 #define MEMO_DEST 2 /* this destination, protocol and port were allowed */
+#define MEMO_PENDING_MAX (1u << 30) /* a slot with this many pending allows is rewritten (flushed) */
 struct memo {
 	struct bpf_spin_lock lock;
-	__u32 seq;
-	__u32 tag;        /* MEMO_TAG: a slot copied from another layout never matches */
+	__u32 _pad0;
+	__u64 state;      /* seq << 32 | pending allows not yet in counters */
 	__u32 word;       /* the active word the verdict was reached under */
-	__u32 pid;        /* the thread (task->pid) ... */
-	__u32 counter;    /* the counter slot the verdict is counted in */
-	__u64 start;      /* ... its start time ... */
+	__u32 tag;        /* MEMO_TAG: a slot copied from another layout never matches */
+	__u64 task;       /* the thread (its task_struct) ... */
+	__u64 start;      /* ... its start time (a task_struct reused later starts later) ... */
 	__u64 exec_id;    /* ... and how many execs it made */
-	__u64 cgroup;
-	__u64 uid_gid;
 	__u8 kind;        /* MEMO_ALL or MEMO_DEST; 0: empty */
 	__u8 by_cgroup;
 	__u8 by_ids;
 	__u8 family;
 	__u8 proto;
-	__u8 _pad;
+	__u8 _pad1;
 	__u16 port;
 	__u8 addr[16];
-	__u8 _pad2[48]; /* 128 bytes: no two CPUs' slots share a cache line */
+	__u32 counter;    /* the counter slot the verdict is counted in */
+	__u32 _pad2;
+	__u64 epoch;      /* that counter's epoch when the slot was written */
+	__u64 cgroup;
+	__u64 uid_gid;
+	__u8 _pad3[24]; /* 128 bytes: no two CPUs' slots share a cache line */
 };
-#define MEMO_TAG (0x4d454d00u | (__u32)sizeof(struct memo))
+#define MEMO_TAG_BASE 0x4d450000u
+#define MEMO_TAG (MEMO_TAG_BASE | (__u32)sizeof(struct memo))
 
 /* Per-generation settings, switched together with the maps. */
 struct config {
@@ -249,6 +269,7 @@ struct counter {
 	__u64 allowed;
 	__u64 denied;
 	__u64 audited;
+	__u64 epoch; /* set by userspace when the slot is handed to a rule (struct memo) */
 };
 
 struct event {

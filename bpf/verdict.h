@@ -224,68 +224,95 @@ static __always_inline struct rule_cache *rule_of(struct task_struct *task, stru
 }
 
 /* memo_slot is this CPU's slot for the current thread; NULL past
- * MEMO_CPUS CPUs (those judge without it). */
+ * MEMO_CPUS CPUs (those judge without it). The way is picked by start
+ * time, which the hit reads anyway (task->pid is another cache line). */
 static __always_inline struct memo *memo_slot(struct task_struct *task)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (cpu >= MEMO_CPUS)
 		return NULL;
-	__u32 idx = cpu * MEMO_WAYS + ((__u32)task->pid & (MEMO_WAYS - 1));
+	__u32 idx = cpu * MEMO_WAYS + ((__u32)(task->start_time >> 10) & (MEMO_WAYS - 1));
 	return bpf_map_lookup_elem(&rule_memo, &idx);
 }
 
 #define memo_barrier() asm volatile("" ::: "memory")
 
-/* memo_hit returns the counter slot of an ALLOW the current thread reached
- * under word for this question (family 0: any destination), or -1. */
-static __always_inline __s64 memo_hit(struct memo *m, struct task_struct *task, __u32 word, __u32 family,
-				      const __u8 *addr, __u16 port, __u8 proto)
+/* memo_hit counts an ALLOW the current thread reached under word for this
+ * question (family 0: any destination) and returns 1; 0 when the slot does
+ * not answer it (or a writer came in between: the caller judges afresh). */
+static __always_inline int memo_hit(struct memo *m, struct task_struct *task, __u32 word, __u32 family,
+				    const __u8 *addr, __u16 port, __u8 proto)
 {
-	__u32 seq = *(volatile __u32 *)&m->seq;
+	__u64 state = *(volatile __u64 *)&m->state;
 	memo_barrier();
-	if ((seq & 1) || m->tag != MEMO_TAG || m->word != word || m->pid != (__u32)task->pid ||
-	    m->start != task->start_time || m->exec_id != task->self_exec_id)
-		return -1;
+	if ((state & (1ull << 32)) || (__u32)state >= MEMO_PENDING_MAX || m->word != word || m->tag != MEMO_TAG ||
+	    m->task != (__u64)task || m->start != task->start_time || m->exec_id != task->self_exec_id)
+		return 0;
 	if (m->kind == MEMO_DEST) {
 		__u64 a[2], b[2];
 		__builtin_memcpy(a, addr, 16);
 		__builtin_memcpy(b, m->addr, 16);
 		if (m->family != family || m->port != port || m->proto != proto || a[0] != b[0] || a[1] != b[1])
-			return -1;
+			return 0;
 	} else if (m->kind != MEMO_ALL) {
-		return -1;
+		return 0;
 	}
 	if (m->by_cgroup && m->cgroup != bpf_get_current_cgroup_id())
-		return -1;
+		return 0;
 	if (m->by_ids && m->uid_gid != bpf_get_current_uid_gid())
-		return -1;
-	__u32 counter = m->counter;
-	memo_barrier();
-	if (*(volatile __u32 *)&m->seq != seq)
-		return -1; /* a writer came in between */
-	return counter;
+		return 0;
+	/* Counted only if nothing was written since state was read. */
+	return __sync_val_compare_and_swap(&m->state, state, state + 1) == state;
+}
+
+/* flush_pending moves allows a memo slot counted into counters, unless the
+ * counter slot was handed to another rule since (epoch moved: userspace
+ * counted them for the rule that went away). */
+static __always_inline void flush_pending(__u32 slot, __u64 epoch, __u32 n)
+{
+	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
+	if (c && c->epoch == epoch)
+		__sync_fetch_and_add(&c->allowed, n);
 }
 
 /* memo_put records an ALLOW the current thread reached from rc (kind
- * MEMO_ALL: whatever the destination). */
+ * MEMO_ALL: whatever the destination), counted in counter slot `counter`
+ * of epoch `epoch`. */
 static __always_inline void memo_put(struct memo *m, struct task_struct *task, struct rule_cache *rc, __u8 kind,
-				     __u32 counter, __u32 family, const __u8 *addr, __u16 port, __u8 proto)
+				     __u32 counter, __u64 epoch, __u32 family, const __u8 *addr, __u16 port, __u8 proto)
 {
 	if (rc->pending)
 		return; /* a loader about to become its program */
-	__u32 pid = task->pid;
 	__u64 start = task->start_time, exec_id = task->self_exec_id;
 	__u64 a[2];
 	__builtin_memcpy(a, addr, 16);
+
+	/* Take what the slot counted, seq odd until it is in counters. */
 	bpf_spin_lock(&m->lock);
-	m->seq++;
+	__u64 old = m->state;
+	int ours = m->tag == MEMO_TAG; /* else a slot of another layout (an upgrade): nothing pending */
+	int busy = ours && ((old >> 32) & 1); /* another writer, preempted before its flush */
+	__u32 seq = ours ? old >> 32 : 0, n = 0, oslot = m->counter;
+	__u64 oepoch = m->epoch;
+	if (!busy) {
+		n = ours ? (__u32)old : 0;
+		m->state = (__u64)(seq + 1) << 32;
+	}
+	bpf_spin_unlock(&m->lock);
+	if (busy)
+		return;
+	if (n)
+		flush_pending(oslot, oepoch, n);
+
+	bpf_spin_lock(&m->lock);
 	memo_barrier();
 	m->tag = MEMO_TAG;
 	m->word = rc->active;
-	m->pid = pid;
+	m->task = (__u64)task;
 	m->start = start;
 	m->exec_id = exec_id;
 	m->counter = counter;
+	m->epoch = epoch;
 	m->kind = kind;
 	m->by_cgroup = rc->by_cgroup;
 	m->by_ids = rc->by_ids;
@@ -296,7 +323,7 @@ static __always_inline void memo_put(struct memo *m, struct task_struct *task, s
 	m->port = port;
 	__builtin_memcpy(m->addr, a, 16);
 	memo_barrier();
-	m->seq++;
+	m->state = (__u64)(seq + 2) << 32;
 	bpf_spin_unlock(&m->lock);
 }
 
@@ -361,11 +388,13 @@ static __always_inline int is_local(__u32 family, const __u8 *addr)
 	return v && *v;
 }
 
-static __always_inline void count(__u32 slot, __u8 verdict)
+/* count counts a verdict in counter slot `slot` and returns the slot's
+ * epoch (for memo_put). */
+static __always_inline __u64 count(__u32 slot, __u8 verdict)
 {
 	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
 	if (!c)
-		return;
+		return 0;
 	/* Atomic even per CPU: a preemptible kernel may interleave two hooks. */
 	if (verdict == VERDICT_ALLOW)
 		__sync_fetch_and_add(&c->allowed, 1);
@@ -373,6 +402,7 @@ static __always_inline void count(__u32 slot, __u8 verdict)
 		__sync_fetch_and_add(&c->denied, 1);
 	else
 		__sync_fetch_and_add(&c->audited, 1);
+	return c->epoch;
 }
 
 /* One destination to judge, passed to decide by pointer. */

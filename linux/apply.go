@@ -327,7 +327,16 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 		}
 	}
 	if len(fresh) > 0 {
-		if _, err := b.objs.Counters.BatchUpdate(fresh, make([]datapathCounter, len(fresh)*b.ncpu), nil); err != nil {
+		zero := make([]datapathCounter, len(fresh)*b.ncpu)
+		for i := range fresh {
+			// A new epoch: allows the memo counted for the slot's last rule
+			// are not moved into this one's (bpf/exewall.h, struct memo).
+			e := newEpoch()
+			for cpu := 0; cpu < b.ncpu; cpu++ {
+				zero[i*b.ncpu+cpu].Epoch = e
+			}
+		}
+		if _, err := b.objs.Counters.BatchUpdate(fresh, zero, nil); err != nil {
 			return fmt.Errorf("reset counters: %w", err)
 		}
 		if err := batchUpdate(b.objs.CounterNames, names); err != nil {
@@ -428,54 +437,4 @@ func (b *Backend) restoreSlots() error {
 		}
 	}
 	return it.Err()
-}
-
-// readCounters sums the per-CPU counters of every slot in use, in batches.
-func (b *Backend) readCounters() (map[uint32]engine.Counters, error) {
-	used := map[uint32]bool{0: true}
-	for _, s := range b.slots {
-		used[s] = true
-	}
-	out := make(map[uint32]engine.Counters, len(used))
-	if len(used) <= 256 {
-		// Few rules: look up just their slots instead of the whole array.
-		vals := make([]datapathCounter, b.ncpu)
-		for slot := range used {
-			if err := b.objs.Counters.Lookup(slot, &vals); err != nil {
-				return nil, fmt.Errorf("read counter: %w", err)
-			}
-			var c engine.Counters
-			for _, v := range vals {
-				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
-			}
-			out[slot] = c
-		}
-		return out, nil
-	}
-	const chunk = 4096
-	keys := make([]uint32, chunk)
-	vals := make([]datapathCounter, chunk*b.ncpu)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := b.objs.Counters.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			if !used[keys[i]] {
-				continue
-			}
-			var c engine.Counters
-			for _, v := range vals[i*b.ncpu : (i+1)*b.ncpu] {
-				c = c.Add(engine.Counters{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited})
-			}
-			out[keys[i]] = c
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read counters: %w", err)
-		}
-		if n < chunk {
-			return out, nil
-		}
-	}
 }

@@ -20,6 +20,7 @@ func TestCConstantsMatchGo(t *testing.T) {
 	for name, want := range map[string]uint64{
 		"MAX_RULES": maxRules, "MAX_DEST_ENTRIES": maxDestEntries, "MAX_PREFIX_LENS": maxPrefixLens,
 		"GEN_BIT": genBit, "MAX_NAME": maxName, "EVENT_WINDOW_NS": eventWindow,
+		"MEMO_CPUS": memoCPUs, "MEMO_WAYS": memoWays, "MEMO_TAG_BASE": memoTagBase,
 		"VERDICT_ALLOW": verdictAllow, "VERDICT_DENY": verdictDeny, "VERDICT_AUDIT": verdictAudit,
 		"ACTION_ALLOW": uint64(engine.ActionAllow), "ACTION_DENY": uint64(engine.ActionDeny), "ACTION_LOCAL_ONLY": uint64(engine.ActionLocalOnly),
 		"PROTO_ANY": uint64(engine.ProtoAny), "PROTO_TCP": uint64(engine.ProtoTCP), "PROTO_UDP": uint64(engine.ProtoUDP),

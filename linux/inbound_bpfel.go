@@ -30,6 +30,7 @@ type inboundCounter struct {
 	Allowed uint64
 	Denied  uint64
 	Audited uint64
+	Epoch   uint64
 }
 
 type inboundDestKey struct {
@@ -164,24 +165,27 @@ type inboundMemo struct {
 		_   structs.HostLayout
 		Val uint32
 	}
-	Seq      uint32
-	Tag      uint32
+	Pad0     uint32
+	State    uint64
 	Word     uint32
-	Pid      uint32
-	Counter  uint32
+	Tag      uint32
+	Task     uint64
 	Start    uint64
 	ExecId   uint64
-	Cgroup   uint64
-	UidGid   uint64
 	Kind     uint8
 	ByCgroup uint8
 	ByIds    uint8
 	Family   uint8
 	Proto    uint8
-	Pad      uint8
+	Pad1     uint8
 	Port     uint16
 	Addr     [16]uint8
-	Pad2     [48]uint8
+	Counter  uint32
+	Pad2     uint32
+	Epoch    uint64
+	Cgroup   uint64
+	UidGid   uint64
+	Pad3     [24]uint8
 }
 
 type inboundNameKey struct {
