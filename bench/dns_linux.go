@@ -422,3 +422,15 @@ func pct(ns []int64, p int) float64 {
 	slices.Sort(s)
 	return float64(s[min(len(s)-1, len(s)*p/100)]) / 1e3
 }
+
+// slabClass rounds an element's size up to the size class the kernel's
+// BPF allocator (bpf_mem_alloc, kmalloc caches) serves it from: memlock
+// counts the element, the slab hands out the class.
+func slabClass(n float64) float64 {
+	for _, c := range []float64{16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096} {
+		if n <= c {
+			return c
+		}
+	}
+	return n
+}
