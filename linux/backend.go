@@ -102,6 +102,8 @@ type Backend struct {
 	socks       socketsObjects
 	sockIter    []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional    map[string]error // optional hooks that could not load, and why
+	adopted     []string         // objects whose pinned programs this start adopted (adopt.go)
+	progPins    map[string]*ebpf.Program
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -250,7 +252,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
-	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2))
+	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2), "adopted", b.adopted)
 	b.wg.Add(2)
 	go b.readEvents()
 	go b.watch()
@@ -296,7 +298,13 @@ func (b *Backend) load() error {
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
-	err = spec.LoadAndAssign(&b.objs, opts)
+	loadAll := func() error {
+		if changed {
+			return spec.LoadAndAssign(&b.objs, opts)
+		}
+		return b.loadObjects("datapath", _DatapathBytes, spec, &b.objs, opts, b.cfg.RingBufSize, b.taskStorage)
+	}
+	err = loadAll()
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) && taskStorageRefused(ve) {
 		// Cgroup programs may not use task storage here: keep identities
@@ -306,7 +314,7 @@ func (b *Backend) load() error {
 		if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 			return err
 		}
-		err = spec.LoadAndAssign(&b.objs, opts)
+		err = loadAll()
 	}
 	if err != nil {
 		if errors.As(err, &ve) {
