@@ -218,7 +218,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	t1 := time.Now()
 	b.loadOptional()
 	t2 := time.Now()
-	b.resolver = newResolver(disabledByTest("iter"), b.btf)
+	b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+		return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+	})
 	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
