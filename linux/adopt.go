@@ -47,6 +47,9 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 	if opts.Cache == nil {
 		opts.Cache = b.btf
 	}
+	if m, ms := opts.MapReplacements[tgidIdents], spec.Maps[tgidIdents]; m != nil && ms != nil {
+		ms.MaxEntries = m.MaxEntries() // sized by the datapath's load (sizeTgidIdents)
+	}
 	if specHook != nil {
 		return spec.LoadAndAssign(obj, opts)
 	}

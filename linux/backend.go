@@ -272,6 +272,11 @@ func (b *Backend) load() error {
 			m.Pinning = ebpf.PinByName
 		}
 	}
+	b.taskStorage = 1
+	if forceTgidIdentities {
+		b.taskStorage = 0
+	}
+	fullIdents := sizeTgidIdents(spec, b.cfg.PinDir, b.taskStorage, 0)
 	if specHook != nil {
 		specHook(spec)
 	}
@@ -293,10 +298,6 @@ func (b *Backend) load() error {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	b.taskStorage = 1
-	if forceTgidIdentities {
-		b.taskStorage = 0
-	}
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
@@ -313,6 +314,7 @@ func (b *Backend) load() error {
 		// by thread group id, without the per-thread rule cache.
 		b.log.Info("task storage unavailable to cgroup programs; identities kept by thread group id")
 		b.taskStorage = 0
+		sizeTgidIdents(spec, opts.Maps.PinPath, 0, fullIdents)
 		if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 			return err
 		}
