@@ -99,6 +99,9 @@ func (b *Backend) pinPrograms(name, key string, obj any) error {
 // adoptObjects fills obj with the pinned programs of build key and the maps
 // they use; os.ErrNotExist when no such build is pinned.
 func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions) (retErr error) {
+	if b.idName == nil {
+		b.idName = map[ebpf.MapID]string{}
+	}
 	progs := map[string]*ebpf.Program{}
 	maps := map[string]*ebpf.Map{}
 	defer func() {
@@ -148,6 +151,12 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 		byKernelName[kernelName(mname)] = mname
 	}
 	seen := map[ebpf.MapID]bool{}
+	givenID := map[ebpf.MapID]string{}
+	for mname, g := range given {
+		if id, err := b.mapID(g); err == nil {
+			givenID[id] = mname
+		}
+	}
 	for pname, p := range progs {
 		info, err := p.Info()
 		if err != nil {
@@ -162,19 +171,27 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 				continue
 			}
 			seen[id] = true
+			if gname, ok := givenID[id]; ok && (kernelName(gname) == b.idName[id] || b.idName[id] == "") {
+				continue // the very map given for it
+			}
 			m, err := ebpf.NewMapFromID(id)
 			if err != nil {
 				return fmt.Errorf("program %s map %d: %w", pname, id, err)
 			}
 			minfo, err := m.Info()
-			mname, ok := byKernelName[minfo.Name]
+			if err == nil {
+				b.idName[id] = minfo.Name
+			}
+			mname, ok := "", false
+			if err == nil {
+				mname, ok = byKernelName[minfo.Name]
+			}
 			if err != nil || !ok || strings.Contains(minfo.Name, ".") {
 				m.Close() // .rodata, .bss: the program's own
 				continue
 			}
 			if g := given[mname]; g != nil {
-				gi, err := g.Info()
-				gid, _ := gi.ID()
+				gid, err := b.mapID(g)
 				m.Close()
 				if err != nil || gid != id {
 					return fmt.Errorf("program %s uses another %s map than the one in force", pname, mname)
@@ -198,6 +215,27 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 		}
 	}
 	return assignObjects(obj, progs, maps)
+}
+
+// mapID is m's kernel id, asked once per map during New.
+func (b *Backend) mapID(m *ebpf.Map) (ebpf.MapID, error) {
+	if id, ok := b.mapIDs[m]; ok {
+		return id, nil
+	}
+	info, err := m.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("map id unavailable")
+	}
+	if b.mapIDs == nil {
+		b.mapIDs = map[*ebpf.Map]ebpf.MapID{}
+	}
+	b.mapIDs[m] = id
+	b.idName[id] = info.Name
+	return id, nil
 }
 
 // kernelName is a map's name as the kernel keeps it (15 bytes).

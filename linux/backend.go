@@ -104,6 +104,8 @@ type Backend struct {
 	optional    map[string]error // optional hooks that could not load, and why
 	adopted     []string         // objects whose pinned programs this start adopted (adopt.go)
 	progPins    map[string]*ebpf.Program
+	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
+	idName      map[ebpf.MapID]string    // kernel names by id, likewise
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -205,7 +207,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	// One parse of the kernel's BTF serves every object loaded here; it is
 	// dropped once they are (tens of MiB a daemon has no use for later).
 	b.btf = btf.NewCache()
-	defer func() { b.btf = nil }()
+	defer func() { b.btf, b.mapIDs, b.idName = nil, nil, nil }()
 	t0 := time.Now()
 	if err := b.load(); err != nil {
 		return nil, err
