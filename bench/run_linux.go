@@ -141,6 +141,11 @@ func run(o options) (rep *Report, retErr error) {
 			return rep, fmt.Errorf("scale: %w", err)
 		}
 	}
+	if sections["start"] && !sections["scale"] {
+		if err := b.startSection(); err != nil {
+			return rep, fmt.Errorf("start: %w", err)
+		}
+	}
 	if sections["storm"] || sections["footprint"] || sections["apply"] {
 		if err := b.daemonSections(sections); err != nil {
 			return rep, fmt.Errorf("daemon: %w", err)

@@ -67,6 +67,17 @@ func (b *bench) scaleSection() error {
 	return nil
 }
 
+// startSection is the part of the scale section about starting: daemons
+// with no rules, fresh and adopting pins (start to READY, memory, idle CPU).
+func (b *bench) startSection() error {
+	b.rep.Scale = &ScaleResult{}
+	bin, err := b.buildExewall()
+	if err != nil {
+		return err
+	}
+	return b.scaleIdle(bin)
+}
+
 func (b *bench) addScaleApply(eng, what string, n int, ms []float64, rssKiB int) {
 	a := ScaleApply{Engine: eng, What: what, Rules: n, Ms: ms, MaxRSSKiB: rssKiB, Load1: loadavg()[0]}
 	a.Median, _, _ = msStats(ms)

@@ -14,8 +14,6 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-volatile const __u32 target_tgid = 0;
-
 struct fd_id {
 	__u32 fd;
 	__u32 _pad;
@@ -28,8 +26,10 @@ SEC("iter/task_file")
 int exewall_fileid(struct bpf_iter__task_file *ctx)
 {
 	struct task_struct *task = ctx->task;
+	/* Only the files of the process reading the iterator (the daemon). */
+	__u32 reader = bpf_get_current_pid_tgid() >> 32;
 	struct file *file = ctx->file;
-	if (!task || !file || task->tgid != target_tgid || task->pid != target_tgid)
+	if (!task || !file || task->tgid != reader || task->pid != reader)
 		return 0;
 	struct inode *inode = file->f_inode;
 	struct fd_id rec = {

@@ -102,6 +102,10 @@ type Backend struct {
 	socks       socketsObjects
 	sockIter    []*link.Iter     // socks tcp, socks udp, destroy tcp, destroy udp; nil when refused
 	optional    map[string]error // optional hooks that could not load, and why
+	adopted     []string         // objects whose pinned programs this start adopted (adopt.go)
+	progPins    map[string]*ebpf.Program
+	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
+	idName      map[ebpf.MapID]string    // kernel names by id, likewise
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -203,7 +207,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	// One parse of the kernel's BTF serves every object loaded here; it is
 	// dropped once they are (tens of MiB a daemon has no use for later).
 	b.btf = btf.NewCache()
-	defer func() { b.btf = nil }()
+	defer func() { b.btf, b.mapIDs, b.idName = nil, nil, nil }()
 	t0 := time.Now()
 	if err := b.load(); err != nil {
 		return nil, err
@@ -216,7 +220,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	t1 := time.Now()
 	b.loadOptional()
 	t2 := time.Now()
-	b.resolver = newResolver(disabledByTest("iter"), b.btf)
+	b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+		return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+	})
 	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
@@ -250,7 +256,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.Close()
 		return nil, err
 	}
-	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2))
+	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2), "adopted", b.adopted)
 	b.wg.Add(2)
 	go b.readEvents()
 	go b.watch()
@@ -268,6 +274,11 @@ func (b *Backend) load() error {
 			m.Pinning = ebpf.PinByName
 		}
 	}
+	b.taskStorage = 1
+	if forceTgidIdentities {
+		b.taskStorage = 0
+	}
+	fullIdents := sizeTgidIdents(spec, b.cfg.PinDir, b.taskStorage, 0)
 	if specHook != nil {
 		specHook(spec)
 	}
@@ -289,24 +300,27 @@ func (b *Backend) load() error {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	b.taskStorage = 1
-	if forceTgidIdentities {
-		b.taskStorage = 0
-	}
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
-	err = spec.LoadAndAssign(&b.objs, opts)
+	loadAll := func() error {
+		if changed {
+			return spec.LoadAndAssign(&b.objs, opts)
+		}
+		return b.loadObjects("datapath", _DatapathBytes, spec, &b.objs, opts, b.cfg.RingBufSize, b.taskStorage)
+	}
+	err = loadAll()
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) && taskStorageRefused(ve) {
 		// Cgroup programs may not use task storage here: keep identities
 		// by thread group id, without the per-thread rule cache.
 		b.log.Info("task storage unavailable to cgroup programs; identities kept by thread group id")
 		b.taskStorage = 0
+		sizeTgidIdents(spec, opts.Maps.PinPath, 0, fullIdents)
 		if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 			return err
 		}
-		err = spec.LoadAndAssign(&b.objs, opts)
+		err = loadAll()
 	}
 	if err != nil {
 		if errors.As(err, &ve) {

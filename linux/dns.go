@@ -48,7 +48,7 @@ func (b *Backend) loadDNS(repl map[string]*ebpf.Map) error {
 	if specHook != nil {
 		specHook(spec)
 	}
-	if err := spec.LoadAndAssign(&b.dnsObjs, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
+	if err := b.loadObjects("dns", _DnsBytes, spec, &b.dnsObjs, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
 		return notSupported("load dns hooks", err)
 	}
 	b.dnsOK = true

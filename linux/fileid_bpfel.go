@@ -30,7 +30,6 @@ type fileidFdId struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	fileidProgExewallFileid = "exewall_fileid"
-	fileidVarTargetTgid     = "target_tgid"
 	fileidVarUnusedFdId     = "unused_fd_id"
 )
 
@@ -89,7 +88,6 @@ type fileidMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fileidVariableSpecs struct {
-	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 	UnusedFdId *ebpf.VariableSpec `ebpf:"unused_fd_id"`
 }
 
@@ -123,7 +121,6 @@ func (m *fileidMaps) Close() error {
 //
 // It can be passed to loadFileidObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fileidVariables struct {
-	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 	UnusedFdId *ebpf.Variable `ebpf:"unused_fd_id"`
 }
 

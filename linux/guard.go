@@ -47,7 +47,7 @@ func (b *Backend) loadGuard(repl map[string]*ebpf.Map) error {
 	}
 	spec.Maps["sock_heirs"].Pinning = ebpf.PinByName
 	opts := &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl), Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}, Cache: b.btf}
-	if err := spec.LoadAndAssign(&b.guard, opts); err != nil {
+	if err := b.loadObjects("guard", _GuardBytes, spec, &b.guard, opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load guard hooks: %+v", ve)

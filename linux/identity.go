@@ -8,12 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -34,12 +32,13 @@ type resolver struct {
 }
 
 // newResolver loads the iterator (unless disabled is non-nil: the reason it
-// may not be used); on failure the resolver still works through stat().
-func newResolver(disabled error, cache *btf.Cache) *resolver {
+// may not be used) with load, nil meaning a plain load; on failure the
+// resolver still works through stat().
+func newResolver(disabled error, load func(*ebpf.CollectionSpec, *fileidObjects) error) *resolver {
 	r := &resolver{}
 	err := disabled
 	if err == nil {
-		err = r.load(cache)
+		err = r.load(load)
 	}
 	if err != nil {
 		r.fallback = fmt.Errorf("task_file iterator unavailable, using stat(): %w", err)
@@ -47,16 +46,16 @@ func newResolver(disabled error, cache *btf.Cache) *resolver {
 	return r
 }
 
-func (r *resolver) load(cache *btf.Cache) error {
+func (r *resolver) load(load func(*ebpf.CollectionSpec, *fileidObjects) error) error {
 	spec, err := loadFileid()
 	if err != nil {
 		return err
 	}
-	if err := spec.Variables["target_tgid"].Set(uint32(os.Getpid())); err != nil {
-		return err
+	if load == nil {
+		load = func(spec *ebpf.CollectionSpec, objs *fileidObjects) error { return spec.LoadAndAssign(objs, nil) }
 	}
 	var objs fileidObjects
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Cache: cache}); err != nil {
+	if err := load(spec, &objs); err != nil {
 		return notSupported("load the identity iterator", err)
 	}
 	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})

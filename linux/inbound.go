@@ -50,7 +50,7 @@ func (b *Backend) loadInbound(repl map[string]*ebpf.Map) error {
 	}
 	spec.Maps[inboundMap].Pinning = ebpf.PinByName
 	opts := &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl), Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
-	if err := spec.LoadAndAssign(&b.inbound, opts); err != nil {
+	if err := b.loadObjects("inbound", _InboundBytes, spec, &b.inbound, opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("load inbound hooks: %+v", ve)

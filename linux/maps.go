@@ -175,3 +175,44 @@ func (b *Backend) pinMaps() error {
 	}
 	return nil
 }
+
+// tgidIdents keeps identities by thread group id where cgroup programs
+// cannot use task storage. With task storage no program touches it (the
+// loader's constant prunes that code), so it is created with one entry
+// instead of 65,536 preallocated LRU elements (about 7 MiB of kernel
+// memory), unless an earlier daemon pinned it larger: then it keeps that
+// size, so the pinned maps stay compatible.
+const tgidIdents = "proc_idents"
+
+// sizeTgidIdents sizes tgidIdents for taskStorage and returns its full
+// size; full is that size when known (0: read it from spec).
+func sizeTgidIdents(spec *ebpf.CollectionSpec, pinDir string, taskStorage uint8, full uint32) uint32 {
+	ms := spec.Maps[tgidIdents]
+	if ms == nil {
+		return full
+	}
+	if full == 0 {
+		full = ms.MaxEntries
+	}
+	var pinned *ebpf.Map
+	if pinDir != "" {
+		pinned, _ = ebpf.LoadPinnedMap(filepath.Join(pinDir, tgidIdents), nil)
+	}
+	if pinned != nil {
+		defer pinned.Close()
+	}
+	if taskStorage == 0 {
+		ms.MaxEntries = full
+		if pinned != nil && pinned.MaxEntries() == 1 {
+			// Left by a load the verifier refused task storage to: no
+			// program ever used it.
+			os.Remove(filepath.Join(pinDir, tgidIdents))
+		}
+		return full
+	}
+	ms.MaxEntries = 1
+	if pinned != nil && pinned.MaxEntries() > 1 {
+		ms.MaxEntries = pinned.MaxEntries()
+	}
+	return full
+}

@@ -110,7 +110,7 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
-	if err := spec.LoadAndAssign(&b.exec, &ebpf.CollectionOptions{MapReplacements: maps, Cache: b.btf}); err != nil {
+	if err := b.loadObjects("exec", _ExecwatchBytes, spec, &b.exec, &ebpf.CollectionOptions{MapReplacements: maps}, b.taskStorage); err != nil {
 		return notSupported("load exec hook", err)
 	}
 	// Fork, exit and the loader's reads first: an exec recorded before its
@@ -162,7 +162,7 @@ func (b *Backend) loadSocketIters(repl map[string]*ebpf.Map) error {
 	if specHook != nil {
 		specHook(spec)
 	}
-	if err := spec.LoadAndAssign(&b.socks, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl), Cache: b.btf}); err != nil {
+	if err := b.loadObjects("sockets", _SocketsBytes, spec, &b.socks, &ebpf.CollectionOptions{MapReplacements: onlyMaps(spec, repl)}); err != nil {
 		return notSupported("load socket iterators", err)
 	}
 	for _, p := range []*ebpf.Program{b.socks.ExewallSocksTcp, b.socks.ExewallSocksUdp, b.socks.ExewallDestroyTcp, b.socks.ExewallDestroyUdp} {

@@ -94,6 +94,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 		}
 	}
 
+	b.syncProgPins(report)
 	b.syncGuard(report)
 	b.syncDNS(report)
 	b.syncInbound(report)
