@@ -154,6 +154,37 @@ func (b *Backend) adoptInbound() {
 	b.attachInbound()
 }
 
+// inboundSendLast re-attaches the in_send hooks behind the datapath's
+// sendmsg hooks just attached. Programs on one cgroup hook run in the order
+// they were attached, and in_send must see the destination after the
+// datapath steered a DNS query to the forwarder: the peer it records is the
+// one the reply comes from. (On the first apply inboundBefore attached them
+// before the datapath's.) Each new link is in place before the old goes.
+func (b *Backend) inboundSendLast() error {
+	for _, h := range inboundHooks {
+		if h.attach != ebpf.AttachCGroupUDP4Sendmsg && h.attach != ebpf.AttachCGroupUDP6Sendmsg {
+			continue
+		}
+		old, ok := b.inboundLinks[h.name]
+		if !ok {
+			continue
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: h.prog(&b.inbound)})
+		if err != nil {
+			return fmt.Errorf("re-attach %s after the datapath: %w", h.name, err)
+		}
+		old.Unpin()
+		os.Remove(b.inboundPin(h.name))
+		if err := l.Pin(b.inboundPin(h.name)); err != nil {
+			l.Close()
+			return fmt.Errorf("pin %s link: %w", h.name, err)
+		}
+		old.Close()
+		b.inboundLinks[h.name] = l
+	}
+	return nil
+}
+
 // detachInbound removes the inbound links and their pins.
 func (b *Backend) detachInbound() {
 	// The ingress hook first: it judges with the records the others keep.
