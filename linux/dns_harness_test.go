@@ -18,8 +18,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -47,15 +45,6 @@ func init() {
 	}
 }
 
-// testZone is what a test DNS server answers: name -> records.
-type testZone struct {
-	mu      sync.Mutex
-	a       map[string][]netip.Addr // A and AAAA, by family of the address
-	cname   map[string]string
-	ttl     uint32
-	queries atomic.Int64
-}
-
 func readTCPMsg(r io.Reader) ([]byte, error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
@@ -69,48 +58,6 @@ func readTCPMsg(r io.Reader) ([]byte, error) {
 func writeTCPMsg(w io.Writer, m []byte) error {
 	_, err := w.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(m))), m...))
 	return err
-}
-
-func (z *testZone) answer(q []byte) []byte {
-	z.queries.Add(1)
-	var p dnsmessage.Parser
-	h, err := p.Start(q)
-	if err != nil {
-		return nil
-	}
-	qs, err := p.AllQuestions()
-	if err != nil || len(qs) != 1 {
-		return nil
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-	b.EnableCompression()
-	b.StartQuestions()
-	b.Question(qs[0])
-	b.StartAnswers()
-	name := strings.TrimSuffix(strings.ToLower(qs[0].Name.String()), ".")
-	rh := func(n string, typ dnsmessage.Type) dnsmessage.ResourceHeader {
-		return dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(n + "."), Type: typ, Class: dnsmessage.ClassINET, TTL: z.ttl}
-	}
-	for range 8 {
-		target, ok := z.cname[name]
-		if !ok {
-			break
-		}
-		b.CNAMEResource(rh(name, dnsmessage.TypeCNAME), dnsmessage.CNAMEResource{CNAME: dnsmessage.MustNewName(target + ".")})
-		name = target
-	}
-	for _, a := range z.a[name] {
-		switch {
-		case a.Is4() && qs[0].Type == dnsmessage.TypeA:
-			b.AResource(rh(name, dnsmessage.TypeA), dnsmessage.AResource{A: a.As4()})
-		case a.Is6() && qs[0].Type == dnsmessage.TypeAAAA:
-			b.AAAAResource(rh(name, dnsmessage.TypeAAAA), dnsmessage.AAAAResource{AAAA: a.As16()})
-		}
-	}
-	out, _ := b.Finish()
-	return out
 }
 
 // testForwarder is the real forwarder (engine/dnsproxy) on the backend's

@@ -28,7 +28,7 @@ type dnsSetup struct {
 	dns    *testDNS
 	fwd    *testForwarder
 	client string
-	zone   *testZone
+	zone   *kerneltest.Zone
 }
 
 func newDNSSetup(t *testing.T) *dnsSetup {
@@ -36,7 +36,7 @@ func newDNSSetup(t *testing.T) *dnsSetup {
 	requireKernel(t)
 	cg := scratchCgroup(t)
 	tb := newTestBackend(t, cg)
-	zone := &testZone{a: map[string][]netip.Addr{}, cname: map[string]string{}, ttl: 300}
+	zone := kerneltest.NewZone(300)
 	s := &dnsSetup{tb: tb, zone: zone, dns: startTestDNS(t, zone), client: clientCopy(t, t.TempDir(), "dnsclient")}
 	s.fwd = startTestForwarder(t, tb.Backend)
 	return s
@@ -59,10 +59,8 @@ func (s *dnsSetup) policy(allow ...engine.Dest) *engine.Policy {
 }
 
 func (s *dnsSetup) set(name string, addrs ...string) {
-	s.zone.mu.Lock()
-	defer s.zone.mu.Unlock()
 	for _, a := range addrs {
-		s.zone.a[name] = append(s.zone.a[name], netip.MustParseAddr(a))
+		s.zone.Set(name, netip.MustParseAddr(a))
 	}
 }
 
@@ -101,7 +99,7 @@ func TestDNSExactName(t *testing.T) {
 	if got[0].Peer != s.dns.addr4.String() {
 		t.Errorf("getpeername of the DNS socket = %s, want %s", got[0].Peer, s.dns.addr4)
 	}
-	if n := s.dns.zone.queries.Load(); n != 2 {
+	if n := s.dns.zone.Queries(); n != 2 {
 		t.Errorf("server saw %d queries, want 2", n)
 	}
 }
@@ -177,7 +175,7 @@ func TestDNSWildcardFamiliesTransports(t *testing.T) {
 	if want := "[::ffff:" + s.dns.addr4.Addr().String() + "]:53"; got[7].From != want {
 		t.Errorf("dual-stack reply from %q, want %s", got[7].From, want)
 	}
-	if n := s.zone.queries.Load(); n != int64(len(asks)) {
+	if n := s.zone.Queries(); n != int64(len(asks)) {
 		t.Errorf("server saw %d queries, want %d", n, len(asks))
 	}
 }
@@ -218,7 +216,8 @@ func TestDNSPerRuleAndUntrusted(t *testing.T) {
 	other := clientCopy(t, t.TempDir(), "dnsother")
 	s.set("shared.per.test", s.a4(40))
 	s.set("own.per.test", s.a4(41))
-	rogueZone := &testZone{a: map[string][]netip.Addr{"own.per.test": {s.dns.net.Addr4(41)}}, cname: map[string]string{}, ttl: 300}
+	rogueZone := kerneltest.NewZone(300)
+	rogueZone.Set("own.per.test", s.dns.net.Addr4(41))
 	rogue := startTestDNS(t, rogueZone)
 	second := startTestDNS(t, s.zone)
 	p := s.policy(mustName(t, "shared.per.test"), mustName(t, "own.per.test"),
@@ -235,22 +234,22 @@ func TestDNSPerRuleAndUntrusted(t *testing.T) {
 	wantConnect(t, "address another rule looked up", got[0], "EPERM")
 
 	// The untrusted server answers, and the answer allows nothing.
-	before := rogueZone.queries.Load()
+	before := rogueZone.Queries()
 	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Server: rogue.addr4.String(), Net: "udp4", Name: "own.per.test", ConnectPort: 443}})
 	wantConnect(t, "answer of an untrusted server", got[0], "EPERM")
-	if rogueZone.queries.Load() != before+1 {
+	if rogueZone.Queries() != before+1 {
 		t.Errorf("the untrusted server was not asked")
 	}
 
 	// A second trusted server: the query reaches it, not the first.
-	first := s.zone.queries.Load()
+	first := s.zone.Queries()
 	srv2 := second.addr4.String()
 	got = runDNSClient(t, s.client, s.tb.cgroup, []dnsAsk{{Server: srv2, Net: "udp4", Name: "own.per.test", ConnectPort: 443}})
 	wantConnect(t, "lookup through the second server", got[0], "ok")
 	if got[0].Peer != srv2 {
 		t.Errorf("getpeername %q, want %s", got[0].Peer, srv2)
 	}
-	if n := s.zone.queries.Load() - first; n != 1 {
+	if n := s.zone.Queries() - first; n != 1 {
 		t.Errorf("zone saw %d queries, want 1", n)
 	}
 }
@@ -260,7 +259,7 @@ func TestDNSPerRuleAndUntrusted(t *testing.T) {
 // allowed.
 func TestDNSExpiryAndForwarderDown(t *testing.T) {
 	s := newDNSSetup(t)
-	s.zone.ttl = 1
+	s.zone.SetTTL(1)
 	s.set("brief.exp.test", s.a4(50))
 	s.set("late.exp.test", s.a4(51))
 	s.tb.apply(t, s.policy(mustName(t, "*.exp.test")))
@@ -354,8 +353,8 @@ for name in sys.argv[1:]:
 	if !strings.Contains(got, "py.glibc.test ok "+s.a4(70)) || !strings.Contains(got, "no.glibc.test EPERM "+s.a4(71)) {
 		t.Errorf("glibc lookups and connects:\n%s", got)
 	}
-	if s.zone.queries.Load() < 2 {
-		t.Errorf("the test server saw %d queries", s.zone.queries.Load())
+	if s.zone.Queries() < 2 {
+		t.Errorf("the test server saw %d queries", s.zone.Queries())
 	}
 }
 
@@ -372,7 +371,7 @@ func TestDNSHeldConnections(t *testing.T) {
 	s.tb.apply(t, p)
 
 	// Expiry: the address is no longer bound, the connection stays.
-	s.zone.ttl = 1
+	s.zone.SetTTL(1)
 	brief := startHoldClient(t, s.client, s.tb.cgroup, dnsAsk{Server: s.dns.addr4.String(), Net: "udp4", Name: "brief.hold.test", ConnectPort0: echo})
 	for deadline := time.Now().Add(10 * time.Second); len(s.tb.Bindings()) > 0; {
 		if time.Now().After(deadline) {
@@ -385,7 +384,7 @@ func TestDNSHeldConnections(t *testing.T) {
 	}
 
 	// A policy change that still allows the bound address keeps it.
-	s.zone.ttl = 300
+	s.zone.SetTTL(300)
 	long := startHoldClient(t, s.client, s.tb.cgroup, dnsAsk{Server: s.dns.addr4.String(), Net: "udp4", Name: "long.hold.test", ConnectPort0: echo})
 	p2 := s.policy(mustName(t, "*.hold.test"), mustName(t, "unrelated.test"))
 	s.tb.apply(t, p2)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/dnsproxy"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // TestDNSLearnNames: a learning session run by the engine's Manager over
@@ -26,11 +27,11 @@ func TestDNSLearnNames(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
 	tb := newTestBackend(t, cg)
-	zone := &testZone{a: map[string][]netip.Addr{}, cname: map[string]string{}, ttl: 300}
+	zone := kerneltest.NewZone(300)
 	dns := startTestDNS(t, zone)
 	client := clientCopy(t, t.TempDir(), "dnsclient")
 	rn := newRemoteNet(t)
-	zone.a["learned.example.test"] = []netip.Addr{rn.far4}
+	zone.Set("learned.example.test", rn.far4)
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.yaml")

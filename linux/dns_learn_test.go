@@ -13,6 +13,7 @@ import (
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/dnsproxy"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 // TestDNSLearnSteersEveryQuery: while a learning session runs
@@ -25,10 +26,10 @@ func TestDNSLearnSteersEveryQuery(t *testing.T) {
 	requireKernel(t)
 	cg := scratchCgroup(t)
 	tb := newTestBackend(t, cg)
-	zone := &testZone{a: map[string][]netip.Addr{}, cname: map[string]string{}, ttl: 300}
+	zone := kerneltest.NewZone(300)
 	dns := startTestDNS(t, zone)
 	client := clientCopy(t, t.TempDir(), "dnsclient")
-	zone.a["learn.example.test"] = []netip.Addr{netip.MustParseAddr("192.0.2.40")}
+	zone.Set("learn.example.test", netip.MustParseAddr("192.0.2.40"))
 
 	var mu sync.Mutex
 	seen := map[string][]engine.LearnLookup{} // by executable

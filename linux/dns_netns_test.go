@@ -13,7 +13,7 @@ import (
 )
 
 type testDNS struct {
-	zone  *testZone
+	zone  *kerneltest.Zone
 	net   *kerneltest.Net
 	addr4 netip.AddrPort // UDP and TCP on the same address, port 53
 	addr6 netip.AddrPort // and an IPv6 one
@@ -51,7 +51,7 @@ func dnsTestNet(t testing.TB) *dnsNet {
 
 // startTestDNS serves zone over UDP and TCP on port 53 of a fresh IPv4 and
 // IPv6 host of the test's network namespace until the test ends.
-func startTestDNS(t *testing.T, zone *testZone) *testDNS {
+func startTestDNS(t *testing.T, zone *kerneltest.Zone) *testDNS {
 	t.Helper()
 	n := dnsTestNet(t)
 	dnsNets.Lock()
@@ -59,9 +59,8 @@ func startTestDNS(t *testing.T, zone *testZone) *testDNS {
 	n.next++
 	dnsNets.Unlock()
 	d := &testDNS{zone: zone, net: n.net, addr4: netip.AddrPortFrom(n.net.Addr4(i), 53), addr6: netip.AddrPortFrom(n.net.Addr6(i), 53)}
-	answer := func(q []byte, _ bool) []byte { return zone.answer(q) }
-	n.net.ServeDNS(t, d.addr4, answer)
-	n.net.ServeDNS(t, d.addr6, answer)
+	n.net.ServeDNS(t, d.addr4, zone.Answer)
+	n.net.ServeDNS(t, d.addr6, zone.Answer)
 	return d
 }
 
@@ -86,9 +85,7 @@ func TestDNSNetnsConnects(t *testing.T) {
 	s.set("a.b.wild.ns.test", n.Addr4(11).String())
 	s.set("wild.ns.test", n.Addr4(12).String())
 	s.set("target.wild.ns.test", n.Addr4(13).String())
-	s.zone.mu.Lock()
-	s.zone.cname["alias.ns.test"] = "target.wild.ns.test"
-	s.zone.mu.Unlock()
+	s.zone.CNAME("alias.ns.test", "target.wild.ns.test")
 	s.set("six.ns.test", n.Addr6(14).String())
 	s.set("tcp.ns.test", n.Addr4(15).String())
 	s.set("other.ns.test", n.Addr4(16).String())
@@ -116,8 +113,8 @@ func TestDNSNetnsConnects(t *testing.T) {
 	if got[3].Addrs == nil || got[3].Addrs[0] != n.Addr4(13).String() {
 		t.Errorf("CNAME chain answered %v", got[3].Addrs)
 	}
-	if s.zone.queries.Load() != int64(len(asks)) {
-		t.Errorf("the namespace's server saw %d queries, want %d", s.zone.queries.Load(), len(asks))
+	if s.zone.Queries() != int64(len(asks)) {
+		t.Errorf("the namespace's server saw %d queries, want %d", s.zone.Queries(), len(asks))
 	}
 }
 
@@ -130,11 +127,11 @@ func TestDNSSplitServers(t *testing.T) {
 	s := newDNSSetup(t)
 	port := netnsWeb(t, s)
 	n := s.dns.net
-	vpnZone := &testZone{a: map[string][]netip.Addr{}, cname: map[string]string{}, ttl: 300}
+	vpnZone := kerneltest.NewZone(300)
 	vpn := startTestDNS(t, vpnZone)
 	s.set("intranet.split.test", n.Addr4(20).String())
-	vpnZone.a["intranet.split.test"] = []netip.Addr{n.Addr4(21)}
-	vpnZone.a["only.split.test"] = []netip.Addr{n.Addr4(22)}
+	vpnZone.Set("intranet.split.test", n.Addr4(21))
+	vpnZone.Set("only.split.test", n.Addr4(22))
 	p := s.policy(mustName(t, "*.split.test"))
 	p.Resolvers = append(p.Resolvers, vpn.addr4)
 	s.tb.apply(t, p)
@@ -150,10 +147,10 @@ func TestDNSSplitServers(t *testing.T) {
 	wantConnect(t, "the VPN server's answer", got[0], "ok")
 	wantConnect(t, "the other server's answer, never asked", got[1], "EPERM")
 	wantConnect(t, "a name only the VPN server has, over TCP", got[2], "ok")
-	if q := s.zone.queries.Load(); q != 0 {
+	if q := s.zone.Queries(); q != 0 {
 		t.Errorf("the server not asked saw %d queries", q)
 	}
-	if q := vpnZone.queries.Load(); q != 2 {
+	if q := vpnZone.Queries(); q != 2 {
 		t.Errorf("the VPN server saw %d queries, want 2", q)
 	}
 
@@ -163,7 +160,7 @@ func TestDNSSplitServers(t *testing.T) {
 		t.Errorf("asked the first server: %+v, want %s", got[0], n.Addr4(20))
 	}
 	wantConnect(t, "the first server's answer", got[0], "ok")
-	if q := vpnZone.queries.Load(); q != 2 {
+	if q := vpnZone.Queries(); q != 2 {
 		t.Errorf("the VPN server saw %d queries, want still 2", q)
 	}
 }
