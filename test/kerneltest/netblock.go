@@ -52,40 +52,11 @@ func NewNet(t testing.TB) *Net {
 	n := &Net{Block4: netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", k+1)),
 		Block6: netip.MustParsePrefix(fmt.Sprintf("2001:db8:53:%x::/64", k+1))}
 
-	hostIf := Name("exn")
-	peerIf := hostIf + "p"
-	la := netlink.NewLinkAttrs()
-	la.Name = hostIf
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerIf}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth: %v", err)
-	}
-	t.Cleanup(func() { netlink.LinkDel(veth) })
-	ns, _ := newNamespace(t, 1, true)
-	n.NS = ns
-	peer, err := netlink.LinkByName(peerIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
-		t.Fatalf("move veth peer: %v", err)
-	}
-	host, err := netlink.LinkByName(hostIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, peer, lo, h := vethInto(t, "exn", func() netns.NsHandle {
+		n.NS, _ = newNamespace(t, 1, true)
+		return n.NS
+	})
 	defer h.Close()
-	if peer, err = h.LinkByName(peerIf); err != nil {
-		t.Fatal(err)
-	}
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	outside := &netlink.Handle{}
 	addAddr(t, outside, host, link4h)
 	addAddr(t, outside, host, link6h)

@@ -36,40 +36,13 @@ type Host struct {
 func NewHost(t testing.TB, cfg HostConfig) *Host {
 	t.Helper()
 	checkRangesFree(t, cfg)
-	hostIf := Name("exw")
-	peerIf := hostIf + "p"
-	la := netlink.NewLinkAttrs()
-	la.Name = hostIf
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerIf}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth: %v", err)
-	}
-	t.Cleanup(func() { netlink.LinkDel(veth) })
-	ns, ports := newNamespace(t, max(cfg.Listeners, 1), cfg.Host6.IsValid())
-
-	peer, err := netlink.LinkByName(peerIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
-		t.Fatalf("move veth peer: %v", err)
-	}
-	host, err := netlink.LinkByName(hostIf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var ns netns.NsHandle
+	var ports []uint16
+	host, peer, lo, h := vethInto(t, "exw", func() netns.NsHandle {
+		ns, ports = newNamespace(t, max(cfg.Listeners, 1), cfg.Host6.IsValid())
+		return ns
+	})
 	defer h.Close()
-	if peer, err = h.LinkByName(peerIf); err != nil {
-		t.Fatal(err)
-	}
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	outside := netlink.Handle{}
 	pairs := [][2]netip.Prefix{{cfg.Host4, cfg.Peer4}}
 	if cfg.Host6.IsValid() {
@@ -248,4 +221,44 @@ func checkRangesFree(t testing.TB, cfg HostConfig) {
 			}
 		}
 	}
+}
+
+// vethInto creates a veth pair named after prefix (removed when the test
+// ends), moves its peer into the namespace newNS makes, and returns the
+// host end, the peer end and the namespace's lo (seen through h, a handle
+// in the namespace the caller closes).
+func vethInto(t testing.TB, prefix string, newNS func() netns.NsHandle) (host, peer, lo netlink.Link, h *netlink.Handle) {
+	t.Helper()
+	hostIf := Name(prefix)
+	peerIf := hostIf + "p"
+	la := netlink.NewLinkAttrs()
+	la.Name = hostIf
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerIf}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("create veth: %v", err)
+	}
+	t.Cleanup(func() { netlink.LinkDel(veth) })
+	ns := newNS()
+	peer, err := netlink.LinkByName(peerIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
+		t.Fatalf("move veth peer: %v", err)
+	}
+	if host, err = netlink.LinkByName(hostIf); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = netlink.NewHandleAt(ns); err != nil {
+		t.Fatal(err)
+	}
+	if peer, err = h.LinkByName(peerIf); err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	if lo, err = h.LinkByName("lo"); err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	return host, peer, lo, h
 }
