@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #include "verdict.h"
 #include "dns.h" /* names (issue 15) */
+#include "inbound.h"
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
 {
@@ -125,9 +126,11 @@ static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 v
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
  * common cases, a thread whose rule (or the default) allows everything, or
  * that asks again about the destination it was just allowed, cost the
- * policy word and this CPU's memo slot (which counts the allow itself). */
+ * policy word and this CPU's memo slot (which counts the allow itself).
+ * *in_open is set when the thread's rule accepts anyone inbound (its UDP
+ * peers need no note); left as it is when unknown. */
 static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
-				 __u16 port, __u8 hook)
+				 __u16 port, __u8 hook, __u8 *in_open)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__s64 word = active_word();
@@ -135,8 +138,10 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 		return 1;
 	__u8 proto = proto_of(ctx);
 	struct memo *m = memo_slot(task);
-	if (m && memo_hit(m, task, word, family, addr, port, proto))
+	if (m && memo_hit(m, task, word, family, addr, port, proto)) {
+		*in_open = m->in_open;
 		return 1;
+	}
 	if (!task->mm)
 		return 1; /* kernel thread: no user memory, always allowed (never memoized) */
 	struct rule_cache scratch;
@@ -144,6 +149,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (!rc)
 		return 1;
 	struct rule *r = &rc->r;
+	*in_open = rule_in_open(rc);
 	/* names (issue 15): a rule with name entries has its DNS sent to the
 	 * forwarder (bpf/dns.h); hook is a constant here. */
 	int learning = !r->has_names && dns_learning();
@@ -187,15 +193,15 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	return verdict == VERDICT_AUDIT;
 }
 
-static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook)
+static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook, __u8 *in_open)
 {
 	__u8 addr[16] = {};
 	__u32 ip = ctx->user_ip4;
 	__builtin_memcpy(addr, &ip, 4);
-	return judge(ctx, 4, addr, bpf_ntohs((__u16)ctx->user_port), hook);
+	return judge(ctx, 4, addr, bpf_ntohs((__u16)ctx->user_port), hook, in_open);
 }
 
-static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
+static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, __u8 *in_open)
 {
 	__u32 a[4];
 	a[0] = ctx->user_ip6[0];
@@ -208,22 +214,108 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
 		__u8 addr4[16] = {};
 		__builtin_memcpy(addr4, &a[3], 4);
-		return judge(ctx, 4, addr4, port, hook);
+		return judge(ctx, 4, addr4, port, hook, in_open);
 	}
-	return judge(ctx, 6, (const __u8 *)a, port, hook);
+	return judge(ctx, 6, (const __u8 *)a, port, hook, in_open);
 }
 
 SEC("cgroup/connect4")
-int exewall_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, HOOK_CONNECT4); }
+int exewall_connect4(struct bpf_sock_addr *ctx)
+{
+	__u8 in_open;
+	return judge4(ctx, HOOK_CONNECT4, &in_open);
+}
 
 SEC("cgroup/connect6")
-int exewall_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_CONNECT6); }
+int exewall_connect6(struct bpf_sock_addr *ctx)
+{
+	__u8 in_open;
+	return judge6(ctx, HOOK_CONNECT6, &in_open);
+}
+
+/* An allowed unconnected UDP send: the peer's datagrams are replies from
+ * then on, for the inbound hooks (the socket's last IN_PEERS peers). Read
+ * after judge, so a query steered to the forwarder records the forwarder,
+ * the peer the reply comes from. Only sockets with an inbound record (made
+ * while the policy restricts inbound) have peers noted, and only when the
+ * sending thread's rule does not accept anyone inbound (a socket created by
+ * a restricted program and sent from by an open one, after fd passing, gets
+ * its replies judged as inbound: refused rather than let in). Here rather
+ * than in a program of the inbound hooks' own: that second program on every
+ * UDP send cost more than the verdict. */
+static __always_inline void note_peer(struct bpf_sock_addr *ctx, __u8 family, const __u32 *a)
+{
+	if (ctx->protocol != IPPROTO_UDP)
+		return;
+	struct in_sock *s = bpf_sk_storage_get(&in_socks, ctx->sk, 0, 0);
+	if (!s)
+		return;
+	/* The creator's rule accepts anyone (found at the socket's first
+	 * datagram under this policy): replies need no record. */
+	__s64 word = active_word();
+	if (s->open && s->valid && s->active == word)
+		return;
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	/* The newest first: a program mostly sends to one peer at a time. */
+	__u8 newest = s->next_peer - 1;
+	for (int k = 0; k < IN_PEERS; k++) {
+		struct in_peer *p = &s->peers[(newest - k) & (IN_PEERS - 1)];
+		__u32 *pa = (__u32 *)p->addr;
+		if (p->family == family && p->port == port && pa[0] == a[0] && pa[1] == a[1] && pa[2] == a[2] && pa[3] == a[3])
+			return;
+	}
+	struct in_peer *p = &s->peers[s->next_peer & (IN_PEERS - 1)];
+	s->next_peer++;
+	__builtin_memcpy(p->addr, a, 16);
+	p->port = port;
+	p->family = family;
+}
+
+/* Global functions: verified once, apart from judge's paths. */
+__attribute__((noinline)) int note_peer4(struct bpf_sock_addr *ctx)
+{
+	if (!ctx)
+		return 0;
+	__u32 a[4] = { ctx->user_ip4, 0, 0, 0 };
+	note_peer(ctx, 4, a);
+	return 0;
+}
+
+__attribute__((noinline)) int note_peer6(struct bpf_sock_addr *ctx)
+{
+	if (!ctx)
+		return 0;
+	__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		__u32 a4[4] = { a[3], 0, 0, 0 };
+		note_peer(ctx, 4, a4);
+	} else {
+		note_peer(ctx, 6, a);
+	}
+	return 0;
+}
 
 SEC("cgroup/sendmsg4")
-int exewall_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, HOOK_SENDMSG4); }
+int exewall_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	__u8 in_open = 0;
+	if (!judge4(ctx, HOOK_SENDMSG4, &in_open))
+		return 0;
+	if (!in_open)
+		note_peer4(ctx);
+	return 1;
+}
 
 SEC("cgroup/sendmsg6")
-int exewall_sendmsg6(struct bpf_sock_addr *ctx) { return judge6(ctx, HOOK_SENDMSG6); }
+int exewall_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	__u8 in_open = 0;
+	if (!judge6(ctx, HOOK_SENDMSG6, &in_open))
+		return 0;
+	if (!in_open)
+		note_peer6(ctx);
+	return 1;
+}
 
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2

@@ -156,7 +156,7 @@ struct memo {
 	__u8 by_ids;
 	__u8 family;
 	__u8 proto;
-	__u8 _pad1;
+	__u8 in_open;     /* the thread's rule accepts anyone inbound (0 in slots of older versions: safe) */
 	__u16 port;
 	__u8 addr[16];
 	__u32 counter;    /* the counter slot the verdict is counted in */

@@ -29,6 +29,7 @@
 #include "kernel_types.h"
 #include "maps.h"
 #include "verdict.h"
+#include "inbound.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -41,53 +42,6 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define TCP_LISTEN 10
 #define TCP_CLOSE 7
 #define TCP_FLAG_SYN 0x02
-#define IN_PEERS 8
-
-/* A peer an unconnected UDP socket sent to: its datagrams are replies. */
-struct in_peer {
-	__u8 addr[16];
-	__u16 port;
-	__u8 family;
-	__u8 _pad;
-};
-
-/* A peer the socket's rule was found to accept, under a policy word: its
- * next packets cost a comparison instead of the destination lookups. */
-#define IN_SEEN 4
-struct in_seen {
-	__u32 word;   /* the policy word + 1 (0: empty) */
-	__u32 family;
-	__u8 addr[16];
-};
-
-/* Per socket: who created it (for events) and the rule its creator falls
- * under, cached per policy word so a packet costs one storage lookup. The
- * fields the fast path reads come first. */
-struct in_sock {
-	__u32 active;     /* the policy word the rule was selected under */
-	__u8 valid;
-	__u8 open;        /* r.in_open: the creator accepts anyone */
-	__u8 is_default;  /* r is default_inbound, synthesized */
-	__u8 next_peer;
-	__u32 pid;
-	__u32 uid;
-	char comm[16];
-	struct rule r;    /* audit folds in audit mode */
-	struct in_peer peers[IN_PEERS];
-	/* Accepted peers, written under lock with seen_seq odd while writing
-	 * and read without the lock (kept only when seen_seq did not move). */
-	struct bpf_spin_lock lock;
-	__u32 seen_seq;
-	__u32 seen_next;
-	struct in_seen seen[IN_SEEN];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct in_sock);
-} in_socks SEC(".maps");
 
 const struct in_sock *unused_in_sock __attribute__((unused));
 
@@ -105,56 +59,6 @@ int exewall_in_create(struct bpf_sock *sk)
 		bpf_get_current_comm(s->comm, sizeof(s->comm));
 	}
 	return 1;
-}
-
-/* An unconnected UDP send: the peer's datagrams are replies from then on
- * (the last IN_PEERS peers). The datapath's sendmsg hook judges the send. */
-static __always_inline int note_peer(struct bpf_sock_addr *ctx, __u8 family, const __u32 *a)
-{
-	if (ctx->protocol != IPPROTO_UDP)
-		return 1;
-	struct in_sock *s = bpf_sk_storage_get(&in_socks, ctx->sk, 0, 0);
-	if (!s)
-		return 1;
-	/* The creator's rule accepts anyone (found at the socket's first
-	 * datagram under this policy): replies need no record. */
-	__u32 zero = 0;
-	__u32 *word = bpf_map_lookup_elem(&active, &zero);
-	if (word && s->open && s->valid && s->active == *word)
-		return 1;
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
-	/* The newest first: a program mostly sends to one peer at a time. */
-	__u8 newest = s->next_peer - 1;
-	for (int k = 0; k < IN_PEERS; k++) {
-		struct in_peer *p = &s->peers[(newest - k) & (IN_PEERS - 1)];
-		__u32 *pa = (__u32 *)p->addr;
-		if (p->family == family && p->port == port && pa[0] == a[0] && pa[1] == a[1] && pa[2] == a[2] && pa[3] == a[3])
-			return 1;
-	}
-	struct in_peer *p = &s->peers[s->next_peer & (IN_PEERS - 1)];
-	s->next_peer++;
-	__builtin_memcpy(p->addr, a, 16);
-	p->port = port;
-	p->family = family;
-	return 1;
-}
-
-SEC("cgroup/sendmsg4")
-int exewall_in_send4(struct bpf_sock_addr *ctx)
-{
-	__u32 a[4] = { ctx->user_ip4, 0, 0, 0 };
-	return note_peer(ctx, 4, a);
-}
-
-SEC("cgroup/sendmsg6")
-int exewall_in_send6(struct bpf_sock_addr *ctx)
-{
-	__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
-		__u32 a4[4] = { a[3], 0, 0, 0 };
-		return note_peer(ctx, 4, a4);
-	}
-	return note_peer(ctx, 6, a);
 }
 
 /* owner_rule: the rule of a socket's recorded creator, selected as

@@ -163,6 +163,7 @@ static __always_inline int fill_cache(struct task_struct *task, __u32 word, stru
 			.counter = cfg->default_counter,
 			.action = cfg->default_action,
 			.unrestricted = cfg->default_action == ACTION_ALLOW,
+			.in_open = cfg->default_inbound == ACTION_ALLOW,
 		};
 		rc->r = d;
 		rc->is_default = 1;
@@ -275,6 +276,13 @@ static __always_inline void flush_pending(__u32 slot, __u64 epoch, __u32 n)
 		__sync_fetch_and_add(&c->allowed, n);
 }
 
+/* rule_in_open: the thread's rule (and the name rule that may tighten it)
+ * accepts anyone inbound. */
+static __always_inline __u8 rule_in_open(struct rule_cache *rc)
+{
+	return rc->r.in_open && (!rc->has_named || rc->named.in_open);
+}
+
 /* memo_put records an ALLOW the current thread reached from rc (kind
  * MEMO_ALL: whatever the destination), counted in counter slot `counter`
  * of epoch `epoch`. */
@@ -320,6 +328,7 @@ static __always_inline void memo_put(struct memo *m, struct task_struct *task, s
 	m->uid_gid = rc->uid_gid;
 	m->family = family;
 	m->proto = proto;
+	m->in_open = rule_in_open(rc);
 	m->port = port;
 	__builtin_memcpy(m->addr, a, 16);
 	memo_barrier();

@@ -25,7 +25,6 @@ func (b *Backend) hasPinnedLinks() bool {
 // link is adopted and its program replaced in place (atomic, no gap, no
 // second attachment); otherwise a new multi-attach link is created and pinned.
 func (b *Backend) attach() error {
-	created := false
 	for _, h := range hooks {
 		prog := h.prog(&b.objs)
 		pin := b.linkPin(h)
@@ -66,14 +65,10 @@ func (b *Backend) attach() error {
 			return notSupported(fmt.Sprintf("pin %s link (a bpf_link is needed so enforcement outlives the daemon)", h.name), err)
 		}
 		b.links[h.name] = l
-		created = true
 	}
 	b.attachGuard()  // optional: a failure is recorded and reported, not fatal
 	b.attachDNS()    // likewise; name entries are refused without it
 	b.adoptInbound() // likewise, only if pinned: a policy restricting inbound attaches them (inboundBefore)
-	if created {
-		return b.inboundSendLast()
-	}
 	return nil
 }
 

@@ -158,6 +158,38 @@ type datapathIdKey struct {
 	Pad uint32
 }
 
+type datapathInSock struct {
+	_         structs.HostLayout
+	Active    uint32
+	Valid     uint8
+	Open      uint8
+	IsDefault uint8
+	NextPeer  uint8
+	Pid       uint32
+	Uid       uint32
+	Comm      [16]int8
+	R         datapathRule
+	Peers     [8]struct {
+		_      structs.HostLayout
+		Addr   [16]uint8
+		Port   uint16
+		Family uint8
+		Pad    uint8
+	}
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	SeenSeq  uint32
+	SeenNext uint32
+	Seen     [4]struct {
+		_      structs.HostLayout
+		Word   uint32
+		Family uint32
+		Addr   [16]uint8
+	}
+}
+
 type datapathLocalKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -183,7 +215,7 @@ type datapathMemo struct {
 	ByIds    uint8
 	Family   uint8
 	Proto    uint8
-	Pad1     uint8
+	InOpen   uint8
 	Port     uint16
 	Addr     [16]uint8
 	Counter  uint32
@@ -306,6 +338,7 @@ const (
 	datapathMapExeNamed           = "exe_named"
 	datapathMapExeRules           = "exe_rules"
 	datapathMapGidRules           = "gid_rules"
+	datapathMapInSocks            = "in_socks"
 	datapathMapLearnedCount       = "learned_count"
 	datapathMapLoaderPending      = "loader_pending"
 	datapathMapLoaders            = "loaders"
@@ -402,6 +435,7 @@ type datapathMapSpecs struct {
 	ExeNamed      *ebpf.MapSpec `ebpf:"exe_named"`
 	ExeRules      *ebpf.MapSpec `ebpf:"exe_rules"`
 	GidRules      *ebpf.MapSpec `ebpf:"gid_rules"`
+	InSocks       *ebpf.MapSpec `ebpf:"in_socks"`
 	LearnedCount  *ebpf.MapSpec `ebpf:"learned_count"`
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
@@ -466,6 +500,7 @@ type datapathMaps struct {
 	ExeNamed      *ebpf.Map `ebpf:"exe_named"`
 	ExeRules      *ebpf.Map `ebpf:"exe_rules"`
 	GidRules      *ebpf.Map `ebpf:"gid_rules"`
+	InSocks       *ebpf.Map `ebpf:"in_socks"`
 	LearnedCount  *ebpf.Map `ebpf:"learned_count"`
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
@@ -499,6 +534,7 @@ func (m *datapathMaps) Close() error {
 		m.ExeNamed,
 		m.ExeRules,
 		m.GidRules,
+		m.InSocks,
 		m.LearnedCount,
 		m.LoaderPending,
 		m.Loaders,

@@ -152,7 +152,7 @@ type execwatchMemo struct {
 	ByIds    uint8
 	Family   uint8
 	Proto    uint8
-	Pad1     uint8
+	InOpen   uint8
 	Port     uint16
 	Addr     [16]uint8
 	Counter  uint32

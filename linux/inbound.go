@@ -19,8 +19,9 @@ import (
 // packet to a TCP listener and every datagram to an unconnected UDP socket
 // by the rule of the socket's creator, before the listener answers and
 // before the datagram is queued. sock_create records the creator's pid and
-// comm for events; sendmsg4/6 record the peers an unconnected UDP socket
-// sends to, whose datagrams are replies. They share the datapath's maps and
+// comm for events; the datapath's own sendmsg4/6 programs note the peers an
+// unconnected UDP socket sends to, whose datagrams are replies, in the
+// per-socket record both objects share (in_socks, bpf/inbound.h). They share the datapath's maps and
 // are optional: a kernel that refuses them keeps policies that restrict
 // inbound refused (Refuse) and says so in status and doctor.
 var inboundHooks = []struct {
@@ -29,14 +30,17 @@ var inboundHooks = []struct {
 	prog   func(*inboundObjects) *ebpf.Program
 }{
 	{"in_create", ebpf.AttachCGroupInetSockCreate, func(o *inboundObjects) *ebpf.Program { return o.ExewallInCreate }},
-	{"in_send4", ebpf.AttachCGroupUDP4Sendmsg, func(o *inboundObjects) *ebpf.Program { return o.ExewallInSend4 }},
-	{"in_send6", ebpf.AttachCGroupUDP6Sendmsg, func(o *inboundObjects) *ebpf.Program { return o.ExewallInSend6 }},
 	{"ingress", ebpf.AttachCGroupInetIngress, func(o *inboundObjects) *ebpf.Program { return o.ExewallIngress }},
 }
 
 // inboundMap is the pinned per-socket storage of the inbound hooks: a
 // socket's creator must outlive a daemon restart.
 const inboundMap = "in_socks"
+
+// retiredInboundHooks are inbound hooks of earlier versions, whose pinned
+// links a restarted daemon removes: in_send4/6 noted UDP peers in a second
+// sendmsg program, which the datapath's sendmsg programs now do themselves.
+var retiredInboundHooks = []string{"in_send4", "in_send6"}
 
 func (b *Backend) inboundPin(name string) string {
 	return filepath.Join(b.cfg.PinDir, "link_inbound_"+name)
@@ -137,6 +141,7 @@ func (b *Backend) attachInbound() error {
 // policy needed them) or updates ours in place; it attaches nothing new:
 // inboundBefore does, for the policy that needs them.
 func (b *Backend) adoptInbound() {
+	b.dropRetiredInbound()
 	if !b.inboundOK {
 		return
 	}
@@ -154,35 +159,17 @@ func (b *Backend) adoptInbound() {
 	b.attachInbound()
 }
 
-// inboundSendLast re-attaches the in_send hooks behind the datapath's
-// sendmsg hooks just attached. Programs on one cgroup hook run in the order
-// they were attached, and in_send must see the destination after the
-// datapath steered a DNS query to the forwarder: the peer it records is the
-// one the reply comes from. (On the first apply inboundBefore attached them
-// before the datapath's.) Each new link is in place before the old goes.
-func (b *Backend) inboundSendLast() error {
-	for _, h := range inboundHooks {
-		if h.attach != ebpf.AttachCGroupUDP4Sendmsg && h.attach != ebpf.AttachCGroupUDP6Sendmsg {
-			continue
-		}
-		old, ok := b.inboundLinks[h.name]
-		if !ok {
-			continue
-		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: b.cgroupPath, Attach: h.attach, Program: h.prog(&b.inbound)})
-		if err != nil {
-			return fmt.Errorf("re-attach %s after the datapath: %w", h.name, err)
-		}
-		old.Unpin()
-		os.Remove(b.inboundPin(h.name))
-		if err := l.Pin(b.inboundPin(h.name)); err != nil {
+// dropRetiredInbound detaches the links of retiredInboundHooks an earlier
+// daemon pinned. Called once the datapath's own programs are in place, so
+// no UDP send goes without its peer noted.
+func (b *Backend) dropRetiredInbound() {
+	for _, name := range retiredInboundHooks {
+		if l, err := link.LoadPinnedLink(b.inboundPin(name), nil); err == nil {
+			l.Unpin()
 			l.Close()
-			return fmt.Errorf("pin %s link: %w", h.name, err)
+			b.log.Debug("inbound: retired hook detached", "hook", name)
 		}
-		old.Close()
-		b.inboundLinks[h.name] = l
 	}
-	return nil
 }
 
 // detachInbound removes the inbound links and their pins.
@@ -249,7 +236,7 @@ func (b *Backend) syncInbound(report func(bool, string, ...any)) {
 var inboundCheck = struct {
 	hook, name, would, without string
 	load                       func() error
-}{"inbound", "hook inbound (cgroup_skb/ingress, sock_create, sendmsg4/6)",
+}{"inbound", "hook inbound (cgroup_skb/ingress, sock_create)",
 	"what a program accepts is judged by its rule (TCP at the SYN, UDP per datagram), and policies with default_inbound or \"in\" entries are enforced",
 	"programs accept any peer and such policies are refused",
 	func() error {

@@ -177,7 +177,7 @@ type inboundMemo struct {
 	ByIds    uint8
 	Family   uint8
 	Proto    uint8
-	Pad1     uint8
+	InOpen   uint8
 	Port     uint16
 	Addr     [16]uint8
 	Counter  uint32
@@ -299,8 +299,6 @@ const (
 	inboundMapTaskStates       = "task_states"
 	inboundMapUidRules         = "uid_rules"
 	inboundProgExewallInCreate = "exewall_in_create"
-	inboundProgExewallInSend4  = "exewall_in_send4"
-	inboundProgExewallInSend6  = "exewall_in_send6"
 	inboundProgExewallIngress  = "exewall_ingress"
 	inboundVarUnusedInSock     = "unused_in_sock"
 	inboundVarUseTaskStorage   = "use_task_storage"
@@ -349,8 +347,6 @@ type inboundSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type inboundProgramSpecs struct {
 	ExewallInCreate *ebpf.ProgramSpec `ebpf:"exewall_in_create"`
-	ExewallInSend4  *ebpf.ProgramSpec `ebpf:"exewall_in_send4"`
-	ExewallInSend6  *ebpf.ProgramSpec `ebpf:"exewall_in_send6"`
 	ExewallIngress  *ebpf.ProgramSpec `ebpf:"exewall_ingress"`
 }
 
@@ -489,16 +485,12 @@ type inboundVariables struct {
 // It can be passed to loadInboundObjects or ebpf.CollectionSpec.LoadAndAssign.
 type inboundPrograms struct {
 	ExewallInCreate *ebpf.Program `ebpf:"exewall_in_create"`
-	ExewallInSend4  *ebpf.Program `ebpf:"exewall_in_send4"`
-	ExewallInSend6  *ebpf.Program `ebpf:"exewall_in_send6"`
 	ExewallIngress  *ebpf.Program `ebpf:"exewall_ingress"`
 }
 
 func (p *inboundPrograms) Close() error {
 	return _InboundClose(
 		p.ExewallInCreate,
-		p.ExewallInSend4,
-		p.ExewallInSend6,
 		p.ExewallIngress,
 	)
 }
