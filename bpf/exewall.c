@@ -57,70 +57,82 @@ static __always_inline void lose(__u64 n)
 		__sync_fetch_and_add(lost, n);
 }
 
-static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 verdict, __u32 family, const __u8 *addr, __u16 port,
-				   __u8 proto, __u8 hook, __u32 sk_family)
-{
-	__u32 slot = r->counter;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 now = bpf_ktime_get_boot_ns();
-	struct gate_key gk = {
-		.pid = pid_tgid >> 32,
-		.counter = slot,
-		.dport = port,
-		.family = family,
-		.proto = proto,
-		.verdict = verdict,
-		.hook = hook,
-		.sk_family = sk_family,
-	};
-	__builtin_memcpy(gk.daddr, addr, 16);
+/* report's meta: the verdict, the hook, the socket's family and whether the
+ * name rule (rc->named) decided rather than rc->r, packed so that report
+ * stays within a global function's five arguments. */
+#define REPORT_META(verdict, hook, sk_family, named) \
+	((__u32)(verdict) | (__u32)(hook) << 8 | (__u32)(sk_family) << 16 | (__u32)(named) << 24)
 
+/* report emits a violation event for q under rc's rule, one per window per
+ * (pid, rule, destination) (event_gates). A global function, verified once:
+ * inlined, its frame (the gate, 112 bytes) stacked with fill_cache's went
+ * over the verifier's 512-byte limit. */
+__attribute__((noinline)) int report(struct rule_cache *rc, struct dest_q *q, __u32 meta)
+{
+	if (!rc || !q)
+		return 0;
+	/* Every field goes to the stack as soon as it is known: few values
+	 * live across the helper calls, so few spills (the frame is what
+	 * limits this function, see above). */
+	struct gate ng = {};
+	struct event *ev = &ng.ev;
+	struct rule *r = (meta >> 24) ? &rc->named : &rc->r;
+	ev->counter = r->counter;
+	ev->rule = (r == &rc->r && rc->is_default) ? 0 : r->id;
+	ev->exe = rc->exe;
+	ev->has_exe = rc->has_exe;
+	__builtin_memcpy(ev->daddr, q->addr, 16);
+	ev->dport = q->port;
+	ev->family = q->family;
+	ev->proto = q->proto;
+	ev->verdict = meta;
+	ev->hook = meta >> 8;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->boot_ns = ng.start = bpf_ktime_get_boot_ns();
+
+	struct gate_key gk = {
+		.pid = ev->pid,
+		.counter = ev->counter,
+		.dport = ev->dport,
+		.family = ev->family,
+		.proto = ev->proto,
+		.verdict = ev->verdict,
+		.hook = ev->hook,
+		.sk_family = (meta >> 16) & 0xff,
+	};
+	__builtin_memcpy(gk.daddr, ev->daddr, 16);
 	__u64 carried = 0;
 	struct gate *g = bpf_map_lookup_elem(&event_gates, &gk);
 	if (g) {
-		if (now - g->start < EVENT_WINDOW_NS) {
+		if (ng.start - g->start < EVENT_WINDOW_NS) {
 			__sync_fetch_and_add(&g->suppressed, 1);
-			return;
+			return 0;
 		}
 		/* A new window: this event carries the attempts held back in the
 		 * last one. Subtracting what was read keeps concurrent increments. */
 		carried = g->suppressed;
 		__sync_fetch_and_add(&g->suppressed, -carried);
-		g->start = now;
+		g->start = ng.start;
 	}
 
-	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		lose(1 + carried);
-		return;
-	}
 	__u64 uid_gid = bpf_get_current_uid_gid();
-	ev->boot_ns = now;
-	ev->pid = pid_tgid >> 32;
-	ev->tid = (__u32)pid_tgid;
 	ev->uid = (__u32)uid_gid;
 	ev->gid = uid_gid >> 32;
-	ev->counter = slot;
-	ev->rule = (r == &rc->r && rc->is_default) ? 0 : r->id;
-	ev->exe = rc->exe;
-	__builtin_memcpy(ev->daddr, addr, 16);
-	ev->dport = port;
-	ev->family = family;
-	ev->proto = proto;
-	ev->verdict = verdict;
-	ev->hook = hook;
-	ev->has_exe = rc->has_exe;
-	ev->_pad = 0;
 	ev->count = 1 + carried;
-	ev->_pad2 = 0;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	/* The ring buffer copies the event: the same bytes, with count 0,
+	 * are the new gate's copy for the daemon's sweep. */
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0)) {
+		lose(ev->count);
+		return 0;
+	}
 	if (!g) {
-		struct gate ng = { .start = now };
-		ng.ev = *ev;
-		ng.ev.count = 0;
+		ev->count = 0;
 		bpf_map_update_elem(&event_gates, &gk, &ng, BPF_NOEXIST);
 	}
-	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
@@ -128,7 +140,7 @@ static __always_inline void report(struct rule_cache *rc, struct rule *r, __u8 v
  * that asks again about the destination it was just allowed, cost the
  * policy word and this CPU's memo slot (which counts the allow itself).
  * *in_open is set when the thread's rule accepts anyone inbound (its UDP
- * peers need no note); left as it is when unknown. */
+ * peers need no note), just before returning; left as it is when unknown. */
 static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
 				 __u16 port, __u8 hook, __u8 *in_open)
 {
@@ -149,7 +161,6 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (!rc)
 		return 1;
 	struct rule *r = &rc->r;
-	*in_open = rule_in_open(rc);
 	/* names (issue 15): a rule with name entries has its DNS sent to the
 	 * forwarder (bpf/dns.h); hook is a constant here. */
 	int learning = !r->has_names && dns_learning();
@@ -158,6 +169,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 				  learning ? DNS_NO_RULE : r->counter);
 		if (s != DNS_PASS) {
 			count(r->counter, s == DNS_STEERED ? VERDICT_ALLOW : VERDICT_DENY);
+			*in_open = rule_in_open(rc);
 			return s == DNS_STEERED;
 		}
 	}
@@ -169,17 +181,19 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 		__u64 epoch = count(r->counter, VERDICT_ALLOW);
 		if (m)
 			memo_put(m, task, rc, MEMO_ALL, r->counter, epoch, 0, addr, 0, 0);
+		*in_open = rule_in_open(rc);
 		return 1;
 	}
 	struct dest_q q = { .family = family, .port = port, .proto = proto };
 	__builtin_memcpy(q.addr, addr, 16);
-	__u8 verdict = decide(r, &q);
+	__u8 verdict = decide(r, &q), named = 0;
 	if (rc->has_named) {
 		/* The rule of a name this executable was run by may only tighten. */
 		__u8 nv = decide(&rc->named, &q);
 		if (severity(nv) > severity(verdict)) {
 			verdict = nv;
 			r = &rc->named;
+			named = 1;
 		}
 	}
 
@@ -187,9 +201,11 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	if (verdict == VERDICT_ALLOW) {
 		if (m && !q.local)
 			memo_put(m, task, rc, MEMO_DEST, r->counter, epoch, family, addr, port, proto);
+		*in_open = rule_in_open(rc);
 		return 1;
 	}
-	report(rc, r, verdict, family, addr, port, proto, hook, ctx->family);
+	report(rc, &q, REPORT_META(verdict, hook, ctx->family, named));
+	*in_open = rule_in_open(rc);
 	return verdict == VERDICT_AUDIT;
 }
 
@@ -353,14 +369,19 @@ int exewall_sock_create(struct bpf_sock *sk)
 	}
 
 	struct rule *r = &rc->r;
-	if (rc->r.unrestricted && rc->has_named && !rc->named.unrestricted)
+	__u8 named = 0;
+	if (rc->r.unrestricted && rc->has_named && !rc->named.unrestricted) {
 		r = &rc->named; /* a name rule may only tighten */
+		named = 1;
+	}
 	if (r->unrestricted)
 		return 1;
 	__u8 verdict = r->audit ? VERDICT_AUDIT : VERDICT_DENY;
-	__u8 proto = (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) ? PROTO_ICMP : PROTO_RAW;
-	__u8 addr[16] = {};
+	struct dest_q q = {
+		.family = sk->family == 10 ? 6 : 4,
+		.proto = (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) ? PROTO_ICMP : PROTO_RAW,
+	};
 	count(r->counter, verdict);
-	report(rc, r, verdict, sk->family == 10 ? 6 : 4, addr, 0, proto, HOOK_SOCK_CREATE, sk->family);
+	report(rc, &q, REPORT_META(verdict, HOOK_SOCK_CREATE, sk->family, named));
 	return verdict == VERDICT_AUDIT;
 }

@@ -315,6 +315,7 @@ func (b *Backend) load() error {
 		// Cgroup programs may not use task storage here: keep identities
 		// by thread group id, without the per-thread rule cache.
 		b.log.Info("task storage unavailable to cgroup programs; identities kept by thread group id")
+		b.log.Debug("the verifier's refusal", "log", fmt.Sprintf("%+v", ve))
 		b.taskStorage = 0
 		sizeTgidIdents(spec, opts.Maps.PinPath, 0, fullIdents)
 		if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
@@ -343,10 +344,14 @@ func (b *Backend) load() error {
 var forceTgidIdentities bool
 
 // taskStorageRefused says whether the verifier refused the datapath for its
-// task storage calls (cgroup programs before 6.16).
+// task storage calls (cgroup programs before 6.16): its verdict line names
+// the helper. Not any mention of it: the instruction dump of a program
+// refused for another reason (too large) shows the calls too, and falling
+// back for that would hide the real error behind a second, slower load.
 func taskStorageRefused(ve *ebpf.VerifierError) bool {
 	for _, l := range ve.Log {
-		if strings.Contains(l, "bpf_task_storage_get") || strings.Contains(l, "func#156") || strings.Contains(l, "unknown func") {
+		refused := strings.Contains(l, "unknown func") || strings.Contains(l, "cannot use helper")
+		if refused && (strings.Contains(l, "task_storage") || strings.Contains(l, "#156") || strings.Contains(l, "#157")) {
 			return true
 		}
 	}
