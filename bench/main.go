@@ -48,7 +48,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "exewall-bench.json", "write the results as JSON to this file")
 	fs.StringVar(&o.svgPath, "svg", "exewall-bench.svg", "write the cost-per-connect plot to this file")
 	fs.StringVar(&o.exewallBin, "exewall", "", "exewall binary for the daemon and CLI figures (default: build ./cmd/exewall)")
-	fs.StringVar(&o.only, "only", "connect,apply,scale,storm,footprint", "sections to run")
+	fs.StringVar(&o.only, "only", "connect,blocks,apply,scale,storm,footprint", "sections to run (also: guard, dns, inbound, start)")
 	fs.StringVar(&o.engines, "engines", "", "connect-path engines to measure, comma-separated (none, bpf-empty, exewall, exewall-allow-all, nftables, iptables; default all)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed of the per-round engine order (default: time)")
 	fs.BoolVar(&o.failOnTarget, "fail-on-target", false, "exit 1 when a target is missed (default: only harness errors exit 1)")

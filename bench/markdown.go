@@ -97,6 +97,7 @@ func (r *Report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(blocksMarkdown(r.Blocks))
 	b.WriteString(guardMarkdown(r.Guard))
 	b.WriteString(dnsMarkdown(r.DNS))
 	b.WriteString(inboundMarkdown(r.Inbound))

@@ -50,6 +50,7 @@ type Report struct {
 	ApplyProfile []string         `json:"apply_pprof_top,omitempty"`
 	Profile      []ProgProfile    `json:"bpf_profile"`
 	Guard        []HookCost       `json:"hook_cost,omitempty"` // guard_linux.go
+	Blocks       []BlockCost      `json:"blocks,omitempty"`    // blocks_linux.go
 	DNS          *DNSResult       `json:"dns,omitempty"`       // dns_linux.go
 	Inbound      *InboundResult   `json:"inbound,omitempty"`   // inbound_linux.go
 	Storm        *StormResult     `json:"storm,omitempty"`

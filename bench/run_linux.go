@@ -116,6 +116,11 @@ func run(o options) (rep *Report, retErr error) {
 			return rep, fmt.Errorf("connect path: %w", err)
 		}
 	}
+	if sections["blocks"] {
+		if err := b.blocksSection(); err != nil {
+			return rep, fmt.Errorf("building blocks: %w", err)
+		}
+	}
 	if sections["guard"] {
 		if err := b.guardSection(); err != nil {
 			return rep, fmt.Errorf("guard hooks: %w", err)

@@ -1,0 +1,154 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+)
+
+// blocksSection measures the building blocks of a verdict (blockOrder),
+// each alone in a program attached to the client's cgroup, interleaved over
+// the rounds, with the same client and bpf_stats reading as the connect
+// section's profile. The blocks are written in eBPF assembly here rather
+// than C: they are a few instructions each, and need no generated object.
+func (b *bench) blocksSection() error {
+	mark := b.cl.mark()
+	defer b.cl.release(mark)
+	var word, slots *ebpf.Map
+	err := b.cl.create("building-block maps", func() error {
+		for _, m := range []*ebpf.Map{word, slots} {
+			if m != nil {
+				m.Close()
+			}
+		}
+		return nil
+	}, func() error {
+		var err error
+		if word, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_word", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}); err != nil {
+			return err
+		}
+		slots, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_slots", Type: ebpf.Array, KeySize: 4, ValueSize: 128, MaxEntries: 128})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("building-block maps: %w", err)
+	}
+	hooks := []struct {
+		name string
+		at   ebpf.AttachType
+		op   string
+	}{{"connect4", ebpf.AttachCGroupInet4Connect, opTCP}, {"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, opUDP}}
+	rounds := max(b.o.rounds, 3)
+	got := map[[2]string][]float64{}
+	for round := range rounds {
+		for i := range blockOrder {
+			block := blockOrder[(i+round)%len(blockOrder)] // each block first in some round
+			for _, h := range hooks {
+				ns, err := b.blockRun(block, h.at, h.op, word, slots)
+				if err != nil {
+					return fmt.Errorf("%s at %s: %w", block, h.name, err)
+				}
+				k := [2]string{block, h.name}
+				got[k] = append(got[k], ns)
+			}
+		}
+	}
+	for _, h := range hooks {
+		for _, block := range blockOrder {
+			v := got[[2]string{block, h.name}]
+			b.rep.Blocks = append(b.rep.Blocks, BlockCost{Block: block, Hook: h.name, NsPerRun: v, Median: median(v)})
+		}
+	}
+	return nil
+}
+
+// blockRun attaches the program of one block at hook at on the client's
+// cgroup, reads its run time while the client runs op, and detaches it.
+func (b *bench) blockRun(block string, at ebpf.AttachType, op string, word, slots *ebpf.Map) (float64, error) {
+	mark := b.cl.mark()
+	defer b.cl.release(mark)
+	var prog *ebpf.Program
+	var l link.Link
+	err := b.cl.create("building-block program", func() error {
+		if l != nil {
+			l.Close()
+		}
+		if prog != nil {
+			prog.Close()
+		}
+		return nil
+	}, func() error {
+		var err error
+		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_block", Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
+			Instructions: blockInsns(block, word, slots)})
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: b.clientCg, Attach: at, Program: prog})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	ps, err := b.profileAttached("block", 0, op)
+	if err != nil {
+		return 0, err
+	}
+	if len(ps) != 1 {
+		fmt.Fprintf(os.Stderr, "bench: %d programs at the client's cgroup, want only the block's\n", len(ps))
+		return 0, fmt.Errorf("%d programs attached to the client's cgroup, want 1", len(ps))
+	}
+	return ps[0].NsPerRun, nil
+}
+
+// blockInsns is the program of one block; every block returns allow.
+func blockInsns(block string, word, slots *ebpf.Map) asm.Instructions {
+	out := asm.Instructions{asm.Mov.Imm(asm.R0, 1).WithSymbol("out"), asm.Return()}
+	if block == blockEmpty {
+		return out
+	}
+	// The policy word: element 0 of a one-element array (the verifier
+	// inlines the lookup), read.
+	insns := asm.Instructions{
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, word.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.LoadMem(asm.R6, asm.R0, 0, asm.Word),
+	}
+	if block == blockWord {
+		return append(insns, out...)
+	}
+	// This CPU's slot of a 128-entry array of 128-byte values (the memo's
+	// layout), its state word read.
+	insns = append(insns,
+		asm.FnGetSmpProcessorId.Call(),
+		asm.And.Imm(asm.R0, 63),
+		asm.LSh.Imm(asm.R0, 1),
+		asm.StoreMem(asm.RFP, -8, asm.R0, asm.Word),
+		asm.LoadMapPtr(asm.R1, slots.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.Mov.Reg(asm.R7, asm.R0),
+		asm.LoadMem(asm.R0, asm.R7, 8, asm.DWord),
+	)
+	if block == blockSlot {
+		return append(insns, out...)
+	}
+	// Count: state+1 if it did not move (the memo hit's exchange).
+	insns = append(insns,
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.Add.Imm(asm.R1, 1),
+		asm.CmpXchg.Mem(asm.R7, asm.R1, asm.DWord, 8),
+	)
+	return append(insns, out...)
+}
