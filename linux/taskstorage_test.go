@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -41,6 +42,38 @@ func TestTaskStorageRefusedReadsTheVerdict(t *testing.T) {
 	} {
 		if got := taskStorageRefused(&ebpf.VerifierError{Log: c.log}); got != c.want {
 			t.Errorf("taskStorageRefused(%q) = %v, want %v", c.log, got, c.want)
+		}
+	}
+}
+
+// verifierHeadroom is the most instructions the verifier may walk through
+// for one program: a fifth of its 1M limit. An older kernel's verifier
+// prunes fewer paths than this one, and a datapath within 10% of the limit
+// here (it was, before fill_cache and report became global functions)
+// fails to load there, or here after the next feature.
+const verifierHeadroom = 200_000
+
+// TestVerifierHeadroom loads the programs as the daemon does and checks
+// each stays within verifierHeadroom.
+func TestVerifierHeadroom(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t))
+	if len(b.progPins) == 0 {
+		t.Fatal("no programs loaded")
+	}
+	for path, p := range b.progPins {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := info.VerifiedInstructions()
+		if !ok {
+			t.Skip("the kernel does not report verified instructions")
+		}
+		if n > verifierHeadroom {
+			t.Errorf("%s: the verifier walked %d instructions, more than %d (its limit is 1,000,000): move a branchy part into a global function (see fill_cache)", filepath.Base(path), n, verifierHeadroom)
+		} else {
+			t.Logf("%s: %d", filepath.Base(path), n)
 		}
 	}
 }
