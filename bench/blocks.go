@@ -24,8 +24,6 @@ const (
 	blockCount = "+ count in the slot (compare-and-exchange)"
 )
 
-var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount}
-
 // blocksMarkdown is the report's table of BlockCost, with each block's
 // ratio to the empty program at the same hook.
 func blocksMarkdown(cs []BlockCost) string {

@@ -11,6 +11,10 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
+// blockOrder lists the blocks, each doing what the one before does and one
+// thing more.
+var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount}
+
 // blocksSection measures the building blocks of a verdict (blockOrder),
 // each alone in a program attached to the client's cgroup, interleaved over
 // the rounds, with the same client and bpf_stats reading as the connect
