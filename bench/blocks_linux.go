@@ -8,12 +8,14 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // blockOrder lists the blocks, each doing what the one before does and one
 // thing more.
-var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount}
+var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount, blockSkStorage}
 
 // blocksSection measures the building blocks of a verdict (blockOrder),
 // each alone in a program attached to the client's cgroup, interleaved over
@@ -23,9 +25,9 @@ var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount}
 func (b *bench) blocksSection() error {
 	mark := b.cl.mark()
 	defer b.cl.release(mark)
-	var word, slots *ebpf.Map
+	var word, slots, sks *ebpf.Map
 	err := b.cl.create("building-block maps", func() error {
-		for _, m := range []*ebpf.Map{word, slots} {
+		for _, m := range []*ebpf.Map{word, slots, sks} {
 			if m != nil {
 				m.Close()
 			}
@@ -36,7 +38,15 @@ func (b *bench) blocksSection() error {
 		if word, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_word", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}); err != nil {
 			return err
 		}
-		slots, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_slots", Type: ebpf.Array, KeySize: 4, ValueSize: 128, MaxEntries: 128})
+		if slots, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_slots", Type: ebpf.Array, KeySize: 4, ValueSize: 128, MaxEntries: 128}); err != nil {
+			return err
+		}
+		// Socket storage needs BTF for its key and value: an int, and 64
+		// bytes (as an array of eight u64).
+		u64 := &btf.Int{Name: "u64", Size: 8}
+		sks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_sks", Type: ebpf.SkStorage, KeySize: 4, ValueSize: 64, Flags: unix.BPF_F_NO_PREALLOC,
+			Key:   &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed},
+			Value: &btf.Struct{Name: "bench_sk_value", Size: 64, Members: []btf.Member{{Name: "v", Type: &btf.Array{Index: u64, Type: u64, Nelems: 8}}}}})
 		return err
 	})
 	if err != nil {
@@ -53,7 +63,10 @@ func (b *bench) blocksSection() error {
 		for i := range blockOrder {
 			block := blockOrder[(i+round)%len(blockOrder)] // each block first in some round
 			for _, h := range hooks {
-				ns, err := b.blockRun(block, h.at, h.op, word, slots)
+				if block == blockSkStorage && h.name != "sendmsg4" {
+					continue
+				}
+				ns, err := b.blockRun(block, h.at, h.op, blockMaps{word, slots, sks})
 				if err != nil {
 					return fmt.Errorf("%s at %s: %w", block, h.name, err)
 				}
@@ -65,6 +78,9 @@ func (b *bench) blocksSection() error {
 	for _, h := range hooks {
 		for _, block := range blockOrder {
 			v := got[[2]string{block, h.name}]
+			if len(v) == 0 {
+				continue
+			}
 			b.rep.Blocks = append(b.rep.Blocks, BlockCost{Block: block, Hook: h.name, NsPerRun: v, Median: median(v)})
 		}
 	}
@@ -73,7 +89,14 @@ func (b *bench) blocksSection() error {
 
 // blockRun attaches the program of one block at hook at on the client's
 // cgroup, reads its run time while the client runs op, and detaches it.
-func (b *bench) blockRun(block string, at ebpf.AttachType, op string, word, slots *ebpf.Map) (float64, error) {
+// bpfSockAddrSk is the offset of sk in struct bpf_sock_addr (uapi
+// linux/bpf.h: eleven u32 fields and two u32[4] before it).
+const bpfSockAddrSk = 64
+
+// blockMaps are the maps the blocks read.
+type blockMaps struct{ word, slots, sks *ebpf.Map }
+
+func (b *bench) blockRun(block string, at ebpf.AttachType, op string, maps blockMaps) (float64, error) {
 	mark := b.cl.mark()
 	defer b.cl.release(mark)
 	var prog *ebpf.Program
@@ -89,7 +112,7 @@ func (b *bench) blockRun(block string, at ebpf.AttachType, op string, word, slot
 	}, func() error {
 		var err error
 		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_block", Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
-			Instructions: blockInsns(block, word, slots)})
+			Instructions: blockInsns(block, maps)})
 		if err != nil {
 			return fmt.Errorf("load: %w", err)
 		}
@@ -111,16 +134,28 @@ func (b *bench) blockRun(block string, at ebpf.AttachType, op string, word, slot
 }
 
 // blockInsns is the program of one block; every block returns allow.
-func blockInsns(block string, word, slots *ebpf.Map) asm.Instructions {
+func blockInsns(block string, maps blockMaps) asm.Instructions {
 	out := asm.Instructions{asm.Mov.Imm(asm.R0, 1).WithSymbol("out"), asm.Return()}
-	if block == blockEmpty {
+	switch block {
+	case blockEmpty:
 		return out
+	case blockSkStorage:
+		// bpf_sk_storage_get(map, ctx->sk, NULL, F_CREATE): the first send
+		// creates the value, every later one finds it.
+		return append(asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, bpfSockAddrSk, asm.DWord),
+			asm.JEq.Imm(asm.R2, 0, "out"),
+			asm.LoadMapPtr(asm.R1, maps.sks.FD()),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mov.Imm(asm.R4, 1), // BPF_SK_STORAGE_GET_F_CREATE
+			asm.FnSkStorageGet.Call(),
+		}, out...)
 	}
 	// The policy word: element 0 of a one-element array (the verifier
 	// inlines the lookup), read.
 	insns := asm.Instructions{
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, word.FD()),
+		asm.LoadMapPtr(asm.R1, maps.word.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -4),
 		asm.FnMapLookupElem.Call(),
@@ -137,7 +172,7 @@ func blockInsns(block string, word, slots *ebpf.Map) asm.Instructions {
 		asm.And.Imm(asm.R0, 63),
 		asm.LSh.Imm(asm.R0, 1),
 		asm.StoreMem(asm.RFP, -8, asm.R0, asm.Word),
-		asm.LoadMapPtr(asm.R1, slots.FD()),
+		asm.LoadMapPtr(asm.R1, maps.slots.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -8),
 		asm.FnMapLookupElem.Call(),
