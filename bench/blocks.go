@@ -16,17 +16,9 @@ type BlockCost struct {
 	Median   float64   `json:"median_ns"`
 }
 
-// The blocks, each doing what the one before does and one thing more.
-const (
-	blockEmpty = "empty (return allow)"
-	blockWord  = "read one word of a map (the policy word)"
-	blockSlot  = "+ this CPU's 128-byte slot of a second map"
-	blockCount = "+ count in the slot (compare-and-exchange)"
-	// Apart from the others: what the datapath's UDP peer note starts with.
-	// Measured at sendmsg4 only, where the client reuses its socket (at
-	// connect4 every socket is new and the lookup would create the value).
-	blockSkStorage = "a socket-storage lookup that finds its value (alone)"
-)
+// blockEmpty is the block every other is compared with (the others are in
+// blocks_linux.go).
+const blockEmpty = "empty (return allow)"
 
 // blocksMarkdown is the report's table of BlockCost, with each block's
 // ratio to the empty program at the same hook.

@@ -13,6 +13,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The blocks after blockEmpty, each doing what the one before does and one
+// thing more.
+const (
+	blockWord  = "read one word of a map (the policy word)"
+	blockSlot  = "+ this CPU's 128-byte slot of a second map"
+	blockCount = "+ count in the slot (compare-and-exchange)"
+	// Apart from the others: what the datapath's UDP peer note starts with.
+	// Measured at sendmsg4 only, where the client reuses its socket (at
+	// connect4 every socket is new and the lookup would create the value).
+	blockSkStorage = "a socket-storage lookup that finds its value (alone)"
+)
+
 // blockOrder lists the blocks, each doing what the one before does and one
 // thing more.
 var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount, blockSkStorage}
