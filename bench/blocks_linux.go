@@ -9,7 +9,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,26 +110,8 @@ type blockMaps struct{ word, slots, sks *ebpf.Map }
 func (b *bench) blockRun(block string, at ebpf.AttachType, op string, maps blockMaps) (float64, error) {
 	mark := b.cl.mark()
 	defer b.cl.release(mark)
-	var prog *ebpf.Program
-	var l link.Link
-	err := b.cl.create("building-block program", func() error {
-		if l != nil {
-			l.Close()
-		}
-		if prog != nil {
-			prog.Close()
-		}
-		return nil
-	}, func() error {
-		var err error
-		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_block", Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
-			Instructions: blockInsns(block, maps)})
-		if err != nil {
-			return fmt.Errorf("load: %w", err)
-		}
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: b.clientCg, Attach: at, Program: prog})
-		return err
-	})
+	_, err := b.attachProgram("building-block program", b.clientCg, &ebpf.ProgramSpec{Name: "bench_block", Type: ebpf.CGroupSockAddr,
+		AttachType: at, License: "GPL", Instructions: blockInsns(block, maps)})
 	if err != nil {
 		return 0, err
 	}

@@ -101,26 +101,9 @@ func (b *bench) emptyAt(cg string, at ebpf.AttachType) error {
 	typ := map[ebpf.AttachType]ebpf.ProgramType{ebpf.AttachCGroupInet4Connect: ebpf.CGroupSockAddr, ebpf.AttachCGroupUDP4Sendmsg: ebpf.CGroupSockAddr,
 		ebpf.AttachCGroupInetSockCreate: ebpf.CGroupSock, ebpf.AttachCGroupSetsockopt: ebpf.CGroupSockopt,
 		ebpf.AttachCGroupInetEgress: ebpf.CGroupSKB, ebpf.AttachCGroupInet4PostBind: ebpf.CGroupSock}[at]
-	var prog *ebpf.Program
-	var l link.Link
-	return b.cl.create("empty bpf program", func() error {
-		if l != nil {
-			l.Close()
-		}
-		if prog != nil {
-			prog.Close()
-		}
-		return nil
-	}, func() error {
-		var err error
-		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_empty", Type: typ, AttachType: at, License: "GPL",
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
-		if err != nil {
-			return fmt.Errorf("load empty program: %w", err)
-		}
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: at, Program: prog})
-		return err
-	})
+	_, err := b.attachProgram("empty bpf program", cg, &ebpf.ProgramSpec{Name: "bench_empty", Type: typ, AttachType: at, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+	return err
 }
 
 func (b *bench) hookCosts(op, what string) ([]HookCost, error) {

@@ -446,25 +446,6 @@ func medianVariant(vs []InboundVariant) InboundVariant {
 // emptyIngress attaches a program that only returns "pass" at cgroup
 // ingress of cg, beside exewall's (multi-attach), removed by the cleaner.
 func (b *bench) emptyIngress(cg string) (*ebpf.Program, error) {
-	var prog *ebpf.Program
-	var l link.Link
-	err := b.cl.create("empty ingress program", func() error {
-		if l != nil {
-			l.Close()
-		}
-		if prog != nil {
-			prog.Close()
-		}
-		return nil
-	}, func() error {
-		var err error
-		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_empty_in", Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetIngress,
-			License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
-		if err != nil {
-			return fmt.Errorf("load empty program: %w", err)
-		}
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
-		return err
-	})
-	return prog, err
+	return b.attachProgram("empty ingress program", cg, &ebpf.ProgramSpec{Name: "bench_empty_in", Type: ebpf.CGroupSKB,
+		AttachType: ebpf.AttachCGroupInetIngress, License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
 }
