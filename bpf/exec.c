@@ -102,7 +102,7 @@ static __always_inline void learn_name(struct linux_binprm *bprm, struct file_id
 	struct name_key nk = { .gen = gen };
 	if (!exec_name_hash(bprm, &nk.hash))
 		return;
-	if (!bpf_map_lookup_elem(&name_rules, &nk))
+	if (!sized_lookup(&name_rules, &nk))
 		return;
 	bpf_map_update_elem(&exe_named, id, &nk.hash, BPF_ANY);
 	__u32 zero = 0;
@@ -180,7 +180,7 @@ static __always_inline void learn_path(struct linux_binprm *bprm, struct file *f
 		return;
 	__u32 gen = *genp & 1;
 	struct exe_key ek = { .id = *id, .gen = gen };
-	if (bpf_map_lookup_elem(&exe_rules, &ek))
+	if (sized_lookup(&exe_rules, &ek))
 		return; /* known: nothing to learn */
 
 	struct dentry *d = file->f_path.dentry;
@@ -189,7 +189,7 @@ static __always_inline void learn_path(struct linux_binprm *bprm, struct file *f
 	const unsigned char *name = d->d_name.name;
 	if (bpf_probe_read_kernel_str(pk.name, sizeof(pk.name), name) < 0)
 		return;
-	if (!bpf_map_lookup_elem(&path_rules, &pk)) {
+	if (!sized_lookup(&path_rules, &pk)) {
 		learn_name(bprm, id, gen);
 		return;
 	}

@@ -47,6 +47,14 @@ const struct sock_rec *unused_sock_rec __attribute__((unused));
 const struct name_key *unused_name_key __attribute__((unused));
 const struct dns_conf *unused_dns_conf __attribute__((unused));
 const struct dns_server *unused_dns_server __attribute__((unused));
+/* The sized maps' types (maps.h gives their inner hashes sizes only). */
+const struct exe_key *unused_exe_key __attribute__((unused));
+const struct id_key *unused_id_key __attribute__((unused));
+const struct path_key *unused_path_key __attribute__((unused));
+const struct rule *unused_rule __attribute__((unused));
+const struct dest_key *unused_dest_key __attribute__((unused));
+const struct dest_val *unused_dest_val __attribute__((unused));
+const struct rule_name *unused_rule_name __attribute__((unused));
 const struct dns_orig *unused_dns_orig __attribute__((unused));
 
 static __always_inline void lose(__u64 n)

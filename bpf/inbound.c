@@ -69,28 +69,29 @@ static __always_inline struct rule *owner_rule(struct config *cfg, __u32 gen, st
 	struct rule *r = NULL;
 	if (w->has_exe) {
 		struct exe_key k = { .id = w->exe, .gen = gen };
-		r = bpf_map_lookup_elem(&exe_rules, &k);
+		r = sized_lookup(&exe_rules, &k);
 		if (!r)
 			r = find_learned_rule(&w->exe, gen);
 	}
 	if (!r && cfg->has_cgroup_rules) {
 		struct id_key k = { .gen = gen };
-		for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		void *rules = sized_map(&cgroup_rules);
+		for (int level = 0; rules && level < MAX_CGROUP_DEPTH; level++) {
 			k.id = bpf_skb_ancestor_cgroup_id(skb, level);
 			if (!k.id)
 				break;
-			struct rule *c = bpf_map_lookup_elem(&cgroup_rules, &k);
+			struct rule *c = bpf_map_lookup_elem(rules, &k);
 			if (c)
 				r = c;
 		}
 	}
 	if (!r && cfg->has_uid_rules) {
 		struct id_key k = { .id = w->uid, .gen = gen };
-		r = bpf_map_lookup_elem(&uid_rules, &k);
+		r = sized_lookup(&uid_rules, &k);
 	}
 	if (!r && cfg->has_gid_rules) {
 		struct id_key k = { .id = w->gid, .gen = gen };
-		r = bpf_map_lookup_elem(&gid_rules, &k);
+		r = sized_lookup(&gid_rules, &k);
 	}
 	return r;
 }
@@ -145,7 +146,8 @@ __attribute__((noinline)) int decide_in(struct rule *r, struct in_q *q)
 		return VERDICT_ALLOW;
 	__u8 verdict = 0, local = 0;
 	__u32 family = q->family;
-	if (r->has_dests) {
+	void *nodes = r->has_dests ? sized_map(&dests) : NULL;
+	if (nodes) {
 		struct dest_key k = { .rule = r->id, .family = family };
 		__u8 n = family == 4 ? r->nlens4 : r->nlens6;
 		for (int i = 0; i < MAX_PREFIX_LENS; i++) {
@@ -158,7 +160,7 @@ __attribute__((noinline)) int decide_in(struct rule *r, struct in_q *q)
 			w[1] = a[1] & word_mask(plen - 32);
 			w[2] = a[2] & word_mask(plen - 64);
 			w[3] = a[3] & word_mask(plen - 96);
-			struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
+			struct dest_val *v = bpf_map_lookup_elem(nodes, &k);
 			if (!v)
 				continue;
 			for (int j = 0; j < MAX_DEST_ENTRIES; j++) {

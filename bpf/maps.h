@@ -7,6 +7,45 @@
 
 #include "exewall.h"
 
+/* The maps whose size follows the policy (the rule selectors, destination
+ * nodes and counter names). Each is an array of one map: its slot 0 holds a
+ * hash that userspace creates for the policy's size and replaces with a
+ * larger copy when a policy needs more (linux/sized.go). A hash preallocates
+ * 16 bytes of buckets per possible entry even without BPF_F_NO_PREALLOC's
+ * elements: sized for MAX_RULES they cost 4 MiB each, empty. The max_entries
+ * below are the template's only: inner hashes of any size fit it. Only
+ * userspace writes them, so a replacement is a copy and one pointer swap.
+ * Programs find the hash with sized_map (an inlined array lookup) and look
+ * it up as before; an empty slot (never in force) reads as an empty map.
+ * (The inner template gives sizes, not types: clang emits the types of a
+ * nested definition's pointers as declarations only.) */
+#define SIZED_HASH(name, ktype, vtype)                                  \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                \
+		__uint(max_entries, 1);                                  \
+		__type(key, __u32);                                      \
+		__array(values, struct {                                 \
+			__uint(type, BPF_MAP_TYPE_HASH);                 \
+			__uint(max_entries, 1);                          \
+			__uint(map_flags, BPF_F_NO_PREALLOC);            \
+			__uint(key_size, sizeof(ktype));                 \
+			__uint(value_size, sizeof(vtype));               \
+		});                                                      \
+	} name SEC(".maps")
+
+static __always_inline void *sized_map(void *outer)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(outer, &zero);
+}
+
+/* sized_lookup looks key up in the sized map outer; NULL when absent. */
+#define sized_lookup(outer, key)                                         \
+	({                                                               \
+		void *__inner = sized_map(outer);                        \
+		__inner ? bpf_map_lookup_elem(__inner, key) : NULL;      \
+	})
+
 /* active[0] is the policy generation in force. Userspace fills the other
  * generation, flips this word, waits for an RCU grace period, then clears
  * the old one: each program reads it once, so no attempt sees a mix. */
@@ -24,45 +63,15 @@ struct {
 	__type(value, struct config);
 } configs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct exe_key);
-	__type(value, struct rule);
-} exe_rules SEC(".maps");
+SIZED_HASH(exe_rules, struct exe_key, struct rule);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} cgroup_rules SEC(".maps");
+SIZED_HASH(cgroup_rules, struct id_key, struct rule);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} uid_rules SEC(".maps");
+SIZED_HASH(uid_rules, struct id_key, struct rule);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct id_key);
-	__type(value, struct rule);
-} gid_rules SEC(".maps");
+SIZED_HASH(gid_rules, struct id_key, struct rule);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_DEST_NODES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dest_key);
-	__type(value, struct dest_val);
-} dests SEC(".maps");
+SIZED_HASH(dests, struct dest_key, struct dest_val);
 
 /* Local ranges for local-only: value 1 is local, 0 carves out an exception
  * (cloud metadata). Kept current from netlink; not per generation. */
@@ -99,13 +108,7 @@ struct {
 
 /* Counter slot -> rule name, written by userspace only: lets a restarted
  * daemon name the counters it adopts. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_RULES + 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct rule_name);
-} counter_names SEC(".maps");
+SIZED_HASH(counter_names, __u32, struct rule_name);
 
 /* Executable identities seen at exec under an exe rule's path (a file
  * renamed over it) until userspace adopts them; value: the path. */
@@ -124,21 +127,9 @@ struct {
 	__type(value, __u32);
 } learned_count SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct path_key);
-	__type(value, struct rule);
-} path_rules SEC(".maps");
+SIZED_HASH(path_rules, struct path_key, struct rule);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct name_key);
-	__type(value, struct rule);
-} name_rules SEC(".maps");
+SIZED_HASH(name_rules, struct name_key, struct rule);
 
 /* Executable identities executed by a name in name_rules, until userspace
  * adopts them (value: the name's hash); counted in learned_count. */

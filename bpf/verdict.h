@@ -42,6 +42,9 @@ static __always_inline struct rule *find_cgroup_rule(__u32 gen)
 {
 	struct rule *found = NULL;
 	struct id_key k = { .gen = gen };
+	void *rules = sized_map(&cgroup_rules);
+	if (!rules)
+		return NULL;
 
 	/* Deepest cgroup wins: walk from the root down, keep the last match.
 	 * Bounded by cgroup depth, never by the number of rules. */
@@ -49,7 +52,7 @@ static __always_inline struct rule *find_cgroup_rule(__u32 gen)
 		k.id = bpf_get_current_ancestor_cgroup_id(level);
 		if (!k.id)
 			break;
-		struct rule *r = bpf_map_lookup_elem(&cgroup_rules, &k);
+		struct rule *r = bpf_map_lookup_elem(rules, &k);
 		if (r)
 			found = r;
 	}
@@ -69,7 +72,7 @@ static __always_inline struct rule *find_learned_rule(struct file_id *exe, __u32
 		return NULL;
 	struct path_key k = *pk;
 	k.gen = gen;
-	return bpf_map_lookup_elem(&path_rules, &k);
+	return sized_lookup(&path_rules, &k);
 }
 
 /* The rule of an exe rule's path name an unknown executable was executed
@@ -81,13 +84,13 @@ static __always_inline struct rule *find_named_rule(struct file_id *exe, __u32 g
 	if (!n || !*n)
 		return NULL;
 	struct exe_key ek = { .id = *exe, .gen = gen };
-	if (bpf_map_lookup_elem(&exe_rules, &ek))
+	if (sized_lookup(&exe_rules, &ek))
 		return NULL; /* known identity: its own rule decides */
 	__u64 *h = bpf_map_lookup_elem(&exe_named, exe);
 	if (!h)
 		return NULL;
 	struct name_key k = { .hash = *h, .gen = gen };
-	return bpf_map_lookup_elem(&name_rules, &k);
+	return sized_lookup(&name_rules, &k);
 }
 
 /* severity orders verdicts: allow < audit < deny. */
@@ -103,12 +106,12 @@ static __always_inline int severity(__u8 verdict)
 static __always_inline struct rule *exe_rule(struct proc_ident *id, __u32 gen, struct file_id *judged)
 {
 	struct exe_key k = { .id = id->exe, .gen = gen };
-	struct rule *r = bpf_map_lookup_elem(&exe_rules, &k);
+	struct rule *r = sized_lookup(&exe_rules, &k);
 	if (!r)
 		r = find_learned_rule(&id->exe, gen);
 	if (!r && id->has_real) {
 		k.id = id->real;
-		r = bpf_map_lookup_elem(&exe_rules, &k);
+		r = sized_lookup(&exe_rules, &k);
 		if (!r)
 			r = find_learned_rule(&id->real, gen);
 		if (r)
@@ -154,11 +157,11 @@ __attribute__((noinline)) int fill_cache(__u32 word, struct rule_cache *rc)
 		rc->uid_gid = uid_gid;
 		if (cfg->has_uid_rules) {
 			k.id = (__u32)uid_gid;
-			r = bpf_map_lookup_elem(&uid_rules, &k);
+			r = sized_lookup(&uid_rules, &k);
 		}
 		if (!r && cfg->has_gid_rules) {
 			k.id = uid_gid >> 32;
-			r = bpf_map_lookup_elem(&gid_rules, &k);
+			r = sized_lookup(&gid_rules, &k);
 		}
 	}
 	if (r) {
@@ -359,6 +362,9 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 	__u32 a[4];
 	__builtin_memcpy(a, addr, 16);
 	__u8 n = family == 4 ? r->nlens4 : r->nlens6;
+	void *nodes = sized_map(&dests);
+	if (!nodes)
+		return 0;
 
 	/* Longest prefix first: the first node found lists every entry that can
 	 * match, most specific first. */
@@ -372,7 +378,7 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 		w[1] = a[1] & word_mask(plen - 32);
 		w[2] = a[2] & word_mask(plen - 64);
 		w[3] = a[3] & word_mask(plen - 96);
-		struct dest_val *v = bpf_map_lookup_elem(&dests, &k);
+		struct dest_val *v = bpf_map_lookup_elem(nodes, &k);
 		if (!v)
 			continue;
 		for (int j = 0; j < MAX_DEST_ENTRIES; j++) {
@@ -514,28 +520,29 @@ static __always_inline int restricted_owner(struct who *w, struct __sk_buff *skb
 	struct rule *r = NULL;
 	if (w->has_exe) {
 		struct exe_key k = { .id = w->exe, .gen = gen };
-		r = bpf_map_lookup_elem(&exe_rules, &k);
+		r = sized_lookup(&exe_rules, &k);
 		if (!r)
 			r = find_learned_rule(&w->exe, gen);
 	}
 	if (!r && cfg->has_cgroup_rules) {
 		struct id_key k = { .gen = gen };
-		for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		void *rules = sized_map(&cgroup_rules);
+		for (int level = 0; rules && level < MAX_CGROUP_DEPTH; level++) {
 			k.id = bpf_skb_ancestor_cgroup_id(skb, level);
 			if (!k.id)
 				break;
-			struct rule *c = bpf_map_lookup_elem(&cgroup_rules, &k);
+			struct rule *c = bpf_map_lookup_elem(rules, &k);
 			if (c)
 				r = c;
 		}
 	}
 	if (!r && cfg->has_uid_rules) {
 		struct id_key k = { .id = w->uid, .gen = gen };
-		r = bpf_map_lookup_elem(&uid_rules, &k);
+		r = sized_lookup(&uid_rules, &k);
 	}
 	if (!r && cfg->has_gid_rules) {
 		struct id_key k = { .id = w->gid, .gen = gen };
-		r = bpf_map_lookup_elem(&gid_rules, &k);
+		r = sized_lookup(&gid_rules, &k);
 	}
 	if (r)
 		return !rule_free(r);

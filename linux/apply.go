@@ -339,7 +339,7 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 		if _, err := b.objs.Counters.BatchUpdate(fresh, zero, nil); err != nil {
 			return fmt.Errorf("reset counters: %w", err)
 		}
-		if err := batchUpdate(b.objs.CounterNames, names); err != nil {
+		if err := batchUpdate(b.sized.CounterNames, names); err != nil {
 			return fmt.Errorf("name counters: %w", err)
 		}
 	}
@@ -358,48 +358,48 @@ func emptyCompiled() *compiled {
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 	c := emptyCompiled()
-	if err := scanMap(b.objs.PathRules, func(k datapathPathKey) bool { return k.Gen == gen }, c.paths); err != nil {
+	if err := scanMap(b.sized.PathRules, func(k datapathPathKey) bool { return k.Gen == gen }, c.paths); err != nil {
 		return nil, err
 	}
-	if err := scanMap(b.objs.NameRules, func(k datapathNameKey) bool { return k.Gen == gen }, c.named); err != nil {
+	if err := scanMap(b.sized.NameRules, func(k datapathNameKey) bool { return k.Gen == gen }, c.named); err != nil {
 		return nil, err
 	}
-	if err := scanMap(b.objs.ExeRules, func(k datapathExeKey) bool { return k.Gen == gen }, c.exe); err != nil {
+	if err := scanMap(b.sized.ExeRules, func(k datapathExeKey) bool { return k.Gen == gen }, c.exe); err != nil {
 		return nil, err
 	}
 	for _, pair := range []struct {
-		m   *ebpf.Map
+		m   kmap
 		out map[datapathIdKey]datapathRule
-	}{{b.objs.CgroupRules, c.cgroups}, {b.objs.UidRules, c.uids}, {b.objs.GidRules, c.gids}} {
+	}{{b.sized.CgroupRules, c.cgroups}, {b.sized.UidRules, c.uids}, {b.sized.GidRules, c.gids}} {
 		if err := scanMap(pair.m, func(k datapathIdKey) bool { return k.Gen == gen }, pair.out); err != nil {
 			return nil, err
 		}
 	}
-	return c, scanMap(b.objs.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
+	return c, scanMap(b.sized.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
 }
 
 // writeFlat turns the maps from holding have into holding want, entry by
 // entry.
 func (b *Backend) writeFlat(have, want *compiled) error {
-	if err := writeDiff(b.objs.ExeRules, have.exe, want.exe); err != nil {
+	if err := writeDiff(b.sized.ExeRules, have.exe, want.exe); err != nil {
 		return fmt.Errorf("write exe rules: %w", err)
 	}
-	if err := writeDiff(b.objs.CgroupRules, have.cgroups, want.cgroups); err != nil {
+	if err := writeDiff(b.sized.CgroupRules, have.cgroups, want.cgroups); err != nil {
 		return fmt.Errorf("write cgroup rules: %w", err)
 	}
-	if err := writeDiff(b.objs.UidRules, have.uids, want.uids); err != nil {
+	if err := writeDiff(b.sized.UidRules, have.uids, want.uids); err != nil {
 		return fmt.Errorf("write user rules: %w", err)
 	}
-	if err := writeDiff(b.objs.GidRules, have.gids, want.gids); err != nil {
+	if err := writeDiff(b.sized.GidRules, have.gids, want.gids); err != nil {
 		return fmt.Errorf("write group rules: %w", err)
 	}
-	if err := writeDiff(b.objs.Dests, have.dests, want.dests); err != nil {
+	if err := writeDiff(b.sized.Dests, have.dests, want.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
 	}
-	if err := writeDiff(b.objs.PathRules, have.paths, want.paths); err != nil {
+	if err := writeDiff(b.sized.PathRules, have.paths, want.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)
 	}
-	if err := writeDiff(b.objs.NameRules, have.named, want.named); err != nil {
+	if err := writeDiff(b.sized.NameRules, have.named, want.named); err != nil {
 		return fmt.Errorf("write executable names: %w", err)
 	}
 	return nil
@@ -418,7 +418,7 @@ func (b *Backend) dropUnusedSlots(c *generation) {
 		if _, ok := c.rules[slot]; !ok {
 			b.retire(slot)
 			delete(b.slots, name)
-			b.objs.CounterNames.Delete(slot)
+			b.sized.CounterNames.Delete(slot)
 		}
 	}
 }
@@ -427,7 +427,7 @@ func (b *Backend) dropUnusedSlots(c *generation) {
 func (b *Backend) restoreSlots() error {
 	var slot uint32
 	var rn datapathRuleName
-	it := b.objs.CounterNames.Iterate()
+	it := b.sized.CounterNames.Iterate()
 	for it.Next(&slot, &rn) {
 		if slot != 0 {
 			name := fromInt8(rn.Name[:])

@@ -67,6 +67,7 @@ type Backend struct {
 	cgroupID   uint64
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
+	sized      sizedMaps  // the maps sized to the policy, in objs' outer arrays (sized.go)
 	resolver   *resolver  // the one identity iterator and cache: Identify and Apply share it
 	exes       *exeWatch  // what exe paths resolved to, while inotify sees no change
 	btf        *btf.Cache // the kernel's parsed BTF while New loads objects, then nil
@@ -329,8 +330,18 @@ func (b *Backend) load() error {
 		}
 		return notSupported("load datapath", err)
 	}
+	if err := b.openSizedMaps(spec); err != nil {
+		b.objs.Close()
+		return err
+	}
 	if changed {
-		copied, errs := copyMaps(old, b.mapsByName())
+		targets, err := b.migrationTargets(old)
+		if err != nil {
+			b.sized.close()
+			b.objs.Close()
+			return err
+		}
+		copied, errs := copyMaps(old, targets)
 		for _, err := range errs {
 			b.log.Warn("pinned map not fully migrated", "err", err)
 		}
@@ -455,6 +466,7 @@ func (b *Backend) Close() error {
 		b.exec.Close()
 		b.socks.Close()
 		b.guard.Close()
+		b.sized.close()
 		b.objs.Close()
 		if b.resolver != nil {
 			b.resolver.Close()

@@ -356,11 +356,18 @@ const (
 	datapathProgExewallSendmsg4   = "exewall_sendmsg4"
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
+	datapathVarUnusedDestKey      = "unused_dest_key"
+	datapathVarUnusedDestVal      = "unused_dest_val"
 	datapathVarUnusedDnsConf      = "unused_dns_conf"
 	datapathVarUnusedDnsOrig      = "unused_dns_orig"
 	datapathVarUnusedDnsServer    = "unused_dns_server"
 	datapathVarUnusedEvent        = "unused_event"
+	datapathVarUnusedExeKey       = "unused_exe_key"
+	datapathVarUnusedIdKey        = "unused_id_key"
 	datapathVarUnusedNameKey      = "unused_name_key"
+	datapathVarUnusedPathKey      = "unused_path_key"
+	datapathVarUnusedRule         = "unused_rule"
+	datapathVarUnusedRuleName     = "unused_rule_name"
 	datapathVarUnusedSockRec      = "unused_sock_rec"
 	datapathVarUseTaskStorage     = "use_task_storage"
 )
@@ -454,11 +461,18 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	UnusedDestKey   *ebpf.VariableSpec `ebpf:"unused_dest_key"`
+	UnusedDestVal   *ebpf.VariableSpec `ebpf:"unused_dest_val"`
 	UnusedDnsConf   *ebpf.VariableSpec `ebpf:"unused_dns_conf"`
 	UnusedDnsOrig   *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
 	UnusedDnsServer *ebpf.VariableSpec `ebpf:"unused_dns_server"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedExeKey    *ebpf.VariableSpec `ebpf:"unused_exe_key"`
+	UnusedIdKey     *ebpf.VariableSpec `ebpf:"unused_id_key"`
 	UnusedNameKey   *ebpf.VariableSpec `ebpf:"unused_name_key"`
+	UnusedPathKey   *ebpf.VariableSpec `ebpf:"unused_path_key"`
+	UnusedRule      *ebpf.VariableSpec `ebpf:"unused_rule"`
+	UnusedRuleName  *ebpf.VariableSpec `ebpf:"unused_rule_name"`
 	UnusedSockRec   *ebpf.VariableSpec `ebpf:"unused_sock_rec"`
 	UseTaskStorage  *ebpf.VariableSpec `ebpf:"use_task_storage"`
 }
@@ -554,11 +568,18 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	UnusedDestKey   *ebpf.Variable `ebpf:"unused_dest_key"`
+	UnusedDestVal   *ebpf.Variable `ebpf:"unused_dest_val"`
 	UnusedDnsConf   *ebpf.Variable `ebpf:"unused_dns_conf"`
 	UnusedDnsOrig   *ebpf.Variable `ebpf:"unused_dns_orig"`
 	UnusedDnsServer *ebpf.Variable `ebpf:"unused_dns_server"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedExeKey    *ebpf.Variable `ebpf:"unused_exe_key"`
+	UnusedIdKey     *ebpf.Variable `ebpf:"unused_id_key"`
 	UnusedNameKey   *ebpf.Variable `ebpf:"unused_name_key"`
+	UnusedPathKey   *ebpf.Variable `ebpf:"unused_path_key"`
+	UnusedRule      *ebpf.Variable `ebpf:"unused_rule"`
+	UnusedRuleName  *ebpf.Variable `ebpf:"unused_rule_name"`
 	UnusedSockRec   *ebpf.Variable `ebpf:"unused_sock_rec"`
 	UseTaskStorage  *ebpf.Variable `ebpf:"use_task_storage"`
 }

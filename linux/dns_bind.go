@@ -250,7 +250,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		}
 	}
 	b.bindMu.Unlock()
-	if err := batchUpdate(b.objs.Dests, put); err != nil {
+	if err := batchUpdate(b.sized.Dests, put); err != nil {
 		// What the generation holds at these keys is in doubt: the apply
 		// that writes it next scans it.
 		g.unsure = true
@@ -262,7 +262,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		g.bound.set(rec, put[k])
 	}
 	for _, k := range del {
-		if err := b.objs.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := b.sized.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("remove name binding: %w", err))
 		}
 	}

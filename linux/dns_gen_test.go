@@ -49,7 +49,7 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 		}
 		a := netip.MustParseAddr(addr)
 		var v datapathDestVal
-		return b.objs.Dests.Lookup(destKey(id|gen<<31, netip.PrefixFrom(a, 32)), &v) == nil
+		return b.sized.Dests.Lookup(destKey(id|gen<<31, netip.PrefixFrom(a, 32)), &v) == nil
 	}
 	connect := func(what, addr, want string) {
 		t.Helper()

@@ -33,37 +33,6 @@ type execwatchCounter struct {
 	Epoch   uint64
 }
 
-type execwatchDestKey struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Family uint8
-	Plen   uint8
-	Pad    uint16
-	Addr   [16]uint8
-}
-
-type execwatchDestVal struct {
-	_     structs.HostLayout
-	Count uint32
-	Pad   uint32
-	E     [16]struct {
-		_       structs.HostLayout
-		PortLo  uint16
-		PortHi  uint16
-		Proto   uint8
-		Verdict uint8
-		Dir     uint8
-		Pad     uint8
-	}
-}
-
-type execwatchExeKey struct {
-	_   structs.HostLayout
-	Id  execwatchFileId
-	Gen uint32
-	Pad uint32
-}
-
 type execwatchExeName struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -120,13 +89,6 @@ type execwatchGateKey struct {
 	Pad      uint8
 }
 
-type execwatchIdKey struct {
-	_   structs.HostLayout
-	Id  uint64
-	Gen uint32
-	Pad uint32
-}
-
 type execwatchLocalKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -163,13 +125,6 @@ type execwatchMemo struct {
 	Pad3     [24]uint8
 }
 
-type execwatchNameKey struct {
-	_    structs.HostLayout
-	Hash uint64
-	Gen  uint32
-	Pad  uint32
-}
-
 type execwatchPathKey struct {
 	_    structs.HostLayout
 	Dir  execwatchFileId
@@ -185,29 +140,6 @@ type execwatchProcIdent struct {
 	State   uint8
 	HasReal uint8
 	Pad     [6]uint8
-}
-
-type execwatchRule struct {
-	_            structs.HostLayout
-	Id           uint32
-	Counter      uint32
-	Action       uint8
-	Audit        uint8
-	HasDests     uint8
-	Unrestricted uint8
-	Nlens4       uint8
-	Nlens6       uint8
-	Lens4        [8]uint8
-	Lens6        [8]uint8
-	HasNames     uint8
-	InOpen       uint8
-	Pad          uint8
-	_            [3]byte
-}
-
-type execwatchRuleName struct {
-	_    structs.HostLayout
-	Name [64]int8
 }
 
 type execwatchSockOwner struct {
@@ -237,8 +169,40 @@ type execwatchTaskState struct {
 		HasNamed  uint8
 		Pending   uint8
 		Pad       [5]uint8
-		R         execwatchRule
-		Named     execwatchRule
+		R         struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
+		Named struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
 	}
 }
 

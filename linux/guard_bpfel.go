@@ -33,37 +33,6 @@ type guardCounter struct {
 	Epoch   uint64
 }
 
-type guardDestKey struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Family uint8
-	Plen   uint8
-	Pad    uint16
-	Addr   [16]uint8
-}
-
-type guardDestVal struct {
-	_     structs.HostLayout
-	Count uint32
-	Pad   uint32
-	E     [16]struct {
-		_       structs.HostLayout
-		PortLo  uint16
-		PortHi  uint16
-		Proto   uint8
-		Verdict uint8
-		Dir     uint8
-		Pad     uint8
-	}
-}
-
-type guardExeKey struct {
-	_   structs.HostLayout
-	Id  guardFileId
-	Gen uint32
-	Pad uint32
-}
-
 type guardFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
@@ -113,13 +82,6 @@ type guardGateKey struct {
 	Pad      uint8
 }
 
-type guardIdKey struct {
-	_   structs.HostLayout
-	Id  uint64
-	Gen uint32
-	Pad uint32
-}
-
 type guardLocalKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -156,13 +118,6 @@ type guardMemo struct {
 	Pad3     [24]uint8
 }
 
-type guardNameKey struct {
-	_    structs.HostLayout
-	Hash uint64
-	Gen  uint32
-	Pad  uint32
-}
-
 type guardPathKey struct {
 	_    structs.HostLayout
 	Dir  guardFileId
@@ -178,29 +133,6 @@ type guardProcIdent struct {
 	State   uint8
 	HasReal uint8
 	Pad     [6]uint8
-}
-
-type guardRule struct {
-	_            structs.HostLayout
-	Id           uint32
-	Counter      uint32
-	Action       uint8
-	Audit        uint8
-	HasDests     uint8
-	Unrestricted uint8
-	Nlens4       uint8
-	Nlens6       uint8
-	Lens4        [8]uint8
-	Lens6        [8]uint8
-	HasNames     uint8
-	InOpen       uint8
-	Pad          uint8
-	_            [3]byte
-}
-
-type guardRuleName struct {
-	_    structs.HostLayout
-	Name [64]int8
 }
 
 type guardSockOwner struct {
@@ -230,8 +162,40 @@ type guardTaskState struct {
 		HasNamed  uint8
 		Pending   uint8
 		Pad       [5]uint8
-		R         guardRule
-		Named     guardRule
+		R         struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
+		Named struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
 	}
 }
 

@@ -33,37 +33,6 @@ type inboundCounter struct {
 	Epoch   uint64
 }
 
-type inboundDestKey struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Family uint8
-	Plen   uint8
-	Pad    uint16
-	Addr   [16]uint8
-}
-
-type inboundDestVal struct {
-	_     structs.HostLayout
-	Count uint32
-	Pad   uint32
-	E     [16]struct {
-		_       structs.HostLayout
-		PortLo  uint16
-		PortHi  uint16
-		Proto   uint8
-		Verdict uint8
-		Dir     uint8
-		Pad     uint8
-	}
-}
-
-type inboundExeKey struct {
-	_   structs.HostLayout
-	Id  inboundFileId
-	Gen uint32
-	Pad uint32
-}
-
 type inboundFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
@@ -113,13 +82,6 @@ type inboundGateKey struct {
 	Pad      uint8
 }
 
-type inboundIdKey struct {
-	_   structs.HostLayout
-	Id  uint64
-	Gen uint32
-	Pad uint32
-}
-
 type inboundInSock struct {
 	_         structs.HostLayout
 	Active    uint32
@@ -130,8 +92,24 @@ type inboundInSock struct {
 	Pid       uint32
 	Uid       uint32
 	Comm      [16]int8
-	R         inboundRule
-	Peers     [8]struct {
+	R         struct {
+		_            structs.HostLayout
+		Id           uint32
+		Counter      uint32
+		Action       uint8
+		Audit        uint8
+		HasDests     uint8
+		Unrestricted uint8
+		Nlens4       uint8
+		Nlens6       uint8
+		Lens4        [8]uint8
+		Lens6        [8]uint8
+		HasNames     uint8
+		InOpen       uint8
+		Pad          uint8
+		_            [3]byte
+	}
+	Peers [8]struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
 		Port   uint16
@@ -188,13 +166,6 @@ type inboundMemo struct {
 	Pad3     [24]uint8
 }
 
-type inboundNameKey struct {
-	_    structs.HostLayout
-	Hash uint64
-	Gen  uint32
-	Pad  uint32
-}
-
 type inboundPathKey struct {
 	_    structs.HostLayout
 	Dir  inboundFileId
@@ -210,29 +181,6 @@ type inboundProcIdent struct {
 	State   uint8
 	HasReal uint8
 	Pad     [6]uint8
-}
-
-type inboundRule struct {
-	_            structs.HostLayout
-	Id           uint32
-	Counter      uint32
-	Action       uint8
-	Audit        uint8
-	HasDests     uint8
-	Unrestricted uint8
-	Nlens4       uint8
-	Nlens6       uint8
-	Lens4        [8]uint8
-	Lens6        [8]uint8
-	HasNames     uint8
-	InOpen       uint8
-	Pad          uint8
-	_            [3]byte
-}
-
-type inboundRuleName struct {
-	_    structs.HostLayout
-	Name [64]int8
 }
 
 type inboundSockOwner struct {
@@ -262,8 +210,40 @@ type inboundTaskState struct {
 		HasNamed  uint8
 		Pending   uint8
 		Pad       [5]uint8
-		R         inboundRule
-		Named     inboundRule
+		R         struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
+		Named struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
 	}
 }
 

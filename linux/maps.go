@@ -32,7 +32,7 @@ func fromInt8(b []int8) string {
 	return string(out)
 }
 
-func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
+func batchUpdate[K comparable, V any](m kmap, entries map[K]V) error {
 	keys := make([]K, 0, len(entries))
 	vals := make([]V, 0, len(entries))
 	for k, v := range entries {
@@ -45,7 +45,7 @@ func batchUpdate[K comparable, V any](m *ebpf.Map, entries map[K]V) error {
 // writeDiff turns map m from holding old into holding want: keys only in
 // old are deleted, keys new or with another value are written, the rest is
 // not touched.
-func writeDiff[K, V comparable](m *ebpf.Map, old, want map[K]V) error {
+func writeDiff[K, V comparable](m kmap, old, want map[K]V) error {
 	var gone []K
 	for k := range old {
 		if _, ok := want[k]; !ok {
@@ -66,7 +66,7 @@ func writeDiff[K, V comparable](m *ebpf.Map, old, want map[K]V) error {
 	return batchUpdateSlices(m, keys, vals)
 }
 
-func batchUpdateSlices[K comparable, V any](m *ebpf.Map, keys []K, vals []V) error {
+func batchUpdateSlices[K comparable, V any](m kmap, keys []K, vals []V) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -109,7 +109,7 @@ func retryNoMem(f func() error) error {
 	}
 }
 
-func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
+func batchDelete[K comparable](m kmap, keys []K) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -128,7 +128,7 @@ func batchDelete[K comparable](m *ebpf.Map, keys []K) error {
 
 // scanMap puts the entries of m that keep accepts in out: in batches of
 // thousands per system call where the kernel can, else one by one.
-func scanMap[K comparable, V any](m *ebpf.Map, keep func(K) bool, out map[K]V) error {
+func scanMap[K comparable, V any](m kmap, keep func(K) bool, out map[K]V) error {
 	const chunk = 4096
 	keys, vals := make([]K, chunk), make([]V, chunk)
 	var cursor ebpf.MapBatchCursor

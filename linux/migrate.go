@@ -41,6 +41,8 @@ func pinnedIncompatible(spec *ebpf.CollectionSpec, pinDir string) (map[string]*e
 		old[name] = m
 		if err := ms.Compatible(m); err != nil {
 			changed = true
+		} else if err := innerCompatible(ms, m); err != nil {
+			changed = true
 		}
 	}
 	return old, changed

@@ -315,13 +315,13 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		what string
 		diff func() error
 	}{
-		{"exe rules", func() error { return writeDiff(b.objs.ExeRules, gone.exe, now.exe) }},
-		{"cgroup rules", func() error { return writeDiff(b.objs.CgroupRules, gone.cgroups, now.cgroups) }},
-		{"user rules", func() error { return writeDiff(b.objs.UidRules, gone.uids, now.uids) }},
-		{"group rules", func() error { return writeDiff(b.objs.GidRules, gone.gids, now.gids) }},
-		{"destinations", func() error { return writeDiff(b.objs.Dests, gone.dests, now.dests) }},
-		{"executable paths", func() error { return writeDiff(b.objs.PathRules, gone.paths, now.paths) }},
-		{"executable names", func() error { return writeDiff(b.objs.NameRules, gone.named, now.named) }},
+		{"exe rules", func() error { return writeDiff(b.sized.ExeRules, gone.exe, now.exe) }},
+		{"cgroup rules", func() error { return writeDiff(b.sized.CgroupRules, gone.cgroups, now.cgroups) }},
+		{"user rules", func() error { return writeDiff(b.sized.UidRules, gone.uids, now.uids) }},
+		{"group rules", func() error { return writeDiff(b.sized.GidRules, gone.gids, now.gids) }},
+		{"destinations", func() error { return writeDiff(b.sized.Dests, gone.dests, now.dests) }},
+		{"executable paths", func() error { return writeDiff(b.sized.PathRules, gone.paths, now.paths) }},
+		{"executable names", func() error { return writeDiff(b.sized.NameRules, gone.named, now.named) }},
 	} {
 		if err := m.diff(); err != nil {
 			return true, fmt.Errorf("write %s: %w", m.what, err)

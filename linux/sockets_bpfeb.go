@@ -33,37 +33,6 @@ type socketsCounter struct {
 	Epoch   uint64
 }
 
-type socketsDestKey struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Family uint8
-	Plen   uint8
-	Pad    uint16
-	Addr   [16]uint8
-}
-
-type socketsDestVal struct {
-	_     structs.HostLayout
-	Count uint32
-	Pad   uint32
-	E     [16]struct {
-		_       structs.HostLayout
-		PortLo  uint16
-		PortHi  uint16
-		Proto   uint8
-		Verdict uint8
-		Dir     uint8
-		Pad     uint8
-	}
-}
-
-type socketsExeKey struct {
-	_   structs.HostLayout
-	Id  socketsFileId
-	Gen uint32
-	Pad uint32
-}
-
 type socketsFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
@@ -132,13 +101,6 @@ type socketsHeldRec struct {
 	Pad       [4]uint8
 }
 
-type socketsIdKey struct {
-	_   structs.HostLayout
-	Id  uint64
-	Gen uint32
-	Pad uint32
-}
-
 type socketsLocalKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -175,13 +137,6 @@ type socketsMemo struct {
 	Pad3     [24]uint8
 }
 
-type socketsNameKey struct {
-	_    structs.HostLayout
-	Hash uint64
-	Gen  uint32
-	Pad  uint32
-}
-
 type socketsPathKey struct {
 	_    structs.HostLayout
 	Dir  socketsFileId
@@ -197,29 +152,6 @@ type socketsProcIdent struct {
 	State   uint8
 	HasReal uint8
 	Pad     [6]uint8
-}
-
-type socketsRule struct {
-	_            structs.HostLayout
-	Id           uint32
-	Counter      uint32
-	Action       uint8
-	Audit        uint8
-	HasDests     uint8
-	Unrestricted uint8
-	Nlens4       uint8
-	Nlens6       uint8
-	Lens4        [8]uint8
-	Lens6        [8]uint8
-	HasNames     uint8
-	InOpen       uint8
-	Pad          uint8
-	_            [3]byte
-}
-
-type socketsRuleName struct {
-	_    structs.HostLayout
-	Name [64]int8
 }
 
 type socketsSockOwner struct {
@@ -249,8 +181,40 @@ type socketsTaskState struct {
 		HasNamed  uint8
 		Pending   uint8
 		Pad       [5]uint8
-		R         socketsRule
-		Named     socketsRule
+		R         struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
+		Named struct {
+			_            structs.HostLayout
+			Id           uint32
+			Counter      uint32
+			Action       uint8
+			Audit        uint8
+			HasDests     uint8
+			Unrestricted uint8
+			Nlens4       uint8
+			Nlens6       uint8
+			Lens4        [8]uint8
+			Lens6        [8]uint8
+			HasNames     uint8
+			InOpen       uint8
+			Pad          uint8
+			_            [3]byte
+		}
 	}
 }
 

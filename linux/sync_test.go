@@ -41,23 +41,23 @@ func TestSyncRepairsTampering(t *testing.T) {
 	// Tamper 2: delete the executable's rule from the active generation.
 	var k datapathExeKey
 	var r datapathRule
-	it := b.objs.ExeRules.Iterate()
+	it := b.sized.ExeRules.Iterate()
 	for it.Next(&k, &r) {
 		break
 	}
-	if err := b.objs.ExeRules.Delete(k); err != nil {
+	if err := b.sized.ExeRules.Delete(k); err != nil {
 		t.Fatal(err)
 	}
 	// And its path entry (which Sync does not compare): the applies after
 	// the repair must put it back when they next write that generation.
 	var pk datapathPathKey
-	pit := b.objs.PathRules.Iterate()
+	pit := b.sized.PathRules.Iterate()
 	for pit.Next(&pk, &r) {
 		if pk.Gen == k.Gen {
 			break
 		}
 	}
-	if err := b.objs.PathRules.Delete(pk); err != nil {
+	if err := b.sized.PathRules.Delete(pk); err != nil {
 		t.Fatal(err)
 	}
 

@@ -31,7 +31,7 @@ func olderLayout(spec *ebpf.CollectionSpec) {
 		}
 	}
 	for _, name := range []string{"counters", "counter_names"} {
-		if ms := spec.Maps[name]; ms != nil {
+		if ms := spec.Maps[name]; ms != nil && ms.Type != ebpf.ArrayOfMaps { // counter_names: sized to the policy
 			ms.MaxEntries /= 2
 		}
 	}
