@@ -1,0 +1,199 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// pinnedCapacity is the capacity of the hash in force behind the pinned
+// sized map name, read from the kernel (not from the backend's handle).
+func pinnedCapacity(t *testing.T, pinDir, name string) uint32 {
+	t.Helper()
+	outer, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	inner, err := innerMap(outer)
+	if err != nil || inner == nil {
+		t.Fatalf("map %s: no hash in force (%v)", name, err)
+	}
+	defer inner.Close()
+	return inner.MaxEntries()
+}
+
+// TestSizedMapsStartSmall: a daemon with no rules does not hold maps sized
+// for the largest policy (4 MiB of buckets each), and a small policy does
+// not make them grow.
+func TestSizedMapsStartSmall(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "small")
+	b.apply(t, &engine.Policy{Rules: []engine.Rule{denyRule("small", exe)}})
+	for _, name := range sizedNames {
+		if c := pinnedCapacity(t, b.pinDir, name); c != sizedFloor {
+			t.Errorf("map %s holds %d entries with one rule, want %d", name, c, sizedFloor)
+		}
+	}
+	port := listenLoopback(t)
+	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("small policy not enforced: %+v", out[0])
+	}
+}
+
+// TestPolicyGrowsPastCapacity grows a policy from one rule to thousands,
+// past the maps' first capacity, while the first rule's program keeps
+// sending: every attempt is judged by the first rule (its allowed port
+// allowed, its other port denied), its counters count every attempt
+// exactly, and a restarted daemon adopts the grown maps.
+func TestPolicyGrowsPastCapacity(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := scratchPinDir(t)
+	b, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			b.Close()
+		}
+	})
+	dir := t.TempDir()
+	first := clientCopy(t, dir, "first")
+	p, q := listenLoopback(t), listenLoopback(t)
+	allowP, err := parseDestForTest(fmt.Sprintf("127.0.0.1/32 port %d", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := parseDestForTest("10.0.0.0/8 port 443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := filepath.Join(dir, "files")
+	if err := os.Mkdir(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	policy := func(n int) *engine.Policy {
+		pol := &engine.Policy{Rules: []engine.Rule{{Name: "first", Selector: engine.Selector{Exe: first}, Action: engine.ActionDeny, Allow: []engine.Dest{allowP}}}}
+		for i := 1; i < n; i++ {
+			pol.Rules = append(pol.Rules, engine.Rule{Name: fmt.Sprintf("r%d", i), Selector: engine.Selector{Exe: filepath.Join(files, fmt.Sprint(i))},
+				Action: engine.ActionDeny, Allow: []engine.Dest{other}})
+		}
+		return pol
+	}
+	const most = 6000
+	for i := 1; i < most; i++ {
+		if err := os.WriteFile(filepath.Join(files, fmt.Sprint(i)), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Apply(context.Background(), policy(1)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first rule's traffic, in rounds: UDP to p (allowed) and q (denied).
+	var allowed, denied int
+	round := func() {
+		t.Helper()
+		_, out := runClient(t, first, cg, []attempt{
+			{Proto: "udp", Op: "sendto", Sock: 4, Addr: "127.0.0.1", Port: p, Repeat: 200},
+			{Proto: "udp", Op: "sendto", Sock: 4, Addr: "127.0.0.1", Port: q, Repeat: 200}})
+		for errno, n := range out[0].Counts {
+			if errno != "ok" {
+				t.Errorf("%d sends to the allowed port ended %s", n, errno)
+			}
+		}
+		for errno, n := range out[1].Counts {
+			if errno != "EPERM" {
+				t.Errorf("%d sends to the denied port ended %s", n, errno)
+			}
+		}
+		allowed += out[0].Counts["ok"]
+		denied += out[1].Counts["EPERM"]
+	}
+	counted := func(b *Backend, when string) {
+		t.Helper()
+		st, err := b.State(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.RuleCounter["first"]
+		if c.Allowed != uint64(allowed) || c.Denied != uint64(denied) {
+			t.Errorf("%s: first rule counted %d allowed, %d denied; its program saw %d allowed, %d denied",
+				when, c.Allowed, c.Denied, allowed, denied)
+		}
+	}
+	round()
+	counted(b, "one rule")
+
+	done := make(chan error)
+	go func() {
+		var err error
+		for _, n := range []int{50, 600, 2500, most} {
+			if err = b.Apply(context.Background(), policy(n)); err != nil {
+				break
+			}
+		}
+		done <- err
+	}()
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		round()
+	}
+	round()
+	counted(b, fmt.Sprintf("%d rules", most))
+	grown := map[string]uint32{}
+	for _, name := range []string{"exe_rules", "path_rules", "dests", "counter_names"} {
+		grown[name] = pinnedCapacity(t, pinDir, name)
+		if grown[name] <= sizedFloor {
+			t.Errorf("map %s holds %d entries with %d rules: it did not grow", name, grown[name], most)
+		}
+	}
+	// Shrinking the policy keeps the capacity: no copy on the way down.
+	if err := b.Apply(context.Background(), policy(1)); err != nil {
+		t.Fatal(err)
+	}
+	round()
+	counted(b, "back to one rule")
+
+	// A restarted daemon adopts the grown maps and the counts.
+	b.Close()
+	closed = true
+	b2, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	for name, c := range grown {
+		if got := b2.sized.byName()[name]; (*got).MaxEntries() != c {
+			t.Errorf("restarted daemon's %s holds %d entries, the pinned one %d", name, (*got).MaxEntries(), c)
+		}
+	}
+	round()
+	counted(b2, "after a restart")
+	if err := b2.Apply(context.Background(), policy(most)); err != nil {
+		t.Fatal(err)
+	}
+	round()
+	counted(b2, "after a restart and an apply")
+	t.Logf("first rule: %d allowed, %d denied across growth; capacities %v", allowed, denied, grown)
+}
