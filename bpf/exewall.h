@@ -123,7 +123,7 @@ struct task_state {
  *
  * The allows a slot answers are counted in the slot itself (state's low
  * half), in the cache line the answer was read from: the counters element
- * (a per-CPU array of MAX_RULES, behind a vmalloc'd pointer table) is the
+ * (a per-CPU array chunk, behind a vmalloc'd pointer table) is the
  * costliest line of a verdict. They move into counters when the slot is
  * overwritten, if the counter slot still belongs to the rule (epoch).
  * Userspace adds the pending allows of every slot to counters (linux/

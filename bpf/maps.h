@@ -83,14 +83,36 @@ struct {
 	__type(value, __u8);
 } local_nets SEC(".maps");
 
-/* Per-rule counters by stable slot (0 is the default). A per-CPU array: the
- * lookup is inlined, and no two CPUs share a cache line. */
+/* Per-rule counters by stable slot (0 is the default), in chunks of
+ * COUNTER_CHUNK slots: per-CPU arrays (the lookup is inlined, and no two
+ * CPUs share a cache line) that userspace creates as slots are handed out
+ * (linux/counters.go), so a daemon with few rules holds one chunk instead
+ * of MAX_RULES slots on every CPU (9 MiB on 2 CPUs, growing with the CPU
+ * count). A chunk, once in place, is never replaced: counts are never
+ * copied, so none is lost while a policy grows. */
+#define COUNTER_CHUNK_BITS 9
+#define COUNTER_CHUNK (1u << COUNTER_CHUNK_BITS)
+#define COUNTER_CHUNKS ((MAX_RULES >> COUNTER_CHUNK_BITS) + 1)
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_RULES + 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, COUNTER_CHUNKS);
 	__type(key, __u32);
-	__type(value, struct counter);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+		__uint(max_entries, COUNTER_CHUNK);
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(struct counter));
+	});
 } counters SEC(".maps");
+
+/* counter_of is counter slot `slot` on this CPU; NULL when its chunk is
+ * not in place (never for a slot a rule in force has). */
+static __always_inline struct counter *counter_of(__u32 slot)
+{
+	__u32 chunk = slot >> COUNTER_CHUNK_BITS, i = slot & (COUNTER_CHUNK - 1);
+	void *m = bpf_map_lookup_elem(&counters, &chunk);
+	return m ? bpf_map_lookup_elem(m, &i) : NULL;
+}
 
 /* Ring buffer reservations that failed: the event is lost, never the verdict. */
 struct {

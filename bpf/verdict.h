@@ -280,7 +280,7 @@ static __always_inline int memo_hit(struct memo *m, struct task_struct *task, __
  * counted them for the rule that went away). */
 static __always_inline void flush_pending(__u32 slot, __u64 epoch, __u32 n)
 {
-	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
+	struct counter *c = counter_of(slot);
 	if (c && c->epoch == epoch)
 		__sync_fetch_and_add(&c->allowed, n);
 }
@@ -414,7 +414,7 @@ static __always_inline int is_local(__u32 family, const __u8 *addr)
  * epoch (for memo_put). */
 static __always_inline __u64 count(__u32 slot, __u8 verdict)
 {
-	struct counter *c = bpf_map_lookup_elem(&counters, &slot);
+	struct counter *c = counter_of(slot);
 	if (!c)
 		return 0;
 	/* Atomic even per CPU: a preemptible kernel may interleave two hooks. */

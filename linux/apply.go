@@ -119,7 +119,9 @@ func (b *Backend) slotFor(name string) uint32 {
 	for {
 		s := b.nextSlot
 		b.nextSlot++
-		if b.nextSlot > maxRules {
+		// Past the counter chunks in place, wrap while at most half their
+		// slots are in use, else go on into a new chunk (counters.go).
+		if limit := b.counters.limit(); b.nextSlot > maxRules || b.nextSlot >= limit && 2*(len(b.slots)+1) <= int(limit) {
 			b.nextSlot = 1
 		}
 		old, used := b.slotName[s]
@@ -327,16 +329,7 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 		}
 	}
 	if len(fresh) > 0 {
-		zero := make([]datapathCounter, len(fresh)*b.ncpu)
-		for i := range fresh {
-			// A new epoch: allows the memo counted for the slot's last rule
-			// are not moved into this one's (bpf/exewall.h, struct memo).
-			e := newEpoch()
-			for cpu := 0; cpu < b.ncpu; cpu++ {
-				zero[i*b.ncpu+cpu].Epoch = e
-			}
-		}
-		if _, err := b.objs.Counters.BatchUpdate(fresh, zero, nil); err != nil {
+		if err := b.counters.reset(fresh); err != nil {
 			return fmt.Errorf("reset counters: %w", err)
 		}
 		if err := batchUpdate(b.sized.CounterNames, names); err != nil {

@@ -67,11 +67,12 @@ type Backend struct {
 	cgroupID   uint64
 	cgroupRoot string // the cgroup v2 mount, for cgroup: rules
 	objs       datapathObjects
-	sized      sizedMaps  // the maps sized to the policy, in objs' outer arrays (sized.go)
-	resolver   *resolver  // the one identity iterator and cache: Identify and Apply share it
-	exes       *exeWatch  // what exe paths resolved to, while inotify sees no change
-	btf        *btf.Cache // the kernel's parsed BTF while New loads objects, then nil
-	ticks      uint64     // watch intervals so far
+	sized      sizedMaps      // the maps sized to the policy, in objs' outer arrays (sized.go)
+	counters   *counterChunks // the counters' chunks in place (counters.go)
+	resolver   *resolver      // the one identity iterator and cache: Identify and Apply share it
+	exes       *exeWatch      // what exe paths resolved to, while inotify sees no change
+	btf        *btf.Cache     // the kernel's parsed BTF while New loads objects, then nil
+	ticks      uint64         // watch intervals so far
 	ncpu       int
 
 	mu         sync.Mutex
@@ -334,14 +335,27 @@ func (b *Backend) load() error {
 		b.objs.Close()
 		return err
 	}
+	if b.counters, err = openCounterChunks(b.objs.Counters, spec.Maps["counters"].InnerMap, b.ncpu); err != nil {
+		b.sized.close()
+		b.objs.Close()
+		return err
+	}
 	if changed {
 		targets, err := b.migrationTargets(old)
 		if err != nil {
+			b.counters.close()
 			b.sized.close()
 			b.objs.Close()
 			return err
 		}
 		copied, errs := copyMaps(old, targets)
+		if from := old["counters"]; from != nil {
+			n, err := b.counters.copyFrom(from)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("migrate map counters: %w", err))
+			}
+			copied["counters"] = n
+		}
 		for _, err := range errs {
 			b.log.Warn("pinned map not fully migrated", "err", err)
 		}
@@ -466,6 +480,7 @@ func (b *Backend) Close() error {
 		b.exec.Close()
 		b.socks.Close()
 		b.guard.Close()
+		b.counters.close()
 		b.sized.close()
 		b.objs.Close()
 		if b.resolver != nil {

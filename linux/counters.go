@@ -143,36 +143,241 @@ func (b *Backend) sumCounters(used, epochsOf map[uint32]bool) (map[uint32]engine
 			epochs[slot] = e
 		}
 	}
-	if len(used) <= 256 {
-		// Few rules: look up just their slots instead of the whole array.
-		vals := make([]datapathCounter, b.ncpu)
-		for slot := range used {
-			if err := b.objs.Counters.Lookup(slot, &vals); err != nil {
-				return nil, nil, fmt.Errorf("read counter: %w", err)
-			}
-			add(slot, vals)
-		}
-		return out, epochs, nil
+	byChunk := map[uint32][]uint32{}
+	for slot := range used {
+		byChunk[slot>>counterChunkBits] = append(byChunk[slot>>counterChunkBits], slot)
 	}
-	const chunk = 4096
-	keys := make([]uint32, chunk)
-	vals := make([]datapathCounter, chunk*b.ncpu)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := b.objs.Counters.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			if used[keys[i]] {
-				add(keys[i], vals[i*b.ncpu:(i+1)*b.ncpu])
+	vals := make([]datapathCounter, counterChunk*b.ncpu)
+	for i, slots := range byChunk {
+		if len(slots) <= 32 {
+			// Few rules in this chunk: look up just their slots.
+			for _, slot := range slots {
+				one, err := b.counters.lookup(slot)
+				if err != nil {
+					return nil, nil, fmt.Errorf("read counter: %w", err)
+				}
+				add(slot, one)
 			}
+			continue
 		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, epochs, nil
-		}
+		ok, err := b.counters.chunk(i, vals)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read counters: %w", err)
 		}
-		if n < chunk {
-			return out, epochs, nil
+		if !ok {
+			clear(vals)
+		}
+		for _, slot := range slots {
+			k := int(slot & (counterChunk - 1))
+			add(slot, vals[k*b.ncpu:(k+1)*b.ncpu])
 		}
 	}
+	return out, epochs, nil
+}
+
+// The counters are chunks of counterChunk per-CPU slots in an array of
+// maps (bpf/maps.h, COUNTER_CHUNK): a chunk is created when a slot in it is
+// first handed out and never replaced, so a daemon with few rules holds one
+// chunk instead of maxRules+1 slots on every CPU, and no count is ever
+// copied (none can be lost while a policy grows). Slots are handed out in
+// increasing order (slotFor) and wrap within the chunks in place while at
+// most half their slots are in use, else go on into a new chunk.
+const (
+	counterChunkBits = 9
+	counterChunk     = 1 << counterChunkBits
+)
+
+type counterChunks struct {
+	outer  *ebpf.Map
+	spec   *ebpf.MapSpec // a chunk's
+	chunks []*ebpf.Map   // by index; nil: not in place
+	ncpu   int
+}
+
+// openCounterChunks opens the chunks in place in outer and puts chunk 0
+// (the default's slot) in place if it is not.
+func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterChunks, error) {
+	if spec == nil || outer.Type() != ebpf.ArrayOfMaps {
+		return nil, errors.New("map counters is not an array of chunks")
+	}
+	is := spec.Copy()
+	is.Name, is.Pinning, is.Contents = "counters", ebpf.PinNone, nil
+	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu}
+	for i := range c.chunks {
+		var id uint32
+		err := outer.Lookup(uint32(i), &id)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		}
+		if err == nil {
+			c.chunks[i], err = ebpf.NewMapFromID(ebpf.MapID(id))
+		}
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("counters chunk %d: %w", i, err)
+		}
+	}
+	if err := c.ensure(0); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *counterChunks) close() {
+	if c == nil {
+		return
+	}
+	for i, m := range c.chunks {
+		if m != nil {
+			m.Close()
+			c.chunks[i] = nil
+		}
+	}
+}
+
+// limit is one past the last slot of the chunks in place.
+func (c *counterChunks) limit() uint32 {
+	for i := len(c.chunks) - 1; i >= 0; i-- {
+		if c.chunks[i] != nil {
+			return uint32(i+1) * counterChunk
+		}
+	}
+	return 0
+}
+
+// ensure puts the chunk of slot in place.
+func (c *counterChunks) ensure(slot uint32) error {
+	i := slot >> counterChunkBits
+	if int(i) >= len(c.chunks) {
+		return fmt.Errorf("counter slot %d out of range", slot)
+	}
+	if c.chunks[i] != nil {
+		return nil
+	}
+	m, err := ebpf.NewMap(c.spec)
+	if err != nil {
+		return fmt.Errorf("create counters chunk %d: %w", i, err)
+	}
+	if err := c.outer.Update(i, m, ebpf.UpdateAny); err != nil { // (arrays of maps take no other flag)
+		m.Close()
+		return fmt.Errorf("put counters chunk %d in place: %w", i, err)
+	}
+	c.chunks[i] = m
+	return nil
+}
+
+// lookup reads slot's per-CPU values (zero when its chunk is not in
+// place).
+func (c *counterChunks) lookup(slot uint32) ([]datapathCounter, error) {
+	vals := make([]datapathCounter, c.ncpu)
+	m := c.chunks[slot>>counterChunkBits]
+	if m == nil {
+		return vals, nil
+	}
+	err := m.Lookup(slot&(counterChunk-1), &vals)
+	return vals, err
+}
+
+// chunk reads every slot of chunk i: vals[slot%counterChunk*ncpu+cpu].
+func (c *counterChunks) chunk(i uint32, vals []datapathCounter) (bool, error) {
+	m := c.chunks[i]
+	if m == nil {
+		return false, nil
+	}
+	keys := make([]uint32, counterChunk)
+	var cursor ebpf.MapBatchCursor
+	n, err := m.BatchLookup(&cursor, keys, vals, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) && n == counterChunk {
+		return true, nil
+	}
+	// No batches: one by one.
+	for k := range uint32(counterChunk) {
+		var one []datapathCounter
+		if err := m.Lookup(k, &one); err != nil {
+			return false, err
+		}
+		copy(vals[int(k)*c.ncpu:], one)
+	}
+	return true, nil
+}
+
+// reset zeroes slots with a new epoch each (slots handed to new rules).
+func (c *counterChunks) reset(slots []uint32) error {
+	byChunk := map[uint32][]uint32{}
+	for _, s := range slots {
+		if err := c.ensure(s); err != nil {
+			return err
+		}
+		byChunk[s>>counterChunkBits] = append(byChunk[s>>counterChunkBits], s&(counterChunk-1))
+	}
+	for i, keys := range byChunk {
+		zero := make([]datapathCounter, len(keys)*c.ncpu)
+		for k := range keys {
+			// A new epoch: allows the memo counted for the slot's last rule
+			// are not moved into this one's (bpf/exewall.h, struct memo).
+			e := newEpoch()
+			for cpu := 0; cpu < c.ncpu; cpu++ {
+				zero[k*c.ncpu+cpu].Epoch = e
+			}
+		}
+		if _, err := c.chunks[i].BatchUpdate(keys, zero, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyFrom copies the non-zero slots of old counters (an earlier layout:
+// one per-CPU array, or chunks) into these, value by common prefix.
+func (c *counterChunks) copyFrom(old *ebpf.Map) (int, error) {
+	if old.Type() != ebpf.ArrayOfMaps {
+		return c.copyArray(old, 0)
+	}
+	n := 0
+	for i := range old.MaxEntries() {
+		inner, err := innerMapAt(old, i)
+		if err != nil {
+			return n, err
+		}
+		if inner == nil {
+			continue
+		}
+		got, err := c.copyArray(inner, i*inner.MaxEntries())
+		inner.Close()
+		n += got
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// copyArray copies the non-zero slots of per-CPU array from, whose slot 0
+// is counter slot base.
+func (c *counterChunks) copyArray(from *ebpf.Map, base uint32) (int, error) {
+	var k uint32
+	var pv [][]byte
+	n := 0
+	it := from.Iterate()
+	for it.Next(&k, &pv) {
+		zero := true
+		cpus := make([][]byte, len(pv))
+		for i := range pv {
+			cpus[i] = resize(pv[i], int(c.spec.ValueSize))
+			zero = zero && allZero(pv[i])
+		}
+		slot := base + k
+		if zero || slot>>counterChunkBits >= uint32(len(c.chunks)) {
+			continue
+		}
+		if err := c.ensure(slot); err != nil {
+			return n, err
+		}
+		if err := c.chunks[slot>>counterChunkBits].Update(slot&(counterChunk-1), cpus, ebpf.UpdateAny); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, it.Err()
 }

@@ -356,6 +356,7 @@ const (
 	datapathProgExewallSendmsg4   = "exewall_sendmsg4"
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
+	datapathVarUnusedCounter      = "unused_counter"
 	datapathVarUnusedDestKey      = "unused_dest_key"
 	datapathVarUnusedDestVal      = "unused_dest_val"
 	datapathVarUnusedDnsConf      = "unused_dns_conf"
@@ -461,6 +462,7 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedDestKey   *ebpf.VariableSpec `ebpf:"unused_dest_key"`
 	UnusedDestVal   *ebpf.VariableSpec `ebpf:"unused_dest_val"`
 	UnusedDnsConf   *ebpf.VariableSpec `ebpf:"unused_dns_conf"`
@@ -568,6 +570,7 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedDestKey   *ebpf.Variable `ebpf:"unused_dest_key"`
 	UnusedDestVal   *ebpf.Variable `ebpf:"unused_dest_val"`
 	UnusedDnsConf   *ebpf.Variable `ebpf:"unused_dns_conf"`

@@ -25,14 +25,6 @@ type execwatchConfig struct {
 	Pad            [2]uint8
 }
 
-type execwatchCounter struct {
-	_       structs.HostLayout
-	Allowed uint64
-	Denied  uint64
-	Audited uint64
-	Epoch   uint64
-}
-
 type execwatchExeName struct {
 	_    structs.HostLayout
 	Tgid uint32

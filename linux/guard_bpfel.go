@@ -25,14 +25,6 @@ type guardConfig struct {
 	Pad            [2]uint8
 }
 
-type guardCounter struct {
-	_       structs.HostLayout
-	Allowed uint64
-	Denied  uint64
-	Audited uint64
-	Epoch   uint64
-}
-
 type guardFileId struct {
 	_    structs.HostLayout
 	Dev  uint32

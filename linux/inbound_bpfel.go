@@ -25,14 +25,6 @@ type inboundConfig struct {
 	Pad            [2]uint8
 }
 
-type inboundCounter struct {
-	_       structs.HostLayout
-	Allowed uint64
-	Denied  uint64
-	Audited uint64
-	Epoch   uint64
-}
-
 type inboundFileId struct {
 	_    structs.HostLayout
 	Dev  uint32

@@ -35,8 +35,8 @@ import (
 // save only the array lookup, which costs nothing measurable next to the
 // hash lookup behind it (bench connect, in the commit that made this).
 //
-// The counters (a per-CPU array looked up on every verdict) are not among
-// them: they stay at maxRules+1 slots.
+// The counters, a per-CPU array looked up on every verdict, grow another
+// way: in chunks that are added, never copied (counters.go).
 
 // sizedNames are the datapath maps created this way.
 var sizedNames = []string{"exe_rules", "cgroup_rules", "uid_rules", "gid_rules", "path_rules", "name_rules", "dests", "counter_names"}
@@ -116,9 +116,12 @@ func openSized(name string, outer *ebpf.Map, spec *ebpf.MapSpec, capacity uint32
 }
 
 // innerMap opens the map in slot 0 of outer; nil when the slot is empty.
-func innerMap(outer *ebpf.Map) (*ebpf.Map, error) {
+func innerMap(outer *ebpf.Map) (*ebpf.Map, error) { return innerMapAt(outer, 0) }
+
+// innerMapAt opens the map in slot i of outer; nil when the slot is empty.
+func innerMapAt(outer *ebpf.Map, i uint32) (*ebpf.Map, error) {
 	var id uint32
-	if err := outer.Lookup(uint32(0), &id); errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := outer.Lookup(i, &id); errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
@@ -139,7 +142,9 @@ func innerCompatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	}
 	defer inner.Close()
 	want := spec.InnerMap
-	if inner.Type() != want.Type || inner.KeySize() != want.KeySize || inner.ValueSize() != want.ValueSize || inner.Flags() != want.Flags {
+	fixed := want.Type == ebpf.Array || want.Type == ebpf.PerCPUArray // counters' chunks: one size
+	if inner.Type() != want.Type || inner.KeySize() != want.KeySize || inner.ValueSize() != want.ValueSize || inner.Flags() != want.Flags ||
+		fixed && inner.MaxEntries() != want.MaxEntries {
 		return fmt.Errorf("inner map %s: %s key %d value %d flags %#x, want %s key %d value %d flags %#x: %w",
 			spec.Name, inner.Type(), inner.KeySize(), inner.ValueSize(), inner.Flags(),
 			want.Type, want.KeySize, want.ValueSize, want.Flags, ebpf.ErrMapIncompatible)
@@ -349,6 +354,7 @@ func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
 // others the datapath's maps.
 func (b *Backend) migrationTargets(old map[string]*ebpf.Map) (map[string]*ebpf.Map, error) {
 	out := b.mapsByName()
+	delete(out, "counters") // chunks: copied by counterChunks.copyFrom
 	for name, field := range b.sized.byName() {
 		s := *field
 		from := old[name]

@@ -45,10 +45,43 @@ func TestSizedMapsStartSmall(t *testing.T) {
 			t.Errorf("map %s holds %d entries with one rule, want %d", name, c, sizedFloor)
 		}
 	}
+	if n := pinnedChunks(t, b.pinDir); n != 1 {
+		t.Errorf("%d counter chunks in place with one rule, want 1", n)
+	}
 	port := listenLoopback(t)
 	if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
 		t.Fatalf("small policy not enforced: %+v", out[0])
 	}
+	st, err := b.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.RuleCounter["small"]; c.Denied != 1 {
+		t.Errorf("rule small counted %+v, want 1 denied", c)
+	}
+}
+
+// pinnedChunks counts the counter chunks in place behind the pinned
+// counters map.
+func pinnedChunks(t *testing.T, pinDir string) int {
+	t.Helper()
+	outer, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "counters"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	n := 0
+	for i := range outer.MaxEntries() {
+		m, err := innerMapAt(outer, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != nil {
+			n++
+			m.Close()
+		}
+	}
+	return n
 }
 
 // TestPolicyGrowsPastCapacity grows a policy from one rule to thousands,
@@ -167,6 +200,9 @@ func TestPolicyGrowsPastCapacity(t *testing.T) {
 		if grown[name] <= sizedFloor {
 			t.Errorf("map %s holds %d entries with %d rules: it did not grow", name, grown[name], most)
 		}
+	}
+	if n := pinnedChunks(t, pinDir); n < most/counterChunk {
+		t.Errorf("%d counter chunks in place with %d rules, want at least %d", n, most, most/counterChunk)
 	}
 	// Shrinking the policy keeps the capacity: no copy on the way down.
 	if err := b.Apply(context.Background(), policy(1)); err != nil {

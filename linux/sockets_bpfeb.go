@@ -25,14 +25,6 @@ type socketsConfig struct {
 	Pad            [2]uint8
 }
 
-type socketsCounter struct {
-	_       structs.HostLayout
-	Allowed uint64
-	Denied  uint64
-	Audited uint64
-	Epoch   uint64
-}
-
 type socketsFileId struct {
 	_    structs.HostLayout
 	Dev  uint32
