@@ -5,6 +5,7 @@ package linux
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -105,7 +106,14 @@ func TestPolicyGrowsPastCapacity(t *testing.T) {
 	})
 	dir := t.TempDir()
 	first := clientCopy(t, dir, "first")
-	p, q := listenLoopback(t), listenLoopback(t)
+	// A UDP socket receives what is sent to p: a closed port would answer
+	// with ICMP errors, which the rule's inbound judgement counts too.
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	p, q := uint16(sink.LocalAddr().(*net.UDPAddr).Port), listenLoopback(t)
 	allowP, err := parseDestForTest(fmt.Sprintf("127.0.0.1/32 port %d", p))
 	if err != nil {
 		t.Fatal(err)
