@@ -353,7 +353,7 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
-		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
+		dests: map[datapathDestKey]datapathDestVal{}, binds: map[datapathBindKey]uint32{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
@@ -375,6 +375,9 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 			return nil, err
 		}
 	}
+	if err := scanMap(b.objs.NameBinds, func(k datapathBindKey) bool { return k.Rule>>31 == gen }, c.binds); err != nil {
+		return nil, err
+	}
 	return c, scanMap(b.objs.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
 }
 
@@ -395,6 +398,9 @@ func (b *Backend) writeFlat(have, want *compiled) error {
 	}
 	if err := writeDiff(b.objs.Dests, have.dests, want.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := writeDiff(b.objs.NameBinds, have.binds, want.binds); err != nil {
+		return fmt.Errorf("write name bindings: %w", err)
 	}
 	if err := writeDiff(b.objs.PathRules, have.paths, want.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -27,11 +26,12 @@ var (
 )
 
 // A binding is kept per (rule, address): the names answered with it and
-// when each runs out. It is made true in the kernel as a host node in the
-// rule's destination map (/32, /128): its matching name entries merged with
-// the CIDR entries that cover the address, most specific first, deny first
-// at equal specificity, exactly as compile lays out CIDR nodes. A connect
-// to it costs what a connect to a CIDR entry does: one hash lookup.
+// when each runs out. It is made true in the kernel as an element of
+// name_binds pointing at a name node of the rule (dns_gen.go): the rule's
+// entries as specific as the host (the name entries its names match, deny
+// first), shared by every binding of the rule whose names match the same
+// entries; the rule's CIDR nodes decide what no entry there takes. A
+// connect to it costs two hash lookups (the binding, its node).
 //
 // Kept compact, one map slot per binding: the key holds the address as 16
 // bytes (no netip.Addr zone pointer for the collector to scan), the value
@@ -193,8 +193,10 @@ func (b *Backend) expireNames() {
 	}
 }
 
-// writeBound makes the kernel's host nodes of the touched bindings match
-// the table, in the generation in force. Called with b.mu held.
+// writeBound makes the kernel's bindings of the touched (rule, address)
+// pairs match the table, in the generation in force: a name node first when
+// the binding's entries have none yet, then the binding pointing at it.
+// Called with b.mu held.
 func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	if len(touched) == 0 {
 		return nil
@@ -208,11 +210,10 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		return errors.New("no policy generation in force")
 	}
 	// Keys of the generation's record are the slot; the kernel's carry the
-	// generation in the rule id's top bit (ruleOut).
-	var recPut []datapathDestKey
-	var recDel []datapathDestKey
-	put := map[datapathDestKey]datapathDestVal{}
-	var del []datapathDestKey
+	// generation in the rule id's top bit.
+	nodes := map[datapathDestKey]datapathDestVal{}
+	put := map[datapathBindKey]uint32{}
+	var del []datapathBindKey
 	var errs []error
 	b.bindMu.Lock()
 	for k := range touched {
@@ -223,10 +224,10 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 			continue
 		}
 		addr := k.ip()
-		rec := destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen()))
+		rec := bindKeyOf(k.slot, addr)
 		key := rec
 		key.Rule |= gen << 31
-		val, named, err := hostNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.names())
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -235,39 +236,31 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		}
 		switch {
 		case named && err == nil:
-			put[key] = val
-			recPut = append(recPut, rec)
-		case exactCIDR(r, addr):
-			// The rule's own host node comes back.
-			base, _, _ := hostNode(r, addr, nil)
-			put[key] = base
-			recDel = append(recDel, rec)
-		default:
-			if g.bound.has(rec) {
-				del = append(del, key)
+			i, fresh := g.bound.node(k.slot, val)
+			if fresh {
+				nodes[nodeRef{k.slot, i}.key(gen)] = val
 			}
-			recDel = append(recDel, rec)
+			put[key] = i
+			g.bound.setIndex(rec, i)
+		case g.bound.has(rec):
+			del = append(del, key)
+			g.bound.del(rec)
 		}
 	}
 	b.bindMu.Unlock()
-	if err := batchUpdate(b.objs.Dests, put); err != nil {
+	if err := batchUpdate(b.objs.Dests, nodes); err != nil {
+		g.unsure = true
+		return fmt.Errorf("write name nodes: %w", err)
+	}
+	if err := batchUpdate(b.objs.NameBinds, put); err != nil {
 		// What the generation holds at these keys is in doubt: the apply
 		// that writes it next scans it.
 		g.unsure = true
 		return fmt.Errorf("write name bindings: %w", err)
 	}
-	for _, rec := range recPut {
-		k := rec
-		k.Rule |= gen << 31
-		g.bound.set(rec, put[k])
-	}
-	for _, k := range del {
-		if err := b.objs.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("remove name binding: %w", err))
-		}
-	}
-	for _, rec := range recDel {
-		g.bound.del(rec)
+	if err := batchDelete(b.objs.NameBinds, del); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		g.unsure = true
+		errs = append(errs, fmt.Errorf("remove name bindings: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -301,78 +294,62 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 			continue
 		}
 		addr := k.ip()
-		val, named, err := hostNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.names())
 		if err != nil || !named {
 			delete(b.bound, k) // the new policy has no entry for these names
 			continue
 		}
-		g.bound.set(destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen())), val)
+		g.bound.set(bindKeyOf(k.slot, addr), val)
 	}
 	return nil
 }
 
-// hostNode lays out the host node of addr for rule r given the names it
-// was answered for: named is false when no name entry matches them.
-func hostNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDestVal, named bool, err error) {
-	type cand struct {
-		d    engine.Dest
-		v    engine.Verdict
-		bits int
-	}
-	var cs []cand
-	add := func(d engine.Dest, v engine.Verdict) {
+// nameNode lays out the name node of a binding of rule r at addr given the
+// names it was answered for: the rule's outbound entries as specific as the
+// host (the name entries matching one of the names, CIDR entries of exactly
+// addr), deny first, then in file order, as engine.MatchAttempt ranks them.
+// When none takes an attempt the datapath goes on to the rule's CIDR nodes,
+// which hold every less specific entry. named is false when no name entry
+// matches the names.
+func nameNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDestVal, named bool, err error) {
+	host := netip.PrefixFrom(addr, addr.BitLen())
+	add := func(d engine.Dest, v engine.Verdict) error {
 		if !d.Dir.Covers(engine.DirOut) {
-			return
+			return nil
 		}
 		if d.IsName() {
-			for _, n := range names {
-				if engine.NameMatches(d.Name, n) {
-					cs = append(cs, cand{d, v, addr.BitLen()})
-					named = true
-					return
-				}
+			if !slices.ContainsFunc(names, func(n string) bool { return engine.NameMatches(d.Name, n) }) {
+				return nil
 			}
-			return
+			named = true
+		} else if d.Prefix.Masked() != host {
+			return nil
 		}
-		if d.Prefix.Addr().Is4() == addr.Is4() && d.Prefix.Contains(addr) {
-			cs = append(cs, cand{d, v, d.Prefix.Bits()})
-		}
-	}
-	for _, d := range r.Deny {
-		add(d, engine.VerdictDeny)
-	}
-	for _, d := range r.Allow {
-		add(d, engine.VerdictAllow)
-	}
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].bits > cs[j].bits })
-	for _, c := range cs {
 		if val.Count == maxDestEntries {
-			return val, named, fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, addr)
+			return fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, addr)
 		}
-		e := datapathDestEntry{PortLo: c.d.PortLo, PortHi: c.d.PortHi, Proto: uint8(c.d.Proto), Verdict: verdictAllow}
-		if c.d.AnyPort() {
+		e := datapathDestEntry{PortLo: d.PortLo, PortHi: d.PortHi, Proto: uint8(d.Proto), Verdict: verdictAllow, Dir: uint8(d.Dir)}
+		if d.AnyPort() {
 			e.PortLo, e.PortHi = 0, 0xffff
 		}
-		if c.v == engine.VerdictDeny {
+		if v == engine.VerdictDeny {
 			e.Verdict = verdictDeny
 		}
 		val.E[val.Count] = e
 		val.Count++
+		return nil
 	}
-	return val, named, nil
-}
-
-// exactCIDR reports whether compile wrote a node at addr's host prefix.
-func exactCIDR(r *engine.Rule, addr netip.Addr) bool {
-	host := netip.PrefixFrom(addr, addr.BitLen())
-	for _, l := range [][]engine.Dest{r.Deny, r.Allow} {
-		for _, d := range l {
-			if !d.IsName() && d.Prefix == host {
-				return true
-			}
+	for _, d := range r.Deny {
+		if err := add(d, engine.VerdictDeny); err != nil {
+			return val, named, err
 		}
 	}
-	return false
+	for _, d := range r.Allow {
+		if err := add(d, engine.VerdictAllow); err != nil {
+			return val, named, err
+		}
+	}
+	return val, named, nil
 }
 
 // boundNames returns the names rule r's processes were answered addr for.

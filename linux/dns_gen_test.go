@@ -40,7 +40,7 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// inKernel says whether the active generation holds addr's host node.
+	// inKernel says whether the active generation holds addr's binding.
 	inKernel := func(addr string) bool {
 		t.Helper()
 		gen, err := b.activeGen()
@@ -48,8 +48,8 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := netip.MustParseAddr(addr)
-		var v datapathDestVal
-		return b.objs.Dests.Lookup(destKey(id|gen<<31, netip.PrefixFrom(a, 32)), &v) == nil
+		var node uint32
+		return b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, a), &node) == nil
 	}
 	connect := func(what, addr, want string) {
 		t.Helper()

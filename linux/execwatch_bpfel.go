@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type execwatchBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
 type execwatchConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -266,6 +274,7 @@ const (
 	execwatchMapLoaderPending      = "loader_pending"
 	execwatchMapLoaders            = "loaders"
 	execwatchMapLocalNets          = "local_nets"
+	execwatchMapNameBinds          = "name_binds"
 	execwatchMapNameRules          = "name_rules"
 	execwatchMapPathRules          = "path_rules"
 	execwatchMapProcIdents         = "proc_idents"
@@ -356,6 +365,7 @@ type execwatchMapSpecs struct {
 	LoaderPending  *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders        *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds      *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents     *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -414,6 +424,7 @@ type execwatchMaps struct {
 	LoaderPending  *ebpf.Map `ebpf:"loader_pending"`
 	Loaders        *ebpf.Map `ebpf:"loaders"`
 	LocalNets      *ebpf.Map `ebpf:"local_nets"`
+	NameBinds      *ebpf.Map `ebpf:"name_binds"`
 	NameRules      *ebpf.Map `ebpf:"name_rules"`
 	PathRules      *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents     *ebpf.Map `ebpf:"proc_idents"`
@@ -446,6 +457,7 @@ func (m *execwatchMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type guardBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
 type guardConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -257,6 +265,7 @@ const (
 	guardMapLoaderPending      = "loader_pending"
 	guardMapLoaders            = "loaders"
 	guardMapLocalNets          = "local_nets"
+	guardMapNameBinds          = "name_binds"
 	guardMapNameRules          = "name_rules"
 	guardMapPathRules          = "path_rules"
 	guardMapProcIdents         = "proc_idents"
@@ -344,6 +353,7 @@ type guardMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -401,6 +411,7 @@ type guardMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -432,6 +443,7 @@ func (m *guardMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

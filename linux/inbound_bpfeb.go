@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type inboundBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
 type inboundConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -290,6 +298,7 @@ const (
 	inboundMapLoaderPending    = "loader_pending"
 	inboundMapLoaders          = "loaders"
 	inboundMapLocalNets        = "local_nets"
+	inboundMapNameBinds        = "name_binds"
 	inboundMapNameRules        = "name_rules"
 	inboundMapPathRules        = "path_rules"
 	inboundMapProcIdents       = "proc_idents"
@@ -373,6 +382,7 @@ type inboundMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -430,6 +440,7 @@ type inboundMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -461,6 +472,7 @@ func (m *inboundMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

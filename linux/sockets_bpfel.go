@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socketsBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
 type socketsConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -276,6 +284,7 @@ const (
 	socketsMapLoaderPending      = "loader_pending"
 	socketsMapLoaders            = "loaders"
 	socketsMapLocalNets          = "local_nets"
+	socketsMapNameBinds          = "name_binds"
 	socketsMapNameRules          = "name_rules"
 	socketsMapPathRules          = "path_rules"
 	socketsMapProcIdents         = "proc_idents"
@@ -363,6 +372,7 @@ type socketsMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -420,6 +430,7 @@ type socketsMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -451,6 +462,7 @@ func (m *socketsMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

@@ -132,6 +132,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			diffMap(&drifts, "user rule", want.uids, have.uids),
 			diffMap(&drifts, "group rule", want.gids, have.gids),
 			diffMap(&drifts, "destination", want.dests, have.dests),
+			diffMap(&drifts, "name binding", want.binds, have.binds),
 		} {
 			stale = stale || changed
 		}
