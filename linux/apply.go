@@ -192,6 +192,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		// holds is found by scanning it at the next apply. The active
 		// generation was never touched.
 		b.gens[next] = nil
+		if derr := b.dropBound(); derr != nil { // their records are gone: so are they
+			b.log.Warn("remove name bindings", "err", derr)
+		}
 		return err
 	}
 	// The idle generation may still be read by programs that started before
@@ -205,6 +208,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.writeGen(old, c, p, next); err != nil {
 		return fail(err)
 	}
+	b.boundWritten(c, next) // DNS name bindings (dns_bind.go)
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
@@ -218,6 +222,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
+	}
+	if err := b.dropBound(); err != nil { // dns_bind.go
+		b.log.Warn("remove name bindings", "err", err)
 	}
 	// The new policy is in force now. The old generation stays as it is:
 	// the next apply writes there only what differs, after an RCU grace

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/dnsproxy"
 )
@@ -45,30 +43,97 @@ func mkBindKey(slot uint32, a netip.Addr) bindKey { return bindKey{slot, a.Unmap
 
 func (k bindKey) ip() netip.Addr { return netip.AddrFrom16(k.addr).Unmap() }
 
-// bounds is the names a (rule, address) was answered for, each with when
-// it runs out (Unix ns).
-type bounds []nameUntil
+// bindRec is the names a (rule, address) was answered for, each with when
+// it runs out (Unix ns), and the name node the binding points at in each
+// generation of the kernel's name_binds (noNode: not there). 40 bytes inline
+// in the table: the first name needs no allocation of its own.
+type bindRec struct {
+	first nameUntil    // name "" when none
+	more  *[]nameUntil // the names after the first
+	node  [2]uint32
+}
 
 type nameUntil struct {
 	name  string
 	until int64
 }
 
-func (bd bounds) index(name string) int {
-	for i := range bd {
-		if bd[i].name == name {
+// noNode is a bindRec's node in a generation that does not hold it.
+const noNode = ^uint32(0)
+
+func newBindRec() bindRec { return bindRec{node: [2]uint32{noNode, noNode}} }
+
+func (r *bindRec) len() int {
+	switch {
+	case r.first.name == "":
+		return 0
+	case r.more == nil:
+		return 1
+	}
+	return 1 + len(*r.more)
+}
+
+func (r *bindRec) at(i int) *nameUntil {
+	if i == 0 {
+		return &r.first
+	}
+	return &(*r.more)[i-1]
+}
+
+func (r *bindRec) index(name string) int {
+	for i := range r.len() {
+		if r.at(i).name == name {
 			return i
 		}
 	}
 	return -1
 }
 
-func (bd bounds) names() []string {
-	out := make([]string, len(bd))
-	for i := range bd {
-		out[i] = bd[i].name
+func (r *bindRec) add(e nameUntil) {
+	if e.name == "" {
+		return
+	}
+	if r.first.name == "" {
+		r.first = e
+		return
+	}
+	if r.more == nil {
+		r.more = &[]nameUntil{}
+	}
+	*r.more = append(*r.more, e)
+}
+
+// deleteFunc drops the names del says; it reports whether any was.
+func (r *bindRec) deleteFunc(del func(nameUntil) bool) bool {
+	var all []nameUntil
+	for i := range r.len() {
+		all = append(all, *r.at(i))
+	}
+	kept := slices.DeleteFunc(slices.Clone(all), del)
+	if len(kept) == len(all) {
+		return false
+	}
+	r.first, r.more = nameUntil{}, nil
+	for _, e := range kept {
+		r.add(e)
+	}
+	return true
+}
+
+func (r *bindRec) names() []string {
+	out := make([]string, r.len())
+	for i := range out {
+		out[i] = r.at(i).name
 	}
 	return out
+}
+
+func (r *bindRec) until() int64 {
+	var u int64
+	for i := range r.len() {
+		u = max(u, r.at(i).until)
+	}
+	return u
 }
 
 // ErrNoRule is returned by Learn for a rule id not in force (or without
@@ -117,17 +182,19 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		}
 		k := mkBindKey(nb.Rule, nb.Addr)
 		if b.bound == nil {
-			b.bound = map[bindKey]bounds{}
+			b.bound = map[bindKey]bindRec{}
 		}
 		bd, had := b.bound[k]
 		if !had {
+			bd = newBindRec()
 			touched[k] = true
 		}
 		for _, n := range nb.Names {
 			if i := bd.index(n); i >= 0 {
-				bd[i].until = max(bd[i].until, nb.Expires.UnixNano())
+				e := bd.at(i)
+				e.until = max(e.until, nb.Expires.UnixNano())
 			} else {
-				bd = append(bd, nameUntil{n, nb.Expires.UnixNano()})
+				bd.add(nameUntil{n, nb.Expires.UnixNano()})
 				touched[k] = true
 			}
 		}
@@ -157,12 +224,9 @@ func (b *Backend) Forget(bs []NameBinding) error {
 			continue
 		}
 		if len(nb.Names) == 0 {
-			bd = nil
-		}
-		for _, n := range nb.Names {
-			if i := bd.index(n); i >= 0 {
-				bd = slices.Delete(bd, i, i+1)
-			}
+			bd.first, bd.more = nameUntil{}, nil
+		} else {
+			bd.deleteFunc(func(e nameUntil) bool { return slices.Contains(nb.Names, e.name) })
 		}
 		b.bound[k] = bd
 		touched[k] = true
@@ -180,9 +244,7 @@ func (b *Backend) expireNames() {
 	touched := map[bindKey]bool{}
 	b.bindMu.Lock()
 	for k, bd := range b.bound {
-		n := len(bd)
-		bd = slices.DeleteFunc(bd, func(e nameUntil) bool { return e.until <= now })
-		if len(bd) != n {
+		if bd.deleteFunc(func(e nameUntil) bool { return e.until <= now }) {
 			b.bound[k] = bd
 			touched[k] = true
 		}
@@ -217,52 +279,166 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	var errs []error
 	b.bindMu.Lock()
 	for k := range touched {
+		bd, ok := b.bound[k]
+		if !ok {
+			continue
+		}
 		r := b.byName[b.slotName[k.slot]]
-		bd := b.bound[k]
+		addr := k.ip()
+		rec := bindKeyOf(k.slot, addr)
 		if r == nil || g.rules[k.slot] == nil {
+			del = bd.drop(rec, del)
 			delete(b.bound, k)
 			continue
 		}
-		addr := k.ip()
-		rec := bindKeyOf(k.slot, addr)
-		key := rec
-		key.Rule |= gen << 31
 		val, named, err := nameNode(r, addr, bd.names())
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if len(bd) == 0 || !named {
-			delete(b.bound, k) // nothing left, or no name entry of r matches
+		if bd.len() == 0 || !named || err != nil {
+			// Nothing left, or no name entry of r matches: out of both
+			// generations (the idle one is read by no new attempt).
+			del = bd.drop(rec, del)
+			delete(b.bound, k)
+			continue
 		}
-		switch {
-		case named && err == nil:
-			i, fresh := g.bound.node(k.slot, val)
-			if fresh {
-				nodes[nodeRef{k.slot, i}.key(gen)] = val
-			}
+		i, fresh := g.bound.node(k.slot, val)
+		if fresh {
+			nodes[nodeRef{k.slot, i}.key(gen)] = val
+		}
+		if bd.node[gen] != i {
+			key := rec
+			key.Rule |= gen << 31
 			put[key] = i
-			g.bound.setIndex(rec, i)
-		case g.bound.has(rec):
-			del = append(del, key)
-			g.bound.del(rec)
+			bd.node[gen] = i
+			b.bound[k] = bd
 		}
 	}
 	b.bindMu.Unlock()
 	if err := batchUpdate(b.objs.Dests, nodes); err != nil {
+		// What the generation holds at these keys is in doubt: the apply
+		// that writes it next scans it.
 		g.unsure = true
 		return fmt.Errorf("write name nodes: %w", err)
 	}
 	if err := batchUpdate(b.objs.NameBinds, put); err != nil {
-		// What the generation holds at these keys is in doubt: the apply
-		// that writes it next scans it.
 		g.unsure = true
 		return fmt.Errorf("write name bindings: %w", err)
 	}
-	if err := batchDelete(b.objs.NameBinds, del); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		g.unsure = true
+	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+		for _, x := range b.gens {
+			if x != nil {
+				x.unsure = true
+			}
+		}
 		errs = append(errs, fmt.Errorf("remove name bindings: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// drop appends to del the kernel keys of the binding at rec (Rule the
+// slot) in the generations that hold it.
+func (r *bindRec) drop(rec datapathBindKey, del []datapathBindKey) []datapathBindKey {
+	for gen, i := range r.node {
+		if i != noNode {
+			k := rec
+			k.Rule |= uint32(gen) << 31
+			del = append(del, k)
+		}
+	}
+	return del
+}
+
+// droppedBind is a binding an apply dropped (its rule is gone or no longer
+// matches its names): out of the generation written, and out of the one in
+// force once the switch is made (dropBound).
+type droppedBind struct {
+	key  datapathBindKey // Rule is the slot
+	node [2]uint32
+}
+
+// boundDiff adds to gone (what generation gen holds now) and now (what it
+// must hold) the name bindings and nodes of old and g: what gen holds is
+// the table's record of it (bindRec.node) and the bindings this apply
+// dropped; what it must hold, g.bound.at (bindNames).
+func (b *Backend) boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
+	for k, bd := range b.bound {
+		if i := bd.node[gen]; i != noNode {
+			kk := bindKeyOf(k.slot, k.ip())
+			kk.Rule |= gen << 31
+			gone.binds[kk] = i
+		}
+	}
+	for _, d := range b.unbound {
+		if i := d.node[gen]; i != noNode {
+			kk := d.key
+			kk.Rule |= gen << 31
+			gone.binds[kk] = i
+		}
+	}
+	boundDiff(old, g, gen, gone, now)
+}
+
+// boundWritten records, once generation gen was written from g, which
+// node each binding points at there, and lets g's list of bindings go
+// (the table's records hold it from now on).
+func (b *Backend) boundWritten(g *generation, gen uint32) {
+	if g.bound.at == nil {
+		for k, bd := range b.bound {
+			if bd.node[gen] != noNode {
+				bd.node[gen] = noNode
+				b.bound[k] = bd
+			}
+		}
+		return
+	}
+	b.bindMu.Lock()
+	for k, bd := range b.bound {
+		i, ok := g.bound.at[bindKeyOf(k.slot, k.ip())]
+		if !ok {
+			i = noNode
+		}
+		if bd.node[gen] != i {
+			bd.node[gen] = i
+			b.bound[k] = bd
+		}
+	}
+	b.bindMu.Unlock()
+	g.bound.at = nil
+}
+
+// dropBound takes the bindings the last apply dropped out of every
+// generation (after the switch: the generation that was in force held them
+// until then).
+func (b *Backend) dropBound() error {
+	var del []datapathBindKey
+	for _, d := range b.unbound {
+		del = (&bindRec{node: d.node}).drop(d.key, del)
+	}
+	b.unbound = nil
+	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+		for _, x := range b.gens {
+			if x != nil {
+				x.unsure = true
+			}
+		}
+		return fmt.Errorf("remove name bindings: %w", err)
+	}
+	return nil
+}
+
+// addBound adds to c, the flat view of generation gen in force, the
+// bindings it holds by the table's records.
+func (b *Backend) addBound(c *compiled, gen uint32) {
+	b.bindMu.RLock()
+	defer b.bindMu.RUnlock()
+	for k, bd := range b.bound {
+		if i := bd.node[gen]; i != noNode {
+			kk := bindKeyOf(k.slot, k.ip())
+			kk.Rule |= gen << 31
+			c.binds[kk] = i
+		}
+	}
 }
 
 // bindNames carries the bindings into generation g of policy p before the
@@ -289,14 +465,17 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	defer b.bindMu.Unlock()
 	for k, bd := range b.bound {
 		r := rules[b.slotName[k.slot]]
+		addr := k.ip()
 		if r == nil || g.rules[k.slot] == nil || !r.HasNames() {
+			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
 			delete(b.bound, k)
 			continue
 		}
-		addr := k.ip()
 		val, named, err := nameNode(r, addr, bd.names())
 		if err != nil || !named {
-			delete(b.bound, k) // the new policy has no entry for these names
+			// the new policy has no entry for these names
+			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
+			delete(b.bound, k)
 			continue
 		}
 		g.bound.set(bindKeyOf(k.slot, addr), val)
@@ -354,7 +533,7 @@ func nameNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDest
 
 // boundNames returns the names rule r's processes were answered addr for.
 func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
-	if bd := b.bound[mkBindKey(slot, addr)]; len(bd) > 0 {
+	if bd := b.bound[mkBindKey(slot, addr)]; bd.len() > 0 {
 		return bd.names()
 	}
 	return nil
@@ -398,11 +577,7 @@ func (b *Backend) Bindings() []NameBinding {
 	defer b.bindMu.RUnlock()
 	out := make([]NameBinding, 0, len(b.bound))
 	for k, bd := range b.bound {
-		var until int64
-		for _, e := range bd {
-			until = max(until, e.until)
-		}
-		out = append(out, NameBinding{Rule: k.slot, Names: bd.names(), Addr: k.ip(), Expires: time.Unix(0, until)})
+		out = append(out, NameBinding{Rule: k.slot, Names: bd.names(), Addr: k.ip(), Expires: time.Unix(0, bd.until())})
 	}
 	return out
 }

@@ -18,24 +18,17 @@ import (
 // rule under family DEST_NAME_NODE (bpf/exewall.h, struct bind_key).
 
 // boundDiff adds to gone (what generation gen holds now, per key) and now
-// (what it must hold) the bindings and name nodes of old and g. Bindings and
-// nodes have keys of their own (never a rule's CIDR node), so keys of rules
-// that did not change are rewritten only where a binding differs.
+// (what it must hold) the name nodes of old and g, and to now the bindings
+// of g (what gen holds of them is the backend's record: Backend.boundDiff).
+// Bindings and nodes have keys of their own (never a rule's CIDR node), so
+// keys of rules that did not change are rewritten only where a binding
+// differs.
 func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
-	if old.bound.empty() && g.bound.empty() {
-		return
+	for k, i := range g.bound.at {
+		k.Rule |= gen << 31
+		now.binds[k] = i
 	}
 	for _, m := range []*boundNodes{&old.bound, &g.bound} {
-		for k := range m.at {
-			kk := k
-			kk.Rule |= gen << 31
-			if i, ok := old.bound.at[k]; ok {
-				gone.binds[kk] = i
-			}
-			if i, ok := g.bound.at[k]; ok {
-				now.binds[kk] = i
-			}
-		}
 		for ref := range m.nodes {
 			kk := ref.key(gen)
 			if _, ok := old.bound.nodes[ref]; ok {
@@ -48,13 +41,14 @@ func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
 	}
 }
 
-// boundNodes is what a generation holds of the name bindings: per binding
-// (key Rule is the slot) the index of its node value. The values are
-// interned: the bindings of one rule whose names match the same entries
-// share one node (136 bytes), so a binding costs its key and an index here
-// and a name_binds element in the kernel.
+// boundNodes is what a generation holds of the name bindings: its name
+// nodes, and while an apply writes it, per binding (key Rule is the slot)
+// the index of its node (at; then the backend's records keep it: a binding
+// costs a bindRec in the daemon and a name_binds element in the kernel).
+// The values are interned: the bindings of one rule whose names match the
+// same entries share one node (136 bytes).
 type boundNodes struct {
-	at    map[datapathBindKey]uint32 // index into vals
+	at    map[datapathBindKey]uint32 // index into vals; nil once written
 	vals  []datapathDestVal
 	idx   map[datapathDestVal]uint32
 	nodes map[nodeRef]struct{} // the nodes written, per rule
@@ -78,13 +72,6 @@ const destNameNode = 0
 func bindKeyOf(slot uint32, addr netip.Addr) datapathBindKey {
 	fam, _, a := famAddr(netip.PrefixFrom(addr, addr.BitLen()))
 	return datapathBindKey{Rule: slot, Family: uint8(fam), Addr: a}
-}
-
-func (n *boundNodes) empty() bool { return len(n.at) == 0 && len(n.nodes) == 0 }
-
-func (n *boundNodes) has(k datapathBindKey) bool {
-	_, ok := n.at[k]
-	return ok
 }
 
 // node interns v as a node of rule slot: its index, and whether the node
@@ -117,8 +104,6 @@ func (n *boundNodes) setIndex(k datapathBindKey, i uint32) {
 	}
 	n.at[k] = i
 }
-
-func (n *boundNodes) del(k datapathBindKey) { delete(n.at, k) }
 
 // addTo puts the generation's bindings and nodes into c as generation gen.
 func (n *boundNodes) addTo(c *compiled, gen uint32) {

@@ -300,7 +300,7 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 			o.add(gone, gen)
 		}
 	}
-	boundDiff(old, g, gen, gone, now) // DNS name bindings (dns_gen.go)
+	b.boundDiff(old, g, gen, gone, now) // DNS name bindings (dns_bind.go)
 	if len(changed) == 0 && len(now.dests)+len(gone.dests)+len(now.binds)+len(gone.binds)+len(gone.exe)+len(gone.paths)+len(gone.named)+len(gone.cgroups)+len(gone.uids)+len(gone.gids) == 0 {
 		return true, nil
 	}

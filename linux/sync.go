@@ -112,6 +112,9 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	var want *compiled
 	if g := b.gens[gen]; g != nil {
 		want = g.flat(b.policy, b.slotOf, gen)
+		if g.rules != nil {
+			b.addBound(want, gen) // DNS name bindings (dns_bind.go)
+		}
 	}
 	have, err := b.scanGen(gen)
 	if err != nil {
