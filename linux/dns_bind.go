@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -43,20 +44,20 @@ func mkBindKey(slot uint32, a netip.Addr) bindKey { return bindKey{slot, a.Unmap
 
 func (k bindKey) ip() netip.Addr { return netip.AddrFrom16(k.addr).Unmap() }
 
-// bindRec is the names a (rule, address) was answered for, each with when
-// it runs out (Unix ns), and the name node the binding points at in each
-// generation of the kernel's name_binds (noNode: not there). 40 bytes inline
-// in the table: the first name needs no allocation of its own.
+// bindRec is the names a (rule, address) was answered for, joined by
+// nameSep (one name is the answer's own string, shared with the
+// forwarder's record), when the last of them runs out (Unix ns; the
+// forwarder keeps one expiry per binding too), and the name node the
+// binding points at in each generation of the kernel's name_binds (noNode:
+// not there). 32 bytes inline in the table.
 type bindRec struct {
-	first nameUntil    // name "" when none
-	more  *[]nameUntil // the names after the first
+	names string
+	until int64
 	node  [2]uint32
 }
 
-type nameUntil struct {
-	name  string
-	until int64
-}
+// nameSep cannot occur in a DNS name.
+const nameSep = "\x00"
 
 // noNode is a bindRec's node in a generation that does not hold it.
 const noNode = ^uint32(0)
@@ -64,76 +65,45 @@ const noNode = ^uint32(0)
 func newBindRec() bindRec { return bindRec{node: [2]uint32{noNode, noNode}} }
 
 func (r *bindRec) len() int {
-	switch {
-	case r.first.name == "":
+	if r.names == "" {
 		return 0
-	case r.more == nil:
-		return 1
 	}
-	return 1 + len(*r.more)
+	return 1 + strings.Count(r.names, nameSep)
 }
 
-func (r *bindRec) at(i int) *nameUntil {
-	if i == 0 {
-		return &r.first
-	}
-	return &(*r.more)[i-1]
-}
-
-func (r *bindRec) index(name string) int {
-	for i := range r.len() {
-		if r.at(i).name == name {
-			return i
+func (r *bindRec) has(name string) bool {
+	for n := range strings.SplitSeq(r.names, nameSep) {
+		if n == name {
+			return true
 		}
 	}
-	return -1
+	return false
 }
 
-func (r *bindRec) add(e nameUntil) {
-	if e.name == "" {
-		return
-	}
-	if r.first.name == "" {
-		r.first = e
-		return
-	}
-	if r.more == nil {
-		r.more = &[]nameUntil{}
-	}
-	*r.more = append(*r.more, e)
-}
-
-// deleteFunc drops the names del says; it reports whether any was.
-func (r *bindRec) deleteFunc(del func(nameUntil) bool) bool {
-	var all []nameUntil
-	for i := range r.len() {
-		all = append(all, *r.at(i))
-	}
-	kept := slices.DeleteFunc(slices.Clone(all), del)
-	if len(kept) == len(all) {
+// add adds name unless it is there; it reports whether it was not.
+func (r *bindRec) add(name string) bool {
+	if name == "" || r.names != "" && r.has(name) {
 		return false
 	}
-	r.first, r.more = nameUntil{}, nil
-	for _, e := range kept {
-		r.add(e)
+	if r.names == "" {
+		r.names = name
+	} else {
+		r.names += nameSep + name
 	}
 	return true
 }
 
-func (r *bindRec) names() []string {
-	out := make([]string, r.len())
-	for i := range out {
-		out[i] = r.at(i).name
-	}
-	return out
+// forget drops the names listed.
+func (r *bindRec) forget(names []string) {
+	kept := slices.DeleteFunc(r.nameList(), func(n string) bool { return slices.Contains(names, n) })
+	r.names = strings.Join(kept, nameSep)
 }
 
-func (r *bindRec) until() int64 {
-	var u int64
-	for i := range r.len() {
-		u = max(u, r.at(i).until)
+func (r *bindRec) nameList() []string {
+	if r.names == "" {
+		return nil
 	}
-	return u
+	return strings.Split(r.names, nameSep)
 }
 
 // ErrNoRule is returned by Learn for a rule id not in force (or without
@@ -190,14 +160,11 @@ func (b *Backend) Learn(bs []NameBinding) error {
 			touched[k] = true
 		}
 		for _, n := range nb.Names {
-			if i := bd.index(n); i >= 0 {
-				e := bd.at(i)
-				e.until = max(e.until, nb.Expires.UnixNano())
-			} else {
-				bd.add(nameUntil{n, nb.Expires.UnixNano()})
+			if bd.add(n) {
 				touched[k] = true
 			}
 		}
+		bd.until = max(bd.until, nb.Expires.UnixNano())
 		b.bound[k] = bd
 		// A name answered again only lives longer: the kernel node, which
 		// holds no expiry, is already right.
@@ -224,9 +191,9 @@ func (b *Backend) Forget(bs []NameBinding) error {
 			continue
 		}
 		if len(nb.Names) == 0 {
-			bd.first, bd.more = nameUntil{}, nil
+			bd.names = ""
 		} else {
-			bd.deleteFunc(func(e nameUntil) bool { return slices.Contains(nb.Names, e.name) })
+			bd.forget(nb.Names)
 		}
 		b.bound[k] = bd
 		touched[k] = true
@@ -235,7 +202,7 @@ func (b *Backend) Forget(bs []NameBinding) error {
 	return b.writeBound(touched)
 }
 
-// expireNames drops the names whose TTL ran out (the forwarder normally
+// expireNames drops the bindings whose TTL ran out (the forwarder normally
 // says so with Forget; this holds when it cannot).
 func (b *Backend) expireNames() {
 	b.mu.Lock()
@@ -244,7 +211,8 @@ func (b *Backend) expireNames() {
 	touched := map[bindKey]bool{}
 	b.bindMu.Lock()
 	for k, bd := range b.bound {
-		if bd.deleteFunc(func(e nameUntil) bool { return e.until <= now }) {
+		if bd.names != "" && bd.until <= now {
+			bd.names = ""
 			b.bound[k] = bd
 			touched[k] = true
 		}
@@ -291,7 +259,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 			delete(b.bound, k)
 			continue
 		}
-		val, named, err := nameNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.nameList())
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -471,7 +439,7 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 			delete(b.bound, k)
 			continue
 		}
-		val, named, err := nameNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.nameList())
 		if err != nil || !named {
 			// the new policy has no entry for these names
 			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
@@ -534,7 +502,7 @@ func nameNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDest
 // boundNames returns the names rule r's processes were answered addr for.
 func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
 	if bd := b.bound[mkBindKey(slot, addr)]; bd.len() > 0 {
-		return bd.names()
+		return bd.nameList()
 	}
 	return nil
 }
@@ -577,7 +545,7 @@ func (b *Backend) Bindings() []NameBinding {
 	defer b.bindMu.RUnlock()
 	out := make([]NameBinding, 0, len(b.bound))
 	for k, bd := range b.bound {
-		out = append(out, NameBinding{Rule: k.slot, Names: bd.names(), Addr: k.ip(), Expires: time.Unix(0, bd.until())})
+		out = append(out, NameBinding{Rule: k.slot, Names: bd.nameList(), Addr: k.ip(), Expires: time.Unix(0, bd.until)})
 	}
 	return out
 }
