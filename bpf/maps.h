@@ -64,14 +64,14 @@ struct {
 	__type(value, struct dest_val);
 } dests SEC(".maps");
 
-/* DNS name bindings of rules with name entries (struct bind_key): value the
- * index of the rule's name node in dests. */
+/* DNS name bindings of rules with name entries (struct bind_key): value
+ * their name node (struct bind_val). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_NAME_BINDS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct bind_key);
-	__type(value, __u32);
+	__type(value, struct bind_val);
 } name_binds SEC(".maps");
 
 /* Local ranges for local-only: value 1 is local, 0 carves out an exception

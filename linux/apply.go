@@ -360,7 +360,7 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
-		dests: map[datapathDestKey]datapathDestVal{}, binds: map[datapathBindKey]uint32{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
+		dests: map[datapathDestKey]datapathDestVal{}, binds: map[datapathBindKey]datapathBindVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {

@@ -36,7 +36,7 @@ type compiled struct {
 	uids    map[datapathIdKey]datapathRule
 	gids    map[datapathIdKey]datapathRule
 	dests   map[datapathDestKey]datapathDestVal
-	binds   map[datapathBindKey]uint32 // DNS name bindings -> name node (dns_gen.go)
+	binds   map[datapathBindKey]datapathBindVal // DNS name bindings -> name node (dns_gen.go)
 	paths   map[datapathPathKey]datapathRule
 	named   map[datapathNameKey]datapathRule // exe rules' symlink names (linux/names.go)
 }

@@ -21,6 +21,14 @@ type datapathBindKey struct {
 	Addr   [16]uint8
 }
 
+type datapathBindVal struct {
+	_     structs.HostLayout
+	E     datapathDestEntry
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type datapathConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32

@@ -242,7 +242,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	// Keys of the generation's record are the slot; the kernel's carry the
 	// generation in the rule id's top bit.
 	nodes := map[datapathDestKey]datapathDestVal{}
-	put := map[datapathBindKey]uint32{}
+	put := map[datapathBindKey]datapathBindVal{}
 	var del []datapathBindKey
 	var errs []error
 	b.bindMu.Lock()
@@ -277,7 +277,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		if bd.node[gen] != i {
 			key := rec
 			key.Rule |= gen << 31
-			put[key] = i
+			put[key] = g.bound.val(i)
 			bd.node[gen] = i
 			b.bound[k] = bd
 		}
@@ -334,14 +334,14 @@ func (b *Backend) boundDiff(old, g *generation, gen uint32, gone, now *compiled)
 		if i := bd.node[gen]; i != noNode {
 			kk := bindKeyOf(k.slot, k.ip())
 			kk.Rule |= gen << 31
-			gone.binds[kk] = i
+			gone.binds[kk] = old.bound.val(i)
 		}
 	}
 	for _, d := range b.unbound {
 		if i := d.node[gen]; i != noNode {
 			kk := d.key
 			kk.Rule |= gen << 31
-			gone.binds[kk] = i
+			gone.binds[kk] = old.bound.val(i)
 		}
 	}
 	boundDiff(old, g, gen, gone, now)
@@ -397,14 +397,14 @@ func (b *Backend) dropBound() error {
 
 // addBound adds to c, the flat view of generation gen in force, the
 // bindings it holds by the table's records.
-func (b *Backend) addBound(c *compiled, gen uint32) {
+func (b *Backend) addBound(c *compiled, g *generation, gen uint32) {
 	b.bindMu.RLock()
 	defer b.bindMu.RUnlock()
 	for k, bd := range b.bound {
 		if i := bd.node[gen]; i != noNode {
 			kk := bindKeyOf(k.slot, k.ip())
 			kk.Rule |= gen << 31
-			c.binds[kk] = i
+			c.binds[kk] = g.bound.val(i)
 		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 func boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
 	for k, i := range g.bound.at {
 		k.Rule |= gen << 31
-		now.binds[k] = i
+		now.binds[k] = g.bound.val(i)
 	}
 	for _, m := range []*boundNodes{&old.bound, &g.bound} {
 		for ref := range m.nodes {
@@ -92,6 +92,22 @@ func (n *boundNodes) node(slot uint32, v datapathDestVal) (uint32, bool) {
 	return i, !had
 }
 
+// val is what a binding pointing at node i holds in the kernel: the
+// index, and the node's entry when it has only one (bpf/exewall.h, struct
+// bind_val). An index the generation never had gives a value no binding
+// holds (written afresh).
+func (n *boundNodes) val(i uint32) datapathBindVal {
+	if int(i) >= len(n.vals) {
+		return datapathBindVal{Node: i, Count: 0xff}
+	}
+	v := n.vals[i]
+	bv := datapathBindVal{Node: i, Count: uint8(v.Count)}
+	if v.Count == 1 {
+		bv.E = v.E[0]
+	}
+	return bv
+}
+
 // set records the binding at k (Rule the slot) with node value v.
 func (n *boundNodes) set(k datapathBindKey, v datapathDestVal) {
 	i, _ := n.node(k.Rule, v)
@@ -109,7 +125,7 @@ func (n *boundNodes) setIndex(k datapathBindKey, i uint32) {
 func (n *boundNodes) addTo(c *compiled, gen uint32) {
 	for k, i := range n.at {
 		k.Rule |= gen << 31
-		c.binds[k] = i
+		c.binds[k] = n.val(i)
 	}
 	for ref := range n.nodes {
 		c.dests[ref.key(gen)] = n.vals[ref.i]

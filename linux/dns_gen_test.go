@@ -48,8 +48,8 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := netip.MustParseAddr(addr)
-		var node uint32
-		return b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, a), &node) == nil
+		var v datapathBindVal
+		return b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, a), &v) == nil
 	}
 	connect := func(what, addr, want string) {
 		t.Helper()
@@ -136,9 +136,9 @@ func TestDNSNameNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var i uint32
-		err = b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, netip.MustParseAddr(addr)), &i)
-		return i, err == nil
+		var v datapathBindVal
+		err = b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, netip.MustParseAddr(addr)), &v)
+		return v.Node, err == nil
 	}
 
 	learn(id, "a.node.test", "192.0.2.90", time.Hour)

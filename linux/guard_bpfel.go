@@ -21,6 +21,22 @@ type guardBindKey struct {
 	Addr   [16]uint8
 }
 
+type guardBindVal struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		PortLo  uint16
+		PortHi  uint16
+		Proto   uint8
+		Verdict uint8
+		Dir     uint8
+		Pad     uint8
+	}
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type guardConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32

@@ -113,7 +113,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	if g := b.gens[gen]; g != nil {
 		want = g.flat(b.policy, b.slotOf, gen)
 		if g.rules != nil {
-			b.addBound(want, gen) // DNS name bindings (dns_bind.go)
+			b.addBound(want, g, gen) // DNS name bindings (dns_bind.go)
 		}
 	}
 	have, err := b.scanGen(gen)
