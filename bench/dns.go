@@ -19,7 +19,7 @@ type DNSResult struct {
 	CIDRNs                float64 `json:"cidr_ns"`                    // CIDR entry of a rule with a name entry
 	NameNs                float64 `json:"name_ns"`                    // name entry (bound address)
 	Bindings              int     `json:"bindings"`
-	KernelBytesPerBinding float64 `json:"kernel_bytes_per_binding"` // dests memlock growth per binding
+	KernelBytesPerBinding float64 `json:"kernel_bytes_per_binding"` // name_binds + dests (shared name nodes) memlock growth per binding
 	KernelSlabPerBinding  float64 `json:"kernel_slab_per_binding"`  // the same rounded up to the allocator's size class
 	UserBytesPerBinding   float64 `json:"user_bytes_per_binding"`
 }
@@ -40,7 +40,7 @@ func dnsMarkdown(r *DNSResult) string {
 	fmt.Fprintf(&sb, "| connect4 run time, name entry vs CIDR entry (same rule), %d connects | %.0f ns | %.0f ns | %+.0f ns (≤ +20) |\n",
 		r.Connects, r.NameNs, r.CIDRNs, r.NameNs-r.CIDRNs)
 	fmt.Fprintf(&sb, "| connect4 run time, CIDR entry of a rule without names | %.0f ns | | |\n", r.CIDROnlyNs)
-	fmt.Fprintf(&sb, "| memory per binding at %d bindings: kernel (dests memlock) + daemon heap | %.0f + %.0f = %.0f B | | ≤ 256 B |\n",
+	fmt.Fprintf(&sb, "| memory per binding at %d bindings: kernel (name_binds + dests memlock) + daemon heap | %.0f + %.0f = %.0f B | | ≤ 256 B |\n",
 		r.Bindings, r.KernelBytesPerBinding, r.UserBytesPerBinding, r.KernelBytesPerBinding+r.UserBytesPerBinding)
 	fmt.Fprintf(&sb, "| the same with the kernel element at its allocator size class (what the slab really gives it) | %.0f + %.0f = %.0f B | | ≤ 256 B |\n\n",
 		r.KernelSlabPerBinding, r.UserBytesPerBinding, r.KernelSlabPerBinding+r.UserBytesPerBinding)

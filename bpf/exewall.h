@@ -6,6 +6,7 @@
 
 #define MAX_RULES (1 << 17)       /* rules per policy generation */
 #define MAX_DEST_NODES (1 << 18)  /* distinct (rule, prefix) pairs per two generations */
+#define MAX_NAME_BINDS (1 << 18)  /* DNS name bindings (rule, address) per two generations */
 #define MAX_DEST_ENTRIES 16       /* entries one destination lookup can see */
 #define MAX_PREFIX_LENS 8         /* distinct prefix lengths per rule and family */
 #define MAX_CGROUP_DEPTH 32
@@ -210,6 +211,38 @@ struct dest_val {
 	__u32 _pad;
 	struct dest_entry e[MAX_DEST_ENTRIES];
 };
+
+/* A DNS name binding (DESIGN.md "Destination entries"): a process of rule
+ * `rule` (its id, generation bit included) was answered addr for a name one
+ * of the rule's name entries matches, within the answer's TTL. The value
+ * (struct bind_val) holds the index of the rule's name node: the dests entry at key
+ * { rule, DEST_NAME_NODE, 0, index } listing the rule's entries that hold at
+ * this host (the name entries its names match, and CIDR host entries of the
+ * same address), deny first, then in file order. Bindings whose names match
+ * the same entries share one node, so a binding costs a small element here
+ * instead of a 136-byte destination node. Laid out like dest_key without
+ * the prefix length. */
+struct bind_key {
+	__u32 rule;
+	__u8 family;   /* 4 or 6 */
+	__u8 _pad[3];
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+
+/* What a binding points at: its name node, whose only entry (the common
+ * case: one name entry matches) is kept here too, so that the connect needs
+ * no second lookup. 16 bytes: the element stays in the allocator's 96-byte
+ * size class. */
+struct bind_val {
+	struct dest_entry e; /* the name node's entry when count is 1 */
+	__u32 node;          /* index of the rule's name node */
+	__u8 count;          /* entries in the name node */
+	__u8 _pad[3];
+};
+
+/* dest_key.family of a name node (struct bind_key): its addr holds the
+ * node's index (a __u32, host order) and plen is 0. */
+#define DEST_NAME_NODE 0
 
 /* An exe rule's location, so that a file renamed over that path (a package
  * upgrade) is recognised at its first exec, before userspace re-resolves. */

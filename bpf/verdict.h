@@ -355,6 +355,32 @@ static __always_inline __u32 word_mask(int bits)
 	return bpf_htonl(0xffffffffu << (32 - bits));
 }
 
+/* match_entry: 1 and *verdict set when entry e takes an outbound attempt. */
+static __always_inline int match_entry(struct dest_entry *e, __u16 port, __u8 proto, __u8 *verdict)
+{
+	if (e->dir == DIR_IN) /* inbound: an "in" entry never judges a connect */
+		return 0;
+	if (e->proto != PROTO_ANY && e->proto != proto)
+		return 0;
+	if (port < e->port_lo || port > e->port_hi)
+		return 0;
+	*verdict = e->verdict;
+	return 1;
+}
+
+/* match_node tries a destination node's entries, in order, for an
+ * outbound attempt: 1 and *verdict set by the first that matches. */
+static __always_inline int match_node(struct dest_val *v, __u16 port, __u8 proto, __u8 *verdict)
+{
+	for (int j = 0; j < MAX_DEST_ENTRIES; j++) {
+		if (j >= v->count)
+			break;
+		if (match_entry(&v->e[j], port, proto, verdict))
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 *addr, __u16 port,
 				       __u8 proto, __u8 *verdict)
 {
@@ -365,6 +391,27 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 	void *nodes = sized_map(&dests);
 	if (!nodes)
 		return 0;
+
+	/* A DNS name binding of the rule at this address (struct bind_key): its
+	 * name node holds the entries of the host's own specificity, the most
+	 * specific there are; when none of them takes the attempt, the rule's
+	 * CIDR entries decide. */
+	if (r->has_names) {
+		struct bind_key bk = { .rule = r->id, .family = family };
+		__builtin_memcpy(bk.addr, a, 16);
+		struct bind_val *bv = bpf_map_lookup_elem(&name_binds, &bk);
+		if (bv && bv->count == 1) {
+			/* the node's only entry, kept in the binding */
+			if (match_entry(&bv->e, port, proto, verdict))
+				return 1;
+		} else if (bv) {
+			struct dest_key nk = { .rule = r->id, .family = DEST_NAME_NODE };
+			*(__u32 *)nk.addr = bv->node;
+			struct dest_val *v = bpf_map_lookup_elem(&dests, &nk);
+			if (v && match_node(v, port, proto, verdict))
+				return 1;
+		}
+	}
 
 	/* Longest prefix first: the first node found lists every entry that can
 	 * match, most specific first. */
@@ -381,20 +428,7 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 		struct dest_val *v = bpf_map_lookup_elem(nodes, &k);
 		if (!v)
 			continue;
-		for (int j = 0; j < MAX_DEST_ENTRIES; j++) {
-			if (j >= v->count)
-				break;
-			struct dest_entry *e = &v->e[j];
-			if (e->dir == DIR_IN) /* inbound: an "in" entry never judges a connect */
-				continue;
-			if (e->proto != PROTO_ANY && e->proto != proto)
-				continue;
-			if (port < e->port_lo || port > e->port_hi)
-				continue;
-			*verdict = e->verdict;
-			return 1;
-		}
-		return 0;
+		return match_node(v, port, proto, verdict);
 	}
 	return 0;
 }

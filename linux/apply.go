@@ -194,6 +194,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		// holds is found by scanning it at the next apply. The active
 		// generation was never touched.
 		b.gens[next] = nil
+		if derr := b.dropBound(); derr != nil { // their records are gone: so are they
+			b.log.Warn("remove name bindings", "err", derr)
+		}
 		return err
 	}
 	// The idle generation may still be read by programs that started before
@@ -207,6 +210,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	if err := b.writeGen(old, c, p, next); err != nil {
 		return fail(err)
 	}
+	b.boundWritten(c, next) // DNS name bindings (dns_bind.go)
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
@@ -220,6 +224,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	if err := b.objs.Active.Update(uint32(0), word+1, ebpf.UpdateAny); err != nil {
 		return fail(fmt.Errorf("switch generation: %w", err))
+	}
+	if err := b.dropBound(); err != nil { // dns_bind.go
+		b.log.Warn("remove name bindings", "err", err)
 	}
 	// The new policy is in force now. The old generation stays as it is:
 	// the next apply writes there only what differs, after an RCU grace
@@ -346,7 +353,7 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
-		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
+		dests: map[datapathDestKey]datapathDestVal{}, binds: map[datapathBindKey]datapathBindVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {
@@ -368,6 +375,9 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 			return nil, err
 		}
 	}
+	if err := scanMap(b.objs.NameBinds, func(k datapathBindKey) bool { return k.Rule>>31 == gen }, c.binds); err != nil {
+		return nil, err
+	}
 	return c, scanMap(b.sized.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
 }
 
@@ -388,6 +398,9 @@ func (b *Backend) writeFlat(have, want *compiled) error {
 	}
 	if err := writeDiff(b.sized.Dests, have.dests, want.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
+	}
+	if err := writeDiff(b.objs.NameBinds, have.binds, want.binds); err != nil {
+		return fmt.Errorf("write name bindings: %w", err)
 	}
 	if err := writeDiff(b.sized.PathRules, have.paths, want.paths); err != nil {
 		return fmt.Errorf("write executable paths: %w", err)

@@ -118,11 +118,12 @@ type Backend struct {
 	dnsObjs  dnsObjects
 	dnsOK    bool
 	dnsLinks map[string]link.Link
-	origin   *diag              // sock_diag, once a forwarder is set
-	fwd      forwarder          // where the forwarder listens
-	trusted  []netip.AddrPort   // the trusted resolvers in force
-	bindMu   sync.RWMutex       // bound: written with mu held too
-	bound    map[bindKey]bounds // name bindings in force
+	origin   *diag               // sock_diag, once a forwarder is set
+	fwd      forwarder           // where the forwarder listens
+	trusted  []netip.AddrPort    // the trusted resolvers in force
+	bindMu   sync.RWMutex        // bound: written with mu held too
+	bound    map[bindKey]bindRec // name bindings in force
+	unbound  []droppedBind       // bindings the apply under way dropped (dns_bind.go)
 	// inbound: the ingress judgement and its creator records (inbound.go)
 	inbound      inboundObjects
 	inboundOK    bool

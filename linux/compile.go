@@ -36,6 +36,7 @@ type compiled struct {
 	uids    map[datapathIdKey]datapathRule
 	gids    map[datapathIdKey]datapathRule
 	dests   map[datapathDestKey]datapathDestVal
+	binds   map[datapathBindKey]datapathBindVal // DNS name bindings -> name node (dns_gen.go)
 	paths   map[datapathPathKey]datapathRule
 	named   map[datapathNameKey]datapathRule // exe rules' symlink names (linux/names.go)
 }
@@ -58,7 +59,7 @@ func compileDests(r *engine.Rule, ruleID uint32, out map[datapathDestKey]datapat
 	ordered := engine.OrderedDests(r) // longest prefix first
 	prefixes := map[netip.Prefix]bool{}
 	for _, d := range ordered {
-		if !d.IsName() { // names: host nodes written per binding (dns_bind.go)
+		if !d.IsName() { // names: bindings and their name nodes (dns_gen.go)
 			prefixes[d.Prefix] = true
 		}
 	}
@@ -101,13 +102,7 @@ func destKey(ruleID uint32, p netip.Prefix) datapathDestKey {
 func prefixLens(r *engine.Rule, dr *datapathRule) error {
 	var v4, v6 []uint8
 	for _, d := range engine.OrderedDests(r) {
-		if d.IsName() { // a binding is a host node of either family
-			if !slices.Contains(v4, 32) {
-				v4 = append(v4, 32)
-			}
-			if !slices.Contains(v6, 128) {
-				v6 = append(v6, 128)
-			}
+		if d.IsName() { // bindings are looked up in name_binds (dns_gen.go)
 			continue
 		}
 		bits := uint8(d.Prefix.Bits())

@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type datapathBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
+type datapathBindVal struct {
+	_     structs.HostLayout
+	E     datapathDestEntry
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type datapathConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -343,6 +359,7 @@ const (
 	datapathMapLoaderPending      = "loader_pending"
 	datapathMapLoaders            = "loaders"
 	datapathMapLocalNets          = "local_nets"
+	datapathMapNameBinds          = "name_binds"
 	datapathMapNameRules          = "name_rules"
 	datapathMapPathRules          = "path_rules"
 	datapathMapProcIdents         = "proc_idents"
@@ -448,6 +465,7 @@ type datapathMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -521,6 +539,7 @@ type datapathMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -555,6 +574,7 @@ func (m *datapathMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
+	"strings"
 	"time"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/exewall/exewall/engine"
 	"github.com/exewall/exewall/engine/dnsproxy"
@@ -27,11 +25,12 @@ var (
 )
 
 // A binding is kept per (rule, address): the names answered with it and
-// when each runs out. It is made true in the kernel as a host node in the
-// rule's destination map (/32, /128): its matching name entries merged with
-// the CIDR entries that cover the address, most specific first, deny first
-// at equal specificity, exactly as compile lays out CIDR nodes. A connect
-// to it costs what a connect to a CIDR entry does: one hash lookup.
+// when each runs out. It is made true in the kernel as an element of
+// name_binds pointing at a name node of the rule (dns_gen.go): the rule's
+// entries as specific as the host (the name entries its names match, deny
+// first), shared by every binding of the rule whose names match the same
+// entries; the rule's CIDR nodes decide what no entry there takes. A
+// connect to it costs two hash lookups (the binding, its node).
 //
 // Kept compact, one map slot per binding: the key holds the address as 16
 // bytes (no netip.Addr zone pointer for the collector to scan), the value
@@ -45,30 +44,66 @@ func mkBindKey(slot uint32, a netip.Addr) bindKey { return bindKey{slot, a.Unmap
 
 func (k bindKey) ip() netip.Addr { return netip.AddrFrom16(k.addr).Unmap() }
 
-// bounds is the names a (rule, address) was answered for, each with when
-// it runs out (Unix ns).
-type bounds []nameUntil
-
-type nameUntil struct {
-	name  string
+// bindRec is the names a (rule, address) was answered for, joined by
+// nameSep (one name is the answer's own string, shared with the
+// forwarder's record), when the last of them runs out (Unix ns; the
+// forwarder keeps one expiry per binding too), and the name node the
+// binding points at in each generation of the kernel's name_binds (noNode:
+// not there). 32 bytes inline in the table.
+type bindRec struct {
+	names string
 	until int64
+	node  [2]uint32
 }
 
-func (bd bounds) index(name string) int {
-	for i := range bd {
-		if bd[i].name == name {
-			return i
+// nameSep cannot occur in a DNS name.
+const nameSep = "\x00"
+
+// noNode is a bindRec's node in a generation that does not hold it.
+const noNode = ^uint32(0)
+
+func newBindRec() bindRec { return bindRec{node: [2]uint32{noNode, noNode}} }
+
+func (r *bindRec) len() int {
+	if r.names == "" {
+		return 0
+	}
+	return 1 + strings.Count(r.names, nameSep)
+}
+
+func (r *bindRec) has(name string) bool {
+	for n := range strings.SplitSeq(r.names, nameSep) {
+		if n == name {
+			return true
 		}
 	}
-	return -1
+	return false
 }
 
-func (bd bounds) names() []string {
-	out := make([]string, len(bd))
-	for i := range bd {
-		out[i] = bd[i].name
+// add adds name unless it is there; it reports whether it was not.
+func (r *bindRec) add(name string) bool {
+	if name == "" || r.names != "" && r.has(name) {
+		return false
 	}
-	return out
+	if r.names == "" {
+		r.names = name
+	} else {
+		r.names += nameSep + name
+	}
+	return true
+}
+
+// forget drops the names listed.
+func (r *bindRec) forget(names []string) {
+	kept := slices.DeleteFunc(r.nameList(), func(n string) bool { return slices.Contains(names, n) })
+	r.names = strings.Join(kept, nameSep)
+}
+
+func (r *bindRec) nameList() []string {
+	if r.names == "" {
+		return nil
+	}
+	return strings.Split(r.names, nameSep)
 }
 
 // ErrNoRule is returned by Learn for a rule id not in force (or without
@@ -117,20 +152,19 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		}
 		k := mkBindKey(nb.Rule, nb.Addr)
 		if b.bound == nil {
-			b.bound = map[bindKey]bounds{}
+			b.bound = map[bindKey]bindRec{}
 		}
 		bd, had := b.bound[k]
 		if !had {
+			bd = newBindRec()
 			touched[k] = true
 		}
 		for _, n := range nb.Names {
-			if i := bd.index(n); i >= 0 {
-				bd[i].until = max(bd[i].until, nb.Expires.UnixNano())
-			} else {
-				bd = append(bd, nameUntil{n, nb.Expires.UnixNano()})
+			if bd.add(n) {
 				touched[k] = true
 			}
 		}
+		bd.until = max(bd.until, nb.Expires.UnixNano())
 		b.bound[k] = bd
 		// A name answered again only lives longer: the kernel node, which
 		// holds no expiry, is already right.
@@ -157,12 +191,9 @@ func (b *Backend) Forget(bs []NameBinding) error {
 			continue
 		}
 		if len(nb.Names) == 0 {
-			bd = nil
-		}
-		for _, n := range nb.Names {
-			if i := bd.index(n); i >= 0 {
-				bd = slices.Delete(bd, i, i+1)
-			}
+			bd.names = ""
+		} else {
+			bd.forget(nb.Names)
 		}
 		b.bound[k] = bd
 		touched[k] = true
@@ -171,7 +202,7 @@ func (b *Backend) Forget(bs []NameBinding) error {
 	return b.writeBound(touched)
 }
 
-// expireNames drops the names whose TTL ran out (the forwarder normally
+// expireNames drops the bindings whose TTL ran out (the forwarder normally
 // says so with Forget; this holds when it cannot).
 func (b *Backend) expireNames() {
 	b.mu.Lock()
@@ -180,9 +211,8 @@ func (b *Backend) expireNames() {
 	touched := map[bindKey]bool{}
 	b.bindMu.Lock()
 	for k, bd := range b.bound {
-		n := len(bd)
-		bd = slices.DeleteFunc(bd, func(e nameUntil) bool { return e.until <= now })
-		if len(bd) != n {
+		if bd.names != "" && bd.until <= now {
+			bd.names = ""
 			b.bound[k] = bd
 			touched[k] = true
 		}
@@ -193,8 +223,10 @@ func (b *Backend) expireNames() {
 	}
 }
 
-// writeBound makes the kernel's host nodes of the touched bindings match
-// the table, in the generation in force. Called with b.mu held.
+// writeBound makes the kernel's bindings of the touched (rule, address)
+// pairs match the table, in the generation in force: a name node first when
+// the binding's entries have none yet, then the binding pointing at it.
+// Called with b.mu held.
 func (b *Backend) writeBound(touched map[bindKey]bool) error {
 	if len(touched) == 0 {
 		return nil
@@ -208,68 +240,173 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		return errors.New("no policy generation in force")
 	}
 	// Keys of the generation's record are the slot; the kernel's carry the
-	// generation in the rule id's top bit (ruleOut).
-	var recPut []datapathDestKey
-	var recDel []datapathDestKey
-	put := map[datapathDestKey]datapathDestVal{}
-	var del []datapathDestKey
+	// generation in the rule id's top bit.
+	nodes := map[datapathDestKey]datapathDestVal{}
+	put := map[datapathBindKey]datapathBindVal{}
+	var del []datapathBindKey
 	var errs []error
 	b.bindMu.Lock()
 	for k := range touched {
+		bd, ok := b.bound[k]
+		if !ok {
+			continue
+		}
 		r := b.byName[b.slotName[k.slot]]
-		bd := b.bound[k]
+		addr := k.ip()
+		rec := bindKeyOf(k.slot, addr)
 		if r == nil || g.rules[k.slot] == nil {
+			del = bd.drop(rec, del)
 			delete(b.bound, k)
 			continue
 		}
-		addr := k.ip()
-		rec := destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen()))
-		key := rec
-		key.Rule |= gen << 31
-		val, named, err := hostNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.nameList())
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if len(bd) == 0 || !named {
-			delete(b.bound, k) // nothing left, or no name entry of r matches
+		if bd.len() == 0 || !named || err != nil {
+			// Nothing left, or no name entry of r matches: out of both
+			// generations (the idle one is read by no new attempt).
+			del = bd.drop(rec, del)
+			delete(b.bound, k)
+			continue
 		}
-		switch {
-		case named && err == nil:
-			put[key] = val
-			recPut = append(recPut, rec)
-		case exactCIDR(r, addr):
-			// The rule's own host node comes back.
-			base, _, _ := hostNode(r, addr, nil)
-			put[key] = base
-			recDel = append(recDel, rec)
-		default:
-			if g.bound.has(rec) {
-				del = append(del, key)
-			}
-			recDel = append(recDel, rec)
+		i, fresh := g.bound.node(k.slot, val)
+		if fresh {
+			nodes[nodeRef{k.slot, i}.key(gen)] = val
+		}
+		if bd.node[gen] != i {
+			key := rec
+			key.Rule |= gen << 31
+			put[key] = g.bound.val(i)
+			bd.node[gen] = i
+			b.bound[k] = bd
 		}
 	}
 	b.bindMu.Unlock()
-	if err := batchUpdate(b.sized.Dests, put); err != nil {
+	if err := batchUpdate(b.sized.Dests, nodes); err != nil {
 		// What the generation holds at these keys is in doubt: the apply
 		// that writes it next scans it.
 		g.unsure = true
+		return fmt.Errorf("write name nodes: %w", err)
+	}
+	if err := batchUpdate(b.objs.NameBinds, put); err != nil {
+		g.unsure = true
 		return fmt.Errorf("write name bindings: %w", err)
 	}
-	for _, rec := range recPut {
-		k := rec
-		k.Rule |= gen << 31
-		g.bound.set(rec, put[k])
-	}
-	for _, k := range del {
-		if err := b.sized.Dests.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("remove name binding: %w", err))
+	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+		for _, x := range b.gens {
+			if x != nil {
+				x.unsure = true
+			}
 		}
-	}
-	for _, rec := range recDel {
-		g.bound.del(rec)
+		errs = append(errs, fmt.Errorf("remove name bindings: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// drop appends to del the kernel keys of the binding at rec (Rule the
+// slot) in the generations that hold it.
+func (r *bindRec) drop(rec datapathBindKey, del []datapathBindKey) []datapathBindKey {
+	for gen, i := range r.node {
+		if i != noNode {
+			k := rec
+			k.Rule |= uint32(gen) << 31
+			del = append(del, k)
+		}
+	}
+	return del
+}
+
+// droppedBind is a binding an apply dropped (its rule is gone or no longer
+// matches its names): out of the generation written, and out of the one in
+// force once the switch is made (dropBound).
+type droppedBind struct {
+	key  datapathBindKey // Rule is the slot
+	node [2]uint32
+}
+
+// boundDiff adds to gone (what generation gen holds now) and now (what it
+// must hold) the name bindings and nodes of old and g: what gen holds is
+// the table's record of it (bindRec.node) and the bindings this apply
+// dropped; what it must hold, g.bound.at (bindNames).
+func (b *Backend) boundDiff(old, g *generation, gen uint32, gone, now *compiled) {
+	for k, bd := range b.bound {
+		if i := bd.node[gen]; i != noNode {
+			kk := bindKeyOf(k.slot, k.ip())
+			kk.Rule |= gen << 31
+			gone.binds[kk] = old.bound.val(i)
+		}
+	}
+	for _, d := range b.unbound {
+		if i := d.node[gen]; i != noNode {
+			kk := d.key
+			kk.Rule |= gen << 31
+			gone.binds[kk] = old.bound.val(i)
+		}
+	}
+	boundDiff(old, g, gen, gone, now)
+}
+
+// boundWritten records, once generation gen was written from g, which
+// node each binding points at there, and lets g's list of bindings go
+// (the table's records hold it from now on).
+func (b *Backend) boundWritten(g *generation, gen uint32) {
+	if g.bound.at == nil {
+		for k, bd := range b.bound {
+			if bd.node[gen] != noNode {
+				bd.node[gen] = noNode
+				b.bound[k] = bd
+			}
+		}
+		return
+	}
+	b.bindMu.Lock()
+	for k, bd := range b.bound {
+		i, ok := g.bound.at[bindKeyOf(k.slot, k.ip())]
+		if !ok {
+			i = noNode
+		}
+		if bd.node[gen] != i {
+			bd.node[gen] = i
+			b.bound[k] = bd
+		}
+	}
+	b.bindMu.Unlock()
+	g.bound.at = nil
+}
+
+// dropBound takes the bindings the last apply dropped out of every
+// generation (after the switch: the generation that was in force held them
+// until then).
+func (b *Backend) dropBound() error {
+	var del []datapathBindKey
+	for _, d := range b.unbound {
+		del = (&bindRec{node: d.node}).drop(d.key, del)
+	}
+	b.unbound = nil
+	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+		for _, x := range b.gens {
+			if x != nil {
+				x.unsure = true
+			}
+		}
+		return fmt.Errorf("remove name bindings: %w", err)
+	}
+	return nil
+}
+
+// addBound adds to c, the flat view of generation gen in force, the
+// bindings it holds by the table's records.
+func (b *Backend) addBound(c *compiled, g *generation, gen uint32) {
+	b.bindMu.RLock()
+	defer b.bindMu.RUnlock()
+	for k, bd := range b.bound {
+		if i := bd.node[gen]; i != noNode {
+			kk := bindKeyOf(k.slot, k.ip())
+			kk.Rule |= gen << 31
+			c.binds[kk] = g.bound.val(i)
+		}
+	}
 }
 
 // bindNames carries the bindings into generation g of policy p before the
@@ -296,89 +433,76 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	defer b.bindMu.Unlock()
 	for k, bd := range b.bound {
 		r := rules[b.slotName[k.slot]]
+		addr := k.ip()
 		if r == nil || g.rules[k.slot] == nil || !r.HasNames() {
+			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
 			delete(b.bound, k)
 			continue
 		}
-		addr := k.ip()
-		val, named, err := hostNode(r, addr, bd.names())
+		val, named, err := nameNode(r, addr, bd.nameList())
 		if err != nil || !named {
-			delete(b.bound, k) // the new policy has no entry for these names
+			// the new policy has no entry for these names
+			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
+			delete(b.bound, k)
 			continue
 		}
-		g.bound.set(destKey(k.slot, netip.PrefixFrom(addr, addr.BitLen())), val)
+		g.bound.set(bindKeyOf(k.slot, addr), val)
 	}
 	return nil
 }
 
-// hostNode lays out the host node of addr for rule r given the names it
-// was answered for: named is false when no name entry matches them.
-func hostNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDestVal, named bool, err error) {
-	type cand struct {
-		d    engine.Dest
-		v    engine.Verdict
-		bits int
-	}
-	var cs []cand
-	add := func(d engine.Dest, v engine.Verdict) {
+// nameNode lays out the name node of a binding of rule r at addr given the
+// names it was answered for: the rule's outbound entries as specific as the
+// host (the name entries matching one of the names, CIDR entries of exactly
+// addr), deny first, then in file order, as engine.MatchAttempt ranks them.
+// When none takes an attempt the datapath goes on to the rule's CIDR nodes,
+// which hold every less specific entry. named is false when no name entry
+// matches the names.
+func nameNode(r *engine.Rule, addr netip.Addr, names []string) (val datapathDestVal, named bool, err error) {
+	host := netip.PrefixFrom(addr, addr.BitLen())
+	add := func(d engine.Dest, v engine.Verdict) error {
 		if !d.Dir.Covers(engine.DirOut) {
-			return
+			return nil
 		}
 		if d.IsName() {
-			for _, n := range names {
-				if engine.NameMatches(d.Name, n) {
-					cs = append(cs, cand{d, v, addr.BitLen()})
-					named = true
-					return
-				}
+			if !slices.ContainsFunc(names, func(n string) bool { return engine.NameMatches(d.Name, n) }) {
+				return nil
 			}
-			return
+			named = true
+		} else if d.Prefix.Masked() != host {
+			return nil
 		}
-		if d.Prefix.Addr().Is4() == addr.Is4() && d.Prefix.Contains(addr) {
-			cs = append(cs, cand{d, v, d.Prefix.Bits()})
-		}
-	}
-	for _, d := range r.Deny {
-		add(d, engine.VerdictDeny)
-	}
-	for _, d := range r.Allow {
-		add(d, engine.VerdictAllow)
-	}
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].bits > cs[j].bits })
-	for _, c := range cs {
 		if val.Count == maxDestEntries {
-			return val, named, fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, addr)
+			return fmt.Errorf("rule %s: more than %d destination entries cover %s; merge some", r.Name, maxDestEntries, addr)
 		}
-		e := datapathDestEntry{PortLo: c.d.PortLo, PortHi: c.d.PortHi, Proto: uint8(c.d.Proto), Verdict: verdictAllow}
-		if c.d.AnyPort() {
+		e := datapathDestEntry{PortLo: d.PortLo, PortHi: d.PortHi, Proto: uint8(d.Proto), Verdict: verdictAllow, Dir: uint8(d.Dir)}
+		if d.AnyPort() {
 			e.PortLo, e.PortHi = 0, 0xffff
 		}
-		if c.v == engine.VerdictDeny {
+		if v == engine.VerdictDeny {
 			e.Verdict = verdictDeny
 		}
 		val.E[val.Count] = e
 		val.Count++
+		return nil
+	}
+	for _, d := range r.Deny {
+		if err := add(d, engine.VerdictDeny); err != nil {
+			return val, named, err
+		}
+	}
+	for _, d := range r.Allow {
+		if err := add(d, engine.VerdictAllow); err != nil {
+			return val, named, err
+		}
 	}
 	return val, named, nil
 }
 
-// exactCIDR reports whether compile wrote a node at addr's host prefix.
-func exactCIDR(r *engine.Rule, addr netip.Addr) bool {
-	host := netip.PrefixFrom(addr, addr.BitLen())
-	for _, l := range [][]engine.Dest{r.Deny, r.Allow} {
-		for _, d := range l {
-			if !d.IsName() && d.Prefix == host {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // boundNames returns the names rule r's processes were answered addr for.
 func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
-	if bd := b.bound[mkBindKey(slot, addr)]; len(bd) > 0 {
-		return bd.names()
+	if bd := b.bound[mkBindKey(slot, addr)]; bd.len() > 0 {
+		return bd.nameList()
 	}
 	return nil
 }
@@ -421,11 +545,7 @@ func (b *Backend) Bindings() []NameBinding {
 	defer b.bindMu.RUnlock()
 	out := make([]NameBinding, 0, len(b.bound))
 	for k, bd := range b.bound {
-		var until int64
-		for _, e := range bd {
-			until = max(until, e.until)
-		}
-		out = append(out, NameBinding{Rule: k.slot, Names: bd.names(), Addr: k.ip(), Expires: time.Unix(0, until)})
+		out = append(out, NameBinding{Rule: k.slot, Names: bd.nameList(), Addr: k.ip(), Expires: time.Unix(0, bd.until)})
 	}
 	return out
 }

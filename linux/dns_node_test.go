@@ -10,11 +10,13 @@ import (
 	"github.com/exewall/exewall/engine"
 )
 
-// TestHostNodeMatchesEvaluator: the host node a binding writes decides
-// every attempt to its address as the reference evaluator does with that
-// binding (names as host entries, most specific first, deny first at equal
-// specificity), over random rules.
-func TestHostNodeMatchesEvaluator(t *testing.T) {
+// TestNameNodeMatchesEvaluator: a binding's name node, then the rule's
+// CIDR nodes when no entry of the name node takes the attempt (as
+// bpf/verdict.h match_dests tries them), decide every attempt to its
+// address as the reference evaluator does with that binding (names as host
+// entries, most specific first, deny first at equal specificity), over
+// random rules.
+func TestNameNodeMatchesEvaluator(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	addr := netip.MustParseAddr("192.0.2.77")
 	prefixes := []string{"192.0.2.77/32", "192.0.2.0/24", "192.0.0.0/16", "0.0.0.0/0", "198.51.100.0/24"}
@@ -41,19 +43,36 @@ func TestHostNodeMatchesEvaluator(t *testing.T) {
 				r.Deny = append(r.Deny, d)
 			}
 		}
-		val, named, err := hostNode(r, addr, bound)
+		val, named, err := nameNode(r, addr, bound)
 		if err != nil {
 			t.Fatal(err)
+		}
+		dests := map[datapathDestKey]datapathDestVal{}
+		if err := compileDests(r, 7, dests); err != nil {
+			t.Fatal(err)
+		}
+		// The rule's longest CIDR node containing addr.
+		var cidr datapathDestVal
+		for bits := 32; bits >= 0; bits-- {
+			if v, ok := dests[destKey(7, netip.PrefixFrom(addr, bits).Masked())]; ok {
+				cidr = v
+				break
+			}
 		}
 		for _, port := range []uint16{80, 441, 443, 445} {
 			for _, proto := range []engine.Proto{engine.ProtoTCP, engine.ProtoUDP} {
 				want, wok := engine.MatchAttempt(r, engine.Attempt{Dir: engine.DirOut, Addr: addr, Port: port, Proto: proto}, bound)
-				var got uint8
-				for _, e := range val.E[:val.Count] {
-					if (e.Proto == 0 || e.Proto == uint8(proto)) && port >= e.PortLo && port <= e.PortHi {
-						got = e.Verdict
-						break
+				first := func(v datapathDestVal) uint8 {
+					for _, e := range v.E[:v.Count] {
+						if (e.Proto == 0 || e.Proto == uint8(proto)) && port >= e.PortLo && port <= e.PortHi {
+							return e.Verdict
+						}
 					}
+					return 0
+				}
+				got := first(val)
+				if got == 0 {
+					got = first(cidr)
 				}
 				wantV := uint8(0)
 				if wok {

@@ -13,6 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type execwatchBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
+type execwatchBindVal struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		PortLo  uint16
+		PortHi  uint16
+		Proto   uint8
+		Verdict uint8
+		Dir     uint8
+		Pad     uint8
+	}
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type execwatchConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -222,6 +246,7 @@ const (
 	execwatchMapLoaderPending      = "loader_pending"
 	execwatchMapLoaders            = "loaders"
 	execwatchMapLocalNets          = "local_nets"
+	execwatchMapNameBinds          = "name_binds"
 	execwatchMapNameRules          = "name_rules"
 	execwatchMapPathRules          = "path_rules"
 	execwatchMapProcIdents         = "proc_idents"
@@ -312,6 +337,7 @@ type execwatchMapSpecs struct {
 	LoaderPending  *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders        *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets      *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds      *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules      *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules      *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents     *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -370,6 +396,7 @@ type execwatchMaps struct {
 	LoaderPending  *ebpf.Map `ebpf:"loader_pending"`
 	Loaders        *ebpf.Map `ebpf:"loaders"`
 	LocalNets      *ebpf.Map `ebpf:"local_nets"`
+	NameBinds      *ebpf.Map `ebpf:"name_binds"`
 	NameRules      *ebpf.Map `ebpf:"name_rules"`
 	PathRules      *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents     *ebpf.Map `ebpf:"proc_idents"`
@@ -402,6 +429,7 @@ func (m *execwatchMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

@@ -13,6 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type guardBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
+type guardBindVal struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		PortLo  uint16
+		PortHi  uint16
+		Proto   uint8
+		Verdict uint8
+		Dir     uint8
+		Pad     uint8
+	}
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type guardConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -213,6 +237,7 @@ const (
 	guardMapLoaderPending      = "loader_pending"
 	guardMapLoaders            = "loaders"
 	guardMapLocalNets          = "local_nets"
+	guardMapNameBinds          = "name_binds"
 	guardMapNameRules          = "name_rules"
 	guardMapPathRules          = "path_rules"
 	guardMapProcIdents         = "proc_idents"
@@ -300,6 +325,7 @@ type guardMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -357,6 +383,7 @@ type guardMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -388,6 +415,7 @@ func (m *guardMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

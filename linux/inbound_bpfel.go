@@ -13,6 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type inboundBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
+type inboundBindVal struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		PortLo  uint16
+		PortHi  uint16
+		Proto   uint8
+		Verdict uint8
+		Dir     uint8
+		Pad     uint8
+	}
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type inboundConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -262,6 +286,7 @@ const (
 	inboundMapLoaderPending    = "loader_pending"
 	inboundMapLoaders          = "loaders"
 	inboundMapLocalNets        = "local_nets"
+	inboundMapNameBinds        = "name_binds"
 	inboundMapNameRules        = "name_rules"
 	inboundMapPathRules        = "path_rules"
 	inboundMapProcIdents       = "proc_idents"
@@ -345,6 +370,7 @@ type inboundMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -402,6 +428,7 @@ type inboundMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -433,6 +460,7 @@ func (m *inboundMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

@@ -43,9 +43,8 @@ type generation struct {
 	config  datapathConfig
 	rules   map[uint32]*ruleOut // nil for a scanned generation
 	scanned *compiled
-	// bound is the host nodes of DNS name bindings (dns_bind.go) this
-	// generation holds, keyed like destOut (Rule is the slot): over the
-	// rules' own nodes, a key in both holds the binding's.
+	// bound is the DNS name bindings (dns_bind.go) this generation holds
+	// and their name nodes (dns_gen.go), keys without the generation.
 	bound boundNodes
 	// unsure says a write of bindings failed: what the maps hold is found
 	// by a scan.
@@ -272,10 +271,7 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 			}
 		}
 	}
-	for k, v := range g.bound.all {
-		k.Rule |= gen << 31
-		c.dests[k] = v
-	}
+	g.bound.addTo(c, gen) // DNS name bindings (dns_gen.go)
 	return c
 }
 
@@ -304,8 +300,8 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 			o.add(gone, gen)
 		}
 	}
-	boundDiff(old, g, gen, gone, now) // DNS name bindings (dns_gen.go)
-	if len(changed) == 0 && len(now.dests)+len(gone.dests)+len(gone.exe)+len(gone.paths)+len(gone.named)+len(gone.cgroups)+len(gone.uids)+len(gone.gids) == 0 {
+	b.boundDiff(old, g, gen, gone, now) // DNS name bindings (dns_bind.go)
+	if len(changed) == 0 && len(now.dests)+len(gone.dests)+len(now.binds)+len(gone.binds)+len(gone.exe)+len(gone.paths)+len(gone.named)+len(gone.cgroups)+len(gone.uids)+len(gone.gids) == 0 {
 		return true, nil
 	}
 	if g.sharesKeys(changed, gen, gone, now) {
@@ -320,6 +316,7 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		{"user rules", func() error { return writeDiff(b.sized.UidRules, gone.uids, now.uids) }},
 		{"group rules", func() error { return writeDiff(b.sized.GidRules, gone.gids, now.gids) }},
 		{"destinations", func() error { return writeDiff(b.sized.Dests, gone.dests, now.dests) }},
+		{"name bindings", func() error { return writeDiff(b.objs.NameBinds, gone.binds, now.binds) }},
 		{"executable paths", func() error { return writeDiff(b.sized.PathRules, gone.paths, now.paths) }},
 		{"executable names", func() error { return writeDiff(b.sized.NameRules, gone.named, now.named) }},
 	} {

@@ -13,6 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socketsBindKey struct {
+	_      structs.HostLayout
+	Rule   uint32
+	Family uint8
+	Pad    [3]uint8
+	Addr   [16]uint8
+}
+
+type socketsBindVal struct {
+	_ structs.HostLayout
+	E struct {
+		_       structs.HostLayout
+		PortLo  uint16
+		PortHi  uint16
+		Proto   uint8
+		Verdict uint8
+		Dir     uint8
+		Pad     uint8
+	}
+	Node  uint32
+	Count uint8
+	Pad   [3]uint8
+}
+
 type socketsConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
@@ -232,6 +256,7 @@ const (
 	socketsMapLoaderPending      = "loader_pending"
 	socketsMapLoaders            = "loaders"
 	socketsMapLocalNets          = "local_nets"
+	socketsMapNameBinds          = "name_binds"
 	socketsMapNameRules          = "name_rules"
 	socketsMapPathRules          = "path_rules"
 	socketsMapProcIdents         = "proc_idents"
@@ -319,6 +344,7 @@ type socketsMapSpecs struct {
 	LoaderPending *ebpf.MapSpec `ebpf:"loader_pending"`
 	Loaders       *ebpf.MapSpec `ebpf:"loaders"`
 	LocalNets     *ebpf.MapSpec `ebpf:"local_nets"`
+	NameBinds     *ebpf.MapSpec `ebpf:"name_binds"`
 	NameRules     *ebpf.MapSpec `ebpf:"name_rules"`
 	PathRules     *ebpf.MapSpec `ebpf:"path_rules"`
 	ProcIdents    *ebpf.MapSpec `ebpf:"proc_idents"`
@@ -376,6 +402,7 @@ type socketsMaps struct {
 	LoaderPending *ebpf.Map `ebpf:"loader_pending"`
 	Loaders       *ebpf.Map `ebpf:"loaders"`
 	LocalNets     *ebpf.Map `ebpf:"local_nets"`
+	NameBinds     *ebpf.Map `ebpf:"name_binds"`
 	NameRules     *ebpf.Map `ebpf:"name_rules"`
 	PathRules     *ebpf.Map `ebpf:"path_rules"`
 	ProcIdents    *ebpf.Map `ebpf:"proc_idents"`
@@ -407,6 +434,7 @@ func (m *socketsMaps) Close() error {
 		m.LoaderPending,
 		m.Loaders,
 		m.LocalNets,
+		m.NameBinds,
 		m.NameRules,
 		m.PathRules,
 		m.ProcIdents,

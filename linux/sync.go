@@ -112,6 +112,9 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 	var want *compiled
 	if g := b.gens[gen]; g != nil {
 		want = g.flat(b.policy, b.slotOf, gen)
+		if g.rules != nil {
+			b.addBound(want, g, gen) // DNS name bindings (dns_bind.go)
+		}
 	}
 	have, err := b.scanGen(gen)
 	if err != nil {
@@ -132,6 +135,7 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			diffMap(&drifts, "user rule", want.uids, have.uids),
 			diffMap(&drifts, "group rule", want.gids, have.gids),
 			diffMap(&drifts, "destination", want.dests, have.dests),
+			diffMap(&drifts, "name binding", want.binds, have.binds),
 		} {
 			stale = stale || changed
 		}
