@@ -66,7 +66,7 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 	} else if !errors.Is(err, os.ErrNotExist) {
 		b.log.Info("pinned programs not adopted; loading them", "object", name, "err", err)
 	}
-	if err := spec.LoadAndAssign(obj, opts); err != nil {
+	if err := loadConcurrently(spec, obj, opts); err != nil {
 		return err
 	}
 	if err := b.pinPrograms(name, key, obj); err != nil {
