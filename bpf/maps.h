@@ -91,9 +91,11 @@ struct {
 	__type(value, __u64);
 } events_lost SEC(".maps");
 
+/* Violation events. The loader sets the size (Config.RingBufSize, 1 MiB by
+ * default) in every object. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
 

@@ -106,6 +106,7 @@ type Backend struct {
 	progPins    map[string]*ebpf.Program
 	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
 	idName      map[ebpf.MapID]string    // kernel names by id, likewise
+	loadMu      sync.Mutex               // adopted, progPins, mapIDs, idName while New loads objects concurrently
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -225,11 +226,18 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
 	}
 	t1 := time.Now()
+	// The identity iterator is independent of the optional hooks: it
+	// loads beside them.
+	resolved := make(chan struct{})
+	go func() {
+		defer close(resolved)
+		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+		})
+	}()
 	b.loadOptional()
+	<-resolved
 	t2 := time.Now()
-	b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
-		return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
-	})
 	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback
