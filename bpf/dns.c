@@ -39,10 +39,13 @@ const struct dns_asker *unused_dns_asker __attribute__((unused));
  * forwarder comes from, written as it leaves: the forwarder's Origin is a
  * map lookup (linux/dns_origin.go). A socket has no port yet when the
  * connect/sendmsg hooks steer it, so the record is taken here. An evicted
- * record costs a sock_diag lookup in the forwarder, nothing more. */
+ * record costs a sock_diag lookup in the forwarder, nothing more. A record
+ * is read once its packet reaches the forwarder, so it only has to outlive
+ * the queries in flight: 4,096 (an LRU hash is preallocated: 400 KiB; it
+ * was 16,384, 1.6 MiB). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 14);
+	__uint(max_entries, 1 << 12);
 	__type(key, struct dns_peer);
 	__type(value, struct dns_asker);
 } dns_peers SEC(".maps");
@@ -53,7 +56,15 @@ struct {
  * while the record is written (the reader then, or when seq moved, falls
  * back to dns_peers). family 0: no steered socket sent from this port
  * last. IPv4 and IPv6 sockets on one port share a slot: the later one's
- * record is here, the other's in dns_peers. */
+ * record is here, the other's in dns_peers.
+ *
+ * Slots are taken by the port's low DNS_FAST_BITS bits, and sport says
+ * which port a slot's record is for: a record only has to live from the
+ * datagram leaving to the forwarder reading it, so two queries in flight
+ * at once on ports that share a slot are rare, and the one overwritten
+ * takes dns_peers like any other miss (a map lookup, nothing lost). One
+ * slot per port (65,536) held 3 MiB for every daemon; 8,192 hold 384 KiB. */
+#define DNS_FAST_BITS 13
 struct dns_fast {
 	__u32 seq;
 	__u32 rule;     /* dns_orig.rule */
@@ -62,14 +73,14 @@ struct dns_fast {
 	__u32 port;     /* dns_orig.port */
 	__u8 v6;        /* dns_orig.v6 */
 	__u8 family;    /* the packet's: 4 or 6; 0: no record */
-	__u16 _pad;
+	__u16 sport;    /* the source port the record is for (host order) */
 };
 
 const struct dns_fast *unused_dns_fast __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1 << 16);
+	__uint(max_entries, 1 << DNS_FAST_BITS);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct dns_fast);
@@ -78,12 +89,12 @@ struct {
 /* fast_record writes the port's fast record: o's, or none (o NULL). */
 static __always_inline void fast_record(const struct dns_peer *k, const struct dns_orig *o)
 {
-	__u32 idx = k->port;
+	__u32 idx = k->port & ((1 << DNS_FAST_BITS) - 1);
 	struct dns_fast *f = bpf_map_lookup_elem(&dns_fast, &idx);
 	if (!f)
 		return;
-	if (!o && !f->family)
-		return;
+	if (!o && (!f->family || f->sport != k->port))
+		return; /* no record, or another port's: not this one's to clear */
 	__sync_fetch_and_add(&f->seq, 1);
 	if (o) {
 		f->rule = o->rule;
@@ -95,6 +106,7 @@ static __always_inline void fast_record(const struct dns_peer *k, const struct d
 		f->port = o->port;
 		f->v6 = o->v6;
 		f->family = k->family;
+		f->sport = k->port;
 	} else {
 		f->family = 0;
 	}

@@ -132,9 +132,11 @@ struct {
 	__type(value, __u64);
 } events_lost SEC(".maps");
 
+/* Violation events. The loader sets the size (Config.RingBufSize, 1 MiB by
+ * default) in every object. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
 
@@ -188,10 +190,15 @@ struct {
 	__type(value, struct sock_owner);
 } sock_owners SEC(".maps");
 
-/* Cookies of held sockets userspace judged denied: the destroy pass ends them. */
+/* Cookies of held sockets userspace judged denied: the destroy pass ends them.
+ * A sweep that dooms more marks them in batches of max_entries, one pass of
+ * the destroy iterators each (linux/sockets.go): 8,192 per pass. The bucket
+ * array is allocated at creation even without preallocation (16 bytes an
+ * entry): 65,536 held 1 MiB for every daemon to spare a mass sweep its
+ * extra passes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 8192);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, __u8);

@@ -50,11 +50,18 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 	if m, ms := opts.MapReplacements[tgidIdents], spec.Maps[tgidIdents]; m != nil && ms != nil {
 		ms.MaxEntries = m.MaxEntries() // sized by the datapath's load (sizeTgidIdents)
 	}
+	if m, ms := opts.MapReplacements["events"], spec.Maps["events"]; m != nil && ms != nil {
+		ms.MaxEntries = m.MaxEntries() // Config.RingBufSize
+	}
 	if specHook != nil {
 		return spec.LoadAndAssign(obj, opts)
 	}
 	key := buildKey(elf, params...)
-	if err := b.adoptObjects(name, key, spec, obj, opts); err == nil {
+	// Objects load concurrently (loadOptional): the bookkeeping below is
+	// shared, the loading itself is not.
+	b.loadMu.Lock()
+	err := b.adoptObjects(name, key, spec, obj, opts)
+	if err == nil {
 		b.adopted = append(b.adopted, name)
 		if b.progPins == nil {
 			b.progPins = map[string]*ebpf.Program{}
@@ -62,13 +69,18 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 		for tag, p := range objectPrograms(obj) {
 			b.progPins[b.progPin(name, key, tag)] = p
 		}
+		b.loadMu.Unlock()
 		return nil
-	} else if !errors.Is(err, os.ErrNotExist) {
+	}
+	b.loadMu.Unlock()
+	if !errors.Is(err, os.ErrNotExist) {
 		b.log.Info("pinned programs not adopted; loading them", "object", name, "err", err)
 	}
-	if err := spec.LoadAndAssign(obj, opts); err != nil {
+	if err := loadConcurrently(spec, obj, opts); err != nil {
 		return err
 	}
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
 	if err := b.pinPrograms(name, key, obj); err != nil {
 		b.log.Warn("pin programs (the next start loads them again)", "object", name, "err", err)
 	}

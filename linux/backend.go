@@ -33,7 +33,7 @@ type Config struct {
 	// PinDir holds the pinned links, programs and maps; "" means DefaultPinDir.
 	PinDir string
 	// RingBufSize is the event ring buffer size in bytes (a power of two,
-	// multiple of the page size); 0 means 4 MiB.
+	// multiple of the page size); 0 means 1 MiB.
 	RingBufSize uint32
 	// DetachOnClose removes everything from the kernel on Close instead of
 	// leaving enforcement in place.
@@ -108,6 +108,7 @@ type Backend struct {
 	progPins    map[string]*ebpf.Program
 	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
 	idName      map[ebpf.MapID]string    // kernel names by id, likewise
+	loadMu      sync.Mutex               // adopted, progPins, mapIDs, idName while New loads objects concurrently
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -149,7 +150,14 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.PinDir = DefaultPinDir
 	}
 	if cfg.RingBufSize == 0 {
-		cfg.RingBufSize = 1 << 22
+		// 1 MiB holds ~8,700 events (120 bytes with the header). The kernel
+		// folds repeats of an attempt into one event a second (event_gates),
+		// so only that many distinct (process, rule, destination) attempts
+		// made while the reader is held up fill it, and what does not fit
+		// is counted (events_lost), never the verdict. The pages are the
+		// daemon's kernel memory from the start: 4 MiB was a sixth of the
+		// 25 MiB a daemon with no rules may take.
+		cfg.RingBufSize = 1 << 20
 	}
 	if cfg.WatchInterval == 0 {
 		cfg.WatchInterval = time.Second
@@ -221,11 +229,18 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
 	}
 	t1 := time.Now()
+	// The identity iterator is independent of the optional hooks: it
+	// loads beside them.
+	resolved := make(chan struct{})
+	go func() {
+		defer close(resolved)
+		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+		})
+	}()
 	b.loadOptional()
+	<-resolved
 	t2 := time.Now()
-	b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
-		return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
-	})
 	b.exes = newExeWatch()
 	if b.resolver.fallback != nil {
 		b.optional["iter"] = b.resolver.fallback

@@ -44,7 +44,7 @@ type dnsDnsFast struct {
 	Port   uint32
 	V6     uint8
 	Family uint8
-	Pad    uint16
+	Sport  uint16
 }
 
 type dnsDnsOrig struct {

@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"unsafe"
@@ -15,17 +16,19 @@ import (
 // source port, the asking rule and the server the program asked, written
 // as each datagram to the forwarder leaves. Origin reads them from a
 // read-only mapping of the array: no syscall per query. A record being
-// written (odd seq, or seq moved during the read), of another address or
-// family, or absent sends Origin to dns_peers as before.
+// written (odd seq, or seq moved during the read), of another address,
+// family or port (slots are shared by ports equal in their low bits:
+// DNS_FAST_BITS), or absent sends Origin to dns_peers as before.
 const (
 	fastRecSize  = 48
-	fastRecs     = 1 << 16
+	fastRecs     = 1 << 13 // DNS_FAST_BITS
 	fastOffRule  = 4
 	fastOffPeer  = 8
 	fastOffAddr  = 24
 	fastOffPort  = 40
 	fastOffV6    = 44
 	fastOffFamly = 45
+	fastOffSport = 46
 )
 
 // mapFast maps m (nil, or a kernel without mmapable arrays: no fast path).
@@ -58,7 +61,7 @@ func (d *diag) fastOrigin(peer netip.AddrPort) (rule uint32, server netip.AddrPo
 	if d.fast == nil {
 		return 0, server, false
 	}
-	rec := d.fast[int(peer.Port())*fastRecSize:][:fastRecSize]
+	rec := d.fast[int(peer.Port()&(fastRecs-1))*fastRecSize:][:fastRecSize]
 	seqp := (*uint32)(unsafe.Pointer(&rec[0]))
 	seq := atomic.LoadUint32(seqp)
 	if seq&1 != 0 {
@@ -68,6 +71,9 @@ func (d *diag) fastOrigin(peer netip.AddrPort) (rule uint32, server netip.AddrPo
 	copy(r[:], rec)
 	if atomic.LoadUint32(seqp) != seq {
 		return 0, server, false
+	}
+	if binary.NativeEndian.Uint16(r[fastOffSport:]) != peer.Port() {
+		return 0, server, false // another port's record
 	}
 	a := peer.Addr().Unmap()
 	switch r[fastOffFamly] {

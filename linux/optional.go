@@ -5,9 +5,11 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -17,35 +19,58 @@ import (
 // kernels refuse: the exec-time identity hook (tp_btf) and the held-socket
 // iterators (iter/tcp, iter/udp with bpf_sock_destroy). Each shares the
 // datapath's maps. What cannot load is recorded and reported, never fatal.
+// The objects are independent of each other (but for the socket iterators,
+// which read the guard's sock_heirs), so each loads on a goroutine of its
+// own: the verifier's walk of one runs while another's runs on the other
+// CPU.
 func (b *Backend) loadOptional() {
-	b.optional = map[string]error{"sock_create": disabledByTest("sock_create")}
 	repl := b.mapsByName()
-
-	if b.optional["exec"] = disabledByTest("exec"); b.optional["exec"] == nil {
-		b.optional["exec"] = b.loadExecHook(repl)
+	var execErr, guardErr, dnsErr, inboundErr, destroyErr error
+	var wg sync.WaitGroup
+	run := func(fn func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
 	}
-	if b.optional["exec"] != nil {
-		// An earlier daemon's hook would keep running beside a status
-		// that says it is off.
-		if old, err := link.LoadPinnedLink(b.execPin(), nil); err == nil {
-			old.Unpin()
-			old.Close()
+	run(func() {
+		if execErr = disabledByTest("exec"); execErr == nil {
+			execErr = b.loadExecHook(maps.Clone(repl))
 		}
-	}
-	// The guard first: it adds sock_heirs to repl, which the socket
-	// iterators read to find an accepted socket's creator.
-	if b.optional["guard"] = disabledByTest("guard"); b.optional["guard"] == nil {
-		b.optional["guard"] = b.loadGuard(repl)
-	}
-	if b.optional["dns"] = disabledByTest("dns"); b.optional["dns"] == nil {
-		b.optional["dns"] = b.loadDNS(repl)
-	}
-	if b.optional["inbound"] = disabledByTest("inbound"); b.optional["inbound"] == nil {
-		b.optional["inbound"] = b.loadInbound(repl)
-	}
-	if b.optional["sock_destroy"] = disabledByTest("sock_destroy"); b.optional["sock_destroy"] == nil {
-		b.optional["sock_destroy"] = b.loadSocketIters(repl)
-	}
+		if execErr != nil {
+			// An earlier daemon's hook would keep running beside a status
+			// that says it is off.
+			if old, err := link.LoadPinnedLink(b.execPin(), nil); err == nil {
+				old.Unpin()
+				old.Close()
+			}
+		}
+	})
+	run(func() {
+		// The guard first: it adds sock_heirs to repl, which the socket
+		// iterators read to find an accepted socket's creator.
+		r := maps.Clone(repl)
+		if guardErr = disabledByTest("guard"); guardErr == nil {
+			guardErr = b.loadGuard(r)
+		}
+		if destroyErr = disabledByTest("sock_destroy"); destroyErr == nil {
+			destroyErr = b.loadSocketIters(r)
+		}
+	})
+	run(func() {
+		if dnsErr = disabledByTest("dns"); dnsErr == nil {
+			dnsErr = b.loadDNS(maps.Clone(repl))
+		}
+	})
+	run(func() {
+		if inboundErr = disabledByTest("inbound"); inboundErr == nil {
+			inboundErr = b.loadInbound(maps.Clone(repl))
+		}
+	})
+	wg.Wait()
+	b.optional = map[string]error{"sock_create": disabledByTest("sock_create"), "exec": execErr, "guard": guardErr,
+		"dns": dnsErr, "inbound": inboundErr, "sock_destroy": destroyErr}
 	for name, err := range b.optional {
 		if err != nil {
 			b.log.Warn("optional hook unavailable", "hook", name, "err", err)

@@ -147,7 +147,7 @@ func testAcceptedCut(t *testing.T) {
 }
 
 // TestSweepPastDoomedMapSize is issue 13 item 3: more held sockets than
-// sock_doomed holds (65,536), with that map left full of stale cookies by
+// sock_doomed holds (8,192), with that map left full of stale cookies by
 // an earlier sweep, are all cut, and the sweep reports success.
 func TestSweepPastDoomedMapSize(t *testing.T) {
 	requireKernel(t)
