@@ -5,6 +5,8 @@ package linux
 import (
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/exewall/exewall/engine"
 )
 
@@ -48,14 +50,17 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 	seq := w.seq
 	w.reals = map[string]string{}
 	defer func() { w.reals = nil }()
-	fresh, err := b.resolver.identifyAll(todo)
+	// One lstat per path tells a symlink (only those have names to
+	// follow) and, for the others, the stat key both caches check.
+	keys, links := lstatKeys(todo)
+	fresh, err := b.resolver.identifyKeyed(todo, keys)
 	if err != nil {
 		return nil, err
 	}
 	places := map[string]place{}
-	stale, keys := b.places.lookup(todo, places)
+	stale := b.places.lookupKeyed(todo, keys, places)
 	new := map[string]place{}
-	if err := b.resolvePlaces(stale, new); err != nil {
+	if err := b.resolvePlaces(stale, links, new); err != nil {
 		return nil, err
 	}
 	b.places.store(stale, keys, new, places)
@@ -69,7 +74,10 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		b.resolver.forget(remembered)
 	}()
 	for _, p := range todo {
-		e := &exeEntry{names: symlinkNames(p)}
+		e := &exeEntry{}
+		if links[p] {
+			e.names = symlinkNames(p)
+		}
 		e.id, e.hasID = fresh[p]
 		e.pl, e.hasPl = places[p]
 		if e.hasID {
@@ -83,8 +91,8 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		}
 		stored := false
 		if watched[p] && e.hasID {
-			if real, err := w.realPath(p, e.names == nil); err == nil {
-				stored = w.store(p, seq, e, chainOf(p, real))
+			if real, err := w.realPath(p, !links[p]); err == nil {
+				stored = w.store(p, seq, e, chainOf(p, real, links[p]))
 			}
 		}
 		w.polled = w.polled || !stored
@@ -96,23 +104,59 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 	return found, nil
 }
 
+// lstatKeys lstats every path once: links says which are symlinks, keys
+// holds the stat key of each path stat() succeeds on (for a path that is no
+// symlink lstat's answer is stat's).
+func lstatKeys(paths []string) (keys map[string]statKey, links map[string]bool) {
+	keys, links = make(map[string]statKey, len(paths)), map[string]bool{}
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			continue
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			links[p] = true
+			if err := unix.Stat(p, &st); err != nil {
+				continue
+			}
+		}
+		keys[p] = keyOf(&st)
+	}
+	return keys, links
+}
+
 // resolvePlaces finds where each executable lives (through symlinks, as exec
-// does), so the exec hook can recognise a new file renamed over it.
-func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
+// does), so the exec hook can recognise a new file renamed over it. links
+// says which paths are symlinks; the others live in their directory's real
+// path (w.realDir, asked once per directory), and each directory's
+// identity is asked once.
+func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[string]place) error {
 	dirs := map[string]string{} // exe path -> real parent dir
 	names := map[string]string{}
 	var want []string
+	wanted := map[string]bool{}
 	for _, p := range paths {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
+		var real string
+		if links[p] {
+			var err error
+			if real, err = filepath.EvalSymlinks(p); err != nil {
+				real = filepath.Clean(p) // dangling: its directory may be there
+			}
+		} else if dir, err := b.exes.realDir(filepath.Dir(p)); err == nil {
+			real = filepath.Join(dir, filepath.Base(p))
+		} else {
 			real = filepath.Clean(p) // not there yet: its directory may be
 		}
 		name := filepath.Base(real)
 		if len(name) >= maxName {
 			continue
 		}
-		dirs[p], names[p] = filepath.Dir(real), name
-		want = append(want, filepath.Dir(real))
+		dir := filepath.Dir(real)
+		dirs[p], names[p] = dir, name
+		if !wanted[dir] {
+			wanted[dir] = true
+			want = append(want, dir)
+		}
 	}
 	ids, err := b.resolver.identifyAll(want)
 	if err != nil {
