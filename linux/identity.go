@@ -98,6 +98,10 @@ func (b *Backend) Pass() engine.Resolver {
 
 type passResolver struct{ b *Backend }
 
+func (p passResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+	return p.b.IdentifyAll(paths)
+}
+
 func (p passResolver) Identify(path string) (engine.FileID, bool, error) {
 	return p.b.identify(path, false)
 }

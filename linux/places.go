@@ -16,10 +16,28 @@ import (
 // resolved as before: the resolver caches identities by stat key, and
 // places are re-walked only for paths whose stat() changed.
 func (b *Backend) identifyCached(paths []string, ids identities) (map[string]engine.FileID, error) {
+	return b.identifyPaths(paths, ids, true)
+}
+
+// IdentifyAll implements engine.BatchResolver: what Identify says of each
+// path, resolved as an apply does (one kernel pass for hundreds of paths)
+// and remembered for the apply that follows validation.
+func (b *Backend) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+	return b.identifyPaths(paths, identities{places: map[string]place{}, names: map[string][]string{}}, false)
+}
+
+// identifyPaths is identifyCached; track says paths are the policy's (an
+// apply, a check of the policy in force): whether the watcher must poll
+// is then decided by them.
+func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map[string]engine.FileID, error) {
 	w := b.exes
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.drain()
+	polled := w.polled
+	if !track {
+		defer func() { w.polled = polled }()
+	}
 	found := make(map[string]engine.FileID, len(paths))
 	var todo []string
 	for _, p := range paths {
