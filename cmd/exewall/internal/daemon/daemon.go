@@ -87,6 +87,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer logCloser.Close()
+	endProfile := startProfile(log) // profile.go
+	defer endProfile()
 	if p, err := filepath.Abs(cfg.Policy); err == nil {
 		cfg.Policy = p
 	}
@@ -197,6 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("exewall ready", "backend", st.Backend, "cgroup", st.AttachPoint, "hooks", st.Hooks, "policy", cfg.Policy,
 		"rules", len(p.Rules), "default", p.Default.String(), "mode", p.Mode.String(), "socket", cfg.Socket,
 		"managed", m.Managed() != nil)
+	endProfile()
 	if err := sdNotify("READY=1\nSTATUS=enforcing " + cfg.Policy); err != nil {
 		log.Warn("notify service manager", "err", err)
 	}
