@@ -107,6 +107,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer vlog.close()
 	vlog.log = log
 
+	// The policy file is parsed while the backend loads.
+	ahead := engine.ParseAhead(cfg.Policy)
 	backend, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
@@ -129,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	vstream := newViolationStream(cfg.LogFormat, os.Stdout, log, streamDone) // stdout.go
 	m = engine.NewManager(engine.ManagerConfig{
 		Backend: backend, PolicyFile: cfg.Policy, Logger: log,
-		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"),
+		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"), Ahead: ahead,
 		OnViolation: func(v engine.Violation) {
 			if err := vlog.write(v); err != nil {
 				log.Error("write violations log", "path", vlog.path, "err", err)
