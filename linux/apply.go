@@ -310,7 +310,11 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 				return err
 			}
 		}
-		if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
+		if have.empty() && c.rules != nil {
+			if err := b.writeFresh(c, p, gen); err != nil {
+				return err
+			}
+		} else if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
 			return err
 		}
 	}
@@ -354,6 +358,10 @@ func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
 		dests: map[datapathDestKey]datapathDestVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
+}
+
+func (c *compiled) empty() bool {
+	return len(c.exe)+len(c.cgroups)+len(c.uids)+len(c.gids)+len(c.dests)+len(c.paths)+len(c.named) == 0
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {

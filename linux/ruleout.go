@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -286,6 +287,9 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 // (an identity a rule keeps from a replaced file that is now another
 // rule's): the full comparison decides those.
 func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error) {
+	if done, err := b.writeSameKeys(old, g, gen); done || err != nil {
+		return true, err
+	}
 	gone, now := emptyCompiled(), emptyCompiled()
 	changed := map[uint32]bool{}
 	for slot, n := range g.rules {
@@ -328,6 +332,188 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		}
 	}
 	return true, nil
+}
+
+// writeSameKeys is writeRules for the usual change: the same rules (by
+// slot), every changed one writing the same keys as before with other
+// values (an action, an entry's ports), and no name bindings. No key is
+// then deleted or created, so none can be another rule's: the values of the
+// changed rules are written straight from their ruleOuts, without the maps
+// of keys writeRules compares. done is false, and nothing written, for any
+// other change.
+func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err error) {
+	if old.bound.len() != 0 || g.bound.len() != 0 || len(old.rules) != len(g.rules) {
+		return false, nil
+	}
+	var changed []*ruleOut // old, new in turn
+	for slot, n := range g.rules {
+		o := old.rules[slot]
+		if o == nil || !o.sameKeys(n) {
+			return false, nil
+		}
+		if o != n && !o.equal(n) {
+			changed = append(changed, o, n)
+		}
+	}
+	var w ruleWrites
+	for i := 0; i < len(changed); i += 2 {
+		o, n := changed[i], changed[i+1]
+		if o.rule != n.rule {
+			n.addSelectors(&w, gen)
+		}
+		for _, d := range n.dests {
+			if v, _ := o.dest(d.key); v != d.val {
+				k := d.key
+				k.Rule |= gen << 31
+				w.dests.add(k, d.val)
+			}
+		}
+	}
+	return true, w.write(b)
+}
+
+// sameKeys says whether o and n write the same keys (their values may
+// differ).
+func (o *ruleOut) sameKeys(n *ruleOut) bool {
+	if o == n {
+		return true
+	}
+	if !slices.Equal(o.exe, n.exe) || (o.path == nil) != (n.path == nil) || o.path != nil && *o.path != *n.path ||
+		!slices.Equal(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
+		return false
+	}
+	for _, d := range n.dests {
+		if _, ok := o.dest(d.key); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// dest is o's node at key k (Rule without the generation).
+func (o *ruleOut) dest(k datapathDestKey) (datapathDestVal, bool) {
+	for _, d := range o.dests {
+		if d.key == k {
+			return d.val, true
+		}
+	}
+	return datapathDestVal{}, false
+}
+
+// entries is keys and values for one map, written in order (a later value
+// for a key wins, as in the flat view).
+type entries[K, V any] struct {
+	keys []K
+	vals []V
+}
+
+func (b *entries[K, V]) add(k K, v V) {
+	b.keys = append(b.keys, k)
+	b.vals = append(b.vals, v)
+}
+
+// ruleWrites is what to write to each map of a generation.
+type ruleWrites struct {
+	exe                 entries[datapathExeKey, datapathRule]
+	paths               entries[datapathPathKey, datapathRule]
+	named               entries[datapathNameKey, datapathRule]
+	cgroups, uids, gids entries[datapathIdKey, datapathRule]
+	dests               entries[datapathDestKey, datapathDestVal]
+}
+
+// addSelectors puts o's selector keys, stamped with gen, with its rule.
+func (o *ruleOut) addSelectors(w *ruleWrites, gen uint32) {
+	dr := o.rule
+	dr.Id |= gen << 31
+	for _, id := range o.exe {
+		w.exe.add(datapathExeKey{Id: id, Gen: gen}, dr)
+	}
+	if o.path != nil {
+		k := *o.path
+		k.Gen = gen
+		w.paths.add(k, dr)
+	}
+	for _, h := range o.names {
+		w.named.add(datapathNameKey{Hash: h, Gen: gen}, dr)
+	}
+	if o.hasID {
+		k := datapathIdKey{Id: o.id, Gen: gen}
+		switch o.sel {
+		case selCgroup:
+			w.cgroups.add(k, dr)
+		case selUser:
+			w.uids.add(k, dr)
+		case selGroup:
+			w.gids.add(k, dr)
+		}
+	}
+}
+
+// addAll puts every entry of o, stamped with gen.
+func (o *ruleOut) addAll(w *ruleWrites, gen uint32) {
+	o.addSelectors(w, gen)
+	for _, d := range o.dests {
+		k := d.key
+		k.Rule |= gen << 31
+		w.dests.add(k, d.val)
+	}
+}
+
+// write writes w to the maps, the executables' paths alongside the rest:
+// thousands of entries each (one per exe rule), in maps the kernel locks
+// apart, so two CPUs write them in about the time of one.
+func (w *ruleWrites) write(b *Backend) error {
+	type job struct {
+		what  string
+		write func() error
+	}
+	jobs := []job{
+		{"exe rules", func() error { return batchUpdateSlices(b.objs.ExeRules, w.exe.keys, w.exe.vals) }},
+		{"cgroup rules", func() error { return batchUpdateSlices(b.objs.CgroupRules, w.cgroups.keys, w.cgroups.vals) }},
+		{"user rules", func() error { return batchUpdateSlices(b.objs.UidRules, w.uids.keys, w.uids.vals) }},
+		{"group rules", func() error { return batchUpdateSlices(b.objs.GidRules, w.gids.keys, w.gids.vals) }},
+		{"destinations", func() error { return batchUpdateSlices(b.objs.Dests, w.dests.keys, w.dests.vals) }},
+		{"executable names", func() error { return batchUpdateSlices(b.objs.NameRules, w.named.keys, w.named.vals) }},
+		{"executable paths", func() error { return batchUpdateSlices(b.objs.PathRules, w.paths.keys, w.paths.vals) }},
+	}
+	run := func(jobs []job) error {
+		for _, j := range jobs {
+			if err := j.write(); err != nil {
+				return fmt.Errorf("write %s: %w", j.what, err)
+			}
+		}
+		return nil
+	}
+	side := jobs[len(jobs)-1:]
+	if len(w.paths.keys) < parallelMin {
+		return run(jobs)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- run(side) }()
+	err := run(jobs[:len(jobs)-1])
+	return errors.Join(err, <-errc)
+}
+
+// parallelMin is how many entries make a second goroutine worth starting.
+const parallelMin = 256
+
+// writeFresh fills generation gen, which holds nothing, with g: every
+// entry in rule order, then the bindings' nodes (what flat gives, without
+// its maps).
+func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error {
+	var w ruleWrites
+	for i := range p.Rules {
+		if slot, ok := b.slotOf(p.Rules[i].Name); ok {
+			if o := g.rules[slot]; o != nil {
+				o.addAll(&w, gen)
+			}
+		}
+	}
+	for k, v := range g.bound.all {
+		k.Rule |= gen << 31
+		w.dests.add(k, v)
+	}
+	return w.write(b)
 }
 
 // sharesKeys says whether a rule of g that did not change writes one of
