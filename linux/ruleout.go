@@ -5,7 +5,10 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -63,29 +66,29 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	g := &generation{rules: make(map[uint32]*ruleOut, len(p.Rules))}
 	g.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
 	g.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
+	// Slots are handed out in rule order; the rules are then compiled (or
+	// found unchanged) a few at a time.
+	slotAt := make([]uint32, len(p.Rules))
+	var stop error
+	n := len(p.Rules)
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		slot := slots(r.Name)
 		if slot == 0 || slot&genBit != 0 {
-			return nil, fmt.Errorf("rule %s: slot %d out of range", r.Name, slot)
+			stop, n = fmt.Errorf("rule %s: slot %d out of range", r.Name, slot), i
+			break
 		}
-		var out *ruleOut
-		for _, pg := range prev {
-			if pg == nil || pg.rules == nil {
-				continue
-			}
-			if o := pg.rules[slot]; o != nil && o.same(r, ids) {
-				out = o
-				break
-			}
-		}
-		if out == nil {
-			var err error
-			if out, err = compileRule(r, slot, ids); err != nil {
-				return nil, err
-			}
-		}
-		g.rules[slot] = out
+		slotAt[i] = slot
+	}
+	outs, err := compileRules(p.Rules[:n], slotAt, ids, prev)
+	if err != nil {
+		return nil, err
+	}
+	if stop != nil {
+		return nil, stop
+	}
+	for i, out := range outs {
+		g.rules[slotAt[i]] = out
 		switch {
 		case out.sel == selCgroup && out.hasID:
 			g.config.HasCgroupRules = 1
@@ -96,6 +99,53 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 		}
 	}
 	return g, nil
+}
+
+// compileRules compiles each rule (or takes its ruleOut from prev when
+// unchanged), on as many CPUs as the policy is worth; the error is the
+// first in rule order.
+func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*generation) ([]*ruleOut, error) {
+	outs := make([]*ruleOut, len(rules))
+	errs := make([]error, len(rules))
+	one := func(i int) {
+		r, slot := &rules[i], slotAt[i]
+		for _, pg := range prev {
+			if pg == nil || pg.rules == nil {
+				continue
+			}
+			if o := pg.rules[slot]; o != nil && o.same(r, ids) {
+				outs[i] = o
+				return
+			}
+		}
+		outs[i], errs[i] = compileRule(r, slot, ids)
+	}
+	const chunk = 128
+	workers := min(runtime.GOMAXPROCS(0), len(rules)/parallelMin+1, 4)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := int(next.Add(chunk)) - chunk
+				if start >= len(rules) {
+					return
+				}
+				for i := start; i < min(start+chunk, len(rules)); i++ {
+					one(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
 }
 
 func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
