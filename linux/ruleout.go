@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -109,14 +110,26 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 	errs := make([]error, len(rules))
 	one := func(i int) {
 		r, slot := &rules[i], slotAt[i]
+		var base *ruleOut // differs in its action or audit only
 		for _, pg := range prev {
 			if pg == nil || pg.rules == nil {
 				continue
 			}
-			if o := pg.rules[slot]; o != nil && o.same(r, ids) {
+			o := pg.rules[slot]
+			if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
+				continue
+			}
+			if o.src.Action == r.Action && o.src.Audit == r.Audit {
 				outs[i] = o
 				return
 			}
+			if base == nil {
+				base = o
+			}
+		}
+		if base != nil {
+			outs[i] = base.withAction(r)
+			return
 		}
 		outs[i], errs[i] = compileRule(r, slot, ids)
 	}
@@ -210,11 +223,26 @@ func exeKeys(exe string, ids identities) (keys []datapathFileId, path *datapathP
 	return keys, path, names
 }
 
+// withAction is o for r, which differs from o's rule in its action or
+// audit only: what compileRule gives for r, sharing o's keys and nodes.
+func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
+	n := *o
+	n.src = *r
+	n.src.Line = 0
+	n.rule.Action = uint8(r.Action)
+	n.rule.Audit = b2u(r.Audit)
+	n.rule.Unrestricted = b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut))
+	n.rule.InOpen = b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirIn))
+	return &n
+}
+
 // same says whether compiling r with ids gives o again.
 func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
-	if !sameRule(&o.src, r) {
-		return false
-	}
+	return sameRule(&o.src, r) && o.sameIDs(r, ids)
+}
+
+// sameIDs says whether o's keys are those of r's selector with ids.
+func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
 		known := ids.exe[r.Exe]
@@ -253,7 +281,12 @@ func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
 
 // sameRule compares what a policy says of two rules (not their lines).
 func sameRule(a, b *engine.Rule) bool {
-	if a.Name != b.Name || a.Selector != b.Selector || a.Action != b.Action || a.Audit != b.Audit {
+	return a.Action == b.Action && a.Audit == b.Audit && sameEntries(a, b)
+}
+
+// sameEntries is sameRule but for the action and audit.
+func sameEntries(a, b *engine.Rule) bool {
+	if a.Name != b.Name || a.Selector != b.Selector {
 		return false
 	}
 	// Every field of an entry but its line: a name or a direction changes
@@ -270,9 +303,9 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 	if o == p {
 		return true
 	}
-	return o.rule == p.rule && slices.Equal(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
-		(o.path == nil || *o.path == *p.path) && slices.Equal(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
-		o.hasID == p.hasID && slices.Equal(o.dests, p.dests)
+	return o.rule == p.rule && sameSlice(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
+		(o.path == p.path || *o.path == *p.path) && sameSlice(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
+		o.hasID == p.hasID && sameSlice(o.dests, p.dests)
 }
 
 // add puts o's entries, stamped with gen, in the flat view c.
@@ -406,6 +439,7 @@ func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err 
 		}
 	}
 	var w ruleWrites
+	w.reserve(len(changed) / 2)
 	for i := 0; i < len(changed); i += 2 {
 		o, n := changed[i], changed[i+1]
 		if o.rule != n.rule {
@@ -428,9 +462,12 @@ func (o *ruleOut) sameKeys(n *ruleOut) bool {
 	if o == n {
 		return true
 	}
-	if !slices.Equal(o.exe, n.exe) || (o.path == nil) != (n.path == nil) || o.path != nil && *o.path != *n.path ||
-		!slices.Equal(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
+	if !sameSlice(o.exe, n.exe) || (o.path == nil) != (n.path == nil) || o.path != n.path && *o.path != *n.path ||
+		!sameSlice(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
 		return false
+	}
+	if len(n.dests) == 0 || unsafe.SliceData(o.dests) == unsafe.SliceData(n.dests) {
+		return true // withAction shares them
 	}
 	for _, d := range n.dests {
 		if _, ok := o.dest(d.key); !ok {
@@ -438,6 +475,12 @@ func (o *ruleOut) sameKeys(n *ruleOut) bool {
 		}
 	}
 	return true
+}
+
+// sameSlice is slices.Equal, at once for one slice (withAction shares
+// them).
+func sameSlice[T comparable](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b) || slices.Equal(a, b))
 }
 
 // dest is o's node at key k (Rule without the generation).
@@ -462,6 +505,10 @@ func (b *entries[K, V]) add(k K, v V) {
 	b.vals = append(b.vals, v)
 }
 
+func (b *entries[K, V]) reserve(n int) {
+	b.keys, b.vals = make([]K, 0, n), make([]V, 0, n)
+}
+
 // ruleWrites is what to write to each map of a generation.
 type ruleWrites struct {
 	exe                 entries[datapathExeKey, datapathRule]
@@ -469,6 +516,13 @@ type ruleWrites struct {
 	named               entries[datapathNameKey, datapathRule]
 	cgroups, uids, gids entries[datapathIdKey, datapathRule]
 	dests               entries[datapathDestKey, datapathDestVal]
+}
+
+// reserve makes room for the entries of n exe rules (a key and a path
+// each).
+func (w *ruleWrites) reserve(n int) {
+	w.exe.reserve(n)
+	w.paths.reserve(n)
 }
 
 // addSelectors puts o's selector keys, stamped with gen, with its rule.
@@ -552,6 +606,7 @@ const parallelMin = 256
 // its maps).
 func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error {
 	var w ruleWrites
+	w.reserve(len(p.Rules))
 	for i := range p.Rules {
 		if slot, ok := b.slotOf(p.Rules[i].Name); ok {
 			if o := g.rules[slot]; o != nil {
