@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"unsafe"
 
@@ -152,12 +153,20 @@ func (r *resolver) identifyKeyed(paths []string, keys map[string]statKey) (map[s
 	}
 	todo := r.cache.lookupKeyed(paths, keys, out)
 	r.mu.Unlock()
+	// Batches on two CPUs: each holds its files open until its pass has
+	// read them, so the fds a pass reports are its own.
+	answers := make([]map[string]engine.FileID, (len(todo)+batch-1)/batch)
+	errs := make([]error, len(answers))
+	inParallel(len(todo), batch, func(lo, hi int) {
+		m := make(map[string]engine.FileID, hi-lo)
+		answers[lo/batch], errs[lo/batch] = m, r.identifyBatch(todo[lo:hi], m)
+	})
 	fresh := make(map[string]engine.FileID, len(todo))
-	for start := 0; start < len(todo); start += batch {
-		end := min(start+batch, len(todo))
-		if err := r.identifyBatch(todo[start:end], fresh); err != nil {
-			return nil, err
+	for i, m := range answers {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
+		maps.Copy(fresh, m)
 	}
 	r.mu.Lock()
 	r.cache.store(todo, keys, fresh, out)

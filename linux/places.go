@@ -126,19 +126,30 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 // holds the stat key of each path stat() succeeds on (for a path that is no
 // symlink lstat's answer is stat's).
 func lstatKeys(paths []string) (keys map[string]statKey, links map[string]bool) {
-	keys, links = make(map[string]statKey, len(paths)), map[string]bool{}
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			continue
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			links[p] = true
-			if err := unix.Stat(p, &st); err != nil {
+	sts := make([]unix.Stat_t, len(paths))
+	kind := make([]uint8, len(paths)) // 0: no key, 1: a file, 2: a symlink with a key, 3: one without
+	inParallel(len(paths), 512, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if err := unix.Lstat(paths[i], &sts[i]); err != nil {
 				continue
 			}
+			kind[i] = 1
+			if sts[i].Mode&unix.S_IFMT == unix.S_IFLNK {
+				kind[i] = 2
+				if err := unix.Stat(paths[i], &sts[i]); err != nil {
+					kind[i] = 3
+				}
+			}
 		}
-		keys[p] = keyOf(&st)
+	})
+	keys, links = make(map[string]statKey, len(paths)), map[string]bool{}
+	for i, p := range paths {
+		if kind[i] >= 2 {
+			links[p] = true
+		}
+		if kind[i] == 1 || kind[i] == 2 {
+			keys[p] = keyOf(&sts[i])
+		}
 	}
 	return keys, links
 }

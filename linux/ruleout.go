@@ -5,10 +5,7 @@ package linux
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/exewall/exewall/engine"
@@ -133,26 +130,11 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 		}
 		outs[i], errs[i] = compileRule(r, slot, ids)
 	}
-	const chunk = 128
-	workers := min(runtime.GOMAXPROCS(0), len(rules)/parallelMin+1, 4)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				start := int(next.Add(chunk)) - chunk
-				if start >= len(rules) {
-					return
-				}
-				for i := start; i < min(start+chunk, len(rules)); i++ {
-					one(i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(len(rules), 128, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			one(i)
+		}
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -598,8 +580,6 @@ func (w *ruleWrites) write(b *Backend) error {
 	return errors.Join(err, <-errc)
 }
 
-// parallelMin is how many entries make a second goroutine worth starting.
-const parallelMin = 256
 
 // writeFresh fills generation gen, which holds nothing, with g: every
 // entry in rule order, then the bindings' nodes (what flat gives, without
