@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -207,20 +206,15 @@ const binprmBufSize = 256
 
 // shebang reads a #! line: the interpreter and its argument string.
 func shebang(file string) (prog, args string, ok bool, err error) {
-	f, err := os.Open(file)
+	var head [binprmBufSize]byte
+	n, err := readHead(file, head[:])
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", "", false, nil
 	}
 	if err != nil {
 		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
 	}
-	defer f.Close()
-	buf := make([]byte, binprmBufSize)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
-	}
-	buf = buf[:n]
+	buf := head[:n]
 	if !bytes.HasPrefix(buf, []byte("#!")) {
 		return "", "", false, nil
 	}
