@@ -99,40 +99,22 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	return g, nil
 }
 
-// compileRules compiles each rule (or takes its ruleOut from prev when
-// unchanged), on as many CPUs as the policy is worth; the error is the
-// first in rule order.
+// compileRules takes each rule's ruleOut from prev when it is unchanged
+// (or its action alone changed), and compiles the others, on as many CPUs
+// as they are worth; the error is the first in rule order.
 func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*generation) ([]*ruleOut, error) {
 	outs := make([]*ruleOut, len(rules))
-	errs := make([]error, len(rules))
-	one := func(i int) {
-		r, slot := &rules[i], slotAt[i]
-		var base *ruleOut // differs in its action or audit only
-		for _, pg := range prev {
-			if pg == nil || pg.rules == nil {
-				continue
-			}
-			o := pg.rules[slot]
-			if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
-				continue
-			}
-			if o.src.Action == r.Action && o.src.Audit == r.Audit {
-				outs[i] = o
-				return
-			}
-			if base == nil {
-				base = o
-			}
+	var todo []int
+	for i := range rules {
+		if outs[i] = reuse(&rules[i], slotAt[i], ids, prev); outs[i] == nil {
+			todo = append(todo, i)
 		}
-		if base != nil {
-			outs[i] = base.withAction(r)
-			return
-		}
-		outs[i], errs[i] = compileRule(r, slot, ids)
 	}
-	inParallel(len(rules), 128, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			one(i)
+	errs := make([]error, len(todo))
+	inParallel(len(todo), 128, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			i := todo[k]
+			outs[i], errs[k] = compileRule(&rules[i], slotAt[i], ids)
 		}
 	})
 	for _, err := range errs {
@@ -141,6 +123,31 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 		}
 	}
 	return outs, nil
+}
+
+// reuse is the ruleOut of r from prev, or one made from it when r's action
+// or audit alone changed; nil when r must be compiled.
+func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *ruleOut {
+	var base *ruleOut // differs in its action or audit only
+	for _, pg := range prev {
+		if pg == nil || pg.rules == nil {
+			continue
+		}
+		o := pg.rules[slot]
+		if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
+			continue
+		}
+		if o.src.Action == r.Action && o.src.Audit == r.Audit {
+			return o
+		}
+		if base == nil {
+			base = o
+		}
+	}
+	if base != nil {
+		return base.withAction(r)
+	}
+	return nil
 }
 
 func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
