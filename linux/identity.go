@@ -210,15 +210,9 @@ func statKeys(paths []string) map[string]statKey {
 
 func keyOf(st *unix.Stat_t) statKey { return statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim} }
 
-// lookup puts the still-valid answers for paths in out and returns the
-// paths to compute again, with their keys (a path stat() fails on has
-// none: whatever computes it decides, and it is not cached).
-func (c statCache[V]) lookup(paths []string, out map[string]V) ([]string, map[string]statKey) {
-	keys := statKeys(paths)
-	return c.lookupKeyed(paths, keys, out), keys
-}
-
-// lookupKeyed is lookup with the keys taken already.
+// lookupKeyed puts the still-valid answers for paths in out (keys: their
+// stat keys) and returns the paths to compute again (a path stat() fails
+// on has no key: whatever computes it decides, and it is not cached).
 func (c statCache[V]) lookupKeyed(paths []string, keys map[string]statKey, out map[string]V) []string {
 	var todo []string
 	for _, p := range paths {

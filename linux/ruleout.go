@@ -225,11 +225,6 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 	return &n
 }
 
-// same says whether compiling r with ids gives o again.
-func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
-	return sameRule(&o.src, r) && o.sameIDs(r, ids)
-}
-
 // sameIDs says whether o's keys are those of r's selector with ids.
 func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
@@ -268,12 +263,8 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	return true
 }
 
-// sameRule compares what a policy says of two rules (not their lines).
-func sameRule(a, b *engine.Rule) bool {
-	return a.Action == b.Action && a.Audit == b.Audit && sameEntries(a, b)
-}
-
-// sameEntries is sameRule but for the action and audit.
+// sameEntries compares what a policy says of two rules (not their lines)
+// but for their action and audit.
 func sameEntries(a, b *engine.Rule) bool {
 	if a.Name != b.Name || a.Selector != b.Selector {
 		return false
