@@ -18,6 +18,8 @@ var emptyFiles = map[string]string{
 	"comments only": "# my policy\n\n   # more later\n",
 	"bare document": "---\n# nothing yet\n",
 	"null":          "~\n",
+	"null word":     "# nothing\nnull # yet\n",
+	"null document": "--- NULL\n",
 }
 
 // TestApplyRefusesWhatStartRefuses: an apply of a file the daemon would
@@ -62,6 +64,9 @@ func TestEmptyPolicyIsNarrow(t *testing.T) {
 		"# only a default\ndefault: allow\n",
 		"garbage: [",
 		"---\n---\ndefault: deny\n",
+		"null: x\n",
+		"nullish\n",
+		"  # indented comment\n\t\nmode: audit\n",
 	} {
 		if engine.EmptyPolicy([]byte(data)) {
 			t.Errorf("EmptyPolicy(%q) = true", data)

@@ -51,7 +51,7 @@ type Evaluator struct {
 // denies of rules with name entries, WithEncryptedDNSDenied). Exe rules are resolved with r;
 // rules whose executable does not exist match nothing.
 func NewEvaluator(p *Policy, r Resolver, hostNets []netip.Prefix) (*Evaluator, error) {
-	r = onePass(r)
+	r = identifyRules(onePass(r), p.Rules)
 	e := &Evaluator{policy: p, judged: WithEncryptedDNSDenied(p), exeRules: map[FileID]int{}, uidRules: map[uint32]int{}, gidRules: map[uint32]int{}, hostNets: hostNets}
 	for i, rule := range p.Rules {
 		switch {

@@ -35,6 +35,47 @@ type PassResolver interface {
 	Pass() Resolver
 }
 
+// A BatchResolver identifies many executables in one call (Linux: one
+// kernel pass for hundreds of paths, where Identify pays one per path).
+// Paths with no file are absent from the answer.
+type BatchResolver interface {
+	Resolver
+	IdentifyAll(paths []string) (map[string]FileID, error)
+}
+
+// foundResolver answers from what one IdentifyAll found.
+type foundResolver map[string]FileID
+
+func (f foundResolver) Identify(path string) (FileID, bool, error) {
+	id, ok := f[path]
+	return id, ok, nil
+}
+
+// identifyRules returns a resolver that answers for every exe of rules from
+// one IdentifyAll when r can (else r itself): validating a policy of
+// thousands of rules then costs a few kernel passes, not one per rule. When
+// the batch fails, r answers path by path, so the refusal names its rule.
+func identifyRules(r Resolver, rules []Rule) Resolver {
+	br, ok := r.(BatchResolver)
+	if !ok {
+		return r
+	}
+	paths := make([]string, 0, len(rules))
+	for i := range rules {
+		if rules[i].Exe != "" {
+			paths = append(paths, rules[i].Exe)
+		}
+	}
+	if len(paths) < 2 {
+		return r
+	}
+	found, err := br.IdentifyAll(paths)
+	if err != nil {
+		return r
+	}
+	return foundResolver(found)
+}
+
 // onePass returns the resolver for one run of lookups with r.
 func onePass(r Resolver) Resolver {
 	if pr, ok := r.(PassResolver); ok {

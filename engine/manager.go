@@ -46,6 +46,9 @@ type ManagerConfig struct {
 	// Report, when set, adds what the daemon around the manager knows (its
 	// violations log) to every Status.
 	Report func(*Status)
+	// Ahead, when set, is PolicyFile parsed in the background since before
+	// the Backend was made (ParseAhead): Load takes the parse from there.
+	Ahead *Ahead
 }
 
 // Manager owns the desired policy: it validates every change (Validate,

@@ -49,7 +49,7 @@ func (m *Manager) Load(ctx context.Context) error {
 	if EmptyPolicy(data) {
 		return fmt.Errorf("%s: %w", path, ErrEmptyPolicyFile)
 	}
-	p, err := m.check(data)
+	p, err := m.checkAhead(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

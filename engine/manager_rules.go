@@ -19,6 +19,22 @@ func (m *Manager) check(data []byte) (*Policy, error) {
 	return p, nil
 }
 
+// checkAhead is check, with the parse ParseAhead made of data if there is
+// one.
+func (m *Manager) checkAhead(data []byte) (*Policy, error) {
+	p, ok, err := m.cfg.Ahead.parsed(data)
+	if !ok {
+		return m.check(data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := m.validate(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // validate is what every policy passes before it is applied: Validate
 // with the manager's resolver, then the backend's refusal, if any.
 func (m *Manager) validate(p *Policy) error {

@@ -83,6 +83,9 @@ func EmptyPolicy(data []byte) (empty bool) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return true
 	}
+	if startsPlain(data) {
+		return false
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc, extra yaml.Node
 	err := dec.Decode(&doc)
@@ -93,6 +96,39 @@ func EmptyPolicy(data []byte) (empty bool) {
 		return false // not ours to judge: Parse refuses it
 	}
 	return len(doc.Content) == 0 || len(doc.Content) == 1 && isNull(doc.Content[0])
+}
+
+// startsPlain says whether the first line of data that is neither blank
+// nor a comment starts with a letter and is no null: the document then holds
+// a mapping or a scalar other than null (or is invalid), so it is not empty,
+// and a policy of thousands of rules is not decoded twice to tell.
+func startsPlain(data []byte) bool {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		c := line[0] | 0x20
+		if c < 'a' || c > 'z' {
+			return false
+		}
+		word := line
+		if i := bytes.IndexAny(line, " \t"); i >= 0 {
+			word = line[:i]
+		}
+		switch string(word) {
+		case "null", "Null", "NULL":
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Validate checks what needs the OS, after the checks Parse makes (so a
@@ -36,34 +38,37 @@ func validateFrom(old, p *Policy, r Resolver) error {
 	if err := checkPolicy(p); err != nil {
 		return err
 	}
-	r = onePass(r)
+	r = identifyRules(onePass(r), p.Rules)
 	type seenAt struct {
 		rule int
 		path string
 	}
 	exes := map[FileID]seenAt{}
 	accounts := map[string]int{} // "uid 501", "gid 20", "sid S-1-..."
+	var check []int              // rules whose exe is read for a #! line
+	var stop error               // the first refusal of the loop below
+loop:
 	for i, rule := range p.Rules {
 		switch {
 		case rule.Exe != "":
 			id, ok, err := r.Identify(rule.Exe)
 			if err != nil {
-				return refuse(rule.Line, "rule %q: cannot resolve %s: %v", rule.Name, rule.Exe, err)
+				stop = refuse(rule.Line, "rule %q: cannot resolve %s: %v", rule.Name, rule.Exe, err)
+				break loop
 			}
 			if !ok {
 				continue
 			}
 			if first, dup := exes[id]; dup {
-				return refuse(rule.Line, "rules %q and %q name the same executable (%s and %s are %v)",
+				stop = refuse(rule.Line, "rules %q and %q name the same executable (%s and %s are %v)",
 					p.Rules[first.rule].Name, rule.Name, first.path, rule.Exe, id)
+				break loop
 			}
 			exes[id] = seenAt{i, rule.Exe}
 			if o := same[rule.Name]; o != nil && sameRule(o, &rule) {
 				continue
 			}
-			if err := checkRunnable(rule.Exe); err != nil {
-				return refuse(rule.Line, "%v", err)
-			}
+			check = append(check, i)
 		case rule.User != "" || rule.Group != "":
 			group, kind, name := rule.Group != "", "user", rule.User
 			if group {
@@ -71,15 +76,53 @@ func validateFrom(old, p *Policy, r Resolver) error {
 			}
 			id, err := lookupAccount(group, name)
 			if err != nil {
-				return refuse(rule.Line, "rule %q: %v", rule.Name, err)
+				stop = refuse(rule.Line, "rule %q: %v", rule.Name, err)
+				break loop
 			}
 			if first, dup := accounts[id]; dup {
-				return refuse(rule.Line, "rules %q and %q select the same %s (%s)", p.Rules[first].Name, rule.Name, kind, id)
+				stop = refuse(rule.Line, "rules %q and %q select the same %s (%s)", p.Rules[first].Name, rule.Name, kind, id)
+				break loop
 			}
 			accounts[id] = i
 		}
 	}
-	return nil
+	// Every rule checked comes before the one that stopped the loop: the
+	// refusal is the first in rule order either way.
+	if i, err := firstNotRunnable(p.Rules, check); err != nil {
+		return refuse(p.Rules[i].Line, "%v", err)
+	}
+	return stop
+}
+
+// firstNotRunnable runs checkRunnable on the exe of each rule in check (in
+// rule order), a few at a time: at daemon start that is every executable of
+// the policy, each a stat, an open and a read. It returns the first
+// failure in that order.
+func firstNotRunnable(rules []Rule, check []int) (int, error) {
+	errs := make([]error, len(check))
+	workers := min(runtime.GOMAXPROCS(0), len(check)/64+1, 8)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(check) {
+					return
+				}
+				errs[k] = checkRunnable(rules[check[k]].Exe)
+			}
+		}()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil {
+			return check[k], err
+		}
+	}
+	return 0, nil
 }
 
 // checkRunnable refuses an exe whose processes would not carry its identity:
@@ -163,20 +206,15 @@ const binprmBufSize = 256
 
 // shebang reads a #! line: the interpreter and its argument string.
 func shebang(file string) (prog, args string, ok bool, err error) {
-	f, err := os.Open(file)
+	var head [binprmBufSize]byte
+	n, err := readHead(file, head[:])
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", "", false, nil
 	}
 	if err != nil {
 		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
 	}
-	defer f.Close()
-	buf := make([]byte, binprmBufSize)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
-	}
-	buf = buf[:n]
+	buf := head[:n]
 	if !bytes.HasPrefix(buf, []byte("#!")) {
 		return "", "", false, nil
 	}

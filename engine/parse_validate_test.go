@@ -127,3 +127,88 @@ func TestValidateStructure(t *testing.T) {
 	wantPolicyError(t, Validate(p, failingResolver{}), 3, "cannot resolve /a: permission denied")
 	wantPolicyError(t, Validate(nil, StatResolver{}), 0, "no policy")
 }
+
+// batchResolver is StatResolver that also answers IdentifyAll, counting
+// calls of each; fail makes IdentifyAll fail.
+type batchResolver struct {
+	single, batch int
+	fail          bool
+}
+
+func (b *batchResolver) Identify(path string) (FileID, bool, error) {
+	b.single++
+	return StatResolver{}.Identify(path)
+}
+
+func (b *batchResolver) IdentifyAll(paths []string) (map[string]FileID, error) {
+	b.batch++
+	if b.fail {
+		return nil, errors.New("no iterator today")
+	}
+	out := map[string]FileID{}
+	for _, p := range paths {
+		if id, ok, err := (StatResolver{}).Identify(p); err != nil {
+			return nil, err
+		} else if ok {
+			out[p] = id
+		}
+	}
+	return out, nil
+}
+
+// TestValidateBatch: a resolver that identifies many paths at once is asked
+// once for a whole policy, and refusals are the same as path by path: the
+// first in rule order, among duplicates and scripts alike, however many
+// executables are read at once.
+func TestValidateBatch(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("StatResolver knows files by path on windows")
+	}
+	dir := t.TempDir()
+	var rules []Rule
+	for i := range 500 {
+		exe := filepath.Join(dir, fmt.Sprintf("bin%03d", i))
+		writeFile(t, exe, "\x7fELF not really")
+		rules = append(rules, Rule{Name: fmt.Sprintf("r%03d", i), Selector: Selector{Exe: exe}, Action: ActionDeny, Line: i + 1})
+	}
+	policy := func(edit func([]Rule)) *Policy {
+		p := &Policy{Default: ActionAllow, Rules: append([]Rule(nil), rules...)}
+		if edit != nil {
+			edit(p.Rules)
+		}
+		return p
+	}
+	r := &batchResolver{}
+	if err := Validate(policy(nil), r); err != nil {
+		t.Fatal(err)
+	}
+	if r.batch != 1 || r.single != 0 {
+		t.Errorf("500 exe rules: %d batches and %d single lookups, want 1 and 0", r.batch, r.single)
+	}
+	script, script2, bin10 := filepath.Join(dir, "script"), filepath.Join(dir, "script2"), filepath.Join(dir, "bin010-link")
+	writeFile(t, script, "#!/bin/sh\n")
+	writeFile(t, script2, "#!/bin/sh\n")
+	if err := os.Link(rules[10].Exe, bin10); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		edit   func([]Rule)
+		line   int
+		phrase string
+	}{
+		{"script before duplicate", func(rs []Rule) { rs[300].Exe = script; rs[400].Exe = bin10 }, 301, "is a script"},
+		{"duplicate before script", func(rs []Rule) { rs[400].Exe = script; rs[300].Exe = bin10 }, 301, "same executable"},
+		{"two scripts", func(rs []Rule) { rs[499].Exe = script; rs[250].Exe = script2 }, 251, "is a script"},
+		{"unknown user after script", func(rs []Rule) {
+			rs[450].Exe = script
+			rs[460].Selector = Selector{User: "no-such-user-exewall"}
+		}, 451, "is a script"},
+	} {
+		for _, fail := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batch fails %v", tc.name, fail), func(t *testing.T) {
+				wantPolicyError(t, Validate(policy(tc.edit), &batchResolver{fail: fail}), tc.line, tc.phrase)
+			})
+		}
+	}
+}

@@ -305,7 +305,13 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error
-		if done, err = b.writeRules(old, c, gen); err != nil {
+		if len(old.rules) == 0 && old.bound.len() == 0 && c.rules != nil {
+			// It holds nothing (a new backend's maps): no diff to make.
+			done, err = true, b.writeFresh(c, p, gen)
+		} else {
+			done, err = b.writeRules(old, c, gen)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -319,7 +325,11 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 				return err
 			}
 		}
-		if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
+		if have.empty() && c.rules != nil {
+			if err := b.writeFresh(c, p, gen); err != nil {
+				return err
+			}
+		} else if err := b.writeFlat(have, c.flat(p, b.slotOf, gen)); err != nil {
 			return err
 		}
 	}
@@ -354,6 +364,10 @@ func emptyCompiled() *compiled {
 	return &compiled{exe: map[datapathExeKey]datapathRule{}, cgroups: map[datapathIdKey]datapathRule{},
 		uids: map[datapathIdKey]datapathRule{}, gids: map[datapathIdKey]datapathRule{},
 		dests: map[datapathDestKey]datapathDestVal{}, binds: map[datapathBindKey]datapathBindVal{}, paths: map[datapathPathKey]datapathRule{}, named: map[datapathNameKey]datapathRule{}}
+}
+
+func (c *compiled) empty() bool {
+	return len(c.exe)+len(c.cgroups)+len(c.uids)+len(c.gids)+len(c.dests)+len(c.paths)+len(c.named) == 0
 }
 
 func (b *Backend) scanGen(gen uint32) (*compiled, error) {

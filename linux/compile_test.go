@@ -97,3 +97,62 @@ func TestCompiledDestsMatchEvaluator(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileActionChange: a rule whose action or audit alone changed is
+// compiled from the previous generation's ruleOut to exactly what compiling
+// it afresh gives, and one whose entries changed too is compiled afresh.
+func TestCompileActionChange(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	dests := [][2][]engine.Dest{
+		{nil, nil},
+		{{{Prefix: pfx("10.0.0.0/8"), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}, nil},
+		{nil, {{Prefix: pfx("192.0.2.0/24"), Dir: engine.DirIn}}},
+		{{{Prefix: pfx("2001:db8::/32")}}, {{Prefix: pfx("2001:db8::1/128"), Dir: engine.DirOut}}},
+	}
+	ids := identities{exe: map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}}, places: map[string]place{},
+		names: map[string][]string{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	actions := []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly}
+	for _, d := range dests {
+		for _, from := range actions {
+			for _, to := range actions {
+				for _, audit := range []bool{false, true} {
+					r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: from, Allow: d[0], Deny: d[1]}
+					slots := func(string) uint32 { return 7 }
+					prev, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slots)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r.Action, r.Audit = to, audit
+					got, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slots, prev)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, err := compileRule(&r, 7, ids)
+					if err != nil {
+						t.Fatal(err)
+					}
+					g := got.rules[7]
+					if g.src.Action != to || g.src.Audit != audit || g.rule != want.rule || !g.sameKeys(want) {
+						t.Errorf("%v -> %v audit %v, entries %v: got %+v, want %+v", from, to, audit, d, g.rule, want.rule)
+					}
+					for _, w := range want.dests {
+						if v, _ := g.dest(w.key); v != w.val {
+							t.Errorf("%v -> %v: node %v is %v, want %v", from, to, w.key, v, w.val)
+						}
+					}
+					if (from == to && !audit) != (g == prev.rules[7]) {
+						t.Errorf("%v -> %v audit %v: ruleOut reused %v", from, to, audit, g == prev.rules[7])
+					}
+				}
+			}
+		}
+	}
+	// Another entry: compiled afresh, not patched.
+	r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: engine.ActionDeny}
+	prev, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 })
+	r.Action, r.Allow = engine.ActionAllow, []engine.Dest{{Prefix: pfx("10.0.0.0/8")}}
+	got, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 }, prev)
+	if o := got.rules[7]; len(o.dests) != 1 || o.rule.HasDests != 1 || o.rule.Nlens4 != 1 {
+		t.Errorf("entries changed with the action: %+v, %v", o.rule, o.dests)
+	}
+}

@@ -297,11 +297,12 @@ func prefixes(path string) []string {
 }
 
 // chainOf lists the names resolving path goes through: its prefixes, and
-// for every symlink met, its target's prefixes (real is where it ends).
-func chainOf(path, real string) []string {
+// for every symlink met, its target's prefixes (real is where it ends;
+// link says path itself is a symlink).
+func chainOf(path, real string, link bool) []string {
 	out := prefixes(path)
 	p := path
-	for range maxSymlinkHops {
+	for i := 0; link && i < maxSymlinkHops; i++ {
 		target, err := readlinkAbs(p)
 		if err != nil {
 			break

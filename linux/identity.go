@@ -3,11 +3,11 @@
 package linux
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"unsafe"
 
@@ -99,6 +99,10 @@ func (b *Backend) Pass() engine.Resolver {
 
 type passResolver struct{ b *Backend }
 
+func (p passResolver) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+	return p.b.IdentifyAll(paths)
+}
+
 func (p passResolver) Identify(path string) (engine.FileID, bool, error) {
 	return p.b.identify(path, false)
 }
@@ -136,19 +140,33 @@ const batch = 512
 // kernel again. Re-validating a large policy then costs one stat() per
 // executable instead of an iterator pass.
 func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error) {
+	return r.identifyKeyed(paths, statKeys(paths))
+}
+
+// identifyKeyed is identifyAll with the paths' stat keys taken already
+// (statKeys; a path without one is resolved and not cached).
+func (r *resolver) identifyKeyed(paths []string, keys map[string]statKey) (map[string]engine.FileID, error) {
 	out := make(map[string]engine.FileID, len(paths))
 	r.mu.Lock()
 	if r.cache == nil {
 		r.cache = statCache[engine.FileID]{}
 	}
-	todo, keys := r.cache.lookup(paths, out)
+	todo := r.cache.lookupKeyed(paths, keys, out)
 	r.mu.Unlock()
+	// Batches on two CPUs: each holds its files open until its pass has
+	// read them, so the fds a pass reports are its own.
+	answers := make([]map[string]engine.FileID, (len(todo)+batch-1)/batch)
+	errs := make([]error, len(answers))
+	inParallel(len(todo), batch, func(lo, hi int) {
+		m := make(map[string]engine.FileID, hi-lo)
+		answers[lo/batch], errs[lo/batch] = m, r.identifyBatch(todo[lo:hi], m)
+	})
 	fresh := make(map[string]engine.FileID, len(todo))
-	for start := 0; start < len(todo); start += batch {
-		end := min(start+batch, len(todo))
-		if err := r.identifyBatch(todo[start:end], fresh); err != nil {
-			return nil, err
+	for i, m := range answers {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
+		maps.Copy(fresh, m)
 	}
 	r.mu.Lock()
 	r.cache.store(todo, keys, fresh, out)
@@ -178,27 +196,34 @@ type statCache[V any] map[string]struct {
 	val V
 }
 
-// lookup puts the still-valid answers for paths in out and returns the
-// paths to compute again, with their keys (a path stat() fails on has
-// none: whatever computes it decides, and it is not cached).
-func (c statCache[V]) lookup(paths []string, out map[string]V) ([]string, map[string]statKey) {
+// statKeys stats every path once; a path stat() fails on has no key.
+func statKeys(paths []string) map[string]statKey {
 	keys := make(map[string]statKey, len(paths))
-	var todo []string
 	for _, p := range paths {
 		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			todo = append(todo, p)
-			continue
+		if err := unix.Stat(p, &st); err == nil {
+			keys[p] = keyOf(&st)
 		}
-		key := statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim}
-		if e, ok := c[p]; ok && e.key == key {
+	}
+	return keys
+}
+
+func keyOf(st *unix.Stat_t) statKey { return statKey{dev: st.Dev, ino: st.Ino, ctime: st.Ctim} }
+
+// lookupKeyed puts the still-valid answers for paths in out (keys: their
+// stat keys) and returns the paths to compute again (a path stat() fails
+// on has no key: whatever computes it decides, and it is not cached).
+func (c statCache[V]) lookupKeyed(paths []string, keys map[string]statKey, out map[string]V) []string {
+	var todo []string
+	for _, p := range paths {
+		key, ok := keys[p]
+		if e, hit := c[p]; ok && hit && e.key == key {
 			out[p] = e.val
 			continue
 		}
-		keys[p] = key
 		todo = append(todo, p)
 	}
-	return todo, keys
+	return todo
 }
 
 // store records the fresh answers for todo in the cache and in out, and
@@ -266,14 +291,10 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 	if err != nil {
 		return fmt.Errorf("read identity iterator: %w", err)
 	}
-	var rec fileidFdId
-	size := binary.Size(rec)
-	for off := 0; off+size <= len(data); off += size {
-		if err := binary.Read(bytes.NewReader(data[off:off+size]), binary.NativeEndian, &rec); err != nil {
-			return err
-		}
-		if p, ok := fds[rec.Fd]; ok {
-			out[p] = engine.FileID{Dev: rec.Id.Dev, Gen: rec.Id.Igen, Ino: rec.Id.Ino}
+	for off := 0; off+fdIDSize <= len(data); off += fdIDSize {
+		fd, id := decodeFdID(data[off : off+fdIDSize])
+		if p, ok := fds[fd]; ok {
+			out[p] = id
 		}
 	}
 	for _, p := range fds {
@@ -282,6 +303,17 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 		}
 	}
 	return nil
+}
+
+// fdIDSize is the size of the iterator's record, struct fd_id of
+// bpf/fileid.c: fd, padding, then struct file_id (dev, igen, ino).
+const fdIDSize = 24
+
+// decodeFdID reads one iterator record (fileidFdId) without reflection:
+// a pass lists every file the daemon has open.
+func decodeFdID(b []byte) (fd uint32, id engine.FileID) {
+	ne := binary.NativeEndian
+	return ne.Uint32(b[0:]), engine.FileID{Dev: ne.Uint32(b[8:]), Gen: ne.Uint32(b[12:]), Ino: ne.Uint64(b[16:])}
 }
 
 // statID is the fallback: stat's st_dev re-encoded the kernel's way, and

@@ -5,6 +5,8 @@ package linux
 import (
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/exewall/exewall/engine"
 )
 
@@ -14,10 +16,28 @@ import (
 // resolved as before: the resolver caches identities by stat key, and
 // places are re-walked only for paths whose stat() changed.
 func (b *Backend) identifyCached(paths []string, ids identities) (map[string]engine.FileID, error) {
+	return b.identifyPaths(paths, ids, true)
+}
+
+// IdentifyAll implements engine.BatchResolver: what Identify says of each
+// path, resolved as an apply does (one kernel pass for hundreds of paths)
+// and remembered for the apply that follows validation.
+func (b *Backend) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
+	return b.identifyPaths(paths, identities{places: map[string]place{}, names: map[string][]string{}}, false)
+}
+
+// identifyPaths is identifyCached; track says paths are the policy's (an
+// apply, a check of the policy in force): whether the watcher must poll
+// is then decided by them.
+func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map[string]engine.FileID, error) {
 	w := b.exes
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.drain()
+	polled := w.polled
+	if !track {
+		defer func() { w.polled = polled }()
+	}
 	found := make(map[string]engine.FileID, len(paths))
 	var todo []string
 	for _, p := range paths {
@@ -48,14 +68,17 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 	seq := w.seq
 	w.reals = map[string]string{}
 	defer func() { w.reals = nil }()
-	fresh, err := b.resolver.identifyAll(todo)
+	// One lstat per path tells a symlink (only those have names to
+	// follow) and, for the others, the stat key both caches check.
+	keys, links := lstatKeys(todo)
+	fresh, err := b.resolver.identifyKeyed(todo, keys)
 	if err != nil {
 		return nil, err
 	}
 	places := map[string]place{}
-	stale, keys := b.places.lookup(todo, places)
+	stale := b.places.lookupKeyed(todo, keys, places)
 	new := map[string]place{}
-	if err := b.resolvePlaces(stale, new); err != nil {
+	if err := b.resolvePlaces(stale, links, new); err != nil {
 		return nil, err
 	}
 	b.places.store(stale, keys, new, places)
@@ -69,7 +92,10 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		b.resolver.forget(remembered)
 	}()
 	for _, p := range todo {
-		e := &exeEntry{names: symlinkNames(p)}
+		e := &exeEntry{}
+		if links[p] {
+			e.names = symlinkNames(p)
+		}
 		e.id, e.hasID = fresh[p]
 		e.pl, e.hasPl = places[p]
 		if e.hasID {
@@ -83,8 +109,8 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 		}
 		stored := false
 		if watched[p] && e.hasID {
-			if real, err := w.realPath(p, e.names == nil); err == nil {
-				stored = w.store(p, seq, e, chainOf(p, real))
+			if real, err := w.realPath(p, !links[p]); err == nil {
+				stored = w.store(p, seq, e, chainOf(p, real, links[p]))
 			}
 		}
 		w.polled = w.polled || !stored
@@ -96,23 +122,70 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 	return found, nil
 }
 
+// lstatKeys lstats every path once: links says which are symlinks, keys
+// holds the stat key of each path stat() succeeds on (for a path that is no
+// symlink lstat's answer is stat's).
+func lstatKeys(paths []string) (keys map[string]statKey, links map[string]bool) {
+	sts := make([]unix.Stat_t, len(paths))
+	kind := make([]uint8, len(paths)) // 0: no key, 1: a file, 2: a symlink with a key, 3: one without
+	inParallel(len(paths), 512, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if err := unix.Lstat(paths[i], &sts[i]); err != nil {
+				continue
+			}
+			kind[i] = 1
+			if sts[i].Mode&unix.S_IFMT == unix.S_IFLNK {
+				kind[i] = 2
+				if err := unix.Stat(paths[i], &sts[i]); err != nil {
+					kind[i] = 3
+				}
+			}
+		}
+	})
+	keys, links = make(map[string]statKey, len(paths)), map[string]bool{}
+	for i, p := range paths {
+		if kind[i] >= 2 {
+			links[p] = true
+		}
+		if kind[i] == 1 || kind[i] == 2 {
+			keys[p] = keyOf(&sts[i])
+		}
+	}
+	return keys, links
+}
+
 // resolvePlaces finds where each executable lives (through symlinks, as exec
-// does), so the exec hook can recognise a new file renamed over it.
-func (b *Backend) resolvePlaces(paths []string, out map[string]place) error {
+// does), so the exec hook can recognise a new file renamed over it. links
+// says which paths are symlinks; the others live in their directory's real
+// path (w.realDir, asked once per directory), and each directory's
+// identity is asked once.
+func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[string]place) error {
 	dirs := map[string]string{} // exe path -> real parent dir
 	names := map[string]string{}
 	var want []string
+	wanted := map[string]bool{}
 	for _, p := range paths {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
+		var real string
+		if links[p] {
+			var err error
+			if real, err = filepath.EvalSymlinks(p); err != nil {
+				real = filepath.Clean(p) // dangling: its directory may be there
+			}
+		} else if dir, err := b.exes.realDir(filepath.Dir(p)); err == nil {
+			real = filepath.Join(dir, filepath.Base(p))
+		} else {
 			real = filepath.Clean(p) // not there yet: its directory may be
 		}
 		name := filepath.Base(real)
 		if len(name) >= maxName {
 			continue
 		}
-		dirs[p], names[p] = filepath.Dir(real), name
-		want = append(want, filepath.Dir(real))
+		dir := filepath.Dir(real)
+		dirs[p], names[p] = dir, name
+		if !wanted[dir] {
+			wanted[dir] = true
+			want = append(want, dir)
+		}
 	}
 	ids, err := b.resolver.identifyAll(want)
 	if err != nil {

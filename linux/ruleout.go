@@ -3,8 +3,10 @@
 package linux
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -61,29 +63,29 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	g := &generation{rules: make(map[uint32]*ruleOut, len(p.Rules))}
 	g.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
 	g.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
+	// Slots are handed out in rule order; the rules are then compiled (or
+	// found unchanged) a few at a time.
+	slotAt := make([]uint32, len(p.Rules))
+	var stop error
+	n := len(p.Rules)
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		slot := slots(r.Name)
 		if slot == 0 || slot&genBit != 0 {
-			return nil, fmt.Errorf("rule %s: slot %d out of range", r.Name, slot)
+			stop, n = fmt.Errorf("rule %s: slot %d out of range", r.Name, slot), i
+			break
 		}
-		var out *ruleOut
-		for _, pg := range prev {
-			if pg == nil || pg.rules == nil {
-				continue
-			}
-			if o := pg.rules[slot]; o != nil && o.same(r, ids) {
-				out = o
-				break
-			}
-		}
-		if out == nil {
-			var err error
-			if out, err = compileRule(r, slot, ids); err != nil {
-				return nil, err
-			}
-		}
-		g.rules[slot] = out
+		slotAt[i] = slot
+	}
+	outs, err := compileRules(p.Rules[:n], slotAt, ids, prev)
+	if err != nil {
+		return nil, err
+	}
+	if stop != nil {
+		return nil, stop
+	}
+	for i, out := range outs {
+		g.rules[slotAt[i]] = out
 		switch {
 		case out.sel == selCgroup && out.hasID:
 			g.config.HasCgroupRules = 1
@@ -94,6 +96,57 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 		}
 	}
 	return g, nil
+}
+
+// compileRules takes each rule's ruleOut from prev when it is unchanged
+// (or its action alone changed), and compiles the others, on as many CPUs
+// as they are worth; the error is the first in rule order.
+func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*generation) ([]*ruleOut, error) {
+	outs := make([]*ruleOut, len(rules))
+	var todo []int
+	for i := range rules {
+		if outs[i] = reuse(&rules[i], slotAt[i], ids, prev); outs[i] == nil {
+			todo = append(todo, i)
+		}
+	}
+	errs := make([]error, len(todo))
+	inParallel(len(todo), 128, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			i := todo[k]
+			outs[i], errs[k] = compileRule(&rules[i], slotAt[i], ids)
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// reuse is the ruleOut of r from prev, or one made from it when r's action
+// or audit alone changed; nil when r must be compiled.
+func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *ruleOut {
+	var base *ruleOut // differs in its action or audit only
+	for _, pg := range prev {
+		if pg == nil || pg.rules == nil {
+			continue
+		}
+		o := pg.rules[slot]
+		if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
+			continue
+		}
+		if o.src.Action == r.Action && o.src.Audit == r.Audit {
+			return o
+		}
+		if base == nil {
+			base = o
+		}
+	}
+	if base != nil {
+		return base.withAction(r)
+	}
+	return nil
 }
 
 func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
@@ -158,11 +211,21 @@ func exeKeys(exe string, ids identities) (keys []datapathFileId, path *datapathP
 	return keys, path, names
 }
 
-// same says whether compiling r with ids gives o again.
-func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
-	if !sameRule(&o.src, r) {
-		return false
-	}
+// withAction is o for r, which differs from o's rule in its action or
+// audit only: what compileRule gives for r, sharing o's keys and nodes.
+func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
+	n := *o
+	n.src = *r
+	n.src.Line = 0
+	n.rule.Action = uint8(r.Action)
+	n.rule.Audit = b2u(r.Audit)
+	n.rule.Unrestricted = b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut))
+	n.rule.InOpen = b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirIn))
+	return &n
+}
+
+// sameIDs says whether o's keys are those of r's selector with ids.
+func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
 		known := ids.exe[r.Exe]
@@ -199,9 +262,10 @@ func (o *ruleOut) same(r *engine.Rule, ids identities) bool {
 	return true
 }
 
-// sameRule compares what a policy says of two rules (not their lines).
-func sameRule(a, b *engine.Rule) bool {
-	if a.Name != b.Name || a.Selector != b.Selector || a.Action != b.Action || a.Audit != b.Audit {
+// sameEntries compares what a policy says of two rules (not their lines)
+// but for their action and audit.
+func sameEntries(a, b *engine.Rule) bool {
+	if a.Name != b.Name || a.Selector != b.Selector {
 		return false
 	}
 	// Every field of an entry but its line: a name or a direction changes
@@ -218,9 +282,9 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 	if o == p {
 		return true
 	}
-	return o.rule == p.rule && slices.Equal(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
-		(o.path == nil || *o.path == *p.path) && slices.Equal(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
-		o.hasID == p.hasID && slices.Equal(o.dests, p.dests)
+	return o.rule == p.rule && sameSlice(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
+		(o.path == p.path || *o.path == *p.path) && sameSlice(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
+		o.hasID == p.hasID && sameSlice(o.dests, p.dests)
 }
 
 // add puts o's entries, stamped with gen, in the flat view c.
@@ -282,6 +346,9 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 // (an identity a rule keeps from a replaced file that is now another
 // rule's): the full comparison decides those.
 func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error) {
+	if done, err := b.writeSameKeys(old, g, gen); done || err != nil {
+		return true, err
+	}
 	gone, now := emptyCompiled(), emptyCompiled()
 	changed := map[uint32]bool{}
 	for slot, n := range g.rules {
@@ -325,6 +392,208 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		}
 	}
 	return true, nil
+}
+
+// writeSameKeys is writeRules for the usual change: the same rules (by
+// slot), every changed one writing the same keys as before with other
+// values (an action, an entry's ports), and no name bindings. No key is
+// then deleted or created, so none can be another rule's: the values of the
+// changed rules are written straight from their ruleOuts, without the maps
+// of keys writeRules compares. done is false, and nothing written, for any
+// other change.
+func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err error) {
+	if old.bound.len() != 0 || g.bound.len() != 0 || len(old.rules) != len(g.rules) {
+		return false, nil
+	}
+	var changed []*ruleOut // old, new in turn
+	for slot, n := range g.rules {
+		o := old.rules[slot]
+		if o == nil || !o.sameKeys(n) {
+			return false, nil
+		}
+		if o != n && !o.equal(n) {
+			changed = append(changed, o, n)
+		}
+	}
+	var w ruleWrites
+	w.reserve(len(changed) / 2)
+	for i := 0; i < len(changed); i += 2 {
+		o, n := changed[i], changed[i+1]
+		if o.rule != n.rule {
+			n.addSelectors(&w, gen)
+		}
+		for _, d := range n.dests {
+			if v, _ := o.dest(d.key); v != d.val {
+				k := d.key
+				k.Rule |= gen << 31
+				w.dests.add(k, d.val)
+			}
+		}
+	}
+	return true, w.write(b)
+}
+
+// sameKeys says whether o and n write the same keys (their values may
+// differ).
+func (o *ruleOut) sameKeys(n *ruleOut) bool {
+	if o == n {
+		return true
+	}
+	if !sameSlice(o.exe, n.exe) || (o.path == nil) != (n.path == nil) || o.path != n.path && *o.path != *n.path ||
+		!sameSlice(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
+		return false
+	}
+	if len(n.dests) == 0 || unsafe.SliceData(o.dests) == unsafe.SliceData(n.dests) {
+		return true // withAction shares them
+	}
+	for _, d := range n.dests {
+		if _, ok := o.dest(d.key); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sameSlice is slices.Equal, at once for one slice (withAction shares
+// them).
+func sameSlice[T comparable](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || unsafe.SliceData(a) == unsafe.SliceData(b) || slices.Equal(a, b))
+}
+
+// dest is o's node at key k (Rule without the generation).
+func (o *ruleOut) dest(k datapathDestKey) (datapathDestVal, bool) {
+	for _, d := range o.dests {
+		if d.key == k {
+			return d.val, true
+		}
+	}
+	return datapathDestVal{}, false
+}
+
+// entries is keys and values for one map, written in order (a later value
+// for a key wins, as in the flat view).
+type entries[K, V any] struct {
+	keys []K
+	vals []V
+}
+
+func (b *entries[K, V]) add(k K, v V) {
+	b.keys = append(b.keys, k)
+	b.vals = append(b.vals, v)
+}
+
+func (b *entries[K, V]) reserve(n int) {
+	b.keys, b.vals = make([]K, 0, n), make([]V, 0, n)
+}
+
+// ruleWrites is what to write to each map of a generation.
+type ruleWrites struct {
+	exe                 entries[datapathExeKey, datapathRule]
+	paths               entries[datapathPathKey, datapathRule]
+	named               entries[datapathNameKey, datapathRule]
+	cgroups, uids, gids entries[datapathIdKey, datapathRule]
+	dests               entries[datapathDestKey, datapathDestVal]
+}
+
+// reserve makes room for the entries of n exe rules (a key and a path
+// each).
+func (w *ruleWrites) reserve(n int) {
+	w.exe.reserve(n)
+	w.paths.reserve(n)
+}
+
+// addSelectors puts o's selector keys, stamped with gen, with its rule.
+func (o *ruleOut) addSelectors(w *ruleWrites, gen uint32) {
+	dr := o.rule
+	dr.Id |= gen << 31
+	for _, id := range o.exe {
+		w.exe.add(datapathExeKey{Id: id, Gen: gen}, dr)
+	}
+	if o.path != nil {
+		k := *o.path
+		k.Gen = gen
+		w.paths.add(k, dr)
+	}
+	for _, h := range o.names {
+		w.named.add(datapathNameKey{Hash: h, Gen: gen}, dr)
+	}
+	if o.hasID {
+		k := datapathIdKey{Id: o.id, Gen: gen}
+		switch o.sel {
+		case selCgroup:
+			w.cgroups.add(k, dr)
+		case selUser:
+			w.uids.add(k, dr)
+		case selGroup:
+			w.gids.add(k, dr)
+		}
+	}
+}
+
+// addAll puts every entry of o, stamped with gen.
+func (o *ruleOut) addAll(w *ruleWrites, gen uint32) {
+	o.addSelectors(w, gen)
+	for _, d := range o.dests {
+		k := d.key
+		k.Rule |= gen << 31
+		w.dests.add(k, d.val)
+	}
+}
+
+// write writes w to the maps, the executables' paths alongside the rest:
+// thousands of entries each (one per exe rule), in maps the kernel locks
+// apart, so two CPUs write them in about the time of one.
+func (w *ruleWrites) write(b *Backend) error {
+	type job struct {
+		what  string
+		write func() error
+	}
+	jobs := []job{
+		{"exe rules", func() error { return batchUpdateSlices(b.objs.ExeRules, w.exe.keys, w.exe.vals) }},
+		{"cgroup rules", func() error { return batchUpdateSlices(b.objs.CgroupRules, w.cgroups.keys, w.cgroups.vals) }},
+		{"user rules", func() error { return batchUpdateSlices(b.objs.UidRules, w.uids.keys, w.uids.vals) }},
+		{"group rules", func() error { return batchUpdateSlices(b.objs.GidRules, w.gids.keys, w.gids.vals) }},
+		{"destinations", func() error { return batchUpdateSlices(b.objs.Dests, w.dests.keys, w.dests.vals) }},
+		{"executable names", func() error { return batchUpdateSlices(b.objs.NameRules, w.named.keys, w.named.vals) }},
+		{"executable paths", func() error { return batchUpdateSlices(b.objs.PathRules, w.paths.keys, w.paths.vals) }},
+	}
+	run := func(jobs []job) error {
+		for _, j := range jobs {
+			if err := j.write(); err != nil {
+				return fmt.Errorf("write %s: %w", j.what, err)
+			}
+		}
+		return nil
+	}
+	side := jobs[len(jobs)-1:]
+	if len(w.paths.keys) < parallelMin {
+		return run(jobs)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- run(side) }()
+	err := run(jobs[:len(jobs)-1])
+	return errors.Join(err, <-errc)
+}
+
+
+// writeFresh fills generation gen, which holds nothing, with g: every
+// entry in rule order, then the bindings' nodes (what flat gives, without
+// its maps).
+func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error {
+	var w ruleWrites
+	w.reserve(len(p.Rules))
+	for i := range p.Rules {
+		if slot, ok := b.slotOf(p.Rules[i].Name); ok {
+			if o := g.rules[slot]; o != nil {
+				o.addAll(&w, gen)
+			}
+		}
+	}
+	for k, v := range g.bound.all {
+		k.Rule |= gen << 31
+		w.dests.add(k, v)
+	}
+	return w.write(b)
 }
 
 // sharesKeys says whether a rule of g that did not change writes one of

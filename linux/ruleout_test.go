@@ -10,7 +10,7 @@ import (
 
 // An edit that changes only an entry's DNS name or its direction compiles
 // the rule again: the generations share a rule's compiled entries only
-// while the policy says the same of it (sameRule).
+// while the policy says the same of it (sameEntries, with its action and audit).
 func TestRuleOutRecompiledOnNameOrDirection(t *testing.T) {
 	dest := func(s string) engine.Dest {
 		t.Helper()

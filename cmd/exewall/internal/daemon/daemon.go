@@ -87,6 +87,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer logCloser.Close()
+	endProfile := startProfile(log) // profile.go
+	defer endProfile()
 	if p, err := filepath.Abs(cfg.Policy); err == nil {
 		cfg.Policy = p
 	}
@@ -105,6 +107,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer vlog.close()
 	vlog.log = log
 
+	// The policy file is parsed while the backend loads.
+	ahead := engine.ParseAhead(cfg.Policy)
 	backend, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
@@ -127,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	vstream := newViolationStream(cfg.LogFormat, os.Stdout, log, streamDone) // stdout.go
 	m = engine.NewManager(engine.ManagerConfig{
 		Backend: backend, PolicyFile: cfg.Policy, Logger: log,
-		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"),
+		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"), Ahead: ahead,
 		OnViolation: func(v engine.Violation) {
 			if err := vlog.write(v); err != nil {
 				log.Error("write violations log", "path", vlog.path, "err", err)
@@ -197,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("exewall ready", "backend", st.Backend, "cgroup", st.AttachPoint, "hooks", st.Hooks, "policy", cfg.Policy,
 		"rules", len(p.Rules), "default", p.Default.String(), "mode", p.Mode.String(), "socket", cfg.Socket,
 		"managed", m.Managed() != nil)
+	endProfile()
 	if err := sdNotify("READY=1\nSTATUS=enforcing " + cfg.Policy); err != nil {
 		log.Warn("notify service manager", "err", err)
 	}

@@ -1,0 +1,33 @@
+//go:build unix
+
+package engine
+
+import (
+	"errors"
+	"io/fs"
+
+	"golang.org/x/sys/unix"
+)
+
+// readHead reads the start of file into buf with one read, as exec does
+// (a regular file reads short only at its end): an open, a read and a
+// close, without what an *os.File adds (a poller registration), for a
+// daemon that reads every executable of its policy at start. It does not
+// wait on a FIFO.
+func readHead(file string, buf []byte) (int, error) {
+	fd, err := unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, &fs.PathError{Op: "open", Path: file, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: file, Err: err}
+		}
+		return n, nil
+	}
+}
