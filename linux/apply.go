@@ -305,8 +305,9 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error
-		if len(old.rules) == 0 && old.bound.len() == 0 && c.rules != nil {
-			// It holds nothing (a new backend's maps): no diff to make.
+		if len(old.rules) == 0 && old.bound.len() == 0 && c.bound.len() == 0 && c.rules != nil {
+			// It holds nothing (a new backend's maps) and gets no name
+			// bindings: no diff to make.
 			done, err = true, b.writeFresh(c, p, gen)
 		} else {
 			done, err = b.writeRules(old, c, gen)

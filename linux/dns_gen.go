@@ -54,6 +54,10 @@ type boundNodes struct {
 	nodes map[nodeRef]struct{} // the nodes written, per rule
 }
 
+// len is how many bindings and nodes the generation is known to hold: 0
+// when it has none (the applies' shortcuts that write no bindings).
+func (n *boundNodes) len() int { return len(n.at) + len(n.nodes) }
+
 // nodeRef is a rule's name node: slot and value index.
 type nodeRef struct{ slot, i uint32 }
 

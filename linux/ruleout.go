@@ -549,13 +549,13 @@ func (w *ruleWrites) write(b *Backend) error {
 		write func() error
 	}
 	jobs := []job{
-		{"exe rules", func() error { return batchUpdateSlices(b.objs.ExeRules, w.exe.keys, w.exe.vals) }},
-		{"cgroup rules", func() error { return batchUpdateSlices(b.objs.CgroupRules, w.cgroups.keys, w.cgroups.vals) }},
-		{"user rules", func() error { return batchUpdateSlices(b.objs.UidRules, w.uids.keys, w.uids.vals) }},
-		{"group rules", func() error { return batchUpdateSlices(b.objs.GidRules, w.gids.keys, w.gids.vals) }},
-		{"destinations", func() error { return batchUpdateSlices(b.objs.Dests, w.dests.keys, w.dests.vals) }},
-		{"executable names", func() error { return batchUpdateSlices(b.objs.NameRules, w.named.keys, w.named.vals) }},
-		{"executable paths", func() error { return batchUpdateSlices(b.objs.PathRules, w.paths.keys, w.paths.vals) }},
+		{"exe rules", func() error { return batchUpdateSlices(b.sized.ExeRules, w.exe.keys, w.exe.vals) }},
+		{"cgroup rules", func() error { return batchUpdateSlices(b.sized.CgroupRules, w.cgroups.keys, w.cgroups.vals) }},
+		{"user rules", func() error { return batchUpdateSlices(b.sized.UidRules, w.uids.keys, w.uids.vals) }},
+		{"group rules", func() error { return batchUpdateSlices(b.sized.GidRules, w.gids.keys, w.gids.vals) }},
+		{"destinations", func() error { return batchUpdateSlices(b.sized.Dests, w.dests.keys, w.dests.vals) }},
+		{"executable names", func() error { return batchUpdateSlices(b.sized.NameRules, w.named.keys, w.named.vals) }},
+		{"executable paths", func() error { return batchUpdateSlices(b.sized.PathRules, w.paths.keys, w.paths.vals) }},
 	}
 	run := func(jobs []job) error {
 		for _, j := range jobs {
@@ -575,9 +575,8 @@ func (w *ruleWrites) write(b *Backend) error {
 	return errors.Join(err, <-errc)
 }
 
-
 // writeFresh fills generation gen, which holds nothing, with g: every
-// entry in rule order, then the bindings' nodes (what flat gives, without
+// entry in rule order (what flat gives, without
 // its maps).
 func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error {
 	var w ruleWrites
@@ -588,10 +587,6 @@ func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error 
 				o.addAll(&w, gen)
 			}
 		}
-	}
-	for k, v := range g.bound.all {
-		k.Rule |= gen << 31
-		w.dests.add(k, v)
 	}
 	return w.write(b)
 }
