@@ -54,7 +54,7 @@ func validateFrom(old, p *Policy, r Resolver) error {
 	}
 	r = onePass(r)
 	exes := make(map[FileID]int, len(p.Rules)) // the rule naming it first
-	accounts := map[string]int{} // "uid 501", "gid 20", "sid S-1-..."
+	accounts := map[string]int{}               // "uid 501", "gid 20", "sid S-1-..."
 	for i := range p.Rules {
 		rule := &p.Rules[i]
 		switch {

@@ -24,9 +24,9 @@ func EditPolicyFileFrom(src []byte, old, p *Policy) (out []byte, lost bool, err 
 
 // ruleItem is one item of the file's top-level rules list.
 type ruleItem struct {
-	start int // where its head comment lines start (its dash line when none)
-	dash  int // where its "- " line starts
-	end   int // just past the newline of its last line
+	start int    // where its head comment lines start (its dash line when none)
+	dash  int    // where its "- " line starts
+	end   int    // just past the newline of its last line
 	name  []byte // a slice of the file
 }
 
