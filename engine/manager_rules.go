@@ -90,6 +90,17 @@ func (m *Manager) Check(data []byte) (next, cur *Policy, err error) {
 // A change that would cut sockets listening now is refused with a
 // *CutError unless opts has Force.
 func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error, opts ...ChangeOption) (*Policy, error) {
+	p, err := m.update(ctx, edit, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return p.Clone(), nil
+}
+
+// update is Update returning the policy now in force itself, not a copy:
+// the edits below want only the error, and a copy of a large policy is
+// worth avoiding at every change.
+func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts ...ChangeOption) (*Policy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.editable(); err != nil {
@@ -117,7 +128,7 @@ func (m *Manager) Update(ctx context.Context, edit func(p *Policy) error, opts .
 		return nil, err
 	}
 	m.reportCuts("forced change", cuts)
-	return p.Clone(), nil
+	return p, nil
 }
 
 func (m *Manager) editable() error {
@@ -143,7 +154,7 @@ func (m *Manager) editable() error {
 // selector. It returns the rule as stored.
 func (m *Manager) AddRule(ctx context.Context, r Rule, opts ...ChangeOption) (Rule, error) {
 	var out Rule
-	_, err := m.Update(ctx, func(p *Policy) error {
+	_, err := m.update(ctx, func(p *Policy) error {
 		at := -1
 		for i := range p.Rules {
 			if sameSelector(p.Rules[i].Selector, r.Selector) {
@@ -180,7 +191,7 @@ func (m *Manager) AddRule(ctx context.Context, r Rule, opts ...ChangeOption) (Ru
 // whose exe (or cgroup) is that path.
 func (m *Manager) RemoveRule(ctx context.Context, nameOrPath string, opts ...ChangeOption) (Rule, error) {
 	var out Rule
-	_, err := m.Update(ctx, func(p *Policy) error {
+	_, err := m.update(ctx, func(p *Policy) error {
 		at := -1
 		for i := range p.Rules {
 			if p.Rules[i].Name == nameOrPath {
@@ -210,20 +221,20 @@ func (m *Manager) RemoveRule(ctx context.Context, nameOrPath string, opts ...Cha
 
 // SetDefault changes the verdict for processes no rule selects.
 func (m *Manager) SetDefault(ctx context.Context, a Action, opts ...ChangeOption) error {
-	_, err := m.Update(ctx, func(p *Policy) error { p.Default = a; return nil }, opts...)
+	_, err := m.update(ctx, func(p *Policy) error { p.Default = a; return nil }, opts...)
 	return err
 }
 
 // SetDefaultInbound changes what processes no rule selects accept
 // (default_inbound), writing it to the policy file.
 func (m *Manager) SetDefaultInbound(ctx context.Context, a Action, opts ...ChangeOption) error {
-	_, err := m.Update(ctx, func(p *Policy) error { p.DefaultInbound, p.InboundSet = a, true; return nil }, opts...)
+	_, err := m.update(ctx, func(p *Policy) error { p.DefaultInbound, p.InboundSet = a, true; return nil }, opts...)
 	return err
 }
 
 // SetMode switches between enforcing and auditing.
 func (m *Manager) SetMode(ctx context.Context, mode Mode, opts ...ChangeOption) error {
-	_, err := m.Update(ctx, func(p *Policy) error { p.Mode = mode; return nil }, opts...)
+	_, err := m.update(ctx, func(p *Policy) error { p.Mode = mode; return nil }, opts...)
 	return err
 }
 

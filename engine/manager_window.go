@@ -12,7 +12,8 @@ import (
 // (its channel closed) instead of slowing everyone else.
 type window struct {
 	mu       sync.Mutex
-	ring     []Violation
+	ring     []Violation // grows to size as violations come: an idle daemon holds none
+	size     int
 	firsts   []Violation // the first event of each (program, rule): never rotated out
 	folded   uint64      // events folded into summaries (fold.go)
 	flooding int         // programs being folded right now
@@ -28,7 +29,19 @@ type window struct {
 type subscriber struct{ ch chan Violation }
 
 func newWindow(size, subBuf int) *window {
-	return &window{ring: make([]Violation, size), subs: map[*subscriber]struct{}{}, subBuf: subBuf}
+	return &window{size: size, subs: map[*subscriber]struct{}{}, subBuf: subBuf}
+}
+
+// grow makes room for one more violation in a ring not yet at its size,
+// doubling it up to size.
+func (w *window) grow() {
+	if len(w.ring) < cap(w.ring) {
+		w.ring = w.ring[:len(w.ring)+1]
+		return
+	}
+	ring := make([]Violation, len(w.ring)+1, min(max(2*cap(w.ring), 64), w.size))
+	copy(ring, w.ring)
+	w.ring = ring
 }
 
 func (w *window) record(v Violation, pinned bool) {
@@ -37,9 +50,12 @@ func (w *window) record(v Violation, pinned bool) {
 	if pinned {
 		w.firsts = append(w.firsts, v)
 	} else {
+		if !w.full && w.next == len(w.ring) {
+			w.grow()
+		}
 		w.ring[w.next] = v
 		w.next++
-		if w.next == len(w.ring) {
+		if w.next == w.size {
 			w.next, w.full = 0, true
 		}
 	}

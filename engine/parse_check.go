@@ -277,3 +277,97 @@ func firstAt(line int) string {
 	}
 	return fmt.Sprintf(" (first at line %d)", line)
 }
+
+// maxAligned bounds how many rules changedRules reports changed or removed
+// before the caller had better check the whole policy.
+const maxAligned = 16
+
+// changedRules returns, in order, the indices of p's rules that old does
+// not hold as they are, when p is old with a few rules replaced in place,
+// removed or appended: what a CLI edit makes. aligned is false for
+// anything else (a reorder, a large edit, no old), and for a change of
+// what the rules are checked against.
+func changedRules(old, p *Policy) (changed []int, aligned bool) {
+	if old == nil || p == nil {
+		return nil, false
+	}
+	i, j, removed := 0, 0, 0
+	for i < len(p.Rules) && j < len(old.Rules) {
+		a, b := &p.Rules[i], &old.Rules[j]
+		switch {
+		case a.Name == b.Name:
+			if !sameRule(a, b) {
+				changed = append(changed, i)
+			}
+			i++
+			j++
+		case j+1 < len(old.Rules) && a.Name == old.Rules[j+1].Name:
+			j++ // old.Rules[j] was removed
+			removed++
+		default:
+			changed = append(changed, i) // replaced in place
+			i++
+			j++
+		}
+		if len(changed) > maxAligned || removed > maxAligned {
+			return nil, false
+		}
+	}
+	for ; i < len(p.Rules); i++ {
+		changed = append(changed, i) // appended
+	}
+	removed += len(old.Rules) - j
+	if len(changed) > maxAligned || removed > maxAligned {
+		return nil, false
+	}
+	return changed, true
+}
+
+// checkChanged reports whether p passes checkPolicy, knowing that only the
+// rules at changed differ from a policy that passed it. false means "not
+// shown": the caller runs checkPolicy, which also words the refusal.
+func checkChanged(p *Policy, changed []int) bool {
+	if p.Default > ActionLocalOnly || p.Mode > ModeAudit || p.DefaultInbound > ActionLocalOnly {
+		return false
+	}
+	for _, r := range p.Resolvers {
+		if checkResolver(r) != nil {
+			return false
+		}
+	}
+	c := newChecker(ruleLines(p.Rules))
+	for _, i := range changed {
+		r := &p.Rules[i]
+		if c.checkRule(r, i) != nil {
+			return false
+		}
+		kind, key := selectorKey(r)
+		for j := range p.Rules {
+			if j == i {
+				continue
+			}
+			o := &p.Rules[j]
+			if o.Name == r.Name {
+				return false
+			}
+			if k, v := selectorKey(o); k == kind && v == key {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// selectorKey is what checker.add compares to refuse two rules selecting
+// the same processes.
+func selectorKey(r *Rule) (kind, key string) {
+	switch {
+	case r.Exe != "":
+		return "executable", exeKey(r.Exe)
+	case r.Cgroup != "":
+		return "cgroup", CleanCgroup(r.Cgroup)
+	case r.User != "":
+		return "user", r.User
+	}
+	return "group", r.Group
+}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,27 +29,39 @@ func Validate(p *Policy, r Resolver) error { return validateFrom(nil, p, r) }
 // it is a script (what it was is what the policy in force enforces, and a
 // one-rule change must not cost a read of every executable).
 func validateFrom(old, p *Policy, r Resolver) error {
+	// A CLI edit replaces, removes or appends a rule or two: the rules it
+	// leaves as they were passed checkPolicy with old, and only the changed
+	// ones need checking against the rest.
+	changed, aligned := changedRules(old, p)
 	var same map[string]*Rule
-	if old != nil {
+	if old != nil && !aligned {
 		same = make(map[string]*Rule, len(old.Rules))
 		for i := range old.Rules {
 			same[old.Rules[i].Name] = &old.Rules[i]
 		}
 	}
-	if err := checkPolicy(p); err != nil {
-		return err
+	if !aligned || !checkChanged(p, changed) {
+		// The full check, also for the exact refusal a changed rule earns.
+		if err := checkPolicy(p); err != nil {
+			return err
+		}
+	}
+	unchanged := func(i int) bool {
+		if aligned {
+			_, c := slices.BinarySearch(changed, i)
+			return !c
+		}
+		o := same[p.Rules[i].Name]
+		return o != nil && sameRule(o, &p.Rules[i])
 	}
 	r = identifyRules(onePass(r), p.Rules)
-	type seenAt struct {
-		rule int
-		path string
-	}
-	exes := map[FileID]seenAt{}
-	accounts := map[string]int{} // "uid 501", "gid 20", "sid S-1-..."
-	var check []int              // rules whose exe is read for a #! line
-	var stop error               // the first refusal of the loop below
+	exes := make(map[FileID]int, len(p.Rules)) // the rule naming it first
+	accounts := map[string]int{}               // "uid 501", "gid 20", "sid S-1-..."
+	var check []int                            // rules whose exe is read for a #! line
+	var stop error                             // the first refusal of the loop below
 loop:
-	for i, rule := range p.Rules {
+	for i := range p.Rules {
+		rule := &p.Rules[i]
 		switch {
 		case rule.Exe != "":
 			id, ok, err := r.Identify(rule.Exe)
@@ -61,11 +74,11 @@ loop:
 			}
 			if first, dup := exes[id]; dup {
 				stop = refuse(rule.Line, "rules %q and %q name the same executable (%s and %s are %v)",
-					p.Rules[first.rule].Name, rule.Name, first.path, rule.Exe, id)
+					p.Rules[first].Name, rule.Name, p.Rules[first].Exe, rule.Exe, id)
 				break loop
 			}
-			exes[id] = seenAt{i, rule.Exe}
-			if o := same[rule.Name]; o != nil && sameRule(o, &rule) {
+			exes[id] = i
+			if unchanged(i) {
 				continue
 			}
 			check = append(check, i)

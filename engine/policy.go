@@ -258,9 +258,26 @@ func DefaultPolicy() *Policy { return &Policy{Default: ActionAllow, Mode: ModeEn
 func (p *Policy) Clone() *Policy {
 	c := &Policy{Default: p.Default, Mode: p.Mode, DefaultInbound: p.DefaultInbound, InboundSet: p.InboundSet,
 		Resolvers: append([]netip.AddrPort(nil), p.Resolvers...), Rules: make([]Rule, len(p.Rules))}
+	// Every rule's entries share one array (two allocations for the whole
+	// policy, not two per rule); each slice is capped at its own length,
+	// so an append to one rule's list copies it rather than overwrite the
+	// next rule's.
+	n := 0
+	for i := range p.Rules {
+		n += len(p.Rules[i].Allow) + len(p.Rules[i].Deny)
+	}
+	dests := make([]Dest, 0, n)
+	take := func(d []Dest) []Dest {
+		if len(d) == 0 {
+			return nil
+		}
+		at := len(dests)
+		dests = append(dests, d...)
+		return dests[at:len(dests):len(dests)]
+	}
 	for i, r := range p.Rules {
-		r.Allow = append([]Dest(nil), r.Allow...)
-		r.Deny = append([]Dest(nil), r.Deny...)
+		r.Allow = take(r.Allow)
+		r.Deny = take(r.Deny)
 		c.Rules[i] = r
 	}
 	return c

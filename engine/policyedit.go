@@ -24,10 +24,10 @@ func EditPolicyFileFrom(src []byte, old, p *Policy) (out []byte, lost bool, err 
 
 // ruleItem is one item of the file's top-level rules list.
 type ruleItem struct {
-	start int // where its head comment lines start (its dash line when none)
-	dash  int // where its "- " line starts
-	end   int // just past the newline of its last line
-	name  string
+	start int    // where its head comment lines start (its dash line when none)
+	dash  int    // where its "- " line starts
+	end   int    // just past the newline of its last line
+	name  []byte // a slice of the file
 }
 
 func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
@@ -35,29 +35,46 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 		old.InboundSet != p.InboundSet || !slices.Equal(old.Resolvers, p.Resolvers) || len(old.Rules) == 0 || len(p.Rules) == 0 {
 		return nil, false
 	}
-	items, indent, ok := scanRules(src)
+	items, indent, ok := scanRules(src, len(old.Rules))
 	if !ok || len(items) != len(old.Rules) {
 		return nil, false
 	}
-	at := make(map[string]int, len(items))
 	for i, it := range items {
-		if it.name != old.Rules[i].Name {
+		if string(it.name) != old.Rules[i].Name {
 			return nil, false
 		}
-		at[it.name] = i
 	}
-	// What becomes of each old item, and what goes before it.
+	// Where p's rule named name is in old: after a CLI edit, the next
+	// rule, or the one after it; a map of every name only otherwise.
+	var at map[string]int
+	last := -1
+	find := func(name string) (int, bool) {
+		for i := last + 1; i < len(items) && i <= last+2; i++ {
+			if old.Rules[i].Name == name {
+				return i, true
+			}
+		}
+		if at == nil {
+			at = make(map[string]int, len(items))
+			for i := range old.Rules {
+				at[old.Rules[i].Name] = i
+			}
+		}
+		i, ok := at[name]
+		return i, ok
+	}
+	// What becomes of each old item, and what goes before it: kept as it
+	// is for all but the few items an edit names.
 	type edit struct {
-		keep    bool
 		replace *Rule
 		before  []*Rule
 	}
-	edits := make([]edit, len(items))
+	keep := make([]bool, len(items))
+	edits := map[int]edit{}
 	var tail []*Rule
-	last := -1
 	for j := range p.Rules {
 		r := &p.Rules[j]
-		i, ok := at[r.Name]
+		i, ok := find(r.Name)
 		if !ok {
 			tail = append(tail, r)
 			continue
@@ -66,10 +83,14 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 			return nil, false // reordered
 		}
 		last = i
-		edits[i].keep = true
-		edits[i].before, tail = tail, nil
+		keep[i] = true
+		e := edit{before: tail}
+		tail = nil
 		if !sameRule(&old.Rules[i], r) {
-			edits[i].replace = r
+			e.replace = r
+		}
+		if e.before != nil || e.replace != nil {
+			edits[i] = e
 		}
 	}
 	var out bytes.Buffer
@@ -87,7 +108,7 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 			out.Write(text)
 		}
 		switch {
-		case !e.keep:
+		case !keep[i]:
 			out.Write(src[pos:it.start])
 			pos = it.end
 		case e.replace != nil:
@@ -186,8 +207,10 @@ func dedent(b []byte, n int) []byte {
 // scanRules finds the items of the top-level block list under "rules:" by
 // their indentation, and each item's name. ok is false for anything it
 // does not understand for certain: the caller then edits a YAML tree.
-func scanRules(src []byte) (items []ruleItem, indent int, ok bool) {
-	if len(src) == 0 || src[len(src)-1] != '\n' || bytes.ContainsAny(src, "\t\r") {
+//
+// hint is how many items the caller expects (the list is allocated once).
+func scanRules(src []byte, hint int) (items []ruleItem, indent int, ok bool) {
+	if len(src) == 0 || src[len(src)-1] != '\n' || bytes.IndexByte(src, '\t') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
 		return nil, 0, false
 	}
 	in := false  // inside the rules block
@@ -217,13 +240,13 @@ func scanRules(src []byte) (items []ruleItem, indent int, ok bool) {
 				if items != nil {
 					return nil, 0, false
 				}
-				in, items = true, []ruleItem{}
+				in, items = true, make([]ruleItem, 0, hint)
 			}
 			head = -1
 		case col == 0 && trimmed[0] != '-':
 			in, head = false, -1 // the next top-level key
 		default:
-			if bytes.ContainsAny(trimmed, "&*!|>{[") && !plainEnough(trimmed) {
+			if hasWary(trimmed) && !plainEnough(trimmed) {
 				return nil, 0, false
 			}
 			if ind < 0 {
@@ -265,7 +288,7 @@ func scanRules(src []byte) (items []ruleItem, indent int, ok bool) {
 		return nil, 0, false
 	}
 	for _, it := range items {
-		if it.name == "" {
+		if len(it.name) == 0 {
 			return nil, 0, false
 		}
 	}
@@ -278,7 +301,22 @@ func plainEnough(s []byte) bool {
 	if i := bytes.Index(s, []byte(" #")); i >= 0 {
 		s = s[:i]
 	}
-	return !bytes.ContainsAny(s, "&*!|>{[")
+	return !hasWary(s)
+}
+
+// wary are the characters of YAML's anchors, aliases, tags, block scalars
+// and flow collections, which scanRules leaves to the YAML parser.
+var wary = [256]bool{'&': true, '*': true, '!': true, '|': true, '>': true, '{': true, '[': true}
+
+// hasWary is bytes.ContainsAny(s, "&*!|>{[") without building the set at
+// every line of a large file.
+func hasWary(s []byte) bool {
+	for _, c := range s {
+		if wary[c] {
+			return true
+		}
+	}
+	return false
 }
 
 // itemKey reads a "key: value" line of an item's mapping; a name must be
@@ -291,7 +329,7 @@ func itemKey(it *ruleItem, kv []byte) bool {
 	if string(k) != "name" {
 		return true
 	}
-	if it.name != "" {
+	if len(it.name) != 0 {
 		return false
 	}
 	if i := bytes.Index(v, []byte(" #")); i >= 0 {
@@ -301,6 +339,6 @@ func itemKey(it *ruleItem, kv []byte) bool {
 	if len(v) == 0 || bytes.ContainsAny(v, "\"'`@%:#,") {
 		return false
 	}
-	it.name = string(v)
+	it.name = v
 	return true
 }

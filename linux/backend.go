@@ -136,7 +136,8 @@ type Backend struct {
 	names      atomic.Pointer[nameSnapshot]
 	reader     *ringbuf.Reader
 	violations chan engine.Violation
-	dropped    uint64 // events read but not delivered (consumer too slow)
+	queue      violationQueue // events on their way to violations (events.go)
+	dropped    uint64         // events read but not delivered (consumer too slow)
 	done       chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
@@ -166,8 +167,8 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{}, seen: map[string][]engine.FileID{},
-		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationBuffer),
-		done: make(chan struct{})}
+		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
+		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 
 	root, err := cgroupMount()
 	if err != nil {
@@ -275,8 +276,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		return nil, err
 	}
 	b.log.Debug("datapath loaded", "datapath", t1.Sub(t0), "optional hooks", t2.Sub(t1), "rest", time.Since(t2), "adopted", b.adopted)
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.readEvents()
+	go b.forwardViolations()
 	go b.watch()
 	return b, nil
 }
@@ -505,6 +507,7 @@ func (b *Backend) Close() error {
 		if b.exes != nil {
 			b.exes.close()
 		}
+		b.flushViolations()
 		close(b.violations)
 		b.lock.Close()
 	})

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,89 @@ const (
 
 // violationBuffer is how many enriched events may wait for the consumer.
 const violationBuffer = 16384
+
+// violationChan is the capacity of the channel Violations returns; the
+// rest of violationBuffer waits in the queue.
+const violationChan = 256
+
+// violationQueue holds enriched events until the consumer takes them, in
+// a slice that grows as they come: a channel of violationBuffer events
+// would keep 3.5 MB resident from the start, idle or not.
+type violationQueue struct {
+	mu      sync.Mutex
+	pending []engine.Violation
+	waiting int           // pending plus those taken out and not yet handed over
+	wake    chan struct{} // a token when pending has events
+}
+
+// deliver queues v for the consumer, or counts the attempts it stands for
+// as lost when violationBuffer events already wait. It never blocks.
+func (b *Backend) deliver(v engine.Violation, attempts uint64) {
+	q := &b.queue
+	q.mu.Lock()
+	if q.waiting >= violationBuffer {
+		q.mu.Unlock()
+		atomic.AddUint64(&b.dropped, attempts)
+		return
+	}
+	q.pending = append(q.pending, v)
+	q.waiting++
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forwardViolations hands the queued events to the consumer, in order,
+// until the backend closes (flushViolations then passes on what is left).
+func (b *Backend) forwardViolations() {
+	defer b.wg.Done()
+	q := &b.queue
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-q.wake:
+		}
+		q.mu.Lock()
+		batch := q.pending
+		q.pending = nil // a storm's slice goes with its batch
+		q.mu.Unlock()
+		for i, v := range batch {
+			select {
+			case b.violations <- v:
+				q.mu.Lock()
+				q.waiting--
+				q.mu.Unlock()
+			case <-b.done:
+				// Back in front of what came since, for flushViolations.
+				q.mu.Lock()
+				q.pending = append(batch[i:], q.pending...)
+				q.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// flushViolations runs once nothing delivers any more (Close, after the
+// reader and the forwarder stopped): what still waits goes into the
+// channel while it has room, for the consumer to read before it closes;
+// the rest is counted as lost.
+func (b *Backend) flushViolations() {
+	q := &b.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, v := range q.pending {
+		select {
+		case b.violations <- v:
+		default:
+			atomic.AddUint64(&b.dropped, v.Count)
+		}
+	}
+	q.pending, q.waiting = nil, 0
+}
 
 // nameSnapshot maps counter slots to rule names as of the last apply.
 type nameSnapshot struct {
@@ -62,11 +146,7 @@ func (b *Backend) readEvents() {
 			continue
 		}
 		v := b.enrich(&ev)
-		select {
-		case b.violations <- v:
-		default:
-			atomic.AddUint64(&b.dropped, v.Count)
-		}
+		b.deliver(v, v.Count)
 	}
 }
 
@@ -156,11 +236,7 @@ func (b *Backend) sweepGates() {
 		ev.Count = uint32(min(g.Suppressed, 1<<32-1))
 		ev.BootNs = now
 		v := b.enrich(&ev)
-		select {
-		case b.violations <- v:
-		default:
-			atomic.AddUint64(&b.dropped, g.Suppressed)
-		}
+		b.deliver(v, g.Suppressed)
 	}
 }
 
