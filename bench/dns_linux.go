@@ -412,6 +412,20 @@ func runTime(progs []*ebpf.Program) (time.Duration, error) {
 
 // memlock is the kernel's own count of a map's memory (fdinfo memlock).
 func memlock(m *ebpf.Map) (int64, error) {
+	if m.Type() == ebpf.ArrayOfMaps {
+		// A map sized to the policy (linux/sized.go): the hash in force
+		// sits in slot 0 of the pinned array, and its memory is the figure.
+		var id uint32
+		if err := m.Lookup(uint32(0), &id); err != nil {
+			return 0, fmt.Errorf("the hash in force behind %v: %w", m, err)
+		}
+		inner, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return 0, err
+		}
+		defer inner.Close()
+		m = inner
+	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
 	if err != nil {
 		return 0, err

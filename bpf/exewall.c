@@ -56,6 +56,8 @@ const struct dest_key *unused_dest_key __attribute__((unused));
 const struct dest_val *unused_dest_val __attribute__((unused));
 const struct rule_name *unused_rule_name __attribute__((unused));
 const struct counter *unused_counter __attribute__((unused));
+const struct bind_key *unused_bind_key __attribute__((unused));
+const struct bind_val *unused_bind_val __attribute__((unused));
 const struct dns_orig *unused_dns_orig __attribute__((unused));
 
 static __always_inline void lose(__u64 n)

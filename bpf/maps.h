@@ -74,14 +74,8 @@ SIZED_HASH(gid_rules, struct id_key, struct rule);
 SIZED_HASH(dests, struct dest_key, struct dest_val);
 
 /* DNS name bindings of rules with name entries (struct bind_key): value
- * their name node (struct bind_val). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_NAME_BINDS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct bind_key);
-	__type(value, struct bind_val);
-} name_binds SEC(".maps");
+ * their name node (struct bind_val). Sized to the bindings in force. */
+SIZED_HASH(name_binds, struct bind_key, struct bind_val);
 
 /* Local ranges for local-only: value 1 is local, 0 carves out an exception
  * (cloud metadata). Kept current from netlink; not per generation. */

@@ -399,7 +399,8 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 	if (r->has_names) {
 		struct bind_key bk = { .rule = r->id, .family = family };
 		__builtin_memcpy(bk.addr, a, 16);
-		struct bind_val *bv = bpf_map_lookup_elem(&name_binds, &bk);
+		void *binds = sized_map(&name_binds);
+		struct bind_val *bv = binds ? bpf_map_lookup_elem(binds, &bk) : NULL;
 		if (bv && bv->count == 1) {
 			/* the node's only entry, kept in the binding */
 			if (match_entry(&bv->e, port, proto, verdict))
@@ -407,7 +408,7 @@ static __always_inline int match_dests(struct rule *r, __u32 family, const __u8 
 		} else if (bv) {
 			struct dest_key nk = { .rule = r->id, .family = DEST_NAME_NODE };
 			*(__u32 *)nk.addr = bv->node;
-			struct dest_val *v = bpf_map_lookup_elem(&dests, &nk);
+			struct dest_val *v = bpf_map_lookup_elem(nodes, &nk);
 			if (v && match_node(v, port, proto, verdict))
 				return 1;
 		}

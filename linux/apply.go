@@ -390,7 +390,7 @@ func (b *Backend) scanGen(gen uint32) (*compiled, error) {
 			return nil, err
 		}
 	}
-	if err := scanMap(b.objs.NameBinds, func(k datapathBindKey) bool { return k.Rule>>31 == gen }, c.binds); err != nil {
+	if err := scanMap(b.sized.NameBinds, func(k datapathBindKey) bool { return k.Rule>>31 == gen }, c.binds); err != nil {
 		return nil, err
 	}
 	return c, scanMap(b.sized.Dests, func(k datapathDestKey) bool { return k.Rule>>31 == gen }, c.dests)
@@ -414,7 +414,7 @@ func (b *Backend) writeFlat(have, want *compiled) error {
 	if err := writeDiff(b.sized.Dests, have.dests, want.dests); err != nil {
 		return fmt.Errorf("write destinations: %w", err)
 	}
-	if err := writeDiff(b.objs.NameBinds, have.binds, want.binds); err != nil {
+	if err := writeDiff(b.sized.NameBinds, have.binds, want.binds); err != nil {
 		return fmt.Errorf("write name bindings: %w", err)
 	}
 	if err := writeDiff(b.sized.PathRules, have.paths, want.paths); err != nil {

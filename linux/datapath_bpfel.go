@@ -373,6 +373,8 @@ const (
 	datapathProgExewallSendmsg4   = "exewall_sendmsg4"
 	datapathProgExewallSendmsg6   = "exewall_sendmsg6"
 	datapathProgExewallSockCreate = "exewall_sock_create"
+	datapathVarUnusedBindKey      = "unused_bind_key"
+	datapathVarUnusedBindVal      = "unused_bind_val"
 	datapathVarUnusedCounter      = "unused_counter"
 	datapathVarUnusedDestKey      = "unused_dest_key"
 	datapathVarUnusedDestVal      = "unused_dest_val"
@@ -480,6 +482,8 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	UnusedBindKey   *ebpf.VariableSpec `ebpf:"unused_bind_key"`
+	UnusedBindVal   *ebpf.VariableSpec `ebpf:"unused_bind_val"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedDestKey   *ebpf.VariableSpec `ebpf:"unused_dest_key"`
 	UnusedDestVal   *ebpf.VariableSpec `ebpf:"unused_dest_val"`
@@ -590,6 +594,8 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	UnusedBindKey   *ebpf.Variable `ebpf:"unused_bind_key"`
+	UnusedBindVal   *ebpf.Variable `ebpf:"unused_bind_val"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedDestKey   *ebpf.Variable `ebpf:"unused_dest_key"`
 	UnusedDestVal   *ebpf.Variable `ebpf:"unused_dest_val"`

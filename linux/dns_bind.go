@@ -289,11 +289,11 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		g.unsure = true
 		return fmt.Errorf("write name nodes: %w", err)
 	}
-	if err := batchUpdate(b.objs.NameBinds, put); err != nil {
+	if err := batchUpdate(b.sized.NameBinds, put); err != nil {
 		g.unsure = true
 		return fmt.Errorf("write name bindings: %w", err)
 	}
-	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+	if err := batchDelete(b.sized.NameBinds, del); err != nil {
 		for _, x := range b.gens {
 			if x != nil {
 				x.unsure = true
@@ -384,7 +384,7 @@ func (b *Backend) dropBound() error {
 		del = (&bindRec{node: d.node}).drop(d.key, del)
 	}
 	b.unbound = nil
-	if err := batchDelete(b.objs.NameBinds, del); err != nil {
+	if err := batchDelete(b.sized.NameBinds, del); err != nil {
 		for _, x := range b.gens {
 			if x != nil {
 				x.unsure = true

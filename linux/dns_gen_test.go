@@ -49,7 +49,7 @@ func TestDNSBindingsAcrossDiffApplies(t *testing.T) {
 		}
 		a := netip.MustParseAddr(addr)
 		var v datapathBindVal
-		return b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, a), &v) == nil
+		return b.sized.NameBinds.Lookup(bindKeyOf(id|gen<<31, a), &v) == nil
 	}
 	connect := func(what, addr, want string) {
 		t.Helper()
@@ -137,7 +137,7 @@ func TestDNSNameNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var v datapathBindVal
-		err = b.objs.NameBinds.Lookup(bindKeyOf(id|gen<<31, netip.MustParseAddr(addr)), &v)
+		err = b.sized.NameBinds.Lookup(bindKeyOf(id|gen<<31, netip.MustParseAddr(addr)), &v)
 		return v.Node, err == nil
 	}
 

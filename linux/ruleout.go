@@ -383,7 +383,7 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		{"user rules", func() error { return writeDiff(b.sized.UidRules, gone.uids, now.uids) }},
 		{"group rules", func() error { return writeDiff(b.sized.GidRules, gone.gids, now.gids) }},
 		{"destinations", func() error { return writeDiff(b.sized.Dests, gone.dests, now.dests) }},
-		{"name bindings", func() error { return writeDiff(b.objs.NameBinds, gone.binds, now.binds) }},
+		{"name bindings", func() error { return writeDiff(b.sized.NameBinds, gone.binds, now.binds) }},
 		{"executable paths", func() error { return writeDiff(b.sized.PathRules, gone.paths, now.paths) }},
 		{"executable names", func() error { return writeDiff(b.sized.NameRules, gone.named, now.named) }},
 	} {

@@ -39,7 +39,7 @@ import (
 // way: in chunks that are added, never copied (counters.go).
 
 // sizedNames are the datapath maps created this way.
-var sizedNames = []string{"exe_rules", "cgroup_rules", "uid_rules", "gid_rules", "path_rules", "name_rules", "dests", "counter_names"}
+var sizedNames = []string{"exe_rules", "cgroup_rules", "uid_rules", "gid_rules", "path_rules", "name_rules", "dests", "counter_names", "name_binds"}
 
 const (
 	// sizedFloor is the smallest capacity: 16 KiB of buckets, room for a
@@ -73,13 +73,13 @@ type sizedMap struct {
 
 // sizedMaps are the datapath's sized maps by their bpf2go field names.
 type sizedMaps struct {
-	ExeRules, CgroupRules, UidRules, GidRules, PathRules, NameRules, Dests, CounterNames *sizedMap
+	ExeRules, CgroupRules, UidRules, GidRules, PathRules, NameRules, Dests, CounterNames, NameBinds *sizedMap
 }
 
 func (s *sizedMaps) byName() map[string]**sizedMap {
 	return map[string]**sizedMap{"exe_rules": &s.ExeRules, "cgroup_rules": &s.CgroupRules, "uid_rules": &s.UidRules,
 		"gid_rules": &s.GidRules, "path_rules": &s.PathRules, "name_rules": &s.NameRules, "dests": &s.Dests,
-		"counter_names": &s.CounterNames}
+		"counter_names": &s.CounterNames, "name_binds": &s.NameBinds}
 }
 
 func (s *sizedMaps) close() {

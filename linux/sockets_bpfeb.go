@@ -13,30 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type socketsBindKey struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Family uint8
-	Pad    [3]uint8
-	Addr   [16]uint8
-}
-
-type socketsBindVal struct {
-	_ structs.HostLayout
-	E struct {
-		_       structs.HostLayout
-		PortLo  uint16
-		PortHi  uint16
-		Proto   uint8
-		Verdict uint8
-		Dir     uint8
-		Pad     uint8
-	}
-	Node  uint32
-	Count uint8
-	Pad   [3]uint8
-}
-
 type socketsConfig struct {
 	_              structs.HostLayout
 	DefaultCounter uint32
