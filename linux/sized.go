@@ -152,6 +152,29 @@ func innerCompatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	return nil
 }
 
+// reinstate puts the daemon's hash back in outer's slot 0 when the slot
+// holds another map or none (emptied behind the daemon's back: the
+// programs would then read an empty map). It says whether it had to.
+func (s *sizedMap) reinstate() (bool, error) {
+	info, err := s.inner.Info()
+	if err != nil {
+		return false, err
+	}
+	want, ok := info.ID()
+	if !ok {
+		return false, nil // this kernel does not say: no guess
+	}
+	var id uint32
+	err = s.outer.Lookup(uint32(0), &id)
+	if err == nil && ebpf.MapID(id) == want {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, err
+	}
+	return true, s.outer.Update(uint32(0), s.inner, ebpf.UpdateAny)
+}
+
 // resize puts a copy of the hash in force, with room for capacity
 // entries, in its place.
 func (s *sizedMap) resize(capacity uint32) error {

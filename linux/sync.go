@@ -74,6 +74,16 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(err == nil, "map pin %s was removed", path)
 		}
 	}
+	// A policy-sized map's slot emptied or swapped (bpftool map delete on
+	// the pinned array): the programs would read an empty map.
+	for name, m := range b.sized.byName() {
+		if *m == nil || (*m).inner == nil {
+			continue
+		}
+		if swapped, err := (*m).reinstate(); swapped || err != nil {
+			report(err == nil, "%s map in force was removed or replaced in the kernel", name)
+		}
+	}
 	if b.execLink != nil {
 		if _, err := os.Stat(b.execPin()); errors.Is(err, os.ErrNotExist) {
 			err := repin(b.execLink, b.execPin())

@@ -258,7 +258,18 @@ func TestDaemonEndToEnd(t *testing.T) {
 		// Map entries deleted behind its back: every executable rule entry,
 		// so the policy generation in force loses its own (the idle one's
 		// are rescanned at the next apply, see Backend.Sync).
-		m, err := ebpf.LoadPinnedMap(filepath.Join(w.pinDir, "exe_rules"), nil)
+		// exe_rules is sized to the policy: the pinned map is an array
+		// whose slot 0 holds the hash in force (linux/sized.go).
+		outer, err := ebpf.LoadPinnedMap(filepath.Join(w.pinDir, "exe_rules"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer outer.Close()
+		var id uint32
+		if err := outer.Lookup(uint32(0), &id); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,6 +287,14 @@ func TestDaemonEndToEnd(t *testing.T) {
 			}
 		}
 		m.Close()
+		w.wantSyncRepairs()
+		w.wantVerdict(blocked, port, "EPERM")
+
+		// The hash in force taken out of its slot: the programs would
+		// read an empty map until sync puts it back.
+		if err := outer.Delete(uint32(0)); err != nil {
+			t.Fatal(err)
+		}
 		w.wantSyncRepairs()
 		w.wantVerdict(blocked, port, "EPERM")
 	})
