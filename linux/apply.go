@@ -302,6 +302,9 @@ func waitForReaders() {
 // (ruleout.go), else entry by entry. Entries that stay the same are not
 // written.
 func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) error {
+	if err := b.makeRoom(c, gen); err != nil {
+		return err
+	}
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error

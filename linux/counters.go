@@ -5,11 +5,13 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -267,6 +269,82 @@ func (c *counterChunks) ensure(slot uint32) error {
 	return nil
 }
 
+// ensureAll puts the chunks of slots in place. Every update of an array of
+// maps waits for an RCU grace period (the kernel's maybe_wait_bpf_programs),
+// milliseconds each: the missing chunks are created first and put in place
+// together, in one batch (one grace period) where the kernel can, else
+// side by side (their grace periods overlap).
+func (c *counterChunks) ensureAll(slots []uint32) error {
+	var idx []uint32
+	var made []*ebpf.Map
+	want := map[uint32]bool{}
+	for _, s := range slots {
+		i := s >> counterChunkBits
+		if int(i) >= len(c.chunks) {
+			return fmt.Errorf("counter slot %d out of range", s)
+		}
+		if c.chunks[i] == nil && !want[i] {
+			want[i] = true
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	fail := func(err error) error {
+		for _, m := range made {
+			m.Close()
+		}
+		return err
+	}
+	fds := make([]uint32, 0, len(idx))
+	for _, i := range idx {
+		m, err := ebpf.NewMap(c.spec)
+		if err != nil {
+			return fail(fmt.Errorf("create counters chunk %d: %w", i, err))
+		}
+		made = append(made, m)
+		fds = append(fds, uint32(m.FD()))
+	}
+	if err := putInPlace(c.outer, idx, fds, made); err != nil {
+		// Chunks a failed batch did put in place are left where they
+		// are (empty, as they would be): only this apply's view of them
+		// is dropped; the next ensure puts new ones there.
+		return fail(fmt.Errorf("put counters chunks in place: %w", err))
+	}
+	for k, i := range idx {
+		c.chunks[i] = made[k]
+	}
+	return nil
+}
+
+// putInPlace puts maps (fds) in slots idx of array of maps outer: in one
+// batch (one RCU grace period) where the kernel can, else one update per
+// slot, all at once so that their grace periods overlap.
+func putInPlace(outer *ebpf.Map, idx, fds []uint32, maps []*ebpf.Map) error {
+	if len(idx) == 1 {
+		return outer.Update(idx[0], maps[0], ebpf.UpdateAny)
+	}
+	n, err := outer.BatchUpdate(idx, fds, nil)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for k := n; k < len(idx); k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = outer.Update(idx[k], maps[k], ebpf.UpdateAny)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // lookup reads slot's per-CPU values (zero when its chunk is not in
 // place).
 func (c *counterChunks) lookup(slot uint32) ([]datapathCounter, error) {
@@ -304,11 +382,11 @@ func (c *counterChunks) chunk(i uint32, vals []datapathCounter) (bool, error) {
 
 // reset zeroes slots with a new epoch each (slots handed to new rules).
 func (c *counterChunks) reset(slots []uint32) error {
+	if err := c.ensureAll(slots); err != nil {
+		return err
+	}
 	byChunk := map[uint32][]uint32{}
 	for _, s := range slots {
-		if err := c.ensure(s); err != nil {
-			return err
-		}
 		byChunk[s>>counterChunkBits] = append(byChunk[s>>counterChunkBits], s&(counterChunk-1))
 	}
 	for i, keys := range byChunk {

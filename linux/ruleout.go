@@ -575,6 +575,63 @@ func (w *ruleWrites) write(b *Backend) error {
 	return errors.Join(err, <-errc)
 }
 
+// entryCounts counts the entries g's rules write to each selector map and
+// to dests (one generation's).
+func (g *generation) entryCounts() (n ruleCounts) {
+	for _, o := range g.rules {
+		n.exe += len(o.exe)
+		if o.path != nil {
+			n.paths++
+		}
+		n.named += len(o.names)
+		if o.hasID {
+			switch o.sel {
+			case selCgroup:
+				n.cgroups++
+			case selUser:
+				n.uids++
+			case selGroup:
+				n.gids++
+			}
+		}
+		n.dests += len(o.dests)
+	}
+	return n
+}
+
+// ruleCounts are entry counts by map.
+type ruleCounts struct {
+	exe, paths, named, cgroups, uids, gids, dests int
+}
+
+// makeRoom makes room, before a write of generation gen, for c's entries
+// beside what the other generation holds (when known), and puts in place
+// the counter chunks of the slots this apply hands out: all at once, so
+// that the RCU grace periods every growth waits for overlap (sized.go,
+// counters.go). A count too low costs nothing but the growth a full map
+// gets anyway.
+func (b *Backend) makeRoom(c *generation, gen uint32) error {
+	if c.rules == nil {
+		return nil
+	}
+	n := c.entryCounts()
+	if o := b.gens[gen^1]; o != nil && o.rules != nil {
+		m := o.entryCounts()
+		n = ruleCounts{n.exe + m.exe, n.paths + m.paths, n.named + m.named, n.cgroups + m.cgroups, n.uids + m.uids, n.gids + m.gids, n.dests + m.dests}
+	}
+	need := map[*sizedMap]int{b.sized.ExeRules: n.exe, b.sized.PathRules: n.paths, b.sized.NameRules: n.named,
+		b.sized.CgroupRules: n.cgroups, b.sized.UidRules: n.uids, b.sized.GidRules: n.gids, b.sized.Dests: n.dests,
+		b.sized.CounterNames: len(b.slots)}
+	var fresh []uint32
+	for slot := range b.freshSlots {
+		fresh = append(fresh, slot)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- b.counters.ensureAll(fresh) }()
+	err := makeRoom(need)
+	return errors.Join(err, <-errc)
+}
+
 // writeFresh fills generation gen, which holds nothing, with g: every
 // entry in rule order (what flat gives, without
 // its maps).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -69,6 +70,9 @@ type sizedMap struct {
 	inner *ebpf.Map
 	spec  *ebpf.MapSpec // the inner hash's; MaxEntries set at each growth
 	grew  func(name string, from, to uint32)
+	// full counts the growths a write that found the hash full asked
+	// for (makeRoom's are not counted: it grows before writing).
+	full int
 }
 
 // sizedMaps are the datapath's sized maps by their bpf2go field names.
@@ -214,6 +218,7 @@ func (s *sizedMap) grow(extra int) (bool, error) {
 	if c <= have {
 		return false, nil
 	}
+	s.full++
 	return true, s.resize(c)
 }
 
@@ -223,6 +228,39 @@ func (s *sizedMap) ensure(need int) error {
 		return s.resize(sizedCapacity(uint64(need)))
 	}
 	return nil
+}
+
+// makeRoom makes room for need[s] entries in each map s, before they are
+// written: a map too small is replaced by an empty-enough one now instead
+// of growing (a copy) when a write finds it full. Putting a hash in its
+// outer array waits for an RCU grace period (the kernel's
+// maybe_wait_bpf_programs), milliseconds each, so the maps are resized
+// side by side and their grace periods overlap; a policy's first apply
+// grows several of them.
+func makeRoom(need map[*sizedMap]int) error {
+	var todo []*sizedMap
+	for s, n := range need {
+		if uint64(n) > uint64(s.inner.MaxEntries()) {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) <= 1 {
+		for _, s := range todo {
+			return s.ensure(need[s])
+		}
+		return nil
+	}
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, s := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.ensure(need[s])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // copyEntries copies every entry of hash from into hash to: in batches
