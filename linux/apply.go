@@ -26,6 +26,10 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	p = engine.WithEncryptedDNSDenied(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Maps a large policy outgrows are grown while its executables are
+	// resolved (makeRoomAhead); joined before anything is written.
+	b.roomAhead = b.makeRoomAhead(p)
+	defer b.joinRoomAhead()
 	ids, err := b.resolve(p)
 	if err != nil {
 		return err
@@ -184,6 +188,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		restore()
 		return err
 	}
+	if err := b.joinRoomAhead(); err != nil {
+		b.log.Debug("grow policy maps ahead", "err", err) // makeRoom tries again
+	}
 	if err := b.bindNames(c, p); err != nil { // DNS names: bindings carried over
 		restore()
 		return err
@@ -305,6 +312,25 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 	if err := b.makeRoom(c, gen); err != nil {
 		return err
 	}
+	// The counters of the slots this apply hands out are other maps than
+	// the rules': they are written meanwhile (new chunks wait for a grace
+	// period, the rules' writes for the kernel's inserts).
+	slots := make(chan error, 1)
+	go func() { slots <- b.writeSlots(c) }()
+	err := b.writeEntries(old, c, p, gen)
+	err = errors.Join(err, <-slots)
+	if err != nil {
+		return err
+	}
+	c.config.DefaultCounter = 0
+	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// writeEntries is writeGen's part in the rule maps.
+func (b *Backend) writeEntries(old, c *generation, p *engine.Policy, gen uint32) error {
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error
@@ -337,29 +363,31 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 			return err
 		}
 	}
-	// A slot handed to a new rule starts from zero and gets its name before
-	// the switch; slots of rules that stay are left alone.
-	var fresh []uint32
-	names := map[uint32]datapathRuleName{}
+	return nil
+}
+
+// writeSlots starts every slot handed to a new rule from zero (its chunk put
+// in place if need be) and gives it its name, before the switch; slots of
+// rules that stay are left alone.
+func (b *Backend) writeSlots(c *generation) error {
+	fresh := make([]uint32, 0, len(b.freshSlots))
+	names := make([]datapathRuleName, 0, len(b.freshSlots))
 	for slot := range b.freshSlots {
 		if o := c.rules[slot]; o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
 			copy(rn.Name[:], toInt8(o.src.Name))
-			names[slot] = rn
+			names = append(names, rn)
 		}
 	}
-	if len(fresh) > 0 {
-		if err := b.counters.reset(fresh); err != nil {
-			return fmt.Errorf("reset counters: %w", err)
-		}
-		if err := batchUpdate(b.sized.CounterNames, names); err != nil {
-			return fmt.Errorf("name counters: %w", err)
-		}
+	if len(fresh) == 0 {
+		return nil
 	}
-	c.config.DefaultCounter = 0
-	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("write config: %w", err)
+	if err := b.counters.reset(fresh); err != nil {
+		return fmt.Errorf("reset counters: %w", err)
+	}
+	if err := batchUpdateSlices(b.sized.CounterNames, fresh, names); err != nil {
+		return fmt.Errorf("name counters: %w", err)
 	}
 	return nil
 }

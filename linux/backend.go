@@ -85,13 +85,17 @@ type Backend struct {
 	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
-	slotUndo   []slotUndo      // and how to take them back if it fails
-	retired    engine.Counters // what removed rules counted: totals never go backwards
-	byName     map[string]*engine.Rule
-	gens       [2]*generation // what each generation holds; nil = unknown
-	repin      bool           // maps are fresh (old pins incompatible): pin after first apply
-	hostNets   []netip.Prefix
-	local      map[datapathLocalKey]uint8 // what local_nets holds
+	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
+	// aheadChunks records the counter chunks makeRoomAhead put in place
+	// (set by its goroutine before it reports on roomAhead).
+	aheadChunks func()
+	slotUndo    []slotUndo      // and how to take them back if it fails
+	retired     engine.Counters // what removed rules counted: totals never go backwards
+	byName      map[string]*engine.Rule
+	gens        [2]*generation // what each generation holds; nil = unknown
+	repin       bool           // maps are fresh (old pins incompatible): pin after first apply
+	hostNets    []netip.Prefix
+	local       map[datapathLocalKey]uint8 // what local_nets holds
 
 	exec     execwatchObjects
 	execLink link.Link // nil when the kernel refuses tp_btf

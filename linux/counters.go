@@ -194,6 +194,23 @@ type counterChunks struct {
 	spec   *ebpf.MapSpec // a chunk's
 	chunks []*ebpf.Map   // by index; nil: not in place
 	ncpu   int
+	// unused marks, in the chunks this process created, the slots never
+	// handed to a rule since: the kernel created them zero, no program
+	// has counted in them and no memo names them, so a rule they are
+	// handed to needs no reset (nil: a chunk found in place, or none).
+	unused []*chunkBits
+}
+
+// chunkBits is one bit per slot of a chunk.
+type chunkBits [counterChunk / 64]uint64
+
+// newChunkBits has every slot of a chunk set.
+func newChunkBits() *chunkBits {
+	var b chunkBits
+	for i := range b {
+		b[i] = ^uint64(0)
+	}
+	return &b
 }
 
 // openCounterChunks opens the chunks in place in outer and puts chunk 0
@@ -204,7 +221,7 @@ func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterC
 	}
 	is := spec.Copy()
 	is.Name, is.Pinning, is.Contents = "counters", ebpf.PinNone, nil
-	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu}
+	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu, unused: make([]*chunkBits, outer.MaxEntries())}
 	for i := range c.chunks {
 		var id uint32
 		err := outer.Lookup(uint32(i), &id)
@@ -266,6 +283,7 @@ func (c *counterChunks) ensure(slot uint32) error {
 		return fmt.Errorf("put counters chunk %d in place: %w", i, err)
 	}
 	c.chunks[i] = m
+	c.unused[i] = newChunkBits()
 	return nil
 }
 
@@ -276,7 +294,6 @@ func (c *counterChunks) ensure(slot uint32) error {
 // side by side (their grace periods overlap).
 func (c *counterChunks) ensureAll(slots []uint32) error {
 	var idx []uint32
-	var made []*ebpf.Map
 	want := map[uint32]bool{}
 	for _, s := range slots {
 		i := s >> counterChunkBits
@@ -291,11 +308,32 @@ func (c *counterChunks) ensureAll(slots []uint32) error {
 	if len(idx) == 0 {
 		return nil
 	}
-	fail := func(err error) error {
+	made, err := c.place(idx)
+	if err != nil {
+		return err
+	}
+	c.install(idx, made)
+	return nil
+}
+
+// install records chunks place put in place at idx.
+func (c *counterChunks) install(idx []uint32, made []*ebpf.Map) {
+	for k, i := range idx {
+		c.chunks[i] = made[k]
+		c.unused[i] = newChunkBits()
+	}
+}
+
+// place creates chunks and puts them in place at idx (none of which is
+// in place), touching nothing of c but its outer map: it may run beside an
+// apply that reads c; install then records them.
+func (c *counterChunks) place(idx []uint32) ([]*ebpf.Map, error) {
+	var made []*ebpf.Map
+	fail := func(err error) ([]*ebpf.Map, error) {
 		for _, m := range made {
 			m.Close()
 		}
-		return err
+		return nil, err
 	}
 	fds := make([]uint32, 0, len(idx))
 	for _, i := range idx {
@@ -312,10 +350,7 @@ func (c *counterChunks) ensureAll(slots []uint32) error {
 		// is dropped; the next ensure puts new ones there.
 		return fail(fmt.Errorf("put counters chunks in place: %w", err))
 	}
-	for k, i := range idx {
-		c.chunks[i] = made[k]
-	}
-	return nil
+	return made, nil
 }
 
 // putInPlace puts maps (fds) in slots idx of array of maps outer: in one
@@ -380,14 +415,22 @@ func (c *counterChunks) chunk(i uint32, vals []datapathCounter) (bool, error) {
 	return true, nil
 }
 
-// reset zeroes slots with a new epoch each (slots handed to new rules).
+// reset zeroes slots with a new epoch each (slots handed to new rules);
+// a slot never handed out since this process created its chunk is zero
+// already and no memo names it: it is left as it is (epoch 0, which no
+// slot handed out before has).
 func (c *counterChunks) reset(slots []uint32) error {
 	if err := c.ensureAll(slots); err != nil {
 		return err
 	}
 	byChunk := map[uint32][]uint32{}
 	for _, s := range slots {
-		byChunk[s>>counterChunkBits] = append(byChunk[s>>counterChunkBits], s&(counterChunk-1))
+		i, k := s>>counterChunkBits, s&(counterChunk-1)
+		if u := c.unused[i]; u != nil && u[k/64]&(1<<(k%64)) != 0 {
+			u[k/64] &^= 1 << (k % 64) // zero since its chunk was created
+			continue
+		}
+		byChunk[i] = append(byChunk[i], k)
 	}
 	for i, keys := range byChunk {
 		zero := make([]datapathCounter, len(keys)*c.ncpu)
@@ -455,6 +498,7 @@ func (c *counterChunks) copyArray(from *ebpf.Map, base uint32) (int, error) {
 		if err := c.chunks[slot>>counterChunkBits].Update(slot&(counterChunk-1), cpus, ebpf.UpdateAny); err != nil {
 			return n, err
 		}
+		c.unused[slot>>counterChunkBits] = nil // holds counts now
 		n++
 	}
 	return n, it.Err()

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/exewall/exewall/engine"
 )
 
@@ -619,17 +621,172 @@ func (b *Backend) makeRoom(c *generation, gen uint32) error {
 		m := o.entryCounts()
 		n = ruleCounts{n.exe + m.exe, n.paths + m.paths, n.named + m.named, n.cgroups + m.cgroups, n.uids + m.uids, n.gids + m.gids, n.dests + m.dests}
 	}
-	need := map[*sizedMap]int{b.sized.ExeRules: n.exe, b.sized.PathRules: n.paths, b.sized.NameRules: n.named,
-		b.sized.CgroupRules: n.cgroups, b.sized.UidRules: n.uids, b.sized.GidRules: n.gids, b.sized.Dests: n.dests,
-		b.sized.CounterNames: len(b.slots)}
-	var fresh []uint32
-	for slot := range b.freshSlots {
-		fresh = append(fresh, slot)
+	return makeRoom(b.sized.needs(n, len(b.slots)))
+}
+
+// needs is what makeRoom is given for n entries and names counter names.
+func (s *sizedMaps) needs(n ruleCounts, names int) map[*sizedMap]int {
+	return map[*sizedMap]int{s.ExeRules: n.exe, s.PathRules: n.paths, s.NameRules: n.named,
+		s.CgroupRules: n.cgroups, s.UidRules: n.uids, s.GidRules: n.gids, s.Dests: n.dests,
+		s.CounterNames: names}
+}
+
+// makeRoomAhead starts growing, before p's executables are resolved, the
+// maps p will not fit in beside the generation in force: p's entries are
+// estimated from its rules (one identity and one place per executable, one
+// destination node per rule with addresses, as a policy's first apply
+// finds) and the growth, a grace period of the kernel's, runs while the
+// apply resolves. It returns how to wait for it; nil when nothing grows.
+// makeRoom checks again with the compiled counts: an estimate too low
+// costs the growth it would have cost anyway.
+func (b *Backend) makeRoomAhead(p *engine.Policy) <-chan error {
+	word, err := b.activeWord()
+	if err != nil {
+		return nil
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- b.counters.ensureAll(fresh) }()
-	err := makeRoom(need)
-	return errors.Join(err, <-errc)
+	var in ruleCounts
+	if g := b.gens[word&1]; g != nil && g.rules != nil {
+		in = g.entryCounts()
+	}
+	chunks := b.chunksAhead(p)
+	need := b.sizedAhead(p, in)
+	if len(need) == 0 && len(chunks) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		placed := make(chan error, 1)
+		var made []*ebpf.Map
+		go func() {
+			var err error
+			if len(chunks) > 0 {
+				made, err = b.counters.place(chunks)
+			}
+			placed <- err
+		}()
+		err := makeRoom(need)
+		if perr := <-placed; perr == nil && len(chunks) > 0 {
+			b.aheadChunks = func() { b.counters.install(chunks, made) }
+		}
+		done <- err
+	}()
+	return done
+}
+
+// chunksAhead lists the counter chunks not in place that slotFor will hand
+// slots in when compile hands p's new rule names theirs: slotFor's walk,
+// without handing anything (the chunks in place, hence its limit, stay as
+// they are until compile is done).
+func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
+	limit := b.counters.limit()
+	if uint64(b.nextSlot)+uint64(len(p.Rules))+uint64(len(b.slots)) < uint64(limit) &&
+		!slices.Contains(b.counters.chunks[:limit>>counterChunkBits], nil) {
+		return nil // every slot it can hand is in the chunks in place
+	}
+	next, live := b.nextSlot, len(b.slots)
+	named := map[string]bool{} // names handed a slot in this walk
+	taken := map[uint32]bool{}
+	want := map[uint32]bool{}
+	var out []uint32
+	for i := range p.Rules {
+		name := p.Rules[i].Name
+		if _, ok := b.slots[name]; ok || named[name] {
+			continue
+		}
+		for tries := 0; ; tries++ {
+			if tries > maxRules {
+				return nil // slotFor decides
+			}
+			s := next
+			next++
+			if next > maxRules || next >= limit && 2*(live+1) <= int(limit) {
+				next = 1
+			}
+			if taken[s] {
+				continue
+			}
+			if old, used := b.slotName[s]; used {
+				if _, ok := b.slots[old]; ok || named[old] {
+					continue
+				}
+			}
+			taken[s], named[name] = true, true
+			live++
+			if c := s >> counterChunkBits; int(c) < len(b.counters.chunks) && b.counters.chunks[c] == nil && !want[c] {
+				want[c] = true
+				out = append(out, c)
+			}
+			break
+		}
+	}
+	return out
+}
+
+// sizedAhead is makeRoomAhead's estimate of the policy-sized maps p needs
+// beside in (the generation in force), those too small for it only.
+func (b *Backend) sizedAhead(p *engine.Policy, in ruleCounts) map[*sizedMap]int {
+	// Cheap first: when the policy fits whatever its rules hold, no map
+	// needs counting.
+	n := len(p.Rules)
+	fits := true
+	for s, have := range b.sized.needs(in, len(b.slots)) {
+		fits = fits && uint64(have+n) <= uint64(s.inner.MaxEntries())
+	}
+	if fits {
+		return nil
+	}
+	est, names := in, len(b.slots)
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if _, ok := b.slots[r.Name]; !ok {
+			names++
+		}
+		switch {
+		case r.Exe != "":
+			est.exe++
+			est.paths++
+		case r.Cgroup != "":
+			est.cgroups++
+		case r.User != "":
+			est.uids++
+		case r.Group != "":
+			est.gids++
+		}
+		if hasAddrDest(r.Allow) || hasAddrDest(r.Deny) {
+			est.dests++
+		}
+	}
+	need := b.sized.needs(est, names)
+	for s, k := range need {
+		if uint64(k) <= uint64(s.inner.MaxEntries()) {
+			delete(need, s)
+		}
+	}
+	return need
+}
+
+// joinRoomAhead waits for makeRoomAhead's growth, if one runs, and records
+// the chunks it put in place.
+func (b *Backend) joinRoomAhead() error {
+	if b.roomAhead == nil {
+		return nil
+	}
+	err := <-b.roomAhead
+	b.roomAhead = nil
+	if b.aheadChunks != nil {
+		b.aheadChunks()
+		b.aheadChunks = nil
+	}
+	return err
+}
+
+func hasAddrDest(ds []engine.Dest) bool {
+	for _, d := range ds {
+		if !d.IsName() {
+			return true
+		}
+	}
+	return false
 }
 
 // writeFresh fills generation gen, which holds nothing, with g: every
