@@ -259,7 +259,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		}
 		b.repin = false
 	}
-	clear(b.freshSlots) // written: later applies must not zero them again
+	// Written: later applies must not zero them again. (A policy's first
+	// apply hands a slot per rule: what held them is not kept for the next.)
+	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil
 	b.policy, b.ids = p, ids
 	b.pruneLearned(ids)
 	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {

@@ -53,6 +53,9 @@ type generation struct {
 	// unsure says a write of bindings failed: what the maps hold is found
 	// by a scan.
 	unsure bool
+	// counts are the entries rules write to each map (compile counts
+	// them, for makeRoom).
+	counts ruleCounts
 }
 
 // compile turns a policy into a generation. slots assigns each rule name a
@@ -88,6 +91,7 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	}
 	for i, out := range outs {
 		g.rules[slotAt[i]] = out
+		g.counts.add(out)
 		switch {
 		case out.sel == selCgroup && out.hasID:
 			g.config.HasCgroupRules = 1
@@ -577,28 +581,24 @@ func (w *ruleWrites) write(b *Backend) error {
 	return errors.Join(err, <-errc)
 }
 
-// entryCounts counts the entries g's rules write to each selector map and
-// to dests (one generation's).
-func (g *generation) entryCounts() (n ruleCounts) {
-	for _, o := range g.rules {
-		n.exe += len(o.exe)
-		if o.path != nil {
-			n.paths++
-		}
-		n.named += len(o.names)
-		if o.hasID {
-			switch o.sel {
-			case selCgroup:
-				n.cgroups++
-			case selUser:
-				n.uids++
-			case selGroup:
-				n.gids++
-			}
-		}
-		n.dests += len(o.dests)
+// add counts the entries o writes to each selector map and to dests.
+func (n *ruleCounts) add(o *ruleOut) {
+	n.exe += len(o.exe)
+	if o.path != nil {
+		n.paths++
 	}
-	return n
+	n.named += len(o.names)
+	if o.hasID {
+		switch o.sel {
+		case selCgroup:
+			n.cgroups++
+		case selUser:
+			n.uids++
+		case selGroup:
+			n.gids++
+		}
+	}
+	n.dests += len(o.dests)
 }
 
 // ruleCounts are entry counts by map.
@@ -616,9 +616,9 @@ func (b *Backend) makeRoom(c *generation, gen uint32) error {
 	if c.rules == nil {
 		return nil
 	}
-	n := c.entryCounts()
+	n := c.counts
 	if o := b.gens[gen^1]; o != nil && o.rules != nil {
-		m := o.entryCounts()
+		m := o.counts
 		n = ruleCounts{n.exe + m.exe, n.paths + m.paths, n.named + m.named, n.cgroups + m.cgroups, n.uids + m.uids, n.gids + m.gids, n.dests + m.dests}
 	}
 	return makeRoom(b.sized.needs(n, len(b.slots)))
@@ -646,7 +646,7 @@ func (b *Backend) makeRoomAhead(p *engine.Policy) <-chan error {
 	}
 	var in ruleCounts
 	if g := b.gens[word&1]; g != nil && g.rules != nil {
-		in = g.entryCounts()
+		in = g.counts
 	}
 	chunks := b.chunksAhead(p)
 	need := b.sizedAhead(p, in)
@@ -725,22 +725,10 @@ func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
 // sizedAhead is makeRoomAhead's estimate of the policy-sized maps p needs
 // beside in (the generation in force), those too small for it only.
 func (b *Backend) sizedAhead(p *engine.Policy, in ruleCounts) map[*sizedMap]int {
-	// Cheap first: when the policy fits whatever its rules hold, no map
-	// needs counting.
-	n := len(p.Rules)
-	fits := true
-	for s, have := range b.sized.needs(in, len(b.slots)) {
-		fits = fits && uint64(have+n) <= uint64(s.inner.MaxEntries())
-	}
-	if fits {
-		return nil
-	}
-	est, names := in, len(b.slots)
+	// One pass over the rules, no lookups: what each kind adds.
+	est := in
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		if _, ok := b.slots[r.Name]; !ok {
-			names++
-		}
 		switch {
 		case r.Exe != "":
 			est.exe++
@@ -754,6 +742,17 @@ func (b *Backend) sizedAhead(p *engine.Policy, in ruleCounts) map[*sizedMap]int 
 		}
 		if hasAddrDest(r.Allow) || hasAddrDest(r.Deny) {
 			est.dests++
+		}
+	}
+	// Counter names: every rule's at most; the new ones counted only when
+	// that is too many.
+	names := len(b.slots) + len(p.Rules)
+	if uint64(names) > uint64(b.sized.CounterNames.MaxEntries()) {
+		names = len(b.slots)
+		for i := range p.Rules {
+			if _, ok := b.slots[p.Rules[i].Name]; !ok {
+				names++
+			}
 		}
 	}
 	need := b.sized.needs(est, names)
