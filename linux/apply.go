@@ -52,9 +52,10 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	}
 	for _, path := range paths {
 		// Keep every identity the path has had while the rule lives: a
-		// process still running a replaced binary stays covered.
-		// The list is shared with seen until it changes.
-		known := b.seen[path]
+		// process still running a replaced binary stays covered (the
+		// identities in force, b.ids, are those it has had). The list is
+		// shared with them until it changes.
+		known := b.ids.exe[path]
 		if id, ok := found[path]; ok && !slices.Contains(known, id) {
 			known = append(slices.Clip(known), id)
 		}
@@ -221,11 +222,11 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	merged := maps.Clone(b.byName)
+	byName := make(map[string]*engine.Rule, len(p.Rules))
 	for i := range p.Rules {
-		merged[p.Rules[i].Name] = &p.Rules[i]
+		byName[p.Rules[i].Name] = &p.Rules[i]
 	}
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: b.byName})
 	if err := b.inboundBefore(p); err != nil { // inbound.go
 		return fail(err)
 	}
@@ -269,22 +270,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	} else if n > 0 {
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
-	b.byName = make(map[string]*engine.Rule, len(p.Rules))
-	for i := range p.Rules {
-		b.byName[p.Rules[i].Name] = &p.Rules[i]
-	}
-	for path, known := range ids.exe {
-		if was, ok := b.seen[path]; !ok || len(was) != len(known) {
-			b.seen[path] = known
-		}
-	}
-	if len(b.seen) > len(ids.exe) {
-		for path := range b.seen {
-			if _, ok := ids.exe[path]; !ok {
-				delete(b.seen, path)
-			}
-		}
-	}
+	b.byName = byName // (shared with the snapshot: neither changes it)
 	return nil
 }
 

@@ -79,10 +79,9 @@ type Backend struct {
 	links      map[string]link.Link
 	policy     *engine.Policy
 	ids        identities
-	seen       map[string][]engine.FileID // every identity an exe rule has had
-	places     statCache[place]           // where each exe path lives
-	slots      map[string]uint32          // rule name -> counter slot
-	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
+	places     statCache[place]  // where each exe path lives
+	slots      map[string]uint32 // rule name -> counter slot
+	slotName   map[uint32]string // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
 	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
@@ -170,7 +169,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{}, seen: map[string][]engine.FileID{},
+	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
 		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 

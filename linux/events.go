@@ -118,7 +118,18 @@ func (b *Backend) flushViolations() {
 // nameSnapshot maps counter slots to rule names as of the last apply.
 type nameSnapshot struct {
 	slotName map[uint32]string
-	byName   map[string]*engine.Rule
+	// byName are the rules of the policy applied; before those of the
+	// one before, for events still in flight (neither map is changed once
+	// published).
+	byName, before map[string]*engine.Rule
+}
+
+// rule is the rule named name in the policy applied, else in the one before.
+func (s *nameSnapshot) rule(name string) *engine.Rule {
+	if r := s.byName[name]; r != nil {
+		return r
+	}
+	return s.before[name]
 }
 
 func (b *Backend) droppedEvents() uint64 { return atomic.LoadUint64(&b.dropped) }
@@ -189,7 +200,7 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	// sync holding the backend's lock, which would let the ring fill.
 	if names := b.names.Load(); names != nil && ev.Counter != 0 {
 		v.Rule = names.slotName[ev.Counter]
-		r := names.byName[v.Rule]
+		r := names.rule(v.Rule)
 		if r != nil && r.Exe != "" {
 			v.Exe = r.Exe
 		}
