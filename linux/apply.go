@@ -322,7 +322,7 @@ func (b *Backend) writeEntries(old, c *generation, p *engine.Policy, gen uint32)
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error
-		if len(old.rules) == 0 && old.bound.len() == 0 && c.bound.len() == 0 && c.rules != nil {
+		if old.rules.len() == 0 && old.bound.len() == 0 && c.bound.len() == 0 && c.rules != nil {
 			// It holds nothing (a new backend's maps) and gets no name
 			// bindings: no diff to make.
 			done, err = true, b.writeFresh(c, p, gen)
@@ -361,7 +361,7 @@ func (b *Backend) writeSlots(c *generation) error {
 	fresh := make([]uint32, 0, len(b.freshSlots))
 	names := make([]datapathRuleName, 0, len(b.freshSlots))
 	for slot := range b.freshSlots {
-		if o := c.rules[slot]; o != nil {
+		if o := c.rules.get(slot); o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
 			copy(rn.Name[:], toInt8(o.src.Name))
@@ -455,7 +455,7 @@ func (b *Backend) slotOf(name string) (uint32, bool) {
 // the name so late events are still attributed correctly.
 func (b *Backend) dropUnusedSlots(c *generation) {
 	for name, slot := range b.slots {
-		if _, ok := c.rules[slot]; !ok {
+		if c.rules.get(slot) == nil {
 			b.retire(slot)
 			delete(b.slots, name)
 			b.sized.CounterNames.Delete(slot)

@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if fresh && !b.repin {
 		// New maps: both generations are known to be empty, so no apply
 		// has to scan them.
-		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
+		b.gens = [2]*generation{{rules: &slotRules{}}, {rules: &slotRules{}}}
 	}
 	t1 := time.Now()
 	// The identity iterator is independent of the optional hooks: it

@@ -5,6 +5,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"unsafe"
 
@@ -45,7 +46,7 @@ const (
 // or, for a generation found in the kernel after a restart, its entries.
 type generation struct {
 	config  datapathConfig
-	rules   map[uint32]*ruleOut // nil for a scanned generation
+	rules   *slotRules // nil for a scanned generation
 	scanned *compiled
 	// bound is the DNS name bindings (dns_bind.go) this generation holds
 	// and their name nodes (dns_gen.go), keys without the generation.
@@ -58,6 +59,54 @@ type generation struct {
 	counts ruleCounts
 }
 
+// slotRules are a generation's ruleOuts by slot: slots are dense (handed
+// out in increasing order from 1, below maxRules), so a slice indexed by
+// slot, smaller and faster to look up and walk than a map at 100,000 rules.
+type slotRules struct {
+	bySlot []*ruleOut
+	n      int
+}
+
+// get is the ruleOut of slot; nil when none (or s is nil).
+func (s *slotRules) get(slot uint32) *ruleOut {
+	if s == nil || int(slot) >= len(s.bySlot) {
+		return nil
+	}
+	return s.bySlot[slot]
+}
+
+func (s *slotRules) set(slot uint32, o *ruleOut) {
+	if int(slot) >= len(s.bySlot) {
+		s.bySlot = slices.Grow(s.bySlot, int(slot)+1-len(s.bySlot))[:slot+1]
+	}
+	if s.bySlot[slot] == nil {
+		s.n++
+	}
+	s.bySlot[slot] = o
+}
+
+// len is how many slots have a ruleOut.
+func (s *slotRules) len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// all yields every slot's ruleOut, in slot order.
+func (s *slotRules) all() iter.Seq2[uint32, *ruleOut] {
+	return func(yield func(uint32, *ruleOut) bool) {
+		if s == nil {
+			return
+		}
+		for slot, o := range s.bySlot {
+			if o != nil && !yield(uint32(slot), o) {
+				return
+			}
+		}
+	}
+}
+
 // compile turns a policy into a generation. slots assigns each rule name a
 // stable counter slot (slot 0 is the default); a rule found unchanged, with
 // the same identities, in one of prev keeps its ruleOut.
@@ -65,7 +114,7 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	if len(p.Rules) > maxRules {
 		return nil, fmt.Errorf("policy has %d rules; the datapath holds at most %d", len(p.Rules), maxRules)
 	}
-	g := &generation{rules: make(map[uint32]*ruleOut, len(p.Rules))}
+	g := &generation{rules: &slotRules{}}
 	g.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
 	g.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
 	// Slots are handed out in rule order; the rules are then compiled (or
@@ -89,8 +138,11 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	if stop != nil {
 		return nil, stop
 	}
+	if len(slotAt) > 0 {
+		g.rules.bySlot = make([]*ruleOut, 0, slices.Max(slotAt)+1)
+	}
 	for i, out := range outs {
-		g.rules[slotAt[i]] = out
+		g.rules.set(slotAt[i], out)
 		g.counts.add(out)
 		switch {
 		case out.sel == selCgroup && out.hasID:
@@ -138,7 +190,7 @@ func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *rul
 		if pg == nil || pg.rules == nil {
 			continue
 		}
-		o := pg.rules[slot]
+		o := pg.rules.get(slot)
 		if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
 			continue
 		}
@@ -336,7 +388,7 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 	c.config = g.config
 	for i := range p.Rules {
 		if slot, ok := slotOf(p.Rules[i].Name); ok {
-			if o := g.rules[slot]; o != nil {
+			if o := g.rules.get(slot); o != nil {
 				o.add(c, gen)
 			}
 		}
@@ -357,8 +409,8 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 	}
 	gone, now := emptyCompiled(), emptyCompiled()
 	changed := map[uint32]bool{}
-	for slot, n := range g.rules {
-		o := old.rules[slot]
+	for slot, n := range g.rules.all() {
+		o := old.rules.get(slot)
 		if o != nil && o.equal(n) {
 			continue
 		}
@@ -368,8 +420,8 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		}
 		n.add(now, gen)
 	}
-	for slot, o := range old.rules {
-		if _, ok := g.rules[slot]; !ok {
+	for slot, o := range old.rules.all() {
+		if g.rules.get(slot) == nil {
 			o.add(gone, gen)
 		}
 	}
@@ -408,12 +460,12 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 // of keys writeRules compares. done is false, and nothing written, for any
 // other change.
 func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err error) {
-	if old.bound.len() != 0 || g.bound.len() != 0 || len(old.rules) != len(g.rules) {
+	if old.bound.len() != 0 || g.bound.len() != 0 || old.rules.len() != g.rules.len() {
 		return false, nil
 	}
 	var changed []*ruleOut // old, new in turn
-	for slot, n := range g.rules {
-		o := old.rules[slot]
+	for slot, n := range g.rules.all() {
+		o := old.rules.get(slot)
 		if o == nil || !o.sameKeys(n) {
 			return false, nil
 		}
@@ -796,7 +848,7 @@ func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error 
 	w.reserve(len(p.Rules))
 	for i := range p.Rules {
 		if slot, ok := b.slotOf(p.Rules[i].Name); ok {
-			if o := g.rules[slot]; o != nil {
+			if o := g.rules.get(slot); o != nil {
 				o.addAll(&w, gen)
 			}
 		}
@@ -814,7 +866,7 @@ func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *
 	if toggled == 0 {
 		return false
 	}
-	for slot, o := range g.rules {
+	for slot, o := range g.rules.all() {
 		if changed[slot] {
 			continue
 		}
