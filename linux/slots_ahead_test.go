@@ -132,3 +132,21 @@ func TestReusedSlotStartsFromZero(t *testing.T) {
 		t.Fatalf("rule given a used slot after %d sends: %+v", sends, c)
 	}
 }
+
+// TestNameSnapshotKeepsPolicyBefore: events of rules the last apply removed
+// may still be in flight: the snapshot names them from the policy before.
+func TestNameSnapshotKeepsPolicyBefore(t *testing.T) {
+	old := &engine.Rule{Name: "gone", Selector: engine.Selector{Exe: "/old"}}
+	kept0 := &engine.Rule{Name: "kept", Selector: engine.Selector{Exe: "/before"}}
+	kept1 := &engine.Rule{Name: "kept", Selector: engine.Selector{Exe: "/after"}}
+	s := &nameSnapshot{byName: map[string]*engine.Rule{"kept": kept1}, before: map[string]*engine.Rule{"gone": old, "kept": kept0}}
+	if r := s.rule("kept"); r != kept1 {
+		t.Errorf("kept: %+v, want the rule applied", r)
+	}
+	if r := s.rule("gone"); r != old {
+		t.Errorf("gone: %+v, want the rule before", r)
+	}
+	if r := s.rule("never"); r != nil {
+		t.Errorf("never: %+v, want none", r)
+	}
+}
