@@ -67,8 +67,11 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 	}
 	w.drain()
 	seq := w.seq
-	w.reals = map[string]string{}
-	defer func() { w.reals = nil }()
+	w.reals, w.plain = map[string]string{}, map[string]bool{}
+	defer func() { w.reals, w.plain = nil, nil }()
+	if len(w.entries) == 0 && len(todo) > 1024 {
+		w.entries = make(map[string]*exeEntry, len(todo)) // a policy's first resolution
+	}
 	// One lstat per path tells a symlink (only those have names to
 	// follow) and, for the others, the stat key both caches check.
 	keys, links := lstatKeys(todo)
@@ -116,7 +119,10 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 		}
 		stored := false
 		if watched[p] && e.hasID {
-			if real, err := w.realPath(p, !links[p]); err == nil {
+			if !links[p] && w.plainDir(filepath.Dir(p)) {
+				w.storeOwn(p, seq, e)
+				stored = true
+			} else if real, err := w.realPath(p, !links[p]); err == nil {
 				stored = w.store(p, seq, e, chainOf(p, real, links[p]))
 			}
 		}
