@@ -30,7 +30,10 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	if err != nil {
 		return err
 	}
-	return b.applyLocked(p.Clone(), ids)
+	if !engine.OwnedPolicy(ctx) {
+		p = p.Clone()
+	}
+	return b.applyLocked(p, ids)
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
