@@ -22,11 +22,23 @@ const (
 	// Measured at sendmsg4 only, where the client reuses its socket (at
 	// connect4 every socket is new and the lookup would create the value).
 	blockSkStorage = "a socket-storage lookup that finds its value (alone)"
+	// Apart from the others, in pairs: a lookup as the datapath did it
+	// before its maps were sized to the policy, and as it does it now
+	// (linux/sized.go: an array of one map in front of the hash; counters
+	// in chunks of per-CPU slots). Each finds its value.
+	blockHash        = "a hash lookup, 24-byte key (alone)"
+	blockSizedHash   = "the same hash through an array of one map (alone)"
+	blockPercpu      = "a per-CPU array slot (alone)"
+	blockChunkPercpu = "the same slot through an array of chunks (alone)"
 )
+
+// hashKeySize is the size of the datapath's dest_key (bpf/exewall.h).
+const hashKeySize = 24
 
 // blockOrder lists the blocks, each doing what the one before does and one
 // thing more.
-var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount, blockSkStorage}
+var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount, blockSkStorage,
+	blockHash, blockSizedHash, blockPercpu, blockChunkPercpu}
 
 // blocksSection measures the building blocks of a verdict (blockOrder),
 // each alone in a program attached to the client's cgroup, interleaved over
@@ -36,9 +48,9 @@ var blockOrder = []string{blockEmpty, blockWord, blockSlot, blockCount, blockSkS
 func (b *bench) blocksSection() error {
 	mark := b.cl.mark()
 	defer b.cl.release(mark)
-	var word, slots, sks *ebpf.Map
+	var word, slots, sks, hash, sizedHash, percpu, chunks *ebpf.Map
 	err := b.cl.create("building-block maps", func() error {
-		for _, m := range []*ebpf.Map{word, slots, sks} {
+		for _, m := range []*ebpf.Map{word, slots, sks, hash, sizedHash, percpu, chunks} {
 			if m != nil {
 				m.Close()
 			}
@@ -58,6 +70,14 @@ func (b *bench) blocksSection() error {
 		sks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_sks", Type: ebpf.SkStorage, KeySize: 4, ValueSize: 64, Flags: unix.BPF_F_NO_PREALLOC,
 			Key:   &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed},
 			Value: &btf.Struct{Name: "bench_sk_value", Size: 64, Members: []btf.Member{{Name: "v", Type: &btf.Array{Index: u64, Type: u64, Nelems: 8}}}}})
+		if err != nil {
+			return err
+		}
+		hash, sizedHash, err = blockHashes()
+		if err != nil {
+			return err
+		}
+		percpu, chunks, err = blockPercpus()
 		return err
 	})
 	if err != nil {
@@ -77,7 +97,7 @@ func (b *bench) blocksSection() error {
 				if block == blockSkStorage && h.name != "sendmsg4" {
 					continue
 				}
-				ns, err := b.blockRun(block, h.at, h.op, blockMaps{word, slots, sks})
+				ns, err := b.blockRun(block, h.at, h.op, blockMaps{word, slots, sks, hash, sizedHash, percpu, chunks})
 				if err != nil {
 					return fmt.Errorf("%s at %s: %w", block, h.name, err)
 				}
@@ -105,7 +125,120 @@ func (b *bench) blocksSection() error {
 const bpfSockAddrSk = 64
 
 // blockMaps are the maps the blocks read.
-type blockMaps struct{ word, slots, sks *ebpf.Map }
+type blockMaps struct{ word, slots, sks, hash, sizedHash, percpu, chunks *ebpf.Map }
+
+// blockHashKey is the key the hash blocks find: a dest_key-sized key with
+// its first word set.
+func blockHashKey() []byte {
+	k := make([]byte, hashKeySize)
+	k[0] = 7
+	return k
+}
+
+// blockHashes are a hash holding blockHashKey and an array of one map
+// whose slot 0 holds a second such hash, both created with the flags and
+// size the datapath's policy-sized hashes have (BPF_F_NO_PREALLOC, 1,024
+// entries: linux/sized.go's floor).
+func blockHashes() (hash, outer *ebpf.Map, err error) {
+	spec := &ebpf.MapSpec{Name: "bench_hash", Type: ebpf.Hash, KeySize: hashKeySize, ValueSize: 8, MaxEntries: 1024, Flags: unix.BPF_F_NO_PREALLOC}
+	inner, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer inner.Close()
+	if hash, err = ebpf.NewMap(spec); err != nil {
+		return nil, nil, err
+	}
+	for _, m := range []*ebpf.Map{hash, inner} {
+		if err := m.Put(blockHashKey(), uint64(1)); err != nil {
+			hash.Close()
+			return nil, nil, err
+		}
+	}
+	outer, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_sized", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: spec})
+	if err == nil {
+		err = outer.Put(uint32(0), inner)
+	}
+	if err != nil {
+		hash.Close()
+		if outer != nil {
+			outer.Close()
+		}
+		return nil, nil, err
+	}
+	return hash, outer, nil
+}
+
+// blockPercpus are a per-CPU array of 512 32-byte slots (a counter chunk)
+// and an array of chunks whose slot 0 holds a second one.
+func blockPercpus() (percpu, chunks *ebpf.Map, err error) {
+	spec := &ebpf.MapSpec{Name: "bench_percpu", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 512}
+	inner, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer inner.Close()
+	if percpu, err = ebpf.NewMap(spec); err != nil {
+		return nil, nil, err
+	}
+	chunks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_chunks", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 512, InnerMap: spec})
+	if err == nil {
+		err = chunks.Put(uint32(0), inner)
+	}
+	if err != nil {
+		percpu.Close()
+		if chunks != nil {
+			chunks.Close()
+		}
+		return nil, nil, err
+	}
+	return percpu, chunks, nil
+}
+
+// lookupInsns looks up the key at fp+keyOff in the map in R1 (a map
+// pointer, loaded or found) and jumps out when absent; R0 is the value.
+func lookupInsns(keyOff int16) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(keyOff)),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+	}
+}
+
+// pairInsns is the program of one of the paired blocks: the same lookup,
+// directly or through slot 0 of an array of maps, then one word read.
+func pairInsns(block string, maps blockMaps) asm.Instructions {
+	var insns asm.Instructions
+	var keyOff int16
+	switch block {
+	case blockHash, blockSizedHash:
+		keyOff = -hashKeySize
+		k := blockHashKey()
+		for off := 0; off < hashKeySize; off += 4 {
+			v := int64(k[off]) | int64(k[off+1])<<8 | int64(k[off+2])<<16 | int64(k[off+3])<<24
+			insns = append(insns, asm.StoreImm(asm.RFP, keyOff+int16(off), v, asm.Word))
+		}
+	default:
+		keyOff = -8
+		insns = append(insns, asm.StoreImm(asm.RFP, keyOff, 5, asm.Word)) // slot 5
+	}
+	direct, outer := maps.hash, maps.sizedHash
+	if block == blockPercpu || block == blockChunkPercpu {
+		direct, outer = maps.percpu, maps.chunks
+	}
+	if block == blockHash || block == blockPercpu {
+		insns = append(insns, asm.LoadMapPtr(asm.R1, direct.FD()))
+	} else {
+		// slot 0 of the outer array (the verifier inlines this lookup),
+		// then the map found there.
+		insns = append(insns, asm.StoreImm(asm.RFP, -32, 0, asm.Word), asm.LoadMapPtr(asm.R1, outer.FD()))
+		insns = append(insns, lookupInsns(-32)...)
+		insns = append(insns, asm.Mov.Reg(asm.R1, asm.R0))
+	}
+	insns = append(insns, lookupInsns(keyOff)...)
+	return append(insns, asm.LoadMem(asm.R6, asm.R0, 0, asm.Word))
+}
 
 func (b *bench) blockRun(block string, at ebpf.AttachType, op string, maps blockMaps) (float64, error) {
 	mark := b.cl.mark()
@@ -132,6 +265,8 @@ func blockInsns(block string, maps blockMaps) asm.Instructions {
 	switch block {
 	case blockEmpty:
 		return out
+	case blockHash, blockSizedHash, blockPercpu, blockChunkPercpu:
+		return append(pairInsns(block, maps), out...)
 	case blockSkStorage:
 		// bpf_sk_storage_get(map, ctx->sk, NULL, F_CREATE): the first send
 		// creates the value, every later one finds it.

@@ -96,3 +96,19 @@ type Check struct {
 	// its remedy, not counted as a failure of exewall.
 	Finding bool `json:"finding,omitempty"`
 }
+
+type ownedKey struct{}
+
+// WithOwnedPolicy marks ctx for a Backend.Apply whose policy nobody changes
+// afterwards (the Manager's policies are replaced, never changed in
+// place): the backend may then keep it as it is instead of a copy, which
+// at every one-rule change of a large policy is worth saving.
+func WithOwnedPolicy(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownedKey{}, true)
+}
+
+// OwnedPolicy reports whether ctx was marked by WithOwnedPolicy.
+func OwnedPolicy(ctx context.Context) bool {
+	v, _ := ctx.Value(ownedKey{}).(bool)
+	return v
+}

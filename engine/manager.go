@@ -142,10 +142,32 @@ func (m *Manager) PolicyWhere(keep func(*Rule) bool) *Policy {
 // paths are compared on Unix; Windows paths ignore case and slash style.
 func SameExe(a, b string) bool {
 	if strings.HasPrefix(a, "/") && strings.HasPrefix(b, "/") {
-		return path.Clean(a) == path.Clean(b)
+		if a == b {
+			return true
+		}
+		// Callers compare one path with every rule's: most are clean, and
+		// two clean paths are the same only when equal.
+		return (!cleanAbs(a) || !cleanAbs(b)) && path.Clean(a) == path.Clean(b)
 	}
 	norm := func(s string) string { return strings.ReplaceAll(s, "/", `\`) }
 	return strings.EqualFold(norm(a), norm(b))
+}
+
+// cleanAbs reports whether path.Clean leaves the absolute path s as it is.
+func cleanAbs(s string) bool {
+	if len(s) > 1 && s[len(s)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '/' || i+1 == len(s) {
+			continue
+		}
+		switch rest := s[i+1:]; {
+		case rest[0] == '/', rest == ".", rest == "..", strings.HasPrefix(rest, "./"), strings.HasPrefix(rest, "../"):
+			return false
+		}
+	}
+	return true
 }
 
 // Managed returns nil when CLI edits are accepted, else the *ManagedError

@@ -109,7 +109,8 @@ func (m *Manager) dirMissing() bool {
 // commit puts p in force, then writes data; if the write fails the old
 // policy is put back so that the kernel and the file keep agreeing.
 func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
-	if err := m.cfg.Backend.Apply(ctx, p); err != nil {
+	// p becomes the policy in force, which is never changed in place.
+	if err := m.cfg.Backend.Apply(WithOwnedPolicy(ctx), p); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	if m.cfg.PolicyFile == "" {

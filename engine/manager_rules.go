@@ -110,6 +110,18 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 	if err := edit(p); err != nil {
 		return nil, err
 	}
+	// The file's new text is made while the change is checked (neither
+	// changes p): on a large policy both cost milliseconds.
+	type text struct {
+		data []byte
+		lost bool
+		err  error
+	}
+	edited := make(chan text, 1)
+	go func(src []byte, old *Policy) {
+		data, lost, err := EditPolicyFileFrom(src, old, p)
+		edited <- text{data, lost, err}
+	}(m.src, m.policy)
 	if err := m.validateFrom(m.policy, p); err != nil {
 		return nil, err
 	}
@@ -117,7 +129,8 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 	if err != nil {
 		return nil, err
 	}
-	data, lost, err := EditPolicyFileFrom(m.src, m.policy, p)
+	t := <-edited
+	data, lost, err := t.data, t.lost, t.err
 	if err != nil {
 		return nil, err
 	}

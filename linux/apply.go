@@ -34,11 +34,14 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	if err != nil {
 		return err
 	}
-	return b.applyLocked(p.Clone(), ids)
+	if !engine.OwnedPolicy(ctx) {
+		p = p.Clone()
+	}
+	return b.applyLocked(p, ids)
 }
 
 func (b *Backend) resolve(p *engine.Policy) (identities, error) {
-	ids := identities{exe: make(map[string][]engine.FileID, len(p.Rules)), places: make(map[string]place, len(p.Rules)), names: map[string][]string{},
+	ids := identities{exe: make(map[string][]engine.FileID, len(p.Rules)),
 		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	paths := make([]string, 0, len(p.Rules))
 	for _, r := range p.Rules {
@@ -46,7 +49,7 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 			paths = append(paths, r.Exe)
 		}
 	}
-	found, err := b.identifyCached(paths, ids)
+	found, err := b.identifyCached(paths, &ids)
 	if err != nil {
 		return ids, err
 	}

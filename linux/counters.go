@@ -380,6 +380,40 @@ func putInPlace(outer *ebpf.Map, idx, fds []uint32, maps []*ebpf.Map) error {
 	return errors.Join(errs...)
 }
 
+// reinstate puts back the chunks the daemon holds that are missing from
+// or replaced in the array in force (bpftool map delete on the pinned
+// counters): the programs would count nothing for their slots. The
+// verdicts never depend on a chunk. It returns the chunks it put back.
+func (c *counterChunks) reinstate() ([]uint32, error) {
+	var put []uint32
+	for i, m := range c.chunks {
+		if m == nil {
+			continue
+		}
+		info, err := m.Info()
+		if err != nil {
+			return put, err
+		}
+		want, ok := info.ID()
+		if !ok {
+			return put, nil // this kernel does not say: no guess
+		}
+		var id uint32
+		err = c.outer.Lookup(uint32(i), &id)
+		if err == nil && ebpf.MapID(id) == want {
+			continue
+		}
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return put, err
+		}
+		if err := c.outer.Update(uint32(i), m, ebpf.UpdateAny); err != nil {
+			return put, fmt.Errorf("put counters chunk %d back: %w", i, err)
+		}
+		put = append(put, uint32(i))
+	}
+	return put, nil
+}
+
 // lookup reads slot's per-CPU values (zero when its chunk is not in
 // place).
 func (c *counterChunks) lookup(slot uint32) ([]datapathCounter, error) {

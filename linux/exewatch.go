@@ -37,6 +37,11 @@ type exeWatch struct {
 	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
 	reals   map[string]string // realDir's answers during one resolution
 	plain   map[string]bool   // plainDir's answers during one resolution
+	// epoch moves whenever an entry may have gone stale (an event for a
+	// name some entry depends on, an overflow, a full re-check): memo, the
+	// last resolution's answers, holds while it stays (places.go).
+	epoch uint64
+	memo  *idMemo
 }
 
 // exeEntry is what resolving one exe path found, valid while no component
@@ -76,6 +81,8 @@ func (w *exeWatch) close() {
 	}
 	w.entries = map[string]*exeEntry{}
 	w.extra = map[string]int{}
+	w.epoch++
+	w.memo = nil
 }
 
 // drain reads the pending events.
@@ -95,6 +102,7 @@ func (w *exeWatch) drain() {
 			w.seq++
 			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
 				w.floor, w.events = w.seq, true
+				w.epoch++
 				continue
 			}
 			dir, ok := w.wdDir[ev.Wd]
@@ -120,6 +128,7 @@ func (w *exeWatch) drain() {
 				}
 			}
 			w.events = true
+			w.epoch++
 			if len(w.changed) >= maxChanged {
 				clear(w.changed)
 				w.floor = w.seq
@@ -136,6 +145,7 @@ func (w *exeWatch) invalidateAll() {
 	defer w.mu.Unlock()
 	w.seq++
 	w.floor = w.seq
+	w.epoch++
 	clear(w.changed)
 }
 

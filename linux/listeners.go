@@ -5,9 +5,9 @@ package linux
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,7 +16,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
@@ -103,46 +103,98 @@ type diagSock struct {
 }
 
 // diagListeners lists listening TCP and bound UDP sockets on non-loopback
-// addresses with sock_diag.
+// addresses with sock_diag. The TCP dump asks for listeners only: the
+// kernel then walks its listening hash, not the established one (which
+// is sized for the machine's memory and costs milliseconds to walk even
+// empty, at every change that checks for cuts).
 func diagListeners() ([]diagSock, error) {
 	lo, hi := ephemeralRange()
 	var out []diagSock
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		tcp, err := netlink.SocketDiagTCP(fam)
-		if err != nil {
-			return nil, fmt.Errorf("list TCP sockets (sock_diag): %w", err)
-		}
-		udp, err := netlink.SocketDiagUDP(fam)
-		if err != nil {
-			return nil, fmt.Errorf("list UDP sockets (sock_diag): %w", err)
-		}
-		add := func(s *netlink.Socket, proto engine.Proto) {
-			a, ok := netip.AddrFromSlice(s.ID.Source)
-			if !ok {
-				return
-			}
+		add := func(s diagMsg, proto engine.Proto) {
+			a := s.src
 			if fam == unix.AF_INET {
 				a = a.Unmap()
 			}
-			if a.Unmap().IsLoopback() || s.ID.SourcePort == 0 || s.INode == 0 {
+			if a.Unmap().IsLoopback() || s.sport == 0 || s.inode == 0 {
 				return
 			}
-			out = append(out, diagSock{proto: proto, local: netip.AddrPortFrom(a, s.ID.SourcePort), inode: s.INode,
-				cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32})
+			out = append(out, diagSock{proto: proto, local: netip.AddrPortFrom(a, s.sport), inode: s.inode, cookie: s.cookie})
 		}
-		for _, s := range tcp {
-			if s.State == tcpListen {
+		err := sockDiag(fam, unix.IPPROTO_TCP, 1<<tcpListen, func(s diagMsg) {
+			if s.state == tcpListen {
 				add(s, engine.ProtoTCP)
 			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list TCP sockets (sock_diag): %w", err)
 		}
-		for _, s := range udp {
-			if s.State == udpClosed && len(s.ID.Destination) > 0 && net.IP(s.ID.Destination).IsUnspecified() &&
-				(s.ID.SourcePort < lo || s.ID.SourcePort > hi) {
+		err = sockDiag(fam, unix.IPPROTO_UDP, 1<<udpClosed, func(s diagMsg) {
+			if s.state == udpClosed && s.dst.IsValid() && s.dst.IsUnspecified() && (s.sport < lo || s.sport > hi) {
 				add(s, engine.ProtoUDP)
 			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list UDP sockets (sock_diag): %w", err)
 		}
 	}
 	return out, nil
+}
+
+// diagMsg is the part of a sock_diag answer (struct inet_diag_msg) that
+// diagListeners reads.
+type diagMsg struct {
+	state    uint8
+	sport    uint16
+	src, dst netip.Addr
+	cookie   uint64
+	inode    uint32
+}
+
+// sizeofDiagMsg is struct inet_diag_msg; sizeofDiagReq struct
+// inet_diag_req_v2.
+const (
+	sizeofDiagMsg = 72
+	sizeofDiagReq = 56
+)
+
+// diagReq is an inet_diag_req_v2 dumping every socket of one family and
+// protocol in the states given (a bit per state).
+type diagReq struct {
+	family, proto uint8
+	states        uint32
+}
+
+func (r diagReq) Len() int { return sizeofDiagReq }
+
+func (r diagReq) Serialize() []byte {
+	b := make([]byte, sizeofDiagReq)
+	b[0], b[1] = r.family, r.proto
+	binary.NativeEndian.PutUint32(b[4:], r.states)
+	return b // the socket id (ports, addresses, cookie) stays zero: any
+}
+
+// sockDiag dumps the sockets of one family and protocol in the states given
+// and passes each to f. An interrupted dump (the tables changed during it)
+// is an error, as it may have missed sockets.
+func sockDiag(family, proto uint8, states uint32, f func(diagMsg)) error {
+	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
+	req.AddData(diagReq{family: family, proto: proto, states: states})
+	return req.ExecuteIter(unix.NETLINK_INET_DIAG, nl.SOCK_DIAG_BY_FAMILY, func(msg []byte) bool {
+		if len(msg) < sizeofDiagMsg {
+			return true
+		}
+		m := diagMsg{state: msg[1], sport: binary.BigEndian.Uint16(msg[4:]),
+			cookie: uint64(binary.NativeEndian.Uint32(msg[44:])) | uint64(binary.NativeEndian.Uint32(msg[48:]))<<32,
+			inode:  binary.NativeEndian.Uint32(msg[68:])}
+		if msg[0] == unix.AF_INET6 {
+			m.src, m.dst = netip.AddrFrom16([16]byte(msg[8:24])), netip.AddrFrom16([16]byte(msg[24:40]))
+		} else {
+			m.src, m.dst = netip.AddrFrom4([4]byte(msg[8:12])), netip.AddrFrom4([4]byte(msg[24:28]))
+		}
+		f(m)
+		return true
+	})
 }
 
 // ephemeralRange is net.ipv4.ip_local_port_range (Linux's default when it

@@ -12,11 +12,12 @@ import (
 )
 
 // identifyCached resolves exe paths to identities, places and symlink
-// names (into ids). A path whose resolution inotify has seen no change to
-// since the last time costs no system call (exewatch.go); the others are
-// resolved as before: the resolver caches identities by stat key, and
-// places are re-walked only for paths whose stat() changed.
-func (b *Backend) identifyCached(paths []string, ids identities) (map[string]engine.FileID, error) {
+// names (into ids, whose places and names maps it sets). A path whose
+// resolution inotify has seen no change to since the last time costs no
+// system call (exewatch.go); the others are resolved as before: the
+// resolver caches identities by stat key, and places are re-walked only for
+// paths whose stat() changed.
+func (b *Backend) identifyCached(paths []string, ids *identities) (map[string]engine.FileID, error) {
 	return b.identifyPaths(paths, ids, true)
 }
 
@@ -24,13 +25,26 @@ func (b *Backend) identifyCached(paths []string, ids identities) (map[string]eng
 // path, resolved as an apply does (one kernel pass for hundreds of paths)
 // and remembered for the apply that follows validation.
 func (b *Backend) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
-	return b.identifyPaths(paths, identities{places: map[string]place{}, names: map[string][]string{}}, false)
+	return b.identifyPaths(paths, &identities{}, false)
+}
+
+// idMemo is the answer of the last resolution, for the paths in it that the
+// watcher remembers: while no event moved the watcher's epoch, every one of
+// them still resolves to the same, so the next resolution (the same policy
+// with a rule changed) starts from copies of these maps instead of looking
+// every path up again. Its maps are shared with the callers that got them,
+// who only read them.
+type idMemo struct {
+	epoch  uint64
+	found  map[string]engine.FileID
+	places map[string]place
+	names  map[string][]string
 }
 
 // identifyPaths is identifyCached; track says paths are the policy's (an
 // apply, a check of the policy in force): whether the watcher must poll
 // is then decided by them.
-func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map[string]engine.FileID, error) {
+func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (map[string]engine.FileID, error) {
 	w := b.exes
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -39,7 +53,90 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 	if !track {
 		defer func() { w.polled = polled }()
 	}
-	found := make(map[string]engine.FileID, len(paths))
+	// An event drained later in this call moves the epoch past this one:
+	// the memo made of this call's answers is then not used.
+	epoch := w.epoch
+	var found map[string]engine.FileID
+	var todo []string
+	// remembered says whether every answer in found, ids.places and
+	// ids.names is an entry the watcher keeps: only then may they become
+	// the memo as they are.
+	remembered := true
+	if m := w.memo; m != nil && m.epoch == epoch && w.fd >= 0 {
+		found, ids.places, ids.names = maps.Clone(m.found), maps.Clone(m.places), maps.Clone(m.names)
+		hits := 0
+		for _, p := range paths {
+			if _, ok := m.found[p]; ok {
+				hits++
+			} else {
+				todo = append(todo, p)
+			}
+		}
+		if hits < len(m.found) { // paths of the memo not asked for now
+			want := make(map[string]bool, len(paths))
+			for _, p := range paths {
+				want[p] = true
+			}
+			for p := range m.found {
+				if !want[p] {
+					delete(found, p)
+					delete(ids.places, p)
+					delete(ids.names, p)
+				}
+			}
+		}
+		// The memo's paths are remembered entries, still valid (the epoch
+		// did not move): polled is decided by the others.
+		w.polled = false
+	} else {
+		found = make(map[string]engine.FileID, len(paths))
+		ids.places, ids.names = make(map[string]place, len(paths)), map[string][]string{}
+		todo = paths
+		w.polled = false
+	}
+	if len(todo) > 0 {
+		var err error
+		if remembered, err = b.identifyFresh(todo, found, ids); err != nil {
+			return nil, err
+		}
+	}
+	b.remember(epoch, found, ids, remembered)
+	return found, nil
+}
+
+// remember makes found, ids.places and ids.names the memo: as they are
+// when every answer in them is a remembered entry, else without the
+// others (those are resolved again every time).
+func (b *Backend) remember(epoch uint64, found map[string]engine.FileID, ids *identities, all bool) {
+	w := b.exes
+	if w.fd < 0 {
+		w.memo = nil
+		return
+	}
+	m := &idMemo{epoch: epoch, found: found, places: ids.places, names: ids.names}
+	if !all {
+		m.found, m.places, m.names = map[string]engine.FileID{}, map[string]place{}, map[string][]string{}
+		for p, id := range found {
+			if e := w.entries[p]; e != nil && e.hasID && e.id == id {
+				m.found[p] = id
+				if pl, ok := ids.places[p]; ok {
+					m.places[p] = pl
+				}
+				if n, ok := ids.names[p]; ok {
+					m.names[p] = n
+				}
+			}
+		}
+	}
+	w.memo = m
+}
+
+// identifyFresh resolves paths without the memo: from the watcher's
+// entries, else from the file system, adding to found and ids. It reports
+// whether every answer it added is an entry the watcher keeps.
+func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, ids *identities) (bool, error) {
+	w := b.exes
+	all := true
 	var todo []string
 	for _, p := range paths {
 		e := w.lookup(p)
@@ -57,9 +154,8 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 			ids.names[p] = e.names
 		}
 	}
-	w.polled = false
 	if len(todo) == 0 {
-		return found, nil
+		return all, nil
 	}
 	watched := make(map[string]bool, len(todo))
 	for _, p := range todo {
@@ -77,13 +173,13 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 	keys, links := lstatKeys(todo)
 	fresh, idTodo, idFresh, err := b.resolver.identifyUncached(todo, keys)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	places := make(map[string]place, len(todo))
 	stale := b.places.lookupKeyed(todo, keys, places)
 	new := make(map[string]place, len(stale))
 	if err := b.resolvePlaces(stale, links, new); err != nil {
-		return nil, err
+		return false, err
 	}
 	maps.Copy(places, new)
 	// What inotify now watches needs no stat key: the stat caches forget it
@@ -130,10 +226,11 @@ func (b *Backend) identifyPaths(paths []string, ids identities, track bool) (map
 		if stored {
 			remembered = append(remembered, p)
 			isRemembered[i] = true
+		} else if e.hasID || e.hasPl || e.names != nil {
+			all = false
 		}
-
 	}
-	return found, nil
+	return all, nil
 }
 
 // notRemembered is sub, a subsequence of todo, without the paths whose

@@ -84,6 +84,17 @@ func (b *Backend) Sync(ctx context.Context, p *engine.Policy) ([]engine.Drift, e
 			report(err == nil, "%s map in force was removed or replaced in the kernel", name)
 		}
 	}
+	// A counters chunk taken out of (or swapped in) its array: the rules
+	// of its slots would count nothing from then on.
+	if b.counters != nil {
+		put, err := b.counters.reinstate()
+		for _, i := range put {
+			report(true, "counters chunk %d (slots %d-%d) was removed or replaced in the kernel", i, i*counterChunk, (i+1)*counterChunk-1)
+		}
+		if err != nil {
+			report(false, "counters chunks: %v", err)
+		}
+	}
 	if b.execLink != nil {
 		if _, err := os.Stat(b.execPin()); errors.Is(err, os.ErrNotExist) {
 			err := repin(b.execLink, b.execPin())

@@ -89,3 +89,63 @@ func TestSyncRepairsTampering(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncReinstatesCounterChunk takes a counters chunk out of its pinned
+// array, as `bpftool map delete` would: the rule's attempts stay denied but
+// go uncounted until Sync puts the chunk back and says so.
+func TestSyncReinstatesCounterChunk(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "chunkgone")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{{Name: "d", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}}}
+	b.apply(t, p)
+	denied := func() uint64 {
+		t.Helper()
+		st, err := b.State(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.RuleCounter["d"].Denied
+	}
+	connect := func(when string) {
+		t.Helper()
+		if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+			t.Fatalf("%s: %+v, want EPERM", when, out[0])
+		}
+	}
+	connect("before")
+	if n := denied(); n != 1 {
+		t.Fatalf("denied %d before the tampering, want 1", n)
+	}
+
+	slot := b.slots["d"]
+	chunk := slot >> counterChunkBits
+	if err := b.objs.Counters.Delete(chunk); err != nil {
+		t.Fatalf("delete counters chunk %d: %v", chunk, err)
+	}
+	connect("chunk gone")
+	if n := denied(); n != 1 {
+		t.Fatalf("denied %d with the chunk gone, want 1 (the test proves nothing)", n)
+	}
+
+	drifts, err := b.Sync(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var put bool
+	for _, d := range drifts {
+		put = put || (d.Repaired && strings.Contains(d.What, "counters chunk"))
+	}
+	if !put {
+		t.Fatalf("drifts %+v, want the counters chunk put back", drifts)
+	}
+	connect("after sync")
+	if n := denied(); n != 2 {
+		t.Fatalf("denied %d after sync, want 2", n)
+	}
+	if drifts, err := b.Sync(context.Background(), p); err != nil || len(drifts) != 0 {
+		t.Fatalf("second sync: drifts %+v, err %v", drifts, err)
+	}
+}

@@ -1,0 +1,106 @@
+//go:build linux
+
+package linux
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// TestIdentifyMemo: a resolution of the policy's paths with a path added,
+// one left out, a file replaced in between or one missing answers what a
+// resolution from scratch does, and only a replacement (an event) makes it
+// leave the memo of the last one.
+func TestIdentifyMemo(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg, noWatch)
+	dir := t.TempDir()
+	a, bb, c, d := clientCopy(t, dir, "a"), clientCopy(t, dir, "b"), clientCopy(t, dir, "c"), clientCopy(t, dir, "d")
+	missing := filepath.Join(dir, "missing")
+	check := func(paths ...string) {
+		t.Helper()
+		ids := identities{}
+		found, err := b.identifyCached(paths, &ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := b.resolver.identifyAll(paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(found, want) {
+			t.Errorf("resolution of %v:\n got %v\nwant %v", paths, found, want)
+		}
+		// The same without a memo.
+		b.exes.mu.Lock()
+		memo := b.exes.memo
+		b.exes.memo = nil
+		b.exes.mu.Unlock()
+		ref := identities{}
+		if _, err := b.identifyCached(paths, &ref); err != nil {
+			t.Fatal(err)
+		}
+		b.exes.mu.Lock()
+		b.exes.memo = memo
+		b.exes.mu.Unlock()
+		if !maps.Equal(ids.places, ref.places) || !maps.EqualFunc(ids.names, ref.names, slices.Equal[[]string]) {
+			t.Errorf("places and names of %v:\n got %v %v\nwant %v %v", paths, ids.places, ids.names, ref.places, ref.names)
+		}
+	}
+	epoch := func() uint64 { b.exes.mu.Lock(); defer b.exes.mu.Unlock(); return b.exes.epoch }
+	check(a, bb, c)
+	e0 := epoch()
+	if m := b.exes.memo; m == nil || len(m.found) != 3 {
+		t.Fatalf("no memo of the three paths: %+v", m)
+	}
+	check(a, bb, c, d) // one more
+	check(a, c, d)     // one less
+	check(a, c, d, missing)
+	check(a, c, d, missing) // the missing one is not remembered, asked again
+	if m := b.exes.memo; len(m.found) != 3 {
+		t.Errorf("memo holds %d paths, want a, c and d", len(m.found))
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(d, link); err != nil {
+		t.Fatal(err)
+	}
+	check(a, c, d, link) // a symlink: its names
+	check(a, c, link)
+	if epoch() != e0 {
+		t.Errorf("the epoch moved without an event")
+	}
+	// A new file renamed over c: the event moves the epoch, and the next
+	// resolution sees the new file.
+	fresh := clientCopy(t, dir, ".c.new")
+	if err := os.Rename(fresh, c); err != nil {
+		t.Fatal(err)
+	}
+	check(a, c, d)
+	if epoch() == e0 {
+		t.Errorf("the epoch did not move after a rename over a remembered path")
+	}
+	// The missing file appears.
+	if err := os.Link(a, missing); err != nil {
+		t.Fatal(err)
+	}
+	check(c, d, missing)
+	check(a, bb, c, d, missing)
+	// An apply after all that enforces the files as they are.
+	b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "c", Selector: engine.Selector{Exe: c}, Action: engine.ActionDeny},
+		{Name: "d", Selector: engine.Selector{Exe: d}, Action: engine.ActionDeny},
+	}})
+	now, err := b.resolver.identifyAll([]string{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.ids.exe[c]; len(got) == 0 || got[len(got)-1] != now[c] {
+		t.Errorf("the apply enforces %v for %s, the file is %v", got, c, now[c])
+	}
+}
