@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -58,13 +60,49 @@ func (r *resolver) load(load func(*ebpf.CollectionSpec, *fileidObjects) error) e
 	if err := load(spec, &objs); err != nil {
 		return notSupported("load the identity iterator", err)
 	}
-	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	iter, err := attachOwnIter(objs.ExewallFileid)
+	if err != nil {
+		iter, err = link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	}
 	if err != nil {
 		objs.Close()
 		return notSupported("attach the identity iterator", err)
 	}
 	r.prog, r.iter = objs.ExewallFileid, iter
 	return nil
+}
+
+// attachOwnIter attaches prog, a task_file iterator, to the files of this
+// process only (kernels from 6.1 take a pid, bpf_iter_link_info.task): a
+// pass then walks the daemon's own files, not every file of every process,
+// and a policy's first apply makes a pass per few hundred executables.
+// cilium/ebpf's AttachIter takes no pid. The program keeps its own check
+// of the reader, so a kernel that ignores the pid is no worse off.
+func attachOwnIter(prog *ebpf.Program) (*link.Iter, error) {
+	info := &struct{ tid, pid, pidFD uint32 }{pid: uint32(os.Getpid())} // (on the heap: it does not move)
+	attr := struct {
+		progFD, targetFD, attachType, flags uint32
+		iterInfo                            uint64
+		iterInfoLen, _                      uint32
+	}{progFD: uint32(prog.FD()), attachType: uint32(ebpf.AttachTraceIter),
+		iterInfo: uint64(uintptr(unsafe.Pointer(info))), iterInfoLen: uint32(unsafe.Sizeof(*info))}
+	const bpfLinkCreate = 28
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(info)
+	if errno != 0 {
+		return nil, fmt.Errorf("link the identity iterator to this process: %w", errno)
+	}
+	l, err := link.NewFromFD(int(fd))
+	if err != nil {
+		unix.Close(int(fd))
+		return nil, err
+	}
+	it, ok := l.(*link.Iter)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("identity iterator link is a %T", l)
+	}
+	return it, nil
 }
 
 // Close releases the iterator; later lookups use stat().
