@@ -394,18 +394,36 @@ func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
 	grew := func(name string, from, to uint32) {
 		b.log.Debug("policy map grown", "map", name, "from", from, "to", to)
 	}
-	for name, field := range b.sized.byName() {
-		ms := spec.Maps[name]
-		if ms == nil || outers[name] == nil {
+	fields := b.sized.byName()
+	for name := range fields {
+		if spec.Maps[name] == nil || outers[name] == nil {
 			return fmt.Errorf("datapath lacks map %s", name)
 		}
-		s, err := openSized(name, outers[name], ms.InnerMap, sizedFloor)
-		if err != nil {
-			b.sized.close()
-			return err
-		}
-		s.grew = grew
-		*field = s
+	}
+	// New maps each get their first hash put in place: a grace period of
+	// the kernel's each (see makeRoom), waited for side by side.
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for name, field := range fields {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := openSized(name, outers[name], spec.Maps[name].InnerMap, sizedFloor)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			s.grew = grew
+			*field = s
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.sized.close()
+		return err
 	}
 	return nil
 }
