@@ -186,14 +186,21 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 // or audit alone changed; nil when r must be compiled.
 func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *ruleOut {
 	var base *ruleOut // differs in its action or audit only
+	var matched *ruleOut
 	for _, pg := range prev {
 		if pg == nil || pg.rules == nil {
 			continue
 		}
 		o := pg.rules.get(slot)
-		if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
+		if o == nil || !sameEntries(&o.src, r) {
 			continue
 		}
+		// Both generations' ruleOuts of a rule whose action alone changed
+		// share their keys (withAction): the identities are compared once.
+		if !(matched != nil && o.sharesIDs(matched)) && !o.sameIDs(r, ids) {
+			continue
+		}
+		matched = o
 		if o.src.Action == r.Action && o.src.Audit == r.Audit {
 			return o
 		}
@@ -283,6 +290,14 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 }
 
 // sameIDs says whether o's keys are those of r's selector with ids.
+// sharesIDs says whether o holds the very identity keys of m (one made
+// from the other by withAction): sameIDs then answers the same for both.
+func (o *ruleOut) sharesIDs(m *ruleOut) bool {
+	return o.path == m.path && len(o.exe) == len(m.exe) && unsafe.SliceData(o.exe) == unsafe.SliceData(m.exe) &&
+		len(o.names) == len(m.names) && unsafe.SliceData(o.names) == unsafe.SliceData(m.names) &&
+		o.sel == m.sel && o.id == m.id && o.hasID == m.hasID
+}
+
 func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
