@@ -44,6 +44,25 @@ func buildKey(elf []byte, params ...any) string {
 // afresh are pinned for the next daemon. Tests that edit specs (specHook)
 // neither adopt nor pin.
 func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions, params ...any) error {
+	return b.loadObjectsThen(name, elf, spec, obj, opts, nil, params...)
+}
+
+// loadObjectsThen is loadObjects that also calls then (when not nil) with
+// the object's maps by their names in spec, once they exist: on a load
+// afresh while the programs are verified (in another goroutine), else
+// after the programs are adopted. When then fails, so does the load, and
+// obj is left empty.
+func (b *Backend) loadObjectsThen(name string, elf []byte, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions, then func(map[string]*ebpf.Map) error, params ...any) error {
+	after := func() error {
+		if then == nil {
+			return nil
+		}
+		if err := then(objectMaps(obj)); err != nil {
+			closeObjects(obj)
+			return err
+		}
+		return nil
+	}
 	if opts.Cache == nil {
 		opts.Cache = b.btf
 	}
@@ -54,7 +73,10 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 		ms.MaxEntries = m.MaxEntries() // Config.RingBufSize
 	}
 	if specHook != nil {
-		return spec.LoadAndAssign(obj, opts)
+		if err := spec.LoadAndAssign(obj, opts); err != nil {
+			return err
+		}
+		return after()
 	}
 	key := buildKey(elf, params...)
 	// Objects load concurrently (loadOptional): the bookkeeping below is
@@ -70,13 +92,13 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 			b.progPins[b.progPin(name, key, tag)] = p
 		}
 		b.loadMu.Unlock()
-		return nil
+		return after()
 	}
 	b.loadMu.Unlock()
 	if !errors.Is(err, os.ErrNotExist) {
 		b.log.Info("pinned programs not adopted; loading them", "object", name, "err", err)
 	}
-	if err := loadConcurrently(spec, obj, opts); err != nil {
+	if err := loadConcurrently(spec, obj, opts, then); err != nil {
 		return err
 	}
 	b.loadMu.Lock()
@@ -297,6 +319,36 @@ func assignObjects(obj any, progs map[string]*ebpf.Program, maps map[string]*ebp
 		}
 	}
 	return nil
+}
+
+// objectMaps lists the maps of obj by their ebpf tags.
+func objectMaps(obj any) map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	walkObjects(obj, func(tag string, f reflect.Value) {
+		if m, ok := f.Interface().(*ebpf.Map); ok && m != nil {
+			out[tag] = m
+		}
+	})
+	return out
+}
+
+// closeObjects closes the programs and maps of obj and clears them.
+func closeObjects(obj any) {
+	walkObjects(obj, func(_ string, f reflect.Value) {
+		switch v := f.Interface().(type) {
+		case *ebpf.Program:
+			if v != nil {
+				v.Close()
+			}
+		case *ebpf.Map:
+			if v != nil {
+				v.Close()
+			}
+		default:
+			return
+		}
+		f.Set(reflect.Zero(f.Type()))
+	})
 }
 
 // objectPrograms lists the programs of obj by their ebpf tags.

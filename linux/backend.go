@@ -323,11 +323,27 @@ func (b *Backend) load() error {
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
+	// The policy maps' hashes and counter chunks are put in place as soon
+	// as the outer maps exist: on a fresh start while the programs are
+	// verified (loadObjectsThen).
+	policyMaps := func(maps map[string]*ebpf.Map) error { return b.openPolicyMaps(spec, maps) }
 	loadAll := func() error {
+		var err error
 		if changed {
-			return spec.LoadAndAssign(&b.objs, opts)
+			if err = spec.LoadAndAssign(&b.objs, opts); err == nil {
+				if err = policyMaps(objectMaps(&b.objs)); err != nil {
+					b.objs.Close()
+				}
+			}
+		} else {
+			err = b.loadObjectsThen("datapath", _DatapathBytes, spec, &b.objs, opts, policyMaps, b.cfg.RingBufSize, b.taskStorage)
 		}
-		return b.loadObjects("datapath", _DatapathBytes, spec, &b.objs, opts, b.cfg.RingBufSize, b.taskStorage)
+		if err != nil {
+			b.counters.close()
+			b.counters = nil
+			b.sized.reset()
+		}
+		return err
 	}
 	err = loadAll()
 	var ve *ebpf.VerifierError
@@ -348,15 +364,6 @@ func (b *Backend) load() error {
 			b.log.Error("the verifier refused the datapath", "log", fmt.Sprintf("%+v", ve))
 		}
 		return notSupported("load datapath", err)
-	}
-	if err := b.openSizedMaps(spec); err != nil {
-		b.objs.Close()
-		return err
-	}
-	if b.counters, err = openCounterChunks(b.objs.Counters, spec.Maps["counters"].InnerMap, b.ncpu); err != nil {
-		b.sized.close()
-		b.objs.Close()
-		return err
 	}
 	if changed {
 		targets, err := b.migrationTargets(old)
