@@ -80,10 +80,10 @@ func (b *Backend) loadObjectsThen(name string, elf []byte, spec *ebpf.Collection
 	}
 	key := buildKey(elf, params...)
 	// Objects load concurrently (loadOptional): the bookkeeping below is
-	// shared, the loading itself is not.
-	b.loadMu.Lock()
+	// shared (adoptObjects locks it too), the loading itself is not.
 	err := b.adoptObjects(name, key, spec, obj, opts)
 	if err == nil {
+		b.loadMu.Lock()
 		b.adopted = append(b.adopted, name)
 		if b.progPins == nil {
 			b.progPins = map[string]*ebpf.Program{}
@@ -94,7 +94,6 @@ func (b *Backend) loadObjectsThen(name string, elf []byte, spec *ebpf.Collection
 		b.loadMu.Unlock()
 		return after()
 	}
-	b.loadMu.Unlock()
 	if !errors.Is(err, os.ErrNotExist) {
 		b.log.Info("pinned programs not adopted; loading them", "object", name, "err", err)
 	}
@@ -133,9 +132,6 @@ func (b *Backend) pinPrograms(name, key string, obj any) error {
 // adoptObjects fills obj with the pinned programs of build key and the maps
 // they use; os.ErrNotExist when no such build is pinned.
 func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions) (retErr error) {
-	if b.idName == nil {
-		b.idName = map[ebpf.MapID]string{}
-	}
 	progs := map[string]*ebpf.Program{}
 	maps := map[string]*ebpf.Map{}
 	defer func() {
@@ -192,35 +188,31 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 		}
 	}
 	for pname, p := range progs {
-		info, err := p.Info()
+		ids, err := progMapIDs(p)
 		if err != nil {
-			return err
-		}
-		ids, ok := info.MapIDs()
-		if !ok {
-			return fmt.Errorf("program %s: map ids unavailable", pname)
+			return fmt.Errorf("program %s: %w", pname, err)
 		}
 		for _, id := range ids {
 			if seen[id] {
 				continue
 			}
 			seen[id] = true
-			if gname, ok := givenID[id]; ok && (kernelName(gname) == b.idName[id] || b.idName[id] == "") {
+			if gname, ok := givenID[id]; ok && (kernelName(gname) == b.nameOf(id) || b.nameOf(id) == "") {
 				continue // the very map given for it
 			}
 			m, err := ebpf.NewMapFromID(id)
 			if err != nil {
 				return fmt.Errorf("program %s map %d: %w", pname, id, err)
 			}
-			minfo, err := m.Info()
+			_, kname, err := mapIDName(m)
 			if err == nil {
-				b.idName[id] = minfo.Name
+				b.setName(id, kname)
 			}
 			mname, ok := "", false
 			if err == nil {
-				mname, ok = byKernelName[minfo.Name]
+				mname, ok = byKernelName[kname]
 			}
-			if err != nil || !ok || strings.Contains(minfo.Name, ".") {
+			if err != nil || !ok || strings.Contains(kname, ".") {
 				m.Close() // .rodata, .bss: the program's own
 				continue
 			}
@@ -253,23 +245,46 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 
 // mapID is m's kernel id, asked once per map during New.
 func (b *Backend) mapID(m *ebpf.Map) (ebpf.MapID, error) {
-	if id, ok := b.mapIDs[m]; ok {
+	b.loadMu.Lock()
+	id, ok := b.mapIDs[m]
+	b.loadMu.Unlock()
+	if ok {
 		return id, nil
 	}
-	info, err := m.Info()
+	id, name, err := mapIDName(m)
 	if err != nil {
 		return 0, err
 	}
-	id, ok := info.ID()
-	if !ok {
+	if id == 0 {
 		return 0, errors.New("map id unavailable")
 	}
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
 	if b.mapIDs == nil {
 		b.mapIDs = map[*ebpf.Map]ebpf.MapID{}
 	}
 	b.mapIDs[m] = id
-	b.idName[id] = info.Name
+	if b.idName == nil {
+		b.idName = map[ebpf.MapID]string{}
+	}
+	b.idName[id] = name
 	return id, nil
+}
+
+// nameOf is the kernel name of map id as New last learnt it ("": unknown).
+func (b *Backend) nameOf(id ebpf.MapID) string {
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
+	return b.idName[id]
+}
+
+func (b *Backend) setName(id ebpf.MapID, name string) {
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
+	if b.idName == nil {
+		b.idName = map[ebpf.MapID]string{}
+	}
+	b.idName[id] = name
 }
 
 // kernelName is a map's name as the kernel keeps it (15 bytes).
