@@ -220,8 +220,22 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	// dropped once they are (tens of MiB a daemon has no use for later).
 	b.btf = btf.NewCache()
 	defer func() { b.btf, b.mapIDs, b.idName = nil, nil, nil }()
+	// Independent of the datapath: the identity iterator (it shares no
+	// map) and the dynamic loaders' paths (files read) are found beside
+	// its load.
+	resolved := make(chan struct{})
+	go func() {
+		defer close(resolved)
+		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+		})
+	}()
+	loaders := make(chan []string, 1)
+	go func() { loaders <- loaderPaths() }()
 	t0 := time.Now()
 	if err := b.load(); err != nil {
+		<-resolved
+		b.resolver.Close()
 		return nil, err
 	}
 	if fresh && !b.repin {
@@ -230,15 +244,6 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
 	}
 	t1 := time.Now()
-	// The identity iterator is independent of the optional hooks: it
-	// loads beside them.
-	resolved := make(chan struct{})
-	go func() {
-		defer close(resolved)
-		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
-			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
-		})
-	}()
 	b.loadOptional()
 	<-resolved
 	t2 := time.Now()
@@ -247,7 +252,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.optional["iter"] = b.resolver.fallback
 		b.log.Warn("executable identity", "err", b.resolver.fallback)
 	}
-	if err := b.writeLoaders(); err != nil {
+	if err := b.writeLoaders(<-loaders); err != nil {
 		b.log.Warn("dynamic loaders not recognised", "err", err)
 	}
 	if err := b.restoreSlots(); err != nil {
