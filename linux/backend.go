@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -109,6 +110,7 @@ type Backend struct {
 	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
 	idName      map[ebpf.MapID]string    // kernel names by id, likewise
 	loadMu      sync.Mutex               // adopted, progPins, mapIDs, idName while New loads objects concurrently
+	early       *optionalLoad            // optional objects loading beside the datapath's programs (load)
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -244,7 +246,8 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
 	}
 	t1 := time.Now()
-	b.loadOptional()
+	b.loadOptional(b.early)
+	b.early = nil
 	<-resolved
 	t2 := time.Now()
 	b.exes = newExeWatch()
@@ -331,7 +334,23 @@ func (b *Backend) load() error {
 	// The policy maps' hashes and counter chunks are put in place as soon
 	// as the outer maps exist: on a fresh start while the programs are
 	// verified (loadObjectsThen).
-	policyMaps := func(maps map[string]*ebpf.Map) error { return b.openPolicyMaps(spec, maps) }
+	// So are the optional objects that need only the datapath's maps
+	// (startOptional), unless the verifier may still refuse the datapath
+	// task storage (before 6.16): they would use its first maps, and load
+	// again after.
+	startEarly := b.taskStorage == 1 && specHook == nil && kernelAtLeast(6, 16)
+	policyMaps := func(maps map[string]*ebpf.Map) error {
+		if startEarly && b.early == nil {
+			repl := map[string]*ebpf.Map{}
+			for name, m := range maps {
+				if !dataSection(name) {
+					repl[name] = m
+				}
+			}
+			b.early = b.startOptional(repl)
+		}
+		return b.openPolicyMaps(spec, maps)
+	}
 	loadAll := func() error {
 		var err error
 		if changed {
@@ -344,6 +363,10 @@ func (b *Backend) load() error {
 			err = b.loadObjectsThen("datapath", _DatapathBytes, spec, &b.objs, opts, policyMaps, b.cfg.RingBufSize, b.taskStorage)
 		}
 		if err != nil {
+			if b.early != nil {
+				b.dropOptional(b.early)
+				b.early = nil
+			}
 			b.counters.close()
 			b.counters = nil
 			b.sized.reset()
@@ -392,6 +415,20 @@ func (b *Backend) load() error {
 		b.log.Info("migrated the entries of the pinned maps", "entries", copied)
 	}
 	return nil
+}
+
+// kernelAtLeast says whether the running kernel's release is at least
+// major.minor (false when it cannot tell).
+func kernelAtLeast(major, minor int) bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return false
+	}
+	var ma, mi int
+	if n, _ := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &ma, &mi); n != 2 {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // forceTgidIdentities makes New keep identities by thread group id even

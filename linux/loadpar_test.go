@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/exewall/exewall/engine"
 )
 
 // TestLoadConcurrentlyThen: then gets every map of the object while the
@@ -90,5 +92,62 @@ func TestFreshLoadFillsPolicyMaps(t *testing.T) {
 	}
 	if again := inner(second); !maps.Equal(fresh, again) {
 		t.Fatalf("adopting start found inner maps %v, the fresh one put %v", again, fresh)
+	}
+}
+
+// TestOptionalLoadsBesideDatapath: on a kernel that gives cgroup programs
+// task storage, a fresh start loads the optional objects while the
+// datapath's programs are verified, and all of them are in force. What
+// New does when the datapath fails after that start (dropOptional, then
+// loadOptional again against the next datapath) leaves them in force too.
+func TestOptionalLoadsBesideDatapath(t *testing.T) {
+	requireKernel(t)
+	if !kernelAtLeast(6, 16) {
+		t.Skip("before 6.16 the optional objects load after the datapath")
+	}
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	if b.early != nil {
+		t.Fatal("New left the early load behind")
+	}
+	want := []string{"setsockopt", "egress", "dns_egress", "sock_destroy"}
+	if err := b.Apply(t.Context(), &engine.Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	hooks := b.activeHooks()
+	for _, h := range want {
+		if !slices.Contains(hooks, h) {
+			t.Fatalf("hooks in force %v lack %s (optional: %v)", hooks, h, b.optional)
+		}
+	}
+	for name, err := range b.optional {
+		if err != nil {
+			t.Fatalf("optional %s: %v", name, err)
+		}
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closeGuard(false)
+	b.closeDNS(false)
+	b.closeInbound(false)
+	b.execLink.Close()
+	for _, l := range b.identLinks {
+		l.Close()
+	}
+	b.exec.Close()
+	b.dropOptional(&optionalLoad{})
+	if b.guard.ExewallEgress != nil || b.dnsObjs.ExewallDnsEgress != nil || b.sockIter != nil || b.guardOK || b.dnsOK || b.inboundOK {
+		t.Fatal("dropOptional left objects behind")
+	}
+	b.loadOptional(nil)
+	if err := b.attach(); err != nil {
+		t.Fatal(err)
+	}
+	hooks = b.activeHooks()
+	for _, h := range want {
+		if !slices.Contains(hooks, h) {
+			t.Fatalf("after loading again, hooks in force %v lack %s (optional: %v)", hooks, h, b.optional)
+		}
 	}
 }
