@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -89,6 +90,12 @@ func (s *sizedMaps) close() {
 			(*m).inner = nil
 		}
 	}
+}
+
+// reset closes the hashes and forgets the maps (a load that failed).
+func (s *sizedMaps) reset() {
+	s.close()
+	*s = sizedMaps{}
 }
 
 // openSized takes the hash in force in outer's slot 0, or puts a new one
@@ -349,26 +356,59 @@ var (
 	_ kmap = (*sizedMap)(nil)
 )
 
-// openSizedMaps fills b.sized from the datapath's outer maps (spec: the
-// datapath's, for the inner templates).
-func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
-	outers := b.mapsByName()
+// openPolicyMaps fills b.sized and b.counters from the datapath's outer
+// maps (outers, by their names in spec; spec for the inner templates).
+//
+// Putting a map into an empty outer slot (a fresh start) waits for an RCU
+// grace period in the kernel (maybe_wait_bpf_programs: 5-15 ms each), CPU
+// the start does not use: the ten outer maps are filled at once, their
+// waits overlapping, and the datapath's loader calls this while its
+// programs are being verified (loadObjectsThen).
+func (b *Backend) openPolicyMaps(spec *ebpf.CollectionSpec, outers map[string]*ebpf.Map) error {
 	grew := func(name string, from, to uint32) {
 		b.log.Debug("policy map grown", "map", name, "from", from, "to", to)
 	}
-	for name, field := range b.sized.byName() {
-		ms := spec.Maps[name]
-		if ms == nil || outers[name] == nil {
+	fields := b.sized.byName()
+	for name := range fields {
+		if spec.Maps[name] == nil || outers[name] == nil {
 			return fmt.Errorf("datapath lacks map %s", name)
 		}
-		s, err := openSized(name, outers[name], ms.InnerMap, sizedFloor)
-		if err != nil {
-			b.sized.close()
-			return err
-		}
-		s.grew = grew
-		*field = s
 	}
+	if spec.Maps["counters"] == nil || outers["counters"] == nil {
+		return errors.New("datapath lacks map counters")
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for name, field := range fields {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := openSized(name, outers[name], spec.Maps[name].InnerMap, sizedFloor)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			s.grew = grew
+			*field = s
+		}()
+	}
+	var counters *counterChunks
+	var cerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counters, cerr = openCounterChunks(outers["counters"], spec.Maps["counters"].InnerMap, b.ncpu)
+	}()
+	wg.Wait()
+	if err := errors.Join(append(errs, cerr)...); err != nil {
+		b.sized.close()
+		counters.close()
+		return err
+	}
+	b.counters = counters
 	return nil
 }
 
