@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -112,6 +113,7 @@ type Backend struct {
 	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
 	idName      map[ebpf.MapID]string    // kernel names by id, likewise
 	loadMu      sync.Mutex               // adopted, progPins, mapIDs, idName while New loads objects concurrently
+	early       *optionalLoad            // optional objects loading beside the datapath's programs (load)
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -223,8 +225,22 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	// dropped once they are (tens of MiB a daemon has no use for later).
 	b.btf = btf.NewCache()
 	defer func() { b.btf, b.mapIDs, b.idName = nil, nil, nil }()
+	// Independent of the datapath: the identity iterator (it shares no
+	// map) and the dynamic loaders' paths (files read) are found beside
+	// its load.
+	resolved := make(chan struct{})
+	go func() {
+		defer close(resolved)
+		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
+			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
+		})
+	}()
+	loaders := make(chan []string, 1)
+	go func() { loaders <- loaderPaths() }()
 	t0 := time.Now()
 	if err := b.load(); err != nil {
+		<-resolved
+		b.resolver.Close()
 		return nil, err
 	}
 	if fresh && !b.repin {
@@ -233,16 +249,8 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.gens = [2]*generation{{rules: &slotRules{}}, {rules: &slotRules{}}}
 	}
 	t1 := time.Now()
-	// The identity iterator is independent of the optional hooks: it
-	// loads beside them.
-	resolved := make(chan struct{})
-	go func() {
-		defer close(resolved)
-		b.resolver = newResolver(disabledByTest("iter"), func(spec *ebpf.CollectionSpec, objs *fileidObjects) error {
-			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
-		})
-	}()
-	b.loadOptional()
+	b.loadOptional(b.early)
+	b.early = nil
 	<-resolved
 	t2 := time.Now()
 	b.exes = newExeWatch()
@@ -250,7 +258,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.optional["iter"] = b.resolver.fallback
 		b.log.Warn("executable identity", "err", b.resolver.fallback)
 	}
-	if err := b.writeLoaders(); err != nil {
+	if err := b.writeLoaders(<-loaders); err != nil {
 		b.log.Warn("dynamic loaders not recognised", "err", err)
 	}
 	if err := b.restoreSlots(); err != nil {
@@ -326,11 +334,47 @@ func (b *Backend) load() error {
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
-	loadAll := func() error {
-		if changed {
-			return spec.LoadAndAssign(&b.objs, opts)
+	// The policy maps' hashes and counter chunks are put in place as soon
+	// as the outer maps exist: on a fresh start while the programs are
+	// verified (loadObjectsThen).
+	// So are the optional objects that need only the datapath's maps
+	// (startOptional), unless the verifier may still refuse the datapath
+	// task storage (before 6.16): they would use its first maps, and load
+	// again after.
+	startEarly := b.taskStorage == 1 && specHook == nil && kernelAtLeast(6, 16)
+	policyMaps := func(maps map[string]*ebpf.Map) error {
+		if startEarly && b.early == nil {
+			repl := map[string]*ebpf.Map{}
+			for name, m := range maps {
+				if !dataSection(name) {
+					repl[name] = m
+				}
+			}
+			b.early = b.startOptional(repl)
 		}
-		return b.loadObjects("datapath", _DatapathBytes, spec, &b.objs, opts, b.cfg.RingBufSize, b.taskStorage)
+		return b.openPolicyMaps(spec, maps)
+	}
+	loadAll := func() error {
+		var err error
+		if changed {
+			if err = spec.LoadAndAssign(&b.objs, opts); err == nil {
+				if err = policyMaps(objectMaps(&b.objs)); err != nil {
+					b.objs.Close()
+				}
+			}
+		} else {
+			err = b.loadObjectsThen("datapath", _DatapathBytes, spec, &b.objs, opts, policyMaps, b.cfg.RingBufSize, b.taskStorage)
+		}
+		if err != nil {
+			if b.early != nil {
+				b.dropOptional(b.early)
+				b.early = nil
+			}
+			b.counters.close()
+			b.counters = nil
+			b.sized.reset()
+		}
+		return err
 	}
 	err = loadAll()
 	var ve *ebpf.VerifierError
@@ -351,15 +395,6 @@ func (b *Backend) load() error {
 			b.log.Error("the verifier refused the datapath", "log", fmt.Sprintf("%+v", ve))
 		}
 		return notSupported("load datapath", err)
-	}
-	if err := b.openSizedMaps(spec); err != nil {
-		b.objs.Close()
-		return err
-	}
-	if b.counters, err = openCounterChunks(b.objs.Counters, spec.Maps["counters"].InnerMap, b.ncpu); err != nil {
-		b.sized.close()
-		b.objs.Close()
-		return err
 	}
 	if changed {
 		targets, err := b.migrationTargets(old)
@@ -383,6 +418,20 @@ func (b *Backend) load() error {
 		b.log.Info("migrated the entries of the pinned maps", "entries", copied)
 	}
 	return nil
+}
+
+// kernelAtLeast says whether the running kernel's release is at least
+// major.minor (false when it cannot tell).
+func kernelAtLeast(major, minor int) bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return false
+	}
+	var ma, mi int
+	if n, _ := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &ma, &mi); n != 2 {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // forceTgidIdentities makes New keep identities by thread group id even

@@ -222,16 +222,15 @@ func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterC
 	is := spec.Copy()
 	is.Name, is.Pinning, is.Contents = "counters", ebpf.PinNone, nil
 	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu, unused: make([]*chunkBits, outer.MaxEntries())}
-	for i := range c.chunks {
-		var id uint32
-		err := outer.Lookup(uint32(i), &id)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+	idx, ids, err := chunksInPlace(outer)
+	if err != nil {
+		return nil, fmt.Errorf("counters chunks: %w", err)
+	}
+	for k, i := range idx {
+		if int(i) >= len(c.chunks) {
 			continue
 		}
-		if err == nil {
-			c.chunks[i], err = ebpf.NewMapFromID(ebpf.MapID(id))
-		}
-		if err != nil {
+		if c.chunks[i], err = ebpf.NewMapFromID(ebpf.MapID(ids[k])); err != nil {
 			c.close()
 			return nil, fmt.Errorf("counters chunk %d: %w", i, err)
 		}
@@ -241,6 +240,33 @@ func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterC
 		return nil, err
 	}
 	return c, nil
+}
+
+// chunksInPlace lists the slots of outer that hold a chunk and the chunks'
+// map ids: in one batch (empty slots are skipped by the kernel) where it
+// can, else slot by slot (a lookup that fails for every empty slot: 255 of
+// the 256 for a daemon with few rules).
+func chunksInPlace(outer *ebpf.Map) (idx, ids []uint32, err error) {
+	n := int(outer.MaxEntries())
+	idx, ids = make([]uint32, n), make([]uint32, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := outer.BatchLookup(&cursor, idx, ids, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		return idx[:got], ids[:got], nil
+	}
+	idx, ids = idx[:0], ids[:0]
+	for i := range uint32(n) {
+		var id uint32
+		err := outer.Lookup(i, &id)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+		idx, ids = append(idx, i), append(ids, id)
+	}
+	return idx, ids, nil
 }
 
 func (c *counterChunks) close() {

@@ -95,6 +95,12 @@ func (s *sizedMaps) close() {
 	}
 }
 
+// reset closes the hashes and forgets the maps (a load that failed).
+func (s *sizedMaps) reset() {
+	s.close()
+	*s = sizedMaps{}
+}
+
 // openSized takes the hash in force in outer's slot 0, or puts a new one
 // of capacity (at least the floor) there when the slot is empty (a map
 // just created).
@@ -387,10 +393,15 @@ var (
 	_ kmap = (*sizedMap)(nil)
 )
 
-// openSizedMaps fills b.sized from the datapath's outer maps (spec: the
-// datapath's, for the inner templates).
-func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
-	outers := b.mapsByName()
+// openPolicyMaps fills b.sized and b.counters from the datapath's outer
+// maps (outers, by their names in spec; spec for the inner templates).
+//
+// Putting a map into an empty outer slot (a fresh start) waits for an RCU
+// grace period in the kernel (maybe_wait_bpf_programs: 5-15 ms each), CPU
+// the start does not use: the ten outer maps are filled at once, their
+// waits overlapping, and the datapath's loader calls this while its
+// programs are being verified (loadObjectsThen).
+func (b *Backend) openPolicyMaps(spec *ebpf.CollectionSpec, outers map[string]*ebpf.Map) error {
 	grew := func(name string, from, to uint32) {
 		b.log.Debug("policy map grown", "map", name, "from", from, "to", to)
 	}
@@ -400,8 +411,9 @@ func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
 			return fmt.Errorf("datapath lacks map %s", name)
 		}
 	}
-	// New maps each get their first hash put in place: a grace period of
-	// the kernel's each (see makeRoom), waited for side by side.
+	if spec.Maps["counters"] == nil || outers["counters"] == nil {
+		return errors.New("datapath lacks map counters")
+	}
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -420,11 +432,20 @@ func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
 			*field = s
 		}()
 	}
+	var counters *counterChunks
+	var cerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counters, cerr = openCounterChunks(outers["counters"], spec.Maps["counters"].InnerMap, b.ncpu)
+	}()
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, cerr)...); err != nil {
 		b.sized.close()
+		counters.close()
 		return err
 	}
+	b.counters = counters
 	return nil
 }
 
