@@ -81,8 +81,8 @@ func run(o options) (rep *Report, retErr error) {
 		return rep, err
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return rep, errors.New("another benchmark run holds /run/exewall-bench.lock")
+	if err := waitLock(lock, 15*time.Minute); err != nil {
+		return rep, err
 	}
 	if b.cgRoot, err = kerneltest.CgroupMount(); err != nil {
 		return rep, err
@@ -359,4 +359,24 @@ func shuffled[T any](rng *rand.Rand, xs []T) []T {
 	out := append([]T(nil), xs...)
 	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
+}
+
+// waitLock takes the benchmark lock, waiting up to max for another run to
+// finish: two runs side by side would measure each other (and a test run
+// that overlaps a developer's benchmark should wait, not fail).
+func waitLock(lock *os.File, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for said := false; ; said = true {
+		err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return fmt.Errorf("another benchmark run holds /run/exewall-bench.lock (waited %s): %w", max, err)
+		}
+		if !said {
+			fmt.Fprintln(os.Stderr, "bench: waiting for another benchmark run to release /run/exewall-bench.lock")
+		}
+		time.Sleep(time.Second)
+	}
 }
