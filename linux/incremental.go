@@ -128,17 +128,38 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	if ids.exe == nil {
 		ids.exe = map[string][]engine.FileID{}
 	}
-	keep := map[string]bool{} // exe paths the changed rules name
-	for _, i := range changed {
-		if exe := p.Rules[i].Exe; exe != "" {
-			keep[exe] = true
+	// What the changed rules select, by the key ids keeps it under (no
+	// two rules of a policy have one: Validate refuses it).
+	keep := map[string]bool{}
+	key := func(r *engine.Rule) string {
+		switch {
+		case r.Exe != "":
+			return "e" + r.Exe
+		case r.Cgroup != "":
+			return "c" + engine.CleanCgroup(r.Cgroup)
+		case r.User != "":
+			return "u" + r.User
 		}
+		return "g" + r.Group
+	}
+	for _, i := range changed {
+		keep[key(&p.Rules[i])] = true
 	}
 	drop := func(r *engine.Rule) {
-		if r.Exe != "" && !keep[r.Exe] {
+		if keep[key(r)] {
+			return
+		}
+		switch {
+		case r.Exe != "":
 			delete(ids.exe, r.Exe)
 			delete(ids.places, r.Exe)
 			delete(ids.names, r.Exe)
+		case r.Cgroup != "":
+			delete(ids.cgroups, engine.CleanCgroup(r.Cgroup))
+		case r.User != "":
+			delete(ids.uids, r.User)
+		case r.Group != "":
+			delete(ids.gids, r.Group)
 		}
 	}
 	// The old rules at the changed places and the removed ones: their
@@ -381,7 +402,8 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, ids identities, changed, re
 			}
 		}
 		if exe := p.Rules[i].Exe; exe != "" {
-			if known, was := ids.exe[exe], b.seen[exe]; len(was) != len(known) {
+			known := ids.exe[exe]
+			if was, ok := b.seen[exe]; !ok || len(was) != len(known) {
 				b.seen[exe] = known
 			}
 		}

@@ -1,0 +1,228 @@
+//go:build linux
+
+package linux
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/exewall/exewall/engine"
+)
+
+// deltaPolicy is a policy of n exe rules on files in dir, every second one
+// with a deny entry of its own.
+func deltaPolicy(t *testing.T, dir string, n int) *engine.Policy {
+	t.Helper()
+	p := &engine.Policy{Default: engine.ActionAllow}
+	actions := []engine.Action{engine.ActionDeny, engine.ActionAllow, engine.ActionLocalOnly}
+	for i := range n {
+		r := engine.Rule{Name: fmt.Sprintf("r%03d", i), Selector: engine.Selector{Exe: deltaExe(t, dir, i)}, Action: actions[i%3]}
+		if i%2 == 0 {
+			r.Deny = []engine.Dest{{Prefix: netip.MustParsePrefix(fmt.Sprintf("10.9.%d.0/24", i)), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	return p
+}
+
+// deltaExe makes (once) and names executable i of dir.
+func deltaExe(t *testing.T, dir string, i int) string {
+	t.Helper()
+	path := filepath.Join(dir, fmt.Sprintf("d%03d", i))
+	if _, err := os.Stat(path); err != nil {
+		if err := os.WriteFile(path, []byte("\x7fELF not run\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// checkLikeFull says the backend after an apply of p holds what a full
+// apply of p gives: in the kernel (the generation in force, entry by
+// entry, and its config) and in what it keeps (identities, names, seen).
+func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bool) {
+	t.Helper()
+	gen, err := tb.activeGen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delta := tb.pair != nil && tb.pair.cur == tb.gens[gen]; delta != wantDelta {
+		t.Fatalf("incremental apply taken: %v, want %v", delta, wantDelta)
+	}
+	ids, err := tb.resolve(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range []struct {
+		what      string
+		got, want any
+	}{
+		{"exe identities", tb.ids.exe, ids.exe}, {"places", tb.ids.places, ids.places}, {"names", tb.ids.names, ids.names},
+		{"cgroups", tb.ids.cgroups, ids.cgroups}, {"uids", tb.ids.uids, ids.uids}, {"gids", tb.ids.gids, ids.gids},
+	} {
+		if !reflect.DeepEqual(pair.got, pair.want) && !(reflect.ValueOf(pair.got).Len() == 0 && reflect.ValueOf(pair.want).Len() == 0) {
+			t.Errorf("%s: backend keeps %v, a full resolution gives %v", pair.what, pair.got, pair.want)
+		}
+	}
+	slot := func(name string) uint32 {
+		s, ok := tb.slots[name]
+		if !ok {
+			t.Fatalf("rule %s has no slot", name)
+		}
+		return s
+	}
+	c, err := compile(p, ids, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := c.flat(p, tb.slotOf, gen)
+	got, err := tb.scanGen(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		what      string
+		got, want any
+	}{
+		{"exe", got.exe, want.exe}, {"cgroups", got.cgroups, want.cgroups}, {"uids", got.uids, want.uids},
+		{"gids", got.gids, want.gids}, {"dests", got.dests, want.dests}, {"paths", got.paths, want.paths},
+		{"named", got.named, want.named},
+	} {
+		if !reflect.DeepEqual(m.got, m.want) {
+			t.Errorf("generation %d %s: kernel holds %v, a full apply writes %v", gen, m.what, m.got, m.want)
+		}
+	}
+	var config datapathConfig
+	if err := tb.objs.Configs.Lookup(gen, &config); err != nil {
+		t.Fatal(err)
+	}
+	if c.config.DefaultCounter = 0; config != c.config {
+		t.Errorf("config: kernel holds %+v, a full apply writes %+v", config, c.config)
+	}
+	var names []string
+	for i := range p.Rules {
+		names = append(names, p.Rules[i].Name)
+	}
+	slices.Sort(names)
+	if got := slices.Sorted(maps.Keys(tb.byName)); !slices.Equal(got, names) {
+		t.Errorf("byName: %v, want %v", got, names)
+	}
+	if got := slices.Sorted(maps.Keys(tb.slots)); !slices.Equal(got, names) {
+		t.Errorf("slots: %v, want %v", got, names)
+	}
+	if got, want := slices.Sorted(maps.Keys(tb.seen)), slices.Sorted(maps.Keys(ids.exe)); !slices.Equal(got, want) {
+		t.Errorf("seen: %v, want %v", got, want)
+	}
+	if tb.policy != p && !reflect.DeepEqual(tb.policy, p) {
+		t.Errorf("policy in force is not the one applied")
+	}
+}
+
+// TestApplyDeltaLikeFull edits a policy rule by rule, as the CLI does, and
+// checks after every edit that the incremental apply left the kernel's
+// maps and the backend's state as a full apply of the same policy would.
+func TestApplyDeltaLikeFull(t *testing.T) {
+	requireKernel(t)
+	tb := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	ctx := engine.WithOwnedPolicy(context.Background())
+	p := deltaPolicy(t, dir, 40)
+	if err := tb.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	checkLikeFull(t, tb, p, false)
+	step := func(what string, wantDelta bool, edit func(p *engine.Policy)) {
+		t.Helper()
+		next := p.Clone()
+		edit(next)
+		if err := tb.Apply(ctx, next); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		p = next
+		t.Run(what, func(t *testing.T) { checkLikeFull(t, tb, p, wantDelta) })
+	}
+	step("action changed", true, func(p *engine.Policy) { p.Rules[5].Action = engine.ActionDeny })
+	step("action changed back", true, func(p *engine.Policy) { p.Rules[5].Action = engine.ActionLocalOnly })
+	step("action changed again", true, func(p *engine.Policy) { p.Rules[5].Action = engine.ActionDeny })
+	step("rule appended", true, func(p *engine.Policy) {
+		p.Rules = append(p.Rules, engine.Rule{Name: "new", Selector: engine.Selector{Exe: deltaExe(t, dir, 100)}, Action: engine.ActionDeny})
+	})
+	step("rule removed", true, func(p *engine.Policy) { p.Rules = slices.Delete(p.Rules, 3, 4) })
+	step("rule replaced in place", true, func(p *engine.Policy) {
+		p.Rules[7] = engine.Rule{Name: "other", Selector: engine.Selector{Exe: deltaExe(t, dir, 101)}, Action: engine.ActionAllow,
+			Deny: []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}}
+	})
+	step("destinations changed", true, func(p *engine.Policy) {
+		p.Rules[0].Deny = append(p.Rules[0].Deny, engine.Dest{Prefix: netip.MustParsePrefix("198.51.100.0/24"), PortLo: 80, PortHi: 80})
+	})
+	step("exe changed", true, func(p *engine.Policy) { p.Rules[10].Exe = deltaExe(t, dir, 102) })
+	step("exe taken by another rule", true, func(p *engine.Policy) {
+		// r011's file goes to r012, which gives up its own.
+		p.Rules[12].Exe, p.Rules = p.Rules[11].Exe, slices.Delete(p.Rules, 11, 12)
+	})
+	step("user rule appended", true, func(p *engine.Policy) {
+		p.Rules = append(p.Rules, engine.Rule{Name: "root", Selector: engine.Selector{User: "0"}, Action: engine.ActionAllow})
+	})
+	step("user rule removed", true, func(p *engine.Policy) { p.Rules = p.Rules[:len(p.Rules)-1] })
+	step("rule for a missing file", true, func(p *engine.Policy) {
+		p.Rules = append(p.Rules, engine.Rule{Name: "missing", Selector: engine.Selector{Exe: filepath.Join(dir, "missing")}, Action: engine.ActionDeny})
+	})
+	// A path not watched (no file) is resolved again at every apply: the
+	// next change is a full one.
+	step("after a missing file", false, func(p *engine.Policy) { p.Rules[1].Action = engine.ActionDeny })
+	step("missing file removed", false, func(p *engine.Policy) { p.Rules = p.Rules[:len(p.Rules)-1] })
+	step("then incremental again", true, func(p *engine.Policy) { p.Rules[1].Action = engine.ActionAllow })
+	// A file renamed over a rule's path: the next change resolves
+	// everything again, so the new identity is in force with it.
+	tmp := filepath.Join(dir, "upgrade")
+	if err := os.WriteFile(tmp, []byte("\x7fELF new\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p.Rules[2].Exe); err != nil {
+		t.Fatal(err)
+	}
+	step("after a file renamed over a rule's path", false, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionDeny })
+	if n := len(tb.ids.exe[p.Rules[2].Exe]); n != 2 {
+		t.Errorf("the replaced file's rule has %d identities, want the old and the new", n)
+	}
+	step("incremental after the rename", true, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionAllow })
+	step("default changed", false, func(p *engine.Policy) { p.Default = engine.ActionDeny })
+	step("many rules changed", false, func(p *engine.Policy) {
+		for i := range p.Rules[:20] {
+			p.Rules[i].Audit = !p.Rules[i].Audit
+		}
+	})
+	step("incremental after a full apply", true, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionDeny })
+}
+
+// TestApplyDeltaFails checks that an incremental apply that fails leaves
+// the policy in force as it was, and the next one goes on from there.
+func TestApplyDeltaFails(t *testing.T) {
+	requireKernel(t)
+	tb := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	ctx := engine.WithOwnedPolicy(context.Background())
+	p := deltaPolicy(t, dir, 10)
+	if err := tb.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	bad := p.Clone()
+	bad.Rules = append(bad.Rules, engine.Rule{Name: "nobody", Selector: engine.Selector{User: "no-such-user-exewall"}, Action: engine.ActionDeny})
+	if err := tb.Apply(ctx, bad); err == nil {
+		t.Fatal("apply of a rule for an unknown user succeeded")
+	}
+	checkLikeFull(t, tb, p, false)
+	next := p.Clone()
+	next.Rules[1].Action = engine.ActionDeny
+	if err := tb.Apply(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	checkLikeFull(t, tb, next, true)
+}
