@@ -96,7 +96,59 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		{"named", got.named, want.named},
 	} {
 		if !reflect.DeepEqual(m.got, m.want) {
-			t.Errorf("generation %d %s: kernel holds %v, a full apply writes %v", gen, m.what, m.got, m.want)
+			g, w := reflect.ValueOf(m.got), reflect.ValueOf(m.want)
+			for _, k := range g.MapKeys() {
+				if wv := w.MapIndex(k); !wv.IsValid() || !reflect.DeepEqual(wv.Interface(), g.MapIndex(k).Interface()) {
+					t.Errorf("generation %d %s: kernel holds %+v: %+v, a full apply: %v", gen, m.what, k, g.MapIndex(k), wv)
+				}
+			}
+			for _, k := range w.MapKeys() {
+				if !g.MapIndex(k).IsValid() {
+					t.Errorf("generation %d %s: kernel lacks %+v: %+v", gen, m.what, k, w.MapIndex(k))
+				}
+			}
+		}
+	}
+	// What the backend keeps of each generation is what the kernel holds.
+	for g := range uint32(2) {
+		if tb.gens[g] == nil || tb.gens[g].rules == nil {
+			continue
+		}
+		kept := emptyCompiled()
+		for _, o := range tb.gens[g].rules {
+			o.add(kept, g)
+		}
+		in, err := tb.scanGen(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(kept.exe, in.exe) || !reflect.DeepEqual(kept.dests, in.dests) || !reflect.DeepEqual(kept.paths, in.paths) {
+			t.Errorf("generation %d: the backend's record differs from the kernel's maps", g)
+			for i := range p.Rules {
+				if s := tb.slots[p.Rules[i].Name]; s >= 13 && s <= 16 {
+					t.Logf("rule %s slot %d exe %s ids %v", p.Rules[i].Name, s, filepath.Base(p.Rules[i].Exe), tb.ids.exe[p.Rules[i].Exe])
+				}
+			}
+			for s, o := range tb.gens[g].rules {
+				if s >= 13 && s <= 16 {
+					t.Logf("gen %d slot %d src %s exe %s keys %v", g, s, o.src.Name, filepath.Base(o.src.Exe), o.exe)
+				}
+			}
+			for k, v := range in.exe {
+				if w, ok := kept.exe[k]; !ok || w != v {
+					t.Logf("exe kernel %v: id %d action %d; kept %v id %d", k.Id, v.Id&^genBit, v.Action, ok, w.Id&^genBit)
+				}
+			}
+			for k, v := range kept.exe {
+				if _, ok := in.exe[k]; !ok {
+					t.Logf("exe kept only %v: id %d", k.Id, v.Id&^genBit)
+				}
+			}
+			for k, v := range in.paths {
+				if w, ok := kept.paths[k]; !ok || w != v {
+					t.Logf("path kernel %s: id %d; kept %v id %d", fromInt8(k.Name[:]), v.Id&^genBit, ok, w.Id&^genBit)
+				}
+			}
 		}
 	}
 	var config datapathConfig
@@ -164,8 +216,14 @@ func TestApplyDeltaLikeFull(t *testing.T) {
 	})
 	step("exe changed", true, func(p *engine.Policy) { p.Rules[10].Exe = deltaExe(t, dir, 102) })
 	step("exe taken by another rule", true, func(p *engine.Policy) {
-		// r011's file goes to r012, which gives up its own.
-		p.Rules[12].Exe, p.Rules = p.Rules[11].Exe, slices.Delete(p.Rules, 11, 12)
+		// r012 goes, and r013 takes its file.
+		at := slices.IndexFunc(p.Rules, func(r engine.Rule) bool { return r.Name == "r012" })
+		exe := p.Rules[at].Exe
+		p.Rules = slices.Delete(p.Rules, at, at+1)
+		p.Rules[at].Exe = exe
+		if p.Rules[at].Name != "r013" {
+			t.Fatalf("rule %s after r012", p.Rules[at].Name)
+		}
 	})
 	step("user rule appended", true, func(p *engine.Policy) {
 		p.Rules = append(p.Rules, engine.Rule{Name: "root", Selector: engine.Selector{User: "0"}, Action: engine.ActionAllow})
