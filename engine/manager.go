@@ -79,6 +79,9 @@ type Manager struct {
 	// at start, reload, in managed mode); lastCut is the latest such change.
 	cutTotal uint64
 	lastCut  *CutReport
+	// exeIdx is which rule names each executable identity, as the last
+	// check of a change found it (exeindex.go).
+	exeIdx *exeIndex
 }
 
 type pendingApply struct {

@@ -46,7 +46,7 @@ func (m *Manager) validate(p *Policy) error {
 
 // validateFrom is validate for a change from old, the policy in force.
 func (m *Manager) validateFrom(old, p *Policy) error {
-	if err := validateFrom(old, p, m.cfg.Resolver); err != nil {
+	if err := validateIndexed(old, p, m.cfg.Resolver, &m.exeIdx); err != nil {
 		return err
 	}
 	return m.refuse(p)

@@ -505,3 +505,19 @@ func (b *Backend) writeDelta(old, g *generation, p *engine.Policy, gen uint32, s
 	}
 	return nil
 }
+
+// IdentityEpoch implements engine.EpochResolver: the watcher's epoch, and
+// whether every exe path of the policy in force was resolved (or
+// remembered) at it, each watched, with no event since.
+func (b *Backend) IdentityEpoch() (uint64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.exes
+	if w == nil {
+		return 0, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drain()
+	return w.epoch, w.fd >= 0 && b.ids.current && b.ids.epoch == w.epoch
+}
