@@ -54,6 +54,9 @@ type identities struct {
 	// epoch stays, they all still hold (incremental.go).
 	current bool
 	epoch   uint64
+	// owned says these maps are the backend's own, patched in place by an
+	// incremental apply; a full resolution's are shared with the memo.
+	owned bool
 }
 
 // compileDests writes one LPM node per distinct prefix of the rule. Each node

@@ -64,34 +64,58 @@ func (b *Backend) applyDelta(p *engine.Policy) (handled bool, err error) {
 			return false, nil
 		}
 	}
-	ids, ok, err := b.resolveDelta(old, p, changed, removed)
+	d, ok, err := b.resolveDelta(old, p, changed, removed)
 	if !ok || err != nil {
 		return ok, err
 	}
-	return true, b.applyDeltaLocked(p, ids, changed, removed, word)
+	return true, b.applyDeltaLocked(p, d, changed, removed, word)
+}
+
+// idsDelta is how the identities in force become those of a policy with a
+// few rules changed: small holds what the changed rules select (all that
+// compile reads of them), drop the rules whose keys go unless a changed
+// rule selects the same.
+type idsDelta struct {
+	small   identities
+	drop    []*engine.Rule
+	epoch   uint64
+	current bool
+}
+
+// ruleKey is the key identities keeps what r selects under, with its kind.
+func ruleKey(r *engine.Rule) string {
+	switch {
+	case r.Exe != "":
+		return "e" + r.Exe
+	case r.Cgroup != "":
+		return "c" + engine.CleanCgroup(r.Cgroup)
+	case r.User != "":
+		return "u" + r.User
+	}
+	return "g" + r.Group
 }
 
 // resolveDelta is resolve for p, which differs from the policy in force
-// (old) in the rules at changed (p's) and removed (old's): the identities
-// in force, with those rules' taken out and the changed ones' resolved.
+// (old) in the rules at changed (p's) and removed (old's): what the changed
+// rules select, resolved now unless the policy in force has it already.
 // ok is false when the identities in force may be stale (an event since
 // they were resolved, a path not watched): resolve then does all of them.
-func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (identities, bool, error) {
+func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (idsDelta, bool, error) {
 	w := b.exes
 	if w == nil {
-		return identities{}, false, nil
+		return idsDelta{}, false, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.drain()
 	epoch := w.epoch
 	if w.fd < 0 || w.polled || !b.ids.current || b.ids.epoch != epoch {
-		return identities{}, false, nil
+		return idsDelta{}, false, nil
 	}
 	// The paths the changed rules name: those the policy in force already
 	// resolved (a rule whose action changed) are as they were, since no
 	// event came; the others are resolved now.
-	small := identities{places: map[string]place{}, names: map[string][]string{}}
+	fresh := identities{places: map[string]place{}, names: map[string][]string{}}
 	found := map[string]engine.FileID{}
 	var todo []string
 	for _, i := range changed {
@@ -105,49 +129,112 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	if len(todo) > 0 {
 		polled := w.polled
 		var err error
-		if remembered, err = b.identifyFresh(todo, found, &small); err != nil {
+		if remembered, err = b.identifyFresh(todo, found, &fresh); err != nil {
 			w.polled = polled
-			return identities{}, false, nil // the full path says it again
+			return idsDelta{}, false, nil // the full path says it again
 		}
 		if w.epoch != epoch {
 			w.polled = polled
-			return identities{}, false, nil
+			return idsDelta{}, false, nil
 		}
 	}
-	ids := identities{
-		exe: maps.Clone(b.ids.exe), places: maps.Clone(b.ids.places), names: maps.Clone(b.ids.names),
-		cgroups: maps.Clone(b.ids.cgroups), uids: maps.Clone(b.ids.uids), gids: maps.Clone(b.ids.gids),
-		epoch: epoch, current: remembered && !w.polled,
-	}
-	if ids.places == nil {
-		ids.places = map[string]place{}
-	}
-	if ids.names == nil {
-		ids.names = map[string][]string{}
-	}
-	if ids.exe == nil {
-		ids.exe = map[string][]engine.FileID{}
-	}
-	// What the changed rules select, by the key ids keeps it under (no
-	// two rules of a policy have one: Validate refuses it).
-	keep := map[string]bool{}
-	key := func(r *engine.Rule) string {
-		switch {
-		case r.Exe != "":
-			return "e" + r.Exe
-		case r.Cgroup != "":
-			return "c" + engine.CleanCgroup(r.Cgroup)
-		case r.User != "":
-			return "u" + r.User
+	d := idsDelta{epoch: epoch, current: remembered && !w.polled}
+	small := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, names: map[string][]string{},
+		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	for _, exe := range todo {
+		known := b.seen[exe]
+		if id, ok := found[exe]; ok && !slices.Contains(known, id) {
+			known = append(slices.Clip(known), id)
 		}
-		return "g" + r.Group
+		small.exe[exe] = known
+		if pl, ok := fresh.places[exe]; ok {
+			small.places[exe] = pl
+		}
+		if n, ok := fresh.names[exe]; ok {
+			small.names[exe] = n
+		}
 	}
 	for _, i := range changed {
-		keep[key(&p.Rules[i])] = true
+		r := &p.Rules[i]
+		switch {
+		case r.Exe != "":
+			if _, done := small.exe[r.Exe]; done {
+				continue
+			}
+			small.exe[r.Exe] = b.ids.exe[r.Exe]
+			if pl, ok := b.ids.places[r.Exe]; ok {
+				small.places[r.Exe] = pl
+			}
+			if n, ok := b.ids.names[r.Exe]; ok {
+				small.names[r.Exe] = n
+			}
+		case r.Cgroup != "":
+			c := engine.CleanCgroup(r.Cgroup)
+			if id, err := cgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
+				small.cgroups[c] = id
+			}
+		case r.User != "":
+			uid, err := engine.LookupUID(r.User)
+			if err != nil {
+				return d, true, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			small.uids[r.User] = uid
+		case r.Group != "":
+			gid, err := engine.LookupGID(r.Group)
+			if err != nil {
+				return d, true, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			small.gids[r.Group] = gid
+		}
 	}
-	drop := func(r *engine.Rule) {
-		if keep[key(r)] {
-			return
+	d.small = small
+	// The old rules at the changed places and the removed ones: what they
+	// select goes unless a changed rule selects it.
+	for _, j := range removed {
+		d.drop = append(d.drop, &old.Rules[j])
+	}
+	for _, i := range changed {
+		if o := b.byName[p.Rules[i].Name]; o != nil {
+			d.drop = append(d.drop, o)
+		}
+	}
+	return d, true, nil
+}
+
+// patchIDs makes the identities in force those d says: in place once they
+// are the backend's own (the first incremental apply after a full one
+// copies them: a full resolution shares its maps with the watcher's memo).
+func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
+	ids := &b.ids
+	if !ids.owned {
+		*ids = identities{exe: maps.Clone(ids.exe), places: maps.Clone(ids.places), names: maps.Clone(ids.names),
+			cgroups: maps.Clone(ids.cgroups), uids: maps.Clone(ids.uids), gids: maps.Clone(ids.gids), owned: true}
+		if ids.places == nil {
+			ids.places = map[string]place{}
+		}
+		if ids.exe == nil {
+			ids.exe = map[string][]engine.FileID{}
+		}
+		if ids.names == nil {
+			ids.names = map[string][]string{}
+		}
+		if ids.cgroups == nil {
+			ids.cgroups = map[string]uint64{}
+		}
+		if ids.uids == nil {
+			ids.uids = map[string]uint32{}
+		}
+		if ids.gids == nil {
+			ids.gids = map[string]uint32{}
+		}
+	}
+	keep := make(map[string]bool, len(changed))
+	for _, r := range changed {
+		keep[ruleKey(r)] = true
+	}
+	for _, r := range d.drop {
+		if keep[ruleKey(r)] {
+			continue
 		}
 		switch {
 		case r.Exe != "":
@@ -162,59 +249,40 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 			delete(ids.gids, r.Group)
 		}
 	}
-	// The old rules at the changed places and the removed ones: their
-	// paths go unless a changed rule names them.
-	for _, j := range removed {
-		drop(&old.Rules[j])
-	}
-	for _, i := range changed {
-		if o := b.byName[p.Rules[i].Name]; o != nil {
-			drop(o)
-		}
-	}
-	for _, exe := range todo {
-		known := b.seen[exe]
-		if id, ok := found[exe]; ok && !slices.Contains(known, id) {
-			known = append(slices.Clip(known), id)
-		}
-		ids.exe[exe] = known
-		if pl, ok := small.places[exe]; ok {
-			ids.places[exe] = pl
-		}
-		if n, ok := small.names[exe]; ok {
-			ids.names[exe] = n
-		}
-	}
-	for _, i := range changed {
-		r := &p.Rules[i]
+	for _, r := range changed {
 		switch {
+		case r.Exe != "":
+			ids.exe[r.Exe] = d.small.exe[r.Exe]
+			if pl, ok := d.small.places[r.Exe]; ok {
+				ids.places[r.Exe] = pl
+			} else {
+				delete(ids.places, r.Exe)
+			}
+			if n, ok := d.small.names[r.Exe]; ok {
+				ids.names[r.Exe] = n
+			} else {
+				delete(ids.names, r.Exe)
+			}
 		case r.Cgroup != "":
 			c := engine.CleanCgroup(r.Cgroup)
-			if id, err := cgroupID(filepath.Join(b.cgroupRoot, c)); err == nil {
+			if id, ok := d.small.cgroups[c]; ok {
 				ids.cgroups[c] = id
 			} else {
 				delete(ids.cgroups, c)
 			}
 		case r.User != "":
-			uid, err := engine.LookupUID(r.User)
-			if err != nil {
-				return ids, true, fmt.Errorf("rule %s: %w", r.Name, err)
-			}
-			ids.uids[r.User] = uid
+			ids.uids[r.User] = d.small.uids[r.User]
 		case r.Group != "":
-			gid, err := engine.LookupGID(r.Group)
-			if err != nil {
-				return ids, true, fmt.Errorf("rule %s: %w", r.Name, err)
-			}
-			ids.gids[r.Group] = gid
+			ids.gids[r.Group] = d.small.gids[r.Group]
 		}
 	}
-	return ids, true, nil
+	ids.epoch, ids.current = d.epoch, d.current
 }
 
 // applyDeltaLocked is applyLocked for a change resolveDelta resolved.
-func (b *Backend) applyDeltaLocked(p *engine.Policy, ids identities, changed, removed []int, word uint32) error {
+func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, removed []int, word uint32) error {
 	old := b.policy
+	ids := d.small // all compile reads: the changed rules'
 	cur := word & 1
 	next := cur ^ 1
 	g0, g1 := b.gens[cur], b.gens[next]
@@ -375,8 +443,13 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, ids identities, changed, re
 		b.repin = false
 	}
 	clear(b.freshSlots)
-	b.policy, b.ids = p, ids
-	b.pruneLearned(ids)
+	rules := make([]*engine.Rule, len(changed))
+	for k, i := range changed {
+		rules[k] = &p.Rules[i]
+	}
+	b.policy = p
+	b.patchIDs(d, rules)
+	b.pruneLearned(b.ids)
 	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {
 		b.log.Warn("re-judge held sockets", "err", err)
 	} else if n > 0 {
@@ -390,19 +463,19 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, ids identities, changed, re
 	// seen: the paths gone and the new ones.
 	for _, j := range removed {
 		if exe := old.Rules[j].Exe; exe != "" {
-			if _, ok := ids.exe[exe]; !ok {
+			if _, ok := b.ids.exe[exe]; !ok {
 				delete(b.seen, exe)
 			}
 		}
 	}
 	for _, i := range changed {
 		if o := oldByName[p.Rules[i].Name]; o != nil && o.Exe != "" {
-			if _, ok := ids.exe[o.Exe]; !ok {
+			if _, ok := b.ids.exe[o.Exe]; !ok {
 				delete(b.seen, o.Exe)
 			}
 		}
 		if exe := p.Rules[i].Exe; exe != "" {
-			known := ids.exe[exe]
+			known := b.ids.exe[exe]
 			if was, ok := b.seen[exe]; !ok || len(was) != len(known) {
 				b.seen[exe] = known
 			}
