@@ -119,6 +119,24 @@ func (b *Backend) flushViolations() {
 type nameSnapshot struct {
 	slotName map[uint32]string
 	byName   map[string]*engine.Rule
+	// parent holds the names an incremental apply did not change
+	// (incremental.go); depth counts the snapshots above a whole one.
+	parent *nameSnapshot
+	depth  int
+}
+
+// lookup is the name of slot and its rule, from s or its parents.
+func (s *nameSnapshot) lookup(slot uint32) (string, *engine.Rule) {
+	name, found := "", false
+	for t := s; t != nil && !found; t = t.parent {
+		name, found = t.slotName[slot]
+	}
+	for t := s; t != nil; t = t.parent {
+		if r, ok := t.byName[name]; ok {
+			return name, r
+		}
+	}
+	return name, nil
 }
 
 func (b *Backend) droppedEvents() uint64 { return atomic.LoadUint64(&b.dropped) }
@@ -188,8 +206,8 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	// A snapshot taken at apply: the reader never waits for an apply or a
 	// sync holding the backend's lock, which would let the ring fill.
 	if names := b.names.Load(); names != nil && ev.Counter != 0 {
-		v.Rule = names.slotName[ev.Counter]
-		r := names.byName[v.Rule]
+		var r *engine.Rule
+		v.Rule, r = names.lookup(ev.Counter)
 		if r != nil && r.Exe != "" {
 			v.Exe = r.Exe
 		}

@@ -393,11 +393,27 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	merged := maps.Clone(b.byName)
-	for i := range p.Rules {
-		merged[p.Rules[i].Name] = &p.Rules[i]
+	// A snapshot of the changed names over the one in force; every
+	// maxNameDepth changes a whole one (which lets go of older policies).
+	whole := false
+	if parent := b.names.Load(); parent == nil || parent.depth >= maxNameDepth {
+		whole = true
+		merged := maps.Clone(b.byName)
+		for i := range p.Rules {
+			merged[p.Rules[i].Name] = &p.Rules[i]
+		}
+		b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
+	} else {
+		layer := &nameSnapshot{slotName: make(map[uint32]string, len(changed)), byName: make(map[string]*engine.Rule, len(changed)),
+			parent: parent, depth: parent.depth + 1}
+		for _, i := range changed {
+			r := new(engine.Rule)
+			*r = p.Rules[i] // not a pointer into p: that would keep all its rules
+			layer.byName[r.Name] = r
+			layer.slotName[b.slots[r.Name]] = r.Name
+		}
+		b.names.Store(layer)
 	}
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
 	if err := b.inboundBefore(p); err != nil {
 		return fail(err)
 	}
@@ -456,9 +472,29 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
 	oldByName := b.byName
-	b.byName = make(map[string]*engine.Rule, len(p.Rules))
-	for i := range p.Rules {
-		b.byName[p.Rules[i].Name] = &p.Rules[i]
+	if whole {
+		b.byName = make(map[string]*engine.Rule, len(p.Rules))
+		for i := range p.Rules {
+			b.byName[p.Rules[i].Name] = &p.Rules[i]
+		}
+	} else {
+		// In place: the rules that did not change keep pointing at an
+		// earlier policy's (equal) rules, the changed ones at copies.
+		oldByName = make(map[string]*engine.Rule, len(changed)+len(removed))
+		for _, j := range removed {
+			name := old.Rules[j].Name
+			oldByName[name] = b.byName[name]
+			delete(b.byName, name)
+		}
+		for _, i := range changed {
+			name := p.Rules[i].Name
+			if o, ok := b.byName[name]; ok {
+				oldByName[name] = o
+			}
+			r := new(engine.Rule)
+			*r = p.Rules[i]
+			b.byName[name] = r
+		}
 	}
 	// seen: the paths gone and the new ones.
 	for _, j := range removed {
@@ -483,6 +519,10 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	}
 	return nil
 }
+
+// maxNameDepth bounds how many incremental applies stack their names on
+// a whole snapshot (events look a name up through them all).
+const maxNameDepth = 32
 
 // setFlags sets the selector flags of config that o needs, as compile does.
 func setFlags(config *datapathConfig, o *ruleOut) {

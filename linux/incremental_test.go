@@ -172,6 +172,18 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 	if got, want := slices.Sorted(maps.Keys(tb.seen)), slices.Sorted(maps.Keys(ids.exe)); !slices.Equal(got, want) {
 		t.Errorf("seen: %v, want %v", got, want)
 	}
+	// Events name the rule of their slot, with its exe.
+	snap := tb.names.Load()
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		name, got := snap.lookup(tb.slots[r.Name])
+		if name != r.Name || got == nil || got.Exe != r.Exe || got.Action != r.Action {
+			t.Errorf("slot of %s: events would name %q (%+v)", r.Name, name, got)
+		}
+		if tb.byName[r.Name].Exe != r.Exe || tb.byName[r.Name].Action != r.Action {
+			t.Errorf("byName[%s] = %+v", r.Name, tb.byName[r.Name])
+		}
+	}
 	if tb.policy != p && !reflect.DeepEqual(tb.policy, p) {
 		t.Errorf("policy in force is not the one applied")
 	}
@@ -258,6 +270,15 @@ func TestApplyDeltaLikeFull(t *testing.T) {
 		}
 	})
 	step("incremental after a full apply", true, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionDeny })
+	// Past maxNameDepth changes the names are snapshot whole again.
+	for k := range maxNameDepth + 3 {
+		step(fmt.Sprintf("flip %d", k), true, func(p *engine.Policy) {
+			p.Rules[k%7].Action = []engine.Action{engine.ActionAllow, engine.ActionDeny}[k%2]
+		})
+	}
+	if d := tb.names.Load().depth; d > maxNameDepth {
+		t.Errorf("names snapshot %d deep", d)
+	}
 }
 
 // TestApplyDeltaFails checks that an incremental apply that fails leaves
