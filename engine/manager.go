@@ -82,6 +82,9 @@ type Manager struct {
 	// exeIdx is which rule names each executable identity, as the last
 	// check of a change found it (exeindex.go).
 	exeIdx *exeIndex
+	// scan is where the rules are in src, when an edit made src (its
+	// items moved and its new ones scanned: policyedit.go).
+	scan *scannedText
 }
 
 type pendingApply struct {
