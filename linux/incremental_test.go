@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -304,4 +306,120 @@ func TestApplyDeltaFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLikeFull(t, tb, next, true)
+}
+
+// TestManagerDeltaEndToEnd drives the incremental path the way the CLI
+// does, through a Manager with its policy file: every change is in force
+// as a full apply would make it and on disk; two rules naming one file
+// (a hard link) are refused with nothing changed; a file renamed over a
+// rule's path is seen by the next change.
+func TestManagerDeltaEndToEnd(t *testing.T) {
+	requireKernel(t)
+	tb := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	p := deltaPolicy(t, dir, 30)
+	data, err := engine.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := engine.NewManager(engine.ManagerConfig{Backend: tb.Backend, PolicyFile: path, RollbackFile: filepath.Join(dir, "rollback.yaml")})
+	ctx := context.Background()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// inForce: the backend holds what a full apply of the policy in force
+	// gives, and the file says that policy.
+	inForce := func(what string, wantDelta bool) {
+		t.Helper()
+		t.Run(what, func(t *testing.T) {
+			cur := m.Policy()
+			checkLikeFull(t, tb, cur, wantDelta)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			onDisk, err := engine.Parse(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(engine.ViewPolicy(onDisk), engine.ViewPolicy(cur)) {
+				t.Errorf("the file says another policy than the one in force")
+			}
+		})
+	}
+	rule := func(name, exe string, a engine.Action) engine.Rule {
+		return engine.Rule{Name: name, Selector: engine.Selector{Exe: exe}, Action: a}
+	}
+	if _, err := m.AddRule(ctx, rule("r005", p.Rules[5].Exe, engine.ActionAllow)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("action changed", true)
+	if _, err := m.AddRule(ctx, rule("added", deltaExe(t, dir, 200), engine.ActionDeny)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("rule added", true)
+	// A hard link to r007's file is the same executable: refused.
+	link := filepath.Join(dir, "link")
+	if err := os.Link(p.Rules[7].Exe, link); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if _, err := m.AddRule(ctx, rule("linked", link, engine.ActionDeny)); err == nil || !strings.Contains(err.Error(), "same executable") {
+		t.Fatalf("a rule for a hard link of another rule's file: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("a refused change wrote the policy file")
+	}
+	inForce("duplicate refused", true)
+	// Once r007 is gone, the link may have a rule.
+	if _, err := m.RemoveRule(ctx, "r007"); err != nil {
+		t.Fatal(err)
+	}
+	inForce("rule removed", true)
+	if _, err := m.AddRule(ctx, rule("linked", link, engine.ActionDeny)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("the file handed over", true)
+	// A rule renamed: the same executable under another name.
+	if _, err := m.AddRule(ctx, rule("renamed", p.Rules[9].Exe, engine.ActionDeny)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("rule renamed", true)
+	// A new file renamed over r003's path: the next change resolves every
+	// path again, and r003 covers the new file (and still the old one).
+	tmp := filepath.Join(dir, "upgrade")
+	if err := os.WriteFile(tmp, []byte("\x7fELF upgraded\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p.Rules[3].Exe); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddRule(ctx, rule("r010", p.Rules[10].Exe, engine.ActionAllow)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("after an upgrade", false)
+	if n := len(tb.ids.exe[p.Rules[3].Exe]); n != 2 {
+		t.Errorf("the upgraded file's rule has %d identities, want 2", n)
+	}
+	if _, err := m.AddRule(ctx, rule("r010", p.Rules[10].Exe, engine.ActionDeny)); err != nil {
+		t.Fatal(err)
+	}
+	inForce("incremental again", true)
+	// Two rules that did not change come to name one file (r012's path
+	// becomes a symlink to r013's): the next change is refused, as the
+	// full check refuses it, and nothing changes.
+	if err := os.Remove(p.Rules[12].Exe); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(p.Rules[13].Exe, p.Rules[12].Exe); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddRule(ctx, rule("r014", p.Rules[14].Exe, engine.ActionAllow)); err == nil || !strings.Contains(err.Error(), "same executable") {
+		t.Fatalf("a change while two rules name one file: %v", err)
+	}
 }
