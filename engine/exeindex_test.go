@@ -145,3 +145,27 @@ func TestValidateIndexed(t *testing.T) {
 		t.Errorf("not current: %d paths resolved, want all", r.single)
 	}
 }
+
+// TestKeyMatchesAndExeMatcher: the shortcuts say what exeKey and SameExe
+// say, for every pair of a set of spellings.
+func TestKeyMatchesAndExeMatcher(t *testing.T) {
+	paths := []string{"/usr/bin/curl", "/usr//bin/curl", "/usr/./bin/curl", "/usr/bin/curl/", "/usr/bin/curl/.",
+		"/usr/bin/../bin/curl", "/usr/bin/cur", "/usr/bin/curlx", "/usr/bin//curl/", "/", "//", "/.", "/a", "/a/",
+		`C:\Tools\curl.exe`, `c:/tools/CURL.exe`, `C:\Tools\curl.ex`, "relative/x", "relative//x"}
+	for _, a := range paths {
+		for _, b := range paths {
+			if got, want := keyMatches(a, exeKey(b)), exeKey(a) == exeKey(b); got != want {
+				t.Errorf("keyMatches(%q, exeKey(%q)) = %v, want %v", a, b, got, want)
+			}
+			if got, want := ExeMatcher(b)(a), SameExe(a, b); got != want {
+				t.Errorf("ExeMatcher(%q)(%q) = %v, SameExe says %v", b, a, got, want)
+			}
+			ra, rb := &Rule{Selector: Selector{Exe: a}}, &Rule{Selector: Selector{Exe: b}}
+			kind, key := selectorKey(rb)
+			ka, va := selectorKey(ra)
+			if got, want := selectorIs(ra, kind, key), ka == kind && va == key; got != want {
+				t.Errorf("selectorIs(%q, %q) = %v, want %v", a, b, got, want)
+			}
+		}
+	}
+}

@@ -175,8 +175,13 @@ func (m *Manager) AddRule(ctx context.Context, r Rule, opts ...ChangeOption) (Ru
 	var out Rule
 	_, err := m.update(ctx, func(p *Policy) error {
 		at := -1
+		same := func(s Selector) bool { return sameSelector(s, r.Selector) }
+		if r.Exe != "" {
+			k := exeKey(r.Exe) // once, not for every rule
+			same = func(s Selector) bool { return s.Exe != "" && keyMatches(s.Exe, k) }
+		}
 		for i := range p.Rules {
-			if sameSelector(p.Rules[i].Selector, r.Selector) {
+			if same(p.Rules[i].Selector) {
 				at = i
 				break
 			}
