@@ -446,15 +446,22 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 			}
 		}
 	}
+	// The policy is in force. Should what follows fail, the state kept of
+	// it (b.policy, b.ids) is left as applyLocked leaves it, and the next
+	// apply is a full one.
+	afterSwitch := func(err error) error {
+		b.pair, b.ids.current = nil, false
+		return err
+	}
 	if b.repin || len(b.links) < b.wantLinks() {
 		if err := b.attach(); err != nil {
-			return err
+			return afterSwitch(err)
 		}
 	}
 	b.inboundAfter(p)
 	if b.repin {
 		if err := b.pinMaps(); err != nil {
-			return err
+			return afterSwitch(err)
 		}
 		b.repin = false
 	}
