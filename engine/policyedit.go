@@ -130,7 +130,9 @@ func editRulesScanned(src []byte, old, p *Policy, sc *scannedText) ([]byte, *sca
 	// text is whole.
 	next := make([]ruleItem, 0, len(p.Rules))
 	nameAt := make([]int, 0, len(p.Rules))
-	srcOff := func(b []byte) int { return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(src)))) }
+	srcOff := func(b []byte) int {
+		return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(src))))
+	}
 	// written adds the item of text, a rendered rule just written at base.
 	written := func(text []byte, base, start int) bool {
 		wrapped := append([]byte("rules:\n"), text...)
