@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -422,4 +423,76 @@ func TestManagerDeltaEndToEnd(t *testing.T) {
 	if _, err := m.AddRule(ctx, rule("r014", p.Rules[14].Exe, engine.ActionAllow)); err == nil || !strings.Contains(err.Error(), "same executable") {
 		t.Fatalf("a change while two rules name one file: %v", err)
 	}
+}
+
+// TestDeltaVerdicts: what incremental applies put in force is what a
+// client meets, and the violations they cause name the rule as changed.
+func TestDeltaVerdicts(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	tb := newTestBackend(t, cg)
+	dir := t.TempDir()
+	client := clientCopy(t, dir, "delta-client")
+	lport := listenLoopback(t)
+	p := deltaPolicy(t, dir, 20)
+	data, err := engine.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := engine.NewManager(engine.ManagerConfig{Backend: tb.Backend, PolicyFile: path, RollbackFile: filepath.Join(dir, "rollback.yaml")})
+	ctx := context.Background()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	attempts := []attempt{{Proto: "tcp", Op: "connect", Sock: 4, Addr: "127.0.0.1", Port: lport}}
+	want := func(what string, denied bool) {
+		t.Helper()
+		drainViolations(tb.Backend, 0)
+		pid, out := runClient(t, client, cg, attempts)
+		if out[0].denied() != denied {
+			t.Fatalf("%s: connect %+v, want denied %v", what, out[0], denied)
+		}
+		if !denied {
+			return
+		}
+		seen := 0
+		for _, v := range drainViolations(tb.Backend, 300*time.Millisecond) {
+			if v.PID != uint32(pid) {
+				continue
+			}
+			seen++
+			if v.Rule != "client" || v.Exe != client {
+				t.Errorf("%s: violation names rule %q exe %q, want client %s", what, v.Rule, v.Exe, client)
+			}
+		}
+		if seen == 0 {
+			t.Errorf("%s: no violation for the denied connect", what)
+		}
+	}
+	set := func(a engine.Action) {
+		t.Helper()
+		if _, err := m.AddRule(ctx, engine.Rule{Name: "client", Selector: engine.Selector{Exe: client}, Action: a}); err != nil {
+			t.Fatal(err)
+		}
+		gen, _ := tb.activeGen()
+		if tb.pair == nil || tb.pair.cur != tb.gens[gen] {
+			t.Fatal("the change was not applied incrementally")
+		}
+	}
+	want("no rule", false)
+	set(engine.ActionDeny)
+	want("rule added, deny", true)
+	set(engine.ActionAllow)
+	want("allow", false)
+	set(engine.ActionDeny)
+	want("deny again", true)
+	if _, err := m.RemoveRule(ctx, "client"); err != nil {
+		t.Fatal(err)
+	}
+	want("rule removed", false)
 }
