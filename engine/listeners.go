@@ -264,9 +264,22 @@ func (m *Manager) cuts(ctx context.Context, old, next *Policy) ([]Cut, error) {
 	return WouldCut(old, next, ls, m.cfg.Resolver, m.cfg.HostNets())
 }
 
+// neverDeniesInbound says whether p denies no inbound attempt whatever the
+// listener: no rule, and default_inbound allows or the mode only audits.
+// Nothing can be cut then: a change never refused (applyCuts: a start
+// with no rules, say) does not list the sockets (a netlink dump of every
+// TCP and UDP socket, several ms of a daemon's start). A change that can
+// be refused still lists them, and a listing failure still refuses it.
+func neverDeniesInbound(p *Policy) bool {
+	return len(p.Rules) == 0 && (p.DefaultInbound == ActionAllow || p.Mode == ModeAudit)
+}
+
 // applyCuts is for changes that are never refused (start, reload, managed
 // mode, rollback): the cuts next makes, to report once it is in force.
 func (m *Manager) applyCuts(ctx context.Context, old, next *Policy, why string) []Cut {
+	if neverDeniesInbound(next) {
+		return nil
+	}
 	cuts, err := m.cuts(ctx, old, next)
 	if err != nil {
 		m.log.Warn("listening sockets could not be checked", "why", why, "err", err)

@@ -44,6 +44,25 @@ func buildKey(elf []byte, params ...any) string {
 // afresh are pinned for the next daemon. Tests that edit specs (specHook)
 // neither adopt nor pin.
 func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions, params ...any) error {
+	return b.loadObjectsThen(name, elf, spec, obj, opts, nil, params...)
+}
+
+// loadObjectsThen is loadObjects that also calls then (when not nil) with
+// the object's maps by their names in spec, once they exist: on a load
+// afresh while the programs are verified (in another goroutine), else
+// after the programs are adopted. When then fails, so does the load, and
+// obj is left empty.
+func (b *Backend) loadObjectsThen(name string, elf []byte, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions, then func(map[string]*ebpf.Map) error, params ...any) error {
+	after := func() error {
+		if then == nil {
+			return nil
+		}
+		if err := then(objectMaps(obj)); err != nil {
+			closeObjects(obj)
+			return err
+		}
+		return nil
+	}
 	if opts.Cache == nil {
 		opts.Cache = b.btf
 	}
@@ -54,14 +73,17 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 		ms.MaxEntries = m.MaxEntries() // Config.RingBufSize
 	}
 	if specHook != nil {
-		return spec.LoadAndAssign(obj, opts)
+		if err := spec.LoadAndAssign(obj, opts); err != nil {
+			return err
+		}
+		return after()
 	}
 	key := buildKey(elf, params...)
 	// Objects load concurrently (loadOptional): the bookkeeping below is
-	// shared, the loading itself is not.
-	b.loadMu.Lock()
+	// shared (adoptObjects locks it too), the loading itself is not.
 	err := b.adoptObjects(name, key, spec, obj, opts)
 	if err == nil {
+		b.loadMu.Lock()
 		b.adopted = append(b.adopted, name)
 		if b.progPins == nil {
 			b.progPins = map[string]*ebpf.Program{}
@@ -70,13 +92,12 @@ func (b *Backend) loadObjects(name string, elf []byte, spec *ebpf.CollectionSpec
 			b.progPins[b.progPin(name, key, tag)] = p
 		}
 		b.loadMu.Unlock()
-		return nil
+		return after()
 	}
-	b.loadMu.Unlock()
 	if !errors.Is(err, os.ErrNotExist) {
 		b.log.Info("pinned programs not adopted; loading them", "object", name, "err", err)
 	}
-	if err := loadConcurrently(spec, obj, opts); err != nil {
+	if err := loadConcurrently(spec, obj, opts, then); err != nil {
 		return err
 	}
 	b.loadMu.Lock()
@@ -111,9 +132,6 @@ func (b *Backend) pinPrograms(name, key string, obj any) error {
 // adoptObjects fills obj with the pinned programs of build key and the maps
 // they use; os.ErrNotExist when no such build is pinned.
 func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions) (retErr error) {
-	if b.idName == nil {
-		b.idName = map[ebpf.MapID]string{}
-	}
 	progs := map[string]*ebpf.Program{}
 	maps := map[string]*ebpf.Map{}
 	defer func() {
@@ -170,35 +188,31 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 		}
 	}
 	for pname, p := range progs {
-		info, err := p.Info()
+		ids, err := progMapIDs(p)
 		if err != nil {
-			return err
-		}
-		ids, ok := info.MapIDs()
-		if !ok {
-			return fmt.Errorf("program %s: map ids unavailable", pname)
+			return fmt.Errorf("program %s: %w", pname, err)
 		}
 		for _, id := range ids {
 			if seen[id] {
 				continue
 			}
 			seen[id] = true
-			if gname, ok := givenID[id]; ok && (kernelName(gname) == b.idName[id] || b.idName[id] == "") {
+			if gname, ok := givenID[id]; ok && (kernelName(gname) == b.nameOf(id) || b.nameOf(id) == "") {
 				continue // the very map given for it
 			}
 			m, err := ebpf.NewMapFromID(id)
 			if err != nil {
 				return fmt.Errorf("program %s map %d: %w", pname, id, err)
 			}
-			minfo, err := m.Info()
+			_, kname, err := mapIDName(m)
 			if err == nil {
-				b.idName[id] = minfo.Name
+				b.setName(id, kname)
 			}
 			mname, ok := "", false
 			if err == nil {
-				mname, ok = byKernelName[minfo.Name]
+				mname, ok = byKernelName[kname]
 			}
-			if err != nil || !ok || strings.Contains(minfo.Name, ".") {
+			if err != nil || !ok || strings.Contains(kname, ".") {
 				m.Close() // .rodata, .bss: the program's own
 				continue
 			}
@@ -231,23 +245,46 @@ func (b *Backend) adoptObjects(name, key string, spec *ebpf.CollectionSpec, obj 
 
 // mapID is m's kernel id, asked once per map during New.
 func (b *Backend) mapID(m *ebpf.Map) (ebpf.MapID, error) {
-	if id, ok := b.mapIDs[m]; ok {
+	b.loadMu.Lock()
+	id, ok := b.mapIDs[m]
+	b.loadMu.Unlock()
+	if ok {
 		return id, nil
 	}
-	info, err := m.Info()
+	id, name, err := mapIDName(m)
 	if err != nil {
 		return 0, err
 	}
-	id, ok := info.ID()
-	if !ok {
+	if id == 0 {
 		return 0, errors.New("map id unavailable")
 	}
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
 	if b.mapIDs == nil {
 		b.mapIDs = map[*ebpf.Map]ebpf.MapID{}
 	}
 	b.mapIDs[m] = id
-	b.idName[id] = info.Name
+	if b.idName == nil {
+		b.idName = map[ebpf.MapID]string{}
+	}
+	b.idName[id] = name
 	return id, nil
+}
+
+// nameOf is the kernel name of map id as New last learnt it ("": unknown).
+func (b *Backend) nameOf(id ebpf.MapID) string {
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
+	return b.idName[id]
+}
+
+func (b *Backend) setName(id ebpf.MapID, name string) {
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
+	if b.idName == nil {
+		b.idName = map[ebpf.MapID]string{}
+	}
+	b.idName[id] = name
 }
 
 // kernelName is a map's name as the kernel keeps it (15 bytes).
@@ -297,6 +334,36 @@ func assignObjects(obj any, progs map[string]*ebpf.Program, maps map[string]*ebp
 		}
 	}
 	return nil
+}
+
+// objectMaps lists the maps of obj by their ebpf tags.
+func objectMaps(obj any) map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	walkObjects(obj, func(tag string, f reflect.Value) {
+		if m, ok := f.Interface().(*ebpf.Map); ok && m != nil {
+			out[tag] = m
+		}
+	})
+	return out
+}
+
+// closeObjects closes the programs and maps of obj and clears them.
+func closeObjects(obj any) {
+	walkObjects(obj, func(_ string, f reflect.Value) {
+		switch v := f.Interface().(type) {
+		case *ebpf.Program:
+			if v != nil {
+				v.Close()
+			}
+		case *ebpf.Map:
+			if v != nil {
+				v.Close()
+			}
+		default:
+			return
+		}
+		f.Set(reflect.Zero(f.Type()))
+	})
 }
 
 // objectPrograms lists the programs of obj by their ebpf tags.

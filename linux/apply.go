@@ -33,6 +33,10 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 			return err
 		}
 	}
+	// Maps a large policy outgrows are grown while its executables are
+	// resolved (makeRoomAhead); joined before anything is written.
+	b.roomAhead = b.makeRoomAhead(p)
+	defer b.joinRoomAhead()
 	ids, err := b.resolve(p)
 	if err != nil {
 		return err
@@ -58,9 +62,10 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	}
 	for _, path := range paths {
 		// Keep every identity the path has had while the rule lives: a
-		// process still running a replaced binary stays covered.
-		// The list is shared with seen until it changes.
-		known := b.seen[path]
+		// process still running a replaced binary stays covered (the
+		// identities in force, b.ids, are those it has had). The list is
+		// shared with them until it changes.
+		known := b.ids.exe[path]
 		if id, ok := found[path]; ok && !slices.Contains(known, id) {
 			known = append(slices.Clip(known), id)
 		}
@@ -194,6 +199,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		restore()
 		return err
 	}
+	if err := b.joinRoomAhead(); err != nil {
+		b.log.Debug("grow policy maps ahead", "err", err) // makeRoom tries again
+	}
 	if err := b.bindNames(c, p); err != nil { // DNS names: bindings carried over
 		restore()
 		return err
@@ -224,11 +232,11 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	merged := maps.Clone(b.byName)
+	byName := make(map[string]*engine.Rule, len(p.Rules))
 	for i := range p.Rules {
-		merged[p.Rules[i].Name] = &p.Rules[i]
+		byName[p.Rules[i].Name] = &p.Rules[i]
 	}
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: b.byName})
 	if err := b.inboundBefore(p); err != nil { // inbound.go
 		return fail(err)
 	}
@@ -262,7 +270,9 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		}
 		b.repin = false
 	}
-	clear(b.freshSlots) // written: later applies must not zero them again
+	// Written: later applies must not zero them again. (A policy's first
+	// apply hands a slot per rule: what held them is not kept for the next.)
+	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil
 	b.policy, b.ids = p, ids
 	b.pruneLearned(ids)
 	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {
@@ -270,22 +280,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	} else if n > 0 {
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
-	b.byName = make(map[string]*engine.Rule, len(p.Rules))
-	for i := range p.Rules {
-		b.byName[p.Rules[i].Name] = &p.Rules[i]
-	}
-	for path, known := range ids.exe {
-		if was, ok := b.seen[path]; !ok || len(was) != len(known) {
-			b.seen[path] = known
-		}
-	}
-	if len(b.seen) > len(ids.exe) {
-		for path := range b.seen {
-			if _, ok := ids.exe[path]; !ok {
-				delete(b.seen, path)
-			}
-		}
-	}
+	b.byName = byName // (shared with the snapshot: neither changes it)
 	return nil
 }
 
@@ -312,10 +307,32 @@ func waitForReaders() {
 // (ruleout.go), else entry by entry. Entries that stay the same are not
 // written.
 func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) error {
+	if err := b.makeRoom(c, gen); err != nil {
+		return err
+	}
+	// The counters of the slots this apply hands out are other maps than
+	// the rules': they are written meanwhile (new chunks wait for a grace
+	// period, the rules' writes for the kernel's inserts).
+	slots := make(chan error, 1)
+	go func() { slots <- b.writeSlots(c) }()
+	err := b.writeEntries(old, c, p, gen)
+	err = errors.Join(err, <-slots)
+	if err != nil {
+		return err
+	}
+	c.config.DefaultCounter = 0
+	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// writeEntries is writeGen's part in the rule maps.
+func (b *Backend) writeEntries(old, c *generation, p *engine.Policy, gen uint32) error {
 	done := false
 	if old != nil && old.rules != nil && !old.unsure {
 		var err error
-		if len(old.rules) == 0 && old.bound.len() == 0 && c.bound.len() == 0 && c.rules != nil {
+		if old.rules.len() == 0 && old.bound.len() == 0 && c.bound.len() == 0 && c.rules != nil {
 			// It holds nothing (a new backend's maps) and gets no name
 			// bindings: no diff to make.
 			done, err = true, b.writeFresh(c, p, gen)
@@ -344,29 +361,31 @@ func (b *Backend) writeGen(old, c *generation, p *engine.Policy, gen uint32) err
 			return err
 		}
 	}
-	// A slot handed to a new rule starts from zero and gets its name before
-	// the switch; slots of rules that stay are left alone.
-	var fresh []uint32
-	names := map[uint32]datapathRuleName{}
+	return nil
+}
+
+// writeSlots starts every slot handed to a new rule from zero (its chunk put
+// in place if need be) and gives it its name, before the switch; slots of
+// rules that stay are left alone.
+func (b *Backend) writeSlots(c *generation) error {
+	fresh := make([]uint32, 0, len(b.freshSlots))
+	names := make([]datapathRuleName, 0, len(b.freshSlots))
 	for slot := range b.freshSlots {
-		if o := c.rules[slot]; o != nil {
+		if o := c.rules.get(slot); o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
 			copy(rn.Name[:], toInt8(o.src.Name))
-			names[slot] = rn
+			names = append(names, rn)
 		}
 	}
-	if len(fresh) > 0 {
-		if err := b.counters.reset(fresh); err != nil {
-			return fmt.Errorf("reset counters: %w", err)
-		}
-		if err := batchUpdate(b.sized.CounterNames, names); err != nil {
-			return fmt.Errorf("name counters: %w", err)
-		}
+	if len(fresh) == 0 {
+		return nil
 	}
-	c.config.DefaultCounter = 0
-	if err := b.objs.Configs.Update(gen, c.config, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("write config: %w", err)
+	if err := b.counters.reset(fresh); err != nil {
+		return fmt.Errorf("reset counters: %w", err)
+	}
+	if err := batchUpdateSlices(b.sized.CounterNames, fresh, names); err != nil {
+		return fmt.Errorf("name counters: %w", err)
 	}
 	return nil
 }
@@ -446,7 +465,7 @@ func (b *Backend) slotOf(name string) (uint32, bool) {
 // the name so late events are still attributed correctly.
 func (b *Backend) dropUnusedSlots(c *generation) {
 	for name, slot := range b.slots {
-		if _, ok := c.rules[slot]; !ok {
+		if c.rules.get(slot) == nil {
 			b.retire(slot)
 			delete(b.slots, name)
 			b.sized.CounterNames.Delete(slot)

@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -79,20 +80,23 @@ type Backend struct {
 	links      map[string]link.Link
 	policy     *engine.Policy
 	ids        identities
-	seen       map[string][]engine.FileID // every identity an exe rule has had
-	places     statCache[place]           // where each exe path lives
-	slots      map[string]uint32          // rule name -> counter slot
-	slotName   map[uint32]string          // counter slot -> rule name, kept after a rule goes until the slot is reused
+	places     statCache[place]  // where each exe path lives
+	slots      map[string]uint32 // rule name -> counter slot
+	slotName   map[uint32]string // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
-	slotUndo   []slotUndo      // and how to take them back if it fails
-	retired    engine.Counters // what removed rules counted: totals never go backwards
-	byName     map[string]*engine.Rule
-	gens       [2]*generation // what each generation holds; nil = unknown
-	pair       *pairDiff      // where gens differ, after an incremental apply (incremental.go)
-	repin      bool           // maps are fresh (old pins incompatible): pin after first apply
-	hostNets   []netip.Prefix
-	local      map[datapathLocalKey]uint8 // what local_nets holds
+	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
+	// aheadChunks records the counter chunks makeRoomAhead put in place
+	// (set by its goroutine before it reports on roomAhead).
+	aheadChunks func()
+	slotUndo    []slotUndo      // and how to take them back if it fails
+	retired     engine.Counters // what removed rules counted: totals never go backwards
+	byName      map[string]*engine.Rule
+	gens        [2]*generation // what each generation holds; nil = unknown
+	pair        *pairDiff      // where gens differ, after an incremental apply (incremental.go)
+	repin       bool           // maps are fresh (old pins incompatible): pin after first apply
+	hostNets    []netip.Prefix
+	local       map[datapathLocalKey]uint8 // what local_nets holds
 
 	exec     execwatchObjects
 	execLink link.Link // nil when the kernel refuses tp_btf
@@ -110,6 +114,7 @@ type Backend struct {
 	mapIDs      map[*ebpf.Map]ebpf.MapID // kernel ids of maps, while New adopts (adopt.go)
 	idName      map[ebpf.MapID]string    // kernel names by id, likewise
 	loadMu      sync.Mutex               // adopted, progPins, mapIDs, idName while New loads objects concurrently
+	early       *optionalLoad            // optional objects loading beside the datapath's programs (load)
 
 	guard      guardObjects // source-route, ping and accepted-socket guards (guard.go)
 	guardOK    bool
@@ -167,7 +172,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{}, seen: map[string][]engine.FileID{},
+	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
 		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 
@@ -221,18 +226,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	// dropped once they are (tens of MiB a daemon has no use for later).
 	b.btf = btf.NewCache()
 	defer func() { b.btf, b.mapIDs, b.idName = nil, nil, nil }()
-	t0 := time.Now()
-	if err := b.load(); err != nil {
-		return nil, err
-	}
-	if fresh && !b.repin {
-		// New maps: both generations are known to be empty, so no apply
-		// has to scan them.
-		b.gens = [2]*generation{{rules: map[uint32]*ruleOut{}}, {rules: map[uint32]*ruleOut{}}}
-	}
-	t1 := time.Now()
-	// The identity iterator is independent of the optional hooks: it
-	// loads beside them.
+	// Independent of the datapath: the identity iterator (it shares no
+	// map) and the dynamic loaders' paths (files read) are found beside
+	// its load.
 	resolved := make(chan struct{})
 	go func() {
 		defer close(resolved)
@@ -240,7 +236,22 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 			return b.loadObjects("fileid", _FileidBytes, spec, objs, &ebpf.CollectionOptions{})
 		})
 	}()
-	b.loadOptional()
+	loaders := make(chan []string, 1)
+	go func() { loaders <- loaderPaths() }()
+	t0 := time.Now()
+	if err := b.load(); err != nil {
+		<-resolved
+		b.resolver.Close()
+		return nil, err
+	}
+	if fresh && !b.repin {
+		// New maps: both generations are known to be empty, so no apply
+		// has to scan them.
+		b.gens = [2]*generation{{rules: &slotRules{}}, {rules: &slotRules{}}}
+	}
+	t1 := time.Now()
+	b.loadOptional(b.early)
+	b.early = nil
 	<-resolved
 	t2 := time.Now()
 	b.exes = newExeWatch()
@@ -248,7 +259,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		b.optional["iter"] = b.resolver.fallback
 		b.log.Warn("executable identity", "err", b.resolver.fallback)
 	}
-	if err := b.writeLoaders(); err != nil {
+	if err := b.writeLoaders(<-loaders); err != nil {
 		b.log.Warn("dynamic loaders not recognised", "err", err)
 	}
 	if err := b.restoreSlots(); err != nil {
@@ -324,11 +335,47 @@ func (b *Backend) load() error {
 	if err := spec.Variables["use_task_storage"].Set(b.taskStorage); err != nil {
 		return err
 	}
-	loadAll := func() error {
-		if changed {
-			return spec.LoadAndAssign(&b.objs, opts)
+	// The policy maps' hashes and counter chunks are put in place as soon
+	// as the outer maps exist: on a fresh start while the programs are
+	// verified (loadObjectsThen).
+	// So are the optional objects that need only the datapath's maps
+	// (startOptional), unless the verifier may still refuse the datapath
+	// task storage (before 6.16): they would use its first maps, and load
+	// again after.
+	startEarly := b.taskStorage == 1 && specHook == nil && kernelAtLeast(6, 16)
+	policyMaps := func(maps map[string]*ebpf.Map) error {
+		if startEarly && b.early == nil {
+			repl := map[string]*ebpf.Map{}
+			for name, m := range maps {
+				if !dataSection(name) {
+					repl[name] = m
+				}
+			}
+			b.early = b.startOptional(repl)
 		}
-		return b.loadObjects("datapath", _DatapathBytes, spec, &b.objs, opts, b.cfg.RingBufSize, b.taskStorage)
+		return b.openPolicyMaps(spec, maps)
+	}
+	loadAll := func() error {
+		var err error
+		if changed {
+			if err = spec.LoadAndAssign(&b.objs, opts); err == nil {
+				if err = policyMaps(objectMaps(&b.objs)); err != nil {
+					b.objs.Close()
+				}
+			}
+		} else {
+			err = b.loadObjectsThen("datapath", _DatapathBytes, spec, &b.objs, opts, policyMaps, b.cfg.RingBufSize, b.taskStorage)
+		}
+		if err != nil {
+			if b.early != nil {
+				b.dropOptional(b.early)
+				b.early = nil
+			}
+			b.counters.close()
+			b.counters = nil
+			b.sized.reset()
+		}
+		return err
 	}
 	err = loadAll()
 	var ve *ebpf.VerifierError
@@ -349,15 +396,6 @@ func (b *Backend) load() error {
 			b.log.Error("the verifier refused the datapath", "log", fmt.Sprintf("%+v", ve))
 		}
 		return notSupported("load datapath", err)
-	}
-	if err := b.openSizedMaps(spec); err != nil {
-		b.objs.Close()
-		return err
-	}
-	if b.counters, err = openCounterChunks(b.objs.Counters, spec.Maps["counters"].InnerMap, b.ncpu); err != nil {
-		b.sized.close()
-		b.objs.Close()
-		return err
 	}
 	if changed {
 		targets, err := b.migrationTargets(old)
@@ -381,6 +419,20 @@ func (b *Backend) load() error {
 		b.log.Info("migrated the entries of the pinned maps", "entries", copied)
 	}
 	return nil
+}
+
+// kernelAtLeast says whether the running kernel's release is at least
+// major.minor (false when it cannot tell).
+func kernelAtLeast(major, minor int) bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return false
+	}
+	var ma, mi int
+	if n, _ := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &ma, &mi); n != 2 {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // forceTgidIdentities makes New keep identities by thread group id even

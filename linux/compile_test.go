@@ -131,7 +131,7 @@ func TestCompileActionChange(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					g := got.rules[7]
+					g := got.rules.get(7)
 					if g.src.Action != to || g.src.Audit != audit || g.rule != want.rule || !g.sameKeys(want) {
 						t.Errorf("%v -> %v audit %v, entries %v: got %+v, want %+v", from, to, audit, d, g.rule, want.rule)
 					}
@@ -140,8 +140,8 @@ func TestCompileActionChange(t *testing.T) {
 							t.Errorf("%v -> %v: node %v is %v, want %v", from, to, w.key, v, w.val)
 						}
 					}
-					if (from == to && !audit) != (g == prev.rules[7]) {
-						t.Errorf("%v -> %v audit %v: ruleOut reused %v", from, to, audit, g == prev.rules[7])
+					if (from == to && !audit) != (g == prev.rules.get(7)) {
+						t.Errorf("%v -> %v audit %v: ruleOut reused %v", from, to, audit, g == prev.rules.get(7))
 					}
 				}
 			}
@@ -152,7 +152,7 @@ func TestCompileActionChange(t *testing.T) {
 	prev, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 })
 	r.Action, r.Allow = engine.ActionAllow, []engine.Dest{{Prefix: pfx("10.0.0.0/8")}}
 	got, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 }, prev)
-	if o := got.rules[7]; len(o.dests) != 1 || o.rule.HasDests != 1 || o.rule.Nlens4 != 1 {
+	if o := got.rules.get(7); len(o.dests) != 1 || o.rule.HasDests != 1 || o.rule.Nlens4 != 1 {
 		t.Errorf("entries changed with the action: %+v, %v", o.rule, o.dests)
 	}
 }

@@ -5,11 +5,13 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -192,6 +194,23 @@ type counterChunks struct {
 	spec   *ebpf.MapSpec // a chunk's
 	chunks []*ebpf.Map   // by index; nil: not in place
 	ncpu   int
+	// unused marks, in the chunks this process created, the slots never
+	// handed to a rule since: the kernel created them zero, no program
+	// has counted in them and no memo names them, so a rule they are
+	// handed to needs no reset (nil: a chunk found in place, or none).
+	unused []*chunkBits
+}
+
+// chunkBits is one bit per slot of a chunk.
+type chunkBits [counterChunk / 64]uint64
+
+// newChunkBits has every slot of a chunk set.
+func newChunkBits() *chunkBits {
+	var b chunkBits
+	for i := range b {
+		b[i] = ^uint64(0)
+	}
+	return &b
 }
 
 // openCounterChunks opens the chunks in place in outer and puts chunk 0
@@ -202,17 +221,16 @@ func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterC
 	}
 	is := spec.Copy()
 	is.Name, is.Pinning, is.Contents = "counters", ebpf.PinNone, nil
-	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu}
-	for i := range c.chunks {
-		var id uint32
-		err := outer.Lookup(uint32(i), &id)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+	c := &counterChunks{outer: outer, spec: is, chunks: make([]*ebpf.Map, outer.MaxEntries()), ncpu: ncpu, unused: make([]*chunkBits, outer.MaxEntries())}
+	idx, ids, err := chunksInPlace(outer)
+	if err != nil {
+		return nil, fmt.Errorf("counters chunks: %w", err)
+	}
+	for k, i := range idx {
+		if int(i) >= len(c.chunks) {
 			continue
 		}
-		if err == nil {
-			c.chunks[i], err = ebpf.NewMapFromID(ebpf.MapID(id))
-		}
-		if err != nil {
+		if c.chunks[i], err = ebpf.NewMapFromID(ebpf.MapID(ids[k])); err != nil {
 			c.close()
 			return nil, fmt.Errorf("counters chunk %d: %w", i, err)
 		}
@@ -222,6 +240,33 @@ func openCounterChunks(outer *ebpf.Map, spec *ebpf.MapSpec, ncpu int) (*counterC
 		return nil, err
 	}
 	return c, nil
+}
+
+// chunksInPlace lists the slots of outer that hold a chunk and the chunks'
+// map ids: in one batch (empty slots are skipped by the kernel) where it
+// can, else slot by slot (a lookup that fails for every empty slot: 255 of
+// the 256 for a daemon with few rules).
+func chunksInPlace(outer *ebpf.Map) (idx, ids []uint32, err error) {
+	n := int(outer.MaxEntries())
+	idx, ids = make([]uint32, n), make([]uint32, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := outer.BatchLookup(&cursor, idx, ids, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		return idx[:got], ids[:got], nil
+	}
+	idx, ids = idx[:0], ids[:0]
+	for i := range uint32(n) {
+		var id uint32
+		err := outer.Lookup(i, &id)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+		idx, ids = append(idx, i), append(ids, id)
+	}
+	return idx, ids, nil
 }
 
 func (c *counterChunks) close() {
@@ -264,7 +309,101 @@ func (c *counterChunks) ensure(slot uint32) error {
 		return fmt.Errorf("put counters chunk %d in place: %w", i, err)
 	}
 	c.chunks[i] = m
+	c.unused[i] = newChunkBits()
 	return nil
+}
+
+// ensureAll puts the chunks of slots in place. Every update of an array of
+// maps waits for an RCU grace period (the kernel's maybe_wait_bpf_programs),
+// milliseconds each: the missing chunks are created first and put in place
+// together, in one batch (one grace period) where the kernel can, else
+// side by side (their grace periods overlap).
+func (c *counterChunks) ensureAll(slots []uint32) error {
+	var idx []uint32
+	want := map[uint32]bool{}
+	for _, s := range slots {
+		i := s >> counterChunkBits
+		if int(i) >= len(c.chunks) {
+			return fmt.Errorf("counter slot %d out of range", s)
+		}
+		if c.chunks[i] == nil && !want[i] {
+			want[i] = true
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	made, err := c.place(idx)
+	if err != nil {
+		return err
+	}
+	c.install(idx, made)
+	return nil
+}
+
+// install records chunks place put in place at idx.
+func (c *counterChunks) install(idx []uint32, made []*ebpf.Map) {
+	for k, i := range idx {
+		c.chunks[i] = made[k]
+		c.unused[i] = newChunkBits()
+	}
+}
+
+// place creates chunks and puts them in place at idx (none of which is
+// in place), touching nothing of c but its outer map: it may run beside an
+// apply that reads c; install then records them.
+func (c *counterChunks) place(idx []uint32) ([]*ebpf.Map, error) {
+	var made []*ebpf.Map
+	fail := func(err error) ([]*ebpf.Map, error) {
+		for _, m := range made {
+			m.Close()
+		}
+		return nil, err
+	}
+	fds := make([]uint32, 0, len(idx))
+	for _, i := range idx {
+		m, err := ebpf.NewMap(c.spec)
+		if err != nil {
+			return fail(fmt.Errorf("create counters chunk %d: %w", i, err))
+		}
+		made = append(made, m)
+		fds = append(fds, uint32(m.FD()))
+	}
+	if err := putInPlace(c.outer, idx, fds, made); err != nil {
+		// Chunks a failed batch did put in place are left where they
+		// are (empty, as they would be): only this apply's view of them
+		// is dropped; the next ensure puts new ones there.
+		return fail(fmt.Errorf("put counters chunks in place: %w", err))
+	}
+	return made, nil
+}
+
+// putInPlace puts maps (fds) in slots idx of array of maps outer: in one
+// batch (one RCU grace period) where the kernel can, else one update per
+// slot, all at once so that their grace periods overlap.
+func putInPlace(outer *ebpf.Map, idx, fds []uint32, maps []*ebpf.Map) error {
+	if len(idx) == 1 {
+		return outer.Update(idx[0], maps[0], ebpf.UpdateAny)
+	}
+	n, err := outer.BatchUpdate(idx, fds, nil)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for k := n; k < len(idx); k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = outer.Update(idx[k], maps[k], ebpf.UpdateAny)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // reinstate puts back the chunks the daemon holds that are missing from
@@ -336,14 +475,22 @@ func (c *counterChunks) chunk(i uint32, vals []datapathCounter) (bool, error) {
 	return true, nil
 }
 
-// reset zeroes slots with a new epoch each (slots handed to new rules).
+// reset zeroes slots with a new epoch each (slots handed to new rules);
+// a slot never handed out since this process created its chunk is zero
+// already and no memo names it: it is left as it is (epoch 0, which no
+// slot handed out before has).
 func (c *counterChunks) reset(slots []uint32) error {
+	if err := c.ensureAll(slots); err != nil {
+		return err
+	}
 	byChunk := map[uint32][]uint32{}
 	for _, s := range slots {
-		if err := c.ensure(s); err != nil {
-			return err
+		i, k := s>>counterChunkBits, s&(counterChunk-1)
+		if u := c.unused[i]; u != nil && u[k/64]&(1<<(k%64)) != 0 {
+			u[k/64] &^= 1 << (k % 64) // zero since its chunk was created
+			continue
 		}
-		byChunk[s>>counterChunkBits] = append(byChunk[s>>counterChunkBits], s&(counterChunk-1))
+		byChunk[i] = append(byChunk[i], k)
 	}
 	for i, keys := range byChunk {
 		zero := make([]datapathCounter, len(keys)*c.ncpu)
@@ -411,6 +558,7 @@ func (c *counterChunks) copyArray(from *ebpf.Map, base uint32) (int, error) {
 		if err := c.chunks[slot>>counterChunkBits].Update(slot&(counterChunk-1), cpus, ebpf.UpdateAny); err != nil {
 			return n, err
 		}
+		c.unused[slot>>counterChunkBits] = nil // holds counts now
 		n++
 	}
 	return n, it.Err()

@@ -254,7 +254,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		r := b.byName[b.slotName[k.slot]]
 		addr := k.ip()
 		rec := bindKeyOf(k.slot, addr)
-		if r == nil || g.rules[k.slot] == nil {
+		if r == nil || g.rules.get(k.slot) == nil {
 			del = bd.drop(rec, del)
 			delete(b.bound, k)
 			continue
@@ -434,7 +434,7 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	for k, bd := range b.bound {
 		r := rules[b.slotName[k.slot]]
 		addr := k.ip()
-		if r == nil || g.rules[k.slot] == nil || !r.HasNames() {
+		if r == nil || g.rules.get(k.slot) == nil || !r.HasNames() {
 			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})
 			delete(b.bound, k)
 			continue

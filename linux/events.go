@@ -118,25 +118,18 @@ func (b *Backend) flushViolations() {
 // nameSnapshot maps counter slots to rule names as of the last apply.
 type nameSnapshot struct {
 	slotName map[uint32]string
-	byName   map[string]*engine.Rule
-	// parent holds the names an incremental apply did not change
-	// (incremental.go); depth counts the snapshots above a whole one.
-	parent *nameSnapshot
-	depth  int
+	// byName are the rules of the policy applied; before those of the
+	// one before, for events still in flight (neither map is changed once
+	// published).
+	byName, before map[string]*engine.Rule
 }
 
-// lookup is the name of slot and its rule, from s or its parents.
-func (s *nameSnapshot) lookup(slot uint32) (string, *engine.Rule) {
-	name, found := "", false
-	for t := s; t != nil && !found; t = t.parent {
-		name, found = t.slotName[slot]
+// rule is the rule named name in the policy applied, else in the one before.
+func (s *nameSnapshot) rule(name string) *engine.Rule {
+	if r := s.byName[name]; r != nil {
+		return r
 	}
-	for t := s; t != nil; t = t.parent {
-		if r, ok := t.byName[name]; ok {
-			return name, r
-		}
-	}
-	return name, nil
+	return s.before[name]
 }
 
 func (b *Backend) droppedEvents() uint64 { return atomic.LoadUint64(&b.dropped) }
@@ -206,8 +199,8 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	// A snapshot taken at apply: the reader never waits for an apply or a
 	// sync holding the backend's lock, which would let the ring fill.
 	if names := b.names.Load(); names != nil && ev.Counter != 0 {
-		var r *engine.Rule
-		v.Rule, r = names.lookup(ev.Counter)
+		v.Rule = names.slotName[ev.Counter]
+		r := names.rule(v.Rule)
 		if r != nil && r.Exe != "" {
 			v.Exe = r.Exe
 		}

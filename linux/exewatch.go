@@ -36,6 +36,7 @@ type exeWatch struct {
 	events  bool              // events came since the watcher last looked (whoever drained them)
 	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
 	reals   map[string]string // realDir's answers during one resolution
+	plain   map[string]bool   // plainDir's answers during one resolution
 	// epoch moves whenever an entry may have gone stale (an event for a
 	// name some entry depends on, an overflow, a full re-check): memo, the
 	// last resolution's answers, holds while it stays (places.go).
@@ -262,6 +263,37 @@ func (w *exeWatch) forget(path string, e *exeEntry) {
 			delete(w.extra, d)
 		}
 	}
+}
+
+// storeOwn is store for a path that is no symlink and whose directories
+// are all their own real paths, watched (plainDir of its directory): its
+// chain is its own prefixes, checked when looked up.
+func (w *exeWatch) storeOwn(path string, seq uint64, e *exeEntry) {
+	e.seq, e.deps = seq, nil
+	if old := w.entries[path]; old != nil {
+		w.forget(path, old)
+	}
+	w.entries[path] = e
+}
+
+// plainDir says whether dir and every directory above it are their own
+// real paths and watched: then store of a file in dir that is no symlink
+// keeps no deps. Asked once per directory during one resolution (many exe
+// paths share their directories).
+func (w *exeWatch) plainDir(dir string) bool {
+	if ok, done := w.plain[dir]; done {
+		return ok
+	}
+	ok := true
+	if dir != "/" {
+		ok = w.plainDir(filepath.Dir(dir))
+	}
+	if ok {
+		real, err := w.realDir(dir)
+		ok = err == nil && real == dir && w.watchDir(real)
+	}
+	w.plain[dir] = ok
+	return ok
 }
 
 // realDir is filepath.EvalSymlinks of a directory, remembered for the

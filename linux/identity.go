@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"runtime"
 	"sync"
 	"unsafe"
 
@@ -58,13 +60,49 @@ func (r *resolver) load(load func(*ebpf.CollectionSpec, *fileidObjects) error) e
 	if err := load(spec, &objs); err != nil {
 		return notSupported("load the identity iterator", err)
 	}
-	iter, err := link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	iter, err := attachOwnIter(objs.ExewallFileid)
+	if err != nil {
+		iter, err = link.AttachIter(link.IterOptions{Program: objs.ExewallFileid})
+	}
 	if err != nil {
 		objs.Close()
 		return notSupported("attach the identity iterator", err)
 	}
 	r.prog, r.iter = objs.ExewallFileid, iter
 	return nil
+}
+
+// attachOwnIter attaches prog, a task_file iterator, to the files of this
+// process only (kernels from 6.1 take a pid, bpf_iter_link_info.task): a
+// pass then walks the daemon's own files, not every file of every process,
+// and a policy's first apply makes a pass per few hundred executables.
+// cilium/ebpf's AttachIter takes no pid. The program keeps its own check
+// of the reader, so a kernel that ignores the pid is no worse off.
+func attachOwnIter(prog *ebpf.Program) (*link.Iter, error) {
+	info := &struct{ tid, pid, pidFD uint32 }{pid: uint32(os.Getpid())} // (on the heap: it does not move)
+	attr := struct {
+		progFD, targetFD, attachType, flags uint32
+		iterInfo                            uint64
+		iterInfoLen, _                      uint32
+	}{progFD: uint32(prog.FD()), attachType: uint32(ebpf.AttachTraceIter),
+		iterInfo: uint64(uintptr(unsafe.Pointer(info))), iterInfoLen: uint32(unsafe.Sizeof(*info))}
+	const bpfLinkCreate = 28
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(info)
+	if errno != 0 {
+		return nil, fmt.Errorf("link the identity iterator to this process: %w", errno)
+	}
+	l, err := link.NewFromFD(int(fd))
+	if err != nil {
+		unix.Close(int(fd))
+		return nil, err
+	}
+	it, ok := l.(*link.Iter)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("identity iterator link is a %T", l)
+	}
+	return it, nil
 }
 
 // Close releases the iterator; later lookups use stat().
@@ -146,12 +184,32 @@ func (r *resolver) identifyAll(paths []string) (map[string]engine.FileID, error)
 // identifyKeyed is identifyAll with the paths' stat keys taken already
 // (statKeys; a path without one is resolved and not cached).
 func (r *resolver) identifyKeyed(paths []string, keys map[string]statKey) (map[string]engine.FileID, error) {
-	out := make(map[string]engine.FileID, len(paths))
+	out, todo, fresh, err := r.identifyUncached(paths, keys)
+	if err != nil {
+		return nil, err
+	}
+	r.remember(todo, keys, fresh)
+	return out, nil
+}
+
+// remember caches the answers identifyUncached computed for todo (and
+// forgets those of paths among todo that got none).
+func (r *resolver) remember(todo []string, keys map[string]statKey, fresh map[string]engine.FileID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cache.store(todo, keys, fresh, nil)
+}
+
+// identifyUncached is identifyKeyed without caching what it computes: out
+// holds every answer, fresh those computed for todo (the paths the cache
+// had no valid answer for), for remember.
+func (r *resolver) identifyUncached(paths []string, keys map[string]statKey) (out map[string]engine.FileID, todo []string, fresh map[string]engine.FileID, err error) {
+	out = make(map[string]engine.FileID, len(paths))
 	r.mu.Lock()
 	if r.cache == nil {
 		r.cache = statCache[engine.FileID]{}
 	}
-	todo := r.cache.lookupKeyed(paths, keys, out)
+	todo = r.cache.lookupKeyed(paths, keys, out)
 	r.mu.Unlock()
 	// Batches on two CPUs: each holds its files open until its pass has
 	// read them, so the fds a pass reports are its own.
@@ -161,17 +219,15 @@ func (r *resolver) identifyKeyed(paths []string, keys map[string]statKey) (map[s
 		m := make(map[string]engine.FileID, hi-lo)
 		answers[lo/batch], errs[lo/batch] = m, r.identifyBatch(todo[lo:hi], m)
 	})
-	fresh := make(map[string]engine.FileID, len(todo))
+	fresh = make(map[string]engine.FileID, len(todo))
 	for i, m := range answers {
 		if errs[i] != nil {
-			return nil, errs[i]
+			return nil, nil, nil, errs[i]
 		}
 		maps.Copy(fresh, m)
 	}
-	r.mu.Lock()
-	r.cache.store(todo, keys, fresh, out)
-	r.mu.Unlock()
-	return out, nil
+	maps.Copy(out, fresh)
+	return out, todo, fresh, nil
 }
 
 // forget drops the cached answers for paths.
@@ -226,8 +282,8 @@ func (c statCache[V]) lookupKeyed(paths []string, keys map[string]statKey, out m
 	return todo
 }
 
-// store records the fresh answers for todo in the cache and in out, and
-// forgets the paths that got none.
+// store records the fresh answers for todo in the cache and in out (when
+// not nil), and forgets the paths that got none.
 func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out map[string]V) {
 	for _, p := range todo {
 		v, ok := fresh[p]
@@ -235,7 +291,9 @@ func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out m
 			delete(c, p)
 			continue
 		}
-		out[p] = v
+		if out != nil {
+			out[p] = v
+		}
 		if key, ok := keys[p]; ok {
 			c[p] = struct {
 				key statKey

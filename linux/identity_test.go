@@ -5,7 +5,10 @@ package linux
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -26,5 +29,55 @@ func TestDecodeFdID(t *testing.T) {
 	fd, id := decodeFdID(buf.Bytes())
 	if want := (engine.FileID{Dev: 0x800003, Gen: 0xdeadbeef, Ino: 1<<40 + 5}); fd != 7 || id != want {
 		t.Fatalf("decoded fd %d id %v, want 7 %v", fd, id, want)
+	}
+}
+
+func TestNotRemembered(t *testing.T) {
+	todo := []string{"/a", "/b", "/a", "/c", "/d"}
+	rem := []bool{false, true, true, false, true}
+	for _, c := range []struct{ sub, want []string }{
+		{[]string{"/a", "/b", "/a", "/c", "/d"}, []string{"/a", "/c"}},
+		{[]string{"/b", "/c"}, []string{"/c"}},
+		{[]string{"/a", "/a"}, []string{"/a"}},
+		{nil, []string{}},
+		{[]string{"/c", "/x", "/d"}, []string{"/c", "/x", "/d"}}, // not a subsequence from /x on: kept
+	} {
+		if got := notRemembered(c.sub, todo, rem); !slices.Equal(got, c.want) {
+			t.Errorf("notRemembered(%q) = %q, want %q", c.sub, got, c.want)
+		}
+	}
+}
+
+// TestIdentityIteratorOwnFiles: the identity iterator is linked to this
+// process's files (a pass then walks no other process's), and identities
+// it reports are the kernel's as before.
+func TestIdentityIteratorOwnFiles(t *testing.T) {
+	requireKernel(t)
+	r := newResolver(nil, nil)
+	defer r.Close()
+	if r.fallback != nil {
+		t.Skipf("no iterator: %v", r.fallback)
+	}
+	it, err := attachOwnIter(r.prog)
+	if err != nil {
+		t.Fatalf("attach the iterator to this process: %v", err)
+	}
+	it.Close()
+	exe := clientCopy(t, t.TempDir(), "ownfiles")
+	got, err := r.identifyAll([]string{exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(exe, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	want, err := statID(fd, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got[exe]; g.Ino != want.Ino || g.Dev != want.Dev {
+		t.Errorf("identity %+v, stat says %+v", g, want)
 	}
 }

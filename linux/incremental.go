@@ -142,7 +142,7 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	small := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, names: map[string][]string{},
 		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	for _, exe := range todo {
-		known := b.seen[exe]
+		known := b.ids.exe[exe] // nil: the path is new to the policy
 		if id, ok := found[exe]; ok && !slices.Contains(known, id) {
 			known = append(slices.Clip(known), id)
 		}
@@ -305,7 +305,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	// The new generation: the one in force with the changed rules'
 	// ruleOuts (taken from either generation when unchanged there, as
 	// compile does) and without the removed ones.
-	c := &generation{config: g0.config, rules: maps.Clone(g0.rules)}
+	c := &generation{config: g0.config, rules: &slotRules{bySlot: slices.Clone(g0.rules.bySlot), n: g0.rules.n}, counts: g0.counts}
 	c.config.DefaultAction = uint8(p.Default)
 	c.config.AuditMode = b2u(p.Mode == engine.ModeAudit)
 	c.config.DefaultInbound = uint8(p.DefaultInbound)
@@ -318,9 +318,10 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	for _, j := range removed {
 		if name := old.Rules[j].Name; !names[name] {
 			if slot, ok := b.slots[name]; ok {
-				if o := c.rules[slot]; o != nil {
+				if o := c.rules.get(slot); o != nil {
 					recount = recount || o.sel != 0
-					delete(c.rules, slot)
+					c.counts.sub(o)
+					c.rules.del(slot)
 					touched = append(touched, slot)
 				}
 			}
@@ -343,17 +344,22 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 			}
 		}
 		outs[k] = out
-		if o := c.rules[slot]; o != nil {
+		o := c.rules.get(slot)
+		if o != nil {
 			recount = recount || o.sel != 0
 		}
-		if c.rules[slot] != out {
-			c.rules[slot] = out
+		if o != out {
+			if o != nil {
+				c.counts.sub(o)
+			}
+			c.counts.add(out)
+			c.rules.set(slot, out)
 			touched = append(touched, slot)
 		}
 	}
 	if recount {
 		c.config.HasCgroupRules, c.config.HasUidRules, c.config.HasGidRules = 0, 0, 0
-		for _, o := range c.rules {
+		for _, o := range c.rules.all() {
 			setFlags(&c.config, o)
 		}
 	} else {
@@ -393,27 +399,11 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	// A snapshot of the changed names over the one in force; every
-	// maxNameDepth changes a whole one (which lets go of older policies).
-	whole := false
-	if parent := b.names.Load(); parent == nil || parent.depth >= maxNameDepth {
-		whole = true
-		merged := maps.Clone(b.byName)
-		for i := range p.Rules {
-			merged[p.Rules[i].Name] = &p.Rules[i]
-		}
-		b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: merged})
-	} else {
-		layer := &nameSnapshot{slotName: make(map[uint32]string, len(changed)), byName: make(map[string]*engine.Rule, len(changed)),
-			parent: parent, depth: parent.depth + 1}
-		for _, i := range changed {
-			r := new(engine.Rule)
-			*r = p.Rules[i] // not a pointer into p: that would keep all its rules
-			layer.byName[r.Name] = r
-			layer.slotName[b.slots[r.Name]] = r.Name
-		}
-		b.names.Store(layer)
+	byName := make(map[string]*engine.Rule, len(p.Rules))
+	for i := range p.Rules {
+		byName[p.Rules[i].Name] = &p.Rules[i]
 	}
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: b.byName})
 	if err := b.inboundBefore(p); err != nil {
 		return fail(err)
 	}
@@ -439,7 +429,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 			continue
 		}
 		if slot, ok := b.slots[name]; ok {
-			if _, live := c.rules[slot]; !live {
+			if c.rules.get(slot) == nil {
 				b.retire(slot)
 				delete(b.slots, name)
 				b.sized.CounterNames.Delete(slot)
@@ -465,7 +455,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		}
 		b.repin = false
 	}
-	clear(b.freshSlots)
+	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil
 	rules := make([]*engine.Rule, len(changed))
 	for k, i := range changed {
 		rules[k] = &p.Rules[i]
@@ -478,58 +468,9 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	} else if n > 0 {
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
-	oldByName := b.byName
-	if whole {
-		b.byName = make(map[string]*engine.Rule, len(p.Rules))
-		for i := range p.Rules {
-			b.byName[p.Rules[i].Name] = &p.Rules[i]
-		}
-	} else {
-		// In place: the rules that did not change keep pointing at an
-		// earlier policy's (equal) rules, the changed ones at copies.
-		oldByName = make(map[string]*engine.Rule, len(changed)+len(removed))
-		for _, j := range removed {
-			name := old.Rules[j].Name
-			oldByName[name] = b.byName[name]
-			delete(b.byName, name)
-		}
-		for _, i := range changed {
-			name := p.Rules[i].Name
-			if o, ok := b.byName[name]; ok {
-				oldByName[name] = o
-			}
-			r := new(engine.Rule)
-			*r = p.Rules[i]
-			b.byName[name] = r
-		}
-	}
-	// seen: the paths gone and the new ones.
-	for _, j := range removed {
-		if exe := old.Rules[j].Exe; exe != "" {
-			if _, ok := b.ids.exe[exe]; !ok {
-				delete(b.seen, exe)
-			}
-		}
-	}
-	for _, i := range changed {
-		if o := oldByName[p.Rules[i].Name]; o != nil && o.Exe != "" {
-			if _, ok := b.ids.exe[o.Exe]; !ok {
-				delete(b.seen, o.Exe)
-			}
-		}
-		if exe := p.Rules[i].Exe; exe != "" {
-			known := b.ids.exe[exe]
-			if was, ok := b.seen[exe]; !ok || len(was) != len(known) {
-				b.seen[exe] = known
-			}
-		}
-	}
+	b.byName = byName // (shared with the snapshot: neither changes it)
 	return nil
 }
-
-// maxNameDepth bounds how many incremental applies stack their names on
-// a whole snapshot (events look a name up through them all).
-const maxNameDepth = 32
 
 // setFlags sets the selector flags of config that o needs, as compile does.
 func setFlags(config *datapathConfig, o *ruleOut) {
@@ -547,14 +488,14 @@ func setFlags(config *datapathConfig, o *ruleOut) {
 // only at slots: writeRules for those rules alone (the others' entries are
 // the same in both), then the counters of fresh slots and the config.
 func (b *Backend) writeDelta(old, g *generation, p *engine.Policy, gen uint32, slots []uint32) error {
-	oldSub := &generation{rules: make(map[uint32]*ruleOut, len(slots))}
-	newSub := &generation{rules: make(map[uint32]*ruleOut, len(slots))}
+	oldSub := &generation{rules: &slotRules{}}
+	newSub := &generation{rules: &slotRules{}}
 	for _, s := range slots {
-		if o := old.rules[s]; o != nil {
-			oldSub.rules[s] = o
+		if o := old.rules.get(s); o != nil {
+			oldSub.rules.set(s, o)
 		}
-		if n := g.rules[s]; n != nil {
-			newSub.rules[s] = n
+		if n := g.rules.get(s); n != nil {
+			newSub.rules.set(s, n)
 		}
 	}
 	done, err := b.writeSameKeys(oldSub, newSub, gen)
@@ -565,7 +506,7 @@ func (b *Backend) writeDelta(old, g *generation, p *engine.Policy, gen uint32, s
 		gone, now := emptyCompiled(), emptyCompiled()
 		changed := map[uint32]bool{}
 		for _, s := range slots {
-			o, n := oldSub.rules[s], newSub.rules[s]
+			o, n := oldSub.rules.get(s), newSub.rules.get(s)
 			if o != nil && n != nil && o.equal(n) {
 				continue
 			}
@@ -601,23 +542,8 @@ func (b *Backend) writeDelta(old, g *generation, p *engine.Policy, gen uint32, s
 	}
 	// As writeGen: a slot handed to a new rule starts from zero and gets its
 	// name before the switch.
-	var fresh []uint32
-	names := map[uint32]datapathRuleName{}
-	for slot := range b.freshSlots {
-		if o := g.rules[slot]; o != nil {
-			fresh = append(fresh, slot)
-			var rn datapathRuleName
-			copy(rn.Name[:], toInt8(o.src.Name))
-			names[slot] = rn
-		}
-	}
-	if len(fresh) > 0 {
-		if err := b.counters.reset(fresh); err != nil {
-			return fmt.Errorf("reset counters: %w", err)
-		}
-		if err := batchUpdate(b.sized.CounterNames, names); err != nil {
-			return fmt.Errorf("name counters: %w", err)
-		}
+	if err := b.writeSlots(g); err != nil {
+		return err
 	}
 	g.config.DefaultCounter = 0
 	if err := b.objs.Configs.Update(gen, g.config, ebpf.UpdateAny); err != nil {
@@ -640,4 +566,19 @@ func (b *Backend) IdentityEpoch() (uint64, bool) {
 	defer w.mu.Unlock()
 	w.drain()
 	return w.epoch, w.fd >= 0 && b.ids.current && b.ids.epoch == w.epoch
+}
+
+// del takes slot's ruleOut out of s.
+func (s *slotRules) del(slot uint32) {
+	if s.get(slot) != nil {
+		s.bySlot[slot] = nil
+		s.n--
+	}
+}
+
+// sub takes back what add counted of o.
+func (n *ruleCounts) sub(o *ruleOut) {
+	var m ruleCounts
+	m.add(o)
+	*n = ruleCounts{n.exe - m.exe, n.paths - m.paths, n.named - m.named, n.cgroups - m.cgroups, n.uids - m.uids, n.gids - m.gids, n.dests - m.dests}
 }

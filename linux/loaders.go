@@ -21,9 +21,11 @@ var loaderGlobs = []string{
 // wherever a distribution puts it.
 var loaderProbes = []string{"/bin/sh", "/usr/bin/env"}
 
-// writeLoaders tells the exec hook which files are dynamic loaders: a
-// loader run directly (ld.so PROGRAM) is judged as PROGRAM.
-func (b *Backend) writeLoaders() error {
+// loaderPaths are the dynamic loaders found where loaderGlobs and
+// loaderProbes say. A glob whose directory is a symlink to another glob's
+// (/lib -> usr/lib on merged-/usr systems) is not read again: "*/" reads
+// every directory under it, and the files it would find are the same.
+func loaderPaths() []string {
 	seen := map[string]bool{}
 	var paths []string
 	add := func(p string) {
@@ -32,7 +34,15 @@ func (b *Backend) writeLoaders() error {
 			paths = append(paths, p)
 		}
 	}
+	read := map[string]bool{}
 	for _, g := range loaderGlobs {
+		dir := filepath.Dir(g[:strings.IndexByte(g, '*')])
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			if read[real+g[len(dir):]] {
+				continue
+			}
+			read[real+g[len(dir):]] = true
+		}
 		matches, _ := filepath.Glob(g)
 		for _, m := range matches {
 			if strings.Contains(filepath.Base(m), ".so") {
@@ -45,6 +55,13 @@ func (b *Backend) writeLoaders() error {
 			add(interp)
 		}
 	}
+	return paths
+}
+
+// writeLoaders tells the exec hook which files are dynamic loaders (paths,
+// from loaderPaths): a loader run directly (ld.so PROGRAM) is judged as
+// PROGRAM.
+func (b *Backend) writeLoaders(paths []string) error {
 	ids, err := b.resolver.identifyAll(paths)
 	if err != nil {
 		return fmt.Errorf("resolve dynamic loaders: %w", err)

@@ -23,8 +23,10 @@ import (
 // program verified against them.
 
 // loadConcurrently is spec.LoadAndAssign(obj, opts) with the maps created
-// and the programs loaded by up to loadWorkers goroutines at once.
-func loadConcurrently(spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions) (retErr error) {
+// and the programs loaded by up to loadWorkers goroutines at once. When
+// then is not nil it is called with the maps (by their names in spec)
+// while the programs load, and the load fails if it does.
+func loadConcurrently(spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionOptions, then func(map[string]*ebpf.Map) error) (retErr error) {
 	maps := map[string]*ebpf.Map{}
 	progs := map[string]*ebpf.Program{}
 	defer func() {
@@ -113,6 +115,12 @@ func loadConcurrently(spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionO
 		return cmp.Compare(len(spec.Programs[b].Instructions), len(spec.Programs[a].Instructions))
 	})
 	o.MapReplacements = repl
+	thenErr := make(chan error, 1)
+	if then != nil {
+		go func() { thenErr <- then(maps) }()
+	} else {
+		thenErr <- nil
+	}
 	parallel(len(progNames), func(i int) {
 		name := progNames[i]
 		one := &ebpf.CollectionSpec{Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{name: spec.Programs[name]}, ByteOrder: spec.ByteOrder, Types: spec.Types}
@@ -127,6 +135,9 @@ func loadConcurrently(spec *ebpf.CollectionSpec, obj any, opts *ebpf.CollectionO
 		progs[name] = p
 		mu.Unlock()
 	})
+	if err := <-thenErr; err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

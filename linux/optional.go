@@ -23,18 +23,20 @@ import (
 // which read the guard's sock_heirs), so each loads on a goroutine of its
 // own: the verifier's walk of one runs while another's runs on the other
 // CPU.
-func (b *Backend) loadOptional() {
+//
+// All but the exec hook need nothing of the datapath but its maps: New
+// starts them (startOptional) as soon as the maps exist, while the
+// datapath's programs are still being verified; early is that start, nil
+// when there was none.
+func (b *Backend) loadOptional(early *optionalLoad) {
 	repl := b.mapsByName()
-	var execErr, guardErr, dnsErr, inboundErr, destroyErr error
-	var wg sync.WaitGroup
-	run := func(fn func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn()
-		}()
+	if early == nil {
+		early = b.startOptional(repl)
 	}
-	run(func() {
+	var execErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		if execErr = disabledByTest("exec"); execErr == nil {
 			execErr = b.loadExecHook(maps.Clone(repl))
 		}
@@ -46,36 +48,76 @@ func (b *Backend) loadOptional() {
 				old.Close()
 			}
 		}
-	})
-	run(func() {
-		// The guard first: it adds sock_heirs to repl, which the socket
-		// iterators read to find an accepted socket's creator.
-		r := maps.Clone(repl)
-		if guardErr = disabledByTest("guard"); guardErr == nil {
-			guardErr = b.loadGuard(r)
-		}
-		if destroyErr = disabledByTest("sock_destroy"); destroyErr == nil {
-			destroyErr = b.loadSocketIters(r)
-		}
-	})
-	run(func() {
-		if dnsErr = disabledByTest("dns"); dnsErr == nil {
-			dnsErr = b.loadDNS(maps.Clone(repl))
-		}
-	})
-	run(func() {
-		if inboundErr = disabledByTest("inbound"); inboundErr == nil {
-			inboundErr = b.loadInbound(maps.Clone(repl))
-		}
-	})
-	wg.Wait()
-	b.optional = map[string]error{"sock_create": disabledByTest("sock_create"), "exec": execErr, "guard": guardErr,
-		"dns": dnsErr, "inbound": inboundErr, "sock_destroy": destroyErr}
+	}()
+	early.wg.Wait()
+	<-done
+	b.optional = map[string]error{"sock_create": disabledByTest("sock_create"), "exec": execErr, "guard": early.guard,
+		"dns": early.dns, "inbound": early.inbound, "sock_destroy": early.destroy}
 	for name, err := range b.optional {
 		if err != nil {
 			b.log.Warn("optional hook unavailable", "hook", name, "err", err)
 		}
 	}
+}
+
+// optionalLoad is the loading of the optional objects that need only the
+// datapath's maps: wait on wg before reading the errors.
+type optionalLoad struct {
+	wg                           sync.WaitGroup
+	guard, destroy, dns, inbound error
+}
+
+// startOptional starts loading the guard and the socket iterators, the
+// DNS hooks and the inbound hooks against the datapath's maps repl (by
+// their names in its object file), each on a goroutine of its own.
+func (b *Backend) startOptional(repl map[string]*ebpf.Map) *optionalLoad {
+	o := &optionalLoad{}
+	run := func(fn func()) {
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			fn()
+		}()
+	}
+	run(func() {
+		// The guard first: it adds sock_heirs to repl, which the socket
+		// iterators read to find an accepted socket's creator.
+		r := maps.Clone(repl)
+		if o.guard = disabledByTest("guard"); o.guard == nil {
+			o.guard = b.loadGuard(r)
+		}
+		if o.destroy = disabledByTest("sock_destroy"); o.destroy == nil {
+			o.destroy = b.loadSocketIters(r)
+		}
+	})
+	run(func() {
+		if o.dns = disabledByTest("dns"); o.dns == nil {
+			o.dns = b.loadDNS(maps.Clone(repl))
+		}
+	})
+	run(func() {
+		if o.inbound = disabledByTest("inbound"); o.inbound == nil {
+			o.inbound = b.loadInbound(maps.Clone(repl))
+		}
+	})
+	return o
+}
+
+// dropOptional waits for o and closes what it loaded: the datapath it was
+// loaded against failed to load (New loads them again against the next).
+// Their programs stay pinned; the next load adopts them only if they use
+// the maps it gives them.
+func (b *Backend) dropOptional(o *optionalLoad) {
+	o.wg.Wait()
+	for _, it := range b.sockIter {
+		it.Close()
+	}
+	b.sockIter = nil
+	closeObjects(&b.guard)
+	closeObjects(&b.socks)
+	closeObjects(&b.dnsObjs)
+	closeObjects(&b.inbound)
+	b.guardOK, b.dnsOK, b.inboundOK = false, false, false
 }
 
 // mapsByName lists the datapath's maps by their names in the object file,

@@ -166,32 +166,41 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 	}
 	w.drain()
 	seq := w.seq
-	w.reals = map[string]string{}
-	defer func() { w.reals = nil }()
+	w.reals, w.plain = map[string]string{}, map[string]bool{}
+	defer func() { w.reals, w.plain = nil, nil }()
+	if len(w.entries) == 0 && len(todo) > 1024 {
+		w.entries = make(map[string]*exeEntry, len(todo)) // a policy's first resolution
+	}
 	// One lstat per path tells a symlink (only those have names to
 	// follow) and, for the others, the stat key both caches check.
 	keys, links := lstatKeys(todo)
-	fresh, err := b.resolver.identifyKeyed(todo, keys)
+	fresh, idTodo, idFresh, err := b.resolver.identifyUncached(todo, keys)
 	if err != nil {
 		return false, err
 	}
-	places := map[string]place{}
+	places := make(map[string]place, len(todo))
 	stale := b.places.lookupKeyed(todo, keys, places)
-	new := map[string]place{}
+	new := make(map[string]place, len(stale))
 	if err := b.resolvePlaces(stale, links, new); err != nil {
 		return false, err
 	}
-	b.places.store(stale, keys, new, places)
+	maps.Copy(places, new)
 	// What inotify now watches needs no stat key: the stat caches forget it
-	// (a path seen changed is resolved afresh, stat key and all).
+	// (a path seen changed is resolved afresh, stat key and all), and keep
+	// what was resolved of the others. (Caching everything, then
+	// forgetting most of it, cost a policy's first apply a map entry made
+	// and dropped per path in each cache.)
 	var remembered []string
+	isRemembered := make([]bool, len(todo))
 	defer func() {
+		b.places.store(notRemembered(stale, todo, isRemembered), keys, new, nil)
+		b.resolver.remember(notRemembered(idTodo, todo, isRemembered), keys, idFresh)
 		for _, p := range remembered {
 			delete(b.places, p)
 		}
 		b.resolver.forget(remembered)
 	}()
-	for _, p := range todo {
+	for i, p := range todo {
 		e := &exeEntry{}
 		if links[p] {
 			e.names = symlinkNames(p)
@@ -209,18 +218,42 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 		}
 		stored := false
 		if watched[p] && e.hasID {
-			if real, err := w.realPath(p, !links[p]); err == nil {
+			if !links[p] && w.plainDir(filepath.Dir(p)) {
+				w.storeOwn(p, seq, e)
+				stored = true
+			} else if real, err := w.realPath(p, !links[p]); err == nil {
 				stored = w.store(p, seq, e, chainOf(p, real, links[p]))
 			}
 		}
 		w.polled = w.polled || !stored
 		if stored {
 			remembered = append(remembered, p)
+			isRemembered[i] = true
 		} else if e.hasID || e.hasPl || e.names != nil {
 			all = false
 		}
 	}
 	return all, nil
+}
+
+// notRemembered is sub, a subsequence of todo, without the paths whose
+// place in todo is marked in rem.
+func notRemembered(sub, todo []string, rem []bool) []string {
+	out := make([]string, 0, len(sub))
+	i := 0
+	for k, p := range sub {
+		for i < len(todo) && todo[i] != p {
+			i++
+		}
+		if i == len(todo) { // (not a subsequence: keep the rest)
+			return append(out, sub[k:]...)
+		}
+		if !rem[i] {
+			out = append(out, p)
+		}
+		i++
+	}
+	return out
 }
 
 // lstatKeys lstats every path once: links says which are symlinks, keys

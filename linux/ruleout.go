@@ -5,8 +5,11 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"unsafe"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -43,7 +46,7 @@ const (
 // or, for a generation found in the kernel after a restart, its entries.
 type generation struct {
 	config  datapathConfig
-	rules   map[uint32]*ruleOut // nil for a scanned generation
+	rules   *slotRules // nil for a scanned generation
 	scanned *compiled
 	// bound is the DNS name bindings (dns_bind.go) this generation holds
 	// and their name nodes (dns_gen.go), keys without the generation.
@@ -51,6 +54,57 @@ type generation struct {
 	// unsure says a write of bindings failed: what the maps hold is found
 	// by a scan.
 	unsure bool
+	// counts are the entries rules write to each map (compile counts
+	// them, for makeRoom).
+	counts ruleCounts
+}
+
+// slotRules are a generation's ruleOuts by slot: slots are dense (handed
+// out in increasing order from 1, below maxRules), so a slice indexed by
+// slot, smaller and faster to look up and walk than a map at 100,000 rules.
+type slotRules struct {
+	bySlot []*ruleOut
+	n      int
+}
+
+// get is the ruleOut of slot; nil when none (or s is nil).
+func (s *slotRules) get(slot uint32) *ruleOut {
+	if s == nil || int(slot) >= len(s.bySlot) {
+		return nil
+	}
+	return s.bySlot[slot]
+}
+
+func (s *slotRules) set(slot uint32, o *ruleOut) {
+	if int(slot) >= len(s.bySlot) {
+		s.bySlot = slices.Grow(s.bySlot, int(slot)+1-len(s.bySlot))[:slot+1]
+	}
+	if s.bySlot[slot] == nil {
+		s.n++
+	}
+	s.bySlot[slot] = o
+}
+
+// len is how many slots have a ruleOut.
+func (s *slotRules) len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+// all yields every slot's ruleOut, in slot order.
+func (s *slotRules) all() iter.Seq2[uint32, *ruleOut] {
+	return func(yield func(uint32, *ruleOut) bool) {
+		if s == nil {
+			return
+		}
+		for slot, o := range s.bySlot {
+			if o != nil && !yield(uint32(slot), o) {
+				return
+			}
+		}
+	}
 }
 
 // compile turns a policy into a generation. slots assigns each rule name a
@@ -60,7 +114,7 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	if len(p.Rules) > maxRules {
 		return nil, fmt.Errorf("policy has %d rules; the datapath holds at most %d", len(p.Rules), maxRules)
 	}
-	g := &generation{rules: make(map[uint32]*ruleOut, len(p.Rules))}
+	g := &generation{rules: &slotRules{}}
 	g.config = datapathConfig{DefaultAction: uint8(p.Default), AuditMode: b2u(p.Mode == engine.ModeAudit)}
 	g.config.DefaultInbound = uint8(p.DefaultInbound) // inbound (inbound_compile.go)
 	// Slots are handed out in rule order; the rules are then compiled (or
@@ -84,8 +138,12 @@ func compile(p *engine.Policy, ids identities, slots func(name string) uint32, p
 	if stop != nil {
 		return nil, stop
 	}
+	if len(slotAt) > 0 {
+		g.rules.bySlot = make([]*ruleOut, 0, slices.Max(slotAt)+1)
+	}
 	for i, out := range outs {
-		g.rules[slotAt[i]] = out
+		g.rules.set(slotAt[i], out)
+		g.counts.add(out)
 		switch {
 		case out.sel == selCgroup && out.hasID:
 			g.config.HasCgroupRules = 1
@@ -128,14 +186,21 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 // or audit alone changed; nil when r must be compiled.
 func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *ruleOut {
 	var base *ruleOut // differs in its action or audit only
+	var matched *ruleOut
 	for _, pg := range prev {
 		if pg == nil || pg.rules == nil {
 			continue
 		}
-		o := pg.rules[slot]
-		if o == nil || !sameEntries(&o.src, r) || !o.sameIDs(r, ids) {
+		o := pg.rules.get(slot)
+		if o == nil || !sameEntries(&o.src, r) {
 			continue
 		}
+		// Both generations' ruleOuts of a rule whose action alone changed
+		// share their keys (withAction): the identities are compared once.
+		if !(matched != nil && o.sharesIDs(matched)) && !o.sameIDs(r, ids) {
+			continue
+		}
+		matched = o
 		if o.src.Action == r.Action && o.src.Audit == r.Audit {
 			return o
 		}
@@ -225,6 +290,14 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 }
 
 // sameIDs says whether o's keys are those of r's selector with ids.
+// sharesIDs says whether o holds the very identity keys of m (one made
+// from the other by withAction): sameIDs then answers the same for both.
+func (o *ruleOut) sharesIDs(m *ruleOut) bool {
+	return o.path == m.path && len(o.exe) == len(m.exe) && unsafe.SliceData(o.exe) == unsafe.SliceData(m.exe) &&
+		len(o.names) == len(m.names) && unsafe.SliceData(o.names) == unsafe.SliceData(m.names) &&
+		o.sel == m.sel && o.id == m.id && o.hasID == m.hasID
+}
+
 func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
@@ -330,7 +403,7 @@ func (g *generation) flat(p *engine.Policy, slotOf func(string) (uint32, bool), 
 	c.config = g.config
 	for i := range p.Rules {
 		if slot, ok := slotOf(p.Rules[i].Name); ok {
-			if o := g.rules[slot]; o != nil {
+			if o := g.rules.get(slot); o != nil {
 				o.add(c, gen)
 			}
 		}
@@ -351,8 +424,8 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 	}
 	gone, now := emptyCompiled(), emptyCompiled()
 	changed := map[uint32]bool{}
-	for slot, n := range g.rules {
-		o := old.rules[slot]
+	for slot, n := range g.rules.all() {
+		o := old.rules.get(slot)
 		if o != nil && o.equal(n) {
 			continue
 		}
@@ -362,8 +435,8 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		}
 		n.add(now, gen)
 	}
-	for slot, o := range old.rules {
-		if _, ok := g.rules[slot]; !ok {
+	for slot, o := range old.rules.all() {
+		if g.rules.get(slot) == nil {
 			o.add(gone, gen)
 		}
 	}
@@ -402,12 +475,12 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 // of keys writeRules compares. done is false, and nothing written, for any
 // other change.
 func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err error) {
-	if old.bound.len() != 0 || g.bound.len() != 0 || len(old.rules) != len(g.rules) {
+	if old.bound.len() != 0 || g.bound.len() != 0 || old.rules.len() != g.rules.len() {
 		return false, nil
 	}
 	var changed []*ruleOut // old, new in turn
-	for slot, n := range g.rules {
-		o := old.rules[slot]
+	for slot, n := range g.rules.all() {
+		o := old.rules.get(slot)
 		if o == nil || !o.sameKeys(n) {
 			return false, nil
 		}
@@ -575,6 +648,213 @@ func (w *ruleWrites) write(b *Backend) error {
 	return errors.Join(err, <-errc)
 }
 
+// add counts the entries o writes to each selector map and to dests.
+func (n *ruleCounts) add(o *ruleOut) {
+	n.exe += len(o.exe)
+	if o.path != nil {
+		n.paths++
+	}
+	n.named += len(o.names)
+	if o.hasID {
+		switch o.sel {
+		case selCgroup:
+			n.cgroups++
+		case selUser:
+			n.uids++
+		case selGroup:
+			n.gids++
+		}
+	}
+	n.dests += len(o.dests)
+}
+
+// ruleCounts are entry counts by map.
+type ruleCounts struct {
+	exe, paths, named, cgroups, uids, gids, dests int
+}
+
+// makeRoom makes room, before a write of generation gen, for c's entries
+// beside what the other generation holds (when known), and puts in place
+// the counter chunks of the slots this apply hands out: all at once, so
+// that the RCU grace periods every growth waits for overlap (sized.go,
+// counters.go). A count too low costs nothing but the growth a full map
+// gets anyway.
+func (b *Backend) makeRoom(c *generation, gen uint32) error {
+	if c.rules == nil {
+		return nil
+	}
+	n := c.counts
+	if o := b.gens[gen^1]; o != nil && o.rules != nil {
+		m := o.counts
+		n = ruleCounts{n.exe + m.exe, n.paths + m.paths, n.named + m.named, n.cgroups + m.cgroups, n.uids + m.uids, n.gids + m.gids, n.dests + m.dests}
+	}
+	return makeRoom(b.sized.needs(n, len(b.slots)))
+}
+
+// needs is what makeRoom is given for n entries and names counter names.
+func (s *sizedMaps) needs(n ruleCounts, names int) map[*sizedMap]int {
+	return map[*sizedMap]int{s.ExeRules: n.exe, s.PathRules: n.paths, s.NameRules: n.named,
+		s.CgroupRules: n.cgroups, s.UidRules: n.uids, s.GidRules: n.gids, s.Dests: n.dests,
+		s.CounterNames: names}
+}
+
+// makeRoomAhead starts growing, before p's executables are resolved, the
+// maps p will not fit in beside the generation in force: p's entries are
+// estimated from its rules (one identity and one place per executable, one
+// destination node per rule with addresses, as a policy's first apply
+// finds) and the growth, a grace period of the kernel's, runs while the
+// apply resolves. It returns how to wait for it; nil when nothing grows.
+// makeRoom checks again with the compiled counts: an estimate too low
+// costs the growth it would have cost anyway.
+func (b *Backend) makeRoomAhead(p *engine.Policy) <-chan error {
+	word, err := b.activeWord()
+	if err != nil {
+		return nil
+	}
+	var in ruleCounts
+	if g := b.gens[word&1]; g != nil && g.rules != nil {
+		in = g.counts
+	}
+	chunks := b.chunksAhead(p)
+	need := b.sizedAhead(p, in)
+	if len(need) == 0 && len(chunks) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		placed := make(chan error, 1)
+		var made []*ebpf.Map
+		go func() {
+			var err error
+			if len(chunks) > 0 {
+				made, err = b.counters.place(chunks)
+			}
+			placed <- err
+		}()
+		err := makeRoom(need)
+		if perr := <-placed; perr == nil && len(chunks) > 0 {
+			b.aheadChunks = func() { b.counters.install(chunks, made) }
+		}
+		done <- err
+	}()
+	return done
+}
+
+// chunksAhead lists the counter chunks not in place that slotFor will hand
+// slots in when compile hands p's new rule names theirs: slotFor's walk,
+// without handing anything (the chunks in place, hence its limit, stay as
+// they are until compile is done).
+func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
+	limit := b.counters.limit()
+	if uint64(b.nextSlot)+uint64(len(p.Rules))+uint64(len(b.slots)) < uint64(limit) &&
+		!slices.Contains(b.counters.chunks[:limit>>counterChunkBits], nil) {
+		return nil // every slot it can hand is in the chunks in place
+	}
+	next, live := b.nextSlot, len(b.slots)
+	named := map[string]bool{} // names handed a slot in this walk
+	taken := map[uint32]bool{}
+	want := map[uint32]bool{}
+	var out []uint32
+	for i := range p.Rules {
+		name := p.Rules[i].Name
+		if _, ok := b.slots[name]; ok || named[name] {
+			continue
+		}
+		for tries := 0; ; tries++ {
+			if tries > maxRules {
+				return nil // slotFor decides
+			}
+			s := next
+			next++
+			if next > maxRules || next >= limit && 2*(live+1) <= int(limit) {
+				next = 1
+			}
+			if taken[s] {
+				continue
+			}
+			if old, used := b.slotName[s]; used {
+				if _, ok := b.slots[old]; ok || named[old] {
+					continue
+				}
+			}
+			taken[s], named[name] = true, true
+			live++
+			if c := s >> counterChunkBits; int(c) < len(b.counters.chunks) && b.counters.chunks[c] == nil && !want[c] {
+				want[c] = true
+				out = append(out, c)
+			}
+			break
+		}
+	}
+	return out
+}
+
+// sizedAhead is makeRoomAhead's estimate of the policy-sized maps p needs
+// beside in (the generation in force), those too small for it only.
+func (b *Backend) sizedAhead(p *engine.Policy, in ruleCounts) map[*sizedMap]int {
+	// One pass over the rules, no lookups: what each kind adds.
+	est := in
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		switch {
+		case r.Exe != "":
+			est.exe++
+			est.paths++
+		case r.Cgroup != "":
+			est.cgroups++
+		case r.User != "":
+			est.uids++
+		case r.Group != "":
+			est.gids++
+		}
+		if hasAddrDest(r.Allow) || hasAddrDest(r.Deny) {
+			est.dests++
+		}
+	}
+	// Counter names: every rule's at most; the new ones counted only when
+	// that is too many.
+	names := len(b.slots) + len(p.Rules)
+	if uint64(names) > uint64(b.sized.CounterNames.MaxEntries()) {
+		names = len(b.slots)
+		for i := range p.Rules {
+			if _, ok := b.slots[p.Rules[i].Name]; !ok {
+				names++
+			}
+		}
+	}
+	need := b.sized.needs(est, names)
+	for s, k := range need {
+		if uint64(k) <= uint64(s.inner.MaxEntries()) {
+			delete(need, s)
+		}
+	}
+	return need
+}
+
+// joinRoomAhead waits for makeRoomAhead's growth, if one runs, and records
+// the chunks it put in place.
+func (b *Backend) joinRoomAhead() error {
+	if b.roomAhead == nil {
+		return nil
+	}
+	err := <-b.roomAhead
+	b.roomAhead = nil
+	if b.aheadChunks != nil {
+		b.aheadChunks()
+		b.aheadChunks = nil
+	}
+	return err
+}
+
+func hasAddrDest(ds []engine.Dest) bool {
+	for _, d := range ds {
+		if !d.IsName() {
+			return true
+		}
+	}
+	return false
+}
+
 // writeFresh fills generation gen, which holds nothing, with g: every
 // entry in rule order (what flat gives, without
 // its maps).
@@ -583,7 +863,7 @@ func (b *Backend) writeFresh(g *generation, p *engine.Policy, gen uint32) error 
 	w.reserve(len(p.Rules))
 	for i := range p.Rules {
 		if slot, ok := b.slotOf(p.Rules[i].Name); ok {
-			if o := g.rules[slot]; o != nil {
+			if o := g.rules.get(slot); o != nil {
 				o.addAll(&w, gen)
 			}
 		}
@@ -601,7 +881,7 @@ func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *
 	if toggled == 0 {
 		return false
 	}
-	for slot, o := range g.rules {
+	for slot, o := range g.rules.all() {
 		if changed[slot] {
 			continue
 		}

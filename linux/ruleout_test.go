@@ -41,14 +41,14 @@ func TestRuleOutRecompiledOnNameOrDirection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if same.rules[1] != first.rules[1] {
+		if same.rules.get(1) != first.rules.get(1) {
 			t.Errorf("%q: an unchanged rule was compiled again", tc.before)
 		}
 		next, err := compile(policy(tc.after), ids, slots, first)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if next.rules[1] == first.rules[1] || next.rules[1].src.Allow[0] != dest(tc.after) {
+		if next.rules.get(1) == first.rules.get(1) || next.rules.get(1).src.Allow[0] != dest(tc.after) {
 			t.Errorf("%q -> %q: the rule kept what was compiled before the edit", tc.before, tc.after)
 		}
 	}

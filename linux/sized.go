@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -69,6 +70,9 @@ type sizedMap struct {
 	inner *ebpf.Map
 	spec  *ebpf.MapSpec // the inner hash's; MaxEntries set at each growth
 	grew  func(name string, from, to uint32)
+	// full counts the growths a write that found the hash full asked
+	// for (makeRoom's are not counted: it grows before writing).
+	full int
 }
 
 // sizedMaps are the datapath's sized maps by their bpf2go field names.
@@ -89,6 +93,12 @@ func (s *sizedMaps) close() {
 			(*m).inner = nil
 		}
 	}
+}
+
+// reset closes the hashes and forgets the maps (a load that failed).
+func (s *sizedMaps) reset() {
+	s.close()
+	*s = sizedMaps{}
 }
 
 // openSized takes the hash in force in outer's slot 0, or puts a new one
@@ -214,6 +224,7 @@ func (s *sizedMap) grow(extra int) (bool, error) {
 	if c <= have {
 		return false, nil
 	}
+	s.full++
 	return true, s.resize(c)
 }
 
@@ -223,6 +234,39 @@ func (s *sizedMap) ensure(need int) error {
 		return s.resize(sizedCapacity(uint64(need)))
 	}
 	return nil
+}
+
+// makeRoom makes room for need[s] entries in each map s, before they are
+// written: a map too small is replaced by an empty-enough one now instead
+// of growing (a copy) when a write finds it full. Putting a hash in its
+// outer array waits for an RCU grace period (the kernel's
+// maybe_wait_bpf_programs), milliseconds each, so the maps are resized
+// side by side and their grace periods overlap; a policy's first apply
+// grows several of them.
+func makeRoom(need map[*sizedMap]int) error {
+	var todo []*sizedMap
+	for s, n := range need {
+		if uint64(n) > uint64(s.inner.MaxEntries()) {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) <= 1 {
+		for _, s := range todo {
+			return s.ensure(need[s])
+		}
+		return nil
+	}
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, s := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.ensure(need[s])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // copyEntries copies every entry of hash from into hash to: in batches
@@ -349,26 +393,59 @@ var (
 	_ kmap = (*sizedMap)(nil)
 )
 
-// openSizedMaps fills b.sized from the datapath's outer maps (spec: the
-// datapath's, for the inner templates).
-func (b *Backend) openSizedMaps(spec *ebpf.CollectionSpec) error {
-	outers := b.mapsByName()
+// openPolicyMaps fills b.sized and b.counters from the datapath's outer
+// maps (outers, by their names in spec; spec for the inner templates).
+//
+// Putting a map into an empty outer slot (a fresh start) waits for an RCU
+// grace period in the kernel (maybe_wait_bpf_programs: 5-15 ms each), CPU
+// the start does not use: the ten outer maps are filled at once, their
+// waits overlapping, and the datapath's loader calls this while its
+// programs are being verified (loadObjectsThen).
+func (b *Backend) openPolicyMaps(spec *ebpf.CollectionSpec, outers map[string]*ebpf.Map) error {
 	grew := func(name string, from, to uint32) {
 		b.log.Debug("policy map grown", "map", name, "from", from, "to", to)
 	}
-	for name, field := range b.sized.byName() {
-		ms := spec.Maps[name]
-		if ms == nil || outers[name] == nil {
+	fields := b.sized.byName()
+	for name := range fields {
+		if spec.Maps[name] == nil || outers[name] == nil {
 			return fmt.Errorf("datapath lacks map %s", name)
 		}
-		s, err := openSized(name, outers[name], ms.InnerMap, sizedFloor)
-		if err != nil {
-			b.sized.close()
-			return err
-		}
-		s.grew = grew
-		*field = s
 	}
+	if spec.Maps["counters"] == nil || outers["counters"] == nil {
+		return errors.New("datapath lacks map counters")
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for name, field := range fields {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := openSized(name, outers[name], spec.Maps[name].InnerMap, sizedFloor)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			s.grew = grew
+			*field = s
+		}()
+	}
+	var counters *counterChunks
+	var cerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counters, cerr = openCounterChunks(outers["counters"], spec.Maps["counters"].InnerMap, b.ncpu)
+	}()
+	wg.Wait()
+	if err := errors.Join(append(errs, cerr)...); err != nil {
+		b.sized.close()
+		counters.close()
+		return err
+	}
+	b.counters = counters
 	return nil
 }
 

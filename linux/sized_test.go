@@ -241,3 +241,84 @@ func TestPolicyGrowsPastCapacity(t *testing.T) {
 	counted(b2, "after a restart and an apply")
 	t.Logf("first rule: %d allowed, %d denied across growth; capacities %v", allowed, denied, grown)
 }
+
+// TestFreshApplyMakesRoomFirst: a large policy's first apply sizes every
+// policy-sized map and puts every counter chunk in place before writing
+// (makeRoom: all at once, so the kernel's grace periods overlap) instead
+// of growing maps one by one when a write finds them full; the policy is in
+// force when Apply returns, the last rule (in the last chunk) included, and
+// its counter starts from zero. A second apply of the same size grows
+// nothing.
+func TestFreshApplyMakesRoomFirst(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	dir := t.TempDir()
+	const n = 3000
+	last := clientCopy(t, dir, "last")
+	other, err := parseDestForTest("10.0.0.0/8 port 443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := func(variant int) *engine.Policy {
+		p := &engine.Policy{}
+		for i := range n - 1 {
+			exe := filepath.Join(dir, fmt.Sprint(i))
+			r := engine.Rule{Name: fmt.Sprintf("r%d", i), Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny}
+			if (i+variant)%2 == 0 {
+				r.Allow = []engine.Dest{other}
+			}
+			p.Rules = append(p.Rules, r)
+		}
+		p.Rules = append(p.Rules, engine.Rule{Name: "last", Selector: engine.Selector{Exe: last}, Action: engine.ActionDeny})
+		return p
+	}
+	for i := range n - 1 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := func() map[string]int {
+		out := map[string]int{}
+		for name, m := range b.sized.byName() {
+			out[name] = (*m).full
+		}
+		return out
+	}
+	b.apply(t, policy(0))
+	for name, f := range full() {
+		if f != 0 {
+			t.Errorf("map %s grew %d times when a write found it full: makeRoom did not size it", name, f)
+		}
+	}
+	for name, want := range map[string]uint32{"exe_rules": sizedCapacity(n), "path_rules": sizedCapacity(n), "counter_names": sizedCapacity(n),
+		"dests": sizedCapacity(n / 2)} {
+		if c := pinnedCapacity(t, b.pinDir, name); c != want {
+			t.Errorf("map %s holds %d entries after a fresh apply of %d rules, want %d", name, c, n, want)
+		}
+	}
+	if got, want := pinnedChunks(t, b.pinDir), n/counterChunk+1; got != want {
+		t.Errorf("%d counter chunks in place, want %d", got, want)
+	}
+	port := listenLoopback(t)
+	if _, out := runClient(t, last, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("last rule not in force after the fresh apply: %+v", out[0])
+	}
+	st, err := b.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.RuleCounter["last"]; c.Denied != 1 || c.Allowed != 0 {
+		t.Errorf("rule last counted %+v, want 1 denied", c)
+	}
+	// Both generations full: room was made for both at the first apply.
+	b.apply(t, policy(1))
+	for name, f := range full() {
+		if f != 0 {
+			t.Errorf("map %s grew %d times at the second apply", name, f)
+		}
+	}
+	if _, out := runClient(t, last, cg, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("last rule not in force after the second apply: %+v", out[0])
+	}
+}

@@ -69,7 +69,7 @@ func (b *Backend) sweep(g *generation, p *engine.Policy, gen uint32) (int, error
 	var bySlot map[uint32]*engine.Rule // rule ids are slots (ruleID); built when first needed
 	ruleOf := func(slot uint32) *engine.Rule {
 		if g.rules != nil {
-			if o := g.rules[slot]; o != nil {
+			if o := g.rules.get(slot); o != nil {
 				return &o.src
 			}
 			return nil

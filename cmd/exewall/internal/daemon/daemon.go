@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	tuneGC()
+	backendLoaded := tuneGC() // memory.go
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// The policy file is parsed while the backend loads.
 	ahead := engine.ParseAhead(cfg.Policy)
 	backend, err := platform.NewBackend(ctx, platform.Config{Cgroup: cfg.Cgroup, PinDir: cfg.PinDir, StateDir: cfg.StateDir, DetachOnExit: cfg.DetachOnExit, Logger: log})
+	backendLoaded()
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
