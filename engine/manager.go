@@ -79,6 +79,12 @@ type Manager struct {
 	// at start, reload, in managed mode); lastCut is the latest such change.
 	cutTotal uint64
 	lastCut  *CutReport
+	// exeIdx is which rule names each executable identity, as the last
+	// check of a change found it (exeindex.go).
+	exeIdx *exeIndex
+	// scan is where the rules are in src, when an edit made src (its
+	// items moved and its new ones scanned: policyedit.go).
+	scan *scannedText
 }
 
 type pendingApply struct {

@@ -122,3 +122,31 @@ func TestLoadRefusesEmptyFile(t *testing.T) {
 		t.Fatalf("load of an empty file: %v", err)
 	}
 }
+
+// TestFailedApplyLeavesFile: the new file is prepared while a change is
+// put in force; when the apply fails the policy file is as it was and no
+// temporary file is left beside it.
+func TestFailedApplyLeavesFile(t *testing.T) {
+	const good = "# mine\ndefault: deny\nrules:\n  - name: curl\n    exe: /usr/bin/curl\n    action: deny\n"
+	f := newFixture(t, good)
+	f.b.FailNext(errors.New("kernel said no"))
+	if _, err := f.m.AddRule(ctx, engine.Rule{Name: "wget", Selector: engine.Selector{Exe: "/usr/bin/wget"}, Action: engine.ActionDeny}); err == nil {
+		t.Fatal("change applied through a failing backend")
+	}
+	if data, err := os.ReadFile(f.path); err != nil || string(data) != good {
+		t.Fatalf("policy file after a failed apply: %v %q", err, data)
+	}
+	entries, err := os.ReadDir(filepath.Dir(f.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != filepath.Base(f.path) {
+			t.Errorf("left beside the policy file: %s", e.Name())
+		}
+	}
+	if _, err := f.m.AddRule(ctx, engine.Rule{Name: "wget", Selector: engine.Selector{Exe: "/usr/bin/wget"}, Action: engine.ActionDeny}); err != nil {
+		t.Fatal(err)
+	}
+	f.agree(t)
+}

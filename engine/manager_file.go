@@ -106,18 +106,44 @@ func (m *Manager) dirMissing() bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// commit puts p in force, then writes data; if the write fails the old
-// policy is put back so that the kernel and the file keep agreeing.
+// commit puts p in force, then makes data the policy file; if the write
+// fails the old policy is put back so that the kernel and the file keep
+// agreeing.
 func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
+	// The new file is written and synced beside the policy file while p
+	// is put in force, and renamed over it only once p is: a failed apply
+	// leaves the file as it was.
+	type prepared struct {
+		f   *pendingFile
+		err error
+	}
+	var ready chan prepared
+	if m.cfg.PolicyFile != "" {
+		ready = make(chan prepared, 1)
+		go func(path string) {
+			f, err := prepareFileAtomic(path, data)
+			ready <- prepared{f, err}
+		}(m.cfg.PolicyFile)
+	}
 	// p becomes the policy in force, which is never changed in place.
 	if err := m.cfg.Backend.Apply(WithOwnedPolicy(ctx), p); err != nil {
+		if ready != nil {
+			if pr := <-ready; pr.f != nil {
+				pr.f.abort()
+			}
+		}
 		return fmt.Errorf("apply: %w", err)
 	}
 	if m.cfg.PolicyFile == "" {
 		m.policy, m.src, m.fileErr = p, data, nil
 		return nil
 	}
-	if err := WriteFileAtomic(m.cfg.PolicyFile, data); err != nil {
+	pr := <-ready
+	err := pr.err
+	if err == nil {
+		err = pr.f.commit()
+	}
+	if err != nil {
 		if rerr := m.cfg.Backend.Apply(context.WithoutCancel(ctx), m.policy); rerr != nil {
 			m.log.Error("policy file not written and the previous policy could not be restored", "err", rerr)
 		}

@@ -46,7 +46,7 @@ func (m *Manager) validate(p *Policy) error {
 
 // validateFrom is validate for a change from old, the policy in force.
 func (m *Manager) validateFrom(old, p *Policy) error {
-	if err := validateFrom(old, p, m.cfg.Resolver); err != nil {
+	if err := validateIndexed(old, p, m.cfg.Resolver, &m.exeIdx); err != nil {
 		return err
 	}
 	return m.refuse(p)
@@ -114,14 +114,19 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 	// changes p): on a large policy both cost milliseconds.
 	type text struct {
 		data []byte
+		scan *scannedText
 		lost bool
 		err  error
 	}
 	edited := make(chan text, 1)
-	go func(src []byte, old *Policy) {
-		data, lost, err := EditPolicyFileFrom(src, old, p)
-		edited <- text{data, lost, err}
-	}(m.src, m.policy)
+	go func(src []byte, old *Policy, sc *scannedText) {
+		if data, scan, ok := editRulesScanned(src, old, p, sc); ok {
+			edited <- text{data: data, scan: scan}
+			return
+		}
+		data, lost, err := EditPolicyFile(src, p)
+		edited <- text{data: data, lost: lost, err: err}
+	}(m.src, m.policy, m.scan)
 	if err := m.validateFrom(m.policy, p); err != nil {
 		return nil, err
 	}
@@ -140,6 +145,7 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 	if err := m.commit(ctx, p, data); err != nil {
 		return nil, err
 	}
+	m.scan = t.scan // the scan of m.src, data, for the next edit
 	m.reportCuts("forced change", cuts)
 	return p, nil
 }
@@ -169,8 +175,13 @@ func (m *Manager) AddRule(ctx context.Context, r Rule, opts ...ChangeOption) (Ru
 	var out Rule
 	_, err := m.update(ctx, func(p *Policy) error {
 		at := -1
+		same := func(s Selector) bool { return sameSelector(s, r.Selector) }
+		if r.Exe != "" {
+			k := exeKey(r.Exe) // once, not for every rule
+			same = func(s Selector) bool { return s.Exe != "" && keyMatches(s.Exe, k) }
+		}
 		for i := range p.Rules {
-			if sameSelector(p.Rules[i].Selector, r.Selector) {
+			if same(p.Rules[i].Selector) {
 				at = i
 				break
 			}

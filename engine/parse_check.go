@@ -350,7 +350,7 @@ func checkChanged(p *Policy, changed []int) bool {
 			if o.Name == r.Name {
 				return false
 			}
-			if k, v := selectorKey(o); k == kind && v == key {
+			if selectorIs(o, kind, key) {
 				return false
 			}
 		}

@@ -29,6 +29,13 @@ func Validate(p *Policy, r Resolver) error { return validateFrom(nil, p, r) }
 // it is a script (what it was is what the policy in force enforces, and a
 // one-rule change must not cost a read of every executable).
 func validateFrom(old, p *Policy, r Resolver) error {
+	_, err := validateExes(old, p, r)
+	return err
+}
+
+// validateExes is validateFrom that also returns, when p passes, the
+// index of the rule naming each identity its exes resolved to.
+func validateExes(old, p *Policy, r Resolver) (map[FileID]int, error) {
 	// A CLI edit replaces, removes or appends a rule or two: the rules it
 	// leaves as they were passed checkPolicy with old, and only the changed
 	// ones need checking against the rest.
@@ -43,7 +50,7 @@ func validateFrom(old, p *Policy, r Resolver) error {
 	if !aligned || !checkChanged(p, changed) {
 		// The full check, also for the exact refusal a changed rule earns.
 		if err := checkPolicy(p); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	unchanged := func(i int) bool {
@@ -102,9 +109,12 @@ loop:
 	// Every rule checked comes before the one that stopped the loop: the
 	// refusal is the first in rule order either way.
 	if i, err := firstNotRunnable(p.Rules, check); err != nil {
-		return refuse(p.Rules[i].Line, "%v", err)
+		return nil, refuse(p.Rules[i].Line, "%v", err)
 	}
-	return stop
+	if stop != nil {
+		return nil, stop
+	}
+	return exes, nil
 }
 
 // firstNotRunnable runs checkRunnable on the exe of each rule in check (in

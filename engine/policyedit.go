@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -31,17 +32,47 @@ type ruleItem struct {
 }
 
 func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
+	out, _, ok := editRulesScanned(src, old, p, nil)
+	return out, ok
+}
+
+// scannedText is what scanRules found in src, kept with it: the scan of the
+// policy file in force, so that the next edit does not scan it again.
+type scannedText struct {
+	src    []byte
+	items  []ruleItem
+	indent int
+}
+
+// of says whether sc is the scan of src itself (the same bytes in memory).
+func (sc *scannedText) of(src []byte) bool {
+	return sc != nil && len(sc.src) == len(src) && len(src) > 0 && &sc.src[0] == &src[0]
+}
+
+// editRulesScanned is editRulesText using sc when it is src's scan, and
+// returning the scan of the text it makes (the items it kept moved by
+// what came before them, the ones it wrote scanned alone).
+func editRulesScanned(src []byte, old, p *Policy, sc *scannedText) ([]byte, *scannedText, bool) {
 	if old == nil || old.Default != p.Default || old.Mode != p.Mode || old.DefaultInbound != p.DefaultInbound ||
 		old.InboundSet != p.InboundSet || !slices.Equal(old.Resolvers, p.Resolvers) || len(old.Rules) == 0 || len(p.Rules) == 0 {
-		return nil, false
+		return nil, nil, false
 	}
-	items, indent, ok := scanRules(src, len(old.Rules))
-	if !ok || len(items) != len(old.Rules) {
-		return nil, false
+	var items []ruleItem
+	var indent int
+	if sc.of(src) {
+		items, indent = sc.items, sc.indent
+	} else {
+		var ok bool
+		if items, indent, ok = scanRules(src, len(old.Rules)); !ok {
+			return nil, nil, false
+		}
+	}
+	if len(items) != len(old.Rules) {
+		return nil, nil, false
 	}
 	for i, it := range items {
 		if string(it.name) != old.Rules[i].Name {
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	// Where p's rule named name is in old: after a CLI edit, the next
@@ -80,7 +111,7 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 			continue
 		}
 		if i <= last {
-			return nil, false // reordered
+			return nil, nil, false // reordered
 		}
 		last = i
 		keep[i] = true
@@ -95,6 +126,26 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 	}
 	var out bytes.Buffer
 	out.Grow(len(src) + 256)
+	// The new text's items, with each name as an offset into it until the
+	// text is whole.
+	next := make([]ruleItem, 0, len(p.Rules))
+	nameAt := make([]int, 0, len(p.Rules))
+	srcOff := func(b []byte) int {
+		return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(src))))
+	}
+	// written adds the item of text, a rendered rule just written at base.
+	written := func(text []byte, base, start int) bool {
+		wrapped := append([]byte("rules:\n"), text...)
+		its, _, ok := scanRules(wrapped, 1)
+		if !ok || len(its) != 1 {
+			return false
+		}
+		const shift = len("rules:\n")
+		it := its[0]
+		next = append(next, ruleItem{start: start, dash: base + it.dash - shift, end: base + it.end - shift})
+		nameAt = append(nameAt, base+int(uintptr(unsafe.Pointer(unsafe.SliceData(it.name)))-uintptr(unsafe.Pointer(unsafe.SliceData(wrapped))))-shift)
+		return true
+	}
 	pos := 0
 	for i, it := range items {
 		e := edits[i]
@@ -103,7 +154,10 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 			pos = it.start
 			text, ok := renderRule(nil, r, indent, p)
 			if !ok {
-				return nil, false
+				return nil, nil, false
+			}
+			if !written(text, out.Len(), out.Len()) {
+				return nil, nil, false
 			}
 			out.Write(text)
 		}
@@ -115,10 +169,17 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 			out.Write(src[pos:it.dash])
 			text, ok := renderRule(src[it.dash:it.end], e.replace, indent, p)
 			if !ok {
-				return nil, false
+				return nil, nil, false
+			}
+			if !written(text, out.Len(), out.Len()-(it.dash-it.start)) {
+				return nil, nil, false
 			}
 			out.Write(text)
 			pos = it.end
+		default: // copied as it is with what follows
+			d := out.Len() - pos
+			next = append(next, ruleItem{start: it.start + d, dash: it.dash + d, end: it.end + d})
+			nameAt = append(nameAt, srcOff(it.name)+d)
 		}
 	}
 	end := items[len(items)-1].end
@@ -126,12 +187,26 @@ func editRulesText(src []byte, old, p *Policy) ([]byte, bool) {
 	for _, r := range tail {
 		text, ok := renderRule(nil, r, indent, p)
 		if !ok {
-			return nil, false
+			return nil, nil, false
+		}
+		if !written(text, out.Len(), out.Len()) {
+			return nil, nil, false
 		}
 		out.Write(text)
 	}
 	out.Write(src[end:])
-	return out.Bytes(), true
+	data := out.Bytes()
+	if len(next) != len(p.Rules) {
+		return data, nil, true
+	}
+	for k := range next {
+		n := len(p.Rules[k].Name)
+		if nameAt[k] < 0 || nameAt[k]+n > len(data) {
+			return data, nil, true
+		}
+		next[k].name = data[nameAt[k] : nameAt[k]+n]
+	}
+	return data, &scannedText{src: data, items: next, indent: indent}, true
 }
 
 // sameRule compares what the file says of a rule (not its line).

@@ -299,11 +299,27 @@ func setValue(m *yaml.Node, key string, v *yaml.Node, after []string) {
 // (config management may own it); a new one is 0600: a policy tells every
 // reader which programs may reach what.
 func WriteFileAtomic(path string, data []byte) error {
+	f, err := prepareFileAtomic(path, data)
+	if err != nil {
+		return err
+	}
+	return f.commit()
+}
+
+// pendingFile is the new content of a file, written and synced beside it,
+// that commit puts in its place (abort: removes it).
+type pendingFile struct {
+	path, tmp, target, dir string
+}
+
+// prepareFileAtomic is WriteFileAtomic up to the rename: data in a temporary
+// file beside path's target, synced; path itself is not touched.
+func prepareFileAtomic(path string, data []byte) (*pendingFile, error) {
 	target, err := filepath.EvalSymlinks(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		target = path
 	} else if err != nil {
-		return fmt.Errorf("resolve %s: %w", path, err)
+		return nil, fmt.Errorf("resolve %s: %w", path, err)
 	}
 	mode := fs.FileMode(0o600)
 	if fi, err := os.Stat(target); err == nil {
@@ -315,7 +331,7 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	done := false
 	defer func() {
@@ -325,29 +341,39 @@ func WriteFileAtomic(path string, data []byte) error {
 		}
 	}()
 	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Chmod(mode); err != nil && runtime.GOOS != "windows" {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
+		return nil, fmt.Errorf("write %s: fsync: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	done = true
+	return &pendingFile{path: path, tmp: tmp.Name(), target: target, dir: dir}, nil
+}
+
+// abort removes the prepared content; the file stays as it was.
+func (f *pendingFile) abort() { os.Remove(f.tmp) }
+
+// commit renames the prepared content over the file and syncs its
+// directory.
+func (f *pendingFile) commit() error {
+	if err := os.Rename(f.tmp, f.target); err != nil {
+		f.abort()
+		return fmt.Errorf("write %s: %w", f.path, err)
+	}
 	// The rename is durable only once the directory is; Windows cannot
 	// open a directory for fsync, and NTFS journals the rename itself.
 	if runtime.GOOS != "windows" {
-		if d, err := os.Open(dir); err == nil {
+		if d, err := os.Open(f.dir); err == nil {
 			err = d.Sync()
 			d.Close()
 			if err != nil {
-				return fmt.Errorf("write %s: fsync directory: %w", path, err)
+				return fmt.Errorf("write %s: fsync directory: %w", f.path, err)
 			}
 		}
 	}

@@ -26,6 +26,13 @@ func (b *Backend) Apply(ctx context.Context, p *engine.Policy) error {
 	p = engine.WithEncryptedDNSDenied(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if engine.OwnedPolicy(ctx) {
+		// A few rules changed: only they are resolved, compiled and
+		// written (incremental.go).
+		if handled, err := b.applyDelta(p); handled {
+			return err
+		}
+	}
 	// Maps a large policy outgrows are grown while its executables are
 	// resolved (makeRoomAhead); joined before anything is written.
 	b.roomAhead = b.makeRoomAhead(p)

@@ -93,6 +93,7 @@ type Backend struct {
 	retired     engine.Counters // what removed rules counted: totals never go backwards
 	byName      map[string]*engine.Rule
 	gens        [2]*generation // what each generation holds; nil = unknown
+	pair        *pairDiff      // where gens differ, after an incremental apply (incremental.go)
 	repin       bool           // maps are fresh (old pins incompatible): pin after first apply
 	hostNets    []netip.Prefix
 	local       map[datapathLocalKey]uint8 // what local_nets holds

@@ -49,6 +49,14 @@ type identities struct {
 	cgroups map[string]uint64          // by cleaned cgroup path
 	uids    map[string]uint32
 	gids    map[string]uint32
+	// current says every exe identity here was resolved (or remembered by
+	// the watcher) at the watcher's epoch and no path is polled: while the
+	// epoch stays, they all still hold (incremental.go).
+	current bool
+	epoch   uint64
+	// owned says these maps are the backend's own, patched in place by an
+	// incremental apply; a full resolution's are shared with the memo.
+	owned bool
 }
 
 // compileDests writes one LPM node per distinct prefix of the rule. Each node

@@ -101,6 +101,9 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (ma
 		}
 	}
 	b.remember(epoch, found, ids, remembered)
+	if track {
+		ids.epoch, ids.current = epoch, remembered && !w.polled && w.fd >= 0
+	}
 	return found, nil
 }
 

@@ -161,8 +161,9 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // that executable (the CLI's deny/allow read nothing else).
 func (s *server) policy(w http.ResponseWriter, r *http.Request) {
 	if exe := r.URL.Query().Get("exe"); exe != "" {
+		same := engine.ExeMatcher(exe)
 		writeJSON(w, http.StatusOK, engine.ViewPolicy(s.m.PolicyWhere(func(rule *engine.Rule) bool {
-			return rule.Exe != "" && engine.SameExe(rule.Exe, exe)
+			return rule.Exe != "" && same(rule.Exe)
 		})))
 		return
 	}
