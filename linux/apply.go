@@ -169,17 +169,12 @@ func (b *Backend) activeWord() (uint32, error) {
 	return word, nil
 }
 
-func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
-	word, err := b.activeWord()
-	if err != nil {
-		return err
-	}
-	cur := word & 1
-	next := cur ^ 1
+// slotsRestorer starts recording the counter slots an apply hands out; the
+// function it returns gives them back, newest first, when the apply fails.
+func (b *Backend) slotsRestorer() func() {
 	nextBefore := b.nextSlot
 	b.slotUndo = b.slotUndo[:0]
-	restore := func() {
-		// Slots handed out by this apply go back, newest first.
+	return func() {
 		for i := len(b.slotUndo) - 1; i >= 0; i-- {
 			u := b.slotUndo[i]
 			delete(b.slots, u.name)
@@ -193,6 +188,16 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		b.nextSlot = nextBefore
 		clear(b.freshSlots)
 	}
+}
+
+func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
+	word, err := b.activeWord()
+	if err != nil {
+		return err
+	}
+	cur := word & 1
+	next := cur ^ 1
+	restore := b.slotsRestorer()
 	// Rules that did not change keep what either generation compiled.
 	c, err := compile(p, ids, b.slotFor, b.gens[next], b.gens[cur])
 	if err != nil {

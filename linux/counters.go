@@ -416,21 +416,11 @@ func (c *counterChunks) reinstate() ([]uint32, error) {
 		if m == nil {
 			continue
 		}
-		info, err := m.Info()
-		if err != nil {
-			return put, err
-		}
-		want, ok := info.ID()
-		if !ok {
-			return put, nil // this kernel does not say: no guess
-		}
-		var id uint32
-		err = c.outer.Lookup(uint32(i), &id)
-		if err == nil && ebpf.MapID(id) == want {
+		if in, err := holds(c.outer, uint32(i), m); in || err != nil {
+			if err != nil {
+				return put, err
+			}
 			continue
-		}
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return put, err
 		}
 		if err := c.outer.Update(uint32(i), m, ebpf.UpdateAny); err != nil {
 			return put, fmt.Errorf("put counters chunk %d back: %w", i, err)

@@ -286,22 +286,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	cur := word & 1
 	next := cur ^ 1
 	g0, g1 := b.gens[cur], b.gens[next]
-	nextBefore := b.nextSlot
-	b.slotUndo = b.slotUndo[:0]
-	restore := func() {
-		for i := len(b.slotUndo) - 1; i >= 0; i-- {
-			u := b.slotUndo[i]
-			delete(b.slots, u.name)
-			if u.hadPrev {
-				b.slotName[u.slot] = u.prev
-			} else {
-				delete(b.slotName, u.slot)
-			}
-		}
-		b.slotUndo = b.slotUndo[:0]
-		b.nextSlot = nextBefore
-		clear(b.freshSlots)
-	}
+	restore := b.slotsRestorer()
 	// The new generation: the one in force with the changed rules'
 	// ruleOuts (taken from either generation when unchanged there, as
 	// compile does) and without the removed ones.
@@ -523,21 +508,8 @@ func (b *Backend) writeDelta(old, g *generation, p *engine.Policy, gen uint32, s
 			// decides (nothing was written yet).
 			return b.writeGen(old, g, p, gen)
 		}
-		for _, m := range []struct {
-			what string
-			diff func() error
-		}{
-			{"exe rules", func() error { return writeDiff(b.sized.ExeRules, gone.exe, now.exe) }},
-			{"cgroup rules", func() error { return writeDiff(b.sized.CgroupRules, gone.cgroups, now.cgroups) }},
-			{"user rules", func() error { return writeDiff(b.sized.UidRules, gone.uids, now.uids) }},
-			{"group rules", func() error { return writeDiff(b.sized.GidRules, gone.gids, now.gids) }},
-			{"destinations", func() error { return writeDiff(b.sized.Dests, gone.dests, now.dests) }},
-			{"executable paths", func() error { return writeDiff(b.sized.PathRules, gone.paths, now.paths) }},
-			{"executable names", func() error { return writeDiff(b.sized.NameRules, gone.named, now.named) }},
-		} {
-			if err := m.diff(); err != nil {
-				return fmt.Errorf("write %s: %w", m.what, err)
-			}
+		if err := b.writeDiffs(gone, now); err != nil {
+			return err
 		}
 	}
 	// As writeGen: a slot handed to a new rule starts from zero and gets its

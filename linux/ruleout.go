@@ -447,6 +447,12 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 	if g.sharesKeys(changed, gen, gone, now) {
 		return false, nil
 	}
+	return true, b.writeDiffs(gone, now)
+}
+
+// writeDiffs deletes the entries of gone that now lacks and writes those of
+// now that differ, map by map.
+func (b *Backend) writeDiffs(gone, now *compiled) error {
 	for _, m := range []struct {
 		what string
 		diff func() error
@@ -461,10 +467,10 @@ func (b *Backend) writeRules(old, g *generation, gen uint32) (ok bool, err error
 		{"executable names", func() error { return writeDiff(b.sized.NameRules, gone.named, now.named) }},
 	} {
 		if err := m.diff(); err != nil {
-			return true, fmt.Errorf("write %s: %w", m.what, err)
+			return fmt.Errorf("write %s: %w", m.what, err)
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // writeSameKeys is writeRules for the usual change: the same rules (by

@@ -166,23 +166,32 @@ func innerCompatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 // holds another map or none (emptied behind the daemon's back: the
 // programs would then read an empty map). It says whether it had to.
 func (s *sizedMap) reinstate() (bool, error) {
-	info, err := s.inner.Info()
+	if in, err := holds(s.outer, 0, s.inner); in || err != nil {
+		return false, err
+	}
+	return true, s.outer.Update(uint32(0), s.inner, ebpf.UpdateAny)
+}
+
+// holds says whether slot key of the array of maps outer holds inner; true
+// when the kernel does not say which map a slot holds (no guess).
+func holds(outer *ebpf.Map, key uint32, inner *ebpf.Map) (bool, error) {
+	info, err := inner.Info()
 	if err != nil {
 		return false, err
 	}
 	want, ok := info.ID()
 	if !ok {
-		return false, nil // this kernel does not say: no guess
+		return true, nil
 	}
 	var id uint32
-	err = s.outer.Lookup(uint32(0), &id)
+	err = outer.Lookup(key, &id)
 	if err == nil && ebpf.MapID(id) == want {
-		return false, nil
+		return true, nil
 	}
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return false, err
 	}
-	return true, s.outer.Update(uint32(0), s.inner, ebpf.UpdateAny)
+	return false, nil
 }
 
 // resize puts a copy of the hash in force, with room for capacity
