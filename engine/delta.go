@@ -19,39 +19,7 @@ func RuleDelta(old, p *Policy) (changed, removed []int, ok bool) {
 		!slices.Equal(old.Resolvers, p.Resolvers) {
 		return nil, nil, false
 	}
-	i, j := 0, 0
-	for i < len(p.Rules) && j < len(old.Rules) {
-		a, b := &p.Rules[i], &old.Rules[j]
-		switch {
-		case a.Name == b.Name:
-			if !sameRule(a, b) {
-				changed = append(changed, i)
-			}
-			i++
-			j++
-		case j+1 < len(old.Rules) && a.Name == old.Rules[j+1].Name:
-			removed = append(removed, j) // old.Rules[j] was removed
-			j++
-		default:
-			changed = append(changed, i) // replaced in place
-			removed = append(removed, j)
-			i++
-			j++
-		}
-		if len(changed) > maxAligned || len(removed) > maxAligned {
-			return nil, nil, false
-		}
-	}
-	for ; i < len(p.Rules); i++ {
-		changed = append(changed, i) // appended
-	}
-	for ; j < len(old.Rules); j++ {
-		removed = append(removed, j)
-	}
-	if len(changed) > maxAligned || len(removed) > maxAligned {
-		return nil, nil, false
-	}
-	return changed, removed, true
+	return alignRules(old, p)
 }
 
 // keyMatches is exeKey(a) == k for k an exeKey, without folding a when its

@@ -291,7 +291,17 @@ func changedRules(old, p *Policy) (changed []int, aligned bool) {
 	if old == nil || p == nil {
 		return nil, false
 	}
-	i, j, removed := 0, 0, 0
+	changed, _, aligned = alignRules(old, p)
+	return changed, aligned
+}
+
+// alignRules walks old's and p's rules side by side: changed holds, in
+// order, the indices of p's rules that old does not hold as they are,
+// removed the indices of old's rules p no longer holds (removed, or
+// replaced in place by a rule of another name). ok is false for anything
+// but a few rules replaced in place, removed or appended (maxAligned).
+func alignRules(old, p *Policy) (changed, removed []int, ok bool) {
+	i, j := 0, 0
 	for i < len(p.Rules) && j < len(old.Rules) {
 		a, b := &p.Rules[i], &old.Rules[j]
 		switch {
@@ -302,25 +312,28 @@ func changedRules(old, p *Policy) (changed []int, aligned bool) {
 			i++
 			j++
 		case j+1 < len(old.Rules) && a.Name == old.Rules[j+1].Name:
-			j++ // old.Rules[j] was removed
-			removed++
+			removed = append(removed, j) // old.Rules[j] was removed
+			j++
 		default:
 			changed = append(changed, i) // replaced in place
+			removed = append(removed, j)
 			i++
 			j++
 		}
-		if len(changed) > maxAligned || removed > maxAligned {
-			return nil, false
+		if len(changed) > maxAligned || len(removed) > maxAligned {
+			return nil, nil, false
 		}
 	}
 	for ; i < len(p.Rules); i++ {
 		changed = append(changed, i) // appended
 	}
-	removed += len(old.Rules) - j
-	if len(changed) > maxAligned || removed > maxAligned {
-		return nil, false
+	for ; j < len(old.Rules); j++ {
+		removed = append(removed, j)
 	}
-	return changed, true
+	if len(changed) > maxAligned || len(removed) > maxAligned {
+		return nil, nil, false
+	}
+	return changed, removed, true
 }
 
 // checkChanged reports whether p passes checkPolicy, knowing that only the
