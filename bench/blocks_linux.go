@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -141,58 +142,42 @@ func blockHashKey() []byte {
 // entries: linux/sized.go's floor).
 func blockHashes() (hash, outer *ebpf.Map, err error) {
 	spec := &ebpf.MapSpec{Name: "bench_hash", Type: ebpf.Hash, KeySize: hashKeySize, ValueSize: 8, MaxEntries: 1024, Flags: unix.BPF_F_NO_PREALLOC}
-	inner, err := ebpf.NewMap(spec)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer inner.Close()
-	if hash, err = ebpf.NewMap(spec); err != nil {
-		return nil, nil, err
-	}
-	for _, m := range []*ebpf.Map{hash, inner} {
-		if err := m.Put(blockHashKey(), uint64(1)); err != nil {
-			hash.Close()
-			return nil, nil, err
-		}
-	}
-	outer, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_sized", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: spec})
-	if err == nil {
-		err = outer.Put(uint32(0), inner)
-	}
-	if err != nil {
-		hash.Close()
-		if outer != nil {
-			outer.Close()
-		}
-		return nil, nil, err
-	}
-	return hash, outer, nil
+	return directAndOuter(spec, "bench_sized", 1, func(m *ebpf.Map) error { return m.Put(blockHashKey(), uint64(1)) })
 }
 
 // blockPercpus are a per-CPU array of 512 32-byte slots (a counter chunk)
 // and an array of chunks whose slot 0 holds a second one.
 func blockPercpus() (percpu, chunks *ebpf.Map, err error) {
 	spec := &ebpf.MapSpec{Name: "bench_percpu", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 512}
+	return directAndOuter(spec, "bench_chunks", 512, func(*ebpf.Map) error { return nil })
+}
+
+// directAndOuter creates a map of spec, filled by fill, and an array of
+// maps of entries slots whose slot 0 holds a second one, filled alike.
+func directAndOuter(spec *ebpf.MapSpec, outerName string, entries uint32, fill func(*ebpf.Map) error) (direct, outer *ebpf.Map, err error) {
 	inner, err := ebpf.NewMap(spec)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer inner.Close()
-	if percpu, err = ebpf.NewMap(spec); err != nil {
+	if direct, err = ebpf.NewMap(spec); err != nil {
 		return nil, nil, err
 	}
-	chunks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_chunks", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 512, InnerMap: spec})
+	err = errors.Join(fill(direct), fill(inner))
 	if err == nil {
-		err = chunks.Put(uint32(0), inner)
+		outer, err = ebpf.NewMap(&ebpf.MapSpec{Name: outerName, Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: entries, InnerMap: spec})
+	}
+	if err == nil {
+		err = outer.Put(uint32(0), inner)
 	}
 	if err != nil {
-		percpu.Close()
-		if chunks != nil {
-			chunks.Close()
+		direct.Close()
+		if outer != nil {
+			outer.Close()
 		}
 		return nil, nil, err
 	}
-	return percpu, chunks, nil
+	return direct, outer, nil
 }
 
 // lookupInsns looks up the key at fp+keyOff in the map in R1 (a map
