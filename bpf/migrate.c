@@ -39,10 +39,15 @@ struct {
 	__type(value, struct blob);
 } old_task SEC(".maps"), new_task SEC(".maps");
 
+/* Neither copy overwrites a value the new maps already hold: a hook of the
+ * new daemon made it, and it is newer than the old one (linux/migrate.go,
+ * identityMaps). The old value is read after the new one is created: the
+ * old hooks attached first and run first on the same event, so once the new
+ * hook has recorded an exec the old value is that exec's too. */
 static __always_inline void copy_sk(struct sock *sk)
 {
 	void *old = bpf_sk_storage_get(&old_sk, sk, 0, 0);
-	if (!old)
+	if (!old || bpf_sk_storage_get(&new_sk, sk, 0, 0))
 		return;
 	void *dst = bpf_sk_storage_get(&new_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (dst)
@@ -74,7 +79,7 @@ int exewall_migrate_task(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 	void *old = bpf_task_storage_get(&old_task, task, 0, 0);
-	if (!old)
+	if (!old || bpf_task_storage_get(&new_task, task, 0, 0))
 		return 0;
 	void *dst = bpf_task_storage_get(&new_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (dst)

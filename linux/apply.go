@@ -273,6 +273,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 		if err := b.pinMaps(); err != nil {
 			return err
 		}
+		b.endOldIdentity(false) // the cgroup hooks judge with our maps now
 		b.repin = false
 	}
 	// Written: later applies must not zero them again. (A policy's first

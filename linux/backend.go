@@ -102,6 +102,11 @@ type Backend struct {
 	execLink link.Link // nil when the kernel refuses tp_btf
 	// identLinks are the other identity hooks (fork, exit, loader), by name.
 	identLinks map[string]link.Link
+	// In an upgrade to another map layout (migrate.go), the older daemon's
+	// identity hooks by name, kept running beside ours until the cgroup
+	// hooks switch to our maps, and its identity maps, copied once ours run.
+	oldIdentLinks map[string]link.Link
+	oldIdentMaps  map[string]*ebpf.Map
 	// taskStorage is 1 when the cgroup programs keep identities and the rule
 	// cache in task storage, 0 when this kernel refuses that (before 6.16)
 	// and identities are kept by thread group id.
@@ -398,6 +403,16 @@ func (b *Backend) load() error {
 		return notSupported("load datapath", err)
 	}
 	if changed {
+		// Identities are copied only once our identity hooks run beside the
+		// older ones (carryIdentities): copied now, a process that execs
+		// before our hooks attach would keep the record it inherited.
+		b.oldIdentMaps = map[string]*ebpf.Map{}
+		for _, name := range identityMaps {
+			if m := old[name]; m != nil {
+				b.oldIdentMaps[name] = m
+				delete(old, name)
+			}
+		}
 		targets, err := b.migrationTargets(old)
 		if err != nil {
 			b.counters.close()
@@ -533,6 +548,10 @@ func (b *Backend) Close() error {
 		if b.cfg.DetachOnClose {
 			err = b.reset()
 		}
+		// Stopped before the first apply of an upgrade: the older
+		// programs still judge with the older maps, so their identity
+		// hooks go back on the pins.
+		b.endOldIdentity(b.repin && !b.cfg.DetachOnClose)
 		for _, l := range b.links {
 			l.Close()
 		}

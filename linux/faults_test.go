@@ -3,17 +3,23 @@
 package linux
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/exewall/exewall/engine"
+	"github.com/exewall/exewall/test/kerneltest"
 )
 
 func TestSecondBackendOnSamePinsRefused(t *testing.T) {
@@ -77,6 +83,143 @@ func TestPinsRemovedAreRestored(t *testing.T) {
 	}
 }
 
+// ageLayout makes the pinned layout "older": it replaces the pinned
+// counter_names map with one of another value size.
+func ageLayout(t *testing.T, pinDir string) {
+	t.Helper()
+	os.Remove(filepath.Join(pinDir, "counter_names"))
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "counter_names", Type: ebpf.Hash, KeySize: 4, ValueSize: 32, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Pin(filepath.Join(pinDir, "counter_names")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shellThenClient is a real /bin/sh started in cg that waits for a line,
+// then execs the client exe: a process that forked and exec'd before a
+// moment the test picks, and execs the client after it.
+type shellThenClient struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bytes.Buffer
+}
+
+func startShellThenClient(t *testing.T, exe, cg string) *shellThenClient {
+	t.Helper()
+	cgfd, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	cmd := exec.Command("/bin/sh", "-c", `read line && exec "$0"`, exe)
+	cmd.Env = append(os.Environ(), kerneltest.ClientEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &shellThenClient{cmd: cmd, stdin: stdin, out: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = s.out, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return s
+}
+
+// run makes the shell exec the client, which makes attempts.
+func (s *shellThenClient) run(t *testing.T, attempts []attempt) []outcome {
+	t.Helper()
+	args, _ := json.Marshal(attempts)
+	s.stdin.Write(append([]byte("exec\n"), args...))
+	s.stdin.Close()
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("shell then client: %v: %s", err, s.out)
+	}
+	var out []kerneltest.Outcome
+	if err := json.Unmarshal(s.out.Bytes(), &out); err != nil {
+		t.Fatalf("client output %q: %v", s.out, err)
+	}
+	return outcomes(out)
+}
+
+// TestUpgradeKeepsIdentitiesOfExecsMidUpgrade: a process that forked and
+// exec'd a shell before an upgrade to another map layout, and execs a
+// denied program once the new daemon has loaded (its identity hooks
+// attached), is judged as that program both by the older programs, which
+// judge until the first apply, and by the new ones after it. The older
+// identity hooks must keep the older maps up to date until the switch;
+// when they were replaced at load, the older programs judged the process
+// as the shell it was (CI, 1df3741: a whole client's connects got through).
+func TestUpgradeKeepsIdentitiesOfExecsMidUpgrade(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := scratchPinDir(t)
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
+	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	ageLayout(t, pinDir)
+	before, after := startShellThenClient(t, exe, cg), startShellThenClient(t, exe, cg)
+	time.Sleep(50 * time.Millisecond) // both shells have exec'd /bin/sh
+
+	upgraded, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upgraded.Close()
+	if out := before.run(t, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("exec'd after the new daemon loaded, judged by the older programs: %+v, want EPERM", out[0])
+	}
+	if err := upgraded.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if out := after.run(t, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("exec'd after the first apply of the upgrade: %+v, want EPERM", out[0])
+	}
+}
+
+// TestUpgradeStoppedBeforeApplyPutsOldIdentityBack: a new daemon that
+// stops before its first apply leaves the older programs judging with the
+// older maps, so it must put the older identity hooks back.
+func TestUpgradeStoppedBeforeApplyPutsOldIdentityBack(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := scratchPinDir(t)
+	exe := clientCopy(t, t.TempDir(), "d")
+	port := listenLoopback(t)
+	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
+	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	ageLayout(t, pinDir)
+	shell := startShellThenClient(t, exe, cg)
+	time.Sleep(50 * time.Millisecond)
+	stopped, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped.Close()
+	if out := shell.run(t, loopbackTCP(port)); !out[0].denied() {
+		t.Fatalf("exec'd after a new daemon stopped before its first apply: %+v, want EPERM", out[0])
+	}
+}
+
 // TestOlderMapLayoutMigratesWithoutGap plays an upgrade: an "old" daemon
 // whose counters map has another layout enforces a policy; the new backend
 // starts on the same pins, finds the layout incompatible, and must take over
@@ -97,17 +240,7 @@ func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Close()
-	// Make the pinned layout "older": replace the pinned counter_names map
-	// with one of another value size.
-	os.Remove(filepath.Join(pinDir, "counter_names"))
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "counter_names", Type: ebpf.Hash, KeySize: 4, ValueSize: 32, MaxEntries: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Pin(filepath.Join(pinDir, "counter_names")); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	ageLayout(t, pinDir)
 
 	// A client hammers the denied connect throughout the upgrade.
 	var leaks, tries atomic.Int64

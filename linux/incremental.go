@@ -438,6 +438,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		if err := b.pinMaps(); err != nil {
 			return afterSwitch(err)
 		}
+		b.endOldIdentity(false) // the cgroup hooks judge with our maps now
 		b.repin = false
 	}
 	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil

@@ -25,6 +25,60 @@ import (
 // every map kind are copied the same way; socket and task storage, which
 // userspace cannot list, are copied by the iterators in bpf/migrate.c.
 
+// identityMaps are the maps the identity hooks (bpf/exec.c) write. A
+// process's record there is inherited at fork and replaced at exec; a copy
+// taken while the old hooks run alone could give a process that execs
+// before ours attach the record of its parent for good. So in an upgrade
+// our hooks attach beside the older daemon's (both sets keep both maps),
+// then these maps are copied without overwriting what ours recorded
+// (carryIdentities), and the older hooks are closed only when the cgroup
+// hooks have switched to our maps (endOldIdentity).
+var identityMaps = []string{"task_states", tgidIdents}
+
+// carryIdentities copies the older daemon's identity maps into ours,
+// keeping every record our hooks made since they attached.
+func (b *Backend) carryIdentities() {
+	if len(b.oldIdentMaps) == 0 {
+		return
+	}
+	ours := b.mapsByName()
+	for name, from := range b.oldIdentMaps {
+		if to := ours[name]; to != nil {
+			if _, err := copyMap(from, to, true); err != nil {
+				b.log.Warn("pinned map not fully migrated", "err", fmt.Errorf("migrate map %s: %w", name, err))
+			}
+		}
+		from.Close()
+	}
+	b.oldIdentMaps = nil
+}
+
+// endOldIdentity closes the older daemon's identity hooks kept beside ours
+// during an upgrade, first putting them back on their pins when restore
+// (our hooks leave the pins: the older cgroup programs still judge).
+func (b *Backend) endOldIdentity(restore bool) {
+	for name, old := range b.oldIdentLinks {
+		if restore {
+			ours := b.identLinks[name]
+			if name == "exec" {
+				ours = b.execLink
+			}
+			if ours != nil {
+				ours.Unpin()
+			}
+			if err := old.Pin(b.identPin(name)); err != nil {
+				b.log.Warn("put back the older identity hook", "hook", name, "err", err)
+			}
+		}
+		old.Close()
+	}
+	b.oldIdentLinks = nil
+	for _, m := range b.oldIdentMaps {
+		m.Close()
+	}
+	b.oldIdentMaps = nil
+}
+
 // pinnedIncompatible opens the pinned maps of spec and reports whether any
 // of them has another layout. The caller closes the maps.
 func pinnedIncompatible(spec *ebpf.CollectionSpec, pinDir string) (map[string]*ebpf.Map, bool) {
@@ -57,7 +111,7 @@ func copyMaps(old, maps map[string]*ebpf.Map) (copied map[string]int, errs []err
 		if to == nil {
 			continue // gone from the new layout
 		}
-		n, err := copyMap(from, to)
+		n, err := copyMap(from, to, false)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("migrate map %s: %w", name, err))
 		}
@@ -67,8 +121,10 @@ func copyMaps(old, maps map[string]*ebpf.Map) (copied map[string]int, errs []err
 }
 
 // copyMap copies every entry of from into to, resizing keys and values to
-// to's layout, and returns how many it copied.
-func copyMap(from, to *ebpf.Map) (int, error) {
+// to's layout, and returns how many it copied. With keep, an entry to
+// already holds stays as it is. (Socket and task storage always keep:
+// what a hook of ours recorded is newer than the copy.)
+func copyMap(from, to *ebpf.Map, keep bool) (int, error) {
 	switch from.Type() {
 	case ebpf.RingBuf, ebpf.CGroupArray:
 		return 0, nil // nothing to carry: events in flight, set at every start
@@ -118,7 +174,14 @@ func copyMap(from, to *ebpf.Map) (int, error) {
 		if isArray && zero {
 			continue
 		}
-		if err := to.Update(resize(k, ks), val, ebpf.UpdateAny); err != nil {
+		flags := ebpf.UpdateAny
+		if keep {
+			flags = ebpf.UpdateNoExist
+		}
+		if err := to.Update(resize(k, ks), val, flags); err != nil {
+			if keep && errors.Is(err, ebpf.ErrKeyExist) {
+				continue
+			}
 			if len(errs) < 3 {
 				errs = append(errs, err)
 			}

@@ -51,6 +51,7 @@ func (b *Backend) loadOptional(early *optionalLoad) {
 	}()
 	early.wg.Wait()
 	<-done
+	b.carryIdentities() // when the exec hook could not load
 	b.optional = map[string]error{"sock_create": disabledByTest("sock_create"), "exec": execErr, "guard": early.guard,
 		"dns": early.dns, "inbound": early.inbound, "sock_destroy": early.destroy}
 	for name, err := range b.optional {
@@ -192,10 +193,19 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		}
 		// Replace an older daemon's link: it is pinned so the hook outlives
 		// a daemon, and running both for a moment is harmless (same maps).
+		// In an upgrade to other maps the older one keeps running until the
+		// cgroup hooks switch (identityMaps).
 		pin := b.identPin(h.name)
 		if old, err := link.LoadPinnedLink(pin, nil); err == nil {
 			old.Unpin()
-			old.Close()
+			if b.repin {
+				if b.oldIdentLinks == nil {
+					b.oldIdentLinks = map[string]link.Link{}
+				}
+				b.oldIdentLinks[h.name] = old
+			} else {
+				old.Close()
+			}
 		}
 		if err := l.Pin(pin); err != nil {
 			l.Close()
@@ -210,7 +220,9 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 			b.identLinks[h.name] = l
 		}
 	}
-	// Processes already running have no exec record: take theirs now.
+	// Our hooks run: the older daemon's records can be copied (upgrade),
+	// then processes still without one take theirs from mm->exe_file.
+	b.carryIdentities()
 	if err := b.seedIdentities(); err != nil {
 		b.log.Warn("record identities of running processes", "err", err)
 	}

@@ -139,7 +139,7 @@ func TestMigrateTaskStorage(t *testing.T) {
 	if err := old.Update(uint32(pidfd), want, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := copyMap(old, fresh); err != nil {
+	if _, err := copyMap(old, fresh, false); err != nil {
 		t.Fatal(err)
 	}
 	var got []byte
