@@ -76,16 +76,19 @@ type Backend struct {
 	ticks      uint64         // watch intervals so far
 	ncpu       int
 
-	mu         sync.Mutex
-	links      map[string]link.Link
-	policy     *engine.Policy
-	ids        identities
-	places     statCache[place]  // where each exe path lives
-	slots      map[string]uint32 // rule name -> counter slot
-	slotName   map[uint32]string // counter slot -> rule name, kept after a rule goes until the slot is reused
-	nextSlot   uint32
-	freshSlots map[uint32]bool // slots allocated by the apply in progress
-	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
+	mu       sync.Mutex
+	links    map[string]link.Link
+	policy   *engine.Policy
+	ids      identities
+	places   statCache[place]  // where each exe path lives
+	slots    map[string]uint32 // rule name -> counter slot
+	slotName map[uint32]string // counter slot -> rule name, kept after a rule goes until the slot is reused
+	// slotNamesUndone says a failed apply took back slots it had handed:
+	// the last name snapshot may name them (slotNames).
+	slotNamesUndone bool
+	nextSlot        uint32
+	freshSlots      map[uint32]bool // slots allocated by the apply in progress
+	roomAhead       <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
 	// aheadChunks records the counter chunks makeRoomAhead put in place
 	// (set by its goroutine before it reports on roomAhead).
 	aheadChunks func()

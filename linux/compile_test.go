@@ -118,12 +118,12 @@ func TestCompileActionChange(t *testing.T) {
 				for _, audit := range []bool{false, true} {
 					r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: from, Allow: d[0], Deny: d[1]}
 					slots := func(string) uint32 { return 7 }
-					prev, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slots)
+					prev, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(slots))
 					if err != nil {
 						t.Fatal(err)
 					}
 					r.Action, r.Audit = to, audit
-					got, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slots, prev)
+					got, err := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(slots), prev)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -149,9 +149,9 @@ func TestCompileActionChange(t *testing.T) {
 	}
 	// Another entry: compiled afresh, not patched.
 	r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: engine.ActionDeny}
-	prev, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 })
+	prev, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(func(string) uint32 { return 7 }))
 	r.Action, r.Allow = engine.ActionAllow, []engine.Dest{{Prefix: pfx("10.0.0.0/8")}}
-	got, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, func(string) uint32 { return 7 }, prev)
+	got, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(func(string) uint32 { return 7 }), prev)
 	if o := got.rules.get(7); len(o.dests) != 1 || o.rule.HasDests != 1 || o.rule.Nlens4 != 1 {
 		t.Errorf("entries changed with the action: %+v, %v", o.rule, o.dests)
 	}

@@ -81,7 +81,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		}
 		return s
 	}
-	c, err := compile(p, ids, slot)
+	c, err := compile(p, ids, slotFunc(slot))
 	if err != nil {
 		t.Fatal(err)
 	}

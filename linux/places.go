@@ -63,7 +63,6 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (ma
 	// the memo as they are.
 	remembered := true
 	if m := w.memo; m != nil && m.epoch == epoch && w.fd >= 0 {
-		found, ids.places, ids.names = maps.Clone(m.found), maps.Clone(m.places), maps.Clone(m.names)
 		hits := 0
 		for _, p := range paths {
 			if _, ok := m.found[p]; ok {
@@ -71,6 +70,15 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (ma
 			} else {
 				todo = append(todo, p)
 			}
+		}
+		if len(todo) == 0 && hits == len(m.found) {
+			// The memo's paths (a policy with no executable added or
+			// removed): its maps as they are, which nobody changes in
+			// place (patchIDs copies them first). Copies cost 100,000
+			// rules ~25 ms and 11 MB.
+			found, ids.places, ids.names = m.found, m.places, m.names
+		} else {
+			found, ids.places, ids.names = maps.Clone(m.found), maps.Clone(m.places), maps.Clone(m.names)
 		}
 		if hits < len(m.found) { // paths of the memo not asked for now
 			want := make(map[string]bool, len(paths))

@@ -33,18 +33,18 @@ func TestRuleOutRecompiledOnNameOrDirection(t *testing.T) {
 		{"10.0.0.0/8 port 22 tcp", "10.0.0.0/8 port 22 tcp in"},
 		{"*.example.com", "example.com"},
 	} {
-		first, err := compile(policy(tc.before), ids, slots)
+		first, err := compile(policy(tc.before), ids, slotFunc(slots))
 		if err != nil {
 			t.Fatal(err)
 		}
-		same, err := compile(policy(tc.before), ids, slots, first)
+		same, err := compile(policy(tc.before), ids, slotFunc(slots), first)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if same.rules.get(1) != first.rules.get(1) {
 			t.Errorf("%q: an unchanged rule was compiled again", tc.before)
 		}
-		next, err := compile(policy(tc.after), ids, slots, first)
+		next, err := compile(policy(tc.after), ids, slotFunc(slots), first)
 		if err != nil {
 			t.Fatal(err)
 		}
