@@ -98,6 +98,21 @@ func ageLayout(t *testing.T, pinDir string) {
 	}
 }
 
+// olderDaemonLeft plays an older daemon that put p in force and stopped
+// (SIGTERM: its pins stay), its pinned maps made of an older layout.
+func olderDaemonLeft(t *testing.T, cg, pinDir string, p *engine.Policy) {
+	t.Helper()
+	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	ageLayout(t, pinDir)
+}
+
 // shellThenClient is a real /bin/sh started in cg that waits for a line,
 // then execs the client exe: a process that forked and exec'd before a
 // moment the test picks, and execs the client after it.
@@ -161,15 +176,7 @@ func TestUpgradeKeepsIdentitiesOfExecsMidUpgrade(t *testing.T) {
 	exe := clientCopy(t, t.TempDir(), "d")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
-	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Apply(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	ageLayout(t, pinDir)
+	olderDaemonLeft(t, cg, pinDir, p)
 	before, after := startShellThenClient(t, exe, cg), startShellThenClient(t, exe, cg)
 	time.Sleep(50 * time.Millisecond) // both shells have exec'd /bin/sh
 
@@ -199,15 +206,7 @@ func TestUpgradeStoppedBeforeApplyPutsOldIdentityBack(t *testing.T) {
 	exe := clientCopy(t, t.TempDir(), "d")
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
-	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Apply(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	ageLayout(t, pinDir)
+	olderDaemonLeft(t, cg, pinDir, p)
 	shell := startShellThenClient(t, exe, cg)
 	time.Sleep(50 * time.Millisecond)
 	stopped, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
@@ -232,15 +231,7 @@ func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
 	port := listenLoopback(t)
 	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
 
-	old, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Apply(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	ageLayout(t, pinDir)
+	olderDaemonLeft(t, cg, pinDir, p)
 
 	// A client hammers the denied connect throughout the upgrade.
 	var leaks, tries atomic.Int64
