@@ -24,6 +24,9 @@ struct blob {
 };
 
 const volatile __u32 copy_size = 0;
+/* Where the new map's value holds a bpf_spin_lock (in_socks), which no
+ * helper may write: the copy goes around its 4 bytes. ~0: no lock. */
+const volatile __u32 lock_off = ~0u;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -39,6 +42,18 @@ struct {
 	__type(value, struct blob);
 } old_task SEC(".maps"), new_task SEC(".maps");
 
+/* copy_value copies copy_size bytes of old into dst but the lock's. */
+static __always_inline void copy_value(void *dst, void *old)
+{
+	if (lock_off >= copy_size) {
+		bpf_probe_read_kernel(dst, copy_size, old);
+		return;
+	}
+	bpf_probe_read_kernel(dst, lock_off, old);
+	if (lock_off + 4 < copy_size)
+		bpf_probe_read_kernel(dst + lock_off + 4, copy_size - lock_off - 4, old + lock_off + 4);
+}
+
 /* Neither copy overwrites a value the new maps already hold: a hook of the
  * new daemon made it, and it is newer than the old one (linux/migrate.go,
  * identityMaps). The old value is read after the new one is created: the
@@ -51,7 +66,7 @@ static __always_inline void copy_sk(struct sock *sk)
 		return;
 	void *dst = bpf_sk_storage_get(&new_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (dst)
-		bpf_probe_read_kernel(dst, copy_size, old);
+		copy_value(dst, old);
 }
 
 SEC("iter/tcp")
@@ -83,6 +98,6 @@ int exewall_migrate_task(struct bpf_iter__task *ctx)
 		return 0;
 	void *dst = bpf_task_storage_get(&new_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (dst)
-		bpf_probe_read_kernel(dst, copy_size, old);
+		copy_value(dst, old);
 	return 0;
 }

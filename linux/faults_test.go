@@ -219,6 +219,41 @@ func TestUpgradeStoppedBeforeApplyPutsOldIdentityBack(t *testing.T) {
 	}
 }
 
+// TestUpgradeCarriesInboundRecords: a socket opened before an upgrade to
+// another map layout keeps its inbound record (its creator, for events;
+// the peers a UDP socket sent to, whose replies it accepts). in_socks'
+// values hold a spin lock, which the copier must go around: it failed to
+// load for it until it did.
+func TestUpgradeCarriesInboundRecords(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := scratchPinDir(t)
+	holder := clientCopy(t, t.TempDir(), "holder")
+	echo := listenEcho(t)
+	// Inbound restricted: only then are the inbound hooks attached.
+	p := &engine.Policy{DefaultInbound: engine.ActionDeny, InboundSet: true,
+		Rules: []engine.Rule{{Name: "h", Selector: engine.Selector{Exe: holder}, Action: engine.ActionAllow}}}
+	olderDaemonLeft(t, cg, pinDir, p)
+	c := startClient(t, holder, cg, []attempt{{Proto: "tcp", Op: "hold", Sock: 4, Addr: "127.0.0.1", Port: echo},
+		{Op: "ready"}, {Op: "wait"}})
+	c.waitReady(t)
+	upgraded, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upgraded.Close()
+	for _, fd := range socketsOf(t, c.Pid()) {
+		var rec datapathInSock
+		if err := upgraded.mapsByName()["in_socks"].Lookup(uint32(fd), &rec); err != nil {
+			t.Fatalf("in_socks after the upgrade has no record of a socket opened before it: %v", err)
+		}
+		if rec.Pid != uint32(c.Pid()) {
+			t.Fatalf("in_socks after the upgrade: pid %d, want the holder's %d", rec.Pid, c.Pid())
+		}
+	}
+	c.proceed(t)
+}
+
 // TestOlderMapLayoutMigratesWithoutGap plays an upgrade: an "old" daemon
 // whose counters map has another layout enforces a policy; the new backend
 // starts on the same pins, finds the layout incompatible, and must take over

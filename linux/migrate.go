@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -277,6 +278,11 @@ func copyStorage(from, to *ebpf.Map) (int, error) {
 		if err := spec.Variables["copy_size"].Set(min(from.ValueSize(), to.ValueSize())); err != nil {
 			return 0, err
 		}
+		if off, ok := spinLockOffset(to); ok {
+			if err := spec.Variables["lock_off"].Set(off); err != nil {
+				return 0, err
+			}
+		}
 		repl := map[string]*ebpf.Map{old: from, fresh: to}
 		for name, m := range repl {
 			spec.Maps[name].ValueSize, spec.Maps[name].Value = m.ValueSize(), nil
@@ -292,6 +298,21 @@ func copyStorage(from, to *ebpf.Map) (int, error) {
 		}
 	}
 	return -1, nil // storage maps cannot be counted from userspace
+}
+
+// spinLocks are where the values of the storage maps that hold a
+// bpf_spin_lock keep it: no helper may write over it (the verifier refused
+// the copier for in_socks until it copied around it).
+var spinLocks = map[string]uint32{"in_socks": uint32(unsafe.Offsetof(datapathInSock{}.Lock))}
+
+// spinLockOffset is where m's values keep their bpf_spin_lock, if they do.
+func spinLockOffset(m *ebpf.Map) (uint32, bool) {
+	info, err := m.Info()
+	if err != nil {
+		return 0, false
+	}
+	off, ok := spinLocks[info.Name]
+	return off, ok
 }
 
 // runIter runs iterator program p (named what, for errors) to its end.

@@ -30,6 +30,7 @@ const (
 	migrateProgExewallMigrateTcp  = "exewall_migrate_tcp"
 	migrateProgExewallMigrateUdp  = "exewall_migrate_udp"
 	migrateVarCopySize            = "copy_size"
+	migrateVarLockOff             = "lock_off"
 )
 
 // loadMigrate returns the embedded CollectionSpec for migrate.
@@ -94,6 +95,7 @@ type migrateMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type migrateVariableSpecs struct {
 	CopySize *ebpf.VariableSpec `ebpf:"copy_size"`
+	LockOff  *ebpf.VariableSpec `ebpf:"lock_off"`
 }
 
 // migrateObjects contains all objects after they have been loaded into the kernel.
@@ -136,6 +138,7 @@ func (m *migrateMaps) Close() error {
 // It can be passed to loadMigrateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type migrateVariables struct {
 	CopySize *ebpf.Variable `ebpf:"copy_size"`
+	LockOff  *ebpf.Variable `ebpf:"lock_off"`
 }
 
 // migratePrograms contains all programs after they have been loaded into the kernel.

@@ -5,8 +5,11 @@ package linux
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -108,6 +111,39 @@ func TestUpgradeMigratesEntries(t *testing.T) {
 		}
 		m.Close()
 	}
+}
+
+// socketsOf returns copies (pidfd_getfd) of the sockets process pid holds,
+// closed at the end of the test.
+func socketsOf(t *testing.T, pid int) []int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	for _, e := range ents {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:") {
+			continue
+		}
+		n, _ := strconv.Atoi(e.Name())
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		fds = append(fds, fd)
+	}
+	if len(fds) == 0 {
+		t.Fatalf("process %d holds no socket", pid)
+	}
+	return fds
 }
 
 // TestMigrateTaskStorage copies task storage (which userspace cannot list)
