@@ -101,7 +101,7 @@ func (b *bench) scaleApply(n int) error {
 	}
 
 	var fresh []float64
-	for i := range min(reps, 3) {
+	for i := range reps {
 		mark := b.cl.mark()
 		be, err := b.newBackend(cg, fmt.Sprintf("scale-fresh-%d-%d", n, i))
 		if err != nil {
@@ -171,7 +171,7 @@ func (b *bench) scaleApply(n int) error {
 	} {
 		var ms []float64
 		peak := 0
-		for range min(reps, 3) {
+		for range reps {
 			mark := b.cl.mark()
 			mc, err := b.memcg(fmt.Sprintf("tool-%d", time.Now().UnixNano()))
 			if err != nil {
