@@ -337,11 +337,17 @@ func assignObjects(obj any, progs map[string]*ebpf.Program, maps map[string]*ebp
 }
 
 // objectMaps lists the maps of obj by their ebpf tags.
-func objectMaps(obj any) map[string]*ebpf.Map {
-	out := map[string]*ebpf.Map{}
+func objectMaps(obj any) map[string]*ebpf.Map { return objectsOf[*ebpf.Map](obj) }
+
+// objectPrograms lists the programs of obj by their ebpf tags.
+func objectPrograms(obj any) map[string]*ebpf.Program { return objectsOf[*ebpf.Program](obj) }
+
+// objectsOf lists the fields of obj of type T, not nil, by their ebpf tags.
+func objectsOf[T *ebpf.Map | *ebpf.Program](obj any) map[string]T {
+	out := map[string]T{}
 	walkObjects(obj, func(tag string, f reflect.Value) {
-		if m, ok := f.Interface().(*ebpf.Map); ok && m != nil {
-			out[tag] = m
+		if v, ok := f.Interface().(T); ok && !f.IsNil() {
+			out[tag] = v
 		}
 	})
 	return out
@@ -364,17 +370,6 @@ func closeObjects(obj any) {
 		}
 		f.Set(reflect.Zero(f.Type()))
 	})
-}
-
-// objectPrograms lists the programs of obj by their ebpf tags.
-func objectPrograms(obj any) map[string]*ebpf.Program {
-	out := map[string]*ebpf.Program{}
-	walkObjects(obj, func(tag string, f reflect.Value) {
-		if p, ok := f.Interface().(*ebpf.Program); ok && p != nil {
-			out[tag] = p
-		}
-	})
-	return out
 }
 
 // walkObjects calls fn for every tagged field of a bpf2go objects struct

@@ -116,12 +116,11 @@ func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileI
 		return false
 	}
 	for i := range p.Rules {
-		if p.Rules[i].Exe != old.Rules[i].Exe {
+		exe := p.Rules[i].Exe
+		if exe != old.Rules[i].Exe {
 			return false
 		}
-	}
-	for _, r := range p.Rules {
-		if id, ok := found[r.Exe]; ok && !slices.Contains(b.ids.exe[r.Exe], id) {
+		if id, ok := found[exe]; ok && !slices.Contains(b.ids.exe[exe], id) {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -98,6 +99,26 @@ func ageLayout(t *testing.T, pinDir string) {
 	}
 }
 
+// deniedUpgrade is the scene of the upgrade tests: a client copy d that
+// policy p denies, a loopback port it is denied, and an older daemon that
+// put p in force on cg and stopped (olderDaemonLeft).
+type deniedUpgrade struct {
+	cg, pinDir, exe string
+	port            uint16
+	p               *engine.Policy
+}
+
+func newDeniedUpgrade(t *testing.T) deniedUpgrade {
+	t.Helper()
+	requireKernel(t)
+	u := deniedUpgrade{cg: scratchCgroup(t), pinDir: scratchPinDir(t)}
+	u.exe = clientCopy(t, t.TempDir(), "d")
+	u.port = listenLoopback(t)
+	u.p = &engine.Policy{Rules: []engine.Rule{denyRule("d", u.exe)}}
+	olderDaemonLeft(t, u.cg, u.pinDir, u.p)
+	return u
+}
+
 // olderDaemonLeft plays an older daemon that put p in force and stopped
 // (SIGTERM: its pins stay), its pinned maps made of an older layout.
 func olderDaemonLeft(t *testing.T, cg, pinDir string, p *engine.Policy) {
@@ -142,6 +163,16 @@ func startShellThenClient(t *testing.T, exe, cg string) *shellThenClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Until it has exec'd, it is a fork of this test binary.
+	self, _ := os.Executable()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if running, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err == nil && running != self {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/bin/sh did not start")
+		}
+	}
 	return s
 }
 
@@ -170,15 +201,9 @@ func (s *shellThenClient) run(t *testing.T, attempts []attempt) []outcome {
 // when they were replaced at load, the older programs judged the process
 // as the shell it was (CI, 1df3741: a whole client's connects got through).
 func TestUpgradeKeepsIdentitiesOfExecsMidUpgrade(t *testing.T) {
-	requireKernel(t)
-	cg := scratchCgroup(t)
-	pinDir := scratchPinDir(t)
-	exe := clientCopy(t, t.TempDir(), "d")
-	port := listenLoopback(t)
-	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
-	olderDaemonLeft(t, cg, pinDir, p)
+	u := newDeniedUpgrade(t)
+	cg, pinDir, exe, port, p := u.cg, u.pinDir, u.exe, u.port, u.p
 	before, after := startShellThenClient(t, exe, cg), startShellThenClient(t, exe, cg)
-	time.Sleep(50 * time.Millisecond) // both shells have exec'd /bin/sh
 
 	upgraded, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
 	if err != nil {
@@ -200,21 +225,14 @@ func TestUpgradeKeepsIdentitiesOfExecsMidUpgrade(t *testing.T) {
 // stops before its first apply leaves the older programs judging with the
 // older maps, so it must put the older identity hooks back.
 func TestUpgradeStoppedBeforeApplyPutsOldIdentityBack(t *testing.T) {
-	requireKernel(t)
-	cg := scratchCgroup(t)
-	pinDir := scratchPinDir(t)
-	exe := clientCopy(t, t.TempDir(), "d")
-	port := listenLoopback(t)
-	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
-	olderDaemonLeft(t, cg, pinDir, p)
-	shell := startShellThenClient(t, exe, cg)
-	time.Sleep(50 * time.Millisecond)
-	stopped, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	u := newDeniedUpgrade(t)
+	shell := startShellThenClient(t, u.exe, u.cg)
+	stopped, err := New(context.Background(), Config{Cgroup: u.cg, PinDir: u.pinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopped.Close()
-	if out := shell.run(t, loopbackTCP(port)); !out[0].denied() {
+	if out := shell.run(t, loopbackTCP(u.port)); !out[0].denied() {
 		t.Fatalf("exec'd after a new daemon stopped before its first apply: %+v, want EPERM", out[0])
 	}
 }
@@ -259,14 +277,8 @@ func TestUpgradeCarriesInboundRecords(t *testing.T) {
 // starts on the same pins, finds the layout incompatible, and must take over
 // with no moment where the denied program gets through.
 func TestOlderMapLayoutMigratesWithoutGap(t *testing.T) {
-	requireKernel(t)
-	cg := scratchCgroup(t)
-	pinDir := scratchPinDir(t)
-	exe := clientCopy(t, t.TempDir(), "d")
-	port := listenLoopback(t)
-	p := &engine.Policy{Rules: []engine.Rule{denyRule("d", exe)}}
-
-	olderDaemonLeft(t, cg, pinDir, p)
+	u := newDeniedUpgrade(t)
+	cg, pinDir, exe, port, p := u.cg, u.pinDir, u.exe, u.port, u.p
 
 	// A client hammers the denied connect throughout the upgrade.
 	var leaks, tries atomic.Int64

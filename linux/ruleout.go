@@ -321,7 +321,6 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 	return &n
 }
 
-// sameIDs says whether o's keys are those of r's selector with ids.
 // sharesIDs says whether o holds the very identity keys of m (one made
 // from the other by withAction): sameIDs then answers the same for both.
 func (o *ruleOut) sharesIDs(m *ruleOut) bool {
@@ -330,6 +329,7 @@ func (o *ruleOut) sharesIDs(m *ruleOut) bool {
 		o.sel == m.sel && o.id == m.id && o.hasID == m.hasID
 }
 
+// sameIDs says whether o's keys are those of r's selector with ids.
 func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
