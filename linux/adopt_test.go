@@ -4,6 +4,7 @@ package linux
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -55,5 +56,71 @@ func TestRestartAdoptsPinnedLinks(t *testing.T) {
 	}
 	if n := attachedPrograms(t, cg); n != len(hooks) {
 		t.Fatalf("%d programs attached after re-apply, want %d", n, len(hooks))
+	}
+}
+
+// TestRestartApplyRemovesEveryStaleEntry: a daemon restarted on its pins
+// knows nothing of what the idle generation holds, so its first apply
+// scans it and deletes what the new policy does not want. Here that
+// generation held 60,000 user rules, one of them denying uid 65534; the
+// new policy has one rule. Every other entry must go: the scan once read
+// only part of a large hash, and what it missed stayed in force.
+func TestRestartApplyRemovesEveryStaleEntry(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	pinDir := scratchPinDir(t)
+	exe := clientCopy(t, publicDir(t), "client")
+	port := listenLoopback(t)
+	large := func(def engine.Action) *engine.Policy {
+		p := &engine.Policy{Default: def}
+		for i := range 60000 {
+			p.Rules = append(p.Rules, engine.Rule{Name: fmt.Sprintf("u%d", i), Selector: engine.Selector{User: fmt.Sprint(2000000 + i)}, Action: engine.ActionDeny})
+		}
+		p.Rules[1].User = "65534"
+		return p
+	}
+	first, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both generations hold the large policy.
+	for _, p := range []*engine.Policy{large(engine.ActionAllow), large(engine.ActionLocalOnly)} {
+		if err := first.Apply(context.Background(), p); err != nil {
+			first.Close()
+			t.Fatal(err)
+		}
+	}
+	first.Close()
+
+	second, err := New(context.Background(), Config{Cgroup: cg, PinDir: pinDir, DetachOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	small := &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{{Name: "one", Selector: engine.Selector{User: "2000000"}, Action: engine.ActionDeny}}}
+	if err := second.Apply(context.Background(), small); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := second.activeGen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inForce := 0
+	var k datapathIdKey
+	var r datapathRule
+	it := second.sized.UidRules.Iterate()
+	for it.Next(&k, &r) {
+		if k.Gen == gen {
+			inForce++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if inForce != 1 {
+		t.Errorf("%d user rule entries in force, want 1", inForce)
+	}
+	if _, out := runClient(t, exe, cg, loopbackTCP(port), asAttacker); out[0].denied() {
+		t.Errorf("uid %d, whose rule was removed, is still denied: %+v", attackerUID, out[0])
 	}
 }

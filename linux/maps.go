@@ -138,10 +138,12 @@ func scanMap[K comparable, V any](m kmap, keep func(K) bool, out map[K]V) error 
 		for i := 0; i < n; i++ {
 			got[keys[i]] = vals[i]
 		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && n < chunk {
+		// Only the end says so: a hash's batch ends early, with no error,
+		// where its next bucket does not fit in what is left of it.
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			break
 		}
-		if err != nil {
+		if err != nil || n == 0 {
 			// No batches here (or a bucket larger than a batch): one by one.
 			clear(got)
 			var k K
