@@ -184,3 +184,43 @@ func TestParseExample(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyEqual: Equal is a DeepEqual of clones (nil and empty lists
+// alike) that allocates nothing.
+func TestPolicyEqual(t *testing.T) {
+	base := func() *Policy {
+		return &Policy{Default: ActionDeny, Rules: []Rule{
+			{Name: "a", Selector: Selector{Exe: "/usr/bin/curl"}, Action: ActionAllow, Line: 3,
+				Allow: []Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), PortLo: 443, PortHi: 443}}},
+			{Name: "b", Selector: Selector{User: "nobody"}, Action: ActionDeny, Deny: []Dest{}},
+		}}
+	}
+	if p := base(); !p.Equal(base()) || !p.Equal(p.Clone()) || !p.Equal(p) {
+		t.Fatal("a policy differs from its copy")
+	}
+	if !(&Policy{}).Equal(&Policy{Rules: []Rule{}, Resolvers: []netip.AddrPort{}}) {
+		t.Fatal("nil and empty lists differ")
+	}
+	for name, change := range map[string]func(*Policy){
+		"default":         func(p *Policy) { p.Default = ActionAllow },
+		"inbound set":     func(p *Policy) { p.InboundSet = true },
+		"resolver":        func(p *Policy) { p.Resolvers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")} },
+		"rule dropped":    func(p *Policy) { p.Rules = p.Rules[:1] },
+		"line":            func(p *Policy) { p.Rules[0].Line++ },
+		"audit":           func(p *Policy) { p.Rules[1].Audit = true },
+		"selector":        func(p *Policy) { p.Rules[1].User = "root" },
+		"entry port":      func(p *Policy) { p.Rules[0].Allow[0].PortHi = 444 },
+		"entry moved":     func(p *Policy) { p.Rules[0].Deny, p.Rules[0].Allow = p.Rules[0].Allow, nil },
+		"entry direction": func(p *Policy) { p.Rules[0].Allow[0].Dir = DirIn },
+	} {
+		p := base()
+		change(p)
+		if p.Equal(base()) || base().Equal(p) {
+			t.Errorf("%s: the changed policy is Equal to the first", name)
+		}
+	}
+	p, q := base(), base()
+	if n := testing.AllocsPerRun(10, func() { p.Equal(q) }); n != 0 {
+		t.Errorf("Equal made %.0f allocations", n)
+	}
+}

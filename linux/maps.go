@@ -129,41 +129,25 @@ func batchDelete[K comparable](m kmap, keys []K) error {
 // scanMap puts the entries of m that keep accepts in out: in batches of
 // thousands per system call where the kernel can, else one by one.
 func scanMap[K comparable, V any](m kmap, keep func(K) bool, out map[K]V) error {
-	const chunk = 4096
-	keys, vals := make([]K, chunk), make([]V, chunk)
-	var cursor ebpf.MapBatchCursor
-	got := map[K]V{}
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			got[keys[i]] = vals[i]
+	err := eachBatched(m, func(k *K, v *V) bool {
+		if keep(*k) {
+			out[*k] = *v
 		}
-		// Only the end says so: a hash's batch ends early, with no error,
-		// where its next bucket does not fit in what is left of it.
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if err != nil || n == 0 {
-			// No batches here (or a bucket larger than a batch): one by one.
-			clear(got)
-			var k K
-			var v V
-			it := m.Iterate()
-			for it.Next(&k, &v) {
-				got[k] = v
-			}
-			if err := it.Err(); err != nil {
-				return err
-			}
-			break
-		}
+		return true
+	})
+	if !errors.Is(err, errNoBatches) {
+		return err
 	}
-	for k, v := range got {
+	// One by one, from the start: what the batches gave is written again.
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
 		if keep(k) {
 			out[k] = v
 		}
 	}
-	return nil
+	return it.Err()
 }
 
 // pinMaps pins every datapath map under its name (after a migration).

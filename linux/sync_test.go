@@ -6,8 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -175,5 +178,177 @@ func TestSyncOfALargePolicyFindsNoDrift(t *testing.T) {
 	}
 	if len(drifts) != 0 {
 		t.Fatalf("%d drifts with nothing tampered, the first: %+v", len(drifts), drifts[0])
+	}
+}
+
+// TestSyncFindsEveryKindOfTamper: each change to the maps in force, even
+// one that keeps every map's entry count (a key moved to another id), is
+// reported and repaired. Sync checks the kernel's entries against the
+// rules without building the maps of both sides (holdsExactly); this is
+// what it must still see.
+func TestSyncFindsEveryKindOfTamper(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	a, c := clientCopy(t, dir, "a"), clientCopy(t, dir, "c")
+	dest := []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP}}
+	p := &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "a", Selector: engine.Selector{Exe: a}, Action: engine.ActionDeny, Allow: dest},
+		{Name: "c", Selector: engine.Selector{Exe: c}, Action: engine.ActionAllow},
+		{Name: "u", Selector: engine.Selector{User: "2000001"}, Action: engine.ActionDeny, Allow: dest},
+	}}
+	b.apply(t, p)
+	first := func(m kmap, gen uint32, k, v any, keep func() bool) {
+		t.Helper()
+		it := m.Iterate()
+		for it.Next(k, v) {
+			if keep() {
+				return
+			}
+		}
+		t.Fatalf("no entry of generation %d: %v", gen, it.Err())
+	}
+	for _, tc := range []struct {
+		name, want string
+		tamper     func(gen uint32) error
+	}{
+		{"exe value changed", "executable rule entry was modified", func(gen uint32) error {
+			var k datapathExeKey
+			var v datapathRule
+			first(b.sized.ExeRules, gen, &k, &v, func() bool { return k.Gen == gen })
+			v.Action = uint8(engine.ActionDeny) ^ v.Action // allow <-> deny
+			return b.sized.ExeRules.Update(k, v, ebpf.UpdateExist)
+		}},
+		{"exe key moved to another file", "executable rule entry was added", func(gen uint32) error {
+			var k datapathExeKey
+			var v datapathRule
+			first(b.sized.ExeRules, gen, &k, &v, func() bool { return k.Gen == gen })
+			if err := b.sized.ExeRules.Delete(k); err != nil {
+				return err
+			}
+			k.Id.Ino += 1 << 40
+			return b.sized.ExeRules.Update(k, v, ebpf.UpdateNoExist)
+		}},
+		{"user key moved to another uid", "user rule entry was added", func(gen uint32) error {
+			var k datapathIdKey
+			var v datapathRule
+			first(b.sized.UidRules, gen, &k, &v, func() bool { return k.Gen == gen })
+			if err := b.sized.UidRules.Delete(k); err != nil {
+				return err
+			}
+			k.Id = 65534
+			return b.sized.UidRules.Update(k, v, ebpf.UpdateNoExist)
+		}},
+		{"destination deleted", "destination entry was deleted", func(gen uint32) error {
+			var k datapathDestKey
+			var v datapathDestVal
+			first(b.sized.Dests, gen, &k, &v, func() bool { return k.Rule>>31 == gen })
+			return b.sized.Dests.Delete(k)
+		}},
+		{"destination widened", "destination entry was modified", func(gen uint32) error {
+			var k datapathDestKey
+			var v datapathDestVal
+			first(b.sized.Dests, gen, &k, &v, func() bool { return k.Rule>>31 == gen })
+			v.E[0].PortHi = 65535
+			return b.sized.Dests.Update(k, v, ebpf.UpdateExist)
+		}},
+		{"destination moved to another rule", "destination entry was added", func(gen uint32) error {
+			var k datapathDestKey
+			var v datapathDestVal
+			first(b.sized.Dests, gen, &k, &v, func() bool { return k.Rule>>31 == gen })
+			if err := b.sized.Dests.Delete(k); err != nil {
+				return err
+			}
+			k.Rule = gen<<31 | b.slots["c"]
+			return b.sized.Dests.Update(k, v, ebpf.UpdateNoExist)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gen, err := b.activeGen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.tamper(gen); err != nil {
+				t.Fatal(err)
+			}
+			drifts, err := b.Sync(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(drifts, func(d engine.Drift) bool { return d.Repaired && strings.Contains(d.What, tc.want) }) {
+				t.Fatalf("drifts %+v, want %q repaired", drifts, tc.want)
+			}
+			if drifts, err := b.Sync(context.Background(), p); err != nil || len(drifts) != 0 {
+				t.Fatalf("after the repair: %+v %v", drifts, err)
+			}
+		})
+	}
+}
+
+// TestSyncForgetsATamperedIdleGeneration: an entry deleted from the idle
+// generation is not in force, so Sync reports nothing; but the next apply,
+// which writes only what it knows differs there, would bring the gap into
+// force. Sync checks the idle generation too and forgets it when it does
+// not hold what the backend knows (the apply then scans it), and keeps it
+// otherwise (an apply after a sync stays incremental).
+func TestSyncForgetsATamperedIdleGeneration(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	exe := clientCopy(t, t.TempDir(), "denied")
+	other := clientCopy(t, t.TempDir(), "other")
+	port := listenLoopback(t)
+	policy := func(a engine.Action) *engine.Policy {
+		return &engine.Policy{Rules: []engine.Rule{
+			{Name: "d", Selector: engine.Selector{Exe: exe}, Action: engine.ActionDeny},
+			{Name: "o", Selector: engine.Selector{Exe: other}, Action: a},
+		}}
+	}
+	b.apply(t, policy(engine.ActionAllow))
+	b.apply(t, policy(engine.ActionDeny)) // both generations hold rule d
+	gen, err := b.activeGen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drifts, err := b.Sync(context.Background(), b.policy); err != nil || len(drifts) != 0 {
+		t.Fatalf("clean state: %+v %v", drifts, err)
+	}
+	if b.gens[gen^1] == nil {
+		t.Fatal("a sync with nothing tampered forgot the idle generation")
+	}
+	idle := gen ^ 1
+	slot := b.slots["d"]
+	var k datapathExeKey
+	var v datapathRule
+	found := false
+	for it := b.sized.ExeRules.Iterate(); it.Next(&k, &v); {
+		if found = k.Gen == idle && v.Id&^genBit == slot; found {
+			break
+		}
+	}
+	if !found {
+		t.Fatal("rule d has no entry in the idle generation")
+	}
+	if err := b.sized.ExeRules.Delete(k); err != nil {
+		t.Fatal(err)
+	}
+	// Its path entry too: the exec hook finds a rule by either.
+	var pk datapathPathKey
+	for it := b.sized.PathRules.Iterate(); it.Next(&pk, &v); {
+		if pk.Gen == idle && v.Id&^genBit == slot {
+			if err := b.sized.PathRules.Delete(pk); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if drifts, err := b.Sync(context.Background(), b.policy); err != nil || len(drifts) != 0 {
+		t.Fatalf("the generation in force was not touched: %+v %v", drifts, err)
+	}
+	for i, a := range []engine.Action{engine.ActionAllow, engine.ActionDeny} {
+		b.apply(t, policy(a))
+		if _, out := runClient(t, exe, cg, loopbackTCP(port)); !out[0].denied() {
+			t.Fatalf("apply %d after the sync: %+v, want EPERM", i+1, out[0])
+		}
 	}
 }
