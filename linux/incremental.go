@@ -388,7 +388,11 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	for i := range p.Rules {
 		byName[p.Rules[i].Name] = &p.Rules[i]
 	}
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: b.byName})
+	gone := map[string]*engine.Rule{}
+	for _, j := range removed {
+		rulesGone(old.Rules[j:j+1], byName, gone)
+	}
+	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: gone})
 	if err := b.inboundBefore(p); err != nil {
 		return fail(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -148,5 +149,50 @@ func TestNameSnapshotKeepsPolicyBefore(t *testing.T) {
 	}
 	if r := s.rule("never"); r != nil {
 		t.Errorf("never: %+v, want none", r)
+	}
+}
+
+// TestNameSnapshotKeepsOnlyRemovedRules: the snapshot's rules before are
+// copies of the rules the apply removed, not pointers into the policy
+// before, which would keep that whole policy alive until the next apply.
+// Both kinds of apply: whole, and a few rules changed (applyDelta).
+func TestNameSnapshotKeepsOnlyRemovedRules(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	policy := func(names ...string) *engine.Policy {
+		p := &engine.Policy{}
+		for _, n := range names {
+			p.Rules = append(p.Rules, engine.Rule{Name: n, Selector: engine.Selector{Exe: clientCopy(t, dir, n)}, Action: engine.ActionDeny,
+				Deny: []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}})
+		}
+		return p
+	}
+	for _, how := range []struct {
+		name string
+		ctx  context.Context
+	}{{"whole", context.Background()}, {"delta", engine.WithOwnedPolicy(context.Background())}} {
+		t.Run(how.name, func(t *testing.T) {
+			before := policy("a", "b", "c")
+			if err := b.Apply(how.ctx, before); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Apply(how.ctx, policy("a", "c")); err != nil {
+				t.Fatal(err)
+			}
+			s := b.names.Load()
+			if len(s.before) != 1 || s.before["b"] == nil || s.before["b"].Exe != before.Rules[1].Exe {
+				t.Fatalf("rules before: %v, want b alone", s.before)
+			}
+			lo := uintptr(unsafe.Pointer(unsafe.SliceData(before.Rules)))
+			hi := lo + uintptr(len(before.Rules))*unsafe.Sizeof(engine.Rule{})
+			dlo := uintptr(unsafe.Pointer(unsafe.SliceData(before.Rules[1].Deny)))
+			if at := uintptr(unsafe.Pointer(s.before["b"])); at >= lo && at < hi {
+				t.Error("the snapshot points into the rules of the policy before")
+			}
+			if at := uintptr(unsafe.Pointer(unsafe.SliceData(s.before["b"].Deny))); at == dlo {
+				t.Error("the snapshot shares the entries of the policy before")
+			}
+		})
 	}
 }
