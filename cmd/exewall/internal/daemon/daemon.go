@@ -207,6 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("notify service manager", "err", err)
 	}
 	go releaseStartMemory(log)
+	go trimHeap(ctx)
 
 	select {
 	case <-ctx.Done():

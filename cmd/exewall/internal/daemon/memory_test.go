@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"testing"
 )
 
@@ -34,5 +36,34 @@ func TestTuneGC(t *testing.T) {
 	loaded()
 	if got := gcPercentNow(); got != 77 {
 		t.Fatalf("GOGC from the environment became %d", got)
+	}
+}
+
+// TestTrimIfWorth: 64 MiB of garbage is given back to the system (the
+// runtime's released heap grows by it); right after, with nothing left to
+// give, no collection is forced.
+func TestTrimIfWorth(t *testing.T) {
+	released := func() uint64 {
+		s := []rtmetrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+		rtmetrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	debug.FreeOSMemory()
+	garbage := make([][]byte, 64)
+	for i := range garbage {
+		garbage[i] = make([]byte, 1<<20)
+		garbage[i][0] = 1
+	}
+	runtime.KeepAlive(garbage)
+	garbage = nil
+	before := released() // the garbage's pages are in use, not released
+	if !trimIfWorth() {
+		t.Fatal("64 MiB of garbage was not worth a trim")
+	}
+	if got := released() - min(before, released()); got < 48<<20 {
+		t.Fatalf("%d MiB released, want most of the 64 MiB of garbage", got>>20)
+	}
+	if trimIfWorth() {
+		t.Fatal("a trim right after a trim")
 	}
 }
