@@ -377,6 +377,16 @@ func (b *bench) scaleDaemon(bin string, n int) error {
 		}
 	}
 	s.CLIMedian, _, _ = msStats(s.CLIMs)
+	// What the kernel holds is exactly the policy, and what the daemon
+	// keeps once the changes' garbage is given back (trimHeap looks every
+	// 5 s).
+	dur, out, err := b.cli(bin, d, "sync")
+	if err != nil {
+		return fmt.Errorf("sync after the CLI changes: %w: %s", err, out)
+	}
+	s.SyncMs, s.SyncReport = float64(dur)/1e6, strings.TrimSpace(out)
+	time.Sleep(7 * time.Second)
+	s.SettledAnonKiB = kerneltest.ProcKB(d.cmd.Process.Pid, "RssAnon")
 	b.rep.Scale.Daemon = append(b.rep.Scale.Daemon, s)
 	return nil
 }
