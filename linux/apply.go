@@ -449,7 +449,7 @@ func (b *Backend) writeSlots(c *generation) error {
 		if o := c.rules.get(slot); o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
-			copy(rn.Name[:], toInt8(o.src.Name))
+			copy(rn.Name[:], toInt8(b.slotName[slot]))
 			names = append(names, rn)
 		}
 	}

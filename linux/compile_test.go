@@ -132,7 +132,7 @@ func TestCompileActionChange(t *testing.T) {
 						t.Fatal(err)
 					}
 					g := got.rules.get(7)
-					if g.src.Action != to || g.src.Audit != audit || g.rule != want.rule || !g.sameKeys(want) {
+					if g.rule.Action != uint8(to) || g.rule.Audit != b2u(audit) || g.sum != want.sum || g.rule != want.rule || !g.sameKeys(want) {
 						t.Errorf("%v -> %v audit %v, entries %v: got %+v, want %+v", from, to, audit, d, g.rule, want.rule)
 					}
 					for _, w := range want.dests {

@@ -3,8 +3,10 @@
 package linux
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"slices"
 	"unsafe"
@@ -20,15 +22,18 @@ import (
 // every rule that did not change, and an apply compiles and writes only the
 // rules that did.
 type ruleOut struct {
-	src   engine.Rule  // what it was compiled from
+	sum   ruleSum      // what it was compiled from, but its action and audit (in rule)
 	rule  datapathRule // Id is the slot, without the generation
 	exe   []datapathFileId
-	path  *datapathPathKey // Gen 0; nil when the place is unknown
-	names []uint64         // hashes of the symlink names
-	sel   uint8            // selCgroup, selUser, selGroup; 0 for an exe rule
-	id    uint64           // the cgroup id, uid or gid
-	hasID bool             // a cgroup: rule's cgroup exists
-	dests []destOut
+	place place    // where the exe lives, for its path entry (pathKey), when hasPlace
+	names []uint64 // hashes of the symlink names
+	id    uint64   // the cgroup id, uid or gid
+	sel   uint8    // selCgroup, selUser, selGroup; 0 for an exe rule
+	hasID bool     // a cgroup: rule's cgroup exists
+	// hasPlace: the place is known. Kept inline rather than as its 88-byte
+	// key (8 MB at 100,000 rules): the key is made when written.
+	hasPlace bool
+	dests    []destOut
 }
 
 type destOut struct {
@@ -219,12 +224,20 @@ func compileRules(rules []engine.Rule, slotAt []uint32, ids identities, prev []*
 func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *ruleOut {
 	var base *ruleOut // differs in its action or audit only
 	var matched *ruleOut
+	var sum ruleSum
+	summed := false
 	for _, pg := range prev {
 		if pg == nil || pg.rules == nil {
 			continue
 		}
 		o := pg.rules.get(slot)
-		if o == nil || !sameEntries(&o.src, r) {
+		if o == nil {
+			continue
+		}
+		if !summed {
+			sum, summed = entriesSum(r), true
+		}
+		if o.sum != sum {
 			continue
 		}
 		// Both generations' ruleOuts of a rule whose action alone changed
@@ -233,7 +246,7 @@ func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *rul
 			continue
 		}
 		matched = o
-		if o.src.Action == r.Action && o.src.Audit == r.Audit {
+		if o.rule.Action == uint8(r.Action) && o.rule.Audit == b2u(r.Audit) {
 			return o
 		}
 		if base == nil {
@@ -247,8 +260,7 @@ func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *rul
 }
 
 func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
-	o := &ruleOut{src: *r}
-	o.src.Line = 0
+	o := &ruleOut{sum: entriesSum(r)}
 	o.rule = datapathRule{
 		Id:       slot, // stable: see ruleID
 		Counter:  slot,
@@ -274,7 +286,7 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 	}
 	switch {
 	case r.Exe != "":
-		o.exe, o.path, o.names = exeKeys(r.Exe, ids)
+		o.exe, o.place, o.hasPlace, o.names = exeKeys(r.Exe, ids)
 	case r.Cgroup != "":
 		o.sel = selCgroup
 		o.id, o.hasID = ids.cgroups[engine.CleanCgroup(r.Cgroup)]
@@ -294,26 +306,29 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 	return o, nil
 }
 
-func exeKeys(exe string, ids identities) (keys []datapathFileId, path *datapathPathKey, names []uint64) {
+func exeKeys(exe string, ids identities) (keys []datapathFileId, pl place, hasPlace bool, names []uint64) {
 	for _, id := range ids.exe[exe] {
 		keys = append(keys, datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino})
 	}
-	if pl, ok := ids.places[exe]; ok {
-		k := pathKey(pl, 0)
-		path = &k
-	}
+	pl, hasPlace = ids.places[exe]
 	for _, n := range ids.names[exe] {
 		names = append(names, nameHash(n))
 	}
-	return keys, path, names
+	return keys, pl, hasPlace, names
+}
+
+// pathKey is o's path entry key in generation gen, if it has one.
+func (o *ruleOut) pathKey(gen uint32) (datapathPathKey, bool) {
+	if !o.hasPlace {
+		return datapathPathKey{}, false
+	}
+	return pathKey(o.place, gen), true
 }
 
 // withAction is o for r, which differs from o's rule in its action or
 // audit only: what compileRule gives for r, sharing o's keys and nodes.
 func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 	n := *o
-	n.src = *r
-	n.src.Line = 0
 	n.rule.Action = uint8(r.Action)
 	n.rule.Audit = b2u(r.Audit)
 	n.rule.Unrestricted = b2u(r.Action == engine.ActionAllow && !denies(r, engine.DirOut))
@@ -324,7 +339,7 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 // sharesIDs says whether o holds the very identity keys of m (one made
 // from the other by withAction): sameIDs then answers the same for both.
 func (o *ruleOut) sharesIDs(m *ruleOut) bool {
-	return o.path == m.path && len(o.exe) == len(m.exe) && unsafe.SliceData(o.exe) == unsafe.SliceData(m.exe) &&
+	return o.hasPlace == m.hasPlace && o.place == m.place && len(o.exe) == len(m.exe) && unsafe.SliceData(o.exe) == unsafe.SliceData(m.exe) &&
 		len(o.names) == len(m.names) && unsafe.SliceData(o.names) == unsafe.SliceData(m.names) &&
 		o.sel == m.sel && o.id == m.id && o.hasID == m.hasID
 }
@@ -343,7 +358,7 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 			}
 		}
 		pl, ok := ids.places[r.Exe]
-		if ok != (o.path != nil) || ok && *o.path != pathKey(pl, 0) {
+		if ok != o.hasPlace || ok && o.place != pl {
 			return false
 		}
 		names := ids.names[r.Exe]
@@ -367,19 +382,55 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	return true
 }
 
-// sameEntries compares what a policy says of two rules (not their lines)
-// but for their action and audit.
-func sameEntries(a, b *engine.Rule) bool {
-	if a.Name != b.Name || a.Selector != b.Selector {
-		return false
+// ruleSum is a 128-bit digest of what a policy says of a rule but for its
+// action, audit and lines (entriesSum): all a ruleOut keeps of its rule to
+// tell it unchanged at the next apply. A copy of the rule (144 bytes and its
+// lists) was 14 MB at 100,000 rules; a pointer into the policy would keep
+// every policy a generation was compiled from alive.
+type ruleSum [2]uint64
+
+// sumSeeds are this process's: a sum is only compared with sums it made.
+var sumSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// entriesSum digests r's name, selector and destination entries (every
+// field of an entry but its line: a name or a direction changes what is
+// compiled as much as a prefix does). Two rules with equal sums say the
+// same but for their action and audit, unless two independent 64-bit
+// hashes collide at once (2^-128; no one picks the seeds).
+func entriesSum(r *engine.Rule) ruleSum {
+	var sum ruleSum
+	var h maphash.Hash
+	for i, seed := range sumSeeds {
+		h.SetSeed(seed)
+		for _, s := range []string{r.Name, r.Exe, r.Cgroup, r.User, r.Group} {
+			writeString(&h, s)
+		}
+		for _, list := range [][]engine.Dest{r.Allow, r.Deny} {
+			writeUint(&h, uint64(len(list)))
+			for _, d := range list {
+				a := d.Prefix.Addr().As16()
+				h.Write(a[:])
+				writeUint(&h, uint64(d.Prefix.Bits()+1)<<1|uint64(b2u(d.Prefix.Addr().Is4())))
+				writeString(&h, d.Name)
+				writeUint(&h, uint64(d.PortLo)|uint64(d.PortHi)<<16|uint64(d.Proto)<<32|uint64(d.Dir)<<40)
+			}
+		}
+		sum[i] = h.Sum64()
 	}
-	// Every field of an entry but its line: a name or a direction changes
-	// what is compiled as much as a prefix does.
-	eq := func(x, y engine.Dest) bool {
-		x.Line, y.Line = 0, 0
-		return x == y
-	}
-	return slices.EqualFunc(a.Allow, b.Allow, eq) && slices.EqualFunc(a.Deny, b.Deny, eq)
+	return sum
+}
+
+// writeString writes s with its length, so that no two lists of strings
+// write the same bytes.
+func writeString(h *maphash.Hash, s string) {
+	writeUint(h, uint64(len(s)))
+	h.WriteString(s)
+}
+
+func writeUint(h *maphash.Hash, v uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	h.Write(b[:])
 }
 
 // equal says whether two ruleOuts write the same entries.
@@ -387,8 +438,8 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 	if o == p {
 		return true
 	}
-	return o.rule == p.rule && sameSlice(o.exe, p.exe) && (o.path == nil) == (p.path == nil) &&
-		(o.path == p.path || *o.path == *p.path) && sameSlice(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
+	return o.rule == p.rule && sameSlice(o.exe, p.exe) && o.hasPlace == p.hasPlace && o.place == p.place &&
+		sameSlice(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
 		o.hasID == p.hasID && sameSlice(o.dests, p.dests)
 }
 
@@ -399,9 +450,7 @@ func (o *ruleOut) add(c *compiled, gen uint32) {
 	for _, id := range o.exe {
 		c.exe[datapathExeKey{Id: id, Gen: gen}] = dr
 	}
-	if o.path != nil {
-		k := *o.path
-		k.Gen = gen
+	if k, ok := o.pathKey(gen); ok {
 		c.paths[k] = dr
 	}
 	for _, h := range o.names {
@@ -550,7 +599,7 @@ func (o *ruleOut) sameKeys(n *ruleOut) bool {
 	if o == n {
 		return true
 	}
-	if !sameSlice(o.exe, n.exe) || (o.path == nil) != (n.path == nil) || o.path != n.path && *o.path != *n.path ||
+	if !sameSlice(o.exe, n.exe) || o.hasPlace != n.hasPlace || o.place != n.place ||
 		!sameSlice(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
 		return false
 	}
@@ -620,9 +669,7 @@ func (o *ruleOut) addSelectors(w *ruleWrites, gen uint32) {
 	for _, id := range o.exe {
 		w.exe.add(datapathExeKey{Id: id, Gen: gen}, dr)
 	}
-	if o.path != nil {
-		k := *o.path
-		k.Gen = gen
+	if k, ok := o.pathKey(gen); ok {
 		w.paths.add(k, dr)
 	}
 	for _, h := range o.names {
@@ -689,7 +736,7 @@ func (w *ruleWrites) write(b *Backend) error {
 // add counts the entries o writes to each selector map and to dests.
 func (n *ruleCounts) add(o *ruleOut) {
 	n.exe += len(o.exe)
-	if o.path != nil {
+	if o.hasPlace {
 		n.paths++
 	}
 	n.named += len(o.names)
@@ -955,9 +1002,7 @@ func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *
 				return true
 			}
 		}
-		if o.path != nil {
-			k := *o.path
-			k.Gen = gen
+		if k, ok := o.pathKey(gen); ok {
 			if _, ok := t.paths[k]; ok {
 				return true
 			}

@@ -3,6 +3,8 @@
 package linux
 
 import (
+	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -10,7 +12,7 @@ import (
 
 // An edit that changes only an entry's DNS name or its direction compiles
 // the rule again: the generations share a rule's compiled entries only
-// while the policy says the same of it (sameEntries, with its action and audit).
+// while the policy says the same of it (entriesSum, with its action and audit).
 func TestRuleOutRecompiledOnNameOrDirection(t *testing.T) {
 	dest := func(s string) engine.Dest {
 		t.Helper()
@@ -48,8 +50,58 @@ func TestRuleOutRecompiledOnNameOrDirection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if next.rules.get(1) == first.rules.get(1) || next.rules.get(1).src.Allow[0] != dest(tc.after) {
+		want := policy(tc.after)
+		if next.rules.get(1) == first.rules.get(1) || next.rules.get(1).sum != entriesSum(&want.Rules[0]) {
 			t.Errorf("%q -> %q: the rule kept what was compiled before the edit", tc.before, tc.after)
+		}
+	}
+}
+
+// TestEntriesSumTellsEveryFieldApart: a rule's sum changes with every field
+// compile reads but its action and audit (kept in the compiled rule), and
+// stays with its lines and with its entries' lines; entries do not run
+// into one another (a list's end is not the next one's start).
+func TestEntriesSumTellsEveryFieldApart(t *testing.T) {
+	base := func() engine.Rule {
+		return engine.Rule{Name: "r", Selector: engine.Selector{Exe: "/usr/bin/curl"}, Action: engine.ActionDeny, Line: 3,
+			Allow: []engine.Dest{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), PortLo: 443, PortHi: 443, Proto: engine.ProtoTCP, Line: 4}}}
+	}
+	b := base()
+	sum := entriesSum(&b)
+	for name, change := range map[string]func(*engine.Rule){
+		"line":         func(r *engine.Rule) { r.Line = 9 },
+		"entry line":   func(r *engine.Rule) { r.Allow[0].Line = 9 },
+		"action":       func(r *engine.Rule) { r.Action = engine.ActionAllow },
+		"audit":        func(r *engine.Rule) { r.Audit = true },
+		"same entries": func(r *engine.Rule) { r.Allow = slices.Clone(r.Allow) },
+	} {
+		r := base()
+		change(&r)
+		if entriesSum(&r) != sum {
+			t.Errorf("%s: the sum changed", name)
+		}
+	}
+	for name, change := range map[string]func(*engine.Rule){
+		"name":          func(r *engine.Rule) { r.Name = "s" },
+		"exe":           func(r *engine.Rule) { r.Exe = "/usr/bin/wget" },
+		"exe to user":   func(r *engine.Rule) { r.User, r.Exe = r.Exe, "" },
+		"name into exe": func(r *engine.Rule) { r.Name, r.Exe = "", "r/usr/bin/curl" },
+		"prefix":        func(r *engine.Rule) { r.Allow[0].Prefix = netip.MustParsePrefix("192.0.2.0/25") },
+		"v4 in v6": func(r *engine.Rule) {
+			r.Allow[0].Prefix = netip.PrefixFrom(netip.MustParseAddr("::ffff:192.0.2.0"), 24)
+		},
+		"port":           func(r *engine.Rule) { r.Allow[0].PortHi = 444 },
+		"proto":          func(r *engine.Rule) { r.Allow[0].Proto = engine.ProtoUDP },
+		"direction":      func(r *engine.Rule) { r.Allow[0].Dir = engine.DirIn },
+		"dns name":       func(r *engine.Rule) { r.Allow[0].Name = "example.com" },
+		"allow to deny":  func(r *engine.Rule) { r.Deny, r.Allow = r.Allow, nil },
+		"one more entry": func(r *engine.Rule) { r.Allow = append(r.Allow, r.Allow[0]) },
+		"no entry":       func(r *engine.Rule) { r.Allow = nil },
+	} {
+		r := base()
+		change(&r)
+		if entriesSum(&r) == sum {
+			t.Errorf("%s: the sum stayed", name)
 		}
 	}
 }

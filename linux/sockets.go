@@ -68,12 +68,6 @@ func (b *Backend) sweep(g *generation, p *engine.Policy, gen uint32) (int, error
 	}
 	var bySlot map[uint32]*engine.Rule // rule ids are slots (ruleID); built when first needed
 	ruleOf := func(slot uint32) *engine.Rule {
-		if g.rules != nil {
-			if o := g.rules.get(slot); o != nil {
-				return &o.src
-			}
-			return nil
-		}
 		if bySlot == nil {
 			bySlot = make(map[uint32]*engine.Rule, len(p.Rules))
 			for i := range p.Rules {

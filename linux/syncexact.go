@@ -97,9 +97,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 		err = eachBatched(b.sized.PathRules, func(k *datapathPathKey, v *datapathRule) bool {
 			if k.Gen == gen {
 				o := out(v.Id, v)
-				kk := *k
-				kk.Gen = 0
-				ok, have.paths = o != nil && o.path != nil && *o.path == kk, have.paths+1
+				ok, have.paths = o != nil && o.hasPlace && pathKey(o.place, gen) == *k, have.paths+1
 			}
 			return ok
 		})
