@@ -317,6 +317,13 @@ func exeKeys(exe string, ids identities) (keys []datapathFileId, pl place, hasPl
 	return keys, pl, hasPlace, names
 }
 
+// stamped is o's rule value as generation gen holds it.
+func (o *ruleOut) stamped(gen uint32) datapathRule {
+	dr := o.rule
+	dr.Id |= gen << 31
+	return dr
+}
+
 // pathKey is o's path entry key in generation gen, if it has one.
 func (o *ruleOut) pathKey(gen uint32) (datapathPathKey, bool) {
 	if !o.hasPlace {
@@ -445,8 +452,7 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 
 // add puts o's entries, stamped with gen, in the flat view c.
 func (o *ruleOut) add(c *compiled, gen uint32) {
-	dr := o.rule
-	dr.Id |= gen << 31
+	dr := o.stamped(gen)
 	for _, id := range o.exe {
 		c.exe[datapathExeKey{Id: id, Gen: gen}] = dr
 	}
@@ -664,8 +670,7 @@ func (w *ruleWrites) reserve(n int) {
 
 // addSelectors puts o's selector keys, stamped with gen, with its rule.
 func (o *ruleOut) addSelectors(w *ruleWrites, gen uint32) {
-	dr := o.rule
-	dr.Id |= gen << 31
+	dr := o.stamped(gen)
 	for _, id := range o.exe {
 		w.exe.add(datapathExeKey{Id: id, Gen: gen}, dr)
 	}

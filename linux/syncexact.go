@@ -127,13 +127,6 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 	return maps.Equal(bound.binds, held), nil
 }
 
-// stamped is o's rule value as generation gen holds it.
-func (o *ruleOut) stamped(gen uint32) datapathRule {
-	dr := o.rule
-	dr.Id |= gen << 31
-	return dr
-}
-
 // errNoBatches: the kernel cannot read this map in batches.
 var errNoBatches = errors.New("no batch lookups")
 
