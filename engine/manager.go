@@ -67,8 +67,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	policy  *Policy
-	src     []byte // the policy file's content as last read or written
-	managed error  // non-nil: the file is not ours to write
+	text    policyText // the policy file's content as last read or written
+	managed error      // non-nil: the file is not ours to write
 	pending *pendingApply
 	// fileErr says why the policy file on disk is not what is in force
 	// (deleted, emptied, refused); nil when they agree.
@@ -82,9 +82,6 @@ type Manager struct {
 	// exeIdx is which rule names each executable identity, as the last
 	// check of a change found it (exeindex.go).
 	exeIdx *exeIndex
-	// scan is where the rules are in src, when an edit made src (its
-	// items moved and its new ones scanned: policyedit.go).
-	scan *scannedText
 }
 
 type pendingApply struct {

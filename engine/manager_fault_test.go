@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,4 +150,42 @@ func TestFailedApplyLeavesFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.agree(t)
+}
+
+// TestLargePolicyFileFaults: a policy file large enough that the daemon
+// keeps its text compressed (policytext.go) is still written back whole
+// when deleted, and an edit made while it is truncated on disk still
+// starts from it, comments and all.
+func TestLargePolicyFileFaults(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# mine\ndefault: deny\nrules:\n")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "  # rule %d\n  - name: r%04d\n    cgroup: /exewall-test/c%04d\n    action: deny\n", i, i, i)
+	}
+	good := b.String()
+	if len(good) < 100<<10 {
+		t.Fatalf("the file is only %d bytes: it is not kept compressed", len(good))
+	}
+	f := newFixture(t, good)
+
+	os.Remove(f.path)
+	if _, err := f.m.Reload(ctx); err != nil {
+		t.Fatalf("reload of a deleted file: %v", err)
+	}
+	if data, err := os.ReadFile(f.path); err != nil || string(data) != good {
+		t.Fatalf("deleted file not written back as it was: %v (%d bytes of %d)", err, len(data), len(good))
+	}
+
+	os.WriteFile(f.path, nil, 0o644)
+	if _, err := f.m.Reload(ctx); !errors.Is(err, engine.ErrEmptyPolicyFile) {
+		t.Fatalf("reload of an emptied file: %v", err)
+	}
+	if _, err := f.m.AddRule(ctx, engine.Rule{Name: "wget", Selector: engine.Selector{Exe: "/usr/bin/wget"}, Action: engine.ActionDeny}); err != nil {
+		t.Fatal(err)
+	}
+	f.agree(t)
+	data, _ := os.ReadFile(f.path)
+	if !bytes.HasPrefix(data, []byte(good)) {
+		t.Fatalf("the file lost what it said before the edit:\n%.300s", data)
+	}
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,7 +58,8 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err := m.cfg.Backend.Apply(WithOwnedPolicy(ctx), p); err != nil {
 		return fmt.Errorf("apply %s: %w", path, err)
 	}
-	m.policy, m.src = p, data
+	m.policy = p
+	m.text.set(data)
 	m.reportCuts("daemon start", cuts)
 	if m.managed != nil {
 		m.log.Info("policy file is not writable: running managed, CLI edits refused", "path", path, "reason", m.managed)
@@ -85,7 +85,8 @@ func (m *Manager) loadMemory(ctx context.Context) error {
 	if err := m.cfg.Backend.Apply(WithOwnedPolicy(ctx), p); err != nil { // p is a copy of ours
 		return fmt.Errorf("apply: %w", err)
 	}
-	m.policy, m.src = p, data
+	m.policy = p
+	m.text.set(data)
 	m.reportCuts("start", cuts)
 	return nil
 }
@@ -110,8 +111,8 @@ func (m *Manager) dirMissing() bool {
 
 // commit puts p in force, then makes data the policy file; if the write
 // fails the old policy is put back so that the kernel and the file keep
-// agreeing.
-func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
+// agreeing. sc, if not nil, is the scan of data (an edit's).
+func (m *Manager) commit(ctx context.Context, p *Policy, data []byte, sc *scannedText) error {
 	// The new file is written and synced beside the policy file while p
 	// is put in force, and renamed over it only once p is: a failed apply
 	// leaves the file as it was.
@@ -137,7 +138,8 @@ func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
 		return fmt.Errorf("apply: %w", err)
 	}
 	if m.cfg.PolicyFile == "" {
-		m.policy, m.src, m.fileErr = p, data, nil
+		m.policy, m.fileErr = p, nil
+		m.setText(data, sc)
 		return nil
 	}
 	pr := <-ready
@@ -151,8 +153,19 @@ func (m *Manager) commit(ctx context.Context, p *Policy, data []byte) error {
 		}
 		return err
 	}
-	m.policy, m.src, m.fileErr = p, data, nil
+	m.policy, m.fileErr = p, nil
+	m.setText(data, sc)
 	return nil
+}
+
+// setText makes data the text in force; an edit's scan of it keeps it
+// (which saves packing it).
+func (m *Manager) setText(data []byte, sc *scannedText) {
+	if sc != nil && sc.of(data) {
+		m.text.setScanned(sc)
+	} else {
+		m.text.set(data)
+	}
 }
 
 // ApplyFile replaces the whole policy with the policy file data, which is
@@ -183,7 +196,11 @@ func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time
 	if err != nil {
 		return nil, err
 	}
-	prev, prevSrc := m.policy, m.src
+	prev := m.policy
+	prevSrc, err := m.text.read()
+	if err != nil {
+		return nil, fmt.Errorf("the policy in force: %w", err)
+	}
 	if confirmWithin > 0 && m.cfg.RollbackFile != "" {
 		// Saved before the change, so a daemon killed in between still
 		// knows what to go back to.
@@ -191,7 +208,7 @@ func (m *Manager) ApplyFile(ctx context.Context, data []byte, confirmWithin time
 			return nil, fmt.Errorf("save rollback: %w", err)
 		}
 	}
-	if err := m.commit(ctx, p, data); err != nil {
+	if err := m.commit(ctx, p, data, nil); err != nil {
 		m.removeRollbackFile()
 		return nil, err
 	}
@@ -237,7 +254,7 @@ func (m *Manager) rollback(pa *pendingApply) {
 	}
 	m.pending = nil
 	cuts := m.applyCuts(context.Background(), m.policy, pa.prev, "rollback")
-	if err := m.commit(context.Background(), pa.prev, pa.prevSrc); err != nil {
+	if err := m.commit(context.Background(), pa.prev, pa.prevSrc, nil); err != nil {
 		m.log.Error("roll back unconfirmed apply", "err", err)
 		return
 	}
@@ -305,7 +322,7 @@ func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 		return false, m.refuseFile(fmt.Errorf("read policy: %w", err))
 	}
 	m.managed = m.writable()
-	if bytes.Equal(data, m.src) {
+	if m.text.same(data) {
 		m.fileErr = nil
 		return false, nil
 	}
@@ -324,7 +341,8 @@ func (m *Manager) Reload(ctx context.Context) (changed bool, err error) {
 	if err := m.cfg.Backend.Apply(WithOwnedPolicy(ctx), p); err != nil {
 		return false, m.refuseFile(fmt.Errorf("apply %s: %w", m.cfg.PolicyFile, err))
 	}
-	m.policy, m.src, m.fileErr = p, data, nil
+	m.policy, m.fileErr = p, nil
+	m.text.set(data)
 	m.reportCuts(why, cuts)
 	m.learnOverridden("the policy file changed, and is in force now")
 	return true, nil
@@ -349,7 +367,11 @@ func (m *Manager) restoreDeleted() error {
 		}
 		return m.refuseFile(fmt.Errorf("policy file %s was deleted and cannot be written back (%v)", m.cfg.PolicyFile, why))
 	}
-	if err := WriteFileAtomic(m.cfg.PolicyFile, m.src); err != nil {
+	data, err := m.text.read()
+	if err == nil {
+		err = WriteFileAtomic(m.cfg.PolicyFile, data)
+	}
+	if err != nil {
 		return m.refuseFile(fmt.Errorf("policy file %s was deleted; writing it back: %w", m.cfg.PolicyFile, err))
 	}
 	m.fileErr = nil

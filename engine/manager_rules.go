@@ -119,14 +119,20 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 		err  error
 	}
 	edited := make(chan text, 1)
-	go func(src []byte, old *Policy, sc *scannedText) {
-		if data, scan, ok := editRulesScanned(src, old, p, sc); ok {
+	go func(in policyText, old *Policy) {
+		// (A large text in force is unpacked here, beside the checks.)
+		src, err := in.read()
+		if err != nil {
+			edited <- text{err: fmt.Errorf("the policy in force: %w", err)}
+			return
+		}
+		if data, scan, ok := editRulesScanned(src, old, p, in.scan); ok {
 			edited <- text{data: data, scan: scan}
 			return
 		}
 		data, lost, err := EditPolicyFile(src, p)
 		edited <- text{data: data, lost: lost, err: err}
-	}(m.src, m.policy, m.scan)
+	}(m.text, m.policy)
 	if err := m.validateFrom(m.policy, p); err != nil {
 		return nil, err
 	}
@@ -142,10 +148,9 @@ func (m *Manager) update(ctx context.Context, edit func(p *Policy) error, opts .
 	if lost {
 		m.log.Warn("the policy file could not be edited in place; rewritten without its comments", "path", m.cfg.PolicyFile)
 	}
-	if err := m.commit(ctx, p, data); err != nil {
+	if err := m.commit(ctx, p, data, t.scan); err != nil {
 		return nil, err
 	}
-	m.scan = t.scan // the scan of m.src, data, for the next edit
 	m.reportCuts("forced change", cuts)
 	return p, nil
 }
