@@ -314,7 +314,12 @@ func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[s
 				real = filepath.Clean(p) // dangling: its directory may be there
 			}
 		} else if dir, err := b.exes.realDir(filepath.Dir(p)); err == nil {
-			real = filepath.Join(dir, filepath.Base(p))
+			if real = filepath.Join(dir, filepath.Base(p)); real == p {
+				// The place's name is then a part of the policy's own
+				// string, not of a copy kept for it (2-3 MB at 100,000
+				// rules).
+				real = p
+			}
 		} else {
 			real = filepath.Clean(p) // not there yet: its directory may be
 		}
