@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -64,7 +62,7 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 		// building them again cost 100,000 rules ~17 ms.
 		ids.exe = b.ids.exe
 	} else {
-		ids.exe = b.exeIdentities(paths, found)
+		ids.exe = b.ids.exe.withFound(paths, found)
 	}
 	for _, r := range p.Rules {
 		switch {
@@ -90,29 +88,12 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 	return ids, nil
 }
 
-// exeIdentities are the identities of paths: every identity a path has
-// had while its rule lives, so a process still running a replaced binary
-// stays covered (the identities in force, b.ids, are those it has had),
-// and what it resolves to now (found). A list is shared with b.ids until
-// it changes.
-func (b *Backend) exeIdentities(paths []string, found map[string]engine.FileID) map[string][]engine.FileID {
-	out := make(map[string][]engine.FileID, len(paths))
-	for _, path := range paths {
-		known := b.ids.exe[path]
-		if id, ok := found[path]; ok && !slices.Contains(known, id) {
-			known = append(slices.Clip(known), id)
-		}
-		out[path] = known
-	}
-	return out
-}
-
-// sameIdentities says whether exeIdentities would give what is in force:
+// sameIdentities says whether withFound would give what is in force:
 // p selects the executables of the policy in force, in the same order, and
 // each resolves to an identity it already has.
 func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileID) bool {
 	old := b.policy
-	if old == nil || b.ids.exe == nil || len(old.Rules) != len(p.Rules) {
+	if old == nil || b.ids.exe.cur == nil && b.ids.exe.more == nil || len(old.Rules) != len(p.Rules) {
 		return false
 	}
 	for i := range p.Rules {
@@ -120,7 +101,7 @@ func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileI
 		if exe != old.Rules[i].Exe {
 			return false
 		}
-		if id, ok := found[exe]; ok && !slices.Contains(b.ids.exe[exe], id) {
+		if id, ok := found[exe]; ok && !b.ids.exe.contains(exe, id) {
 			return false
 		}
 	}
@@ -156,17 +137,6 @@ type slotUndo struct {
 	hadPrev    bool
 }
 
-// slotNames is b.slotName for a name snapshot: the last snapshot's copy
-// while this apply handed no slot (slotName changes only when one is
-// handed; a copy of 100,000 is ~3 ms and 2.6 MB), else a new copy.
-func (b *Backend) slotNames() map[uint32]string {
-	if last := b.names.Load(); last != nil && len(b.slotUndo) == 0 && !b.slotNamesUndone {
-		return last.slotName
-	}
-	b.slotNamesUndone = false
-	return maps.Clone(b.slotName)
-}
-
 // backendSlots are the backend's slots as compile asks for them.
 type backendSlots struct{ b *Backend }
 
@@ -192,7 +162,7 @@ func (b *Backend) slotFor(name string) uint32 {
 		if limit := b.counters.limit(); b.nextSlot > maxRules || b.nextSlot >= limit && 2*(len(b.slots)+1) <= int(limit) {
 			b.nextSlot = 1
 		}
-		old, used := b.slotName[s]
+		old, used := b.slotName.get(s)
 		if used {
 			if _, live := b.slots[old]; live {
 				continue
@@ -200,7 +170,7 @@ func (b *Backend) slotFor(name string) uint32 {
 		}
 		b.slotUndo = append(b.slotUndo, slotUndo{slot: s, name: name, prev: old, hadPrev: used})
 		b.slots[name] = s
-		b.slotName[s] = name
+		b.slotName.set(s, name)
 		b.freshSlots[s] = true
 		return s
 	}
@@ -228,16 +198,13 @@ func (b *Backend) slotsRestorer() func() {
 	nextBefore := b.nextSlot
 	b.slotUndo = b.slotUndo[:0]
 	return func() {
-		if len(b.slotUndo) > 0 {
-			b.slotNamesUndone = true // a snapshot may hold the undone names
-		}
 		for i := len(b.slotUndo) - 1; i >= 0; i-- {
 			u := b.slotUndo[i]
 			delete(b.slots, u.name)
 			if u.hadPrev {
-				b.slotName[u.slot] = u.prev
+				b.slotName.set(u.slot, u.prev)
 			} else {
-				delete(b.slotName, u.slot)
+				b.slotName.del(u.slot)
 			}
 		}
 		b.slotUndo = b.slotUndo[:0]
@@ -310,7 +277,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	// publish its names first (old ones kept for events still in flight).
 	named := <-byNameC
 	byName := named.byName
-	b.names.Store(&nameSnapshot{slotName: b.slotNames(), byName: byName, before: named.gone})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: byName, before: named.gone})
 	if err := b.inboundBefore(p); err != nil { // inbound.go
 		return fail(err)
 	}
@@ -449,7 +416,8 @@ func (b *Backend) writeSlots(c *generation) error {
 		if o := c.rules.get(slot); o != nil {
 			fresh = append(fresh, slot)
 			var rn datapathRuleName
-			copy(rn.Name[:], toInt8(b.slotName[slot]))
+			name, _ := b.slotName.get(slot)
+			copy(rn.Name[:], toInt8(name))
 			names = append(names, rn)
 		}
 	}
@@ -557,7 +525,7 @@ func (b *Backend) restoreSlots() error {
 		if slot != 0 {
 			name := fromInt8(rn.Name[:])
 			b.slots[name] = slot
-			b.slotName[slot] = name
+			b.slotName.set(slot, name)
 			b.nextSlot = max(b.nextSlot, slot+1)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -82,10 +81,7 @@ type Backend struct {
 	ids      identities
 	places   statCache[place]  // where each exe path lives
 	slots    map[string]uint32 // rule name -> counter slot
-	slotName map[uint32]string // counter slot -> rule name, kept after a rule goes until the slot is reused
-	// slotNamesUndone says a failed apply took back slots it had handed:
-	// the last name snapshot may name them (slotNames).
-	slotNamesUndone bool
+	slotName slotNames // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot        uint32
 	freshSlots      map[uint32]bool // slots allocated by the apply in progress
 	roomAhead       <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
@@ -181,7 +177,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
-		slots: map[string]uint32{}, slotName: map[uint32]string{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
+		slots: map[string]uint32{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 
 	root, err := cgroupMount()
@@ -276,7 +272,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	}
 	// Events already in the ring buffer (attempts made while no daemon ran)
 	// are read at once: name their rules from the pinned slot names now.
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: map[string]*engine.Rule{}})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: map[string]*engine.Rule{}})
 	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
 		// new programs read the very maps the old ones did. (With an older
@@ -496,7 +492,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 		return st, err
 	}
 	for slot, c := range sums {
-		name, ok := b.slotName[slot]
+		name, ok := b.slotName.get(slot)
 		if slot != 0 && (!ok || b.slots[name] != slot) {
 			continue
 		}

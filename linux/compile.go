@@ -43,7 +43,7 @@ type compiled struct {
 
 // identities is what compile needs from the machine, resolved beforehand.
 type identities struct {
-	exe     map[string][]engine.FileID // by exe path; several while an old inode still runs
+	exe     exeIDs                     // by exe path; several while an old inode still runs
 	places  map[string]place           // by exe path: where the file lives, for the exec hook
 	names   map[string][]string        // by exe path: its symlink names (names.go), when it is a symlink
 	cgroups map[string]uint64          // by cleaned cgroup path

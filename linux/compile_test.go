@@ -109,7 +109,7 @@ func TestCompileActionChange(t *testing.T) {
 		{nil, {{Prefix: pfx("192.0.2.0/24"), Dir: engine.DirIn}}},
 		{{{Prefix: pfx("2001:db8::/32")}}, {{Prefix: pfx("2001:db8::1/128"), Dir: engine.DirOut}}},
 	}
-	ids := identities{exe: map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}}, places: map[string]place{},
+	ids := identities{exe: exeIDsOf(map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}}), places: map[string]place{},
 		names: map[string][]string{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	actions := []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly}
 	for _, d := range dests {

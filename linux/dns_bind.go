@@ -122,7 +122,7 @@ func (b *Backend) RuleID(name string) (uint32, bool) {
 func (b *Backend) RuleName(id uint32) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	name, ok := b.slotName[id]
+	name, ok := b.slotName.get(id)
 	if !ok || b.byName[name] == nil || b.slots[name] != id {
 		return "", false
 	}
@@ -142,7 +142,7 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		if nb.Rule == noRule {
 			continue // asked while learning, under no name rule: nothing to bind
 		}
-		r := b.byName[b.slotName[nb.Rule]]
+		r := b.byName[b.slotName.name(nb.Rule)]
 		if r == nil || !r.HasNames() || b.slots[r.Name] != nb.Rule {
 			errs = append(errs, fmt.Errorf("rule id %d: %w", nb.Rule, ErrNoRule))
 			continue
@@ -251,7 +251,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		if !ok {
 			continue
 		}
-		r := b.byName[b.slotName[k.slot]]
+		r := b.byName[b.slotName.name(k.slot)]
 		addr := k.ip()
 		rec := bindKeyOf(k.slot, addr)
 		if r == nil || g.rules.get(k.slot) == nil {
@@ -432,7 +432,7 @@ func (b *Backend) bindNames(g *generation, p *engine.Policy) error {
 	b.bindMu.Lock()
 	defer b.bindMu.Unlock()
 	for k, bd := range b.bound {
-		r := rules[b.slotName[k.slot]]
+		r := rules[b.slotName.name(k.slot)]
 		addr := k.ip()
 		if r == nil || g.rules.get(k.slot) == nil || !r.HasNames() {
 			b.unbound = append(b.unbound, droppedBind{bindKeyOf(k.slot, addr), bd.node})

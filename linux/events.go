@@ -118,7 +118,7 @@ func (b *Backend) flushViolations() {
 
 // nameSnapshot maps counter slots to rule names as of the last apply.
 type nameSnapshot struct {
-	slotName map[uint32]string
+	slotName slotView
 	// byName are the rules of the policy applied; before those of the
 	// one before, for events still in flight (neither map is changed once
 	// published).
@@ -213,7 +213,7 @@ func (b *Backend) enrich(ev *datapathEvent) engine.Violation {
 	// A snapshot taken at apply: the reader never waits for an apply or a
 	// sync holding the backend's lock, which would let the ring fill.
 	if names := b.names.Load(); names != nil && ev.Counter != 0 {
-		v.Rule = names.slotName[ev.Counter]
+		v.Rule, _ = names.slotName.get(ev.Counter)
 		r := names.rule(v.Rule)
 		if r != nil && r.Exe != "" {
 			v.Exe = r.Exe

@@ -5,7 +5,6 @@ package linux
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -68,8 +67,8 @@ func TestApplySeesReplacedFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(b.ids.exe[exe], now[exe]) {
-			t.Errorf("the apply kept %s's old identity %v, the file is %v now", exe, b.ids.exe[exe], now[exe])
+		if !b.ids.exe.contains(exe, now[exe]) {
+			t.Errorf("the apply kept %s's old identity %v, the file is %v now", exe, b.ids.exe.list(exe), now[exe])
 		}
 		if e := b.exes.entries[exe]; e == nil || e.id != now[exe] {
 			t.Errorf("%s is not remembered with its new identity after the apply: %+v", exe, e)

@@ -145,7 +145,7 @@ func TestReplacedBinaryAdoptedWithinASecond(t *testing.T) {
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for {
 		b.mu.Lock()
-		ids := append([]engine.FileID(nil), b.ids.exe[exe]...)
+		ids := b.ids.exe.list(exe)
 		b.mu.Unlock()
 		if len(ids) == 2 && ids[0] == old && ids[1] == fresh {
 			return // the new file is covered and the old one still is

@@ -100,7 +100,7 @@ func TestIdentifyMemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := b.ids.exe[c]; len(got) == 0 || got[len(got)-1] != now[c] {
+	if got := b.ids.exe.list(c); len(got) == 0 || got[len(got)-1] != now[c] {
 		t.Errorf("the apply enforces %v for %s, the file is %v", got, c, now[c])
 	}
 }

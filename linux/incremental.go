@@ -120,7 +120,7 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	var todo []string
 	for _, i := range changed {
 		if exe := p.Rules[i].Exe; exe != "" {
-			if _, had := b.ids.exe[exe]; !had {
+			if !b.ids.exe.has(exe) {
 				todo = append(todo, exe)
 			}
 		}
@@ -139,14 +139,14 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 		}
 	}
 	d := idsDelta{epoch: epoch, current: remembered && !w.polled}
-	small := identities{exe: map[string][]engine.FileID{}, places: map[string]place{}, names: map[string][]string{},
+	small := identities{exe: exeIDs{more: map[string][]engine.FileID{}}, places: map[string]place{}, names: map[string][]string{},
 		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	for _, exe := range todo {
-		known := b.ids.exe[exe] // nil: the path is new to the policy
+		known := b.ids.exe.list(exe) // nil: the path is new to the policy
 		if id, ok := found[exe]; ok && !slices.Contains(known, id) {
-			known = append(slices.Clip(known), id)
+			known = append(known, id)
 		}
-		small.exe[exe] = known
+		small.exe.more[exe] = known
 		if pl, ok := fresh.places[exe]; ok {
 			small.places[exe] = pl
 		}
@@ -158,10 +158,10 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 		r := &p.Rules[i]
 		switch {
 		case r.Exe != "":
-			if _, done := small.exe[r.Exe]; done {
+			if _, done := small.exe.more[r.Exe]; done {
 				continue
 			}
-			small.exe[r.Exe] = b.ids.exe[r.Exe]
+			small.exe.more[r.Exe] = b.ids.exe.list(r.Exe)
 			if pl, ok := b.ids.places[r.Exe]; ok {
 				small.places[r.Exe] = pl
 			}
@@ -207,13 +207,10 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	ids := &b.ids
 	if !ids.owned {
-		*ids = identities{exe: maps.Clone(ids.exe), places: maps.Clone(ids.places), names: maps.Clone(ids.names),
+		*ids = identities{exe: ids.exe.clone(), places: maps.Clone(ids.places), names: maps.Clone(ids.names),
 			cgroups: maps.Clone(ids.cgroups), uids: maps.Clone(ids.uids), gids: maps.Clone(ids.gids), owned: true}
 		if ids.places == nil {
 			ids.places = map[string]place{}
-		}
-		if ids.exe == nil {
-			ids.exe = map[string][]engine.FileID{}
 		}
 		if ids.names == nil {
 			ids.names = map[string][]string{}
@@ -238,7 +235,7 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 		}
 		switch {
 		case r.Exe != "":
-			delete(ids.exe, r.Exe)
+			ids.exe.del(r.Exe)
 			delete(ids.places, r.Exe)
 			delete(ids.names, r.Exe)
 		case r.Cgroup != "":
@@ -252,7 +249,7 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	for _, r := range changed {
 		switch {
 		case r.Exe != "":
-			ids.exe[r.Exe] = d.small.exe[r.Exe]
+			ids.exe.set(r.Exe, d.small.exe.more[r.Exe])
 			if pl, ok := d.small.places[r.Exe]; ok {
 				ids.places[r.Exe] = pl
 			} else {
@@ -392,7 +389,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	for _, j := range removed {
 		rulesGone(old.Rules[j:j+1], byName, gone)
 	}
-	b.names.Store(&nameSnapshot{slotName: maps.Clone(b.slotName), byName: byName, before: gone})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: byName, before: gone})
 	if err := b.inboundBefore(p); err != nil {
 		return fail(err)
 	}

@@ -67,7 +67,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		what      string
 		got, want any
 	}{
-		{"exe identities", tb.ids.exe, ids.exe}, {"places", tb.ids.places, ids.places}, {"names", tb.ids.names, ids.names},
+		{"exe identities", tb.ids.exe.lists(), ids.exe.lists()}, {"places", tb.ids.places, ids.places}, {"names", tb.ids.names, ids.names},
 		{"cgroups", tb.ids.cgroups, ids.cgroups}, {"uids", tb.ids.uids, ids.uids}, {"gids", tb.ids.gids, ids.gids},
 	} {
 		if !reflect.DeepEqual(pair.got, pair.want) && !(reflect.ValueOf(pair.got).Len() == 0 && reflect.ValueOf(pair.want).Len() == 0) {
@@ -129,12 +129,12 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 			t.Errorf("generation %d: the backend's record differs from the kernel's maps", g)
 			for i := range p.Rules {
 				if s := tb.slots[p.Rules[i].Name]; s >= 13 && s <= 16 {
-					t.Logf("rule %s slot %d exe %s ids %v", p.Rules[i].Name, s, filepath.Base(p.Rules[i].Exe), tb.ids.exe[p.Rules[i].Exe])
+					t.Logf("rule %s slot %d exe %s ids %v", p.Rules[i].Name, s, filepath.Base(p.Rules[i].Exe), tb.ids.exe.list(p.Rules[i].Exe))
 				}
 			}
 			for s, o := range tb.gens[g].rules.all() {
 				if s >= 13 && s <= 16 {
-					t.Logf("gen %d slot %d name %s keys %v", g, s, tb.slotName[s], o.exe)
+					t.Logf("gen %d slot %d name %s keys %v", g, s, tb.slotName.name(s), o.exe)
 				}
 			}
 			for k, v := range in.exe {
@@ -176,7 +176,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 	snap := tb.names.Load()
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		name := snap.slotName[tb.slots[r.Name]]
+		name, _ := snap.slotName.get(tb.slots[r.Name])
 		got := snap.rule(name)
 		if name != r.Name || got == nil || got.Exe != r.Exe || got.Action != r.Action {
 			t.Errorf("slot of %s: events would name %q (%+v)", r.Name, name, got)
@@ -260,7 +260,7 @@ func TestApplyDeltaLikeFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("after a file renamed over a rule's path", false, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionDeny })
-	if n := len(tb.ids.exe[p.Rules[2].Exe]); n != 2 {
+	if n := len(tb.ids.exe.list(p.Rules[2].Exe)); n != 2 {
 		t.Errorf("the replaced file's rule has %d identities, want the old and the new", n)
 	}
 	step("incremental after the rename", true, func(p *engine.Policy) { p.Rules[4].Action = engine.ActionAllow })
@@ -399,7 +399,7 @@ func TestManagerDeltaEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	inForce("after an upgrade", false)
-	if n := len(tb.ids.exe[p.Rules[3].Exe]); n != 2 {
+	if n := len(tb.ids.exe.list(p.Rules[3].Exe)); n != 2 {
 		t.Errorf("the upgraded file's rule has %d identities, want 2", n)
 	}
 	if _, err := m.AddRule(ctx, rule("r010", p.Rules[10].Exe, engine.ActionDeny)); err != nil {

@@ -353,12 +353,10 @@ func (b *Backend) pruneLearned(ids identities) {
 	if err := b.objs.LearnedCount.Lookup(uint32(0), &n); err == nil && n == 0 {
 		return // nothing learned: no need to list every identity
 	}
-	known := make(map[datapathFileId]bool, len(ids.exe))
-	for _, list := range ids.exe {
-		for _, id := range list {
-			known[datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}] = true
-		}
-	}
+	known := make(map[datapathFileId]bool, ids.exe.len())
+	ids.exe.each(func(id engine.FileID) {
+		known[datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}] = true
+	})
 	var k datapathFileId
 	var v datapathPathKey
 	var stale []datapathFileId

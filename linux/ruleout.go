@@ -307,7 +307,8 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 }
 
 func exeKeys(exe string, ids identities) (keys []datapathFileId, pl place, hasPlace bool, names []uint64) {
-	for _, id := range ids.exe[exe] {
+	var buf [2]engine.FileID
+	for _, id := range ids.exe.appendTo(buf[:0], exe) {
 		keys = append(keys, datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino})
 	}
 	pl, hasPlace = ids.places[exe]
@@ -355,7 +356,8 @@ func (o *ruleOut) sharesIDs(m *ruleOut) bool {
 func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	switch {
 	case r.Exe != "":
-		known := ids.exe[r.Exe]
+		var buf [2]engine.FileID
+		known := ids.exe.appendTo(buf[:0], r.Exe)
 		if len(known) != len(o.exe) {
 			return false
 		}
@@ -865,7 +867,7 @@ func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
 			if taken[s] {
 				continue
 			}
-			if old, used := b.slotName[s]; used {
+			if old, used := b.slotName.get(s); used {
 				if _, ok := b.slots[old]; ok || named[old] {
 					continue
 				}

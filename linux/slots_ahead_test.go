@@ -24,7 +24,7 @@ func TestChunksAheadMatchesSlotFor(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
 		nchunks := 1 + rng.IntN(6)
-		b := &Backend{slots: map[string]uint32{}, slotName: map[uint32]string{}, freshSlots: map[uint32]bool{},
+		b := &Backend{slots: map[string]uint32{}, freshSlots: map[uint32]bool{},
 			counters: &counterChunks{chunks: make([]*ebpf.Map, 40), unused: make([]*chunkBits, 40)}}
 		for i := range nchunks {
 			if i == 0 || rng.IntN(3) > 0 {
@@ -41,9 +41,10 @@ func TestChunksAheadMatchesSlotFor(t *testing.T) {
 			switch rng.IntN(4) {
 			case 0:
 				name := fmt.Sprintf("live%d", s)
-				b.slots[name], b.slotName[uint32(s)] = uint32(s), name
+				b.slots[name] = uint32(s)
+				b.slotName.set(uint32(s), name)
 			case 1:
-				b.slotName[uint32(s)] = fmt.Sprintf("stale%d", s)
+				b.slotName.set(uint32(s), fmt.Sprintf("stale%d", s))
 			}
 		}
 		b.nextSlot = uint32(1 + rng.IntN(limit+100))

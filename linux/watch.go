@@ -80,7 +80,7 @@ func (b *Backend) identitiesChanged() bool {
 		return false
 	}
 	for path, id := range found {
-		if !slices.Contains(b.ids.exe[path], id) {
+		if !b.ids.exe.contains(path, id) {
 			return true
 		}
 	}
