@@ -136,8 +136,8 @@ func TestCompileActionChange(t *testing.T) {
 						t.Errorf("%v -> %v audit %v, entries %v: got %+v, want %+v", from, to, audit, d, g.rule, want.rule)
 					}
 					for _, w := range want.dests {
-						if v, _ := g.dest(w.key); v != w.val {
-							t.Errorf("%v -> %v: node %v is %v, want %v", from, to, w.key, v, w.val)
+						if v, _ := g.dest(w.key); v != w {
+							t.Errorf("%v -> %v: node %v is %v, want %v", from, to, w.key, v.val(), w.val())
 						}
 					}
 					if (from == to && !audit) != (g == prev.rules.get(7)) {

@@ -161,8 +161,8 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 		if e.hasPl {
 			ids.places[p] = e.pl
 		}
-		if e.names != nil {
-			ids.names[p] = e.names
+		if n := e.names(); n != nil {
+			ids.names[p] = n
 		}
 	}
 	if len(todo) == 0 {
@@ -211,7 +211,7 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 	for i, p := range todo {
 		e := &exeEntry{}
 		if links[p] {
-			e.names = symlinkNames(p)
+			e.setLinks(symlinkNames(p), nil)
 		}
 		e.id, e.hasID = fresh[p]
 		e.pl, e.hasPl = places[p]
@@ -221,8 +221,8 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 		if e.hasPl {
 			ids.places[p] = e.pl
 		}
-		if e.names != nil {
-			ids.names[p] = e.names
+		if n := e.names(); n != nil {
+			ids.names[p] = n
 		}
 		stored := false
 		if watched[p] && e.hasID {
@@ -237,7 +237,7 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 		if stored {
 			remembered = append(remembered, p)
 			isRemembered[i] = true
-		} else if e.hasID || e.hasPl || e.names != nil {
+		} else if e.hasID || e.hasPl || e.links != nil {
 			all = false
 		}
 	}

@@ -38,7 +38,21 @@ type ruleOut struct {
 
 type destOut struct {
 	key datapathDestKey // Rule is the slot, without the generation
-	val datapathDestVal
+	// ents are the node's entries, the bytes of val.E[:val.Count]: a
+	// node has one or two of its 16 (a destOut is 40 bytes and a few, not
+	// 160), and a string keeps destOut comparable.
+	ents string
+}
+
+func newDestOut(k datapathDestKey, v datapathDestVal) destOut {
+	return destOut{key: k, ents: string(unsafe.Slice((*byte)(unsafe.Pointer(&v.E)), int(v.Count)*int(unsafe.Sizeof(v.E[0]))))}
+}
+
+// val is the node's value as the map holds it.
+func (d destOut) val() datapathDestVal {
+	var v datapathDestVal
+	v.Count = uint32(copy(unsafe.Slice((*byte)(unsafe.Pointer(&v.E)), unsafe.Sizeof(v.E)), d.ents) / int(unsafe.Sizeof(v.E[0])))
+	return v
 }
 
 const (
@@ -278,7 +292,7 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 			return nil, err
 		}
 		for k, v := range dests {
-			o.dests = append(o.dests, destOut{k, v})
+			o.dests = append(o.dests, newDestOut(k, v))
 		}
 		if err := prefixLens(r, &o.rule); err != nil {
 			return nil, err
@@ -478,7 +492,7 @@ func (o *ruleOut) add(c *compiled, gen uint32) {
 	for _, d := range o.dests {
 		k := d.key
 		k.Rule |= gen << 31
-		c.dests[k] = d.val
+		c.dests[k] = d.val()
 	}
 }
 
@@ -591,10 +605,10 @@ func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err 
 			n.addSelectors(&w, gen)
 		}
 		for _, d := range n.dests {
-			if v, _ := o.dest(d.key); v != d.val {
+			if od, _ := o.dest(d.key); od != d {
 				k := d.key
 				k.Rule |= gen << 31
-				w.dests.add(k, d.val)
+				w.dests.add(k, d.val())
 			}
 		}
 	}
@@ -629,13 +643,13 @@ func sameSlice[T comparable](a, b []T) bool {
 }
 
 // dest is o's node at key k (Rule without the generation).
-func (o *ruleOut) dest(k datapathDestKey) (datapathDestVal, bool) {
+func (o *ruleOut) dest(k datapathDestKey) (destOut, bool) {
 	for _, d := range o.dests {
 		if d.key == k {
-			return d.val, true
+			return d, true
 		}
 	}
-	return datapathDestVal{}, false
+	return destOut{}, false
 }
 
 // entries is keys and values for one map, written in order (a later value
@@ -701,7 +715,7 @@ func (o *ruleOut) addAll(w *ruleWrites, gen uint32) {
 	for _, d := range o.dests {
 		k := d.key
 		k.Rule |= gen << 31
-		w.dests.add(k, d.val)
+		w.dests.add(k, d.val())
 	}
 }
 

@@ -105,3 +105,25 @@ func TestEntriesSumTellsEveryFieldApart(t *testing.T) {
 		}
 	}
 }
+
+// TestDestOutKeepsItsValue: a node's value reads back as compiled, for
+// every entry count, and nodes compare equal exactly when their values do.
+func TestDestOutKeepsItsValue(t *testing.T) {
+	k := datapathDestKey{Rule: 7, Family: 4, Plen: 24}
+	var prev destOut
+	for n := 0; n <= maxDestEntries; n++ {
+		var v datapathDestVal
+		for i := range n {
+			v.E[i] = datapathDestEntry{PortLo: uint16(i), PortHi: uint16(i + 1), Proto: 6, Verdict: uint8(i % 2), Dir: 1}
+		}
+		v.Count = uint32(n)
+		d := newDestOut(k, v)
+		if d.val() != v {
+			t.Fatalf("%d entries read back as %+v", n, d.val())
+		}
+		if d == prev || d != newDestOut(k, v) {
+			t.Fatalf("%d entries: equality does not follow the value", n)
+		}
+		prev = d
+	}
+}

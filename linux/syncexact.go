@@ -86,7 +86,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 				o := out(k.Rule, nil)
 				ok = o != nil && slices.ContainsFunc(o.dests, func(d destOut) bool {
 					d.key.Rule |= stamp
-					return d.key == *k && d.val == *v
+					return d.key == *k && d.val() == *v
 				})
 				have.dests++
 			}
