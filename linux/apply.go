@@ -123,7 +123,7 @@ func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileI
 func (b *Backend) ruleID(name string) (uint32, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.byName[name] == nil {
+	if b.ruleNamed(name) == nil {
 		return 0, false
 	}
 	id, ok := b.slots[name]
@@ -229,18 +229,20 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	// The names events are told by: built while the maps are written
 	// (100,000 rules are ~5 ms of map inserts).
-	type names struct{ byName, gone map[string]*engine.Rule }
+	// (b.slots, which compile has given every name of p, changes again only
+	// once this is joined.)
+	type names struct {
+		rules slotRuleTable
+		gone  map[string]*engine.Rule
+	}
 	byNameC := make(chan names, 1)
 	go func(old *engine.Policy) {
-		byName := make(map[string]*engine.Rule, len(p.Rules))
-		for i := range p.Rules {
-			byName[p.Rules[i].Name] = &p.Rules[i]
-		}
+		rules := ruleTableOf(p, func(name string) uint32 { return b.slots[name] })
 		gone := map[string]*engine.Rule{}
 		if old != nil {
-			rulesGone(old.Rules, byName, gone)
+			rulesGone(old.Rules, func(name string) bool { return rules.named(b.slots[name], name) != nil }, gone)
 		}
-		byNameC <- names{byName, gone}
+		byNameC <- names{rules, gone}
 	}(b.policy)
 	if err := b.joinRoomAhead(); err != nil {
 		b.log.Debug("grow policy maps ahead", "err", err) // makeRoom tries again
@@ -276,8 +278,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
 	named := <-byNameC
-	byName := named.byName
-	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: byName, before: named.gone})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), rules: named.rules, before: named.gone})
 	if err := b.inboundBefore(p); err != nil { // inbound.go
 		return fail(err)
 	}
@@ -322,7 +323,7 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	} else if n > 0 {
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
-	b.byName = byName // (shared with the snapshot: neither changes it)
+	b.rules = named.rules // (shared with the snapshot: neither changes it)
 	return nil
 }
 

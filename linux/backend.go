@@ -90,7 +90,7 @@ type Backend struct {
 	aheadChunks func()
 	slotUndo    []slotUndo      // and how to take them back if it fails
 	retired     engine.Counters // what removed rules counted: totals never go backwards
-	byName      map[string]*engine.Rule
+	rules       slotRuleTable  // the rules in force by slot (shared with the name snapshot)
 	gens        [2]*generation // what each generation holds; nil = unknown
 	pair        *pairDiff      // where gens differ, after an incremental apply (incremental.go)
 	repin       bool           // maps are fresh (old pins incompatible): pin after first apply
@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
-		slots: map[string]uint32{}, nextSlot: 1, freshSlots: map[uint32]bool{}, byName: map[string]*engine.Rule{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
+		slots: map[string]uint32{}, nextSlot: 1, freshSlots: map[uint32]bool{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 
 	root, err := cgroupMount()
@@ -272,7 +272,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 	}
 	// Events already in the ring buffer (attempts made while no daemon ran)
 	// are read at once: name their rules from the pinned slot names now.
-	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: map[string]*engine.Rule{}})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view()})
 	if b.hasPinnedLinks() && !b.repin {
 		// A previous daemon left enforcement in place: take it over now, the
 		// new programs read the very maps the old ones did. (With an older

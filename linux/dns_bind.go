@@ -123,7 +123,7 @@ func (b *Backend) RuleName(id uint32) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	name, ok := b.slotName.get(id)
-	if !ok || b.byName[name] == nil || b.slots[name] != id {
+	if !ok || b.rules.named(id, name) == nil || b.slots[name] != id {
 		return "", false
 	}
 	return name, true
@@ -142,7 +142,7 @@ func (b *Backend) Learn(bs []NameBinding) error {
 		if nb.Rule == noRule {
 			continue // asked while learning, under no name rule: nothing to bind
 		}
-		r := b.byName[b.slotName.name(nb.Rule)]
+		r := b.rules.named(nb.Rule, b.slotName.name(nb.Rule))
 		if r == nil || !r.HasNames() || b.slots[r.Name] != nb.Rule {
 			errs = append(errs, fmt.Errorf("rule id %d: %w", nb.Rule, ErrNoRule))
 			continue
@@ -251,7 +251,7 @@ func (b *Backend) writeBound(touched map[bindKey]bool) error {
 		if !ok {
 			continue
 		}
-		r := b.byName[b.slotName.name(k.slot)]
+		r := b.rules.named(k.slot, b.slotName.name(k.slot))
 		addr := k.ip()
 		rec := bindKeyOf(k.slot, addr)
 		if r == nil || g.rules.get(k.slot) == nil {

@@ -194,7 +194,7 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 		d.drop = append(d.drop, &old.Rules[j])
 	}
 	for _, i := range changed {
-		if o := b.byName[p.Rules[i].Name]; o != nil {
+		if o := b.ruleNamed(p.Rules[i].Name); o != nil {
 			d.drop = append(d.drop, o)
 		}
 	}
@@ -381,15 +381,12 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	byName := make(map[string]*engine.Rule, len(p.Rules))
-	for i := range p.Rules {
-		byName[p.Rules[i].Name] = &p.Rules[i]
-	}
+	rules := ruleTableOf(p, func(name string) uint32 { return b.slots[name] })
 	gone := map[string]*engine.Rule{}
 	for _, j := range removed {
-		rulesGone(old.Rules[j:j+1], byName, gone)
+		rulesGone(old.Rules[j:j+1], func(name string) bool { return rules.named(b.slots[name], name) != nil }, gone)
 	}
-	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), byName: byName, before: gone})
+	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), rules: rules, before: gone})
 	if err := b.inboundBefore(p); err != nil {
 		return fail(err)
 	}
@@ -443,19 +440,19 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		b.repin = false
 	}
 	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil
-	rules := make([]*engine.Rule, len(changed))
+	changedRules := make([]*engine.Rule, len(changed))
 	for k, i := range changed {
-		rules[k] = &p.Rules[i]
+		changedRules[k] = &p.Rules[i]
 	}
 	b.policy = p
-	b.patchIDs(d, rules)
+	b.patchIDs(d, changedRules)
 	b.pruneLearned(b.ids)
 	if n, err := b.sweepHeldSockets(c, p, next); err != nil && !errors.Is(err, errNoIters) {
 		b.log.Warn("re-judge held sockets", "err", err)
 	} else if n > 0 {
 		b.log.Info("destroyed held sockets the policy now denies", "count", n)
 	}
-	b.byName = byName // (shared with the snapshot: neither changes it)
+	b.rules = rules // (shared with the snapshot: neither changes it)
 	return nil
 }
 

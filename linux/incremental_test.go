@@ -166,8 +166,14 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		names = append(names, p.Rules[i].Name)
 	}
 	slices.Sort(names)
-	if got := slices.Sorted(maps.Keys(tb.byName)); !slices.Equal(got, names) {
-		t.Errorf("byName: %v, want %v", got, names)
+	var inTable []string
+	for _, r := range tb.rules {
+		if r != nil {
+			inTable = append(inTable, r.Name)
+		}
+	}
+	if slices.Sort(inTable); !slices.Equal(inTable, names) {
+		t.Errorf("rule table: %v, want %v", inTable, names)
 	}
 	if got := slices.Sorted(maps.Keys(tb.slots)); !slices.Equal(got, names) {
 		t.Errorf("slots: %v, want %v", got, names)
@@ -177,12 +183,12 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		name, _ := snap.slotName.get(tb.slots[r.Name])
-		got := snap.rule(name)
+		got := snap.rule(tb.slots[r.Name], name)
 		if name != r.Name || got == nil || got.Exe != r.Exe || got.Action != r.Action {
 			t.Errorf("slot of %s: events would name %q (%+v)", r.Name, name, got)
 		}
-		if tb.byName[r.Name].Exe != r.Exe || tb.byName[r.Name].Action != r.Action {
-			t.Errorf("byName[%s] = %+v", r.Name, tb.byName[r.Name])
+		if in := tb.ruleNamed(r.Name); in == nil || in.Exe != r.Exe || in.Action != r.Action {
+			t.Errorf("ruleNamed(%s) = %+v", r.Name, in)
 		}
 	}
 	if tb.policy != p && !reflect.DeepEqual(tb.policy, p) {

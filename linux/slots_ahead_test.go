@@ -141,14 +141,17 @@ func TestNameSnapshotKeepsPolicyBefore(t *testing.T) {
 	old := &engine.Rule{Name: "gone", Selector: engine.Selector{Exe: "/old"}}
 	kept0 := &engine.Rule{Name: "kept", Selector: engine.Selector{Exe: "/before"}}
 	kept1 := &engine.Rule{Name: "kept", Selector: engine.Selector{Exe: "/after"}}
-	s := &nameSnapshot{byName: map[string]*engine.Rule{"kept": kept1}, before: map[string]*engine.Rule{"gone": old, "kept": kept0}}
-	if r := s.rule("kept"); r != kept1 {
+	s := &nameSnapshot{rules: slotRuleTable{nil, nil, kept1}, before: map[string]*engine.Rule{"gone": old, "kept": kept0}}
+	if r := s.rule(2, "kept"); r != kept1 {
 		t.Errorf("kept: %+v, want the rule applied", r)
 	}
-	if r := s.rule("gone"); r != old {
+	if r := s.rule(1, "gone"); r != old {
 		t.Errorf("gone: %+v, want the rule before", r)
 	}
-	if r := s.rule("never"); r != nil {
+	if r := s.rule(2, "gone"); r != old { // its slot handed to another rule since
+		t.Errorf("gone: %+v, want the rule before", r)
+	}
+	if r := s.rule(5, "never"); r != nil {
 		t.Errorf("never: %+v, want none", r)
 	}
 }
