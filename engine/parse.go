@@ -47,6 +47,14 @@ func Parse(data []byte) (p *Policy, err error) {
 			p, err = nil, refuse(0, "invalid yaml: %v", r)
 		}
 	}()
+	if p, ok := parseItems(data); ok { // a large file (parse_items.go)
+		return p, nil
+	}
+	return parseTree(data)
+}
+
+// parseTree is Parse through a YAML tree of the whole file.
+func parseTree(data []byte) (*Policy, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
