@@ -134,7 +134,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 			}
 			for s, o := range tb.gens[g].rules.all() {
 				if s >= 13 && s <= 16 {
-					t.Logf("gen %d slot %d name %s keys %v", g, s, tb.slotName.name(s), o.exe)
+					t.Logf("gen %d slot %d name %s keys %v", g, s, tb.slotName.name(s), o.exe())
 				}
 			}
 			for k, v := range in.exe {

@@ -24,16 +24,69 @@ import (
 type ruleOut struct {
 	sum   ruleSum      // what it was compiled from, but its action and audit (in rule)
 	rule  datapathRule // Id is the slot, without the generation
-	exe   []datapathFileId
-	place place    // where the exe lives, for its path entry (pathKey), when hasPlace
-	names []uint64 // hashes of the symlink names
-	id    uint64   // the cgroup id, uid or gid
-	sel   uint8    // selCgroup, selUser, selGroup; 0 for an exe rule
-	hasID bool     // a cgroup: rule's cgroup exists
-	// hasPlace: the place is known. Kept inline rather than as its 88-byte
-	// key (8 MB at 100,000 rules): the key is made when written.
-	hasPlace bool
+	place place        // where the exe lives, for its path entry (pathKey), when hasPlace
+	// key is the exe's identity when it has exactly one (hasKey), as nearly
+	// every exe rule has; for a cgroup:, user: or group: rule, key.Ino is
+	// the cgroup id, uid or gid (selID). One field for both, and what few
+	// rules have apart (more), keep a ruleOut at 144 bytes, not 176.
+	key      datapathFileId
 	dests    []destOut
+	more     *ruleOutMore
+	sel      uint8 // selCgroup, selUser, selGroup; 0 for an exe rule
+	hasID    bool  // a cgroup: rule's cgroup exists
+	hasKey   bool
+	hasPlace bool // the place is known (its 88-byte key is made when written)
+}
+
+// ruleOutMore is what an exe rule rarely has: several identities (an old
+// binary still running), symlink names.
+type ruleOutMore struct {
+	exe   []datapathFileId // every identity, when there are several
+	names []uint64         // hashes of the symlink names
+}
+
+// exe is the identities o's exe rule writes.
+func (o *ruleOut) exe() []datapathFileId {
+	if o.more != nil && o.more.exe != nil {
+		return o.more.exe
+	}
+	if o.hasKey {
+		return unsafe.Slice(&o.key, 1)
+	}
+	return nil
+}
+
+// names is the hashes of the symlink names o's exe rule writes.
+func (o *ruleOut) names() []uint64 {
+	if o.more == nil {
+		return nil
+	}
+	return o.more.names
+}
+
+// selID is the cgroup id, uid or gid of a selector rule.
+func (o *ruleOut) selID() uint64 {
+	if o.sel == 0 {
+		return 0
+	}
+	return o.key.Ino
+}
+
+// setExe sets the identities and symlink names of an exe rule.
+func (o *ruleOut) setExe(keys []datapathFileId, names []uint64) {
+	o.more, o.hasKey, o.key = nil, false, datapathFileId{}
+	if len(keys) == 1 {
+		o.key, o.hasKey = keys[0], true
+		keys = nil
+	}
+	if len(keys) > 0 || len(names) > 0 {
+		o.more = &ruleOutMore{exe: keys, names: names}
+	}
+}
+
+// setSel sets what a selector rule selects.
+func (o *ruleOut) setSel(sel uint8, id uint64, ok bool) {
+	o.sel, o.key, o.hasID = sel, datapathFileId{Ino: id}, ok
 }
 
 type destOut struct {
@@ -300,36 +353,48 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 	}
 	switch {
 	case r.Exe != "":
-		o.exe, o.place, o.hasPlace, o.names = exeKeys(r.Exe, ids)
+		o.setExeKeys(r.Exe, ids)
 	case r.Cgroup != "":
-		o.sel = selCgroup
-		o.id, o.hasID = ids.cgroups[engine.CleanCgroup(r.Cgroup)]
+		id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]
+		o.setSel(selCgroup, id, ok)
 	case r.User != "":
 		uid, ok := ids.uids[r.User]
 		if !ok {
 			return nil, fmt.Errorf("rule %s: unknown user %q", r.Name, r.User)
 		}
-		o.sel, o.id, o.hasID = selUser, uint64(uid), true
+		o.setSel(selUser, uint64(uid), true)
 	case r.Group != "":
 		gid, ok := ids.gids[r.Group]
 		if !ok {
 			return nil, fmt.Errorf("rule %s: unknown group %q", r.Name, r.Group)
 		}
-		o.sel, o.id, o.hasID = selGroup, uint64(gid), true
+		o.setSel(selGroup, uint64(gid), true)
 	}
 	return o, nil
 }
 
-func exeKeys(exe string, ids identities) (keys []datapathFileId, pl place, hasPlace bool, names []uint64) {
-	var buf [2]engine.FileID
-	for _, id := range ids.exe.appendTo(buf[:0], exe) {
-		keys = append(keys, datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino})
-	}
-	pl, hasPlace = ids.places[exe]
+// setExeKeys sets what the exe rule of path exe writes, from ids.
+func (o *ruleOut) setExeKeys(exe string, ids identities) {
+	o.place, o.hasPlace = ids.places[exe]
+	var names []uint64
 	for _, n := range ids.names[exe] {
 		names = append(names, nameHash(n))
 	}
-	return keys, pl, hasPlace, names
+	var buf [2]engine.FileID
+	found := ids.exe.appendTo(buf[:0], exe)
+	if len(found) == 1 { // (no list made for the usual one)
+		id := found[0]
+		o.key, o.hasKey = datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}, true
+		if names != nil {
+			o.more = &ruleOutMore{names: names}
+		}
+		return
+	}
+	var keys []datapathFileId
+	for _, id := range found {
+		keys = append(keys, datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino})
+	}
+	o.setExe(keys, names)
 }
 
 // stamped is o's rule value as generation gen holds it.
@@ -361,9 +426,8 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 // sharesIDs says whether o holds the very identity keys of m (one made
 // from the other by withAction): sameIDs then answers the same for both.
 func (o *ruleOut) sharesIDs(m *ruleOut) bool {
-	return o.hasPlace == m.hasPlace && o.place == m.place && len(o.exe) == len(m.exe) && unsafe.SliceData(o.exe) == unsafe.SliceData(m.exe) &&
-		len(o.names) == len(m.names) && unsafe.SliceData(o.names) == unsafe.SliceData(m.names) &&
-		o.sel == m.sel && o.id == m.id && o.hasID == m.hasID
+	return o.hasPlace == m.hasPlace && o.place == m.place && o.key == m.key && o.hasKey == m.hasKey && o.more == m.more &&
+		o.sel == m.sel && o.hasID == m.hasID
 }
 
 // sameIDs says whether o's keys are those of r's selector with ids.
@@ -372,11 +436,12 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 	case r.Exe != "":
 		var buf [2]engine.FileID
 		known := ids.exe.appendTo(buf[:0], r.Exe)
-		if len(known) != len(o.exe) {
+		exe := o.exe()
+		if len(known) != len(exe) {
 			return false
 		}
 		for i, id := range known {
-			if o.exe[i] != (datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}) {
+			if exe[i] != (datapathFileId{Dev: id.Dev, Igen: id.Gen, Ino: id.Ino}) {
 				return false
 			}
 		}
@@ -385,22 +450,23 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 			return false
 		}
 		names := ids.names[r.Exe]
-		if len(names) != len(o.names) {
+		oNames := o.names()
+		if len(names) != len(oNames) {
 			return false
 		}
 		for i, n := range names {
-			if o.names[i] != nameHash(n) {
+			if oNames[i] != nameHash(n) {
 				return false
 			}
 		}
 		return true
 	case r.Cgroup != "":
 		id, ok := ids.cgroups[engine.CleanCgroup(r.Cgroup)]
-		return ok == o.hasID && id == o.id
+		return ok == o.hasID && id == o.selID()
 	case r.User != "":
-		return uint64(ids.uids[r.User]) == o.id
+		return uint64(ids.uids[r.User]) == o.selID()
 	case r.Group != "":
-		return uint64(ids.gids[r.Group]) == o.id
+		return uint64(ids.gids[r.Group]) == o.selID()
 	}
 	return true
 }
@@ -461,25 +527,25 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 	if o == p {
 		return true
 	}
-	return o.rule == p.rule && sameSlice(o.exe, p.exe) && o.hasPlace == p.hasPlace && o.place == p.place &&
-		sameSlice(o.names, p.names) && o.sel == p.sel && o.id == p.id &&
+	return o.rule == p.rule && sameSlice(o.exe(), p.exe()) && o.hasPlace == p.hasPlace && o.place == p.place &&
+		sameSlice(o.names(), p.names()) && o.sel == p.sel && o.selID() == p.selID() &&
 		o.hasID == p.hasID && sameSlice(o.dests, p.dests)
 }
 
 // add puts o's entries, stamped with gen, in the flat view c.
 func (o *ruleOut) add(c *compiled, gen uint32) {
 	dr := o.stamped(gen)
-	for _, id := range o.exe {
+	for _, id := range o.exe() {
 		c.exe[datapathExeKey{Id: id, Gen: gen}] = dr
 	}
 	if k, ok := o.pathKey(gen); ok {
 		c.paths[k] = dr
 	}
-	for _, h := range o.names {
+	for _, h := range o.names() {
 		c.named[datapathNameKey{Hash: h, Gen: gen}] = dr
 	}
 	if o.hasID {
-		k := datapathIdKey{Id: o.id, Gen: gen}
+		k := datapathIdKey{Id: o.selID(), Gen: gen}
 		switch o.sel {
 		case selCgroup:
 			c.cgroups[k] = dr
@@ -621,8 +687,8 @@ func (o *ruleOut) sameKeys(n *ruleOut) bool {
 	if o == n {
 		return true
 	}
-	if !sameSlice(o.exe, n.exe) || o.hasPlace != n.hasPlace || o.place != n.place ||
-		!sameSlice(o.names, n.names) || o.sel != n.sel || o.id != n.id || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
+	if !sameSlice(o.exe(), n.exe()) || o.hasPlace != n.hasPlace || o.place != n.place ||
+		!sameSlice(o.names(), n.names()) || o.sel != n.sel || o.selID() != n.selID() || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
 		return false
 	}
 	if len(n.dests) == 0 || unsafe.SliceData(o.dests) == unsafe.SliceData(n.dests) {
@@ -687,17 +753,17 @@ func (w *ruleWrites) reserve(n int) {
 // addSelectors puts o's selector keys, stamped with gen, with its rule.
 func (o *ruleOut) addSelectors(w *ruleWrites, gen uint32) {
 	dr := o.stamped(gen)
-	for _, id := range o.exe {
+	for _, id := range o.exe() {
 		w.exe.add(datapathExeKey{Id: id, Gen: gen}, dr)
 	}
 	if k, ok := o.pathKey(gen); ok {
 		w.paths.add(k, dr)
 	}
-	for _, h := range o.names {
+	for _, h := range o.names() {
 		w.named.add(datapathNameKey{Hash: h, Gen: gen}, dr)
 	}
 	if o.hasID {
-		k := datapathIdKey{Id: o.id, Gen: gen}
+		k := datapathIdKey{Id: o.selID(), Gen: gen}
 		switch o.sel {
 		case selCgroup:
 			w.cgroups.add(k, dr)
@@ -756,11 +822,11 @@ func (w *ruleWrites) write(b *Backend) error {
 
 // add counts the entries o writes to each selector map and to dests.
 func (n *ruleCounts) add(o *ruleOut) {
-	n.exe += len(o.exe)
+	n.exe += len(o.exe())
 	if o.hasPlace {
 		n.paths++
 	}
-	n.named += len(o.names)
+	n.named += len(o.names())
 	if o.hasID {
 		switch o.sel {
 		case selCgroup:
@@ -1018,7 +1084,7 @@ func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *
 		if changed[slot] {
 			continue
 		}
-		for _, id := range o.exe {
+		for _, id := range o.exe() {
 			if _, ok := t.exe[datapathExeKey{Id: id, Gen: gen}]; ok {
 				return true
 			}
@@ -1028,13 +1094,13 @@ func (g *generation) sharesKeys(changed map[uint32]bool, gen uint32, gone, now *
 				return true
 			}
 		}
-		for _, h := range o.names {
+		for _, h := range o.names() {
 			if _, ok := t.named[datapathNameKey{Hash: h, Gen: gen}]; ok {
 				return true
 			}
 		}
 		if o.hasID {
-			k := datapathIdKey{Id: o.id, Gen: gen}
+			k := datapathIdKey{Id: o.selID(), Gen: gen}
 			var m map[datapathIdKey]datapathRule
 			switch o.sel {
 			case selCgroup:

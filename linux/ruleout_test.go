@@ -127,3 +127,29 @@ func TestDestOutKeepsItsValue(t *testing.T) {
 		prev = d
 	}
 }
+
+// TestRuleOutKeepsItsKeys: what a ruleOut says it writes is what it was
+// given, for the usual exe rule (one identity, kept inline), the rare ones
+// (several identities, symlink names) and selector rules.
+func TestRuleOutKeepsItsKeys(t *testing.T) {
+	a, b := datapathFileId{Dev: 1, Ino: 2}, datapathFileId{Dev: 1, Ino: 3}
+	for _, tc := range []struct {
+		keys  []datapathFileId
+		names []uint64
+	}{{nil, nil}, {[]datapathFileId{a}, nil}, {[]datapathFileId{a, b}, nil}, {[]datapathFileId{a}, []uint64{7}}, {nil, []uint64{7, 8}}} {
+		var o ruleOut
+		o.setExe(tc.keys, tc.names)
+		if !slices.Equal(o.exe(), tc.keys) || !slices.Equal(o.names(), tc.names) || o.selID() != 0 {
+			t.Errorf("%v %v: reads back %v %v (id %d)", tc.keys, tc.names, o.exe(), o.names(), o.selID())
+		}
+		c := o // as withAction copies it
+		if !c.sharesIDs(&o) || !slices.Equal(c.exe(), tc.keys) {
+			t.Errorf("%v %v: a copy does not hold the same keys", tc.keys, tc.names)
+		}
+	}
+	var o ruleOut
+	o.setSel(selUser, 1000, true)
+	if o.selID() != 1000 || o.exe() != nil || o.names() != nil || !o.hasID {
+		t.Errorf("user rule: id %d exe %v names %v", o.selID(), o.exe(), o.names())
+	}
+}

@@ -60,7 +60,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 	err := eachBatched(b.sized.ExeRules, func(k *datapathExeKey, v *datapathRule) bool {
 		if k.Gen == gen {
 			o := out(v.Id, v)
-			ok, have.exe = o != nil && slices.Contains(o.exe, k.Id), have.exe+1
+			ok, have.exe = o != nil && slices.Contains(o.exe(), k.Id), have.exe+1
 		}
 		return ok
 	})
@@ -75,7 +75,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 		err = eachBatched(m.m, func(k *datapathIdKey, v *datapathRule) bool {
 			if k.Gen == gen {
 				o := out(v.Id, v)
-				ok, *m.n = o != nil && o.hasID && o.sel == m.sel && o.id == k.Id, *m.n+1
+				ok, *m.n = o != nil && o.hasID && o.sel == m.sel && o.selID() == k.Id, *m.n+1
 			}
 			return ok
 		})
@@ -106,7 +106,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 		err = eachBatched(b.sized.NameRules, func(k *datapathNameKey, v *datapathRule) bool {
 			if k.Gen == gen {
 				o := out(v.Id, v)
-				ok, have.named = o != nil && slices.Contains(o.names, k.Hash), have.named+1
+				ok, have.named = o != nil && slices.Contains(o.names(), k.Hash), have.named+1
 			}
 			return ok
 		})
