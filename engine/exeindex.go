@@ -43,7 +43,7 @@ func validateIndexed(old, p *Policy, r Resolver, ix **exeIndex) error {
 	} else {
 		*ix = nil
 	}
-	exes, err := validateExes(old, p, r)
+	exes, err := validateExes(old, p, r, nil)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func validateDelta(ix *exeIndex, old, p *Policy, r Resolver) (done bool, err err
 		}
 		ids[k], has[k] = id, true
 	}
-	if i, err := firstNotRunnable(p.Rules, check); err != nil {
+	if i, err := firstNotRunnable(p.Rules, check, nil); err != nil {
 		return true, refuse(p.Rules[i].Line, "%v", err)
 	}
 	for name := range leaving {

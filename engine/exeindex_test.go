@@ -55,7 +55,7 @@ func TestValidateIndexed(t *testing.T) {
 	// sameAsFull: the index is what a full check of p gives.
 	sameAsFull := func(p *Policy) {
 		t.Helper()
-		exes, err := validateExes(nil, p, StatResolver{})
+		exes, err := validateExes(nil, p, StatResolver{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,6 +49,11 @@ type ManagerConfig struct {
 	// Ahead, when set, is PolicyFile parsed in the background since before
 	// the Backend was made (ParseAhead): Load takes the parse from there.
 	Ahead *Ahead
+	// RunnableCache is a file where the executables a validation found
+	// runnable are remembered by what stat says of them, so that the next
+	// start does not read each one again (runnable.go); "" remembers
+	// nothing.
+	RunnableCache string
 }
 
 // Manager owns the desired policy: it validates every change (Validate,
@@ -82,6 +87,10 @@ type Manager struct {
 	// exeIdx is which rule names each executable identity, as the last
 	// check of a change found it (exeindex.go).
 	exeIdx *exeIndex
+	// saving is the writes of the runnable cache in flight; saveMu puts
+	// them one after the other.
+	saving sync.WaitGroup
+	saveMu sync.Mutex
 }
 
 type pendingApply struct {
@@ -292,4 +301,5 @@ func (m *Manager) Close() {
 		m.pending.timer.Stop()
 	}
 	m.stopLearningOnClose()
+	m.saving.Wait()
 }

@@ -29,13 +29,14 @@ func Validate(p *Policy, r Resolver) error { return validateFrom(nil, p, r) }
 // it is a script (what it was is what the policy in force enforces, and a
 // one-rule change must not cost a read of every executable).
 func validateFrom(old, p *Policy, r Resolver) error {
-	_, err := validateExes(old, p, r)
+	_, err := validateExes(old, p, r, nil)
 	return err
 }
 
 // validateExes is validateFrom that also returns, when p passes, the
-// index of the rule naming each identity its exes resolved to.
-func validateExes(old, p *Policy, r Resolver) (map[FileID]int, error) {
+// index of the rule naming each identity its exes resolved to. seen, if not
+// nil, answers for the executables it remembers runnable (runnable.go).
+func validateExes(old, p *Policy, r Resolver, seen *runnableSeen) (map[FileID]int, error) {
 	// A CLI edit replaces, removes or appends a rule or two: the rules it
 	// leaves as they were passed checkPolicy with old, and only the changed
 	// ones need checking against the rest.
@@ -108,7 +109,7 @@ loop:
 	}
 	// Every rule checked comes before the one that stopped the loop: the
 	// refusal is the first in rule order either way.
-	if i, err := firstNotRunnable(p.Rules, check); err != nil {
+	if i, err := firstNotRunnable(p.Rules, check, seen); err != nil {
 		return nil, refuse(p.Rules[i].Line, "%v", err)
 	}
 	if stop != nil {
@@ -121,7 +122,7 @@ loop:
 // rule order), a few at a time: at daemon start that is every executable of
 // the policy, each a stat, an open and a read. It returns the first
 // failure in that order.
-func firstNotRunnable(rules []Rule, check []int) (int, error) {
+func firstNotRunnable(rules []Rule, check []int, seen *runnableSeen) (int, error) {
 	errs := make([]error, len(check))
 	workers := min(runtime.GOMAXPROCS(0), len(check)/64+1, 8)
 	var next atomic.Int64
@@ -135,7 +136,7 @@ func firstNotRunnable(rules []Rule, check []int) (int, error) {
 				if k >= len(check) {
 					return
 				}
-				errs[k] = checkRunnable(rules[check[k]].Exe)
+				errs[k] = seen.check(rules[check[k]].Exe)
 			}
 		}()
 	}

@@ -133,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 	m = engine.NewManager(engine.ManagerConfig{
 		Backend: backend, PolicyFile: cfg.Policy, Logger: log,
 		RollbackFile: filepath.Join(cfg.StateDir, "rollback.yaml"), Ahead: ahead,
+		RunnableCache: filepath.Join(cfg.StateDir, "runnable.cache"),
 		OnViolation: func(v engine.Violation) {
 			if err := vlog.write(v); err != nil {
 				log.Error("write violations log", "path", vlog.path, "err", err)

@@ -1,0 +1,70 @@
+//go:build linux
+
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunnableCache: a validation remembers the executables it found
+// runnable; the next one takes the cache's word for a file stat says is
+// unchanged, and reads again one that was rewritten, so a binary replaced
+// by a script is refused as ever.
+func TestRunnableCache(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "state", "runnable.cache")
+	os.Mkdir(filepath.Dir(cache), 0o700)
+	bin := filepath.Join(dir, "tool")
+	if err := os.WriteFile(bin, []byte("\x7fELF not really\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &Policy{Rules: []Rule{{Name: "tool", Selector: Selector{Exe: bin}, Action: ActionDeny}}}
+	m := NewManager(ManagerConfig{Resolver: StatResolver{}, RunnableCache: cache})
+	if err := m.validate(p); err != nil {
+		t.Fatal(err)
+	}
+	m.Close() // waits for the cache's write
+	key, _ := runKeyOf(bin)
+	if seen := loadRunnable(cache); len(seen.known) != 1 || !seen.known[key] {
+		t.Fatalf("the cache holds %v, want the key of %s", seen.known, bin)
+	}
+
+	// Taken at its word while the file is as it was: the cache, not the
+	// file, says this one is runnable.
+	seen := &runnableSeen{known: map[runKey]bool{key: true}}
+	os.WriteFile(bin+".script", []byte("#!/bin/sh\n"), 0o755)
+	scriptKey, _ := runKeyOf(bin + ".script")
+	seen.known[scriptKey] = true
+	if err := seen.check(bin + ".script"); err != nil {
+		t.Fatalf("a file the cache remembers was read: %v", err)
+	}
+
+	// Rewritten as a script: stat tells, the head is read, it is refused.
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m = NewManager(ManagerConfig{Resolver: StatResolver{}, RunnableCache: cache})
+	defer m.Close()
+	if err := m.validate(p); err == nil || !strings.Contains(err.Error(), "is a script") {
+		t.Fatalf("a binary rewritten as a script: %v", err)
+	}
+}
+
+// TestRunnableCacheIgnoresABadFile: a cache file of another format, cut
+// short or missing is an empty cache.
+func TestRunnableCacheIgnoresABadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, data := range []string{"", "garbage", string(runnableMagic) + "short"} {
+		path := filepath.Join(dir, "c")
+		os.WriteFile(path, []byte(data), 0o600)
+		if s := loadRunnable(path); len(s.known) != 0 {
+			t.Errorf("%q read as %d entries", data, len(s.known))
+		}
+	}
+	if s := loadRunnable(filepath.Join(dir, "none")); len(s.known) != 0 {
+		t.Error("a missing cache has entries")
+	}
+}
