@@ -118,6 +118,7 @@ func (b *bench) startDaemonWith(bin, name string, policy []byte, o daemonOpts) (
 		}
 	}
 	notify := filepath.Join(d.dir, "notify.sock")
+	os.Remove(notify) // a daemon of this name ran before (a restart)
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
 	if err != nil {
 		return nil, err

@@ -387,6 +387,16 @@ func (b *bench) scaleDaemon(bin string, n int) error {
 	s.SyncMs, s.SyncReport = float64(dur)/1e6, strings.TrimSpace(out)
 	time.Sleep(7 * time.Second)
 	s.SettledAnonKiB = kerneltest.ProcKB(d.cmd.Process.Pid, "RssAnon")
+	// Started again on the same state dir (the runnable cache: engine/
+	// runnable.go) and policy file, on fresh pins: what a restart sees.
+	if err := d.stop(); err != nil {
+		return err
+	}
+	again, err := b.startDaemonWith(bin, fmt.Sprintf("scale-daemon-%d", n), nil, daemonOpts{})
+	if err != nil {
+		return fmt.Errorf("restart on its state dir: %w", err)
+	}
+	s.RestartMs = float64(again.start) / 1e6
 	b.rep.Scale.Daemon = append(b.rep.Scale.Daemon, s)
 	return nil
 }

@@ -54,7 +54,10 @@ type ScaleDaemon struct {
 	SyncMs         float64 `json:"sync_after_changes_ms,omitempty"`
 	SyncReport     string  `json:"sync_after_changes,omitempty"`
 	SettledAnonKiB int     `json:"rss_anon_after_changes_kib,omitempty"`
-	Load1          float64 `json:"loadavg1"`
+	// Start to READY of a daemon started again on the first one's state
+	// dir (its runnable cache), fresh pins: what a restart sees.
+	RestartMs float64 `json:"restart_ready_ms,omitempty"`
+	Load1     float64 `json:"loadavg1"`
 }
 
 func (s *ScaleResult) apply(eng, what string, n int) *ScaleApply {
@@ -207,9 +210,12 @@ func (r *Report) scaleMarkdown(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %s | %.1f %s |\n", a.Engine, a.What, count(a.Rules), msStr(a.Median), len(a.Ms), rss, a.Load1, r.noisy(a.Load1))
 	}
-	b.WriteString("\n| daemon rules | pins | start to READY | RSS | RssAnon | peak RSS | memory cgroup (kmem) | idle CPU 2–5 s | CLI one change (median) | RssAnon after the changes and a sync | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("\n| daemon rules | pins | start to READY | RSS | RssAnon | peak RSS | memory cgroup (kmem) | idle CPU 2–5 s | CLI one change (median) | RssAnon after the changes and a sync | READY again on its state dir | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, d := range s.Daemon {
-		cg, cli, settled := "", "", ""
+		cg, cli, settled, restart := "", "", "", ""
+		if d.RestartMs > 0 {
+			restart = msStr(d.RestartMs)
+		}
 		if d.SettledAnonKiB > 0 {
 			settled = fmt.Sprintf("%.1f MiB", float64(d.SettledAnonKiB)/1024)
 		}
@@ -219,8 +225,8 @@ func (r *Report) scaleMarkdown(b *strings.Builder) {
 		if d.CLIMedian > 0 {
 			cli = fmt.Sprintf("%s of %d", msStr(d.CLIMedian), len(d.CLIMs))
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f%% | %s | %s | %.1f %s |\n", count(d.Rules), d.Pins, msStr(d.ReadyMs),
-			float64(d.RSSKiB)/1024, float64(d.RssAnonKiB)/1024, float64(d.HWMKiB)/1024, cg, d.IdleCPUPct, cli, settled, d.Load1, r.noisy(d.Load1))
+		fmt.Fprintf(b, "| %s | %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f%% | %s | %s | %s | %.1f %s |\n", count(d.Rules), d.Pins, msStr(d.ReadyMs),
+			float64(d.RSSKiB)/1024, float64(d.RssAnonKiB)/1024, float64(d.HWMKiB)/1024, cg, d.IdleCPUPct, cli, settled, restart, d.Load1, r.noisy(d.Load1))
 	}
 	if len(s.HeapTop) > 0 {
 		b.WriteString("\nThe daemon's in-use heap after READY at the largest rule count (`go tool pprof -top -sample_index=inuse_space`):\n\n```\n")
