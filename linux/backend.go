@@ -75,25 +75,25 @@ type Backend struct {
 	ticks      uint64         // watch intervals so far
 	ncpu       int
 
-	mu       sync.Mutex
-	links    map[string]link.Link
-	policy   *engine.Policy
-	ids      identities
-	places   statCache[place]  // where each exe path lives
-	slots    map[string]uint32 // rule name -> counter slot
-	slotName slotNames // counter slot -> rule name, kept after a rule goes until the slot is reused
-	nextSlot        uint32
-	freshSlots      map[uint32]bool // slots allocated by the apply in progress
-	roomAhead       <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
+	mu         sync.Mutex
+	links      map[string]link.Link
+	policy     *engine.Policy
+	ids        identities
+	places     statCache[place]  // where each exe path lives
+	slots      map[string]uint32 // rule name -> counter slot
+	slotName   slotNames         // counter slot -> rule name, kept after a rule goes until the slot is reused
+	nextSlot   uint32
+	freshSlots map[uint32]bool // slots allocated by the apply in progress
+	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
 	// aheadChunks records the counter chunks makeRoomAhead put in place
 	// (set by its goroutine before it reports on roomAhead).
 	aheadChunks func()
 	slotUndo    []slotUndo      // and how to take them back if it fails
 	retired     engine.Counters // what removed rules counted: totals never go backwards
-	rules       slotRuleTable  // the rules in force by slot (shared with the name snapshot)
-	gens        [2]*generation // what each generation holds; nil = unknown
-	pair        *pairDiff      // where gens differ, after an incremental apply (incremental.go)
-	repin       bool           // maps are fresh (old pins incompatible): pin after first apply
+	rules       slotRuleTable   // the rules in force by slot (shared with the name snapshot)
+	gens        [2]*generation  // what each generation holds; nil = unknown
+	pair        *pairDiff       // where gens differ, after an incremental apply (incremental.go)
+	repin       bool            // maps are fresh (old pins incompatible): pin after first apply
 	hostNets    []netip.Prefix
 	local       map[datapathLocalKey]uint8 // what local_nets holds
 

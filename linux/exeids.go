@@ -124,15 +124,6 @@ func (e *exeIDs) del(path string) {
 	delete(e.more, path)
 }
 
-// clone is a copy e's owner may change.
-func (e exeIDs) clone() exeIDs {
-	c := exeIDs{cur: maps.Clone(e.cur), more: maps.Clone(e.more)}
-	if c.cur == nil {
-		c.cur = map[string]engine.FileID{}
-	}
-	return c
-}
-
 // withFound is the identities of paths once they resolve to found: each
 // path's known ones (e), and the one it resolves to now when it is new.
 // cur is found itself: only paths whose list is not exactly what found

@@ -44,7 +44,7 @@ func TestExeIDsWithFound(t *testing.T) {
 		t.Errorf("each yields %d identities, want 8", n)
 	}
 	// Changed by its owner: set and del, as an incremental apply does.
-	own := got.clone()
+	own := exeIDsOf(got.lists())
 	own.set("/replaced", []engine.FileID{b})
 	own.set("/same", []engine.FileID{a, c})
 	own.del("/gone")
@@ -55,7 +55,7 @@ func TestExeIDsWithFound(t *testing.T) {
 		t.Errorf("/same after set: %v", l)
 	}
 	if own.has("/gone") || !got.has("/gone") || !slices.Equal(got.list("/replaced"), []engine.FileID{a, b}) {
-		t.Error("the clone's changes show in the original, or del did not")
+		t.Error("the copy's changes show in the original, or del did not")
 	}
 	if found["/replaced"] != b || len(found) != 4 {
 		t.Error("the resolution's map was changed")

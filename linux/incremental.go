@@ -5,7 +5,6 @@ package linux
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"slices"
 
@@ -201,14 +200,21 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	return d, true, nil
 }
 
-// patchIDs makes the identities in force those d says: in place once they
-// are the backend's own (the first incremental apply after a full one
-// copies them: a full resolution shares its maps with the watcher's memo).
+// patchIDs makes the identities in force those d says, in place. The
+// watcher's memo is forgotten first (the next full resolution makes
+// another): a full resolution shares its maps with it, and a copy of them
+// kept two of every identity after a CLI change (24 MB at 100,000 rules).
 func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
+	w := b.exes
+	w.mu.Lock()
+	w.memo = nil
+	w.mu.Unlock()
 	ids := &b.ids
 	if !ids.owned {
-		*ids = identities{exe: ids.exe.clone(), places: maps.Clone(ids.places), names: maps.Clone(ids.names),
-			cgroups: maps.Clone(ids.cgroups), uids: maps.Clone(ids.uids), gids: maps.Clone(ids.gids), owned: true}
+		ids.owned = true
+		if ids.exe.cur == nil {
+			ids.exe.cur = map[string]engine.FileID{}
+		}
 		if ids.places == nil {
 			ids.places = map[string]place{}
 		}

@@ -18,14 +18,21 @@ import (
 // resolver caches identities by stat key, and places are re-walked only for
 // paths whose stat() changed.
 func (b *Backend) identifyCached(paths []string, ids *identities) (map[string]engine.FileID, error) {
-	return b.identifyPaths(paths, ids, true)
+	return b.identifyPaths(paths, ids, true, true)
+}
+
+// identifyToCheck is identifyCached for a check of the policy in force
+// whose answers are compared and dropped: they do not become the memo,
+// which would keep them beside the identities in force.
+func (b *Backend) identifyToCheck(paths []string, ids *identities) (map[string]engine.FileID, error) {
+	return b.identifyPaths(paths, ids, true, false)
 }
 
 // IdentifyAll implements engine.BatchResolver: what Identify says of each
 // path, resolved as an apply does (one kernel pass for hundreds of paths)
 // and remembered for the apply that follows validation.
 func (b *Backend) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
-	return b.identifyPaths(paths, &identities{}, false)
+	return b.identifyPaths(paths, &identities{}, false, true)
 }
 
 // idMemo is the answer of the last resolution, for the paths in it that the
@@ -43,8 +50,8 @@ type idMemo struct {
 
 // identifyPaths is identifyCached; track says paths are the policy's (an
 // apply, a check of the policy in force): whether the watcher must poll
-// is then decided by them.
-func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (map[string]engine.FileID, error) {
+// is then decided by them. keep says the answers may become the memo.
+func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep bool) (map[string]engine.FileID, error) {
 	w := b.exes
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -62,7 +69,9 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (ma
 	// ids.names is an entry the watcher keeps: only then may they become
 	// the memo as they are.
 	remembered := true
+	fromMemo := false
 	if m := w.memo; m != nil && m.epoch == epoch && w.fd >= 0 {
+		fromMemo = true
 		hits := 0
 		for _, p := range paths {
 			if _, ok := m.found[p]; ok {
@@ -108,7 +117,13 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track bool) (ma
 			return nil, err
 		}
 	}
-	b.remember(epoch, found, ids, remembered)
+	// A validation (track false) that found the memo short of a few paths
+	// answers from a copy and leaves the memo as it is: the apply after it
+	// patches the identities in force (a CLI change), which would keep
+	// that copy beside them, or asks again.
+	if keep && (track || !fromMemo) {
+		b.remember(epoch, found, ids, remembered)
+	}
 	if track {
 		ids.epoch, ids.current = epoch, remembered && !w.polled && w.fd >= 0
 	}

@@ -75,7 +75,7 @@ func (b *Backend) identitiesChanged() bool {
 		}
 	}
 	ids := identities{places: map[string]place{}, names: map[string][]string{}}
-	found, err := b.identifyCached(paths, &ids)
+	found, err := b.identifyToCheck(paths, &ids)
 	if err != nil {
 		return false
 	}
