@@ -17,8 +17,10 @@ type EpochResolver interface {
 type exeIndex struct {
 	policy *Policy
 	epoch  uint64
-	byID   map[FileID]string // identity -> name of the rule naming it
-	byName map[string]FileID // name of an exe rule whose file exists -> identity
+	// byID is the name of the rule naming each identity. (No map the
+	// other way: a change drops the few names it moves with one pass over
+	// this one, ~2 ms at 100,000 rules, instead of keeping 5 MB more.)
+	byID map[FileID]string
 }
 
 // validateIndexed is validateFrom(old, p, r) keeping *ix, the index of the
@@ -48,10 +50,9 @@ func validateIndexed(old, p *Policy, r Resolver, ix **exeIndex) error {
 		return err
 	}
 	if after, _ := er.IdentityEpoch(); after == epoch {
-		n := &exeIndex{policy: p, epoch: epoch, byID: make(map[FileID]string, len(exes)), byName: make(map[string]FileID, len(exes))}
+		n := &exeIndex{policy: p, epoch: epoch, byID: make(map[FileID]string, len(exes))}
 		for id, i := range exes {
 			n.byID[id] = p.Rules[i].Name
-			n.byName[p.Rules[i].Name] = id
 		}
 		*ix = n
 	}
@@ -108,18 +109,14 @@ func validateDelta(ix *exeIndex, old, p *Policy, r Resolver) (done bool, err err
 	if i, err := firstNotRunnable(p.Rules, check, nil); err != nil {
 		return true, refuse(p.Rules[i].Line, "%v", err)
 	}
-	for name := range leaving {
-		if id, ok := ix.byName[name]; ok {
-			if ix.byID[id] == name {
-				delete(ix.byID, id)
-			}
-			delete(ix.byName, name)
+	for id, name := range ix.byID {
+		if leaving[name] {
+			delete(ix.byID, id)
 		}
 	}
 	for k, i := range changed {
 		if has[k] {
 			ix.byID[ids[k]] = p.Rules[i].Name
-			ix.byName[p.Rules[i].Name] = ids[k]
 		}
 	}
 	ix.policy = p
