@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 )
 
@@ -10,12 +9,7 @@ import (
 // a fraction of it, and reads back byte for byte; a small one is kept as
 // it is.
 func TestPolicyTextKeepsALargeTextPacked(t *testing.T) {
-	var b bytes.Buffer
-	b.WriteString("# mine\ndefault: allow\nrules:\n")
-	for i := range 10000 {
-		fmt.Fprintf(&b, "  - name: r%06d\n    exe: /opt/decoys/d%06d\n    action: deny\n", i, i)
-	}
-	large := b.Bytes()
+	large := []byte(bigPolicyText(2000)) // (parse_items_test.go)
 	for _, data := range [][]byte{large, large[:1000]} {
 		var pt policyText
 		pt.set(bytes.Clone(data))
