@@ -305,11 +305,7 @@ func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out m
 
 func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
 	fds := make(map[uint32]string, len(paths))
-	defer func() {
-		for fd := range fds {
-			unix.Close(int(fd))
-		}
-	}()
+	defer closeAll(fds)
 	for _, p := range paths {
 		// O_PATH: no read permission or side effects needed; f_inode is the
 		// same inode exec would map (the overlay inode on overlayfs).
@@ -322,6 +318,102 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 		}
 		fds[uint32(fd)] = p
 	}
+	return r.identifyOpen(fds, out)
+}
+
+func closeAll(fds map[uint32]string) {
+	for fd := range fds {
+		unix.Close(int(fd))
+	}
+}
+
+// identifyFirst is lstatKeys and identifyUncached for paths the cache
+// knows nothing of (the resolver's first resolution: a fresh backend, the
+// daemon's start): each path is opened once, without following a final
+// symlink, and that open's fstat is its lstat, where lstat and then an open
+// walked every path twice (~20 ms of a fresh apply of 10,000 rules here).
+// A symlink is stat'ed and opened through, as before.
+func (r *resolver) identifyFirst(paths []string) (keys map[string]statKey, links map[string]bool, out map[string]engine.FileID, err error) {
+	type answer struct {
+		keys  map[string]statKey
+		links []string
+		ids   map[string]engine.FileID
+		err   error
+	}
+	answers := make([]answer, (len(paths)+batch-1)/batch)
+	inParallel(len(paths), batch, func(lo, hi int) {
+		a := &answers[lo/batch]
+		a.keys, a.ids = make(map[string]statKey, hi-lo), make(map[string]engine.FileID, hi-lo)
+		fds := make(map[uint32]string, hi-lo)
+		defer closeAll(fds)
+		for _, p := range paths[lo:hi] {
+			fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+					continue
+				}
+				a.err = fmt.Errorf("open %s: %w", p, err)
+				return
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				unix.Close(fd)
+				a.err = fmt.Errorf("stat %s: %w", p, err)
+				return
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+				a.keys[p], fds[uint32(fd)] = keyOf(&st), p
+				continue
+			}
+			unix.Close(fd)
+			a.links = append(a.links, p)
+			if unix.Stat(p, &st) == nil {
+				a.keys[p] = keyOf(&st)
+			}
+			if fd, err = unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+				fds[uint32(fd)] = p
+			} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+				a.err = fmt.Errorf("open %s: %w", p, err)
+				return
+			}
+		}
+		a.err = r.identifyOpen(fds, a.ids)
+	})
+	keys, links, out = make(map[string]statKey, len(paths)), map[string]bool{}, make(map[string]engine.FileID, len(paths))
+	for _, a := range answers {
+		if a.err != nil {
+			return nil, nil, nil, a.err
+		}
+		maps.Copy(keys, a.keys)
+		maps.Copy(out, a.ids)
+		for _, p := range a.links {
+			links[p] = true
+		}
+	}
+	return keys, links, out, nil
+}
+
+// split divides paths into those the resolver has an answer cached for
+// (valid or not: their stat keys tell) and the others.
+func (r *resolver) split(paths []string) (known, unknown []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.cache) == 0 {
+		return nil, paths
+	}
+	for _, p := range paths {
+		if _, ok := r.cache[p]; ok {
+			known = append(known, p)
+		} else {
+			unknown = append(unknown, p)
+		}
+	}
+	return known, unknown
+}
+
+// identifyOpen puts the identities of the files open as fds (fd -> path)
+// in out.
+func (r *resolver) identifyOpen(fds map[uint32]string, out map[string]engine.FileID) error {
 	if len(fds) == 0 {
 		return nil
 	}

@@ -5,6 +5,9 @@ package linux
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -79,5 +82,38 @@ func TestIdentityIteratorOwnFiles(t *testing.T) {
 	}
 	if g := got[exe]; g.Ino != want.Ino || g.Dev != want.Dev {
 		t.Errorf("identity %+v, stat says %+v", g, want)
+	}
+}
+
+// TestIdentifyFirstIsLstatThenIdentify: the first resolution's one open per
+// path gives the stat keys, symlinks and identities that lstat and then
+// identifyUncached give, for a file, a symlink to one, a dangling symlink,
+// a missing path, a path through a symlinked directory and a directory.
+func TestIdentifyFirstIsLstatThenIdentify(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t))
+	dir := t.TempDir()
+	file := clientCopy(t, dir, "file")
+	os.Mkdir(filepath.Join(dir, "real"), 0o755)
+	inReal := clientCopy(t, filepath.Join(dir, "real"), "inner")
+	os.Symlink(file, filepath.Join(dir, "link"))
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling"))
+	os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "dirlink"))
+	paths := []string{file, inReal, filepath.Join(dir, "link"), filepath.Join(dir, "dangling"),
+		filepath.Join(dir, "missing"), filepath.Join(dir, "dirlink", "inner"), filepath.Join(dir, "real")}
+	keys, links, ids, err := b.resolver.identifyFirst(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKeys, wantLinks := lstatKeys(paths)
+	wantIDs, _, _, err := b.resolver.identifyUncached(paths, wantKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(keys, wantKeys) || !maps.Equal(links, wantLinks) || !maps.Equal(ids, wantIDs) {
+		t.Errorf("first resolution:\n keys %v\n links %v\n ids %v\nlstat, then identify:\n keys %v\n links %v\n ids %v", keys, links, ids, wantKeys, wantLinks, wantIDs)
+	}
+	if len(ids) != 5 || !links[filepath.Join(dir, "link")] || ids[filepath.Join(dir, "link")] != ids[file] {
+		t.Errorf("ids %v links %v: want 5 identities, the link's its target's", ids, links)
 	}
 }

@@ -196,10 +196,41 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 	}
 	// One lstat per path tells a symlink (only those have names to
 	// follow) and, for the others, the stat key both caches check.
-	keys, links := lstatKeys(todo)
-	fresh, idTodo, idFresh, err := b.resolver.identifyUncached(todo, keys)
-	if err != nil {
+	var keys map[string]statKey
+	var links map[string]bool
+	var fresh, idFresh map[string]engine.FileID
+	var idTodo []string
+	var err error
+	// A path the resolver has an answer for is lstat'ed first, so that its
+	// stat key may save the open; the others (all of them in a policy's
+	// first resolution) are opened once, key and identity (identifyFirst).
+	known, unknown := b.resolver.split(todo)
+	if keys, links, fresh, err = b.resolver.identifyFirst(unknown); err != nil {
 		return false, err
+	}
+	idFresh = maps.Clone(fresh)
+	computed := make(map[string]bool, len(unknown))
+	for _, p := range unknown {
+		computed[p] = true
+	}
+	if len(known) > 0 {
+		kKeys, kLinks := lstatKeys(known)
+		kOut, kTodo, kFresh, err := b.resolver.identifyUncached(known, kKeys)
+		if err != nil {
+			return false, err
+		}
+		maps.Copy(keys, kKeys)
+		maps.Copy(links, kLinks)
+		maps.Copy(fresh, kOut)
+		maps.Copy(idFresh, kFresh)
+		for _, p := range kTodo {
+			computed[p] = true
+		}
+	}
+	for _, p := range todo { // in todo's order (notRemembered)
+		if computed[p] {
+			idTodo = append(idTodo, p)
+		}
 	}
 	places := make(map[string]place, len(todo))
 	stale := b.places.lookupKeyed(todo, keys, places)
