@@ -229,21 +229,20 @@ func (b *Backend) applyLocked(p *engine.Policy, ids identities) error {
 	}
 	// The names events are told by: built while the maps are written
 	// (100,000 rules are ~5 ms of map inserts).
-	// (b.slots, which compile has given every name of p, changes again only
-	// once this is joined.)
+	// (From what compile found, not b.slots, which a failed apply's
+	// restore changes while this may still run.)
 	type names struct {
 		rules slotRuleTable
 		gone  map[string]*engine.Rule
 	}
 	byNameC := make(chan names, 1)
-	go func(old *engine.Policy) {
-		rules := ruleTableOf(p, func(name string) uint32 { return b.slots[name] })
+	go func(old slotRuleTable, slotOf []uint32) {
+		rules := ruleTableOf(p, func(i int) uint32 { return slotOf[i] })
 		gone := map[string]*engine.Rule{}
-		if old != nil {
-			rulesGone(old.Rules, func(name string) bool { return rules.named(b.slots[name], name) != nil }, gone)
-		}
+		rulesGoneFrom(old, rules, gone)
 		byNameC <- names{rules, gone}
-	}(b.policy)
+	}(b.rules, c.slotOf)
+	c.slotOf = nil
 	if err := b.joinRoomAhead(); err != nil {
 		b.log.Debug("grow policy maps ahead", "err", err) // makeRoom tries again
 	}

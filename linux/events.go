@@ -131,10 +131,27 @@ type nameSnapshot struct {
 // since a pointer into the old policy's rules would keep all of them (a
 // whole policy: 17 MB at 100,000 rules) until the next apply.
 func rulesGone(rules []engine.Rule, kept func(name string) bool, gone map[string]*engine.Rule) {
-	for _, r := range rules {
-		if !kept(r.Name) {
-			r.Allow, r.Deny = slices.Clone(r.Allow), slices.Clone(r.Deny)
-			gone[r.Name] = &r
+	for i := range rules {
+		if !kept(rules[i].Name) {
+			gone[rules[i].Name] = ruleCopy(&rules[i])
+		}
+	}
+}
+
+// ruleCopy is a copy of r that shares no list with it.
+func ruleCopy(r *engine.Rule) *engine.Rule {
+	c := *r
+	c.Allow, c.Deny = slices.Clone(r.Allow), slices.Clone(r.Deny)
+	return &c
+}
+
+// rulesGoneFrom is rulesGone for the rules of old (the rule table of the
+// policy before) whose slot does not hold their name in now: a name keeps
+// its slot while it stays in the policy.
+func rulesGoneFrom(old, now slotRuleTable, gone map[string]*engine.Rule) {
+	for slot, r := range old {
+		if r != nil && now.named(uint32(slot), r.Name) == nil {
+			gone[r.Name] = ruleCopy(r)
 		}
 	}
 }

@@ -387,7 +387,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	rules := ruleTableOf(p, func(name string) uint32 { return b.slots[name] })
+	rules := ruleTableOf(p, func(i int) uint32 { return b.slots[p.Rules[i].Name] })
 	gone := map[string]*engine.Rule{}
 	for _, j := range removed {
 		rulesGone(old.Rules[j:j+1], func(name string) bool { return rules.named(b.slots[name], name) != nil }, gone)

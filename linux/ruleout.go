@@ -126,6 +126,9 @@ type generation struct {
 	// unsure says a write of bindings failed: what the maps hold is found
 	// by a scan.
 	unsure bool
+	// slotOf is the slot of each rule of the policy compiled, by its
+	// index, until the apply has made its rule table (applyLocked).
+	slotOf []uint32
 	// counts are the entries rules write to each map (compile counts
 	// them, for makeRoom).
 	counts ruleCounts
@@ -238,6 +241,7 @@ func compile(p *engine.Policy, ids identities, slots slotSource, prev ...*genera
 	if len(slotAt) > 0 {
 		g.rules.bySlot = make([]*ruleOut, 0, slices.Max(slotAt)+1)
 	}
+	g.slotOf = slotAt
 	for i, out := range outs {
 		g.rules.set(slotAt[i], out)
 		g.counts.add(out)

@@ -73,12 +73,11 @@ func (v slotView) get(slot uint32) (string, bool) {
 // once it is made.
 type slotRuleTable []*engine.Rule
 
-// ruleTableOf is p's rules by the slots slot gives their names (each has
-// one by now).
-func ruleTableOf(p *engine.Policy, slot func(name string) uint32) slotRuleTable {
+// ruleTableOf is p's rules by their slots (slot(i) is rule i's).
+func ruleTableOf(p *engine.Policy, slot func(i int) uint32) slotRuleTable {
 	var t slotRuleTable
 	for i := range p.Rules {
-		s := slot(p.Rules[i].Name)
+		s := slot(i)
 		if int(s) >= len(t) {
 			t = append(t, make(slotRuleTable, int(s)+1-len(t)+len(p.Rules)-i)...)
 		}
