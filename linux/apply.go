@@ -91,9 +91,10 @@ func (b *Backend) resolve(p *engine.Policy) (identities, error) {
 // sameIdentities says whether withFound would give what is in force:
 // p selects the executables of the policy in force, in the same order, and
 // each resolves to an identity it already has.
-func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileID) bool {
+func (b *Backend) sameIdentities(p *engine.Policy, found resolved) bool {
 	old := b.policy
-	if old == nil || b.ids.exe.cur == nil && b.ids.exe.more == nil || len(old.Rules) != len(p.Rules) {
+	cur := b.ids.exe.cur
+	if old == nil || cur == nil && b.ids.exe.more == nil || len(old.Rules) != len(p.Rules) {
 		return false
 	}
 	for i := range p.Rules {
@@ -101,7 +102,15 @@ func (b *Backend) sameIdentities(p *engine.Policy, found map[string]engine.FileI
 		if exe != old.Rules[i].Exe {
 			return false
 		}
-		if id, ok := found[exe]; ok && !b.ids.exe.contains(exe, id) {
+		e := found[exe]
+		if e == cur[exe] {
+			continue // the same entry (the memo's): nothing to compare
+		}
+		if e != nil && e.hasID && !b.ids.exe.contains(exe, e.id) {
+			return false
+		}
+		// The entries in force say where each file lives too.
+		if !sameEntryWhere(e, cur[exe]) {
 			return false
 		}
 	}

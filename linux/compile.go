@@ -43,10 +43,11 @@ type compiled struct {
 
 // identities is what compile needs from the machine, resolved beforehand.
 type identities struct {
-	exe     exeIDs              // by exe path; several while an old inode still runs
-	places  map[string]place    // by exe path: where the file lives, for the exec hook
-	names   map[string][]string // by exe path: its symlink names (names.go), when it is a symlink
-	cgroups map[string]uint64   // by cleaned cgroup path
+	// exe is by exe path: its identities (several while an old inode
+	// still runs), where the file lives (for the exec hook) and its
+	// symlink names (names.go), in exe.cur.
+	exe     exeIDs
+	cgroups map[string]uint64 // by cleaned cgroup path
 	uids    map[string]uint32
 	gids    map[string]uint32
 	// current says every exe identity here was resolved (or remembered by

@@ -109,8 +109,8 @@ func TestCompileActionChange(t *testing.T) {
 		{nil, {{Prefix: pfx("192.0.2.0/24"), Dir: engine.DirIn}}},
 		{{{Prefix: pfx("2001:db8::/32")}}, {{Prefix: pfx("2001:db8::1/128"), Dir: engine.DirOut}}},
 	}
-	ids := identities{exe: exeIDsOf(map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}}), places: map[string]place{},
-		names: map[string][]string{}, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	ids := identities{exe: exeIDsOf(map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}}),
+		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	actions := []engine.Action{engine.ActionAllow, engine.ActionDeny, engine.ActionLocalOnly}
 	for _, d := range dests {
 		for _, from := range actions {

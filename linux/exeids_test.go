@@ -19,7 +19,10 @@ func TestExeIDsWithFound(t *testing.T) {
 		"/same": {a}, "/replaced": {a}, "/twice": {a, b}, "/gone": {c}, "/never": nil,
 	})
 	paths := []string{"/same", "/replaced", "/twice", "/gone", "/never", "/new", "/new-missing"}
-	found := map[string]engine.FileID{"/same": a, "/replaced": b, "/twice": c, "/new": c}
+	entry := func(id engine.FileID) *exeEntry { return &exeEntry{id: id, hasID: true} }
+	// /new-missing has a place but no identity: not there yet.
+	found := resolved{"/same": entry(a), "/replaced": entry(b), "/twice": entry(c), "/new": entry(c),
+		"/new-missing": {pl: place{name: "new-missing"}, hasPl: true}}
 	got := before.withFound(paths, found)
 	want := map[string][]engine.FileID{
 		"/same": {a}, "/replaced": {a, b}, "/twice": {a, b, c}, "/gone": {c}, "/never": nil, "/new": {c}, "/new-missing": nil,
@@ -38,6 +41,10 @@ func TestExeIDsWithFound(t *testing.T) {
 	if got.has("/other") || got.contains("/same", b) || !got.contains("/replaced", a) || got.len() != len(paths) {
 		t.Errorf("has/contains/len wrong: len %d", got.len())
 	}
+	// A path cur has only a place for is none of the paths by itself.
+	if placeOnly := (exeIDs{cur: resolved{"/p": {hasPl: true}}}); placeOnly.has("/p") || placeOnly.len() != 0 {
+		t.Error("a path with a place and no identity counts as one with an identity")
+	}
 	var n int
 	got.each(func(engine.FileID) { n++ })
 	if n != 8 {
@@ -45,8 +52,8 @@ func TestExeIDsWithFound(t *testing.T) {
 	}
 	// Changed by its owner: set and del, as an incremental apply does.
 	own := exeIDsOf(got.lists())
-	own.set("/replaced", []engine.FileID{b})
-	own.set("/same", []engine.FileID{a, c})
+	own.set("/replaced", entry(b), []engine.FileID{b})
+	own.set("/same", entry(c), []engine.FileID{a, c})
 	own.del("/gone")
 	if l := own.list("/replaced"); !slices.Equal(l, []engine.FileID{b}) {
 		t.Errorf("/replaced after set: %v", l)
@@ -57,7 +64,38 @@ func TestExeIDsWithFound(t *testing.T) {
 	if own.has("/gone") || !got.has("/gone") || !slices.Equal(got.list("/replaced"), []engine.FileID{a, b}) {
 		t.Error("the copy's changes show in the original, or del did not")
 	}
-	if found["/replaced"] != b || len(found) != 4 {
+	if id, _ := found.id("/replaced"); id != b || len(found) != 5 {
 		t.Error("the resolution's map was changed")
 	}
+}
+
+// ids, places and nameLists are what r says of each path, as maps.
+func (r resolved) ids() map[string]engine.FileID {
+	out := map[string]engine.FileID{}
+	for p, e := range r {
+		if e.hasID {
+			out[p] = e.id
+		}
+	}
+	return out
+}
+
+func (r resolved) places() map[string]place {
+	out := map[string]place{}
+	for p, e := range r {
+		if e.hasPl {
+			out[p] = e.pl
+		}
+	}
+	return out
+}
+
+func (r resolved) nameLists() map[string][]string {
+	out := map[string][]string{}
+	for p, e := range r {
+		if n := e.names(); n != nil {
+			out[p] = n
+		}
+	}
+	return out
 }

@@ -34,7 +34,7 @@ func TestIdentifyMemo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !maps.Equal(found, want) {
+		if !maps.Equal(found.ids(), want) {
 			t.Errorf("resolution of %v:\n got %v\nwant %v", paths, found, want)
 		}
 		// The same without a memo.
@@ -42,15 +42,15 @@ func TestIdentifyMemo(t *testing.T) {
 		memo := b.exes.memo
 		b.exes.memo = nil
 		b.exes.mu.Unlock()
-		ref := identities{}
-		if _, err := b.identifyCached(paths, &ref); err != nil {
+		ref, err := b.identifyCached(paths, &identities{})
+		if err != nil {
 			t.Fatal(err)
 		}
 		b.exes.mu.Lock()
 		b.exes.memo = memo
 		b.exes.mu.Unlock()
-		if !maps.Equal(ids.places, ref.places) || !maps.EqualFunc(ids.names, ref.names, slices.Equal[[]string]) {
-			t.Errorf("places and names of %v:\n got %v %v\nwant %v %v", paths, ids.places, ids.names, ref.places, ref.names)
+		if !maps.Equal(found.places(), ref.places()) || !maps.EqualFunc(found.nameLists(), ref.nameLists(), slices.Equal[[]string]) {
+			t.Errorf("places and names of %v:\n got %v %v\nwant %v %v", paths, found.places(), found.nameLists(), ref.places(), ref.nameLists())
 		}
 	}
 	epoch := func() uint64 { b.exes.mu.Lock(); defer b.exes.mu.Unlock(); return b.exes.epoch }

@@ -114,8 +114,7 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	// The paths the changed rules name: those the policy in force already
 	// resolved (a rule whose action changed) are as they were, since no
 	// event came; the others are resolved now.
-	fresh := identities{places: map[string]place{}, names: map[string][]string{}}
-	found := map[string]engine.FileID{}
+	found := resolved{}
 	var todo []string
 	for _, i := range changed {
 		if exe := p.Rules[i].Exe; exe != "" {
@@ -128,7 +127,7 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 	if len(todo) > 0 {
 		polled := w.polled
 		var err error
-		if remembered, err = b.identifyFresh(todo, found, &fresh); err != nil {
+		if remembered, err = b.identifyFresh(todo, found); err != nil {
 			w.polled = polled
 			return idsDelta{}, false, nil // the full path says it again
 		}
@@ -138,19 +137,18 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 		}
 	}
 	d := idsDelta{epoch: epoch, current: remembered && !w.polled}
-	small := identities{exe: exeIDs{more: map[string][]engine.FileID{}}, places: map[string]place{}, names: map[string][]string{},
+	// small's exe says every changed path's list (more) and its entry
+	// (cur, when it has one): patchIDs sets both.
+	small := identities{exe: exeIDs{cur: resolved{}, more: map[string][]engine.FileID{}},
 		cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
 	for _, exe := range todo {
 		known := b.ids.exe.list(exe) // nil: the path is new to the policy
-		if id, ok := found[exe]; ok && !slices.Contains(known, id) {
+		if id, ok := found.id(exe); ok && !slices.Contains(known, id) {
 			known = append(known, id)
 		}
 		small.exe.more[exe] = known
-		if pl, ok := fresh.places[exe]; ok {
-			small.places[exe] = pl
-		}
-		if n, ok := fresh.names[exe]; ok {
-			small.names[exe] = n
+		if e := found[exe]; e != nil {
+			small.exe.cur[exe] = e
 		}
 	}
 	for _, i := range changed {
@@ -161,11 +159,8 @@ func (b *Backend) resolveDelta(old, p *engine.Policy, changed, removed []int) (i
 				continue
 			}
 			small.exe.more[r.Exe] = b.ids.exe.list(r.Exe)
-			if pl, ok := b.ids.places[r.Exe]; ok {
-				small.places[r.Exe] = pl
-			}
-			if n, ok := b.ids.names[r.Exe]; ok {
-				small.names[r.Exe] = n
+			if e := b.ids.exe.cur[r.Exe]; e != nil {
+				small.exe.cur[r.Exe] = e
 			}
 		case r.Cgroup != "":
 			c := engine.CleanCgroup(r.Cgroup)
@@ -213,13 +208,7 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	if !ids.owned {
 		ids.owned = true
 		if ids.exe.cur == nil {
-			ids.exe.cur = map[string]engine.FileID{}
-		}
-		if ids.places == nil {
-			ids.places = map[string]place{}
-		}
-		if ids.names == nil {
-			ids.names = map[string][]string{}
+			ids.exe.cur = resolved{}
 		}
 		if ids.cgroups == nil {
 			ids.cgroups = map[string]uint64{}
@@ -242,8 +231,6 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 		switch {
 		case r.Exe != "":
 			ids.exe.del(r.Exe)
-			delete(ids.places, r.Exe)
-			delete(ids.names, r.Exe)
 		case r.Cgroup != "":
 			delete(ids.cgroups, engine.CleanCgroup(r.Cgroup))
 		case r.User != "":
@@ -255,17 +242,7 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	for _, r := range changed {
 		switch {
 		case r.Exe != "":
-			ids.exe.set(r.Exe, d.small.exe.more[r.Exe])
-			if pl, ok := d.small.places[r.Exe]; ok {
-				ids.places[r.Exe] = pl
-			} else {
-				delete(ids.places, r.Exe)
-			}
-			if n, ok := d.small.names[r.Exe]; ok {
-				ids.names[r.Exe] = n
-			} else {
-				delete(ids.names, r.Exe)
-			}
+			ids.exe.set(r.Exe, d.small.exe.cur[r.Exe], d.small.exe.more[r.Exe])
 		case r.Cgroup != "":
 			c := engine.CleanCgroup(r.Cgroup)
 			if id, ok := d.small.cgroups[c]; ok {

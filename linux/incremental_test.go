@@ -67,7 +67,8 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		what      string
 		got, want any
 	}{
-		{"exe identities", tb.ids.exe.lists(), ids.exe.lists()}, {"places", tb.ids.places, ids.places}, {"names", tb.ids.names, ids.names},
+		{"exe identities", tb.ids.exe.lists(), ids.exe.lists()}, {"places", tb.ids.exe.cur.places(), ids.exe.cur.places()},
+		{"names", tb.ids.exe.cur.nameLists(), ids.exe.cur.nameLists()},
 		{"cgroups", tb.ids.cgroups, ids.cgroups}, {"uids", tb.ids.uids, ids.uids}, {"gids", tb.ids.gids, ids.gids},
 	} {
 		if !reflect.DeepEqual(pair.got, pair.want) && !(reflect.ValueOf(pair.got).Len() == 0 && reflect.ValueOf(pair.want).Len() == 0) {

@@ -12,46 +12,55 @@ import (
 )
 
 // identifyCached resolves exe paths to identities, places and symlink
-// names (into ids, whose places and names maps it sets). A path whose
-// resolution inotify has seen no change to since the last time costs no
-// system call (exewatch.go); the others are resolved as before: the
-// resolver caches identities by stat key, and places are re-walked only for
-// paths whose stat() changed.
-func (b *Backend) identifyCached(paths []string, ids *identities) (map[string]engine.FileID, error) {
+// names. A path whose resolution inotify has seen no change to since the
+// last time costs no system call (exewatch.go); the others are resolved as
+// before: the resolver caches identities by stat key, and places are
+// re-walked only for paths whose stat() changed.
+// It sets ids' epoch and current (compile.go).
+func (b *Backend) identifyCached(paths []string, ids *identities) (resolved, error) {
 	return b.identifyPaths(paths, ids, true, true)
 }
 
 // identifyToCheck is identifyCached for a check of the policy in force
 // whose answers are compared and dropped: they do not become the memo,
 // which would keep them beside the identities in force.
-func (b *Backend) identifyToCheck(paths []string, ids *identities) (map[string]engine.FileID, error) {
-	return b.identifyPaths(paths, ids, true, false)
+func (b *Backend) identifyToCheck(paths []string) (resolved, error) {
+	return b.identifyPaths(paths, nil, true, false)
 }
 
 // IdentifyAll implements engine.BatchResolver: what Identify says of each
 // path, resolved as an apply does (one kernel pass for hundreds of paths)
 // and remembered for the apply that follows validation.
 func (b *Backend) IdentifyAll(paths []string) (map[string]engine.FileID, error) {
-	return b.identifyPaths(paths, &identities{}, false, true)
+	found, err := b.identifyPaths(paths, nil, false, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]engine.FileID, len(found))
+	for p, e := range found {
+		if e.hasID {
+			out[p] = e.id
+		}
+	}
+	return out, nil
 }
 
 // idMemo is the answer of the last resolution, for the paths in it that the
 // watcher remembers: while no event moved the watcher's epoch, every one of
 // them still resolves to the same, so the next resolution (the same policy
-// with a rule changed) starts from copies of these maps instead of looking
-// every path up again. Its maps are shared with the callers that got them,
-// who only read them.
+// with a rule changed) starts from a copy of this map instead of looking
+// every path up again. Its map is shared with the callers that got it, who
+// only read it.
 type idMemo struct {
-	epoch  uint64
-	found  map[string]engine.FileID
-	places map[string]place
-	names  map[string][]string
+	epoch uint64
+	found resolved
 }
 
 // identifyPaths is identifyCached; track says paths are the policy's (an
 // apply, a check of the policy in force): whether the watcher must poll
-// is then decided by them. keep says the answers may become the memo.
-func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep bool) (map[string]engine.FileID, error) {
+// is then decided by them, and ids' epoch and current are set (when ids is
+// not nil). keep says the answers may become the memo.
+func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep bool) (resolved, error) {
 	w := b.exes
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -63,11 +72,10 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 	// An event drained later in this call moves the epoch past this one:
 	// the memo made of this call's answers is then not used.
 	epoch := w.epoch
-	var found map[string]engine.FileID
+	var found resolved
 	var todo []string
-	// remembered says whether every answer in found, ids.places and
-	// ids.names is an entry the watcher keeps: only then may they become
-	// the memo as they are.
+	// remembered says whether every answer in found is an entry the
+	// watcher keeps: only then may it become the memo as it is.
 	remembered := true
 	fromMemo := false
 	if m := w.memo; m != nil && m.epoch == epoch && w.fd >= 0 {
@@ -82,12 +90,12 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 		}
 		if len(todo) == 0 && hits == len(m.found) {
 			// The memo's paths (a policy with no executable added or
-			// removed): its maps as they are, which nobody changes in
-			// place (patchIDs copies them first). Copies cost 100,000
-			// rules ~25 ms and 11 MB.
-			found, ids.places, ids.names = m.found, m.places, m.names
+			// removed): its map as it is, which nobody changes in place
+			// (patchIDs forgets the memo first). A copy costs 100,000
+			// rules a few ms and 3 MB.
+			found = m.found
 		} else {
-			found, ids.places, ids.names = maps.Clone(m.found), maps.Clone(m.places), maps.Clone(m.names)
+			found = maps.Clone(m.found)
 		}
 		if hits < len(m.found) { // paths of the memo not asked for now
 			want := make(map[string]bool, len(paths))
@@ -97,8 +105,6 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 			for p := range m.found {
 				if !want[p] {
 					delete(found, p)
-					delete(ids.places, p)
-					delete(ids.names, p)
 				}
 			}
 		}
@@ -106,14 +112,13 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 		// did not move): polled is decided by the others.
 		w.polled = false
 	} else {
-		found = make(map[string]engine.FileID, len(paths))
-		ids.places, ids.names = make(map[string]place, len(paths)), map[string][]string{}
+		found = make(resolved, len(paths))
 		todo = paths
 		w.polled = false
 	}
 	if len(todo) > 0 {
 		var err error
-		if remembered, err = b.identifyFresh(todo, found, ids); err != nil {
+		if remembered, err = b.identifyFresh(todo, found); err != nil {
 			return nil, err
 		}
 	}
@@ -122,35 +127,29 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 	// patches the identities in force (a CLI change), which would keep
 	// that copy beside them, or asks again.
 	if keep && (track || !fromMemo) {
-		b.remember(epoch, found, ids, remembered)
+		b.remember(epoch, found, remembered)
 	}
-	if track {
+	if track && ids != nil {
 		ids.epoch, ids.current = epoch, remembered && !w.polled && w.fd >= 0
 	}
 	return found, nil
 }
 
-// remember makes found, ids.places and ids.names the memo: as they are
-// when every answer in them is a remembered entry, else without the
-// others (those are resolved again every time).
-func (b *Backend) remember(epoch uint64, found map[string]engine.FileID, ids *identities, all bool) {
+// remember makes found the memo: as it is when every answer in it is a
+// remembered entry, else without the others (those are resolved again
+// every time).
+func (b *Backend) remember(epoch uint64, found resolved, all bool) {
 	w := b.exes
 	if w.fd < 0 {
 		w.memo = nil
 		return
 	}
-	m := &idMemo{epoch: epoch, found: found, places: ids.places, names: ids.names}
+	m := &idMemo{epoch: epoch, found: found}
 	if !all {
-		m.found, m.places, m.names = map[string]engine.FileID{}, map[string]place{}, map[string][]string{}
-		for p, id := range found {
-			if e := w.entries[p]; e != nil && e.hasID && e.id == id {
-				m.found[p] = id
-				if pl, ok := ids.places[p]; ok {
-					m.places[p] = pl
-				}
-				if n, ok := ids.names[p]; ok {
-					m.names[p] = n
-				}
+		m.found = resolved{}
+		for p, e := range found {
+			if w.entries[p] == e {
+				m.found[p] = e
 			}
 		}
 	}
@@ -158,9 +157,9 @@ func (b *Backend) remember(epoch uint64, found map[string]engine.FileID, ids *id
 }
 
 // identifyFresh resolves paths without the memo: from the watcher's
-// entries, else from the file system, adding to found and ids. It reports
-// whether every answer it added is an entry the watcher keeps.
-func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, ids *identities) (bool, error) {
+// entries, else from the file system, adding to found. It reports whether
+// every answer it added is an entry the watcher keeps.
+func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 	w := b.exes
 	all := true
 	var todo []string
@@ -170,15 +169,7 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 			todo = append(todo, p)
 			continue
 		}
-		if e.hasID {
-			found[p] = e.id
-		}
-		if e.hasPl {
-			ids.places[p] = e.pl
-		}
-		if n := e.names(); n != nil {
-			ids.names[p] = n
-		}
+		found[p] = e
 	}
 	if len(todo) == 0 {
 		return all, nil
@@ -261,14 +252,8 @@ func (b *Backend) identifyFresh(paths []string, found map[string]engine.FileID, 
 		}
 		e.id, e.hasID = fresh[p]
 		e.pl, e.hasPl = places[p]
-		if e.hasID {
-			found[p] = e.id
-		}
-		if e.hasPl {
-			ids.places[p] = e.pl
-		}
-		if n := e.names(); n != nil {
-			ids.names[p] = n
+		if e.hasID || e.hasPl || e.links != nil {
+			found[p] = e
 		}
 		stored := false
 		if watched[p] && e.hasID {

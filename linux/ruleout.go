@@ -379,9 +379,9 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 
 // setExeKeys sets what the exe rule of path exe writes, from ids.
 func (o *ruleOut) setExeKeys(exe string, ids identities) {
-	o.place, o.hasPlace = ids.places[exe]
+	o.place, o.hasPlace = ids.exe.cur.place(exe)
 	var names []uint64
-	for _, n := range ids.names[exe] {
+	for _, n := range ids.exe.cur.names(exe) {
 		names = append(names, nameHash(n))
 	}
 	var buf [2]engine.FileID
@@ -449,11 +449,11 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 				return false
 			}
 		}
-		pl, ok := ids.places[r.Exe]
+		pl, ok := ids.exe.cur.place(r.Exe)
 		if ok != o.hasPlace || ok && o.place != pl {
 			return false
 		}
-		names := ids.names[r.Exe]
+		names := ids.exe.cur.names(r.Exe)
 		oNames := o.names()
 		if len(names) != len(oNames) {
 			return false

@@ -3,9 +3,7 @@
 package linux
 
 import (
-	"maps"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/exewall/exewall/engine"
@@ -74,17 +72,16 @@ func (b *Backend) identitiesChanged() bool {
 			paths = append(paths, r.Exe)
 		}
 	}
-	ids := identities{places: map[string]place{}, names: map[string][]string{}}
-	found, err := b.identifyToCheck(paths, &ids)
+	found, err := b.identifyToCheck(paths)
 	if err != nil {
 		return false
 	}
-	for path, id := range found {
-		if !b.ids.exe.contains(path, id) {
+	for path, e := range found {
+		if e.hasID && !b.ids.exe.contains(path, e.id) {
 			return true
 		}
 	}
-	if !maps.Equal(ids.places, b.ids.places) || !maps.EqualFunc(ids.names, b.ids.names, slices.Equal[[]string]) {
+	if !sameWhere(found, b.ids.exe.cur) {
 		return true
 	}
 	return b.cgroupsChanged()
