@@ -22,20 +22,36 @@ import (
 // every rule that did not change, and an apply compiles and writes only the
 // rules that did.
 type ruleOut struct {
-	sum   ruleSum      // what it was compiled from, but its action and audit (in rule)
-	rule  datapathRule // Id is the slot, without the generation
-	place place        // where the exe lives, for its path entry (pathKey), when hasPlace
+	sum    ruleSum      // what it was compiled from, but its action and audit (in rule)
+	rule   datapathRule // Id is the slot, without the generation
+	sel    uint8        // selCgroup, selUser, selGroup; 0 for an exe rule
+	hasID  bool         // a cgroup: rule's cgroup exists
+	hasKey bool
+	// where is the exe's resolution, which says where it lives, for its
+	// path entry (pathKey; the 88-byte key is made when written); nil when
+	// that is not known. The watcher's entry itself (exeIDs), which never
+	// changes: a place of its own made a ruleOut 32 bytes larger.
+	where *exeEntry
 	// key is the exe's identity when it has exactly one (hasKey), as nearly
 	// every exe rule has; for a cgroup:, user: or group: rule, key.Ino is
 	// the cgroup id, uid or gid (selID). One field for both, and what few
-	// rules have apart (more), keep a ruleOut at 144 bytes, not 176.
-	key      datapathFileId
-	dests    []destOut
-	more     *ruleOutMore
-	sel      uint8 // selCgroup, selUser, selGroup; 0 for an exe rule
-	hasID    bool  // a cgroup: rule's cgroup exists
-	hasKey   bool
-	hasPlace bool // the place is known (its 88-byte key is made when written)
+	// rules have apart (more), keep a ruleOut at 112 bytes, not 176.
+	key   datapathFileId
+	dests []destOut
+	more  *ruleOutMore
+}
+
+// place is where o's exe lives, if that is known.
+func (o *ruleOut) place() (place, bool) {
+	if o.where == nil {
+		return place{}, false
+	}
+	return o.where.pl, true
+}
+
+// samePlace says whether o and m write the same path entry.
+func (o *ruleOut) samePlace(m *ruleOut) bool {
+	return o.where == m.where || o.where != nil && m.where != nil && o.where.pl == m.where.pl
 }
 
 // ruleOutMore is what an exe rule rarely has: several identities (an old
@@ -379,7 +395,9 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 
 // setExeKeys sets what the exe rule of path exe writes, from ids.
 func (o *ruleOut) setExeKeys(exe string, ids identities) {
-	o.place, o.hasPlace = ids.exe.cur.place(exe)
+	if e := ids.exe.cur[exe]; e != nil && e.hasPl {
+		o.where = e
+	}
 	var names []uint64
 	for _, n := range ids.exe.cur.names(exe) {
 		names = append(names, nameHash(n))
@@ -410,10 +428,11 @@ func (o *ruleOut) stamped(gen uint32) datapathRule {
 
 // pathKey is o's path entry key in generation gen, if it has one.
 func (o *ruleOut) pathKey(gen uint32) (datapathPathKey, bool) {
-	if !o.hasPlace {
+	pl, ok := o.place()
+	if !ok {
 		return datapathPathKey{}, false
 	}
-	return pathKey(o.place, gen), true
+	return pathKey(pl, gen), true
 }
 
 // withAction is o for r, which differs from o's rule in its action or
@@ -430,7 +449,7 @@ func (o *ruleOut) withAction(r *engine.Rule) *ruleOut {
 // sharesIDs says whether o holds the very identity keys of m (one made
 // from the other by withAction): sameIDs then answers the same for both.
 func (o *ruleOut) sharesIDs(m *ruleOut) bool {
-	return o.hasPlace == m.hasPlace && o.place == m.place && o.key == m.key && o.hasKey == m.hasKey && o.more == m.more &&
+	return o.samePlace(m) && o.key == m.key && o.hasKey == m.hasKey && o.more == m.more &&
 		o.sel == m.sel && o.hasID == m.hasID
 }
 
@@ -450,7 +469,7 @@ func (o *ruleOut) sameIDs(r *engine.Rule, ids identities) bool {
 			}
 		}
 		pl, ok := ids.exe.cur.place(r.Exe)
-		if ok != o.hasPlace || ok && o.place != pl {
+		if opl, has := o.place(); ok != has || ok && opl != pl {
 			return false
 		}
 		names := ids.exe.cur.names(r.Exe)
@@ -531,7 +550,7 @@ func (o *ruleOut) equal(p *ruleOut) bool {
 	if o == p {
 		return true
 	}
-	return o.rule == p.rule && sameSlice(o.exe(), p.exe()) && o.hasPlace == p.hasPlace && o.place == p.place &&
+	return o.rule == p.rule && sameSlice(o.exe(), p.exe()) && o.samePlace(p) &&
 		sameSlice(o.names(), p.names()) && o.sel == p.sel && o.selID() == p.selID() &&
 		o.hasID == p.hasID && sameSlice(o.dests, p.dests)
 }
@@ -691,7 +710,7 @@ func (o *ruleOut) sameKeys(n *ruleOut) bool {
 	if o == n {
 		return true
 	}
-	if !sameSlice(o.exe(), n.exe()) || o.hasPlace != n.hasPlace || o.place != n.place ||
+	if !sameSlice(o.exe(), n.exe()) || !o.samePlace(n) ||
 		!sameSlice(o.names(), n.names()) || o.sel != n.sel || o.selID() != n.selID() || o.hasID != n.hasID || len(o.dests) != len(n.dests) {
 		return false
 	}
@@ -827,7 +846,7 @@ func (w *ruleWrites) write(b *Backend) error {
 // add counts the entries o writes to each selector map and to dests.
 func (n *ruleCounts) add(o *ruleOut) {
 	n.exe += len(o.exe())
-	if o.hasPlace {
+	if o.where != nil {
 		n.paths++
 	}
 	n.named += len(o.names())

@@ -97,7 +97,7 @@ func (b *Backend) holdsExactly(g *generation, p *engine.Policy, gen uint32) (boo
 		err = eachBatched(b.sized.PathRules, func(k *datapathPathKey, v *datapathRule) bool {
 			if k.Gen == gen {
 				o := out(v.Id, v)
-				ok, have.paths = o != nil && o.hasPlace && pathKey(o.place, gen) == *k, have.paths+1
+				ok, have.paths = o != nil && o.where != nil && pathKey(o.where.pl, gen) == *k, have.paths+1
 			}
 			return ok
 		})
@@ -135,7 +135,11 @@ var errNoBatches = errors.New("no batch lookups")
 // map (or a bucket is larger than a batch); what was visited is then a
 // part.
 func eachBatched[K comparable, V any](m kmap, visit func(*K, *V) bool) error {
-	const chunk = 4096
+	// 512 entries a call: the periodic sync (every 30 s) scans every map
+	// of a generation, and at 4096 its buffers were 5 MB of garbage per
+	// sync at 100,000 rules, which stayed in the daemon's RssAnon until the
+	// next collection. 200 calls instead of 25 for 100,000 entries.
+	const chunk = 512
 	keys, vals := make([]K, chunk), make([]V, chunk)
 	var cursor ebpf.MapBatchCursor
 	for {
