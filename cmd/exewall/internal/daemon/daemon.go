@@ -82,6 +82,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.LogKeep == 0 {
 		cfg.LogKeep = 3
 	}
+	heapSamplingOnlyWhenAsked() // memory.go
 	log, logCloser, err := newLogger(cfg)
 	if err != nil {
 		return err
