@@ -347,19 +347,11 @@ func (b *bench) scaleDaemon(bin string, n int) error {
 	if err != nil {
 		return err
 	}
-	heap := filepath.Join(b.tmp, fmt.Sprintf("daemon-heap-%d.pprof", n))
-	d, err := b.startDaemonWith(bin, fmt.Sprintf("scale-daemon-%d", n), data, daemonOpts{memcg: mc, env: []string{"EXEWALL_HEAP_PROFILE=" + heap}})
+	d, err := b.startDaemonWith(bin, fmt.Sprintf("scale-daemon-%d", n), data, daemonOpts{memcg: mc})
 	if err != nil {
 		return err
 	}
 	s := b.settle(d, mc, n, "none")
-	if n == b.scaleSizes()[len(b.scaleSizes())-1] {
-		if out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=20", bin, heap).CombinedOutput(); err != nil {
-			b.rep.note("daemon heap profile unavailable: %v: %s", err, strings.TrimSpace(string(out)))
-		} else {
-			b.rep.Scale.HeapTop = strings.Split(strings.TrimSpace(string(out)), "\n")
-		}
-	}
 	reps := 10
 	if n >= 100000 {
 		reps = 5
@@ -392,11 +384,33 @@ func (b *bench) scaleDaemon(bin string, n int) error {
 	if err := d.stop(); err != nil {
 		return err
 	}
-	again, err := b.startDaemonWith(bin, fmt.Sprintf("scale-daemon-%d", n), nil, daemonOpts{})
+	// The heap profile is this daemon's (the same policy): sampling
+	// allocations costs memory of its own, which the figures above do not
+	// carry (the daemon samples only when asked).
+	heap := filepath.Join(b.tmp, fmt.Sprintf("daemon-heap-%d.pprof", n))
+	again, err := b.startDaemonWith(bin, fmt.Sprintf("scale-daemon-%d", n), nil, daemonOpts{env: []string{"EXEWALL_HEAP_PROFILE=" + heap}})
 	if err != nil {
 		return fmt.Errorf("restart on its state dir: %w", err)
 	}
 	s.RestartMs = float64(again.start) / 1e6
+	if n == b.scaleSizes()[len(b.scaleSizes())-1] {
+		// Written (and renamed into place) once the daemon is ready, from
+		// its own goroutine.
+		for i := 0; i < 50 && !fileHasData(heap); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=20", bin, heap).CombinedOutput(); err != nil {
+			b.rep.note("daemon heap profile unavailable: %v: %s", err, strings.TrimSpace(string(out)))
+		} else {
+			b.rep.Scale.HeapTop = strings.Split(strings.TrimSpace(string(out)), "\n")
+		}
+	}
 	b.rep.Scale.Daemon = append(b.rep.Scale.Daemon, s)
 	return nil
+}
+
+// fileHasData says whether path exists and is not empty.
+func fileHasData(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Size() > 0
 }

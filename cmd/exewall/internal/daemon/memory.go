@@ -57,13 +57,21 @@ func releaseStartMemory(log *slog.Logger) {
 	if path == "" {
 		return
 	}
-	f, err := os.Create(path)
+	// Written aside and renamed: whoever waits for the file reads it whole.
+	f, err := os.Create(path + ".tmp")
 	if err != nil {
 		log.Warn("heap profile", "err", err)
 		return
 	}
-	defer f.Close()
-	if err := pprof.WriteHeapProfile(f); err != nil {
+	err = pprof.WriteHeapProfile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err != nil {
+		os.Remove(path + ".tmp")
 		log.Warn("heap profile", "err", err)
 	}
 }
