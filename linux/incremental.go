@@ -5,6 +5,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 
@@ -207,6 +208,8 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	ids := &b.ids
 	if !ids.owned {
 		ids.owned = true
+		// The resolution may be the watcher's entries (shareEntries).
+		ids.exe.cur = maps.Clone(ids.exe.cur)
 		if ids.exe.cur == nil {
 			ids.exe.cur = resolved{}
 		}
@@ -282,7 +285,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	recount := false     // a selector flag may have gone
 	for _, j := range removed {
 		if name := old.Rules[j].Name; !names[name] {
-			if slot, ok := b.slots[name]; ok {
+			if slot, ok := b.slots.get(name); ok {
 				if o := c.rules.get(slot); o != nil {
 					recount = recount || o.sel != 0
 					c.counts.sub(o)
@@ -364,10 +367,10 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 	b.gens[next] = c
 	// Events of the new generation may be read the moment it is active:
 	// publish its names first (old ones kept for events still in flight).
-	rules := ruleTableOf(p, func(i int) uint32 { return b.slots[p.Rules[i].Name] })
+	rules := ruleTableOf(p, func(i int) uint32 { return b.slots.at(p.Rules[i].Name) })
 	gone := map[string]*engine.Rule{}
 	for _, j := range removed {
-		rulesGone(old.Rules[j:j+1], func(name string) bool { return rules.named(b.slots[name], name) != nil }, gone)
+		rulesGone(old.Rules[j:j+1], func(name string) bool { return rules.named(b.slots.at(name), name) != nil }, gone)
 	}
 	b.names.Store(&nameSnapshot{slotName: b.slotName.view(), rules: rules, before: gone})
 	if err := b.inboundBefore(p); err != nil {
@@ -394,10 +397,10 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		if names[name] {
 			continue
 		}
-		if slot, ok := b.slots[name]; ok {
+		if slot, ok := b.slots.get(name); ok {
 			if c.rules.get(slot) == nil {
 				b.retire(slot)
-				delete(b.slots, name)
+				b.slots.del(name)
 				b.sized.CounterNames.Delete(slot)
 			}
 		}

@@ -127,6 +127,9 @@ func (b *Backend) identifyPaths(paths []string, ids *identities, track, keep boo
 	// patches the identities in force (a CLI change), which would keep
 	// that copy beside them, or asks again.
 	if keep && (track || !fromMemo) {
+		if remembered && w.fd >= 0 {
+			found = w.shareEntries(found)
+		}
 		b.remember(epoch, found, remembered)
 	}
 	if track && ids != nil {
@@ -183,7 +186,7 @@ func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 	w.reals, w.plain = map[string]string{}, map[string]bool{}
 	defer func() { w.reals, w.plain = nil, nil }()
 	if len(w.entries) == 0 && len(todo) > 1024 {
-		w.entries = make(map[string]*exeEntry, len(todo)) // a policy's first resolution
+		w.entries, w.shared = make(resolved, len(todo)), false // a policy's first resolution
 	}
 	// One lstat per path tells a symlink (only those have names to
 	// follow) and, for the others, the stat key both caches check.
