@@ -135,8 +135,7 @@ func (b *Backend) ruleID(name string) (uint32, bool) {
 	if b.ruleNamed(name) == nil {
 		return 0, false
 	}
-	id, ok := b.slots[name]
-	return id, ok
+	return b.slots.get(name)
 }
 
 // slotUndo is how to take back a slot an apply handed out.
@@ -150,8 +149,7 @@ type slotUndo struct {
 type backendSlots struct{ b *Backend }
 
 func (s backendSlots) known(name string) (uint32, bool) {
-	slot, ok := s.b.slots[name]
-	return slot, ok
+	return s.b.slots.get(name)
 }
 
 func (s backendSlots) hand(name string) uint32 { return s.b.slotFor(name) }
@@ -160,7 +158,7 @@ func (s backendSlots) hand(name string) uint32 { return s.b.slotFor(name) }
 // increasing order so that a slot freed by a removed rule is not handed to
 // another one while events naming it may still be in flight.
 func (b *Backend) slotFor(name string) uint32 {
-	if s, ok := b.slots[name]; ok {
+	if s, ok := b.slots.get(name); ok {
 		return s
 	}
 	for {
@@ -168,18 +166,18 @@ func (b *Backend) slotFor(name string) uint32 {
 		b.nextSlot++
 		// Past the counter chunks in place, wrap while at most half their
 		// slots are in use, else go on into a new chunk (counters.go).
-		if limit := b.counters.limit(); b.nextSlot > maxRules || b.nextSlot >= limit && 2*(len(b.slots)+1) <= int(limit) {
+		if limit := b.counters.limit(); b.nextSlot > maxRules || b.nextSlot >= limit && 2*(b.slots.len()+1) <= int(limit) {
 			b.nextSlot = 1
 		}
 		old, used := b.slotName.get(s)
 		if used {
-			if _, live := b.slots[old]; live {
+			if _, live := b.slots.get(old); live {
 				continue
 			}
 		}
 		b.slotUndo = append(b.slotUndo, slotUndo{slot: s, name: name, prev: old, hadPrev: used})
-		b.slots[name] = s
-		b.slotName.set(s, name)
+		b.slotName.set(s, name) // first: the index finds a slot by its name
+		b.slots.set(name, s)
 		b.freshSlots[s] = true
 		return s
 	}
@@ -209,7 +207,7 @@ func (b *Backend) slotsRestorer() func() {
 	return func() {
 		for i := len(b.slotUndo) - 1; i >= 0; i-- {
 			u := b.slotUndo[i]
-			delete(b.slots, u.name)
+			b.slots.del(u.name)
 			if u.hadPrev {
 				b.slotName.set(u.slot, u.prev)
 			} else {
@@ -509,19 +507,22 @@ func (b *Backend) writeFlat(have, want *compiled) error {
 
 // slotOf is the slot of a rule name, if it has one.
 func (b *Backend) slotOf(name string) (uint32, bool) {
-	s, ok := b.slots[name]
-	return s, ok
+	return b.slots.get(name)
 }
 
 // dropUnusedSlots forgets counters of rules that are gone. slotName keeps
 // the name so late events are still attributed correctly.
 func (b *Backend) dropUnusedSlots(c *generation) {
-	for name, slot := range b.slots {
+	var gone []string // (the index must not change while it is walked)
+	for name, slot := range b.slots.all() {
 		if c.rules.get(slot) == nil {
 			b.retire(slot)
-			delete(b.slots, name)
+			gone = append(gone, name)
 			b.sized.CounterNames.Delete(slot)
 		}
+	}
+	for _, name := range gone {
+		b.slots.del(name)
 	}
 }
 
@@ -533,8 +534,8 @@ func (b *Backend) restoreSlots() error {
 	for it.Next(&slot, &rn) {
 		if slot != 0 {
 			name := fromInt8(rn.Name[:])
-			b.slots[name] = slot
 			b.slotName.set(slot, name)
+			b.slots.set(name, slot)
 			b.nextSlot = max(b.nextSlot, slot+1)
 		}
 	}

@@ -79,9 +79,9 @@ type Backend struct {
 	links      map[string]link.Link
 	policy     *engine.Policy
 	ids        identities
-	places     statCache[place]  // where each exe path lives
-	slots      map[string]uint32 // rule name -> counter slot
-	slotName   slotNames         // counter slot -> rule name, kept after a rule goes until the slot is reused
+	places     statCache[place] // where each exe path lives
+	slots      *slotIndex       // rule name -> counter slot, for the rules in force
+	slotName   slotNames        // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
 	freshSlots map[uint32]bool // slots allocated by the apply in progress
 	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
@@ -177,8 +177,9 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
-		slots: map[string]uint32{}, nextSlot: 1, freshSlots: map[uint32]bool{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
+		nextSlot: 1, freshSlots: map[uint32]bool{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
+	b.slots = newSlotIndex(&b.slotName)
 
 	root, err := cgroupMount()
 	if err != nil {
@@ -493,7 +494,7 @@ func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	}
 	for slot, c := range sums {
 		name, ok := b.slotName.get(slot)
-		if slot != 0 && (!ok || b.slots[name] != slot) {
+		if slot != 0 && (!ok || b.slots.at(name) != slot) {
 			continue
 		}
 		st.RuleCounter[name] = c

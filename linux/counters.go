@@ -46,7 +46,7 @@ func newEpoch() uint64 {
 // readCounters sums the counters of every slot in use.
 func (b *Backend) readCounters() (map[uint32]engine.Counters, error) {
 	used := map[uint32]bool{0: true}
-	for _, s := range b.slots {
+	for _, s := range b.slots.all() {
 		used[s] = true
 	}
 	return b.countSlots(used)

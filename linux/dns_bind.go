@@ -114,7 +114,7 @@ var ErrNoRule = errors.New("no rule with name entries has this id")
 func (b *Backend) RuleID(name string) (uint32, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s, ok := b.slots[name]
+	s, ok := b.slots.get(name)
 	return s, ok
 }
 
@@ -123,7 +123,7 @@ func (b *Backend) RuleName(id uint32) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	name, ok := b.slotName.get(id)
-	if !ok || b.rules.named(id, name) == nil || b.slots[name] != id {
+	if !ok || b.rules.named(id, name) == nil || b.slots.at(name) != id {
 		return "", false
 	}
 	return name, true
@@ -143,7 +143,7 @@ func (b *Backend) Learn(bs []NameBinding) error {
 			continue // asked while learning, under no name rule: nothing to bind
 		}
 		r := b.rules.named(nb.Rule, b.slotName.name(nb.Rule))
-		if r == nil || !r.HasNames() || b.slots[r.Name] != nb.Rule {
+		if r == nil || !r.HasNames() || b.slots.at(r.Name) != nb.Rule {
 			errs = append(errs, fmt.Errorf("rule id %d: %w", nb.Rule, ErrNoRule))
 			continue
 		}
@@ -511,7 +511,7 @@ func (b *Backend) boundNames(slot uint32, addr netip.Addr) []string {
 // connection to a bound address is judged by its name entries.
 func (b *Backend) matchHeld(r *engine.Rule, dst netip.Addr, port uint16, proto engine.Proto) (engine.Verdict, bool) {
 	b.bindMu.RLock()
-	names := b.boundNames(b.slots[r.Name], dst)
+	names := b.boundNames(b.slots.at(r.Name), dst)
 	b.bindMu.RUnlock()
 	m, ok := engine.MatchAttempt(r, engine.Attempt{Dir: engine.DirOut, Addr: dst, Port: port, Proto: proto}, names)
 	return m.Verdict, ok

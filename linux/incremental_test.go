@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -76,7 +75,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		}
 	}
 	slot := func(name string) uint32 {
-		s, ok := tb.slots[name]
+		s, ok := tb.slots.get(name)
 		if !ok {
 			t.Fatalf("rule %s has no slot", name)
 		}
@@ -129,7 +128,7 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 		if !reflect.DeepEqual(kept.exe, in.exe) || !reflect.DeepEqual(kept.dests, in.dests) || !reflect.DeepEqual(kept.paths, in.paths) {
 			t.Errorf("generation %d: the backend's record differs from the kernel's maps", g)
 			for i := range p.Rules {
-				if s := tb.slots[p.Rules[i].Name]; s >= 13 && s <= 16 {
+				if s := tb.slots.at(p.Rules[i].Name); s >= 13 && s <= 16 {
 					t.Logf("rule %s slot %d exe %s ids %v", p.Rules[i].Name, s, filepath.Base(p.Rules[i].Exe), tb.ids.exe.list(p.Rules[i].Exe))
 				}
 			}
@@ -176,15 +175,21 @@ func checkLikeFull(t *testing.T, tb *testBackend, p *engine.Policy, wantDelta bo
 	if slices.Sort(inTable); !slices.Equal(inTable, names) {
 		t.Errorf("rule table: %v, want %v", inTable, names)
 	}
-	if got := slices.Sorted(maps.Keys(tb.slots)); !slices.Equal(got, names) {
+	if got := slices.Sorted(func(yield func(string) bool) {
+		for n := range tb.slots.all() {
+			if !yield(n) {
+				return
+			}
+		}
+	}); !slices.Equal(got, names) {
 		t.Errorf("slots: %v, want %v", got, names)
 	}
 	// Events name the rule of their slot, with its exe.
 	snap := tb.names.Load()
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		name, _ := snap.slotName.get(tb.slots[r.Name])
-		got := snap.rule(tb.slots[r.Name], name)
+		name, _ := snap.slotName.get(tb.slots.at(r.Name))
+		got := snap.rule(tb.slots.at(r.Name), name)
 		if name != r.Name || got == nil || got.Exe != r.Exe || got.Action != r.Action {
 			t.Errorf("slot of %s: events would name %q (%+v)", r.Name, name, got)
 		}

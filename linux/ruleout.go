@@ -883,7 +883,7 @@ func (b *Backend) makeRoom(c *generation, gen uint32) error {
 		m := o.counts
 		n = ruleCounts{n.exe + m.exe, n.paths + m.paths, n.named + m.named, n.cgroups + m.cgroups, n.uids + m.uids, n.gids + m.gids, n.dests + m.dests}
 	}
-	return makeRoom(b.sized.needs(n, len(b.slots)))
+	return makeRoom(b.sized.needs(n, b.slots.len()))
 }
 
 // needs is what makeRoom is given for n entries and names counter names.
@@ -941,21 +941,21 @@ func (b *Backend) makeRoomAhead(p *engine.Policy) <-chan error {
 // they are until compile is done).
 func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
 	limit := b.counters.limit()
-	if uint64(b.nextSlot)+uint64(len(p.Rules))+uint64(len(b.slots)) < uint64(limit) &&
+	if uint64(b.nextSlot)+uint64(len(p.Rules))+uint64(b.slots.len()) < uint64(limit) &&
 		!slices.Contains(b.counters.chunks[:limit>>counterChunkBits], nil) {
 		return nil // every slot it can hand is in the chunks in place
 	}
 	if b.policy != nil && sameNames(b.policy, p) {
 		return nil // no new name: no slot to hand
 	}
-	next, live := b.nextSlot, len(b.slots)
+	next, live := b.nextSlot, b.slots.len()
 	named := map[string]bool{} // names handed a slot in this walk
 	taken := map[uint32]bool{}
 	want := map[uint32]bool{}
 	var out []uint32
 	for i := range p.Rules {
 		name := p.Rules[i].Name
-		if _, ok := b.slots[name]; ok || named[name] {
+		if _, ok := b.slots.get(name); ok || named[name] {
 			continue
 		}
 		for tries := 0; ; tries++ {
@@ -971,7 +971,7 @@ func (b *Backend) chunksAhead(p *engine.Policy) []uint32 {
 				continue
 			}
 			if old, used := b.slotName.get(s); used {
-				if _, ok := b.slots[old]; ok || named[old] {
+				if _, ok := b.slots.get(old); ok || named[old] {
 					continue
 				}
 			}
@@ -1011,14 +1011,14 @@ func (b *Backend) sizedAhead(p *engine.Policy, in ruleCounts) map[*sizedMap]int 
 	}
 	// Counter names: every rule's at most; the new ones counted only when
 	// that is too many.
-	names := len(b.slots) + len(p.Rules)
+	names := b.slots.len() + len(p.Rules)
 	if uint64(names) > uint64(b.sized.CounterNames.MaxEntries()) {
-		names = len(b.slots)
+		names = b.slots.len()
 		if b.policy != nil && sameNames(b.policy, p) {
 			return b.sizedNeed(est, names) // no new name: no lookups
 		}
 		for i := range p.Rules {
-			if _, ok := b.slots[p.Rules[i].Name]; !ok {
+			if _, ok := b.slots.get(p.Rules[i].Name); !ok {
 				names++
 			}
 		}

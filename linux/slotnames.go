@@ -88,7 +88,7 @@ func ruleTableOf(p *engine.Policy, slot func(i int) uint32) slotRuleTable {
 
 // ruleNamed is the rule in force named name, if any.
 func (b *Backend) ruleNamed(name string) *engine.Rule {
-	slot, ok := b.slots[name]
+	slot, ok := b.slots.get(name)
 	if !ok {
 		return nil
 	}

@@ -24,8 +24,9 @@ func TestChunksAheadMatchesSlotFor(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
 		nchunks := 1 + rng.IntN(6)
-		b := &Backend{slots: map[string]uint32{}, freshSlots: map[uint32]bool{},
+		b := &Backend{freshSlots: map[uint32]bool{},
 			counters: &counterChunks{chunks: make([]*ebpf.Map, 40), unused: make([]*chunkBits, 40)}}
+		b.slots = newSlotIndex(&b.slotName)
 		for i := range nchunks {
 			if i == 0 || rng.IntN(3) > 0 {
 				b.counters.chunks[i] = &ebpf.Map{} // in place (never read here)
@@ -41,8 +42,8 @@ func TestChunksAheadMatchesSlotFor(t *testing.T) {
 			switch rng.IntN(4) {
 			case 0:
 				name := fmt.Sprintf("live%d", s)
-				b.slots[name] = uint32(s)
 				b.slotName.set(uint32(s), name)
+				b.slots.set(name, uint32(s))
 			case 1:
 				b.slotName.set(uint32(s), fmt.Sprintf("stale%d", s))
 			}

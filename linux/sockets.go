@@ -71,7 +71,7 @@ func (b *Backend) sweep(g *generation, p *engine.Policy, gen uint32) (int, error
 		if bySlot == nil {
 			bySlot = make(map[uint32]*engine.Rule, len(p.Rules))
 			for i := range p.Rules {
-				if s, ok := b.slots[p.Rules[i].Name]; ok {
+				if s, ok := b.slots.get(p.Rules[i].Name); ok {
 					bySlot[s] = &p.Rules[i]
 				}
 			}

@@ -125,7 +125,7 @@ func TestSyncReinstatesCounterChunk(t *testing.T) {
 		t.Fatalf("denied %d before the tampering, want 1", n)
 	}
 
-	slot := b.slots["d"]
+	slot := b.slots.at("d")
 	chunk := slot >> counterChunkBits
 	if err := b.objs.Counters.Delete(chunk); err != nil {
 		t.Fatalf("delete counters chunk %d: %v", chunk, err)
@@ -259,7 +259,7 @@ func TestSyncFindsEveryKindOfTamper(t *testing.T) {
 			if err := b.sized.Dests.Delete(k); err != nil {
 				return err
 			}
-			k.Rule = gen<<31 | b.slots["c"]
+			k.Rule = gen<<31 | b.slots.at("c")
 			return b.sized.Dests.Update(k, v, ebpf.UpdateNoExist)
 		}},
 	} {
@@ -317,7 +317,7 @@ func TestSyncForgetsATamperedIdleGeneration(t *testing.T) {
 		t.Fatal("a sync with nothing tampered forgot the idle generation")
 	}
 	idle := gen ^ 1
-	slot := b.slots["d"]
+	slot := b.slots.at("d")
 	var k datapathExeKey
 	var v datapathRule
 	found := false
