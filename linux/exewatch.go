@@ -5,6 +5,7 @@ package linux
 import (
 	"errors"
 	"maps"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,19 +29,19 @@ type exeWatch struct {
 	fd      int // inotify, non-blocking; -1 when unavailable
 	wdDir   map[int32]string
 	dirWd   map[string]int32
-	seq     uint64            // events seen so far
-	floor   uint64            // entries validated before this are stale (overflow, full re-check)
-	changed map[string]uint64 // component -> seq of its last event
+	seq     uint32            // events seen so far (step)
+	floor   uint32            // entries validated before this are stale (overflow, full re-check)
+	changed map[string]uint32 // component -> seq of its last event
 	entries resolved
 	// shared says entries is also the memo's and maybe the identities in
 	// force (shareEntries): copied before it changes.
 	shared bool
 	buf    []byte
-	polled  bool              // some exe path of the last resolution is not remembered: check it at every interval
-	events  bool              // events came since the watcher last looked (whoever drained them)
-	extra   map[string]int    // deps of entries that have their own list (symlinks met), counted
-	reals   map[string]string // realDir's answers during one resolution
-	plain   map[string]bool   // plainDir's answers during one resolution
+	polled bool              // some exe path of the last resolution is not remembered: check it at every interval
+	events bool              // events came since the watcher last looked (whoever drained them)
+	extra  map[string]int    // deps of entries that have their own list (symlinks met), counted
+	reals  map[string]string // realDir's answers during one resolution
+	plain  map[string]bool   // plainDir's answers during one resolution
 	// epoch moves whenever an entry may have gone stale (an event for a
 	// name some entry depends on, an overflow, a full re-check): memo, the
 	// last resolution's answers, holds while it stays (places.go).
@@ -51,12 +52,12 @@ type exeWatch struct {
 // exeEntry is what resolving one exe path found, valid while no component
 // it depends on changed after seq.
 type exeEntry struct {
-	seq   uint64
+	seq   uint32 // 32 bits (exeWatch.step): an entry is 64 bytes, not 80 (1.6 MB at 100,000 rules)
+	hasID bool
+	hasPl bool
 	id    engine.FileID
 	pl    place
 	links *exeLinks // nil for a path whose resolution met no symlink (nearly all)
-	hasID bool
-	hasPl bool
 }
 
 // exeLinks is what an entry keeps of the symlinks its resolution met: apart,
@@ -96,7 +97,7 @@ const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 func newExeWatch() *exeWatch {
-	w := &exeWatch{fd: -1, wdDir: map[int32]string{}, dirWd: map[string]int32{}, changed: map[string]uint64{}, entries: resolved{}, extra: map[string]int{}}
+	w := &exeWatch{fd: -1, wdDir: map[int32]string{}, dirWd: map[string]int32{}, changed: map[string]uint32{}, entries: resolved{}, extra: map[string]int{}}
 	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
 		w.fd = fd
 		w.buf = make([]byte, 64<<10)
@@ -131,7 +132,7 @@ func (w *exeWatch) drain() {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&w.buf[off]))
 			name := w.buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
 			off += unix.SizeofInotifyEvent + int(ev.Len)
-			w.seq++
+			w.step()
 			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
 				w.floor, w.events = w.seq, true
 				w.epoch++
@@ -175,10 +176,26 @@ func (w *exeWatch) drain() {
 func (w *exeWatch) invalidateAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.seq++
+	w.step()
 	w.floor = w.seq
 	w.epoch++
 	clear(w.changed)
+}
+
+// step counts one more event (or full re-check). The count has 32 bits:
+// at its end, once in 4 billion events, every entry is forgotten and it
+// starts again (the next resolution looks every path up).
+func (w *exeWatch) step() {
+	if w.seq == math.MaxUint32 {
+		w.entries, w.shared = resolved{}, false
+		w.extra = map[string]int{}
+		clear(w.changed)
+		w.seq, w.floor = 0, 0
+		w.epoch++
+		w.memo = nil
+		w.events = true
+	}
+	w.seq++
 }
 
 // lookup returns the still-valid entry of path, or nil.
@@ -259,7 +276,7 @@ func (w *exeWatch) prepare(path string) bool {
 // store records what path resolved to. chain is every name its resolution
 // went through (the path's prefixes, the symlinks and their targets'
 // prefixes); their real directories are watched too.
-func (w *exeWatch) store(path string, seq uint64, e *exeEntry, chain []string) bool {
+func (w *exeWatch) store(path string, seq uint32, e *exeEntry, chain []string) bool {
 	var deps []string
 	same := true
 	for _, c := range chain {
@@ -303,7 +320,7 @@ func (w *exeWatch) forget(path string, e *exeEntry) {
 // storeOwn is store for a path that is no symlink and whose directories
 // are all their own real paths, watched (plainDir of its directory): its
 // chain is its own prefixes, checked when looked up.
-func (w *exeWatch) storeOwn(path string, seq uint64, e *exeEntry) {
+func (w *exeWatch) storeOwn(path string, seq uint32, e *exeEntry) {
 	e.seq = seq
 	e.setLinks(e.names(), nil)
 	w.own()

@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,5 +74,34 @@ func TestApplySeesReplacedFiles(t *testing.T) {
 		if e := b.exes.entries[exe]; e == nil || e.id != now[exe] {
 			t.Errorf("%s is not remembered with its new identity after the apply: %+v", exe, e)
 		}
+	}
+}
+
+// TestExeWatchCountWraps: at the end of its 32-bit event count the watcher
+// forgets every entry (each was validated at a count that would read as in
+// the future) and counts again; no entry outlives the wrap.
+func TestExeWatchCountWraps(t *testing.T) {
+	w := newExeWatch()
+	defer w.close()
+	e := &exeEntry{seq: math.MaxUint32 - 1, hasID: true}
+	w.entries["/bin/x"] = e
+	w.seq = math.MaxUint32 - 1
+	w.changed["/bin"] = w.seq
+	w.memo = &idMemo{epoch: w.epoch, found: resolved{"/bin/x": e}}
+	if w.lookup("/bin/x") != e {
+		t.Fatal("the entry is not found before the wrap")
+	}
+	w.step()
+	if w.seq != math.MaxUint32 || len(w.entries) != 1 {
+		t.Fatalf("before its end the count is %d with %d entries", w.seq, len(w.entries))
+	}
+	epoch := w.epoch
+	w.step()
+	if w.seq != 1 || w.floor != 0 || len(w.entries) != 0 || len(w.changed) != 0 || w.memo != nil || w.epoch == epoch {
+		t.Fatalf("after the wrap: seq %d floor %d, %d entries, %d changed, memo %v, epoch moved %v",
+			w.seq, w.floor, len(w.entries), len(w.changed), w.memo != nil, w.epoch != epoch)
+	}
+	if w.lookup("/bin/x") != nil {
+		t.Fatal("an entry outlived the wrap")
 	}
 }
