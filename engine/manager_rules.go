@@ -56,7 +56,11 @@ func (m *Manager) validate(p *Policy) error {
 func (m *Manager) saveRunnable(seen *runnableSeen) {
 	seen.known = nil
 	m.saving.Add(1)
+	// A later save waits for this one (saveMu): Settle waits for the last.
+	done := make(chan struct{})
+	m.lastSave.Store(&done)
 	go func() {
+		defer close(done)
 		defer m.saving.Done()
 		m.saveMu.Lock()
 		defer m.saveMu.Unlock()

@@ -26,11 +26,13 @@ func TestRunnableCache(t *testing.T) {
 	if err := m.validate(p); err != nil {
 		t.Fatal(err)
 	}
-	m.Close() // waits for the cache's write
+	m.Settle() // waits for the cache's write
 	key, _ := runKeyOf(bin)
 	if seen := loadRunnable(cache); len(seen.known) != 1 || !seen.known[key] {
 		t.Fatalf("the cache holds %v, want the key of %s", seen.known, bin)
 	}
+	m.Close()
+	NewManager(ManagerConfig{}).Settle() // nothing started: returns
 
 	// Taken at its word while the file is as it was: the cache, not the
 	// file, says this one is runnable.

@@ -208,7 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := sdNotify("READY=1\nSTATUS=enforcing " + cfg.Policy); err != nil {
 		log.Warn("notify service manager", "err", err)
 	}
-	go releaseStartMemory(log)
+	go releaseStartMemory(log, m)
 	go trimHeap(ctx)
 
 	select {
