@@ -132,7 +132,7 @@ func TestCompileActionChange(t *testing.T) {
 						t.Fatal(err)
 					}
 					g := got.rules.get(7)
-					if g.rule.Action != uint8(to) || g.rule.Audit != b2u(audit) || g.sum != want.sum || g.rule != want.rule || !g.sameKeys(want) {
+					if g.rule.Action != uint8(to) || g.rule.Audit != b2u(audit) || g.sum != want.sum || g.stamped(0) != want.stamped(0) || !g.sameKeys(want) {
 						t.Errorf("%v -> %v audit %v, entries %v: got %+v, want %+v", from, to, audit, d, g.rule, want.rule)
 					}
 					for _, w := range want.dests {
@@ -152,7 +152,49 @@ func TestCompileActionChange(t *testing.T) {
 	prev, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(func(string) uint32 { return 7 }))
 	r.Action, r.Allow = engine.ActionAllow, []engine.Dest{{Prefix: pfx("10.0.0.0/8")}}
 	got, _ := compile(&engine.Policy{Rules: []engine.Rule{r}}, ids, slotFunc(func(string) uint32 { return 7 }), prev)
-	if o := got.rules.get(7); len(o.dests) != 1 || o.rule.HasDests != 1 || o.rule.Nlens4 != 1 {
+	if o := got.rules.get(7); len(o.dests) != 1 || o.rule.HasDests != 1 || o.stamped(0).Nlens4 != 1 {
 		t.Errorf("entries changed with the action: %+v, %v", o.rule, o.dests)
+	}
+}
+
+// TestStampedLensArePrefixLens: the prefix lengths a ruleOut's value
+// carries, made from its destination nodes, are those prefixLens finds in
+// its rule: per family, distinct, longest first, names left out.
+func TestStampedLensArePrefixLens(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	v4 := []string{"0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "192.0.2.0/24", "198.51.100.0/24"}
+	v6 := []string{"::/0", "2001:db8::/32", "2001:db8:1::/48", "2001:db8::1/128", "fd00::/8"}
+	for round := range 500 {
+		r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: engine.ActionAllow}
+		for range 1 + rng.IntN(6) {
+			var d engine.Dest
+			switch rng.IntN(3) {
+			case 0:
+				d.Prefix = netip.MustParsePrefix(v4[rng.IntN(len(v4))])
+			case 1:
+				d.Prefix = netip.MustParsePrefix(v6[rng.IntN(len(v6))])
+			default:
+				d.Name = "example.com"
+			}
+			if rng.IntN(2) == 0 {
+				r.Allow = append(r.Allow, d)
+			} else {
+				r.Deny = append(r.Deny, d)
+			}
+		}
+		ids := identities{exe: exeIDsOf(map[string][]engine.FileID{"/bin/x": {{Dev: 1, Ino: 2}}})}
+		o, err := compileRule(&r, 7, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want datapathRule
+		if err := prefixLens(&r, &want); err != nil {
+			t.Fatal(err)
+		}
+		got := o.stamped(0)
+		if got.Nlens4 != want.Nlens4 || got.Lens4 != want.Lens4 || got.Nlens6 != want.Nlens6 || got.Lens6 != want.Lens6 {
+			t.Fatalf("round %d, %v / %v: lengths %v %v / %v %v, want %v %v / %v %v", round, r.Allow, r.Deny,
+				got.Nlens4, got.Lens4, got.Nlens6, got.Lens6, want.Nlens4, want.Lens4, want.Nlens6, want.Lens6)
+		}
 	}
 }

@@ -22,10 +22,10 @@ import (
 // every rule that did not change, and an apply compiles and writes only the
 // rules that did.
 type ruleOut struct {
-	sum    ruleSum      // what it was compiled from, but its action and audit (in rule)
-	rule   datapathRule // Id is the slot, without the generation
-	sel    uint8        // selCgroup, selUser, selGroup; 0 for an exe rule
-	hasID  bool         // a cgroup: rule's cgroup exists
+	sum    ruleSum  // what it was compiled from, but its action and audit (in rule)
+	rule   ruleHead // Id is the slot, without the generation
+	sel    uint8    // selCgroup, selUser, selGroup; 0 for an exe rule
+	hasID  bool     // a cgroup: rule's cgroup exists
 	hasKey bool
 	// where is the exe's resolution, which says where it lives, for its
 	// path entry (pathKey; the 88-byte key is made when written); nil when
@@ -35,10 +35,18 @@ type ruleOut struct {
 	// key is the exe's identity when it has exactly one (hasKey), as nearly
 	// every exe rule has; for a cgroup:, user: or group: rule, key.Ino is
 	// the cgroup id, uid or gid (selID). One field for both, and what few
-	// rules have apart (more), keep a ruleOut at 112 bytes, not 176.
+	// rules have apart (more), keep a ruleOut at 96 bytes, not 176.
 	key   datapathFileId
 	dests []destOut
 	more  *ruleOutMore
+}
+
+// ruleHead is the datapath's rule value (datapathRule) without its prefix
+// lengths, which are those of the rule's destination nodes (stamped makes
+// them): 16 bytes, not 36, in every ruleOut.
+type ruleHead struct {
+	Id, Counter                                             uint32
+	Action, Audit, HasDests, Unrestricted, HasNames, InOpen uint8
 }
 
 // place is where o's exe lives, if that is known.
@@ -348,7 +356,7 @@ func reuse(r *engine.Rule, slot uint32, ids identities, prev []*generation) *rul
 
 func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) {
 	o := &ruleOut{sum: entriesSum(r)}
-	o.rule = datapathRule{
+	o.rule = ruleHead{
 		Id:       slot, // stable: see ruleID
 		Counter:  slot,
 		Action:   uint8(r.Action),
@@ -367,7 +375,9 @@ func compileRule(r *engine.Rule, slot uint32, ids identities) (*ruleOut, error) 
 		for k, v := range dests {
 			o.dests = append(o.dests, newDestOut(k, v))
 		}
-		if err := prefixLens(r, &o.rule); err != nil {
+		// The lengths are the nodes' (stamped); here only whether there
+		// are too many.
+		if err := prefixLens(r, &datapathRule{}); err != nil {
 			return nil, err
 		}
 	}
@@ -421,8 +431,24 @@ func (o *ruleOut) setExeKeys(exe string, ids identities) {
 
 // stamped is o's rule value as generation gen holds it.
 func (o *ruleOut) stamped(gen uint32) datapathRule {
-	dr := o.rule
-	dr.Id |= gen << 31
+	h := o.rule
+	dr := datapathRule{Id: h.Id | gen<<31, Counter: h.Counter, Action: h.Action, Audit: h.Audit, HasDests: h.HasDests,
+		Unrestricted: h.Unrestricted, HasNames: h.HasNames, InOpen: h.InOpen}
+	// The distinct prefix lengths of the nodes, per family, longest first:
+	// those of the rule's address entries (compileDests makes a node per
+	// distinct prefix; prefixLens says the same of the rule).
+	for _, d := range o.dests {
+		n, lens := &dr.Nlens4, &dr.Lens4
+		if d.key.Family == 6 {
+			n, lens = &dr.Nlens6, &dr.Lens6
+		}
+		if !slices.Contains(lens[:*n], d.key.Plen) && int(*n) < len(lens) {
+			lens[*n] = d.key.Plen
+			*n++
+		}
+	}
+	slices.SortFunc(dr.Lens4[:dr.Nlens4], func(a, b uint8) int { return int(b) - int(a) })
+	slices.SortFunc(dr.Lens6[:dr.Nlens6], func(a, b uint8) int { return int(b) - int(a) })
 	return dr
 }
 
@@ -690,7 +716,7 @@ func (b *Backend) writeSameKeys(old, g *generation, gen uint32) (done bool, err 
 	w.reserve(len(changed) / 2)
 	for i := 0; i < len(changed); i += 2 {
 		o, n := changed[i], changed[i+1]
-		if o.rule != n.rule {
+		if o.stamped(0) != n.stamped(0) { // (the prefix lengths too)
 			n.addSelectors(&w, gen)
 		}
 		for _, d := range n.dests {
