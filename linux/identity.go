@@ -303,10 +303,25 @@ func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out m
 	}
 }
 
+// storeOne is store of one path: its answer v (when has), its stat key
+// (when hasKey).
+func (c statCache[V]) storeOne(p string, key statKey, hasKey bool, v V, has bool) {
+	if !has {
+		delete(c, p)
+		return
+	}
+	if hasKey {
+		c[p] = struct {
+			key statKey
+			val V
+		}{key, v}
+	}
+}
+
 func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) error {
-	fds := make(map[uint32]string, len(paths))
+	fds := make(map[uint32]int, len(paths))
 	defer closeAll(fds)
-	for _, p := range paths {
+	for i, p := range paths {
 		// O_PATH: no read permission or side effects needed; f_inode is the
 		// same inode exec would map (the overlay inode on overlayfs).
 		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -316,104 +331,123 @@ func (r *resolver) identifyBatch(paths []string, out map[string]engine.FileID) e
 			}
 			return fmt.Errorf("open %s: %w", p, err)
 		}
-		fds[uint32(fd)] = p
+		fds[uint32(fd)] = i
 	}
-	return r.identifyOpen(fds, out)
+	return r.identifyOpen(fds, paths, func(i int, id engine.FileID) { out[paths[i]] = id })
 }
 
-func closeAll(fds map[uint32]string) {
+func closeAll(fds map[uint32]int) {
 	for fd := range fds {
 		unix.Close(int(fd))
 	}
 }
 
+// pathAnswer is what a resolution found of one path, kept by the path's
+// place in the list resolved: a policy's first resolution made a map by
+// path for each kind of answer (stat keys, symlinks, identities, places,
+// which were computed) and merged them, ~10 maps of 100,000 strings, the
+// part of a fresh apply that grew faster than the policy.
+type pathAnswer struct {
+	key                  statKey
+	id                   engine.FileID
+	pl                   place
+	hasKey, hasID, hasPl bool
+	link                 bool // a symlink (lstat's answer)
+	computed             bool // the identity is the file system's, not the resolver cache's
+	stale                bool // the place was resolved, not the places cache's
+}
+
 // identifyFirst is lstatKeys and identifyUncached for paths the cache
 // knows nothing of (the resolver's first resolution: a fresh backend, the
-// daemon's start): each path is opened once, without following a final
-// symlink, and that open's fstat is its lstat, where lstat and then an open
-// walked every path twice (~20 ms of a fresh apply of 10,000 rules here).
-// A symlink is stat'ed and opened through, as before.
-func (r *resolver) identifyFirst(paths []string) (keys map[string]statKey, links map[string]bool, out map[string]engine.FileID, err error) {
-	type answer struct {
-		keys  map[string]statKey
-		links []string
-		ids   map[string]engine.FileID
-		err   error
-	}
-	answers := make([]answer, (len(paths)+batch-1)/batch)
+// daemon's start), answering in ans (by position, len(paths)): each path
+// is opened once, without following a final symlink, and that open's
+// fstat is its lstat, where lstat and then an open walked every path twice
+// (~20 ms of a fresh apply of 10,000 rules here). A symlink is stat'ed and
+// opened through, as before.
+func (r *resolver) identifyFirst(paths []string, ans []pathAnswer) error {
+	errs := make([]error, (len(paths)+batch-1)/batch)
 	inParallel(len(paths), batch, func(lo, hi int) {
-		a := &answers[lo/batch]
-		a.keys, a.ids = make(map[string]statKey, hi-lo), make(map[string]engine.FileID, hi-lo)
-		fds := make(map[uint32]string, hi-lo)
-		defer closeAll(fds)
-		for _, p := range paths[lo:hi] {
-			fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-					continue
-				}
-				a.err = fmt.Errorf("open %s: %w", p, err)
-				return
-			}
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
-				unix.Close(fd)
-				a.err = fmt.Errorf("stat %s: %w", p, err)
-				return
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-				a.keys[p], fds[uint32(fd)] = keyOf(&st), p
+		errs[lo/batch] = r.identifyFirstBatch(paths, ans, lo, hi)
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *resolver) identifyFirstBatch(paths []string, ans []pathAnswer, lo, hi int) error {
+	fds := make(map[uint32]int, hi-lo)
+	defer closeAll(fds)
+	for i := lo; i < hi; i++ {
+		p, a := paths[i], &ans[i]
+		a.computed = true
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 				continue
 			}
+			return fmt.Errorf("open %s: %w", p, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
 			unix.Close(fd)
-			a.links = append(a.links, p)
-			if unix.Stat(p, &st) == nil {
-				a.keys[p] = keyOf(&st)
-			}
-			if fd, err = unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
-				fds[uint32(fd)] = p
-			} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
-				a.err = fmt.Errorf("open %s: %w", p, err)
-				return
-			}
+			return fmt.Errorf("stat %s: %w", p, err)
 		}
-		a.err = r.identifyOpen(fds, a.ids)
-	})
-	keys, links, out = make(map[string]statKey, len(paths)), map[string]bool{}, make(map[string]engine.FileID, len(paths))
-	for _, a := range answers {
-		if a.err != nil {
-			return nil, nil, nil, a.err
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			a.key, a.hasKey = keyOf(&st), true
+			fds[uint32(fd)] = i
+			continue
 		}
-		maps.Copy(keys, a.keys)
-		maps.Copy(out, a.ids)
-		for _, p := range a.links {
-			links[p] = true
+		unix.Close(fd)
+		a.link = true
+		if unix.Stat(p, &st) == nil {
+			a.key, a.hasKey = keyOf(&st), true
+		}
+		if fd, err = unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+			fds[uint32(fd)] = i
+		} else if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+			return fmt.Errorf("open %s: %w", p, err)
 		}
 	}
-	return keys, links, out, nil
+	return r.identifyOpen(fds, paths, func(i int, id engine.FileID) { ans[i].id, ans[i].hasID = id, true })
+}
+
+// rememberAnswers caches the identities computed for todo (ans by
+// position), but for the positions skip marks, as remember does.
+func (r *resolver) rememberAnswers(todo []string, ans []pathAnswer, skip []bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range todo {
+		if a := &ans[i]; a.computed && !skip[i] {
+			r.cache.storeOne(p, a.key, a.hasKey, a.id, a.hasID)
+		}
+	}
 }
 
 // split divides paths into those the resolver has an answer cached for
-// (valid or not: their stat keys tell) and the others.
-func (r *resolver) split(paths []string) (known, unknown []string) {
+// (valid or not: their stat keys tell) and the others, by position; when
+// it knows none, both are nil (every path is unknown).
+func (r *resolver) split(paths []string) (known, unknown []int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache) == 0 {
-		return nil, paths
+		return nil, nil
 	}
-	for _, p := range paths {
+	for i, p := range paths {
 		if _, ok := r.cache[p]; ok {
-			known = append(known, p)
+			known = append(known, i)
 		} else {
-			unknown = append(unknown, p)
+			unknown = append(unknown, i)
 		}
 	}
 	return known, unknown
 }
 
-// identifyOpen puts the identities of the files open as fds (fd -> path)
-// in out.
-func (r *resolver) identifyOpen(fds map[uint32]string, out map[string]engine.FileID) error {
+// identifyOpen calls set with the identity of each file open as an fd in
+// fds (fd -> position in paths, which name them for errors).
+func (r *resolver) identifyOpen(fds map[uint32]int, paths []string, set func(i int, id engine.FileID)) error {
 	if len(fds) == 0 {
 		return nil
 	}
@@ -421,12 +455,12 @@ func (r *resolver) identifyOpen(fds map[uint32]string, out map[string]engine.Fil
 	iter := r.iter
 	if iter == nil {
 		r.mu.Unlock()
-		for fd, p := range fds {
-			id, err := statID(int(fd), p)
+		for fd, i := range fds {
+			id, err := statID(int(fd), paths[i])
 			if err != nil {
-				return fmt.Errorf("stat %s: %w", p, err)
+				return fmt.Errorf("stat %s: %w", paths[i], err)
 			}
-			out[p] = id
+			set(i, id)
 		}
 		return nil
 	}
@@ -441,15 +475,25 @@ func (r *resolver) identifyOpen(fds map[uint32]string, out map[string]engine.Fil
 	if err != nil {
 		return fmt.Errorf("read identity iterator: %w", err)
 	}
+	reported := 0
 	for off := 0; off+fdIDSize <= len(data); off += fdIDSize {
 		fd, id := decodeFdID(data[off : off+fdIDSize])
-		if p, ok := fds[fd]; ok {
-			out[p] = id
+		if i, ok := fds[fd]; ok {
+			set(i, id)
+			reported++ // (a pass lists each open fd once)
 		}
 	}
-	for _, p := range fds {
-		if _, ok := out[p]; !ok {
-			return fmt.Errorf("identity iterator did not report %s", p)
+	if reported == len(fds) {
+		return nil
+	}
+	seen := map[uint32]bool{}
+	for off := 0; off+fdIDSize <= len(data); off += fdIDSize {
+		fd, _ := decodeFdID(data[off : off+fdIDSize])
+		seen[fd] = true
+	}
+	for fd, i := range fds {
+		if !seen[fd] {
+			return fmt.Errorf("identity iterator did not report %s", paths[i])
 		}
 	}
 	return nil

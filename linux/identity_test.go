@@ -101,9 +101,21 @@ func TestIdentifyFirstIsLstatThenIdentify(t *testing.T) {
 	os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "dirlink"))
 	paths := []string{file, inReal, filepath.Join(dir, "link"), filepath.Join(dir, "dangling"),
 		filepath.Join(dir, "missing"), filepath.Join(dir, "dirlink", "inner"), filepath.Join(dir, "real")}
-	keys, links, ids, err := b.resolver.identifyFirst(paths)
-	if err != nil {
+	ans := make([]pathAnswer, len(paths))
+	if err := b.resolver.identifyFirst(paths, ans); err != nil {
 		t.Fatal(err)
+	}
+	keys, links, ids := map[string]statKey{}, map[string]bool{}, map[string]engine.FileID{}
+	for i, p := range paths {
+		if ans[i].hasKey {
+			keys[p] = ans[i].key
+		}
+		if ans[i].link {
+			links[p] = true
+		}
+		if ans[i].hasID {
+			ids[p] = ans[i].id
+		}
 	}
 	wantKeys, wantLinks := lstatKeys(paths)
 	wantIDs, _, _, err := b.resolver.identifyUncached(paths, wantKeys)
@@ -115,5 +127,19 @@ func TestIdentifyFirstIsLstatThenIdentify(t *testing.T) {
 	}
 	if len(ids) != 5 || !links[filepath.Join(dir, "link")] || ids[filepath.Join(dir, "link")] != ids[file] {
 		t.Errorf("ids %v links %v: want 5 identities, the link's its target's", ids, links)
+	}
+}
+
+// TestJoinAsIsJoin: joinAs answers filepath.Join(dir, Base(p)), returning
+// p itself only where that is the same string.
+func TestJoinAsIsJoin(t *testing.T) {
+	for _, c := range []struct{ dir, p string }{
+		{"/usr/bin", "/usr/bin/curl"}, {"/real/bin", "/usr/bin/curl"}, {"/", "/curl"},
+		{"/a", "/a/.."}, {"/a", "/a/."}, {"/a/", "/a//x"}, {"/a", "/a//x"}, {"/", "//x"},
+		{"/a/b", "/a/b/c/"}, {"/ab", "/a/bc"},
+	} {
+		if got, want := joinAs(c.dir, c.p), filepath.Join(c.dir, filepath.Base(c.p)); got != want {
+			t.Errorf("joinAs(%q, %q) = %q, want %q", c.dir, c.p, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@
 package linux
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -102,5 +103,62 @@ func TestIdentifyMemo(t *testing.T) {
 	}
 	if got := b.ids.exe.list(c); len(got) == 0 || got[len(got)-1] != now[c] {
 		t.Errorf("the apply enforces %v for %s, the file is %v", got, c, now[c])
+	}
+}
+
+// TestResolutionWithoutInotify: with no inotify (every path resolved at
+// every apply, the resolver's stat cache saving the opens), a resolution
+// of paths the cache knows, and one of known and new paths together,
+// answer what the first did: identities, places and symlink names, for a
+// file, a symlink to one, a path through a symlinked directory, a
+// dangling symlink and a missing path.
+func TestResolutionWithoutInotify(t *testing.T) {
+	requireKernel(t)
+	b := newTestBackend(t, scratchCgroup(t), noWatch)
+	b.exes.close() // as when inotify_init1 fails: fd -1
+	dir := t.TempDir()
+	file := clientCopy(t, dir, "file")
+	os.Mkdir(filepath.Join(dir, "real"), 0o755)
+	clientCopy(t, filepath.Join(dir, "real"), "inner")
+	os.Symlink(file, filepath.Join(dir, "link"))
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling"))
+	os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "dirlink"))
+	other := clientCopy(t, dir, "other")
+	paths := []string{file, filepath.Join(dir, "link"), filepath.Join(dir, "dirlink", "inner"),
+		filepath.Join(dir, "dangling"), filepath.Join(dir, "missing")}
+	resolve := func(paths ...string) resolved {
+		t.Helper()
+		found, err := b.identifyCached(paths, &identities{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	first := resolve(paths...)
+	if b.exes.memo != nil || len(b.resolver.cache) == 0 {
+		t.Fatalf("memo %v, %d paths in the stat cache: want no memo and the cache used", b.exes.memo, len(b.resolver.cache))
+	}
+	if len(first.names(filepath.Join(dir, "link"))) == 0 {
+		t.Errorf("the symlink's names are missing: %v", first.nameLists())
+	}
+	view := func(e *exeEntry) string {
+		if e == nil {
+			return "nothing"
+		}
+		return fmt.Sprintf("id %v %v, place %v %v, names %q", e.hasID, e.id, e.hasPl, e.pl, e.names())
+	}
+	same := func(what string, got resolved, paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if g, w := view(got[p]), view(first[p]); g != w {
+				t.Errorf("%s, %s:\n got %s\nwant %s", what, p, g, w)
+			}
+		}
+	}
+	same("again, from the stat cache", resolve(paths...), paths...)
+	mixed := resolve(append([]string{other}, paths...)...)
+	same("with a new path", mixed, paths...)
+	if _, ok := mixed.id(other); !ok {
+		t.Errorf("the new path %s has no identity: %v", other, mixed.ids())
 	}
 }

@@ -177,9 +177,9 @@ func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 	if len(todo) == 0 {
 		return all, nil
 	}
-	watched := make(map[string]bool, len(todo))
-	for _, p := range todo {
-		watched[p] = w.prepare(p)
+	watched := make([]bool, len(todo))
+	for i, p := range todo {
+		watched[i] = w.prepare(p)
 	}
 	w.drain()
 	seq := w.seq
@@ -188,51 +188,23 @@ func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 	if len(w.entries) == 0 && len(todo) > 1024 {
 		w.entries, w.shared = make(resolved, len(todo)), false // a policy's first resolution
 	}
-	// One lstat per path tells a symlink (only those have names to
-	// follow) and, for the others, the stat key both caches check.
-	var keys map[string]statKey
-	var links map[string]bool
-	var fresh, idFresh map[string]engine.FileID
-	var idTodo []string
-	var err error
-	// A path the resolver has an answer for is lstat'ed first, so that its
-	// stat key may save the open; the others (all of them in a policy's
-	// first resolution) are opened once, key and identity (identifyFirst).
-	known, unknown := b.resolver.split(todo)
-	if keys, links, fresh, err = b.resolver.identifyFirst(unknown); err != nil {
+	ans := make([]pathAnswer, len(todo))
+	if err := b.identifyAnswers(todo, ans); err != nil {
 		return false, err
 	}
-	idFresh = maps.Clone(fresh)
-	computed := make(map[string]bool, len(unknown))
-	for _, p := range unknown {
-		computed[p] = true
-	}
-	if len(known) > 0 {
-		kKeys, kLinks := lstatKeys(known)
-		kOut, kTodo, kFresh, err := b.resolver.identifyUncached(known, kKeys)
-		if err != nil {
-			return false, err
+	// Places: from the cache while the stat key holds, else resolved.
+	var stale []int
+	for i, p := range todo {
+		a := &ans[i]
+		if e, hit := b.places[p]; a.hasKey && hit && e.key == a.key {
+			a.pl, a.hasPl = e.val, true
+			continue
 		}
-		maps.Copy(keys, kKeys)
-		maps.Copy(links, kLinks)
-		maps.Copy(fresh, kOut)
-		maps.Copy(idFresh, kFresh)
-		for _, p := range kTodo {
-			computed[p] = true
-		}
+		stale = append(stale, i)
 	}
-	for _, p := range todo { // in todo's order (notRemembered)
-		if computed[p] {
-			idTodo = append(idTodo, p)
-		}
-	}
-	places := make(map[string]place, len(todo))
-	stale := b.places.lookupKeyed(todo, keys, places)
-	new := make(map[string]place, len(stale))
-	if err := b.resolvePlaces(stale, links, new); err != nil {
+	if err := b.resolvePlaces(todo, stale, ans); err != nil {
 		return false, err
 	}
-	maps.Copy(places, new)
 	// What inotify now watches needs no stat key: the stat caches forget it
 	// (a path seen changed is resolved afresh, stat key and all), and keep
 	// what was resolved of the others. (Caching everything, then
@@ -241,30 +213,35 @@ func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 	var remembered []string
 	isRemembered := make([]bool, len(todo))
 	defer func() {
-		b.places.store(notRemembered(stale, todo, isRemembered), keys, new, nil)
-		b.resolver.remember(notRemembered(idTodo, todo, isRemembered), keys, idFresh)
+		for i, p := range todo {
+			if a := &ans[i]; a.stale && !isRemembered[i] {
+				b.places.storeOne(p, a.key, a.hasKey, a.pl, a.hasPl)
+			}
+		}
+		b.resolver.rememberAnswers(todo, ans, isRemembered)
 		for _, p := range remembered {
 			delete(b.places, p)
 		}
 		b.resolver.forget(remembered)
 	}()
 	for i, p := range todo {
+		a := &ans[i]
 		e := &exeEntry{}
-		if links[p] {
+		if a.link {
 			e.setLinks(symlinkNames(p), nil)
 		}
-		e.id, e.hasID = fresh[p]
-		e.pl, e.hasPl = places[p]
+		e.id, e.hasID = a.id, a.hasID
+		e.pl, e.hasPl = a.pl, a.hasPl
 		if e.hasID || e.hasPl || e.links != nil {
 			found[p] = e
 		}
 		stored := false
-		if watched[p] && e.hasID {
-			if !links[p] && w.plainDir(filepath.Dir(p)) {
+		if watched[i] && e.hasID {
+			if !a.link && w.plainDir(filepath.Dir(p)) {
 				w.storeOwn(p, seq, e)
 				stored = true
-			} else if real, err := w.realPath(p, !links[p]); err == nil {
-				stored = w.store(p, seq, e, chainOf(p, real, links[p]))
+			} else if real, err := w.realPath(p, !a.link); err == nil {
+				stored = w.store(p, seq, e, chainOf(p, real, a.link))
 			}
 		}
 		w.polled = w.polled || !stored
@@ -276,6 +253,52 @@ func (b *Backend) identifyFresh(paths []string, found resolved) (bool, error) {
 		}
 	}
 	return all, nil
+}
+
+// identifyAnswers puts in ans (by position) each path's stat key, whether
+// it is a symlink, and its identity: a path the resolver has an answer for
+// is lstat'ed first, so that its stat key may save the open; the others
+// (all of them in a policy's first resolution) are opened once, key and
+// identity (identifyFirst).
+func (b *Backend) identifyAnswers(todo []string, ans []pathAnswer) error {
+	known, unknown := b.resolver.split(todo)
+	if len(known) == 0 {
+		return b.resolver.identifyFirst(todo, ans)
+	}
+	pick := func(idx []int) []string {
+		out := make([]string, len(idx))
+		for k, i := range idx {
+			out[k] = todo[i]
+		}
+		return out
+	}
+	if len(unknown) > 0 {
+		ua := make([]pathAnswer, len(unknown))
+		if err := b.resolver.identifyFirst(pick(unknown), ua); err != nil {
+			return err
+		}
+		for k, i := range unknown {
+			ans[i] = ua[k]
+		}
+	}
+	kp := pick(known)
+	keys, links := lstatKeys(kp)
+	out, computed, _, err := b.resolver.identifyUncached(kp, keys)
+	if err != nil {
+		return err
+	}
+	isComputed := make(map[string]bool, len(computed))
+	for _, p := range computed {
+		isComputed[p] = true
+	}
+	for _, i := range known {
+		p, a := todo[i], &ans[i]
+		a.key, a.hasKey = keys[p]
+		a.link = links[p]
+		a.id, a.hasID = out[p]
+		a.computed = isComputed[p]
+	}
+	return nil
 }
 
 // notRemembered is sub, a subsequence of todo, without the paths whose
@@ -330,30 +353,29 @@ func lstatKeys(paths []string) (keys map[string]statKey, links map[string]bool) 
 	return keys, links
 }
 
-// resolvePlaces finds where each executable lives (through symlinks, as exec
-// does), so the exec hook can recognise a new file renamed over it. links
-// says which paths are symlinks; the others live in their directory's real
-// path (w.realDir, asked once per directory), and each directory's
-// identity is asked once.
-func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[string]place) error {
-	dirs := map[string]string{} // exe path -> real parent dir
-	names := map[string]string{}
+// resolvePlaces finds where each executable paths[i] (i in idx) lives
+// (through symlinks, as exec does), so the exec hook can recognise a new
+// file renamed over it; ans[i] says whether it is a symlink and gets the
+// place. The others live in their directory's real path (w.realDir, asked
+// once per directory), and each directory's identity is asked once.
+func (b *Backend) resolvePlaces(paths []string, idx []int, ans []pathAnswer) error {
+	dirs := make([]string, len(idx)) // the real parent dir of each, "" for none
+	names := make([]string, len(idx))
 	var want []string
 	wanted := map[string]bool{}
-	for _, p := range paths {
+	for k, i := range idx {
+		p := paths[i]
+		ans[i].stale = true
 		var real string
-		if links[p] {
+		if ans[i].link {
 			var err error
 			if real, err = filepath.EvalSymlinks(p); err != nil {
 				real = filepath.Clean(p) // dangling: its directory may be there
 			}
 		} else if dir, err := b.exes.realDir(filepath.Dir(p)); err == nil {
-			if real = filepath.Join(dir, filepath.Base(p)); real == p {
-				// The place's name is then a part of the policy's own
-				// string, not of a copy kept for it (2-3 MB at 100,000
-				// rules).
-				real = p
-			}
+			// The place's name is then a part of the policy's own string,
+			// not of a copy kept for it (2-3 MB at 100,000 rules).
+			real = joinAs(dir, p)
 		} else {
 			real = filepath.Clean(p) // not there yet: its directory may be
 		}
@@ -362,7 +384,7 @@ func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[s
 			continue
 		}
 		dir := filepath.Dir(real)
-		dirs[p], names[p] = dir, name
+		dirs[k], names[k] = dir, name
 		if !wanted[dir] {
 			wanted[dir] = true
 			want = append(want, dir)
@@ -372,12 +394,27 @@ func (b *Backend) resolvePlaces(paths []string, links map[string]bool, out map[s
 	if err != nil {
 		return err
 	}
-	for p, dir := range dirs {
-		if id, ok := ids[dir]; ok {
-			out[p] = place{dir: id, name: names[p]}
+	for k, i := range idx {
+		if dirs[k] == "" {
+			continue
+		}
+		if id, ok := ids[dirs[k]]; ok {
+			ans[i].pl, ans[i].hasPl = place{dir: id, name: names[k]}, true
 		}
 	}
 	return nil
+}
+
+// joinAs is filepath.Join(dir, filepath.Base(p)), which is p itself (the
+// same string, no copy) when p is dir, a slash and that name, with dir
+// clean: the common case, where Join made and cleaned a new string per
+// path.
+func joinAs(dir, p string) string {
+	base := filepath.Base(p)
+	if base != "." && base != ".." && len(dir) > 1 && dir[len(dir)-1] != '/' && len(p) == len(dir)+1+len(base) && p[len(dir)] == '/' && p[:len(dir)] == dir && p[len(dir)+1:] == base {
+		return p
+	}
+	return filepath.Join(dir, base)
 }
 
 // pruneLearned forgets identities the exec hook recorded once userspace has
