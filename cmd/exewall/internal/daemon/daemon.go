@@ -97,7 +97,11 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	backendLoaded := tuneGC() // memory.go
+	var policyBytes int64
+	if st, err := os.Stat(cfg.Policy); err == nil {
+		policyBytes = st.Size()
+	}
+	backendLoaded := tuneGC(policyBytes) // memory.go
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}

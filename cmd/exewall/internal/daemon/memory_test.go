@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
@@ -14,25 +15,42 @@ func gcPercentNow() int {
 	return p
 }
 
-// TestTuneGC: the backend loads with loadGCPercent, the rest runs with
-// gcPercent; a GOGC from the environment is left alone throughout.
+// TestTuneGC: the backend loads with loadGCPercent under loadMemoryLimit,
+// the rest runs with gcPercent and the limit as it was; a GOGC from the
+// environment is left alone throughout, and a GOMEMLIMIT too.
 func TestTuneGC(t *testing.T) {
-	saved := gcPercentNow()
-	t.Cleanup(func() { debug.SetGCPercent(saved) })
+	saved, savedLimit := gcPercentNow(), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(saved); debug.SetMemoryLimit(savedLimit) })
+	debug.SetMemoryLimit(math.MaxInt64)
 
 	t.Setenv("GOGC", "")
-	loaded := tuneGC()
+	t.Setenv("GOMEMLIMIT", "")
+	loaded := tuneGC(11 << 20)
 	if got := gcPercentNow(); got != loadGCPercent {
 		t.Fatalf("while the backend loads GOGC is %d, want %d", got, loadGCPercent)
+	}
+	if got, want := debug.SetMemoryLimit(-1), loadMemoryLimit(11<<20); got != want || want != 86<<20 {
+		t.Fatalf("while the backend loads the memory limit is %d, want %d (86 MiB)", got, want)
 	}
 	loaded()
 	if got := gcPercentNow(); got != gcPercent {
 		t.Fatalf("once it is loaded GOGC is %d, want %d", got, gcPercent)
 	}
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("once it is loaded the memory limit is %d, want none", got)
+	}
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	loaded = tuneGC(0)
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Fatalf("GOMEMLIMIT from the environment became %d while the backend loads", got)
+	}
+	loaded()
 
 	t.Setenv("GOGC", "77")
 	debug.SetGCPercent(77)
-	loaded = tuneGC()
+	loaded = tuneGC(0)
 	loaded()
 	if got := gcPercentNow(); got != 77 {
 		t.Fatalf("GOGC from the environment became %d", got)
