@@ -83,8 +83,8 @@ type Backend struct {
 	slots      *slotIndex       // rule name -> counter slot, for the rules in force
 	slotName   slotNames        // counter slot -> rule name, kept after a rule goes until the slot is reused
 	nextSlot   uint32
-	freshSlots map[uint32]bool // slots allocated by the apply in progress
-	roomAhead  <-chan error    // makeRoomAhead's growth in progress (ruleout.go)
+	freshSlots []uint32     // slots allocated by the apply in progress, in that order
+	roomAhead  <-chan error // makeRoomAhead's growth in progress (ruleout.go)
 	// aheadChunks records the counter chunks makeRoomAhead put in place
 	// (set by its goroutine before it reports on roomAhead).
 	aheadChunks func()
@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg Config) (_ *Backend, retErr error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, links: map[string]link.Link{}, places: statCache[place]{},
-		nextSlot: 1, freshSlots: map[uint32]bool{}, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
+		nextSlot: 1, local: map[datapathLocalKey]uint8{}, violations: make(chan engine.Violation, violationChan),
 		done: make(chan struct{}), queue: violationQueue{wake: make(chan struct{}, 1)}}
 	b.slots = newSlotIndex(&b.slotName)
 

@@ -425,7 +425,7 @@ func (b *Backend) applyDeltaLocked(p *engine.Policy, d idsDelta, changed, remove
 		b.endOldIdentity(false) // the cgroup hooks judge with our maps now
 		b.repin = false
 	}
-	b.freshSlots, b.slotUndo = map[uint32]bool{}, nil
+	b.freshSlots, b.slotUndo = nil, nil
 	changedRules := make([]*engine.Rule, len(changed))
 	for k, i := range changed {
 		changedRules[k] = &p.Rules[i]

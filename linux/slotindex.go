@@ -70,9 +70,24 @@ func (x *slotIndex) set(name string, slot uint32) {
 	x.table[i] = slot
 }
 
-func (x *slotIndex) grow() {
+func (x *slotIndex) grow() { x.growTo(max(64, 2*len(x.table))) }
+
+// reserve makes room for n more names at once (a policy's first apply):
+// growing by doubling rehashed the table log2(n) times.
+func (x *slotIndex) reserve(n int) {
+	size := max(64, len(x.table))
+	for 2*(x.n+n+1) > size {
+		size *= 2
+	}
+	if size > len(x.table) {
+		x.growTo(size)
+	}
+}
+
+// growTo moves the table's slots to a table of size places (a power of two).
+func (x *slotIndex) growTo(size int) {
 	old := x.table
-	x.table = make([]uint32, max(64, 2*len(old)))
+	x.table = make([]uint32, size)
 	mask := len(x.table) - 1
 	for _, s := range old {
 		if s == 0 {

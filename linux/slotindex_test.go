@@ -29,6 +29,13 @@ func TestSlotIndexIsAMap(t *testing.T) {
 			want[name] = next
 			next++
 		}
+		if step%5003 == 0 { // room made ahead keeps what the index holds
+			k := rng.IntN(20000)
+			x.reserve(k)
+			if 2*(x.len()+k+1) > len(x.table) {
+				t.Fatalf("step %d: reserve(%d) with %d names left %d places", step, k, x.len(), len(x.table))
+			}
+		}
 		if step%997 == 0 {
 			got := maps.Collect(x.all())
 			if !maps.Equal(got, want) || x.len() != len(want) {

@@ -44,6 +44,14 @@ func (s *slotNames) del(slot uint32) {
 	}
 }
 
+// reserve makes room for slots below n without growing a slot at a time.
+func (s *slotNames) reserve(n int) {
+	if n > cap(s.names) {
+		s.own()
+		s.names = slices.Grow(s.names, n-len(s.names))
+	}
+}
+
 func (s *slotNames) own() {
 	if s.shared {
 		s.names, s.shared = slices.Clone(s.names), false

@@ -24,7 +24,7 @@ func TestChunksAheadMatchesSlotFor(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
 		nchunks := 1 + rng.IntN(6)
-		b := &Backend{freshSlots: map[uint32]bool{},
+		b := &Backend{
 			counters: &counterChunks{chunks: make([]*ebpf.Map, 40), unused: make([]*chunkBits, 40)}}
 		b.slots = newSlotIndex(&b.slotName)
 		for i := range nchunks {
