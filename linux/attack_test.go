@@ -127,6 +127,32 @@ func attack(sc string, res map[string]string) {
 			res["send"] = errName(unix.Sendto(fd, []byte("x"), 0, sa6))
 		}
 		time.Sleep(300 * time.Millisecond)
+	case "srh-handover":
+		// A restricted program creates a UDP socket and hands it across
+		// exec to H3_NEXT (unrestricted), running "srh-handed".
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			res["socket"] = errName(err)
+			return
+		}
+		if err := unix.Dup2(fd, 3); err != nil {
+			res["dup"] = errName(err)
+			return
+		}
+		var env []string
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, attackEnv+"=") {
+				env = append(env, e)
+			}
+		}
+		env = append(env, attackEnv+"=srh-handed")
+		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+	case "srh-handed":
+		// fd 3 is a UDP socket a restricted program created: this
+		// unrestricted one may set a routing header and send.
+		res["setsockopt"] = errName(unix.SetsockoptString(3, unix.IPPROTO_IPV6, unix.IPV6_RTHDR, string(srh(seg))))
+		res["send"] = errName(unix.Sendto(3, []byte("x"), 0, sa6))
+		time.Sleep(300 * time.Millisecond)
 	case "srh-cmsg":
 		fd, _ := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0)
 		oob := cmsg(unix.IPPROTO_IPV6, unix.IPV6_RTHDR, hdr)

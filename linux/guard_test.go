@@ -107,6 +107,44 @@ func TestSourceRoutesNeverLeave(t *testing.T) {
 	}
 }
 
+// TestHandedOverSocketSourceRouteNeverLeaves: a restricted program creates
+// a UDP socket and hands it across exec to an unrestricted one (both uid
+// 65534), which may put a routing header on it and send (the setter and the
+// sender are unrestricted): the socket's recorded creator is restricted, so
+// no source-routed packet leaves (the guard's egress, restricted_by).
+// Control: the unrestricted program's own socket does put one on the wire.
+func TestHandedOverSocketSourceRouteNeverLeaves(t *testing.T) {
+	requireKernel(t)
+	cg := scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	n := newTestNet(t)
+	dir := publicDir(t)
+	restricted, free := clientCopy(t, dir, "router"), clientCopy(t, dir, "free")
+	b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "router", Selector: engine.Selector{Exe: restricted}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{hostPrefix(n.allowed6)}},
+		{Name: "free", Selector: engine.Selector{Exe: free}, Action: engine.ActionAllow},
+	}})
+	port := 40000 + int(time.Now().UnixNano()%20000)
+	env := []string{"H3_SEG=" + n.b6.String(), "H3_DST=" + n.allowed6.String(), "H3_PORT=" + strconv.Itoa(port), "H3_NEXT=" + free}
+	stop := capture(t, n.a, n.ifa)
+	ctl := runAttacker(t, free, cg, n.a, "srh-udp", env, false, nil)
+	if len(sourceRouted(stop())) == 0 {
+		t.Fatalf("control: an unrestricted program's source-routed packet was not seen on the wire (%v): the test proves nothing", ctl)
+	}
+	stop = capture(t, n.a, n.ifa)
+	res := runAttacker(t, restricted, cg, n.a, "srh-handover", env, false, nil)
+	got := sourceRouted(stop())
+	// (A packet the egress hook drops fails the send with EPERM.)
+	if res["setsockopt"] != "" || (res["send"] != "" && res["send"] != "EPERM") {
+		t.Fatalf("the unrestricted program could not put the header on the handed-over socket or send (%v): the test proves nothing", res)
+	}
+	if len(got) > 0 {
+		t.Errorf("a socket a restricted program created put %d source-routed packets on the wire (%v), e.g. %s", len(got), res, got[0])
+	}
+	t.Logf("control %v; handed over %v", ctl, res)
+}
+
 // TestHandedOverPingSocketIsJudged is issue 13 item 4: an unrestricted
 // program creates a ping socket and hands it across exec to a restricted one
 // (both uid 65534); the restricted program's echo requests must not leave.
