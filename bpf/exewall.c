@@ -195,9 +195,9 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	/* names (issue 15): a rule with name entries has its DNS sent to the
 	 * forwarder (bpf/dns.h); hook is a constant here. */
 	struct dest_q q = { .family = family, .port = port, .proto = proto };
-	__builtin_memcpy(q.addr, addr, 16);
 	int learning = !r->has_names && dns_learning();
 	if (r->has_names || learning) {
+		__builtin_memcpy(q.addr, addr, 16);
 		__u32 rule = learning ? DNS_NO_RULE : r->counter;
 		int s = hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6 ? steer_dns6(ctx, &q, rule) : steer_dns4(ctx, &q, rule);
 		if (s != DNS_PASS) {
@@ -217,6 +217,9 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 		*in_open = rule_in_open(rc);
 		return 1;
 	}
+	/* (Filled here, not before the line above: an allow-all thread's
+	 * connect does not pay for the copy.) */
+	__builtin_memcpy(q.addr, addr, 16);
 	__u8 verdict = decide(r, &q), named = 0;
 	if (rc->has_named) {
 		/* The rule of a name this executable was run by may only tighten. */

@@ -90,6 +90,18 @@ func lsrr(seg netip.Addr) []byte {
 	return []byte{0x83, 7, 4, a[0], a[1], a[2], a[3], 0}
 }
 
+// execNext execs H3_NEXT, which runs scenario sc with this one's environment
+// (and the files it holds open: what it hands over).
+func execNext(sc string) error {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, attackEnv+"=") {
+			env = append(env, e)
+		}
+	}
+	return unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, append(env, attackEnv+"="+sc))
+}
+
 func attack(sc string, res map[string]string) {
 	if sc == "families" {
 		attackFamilies(res)
@@ -139,14 +151,7 @@ func attack(sc string, res map[string]string) {
 			res["dup"] = errName(err)
 			return
 		}
-		var env []string
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, attackEnv+"=") {
-				env = append(env, e)
-			}
-		}
-		env = append(env, attackEnv+"=srh-handed")
-		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+		res["exec"] = errName(execNext("srh-handed"))
 	case "srh-handed":
 		// fd 3 is a UDP socket a restricted program created: this
 		// unrestricted one may set a routing header and send.
@@ -292,14 +297,7 @@ func attack(sc string, res map[string]string) {
 			res["dup"] = errName(err)
 			return
 		}
-		var env []string
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, attackEnv+"=") {
-				env = append(env, e)
-			}
-		}
-		env = append(env, attackEnv+"=ping-inherited")
-		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+		res["exec"] = errName(execNext("ping-inherited"))
 	case "memo-exec":
 		// Allowed sends fill the per-CPU memo of the last verdict; the
 		// same thread then execs H3_NEXT (denied), which sends again.
@@ -314,14 +312,7 @@ func attack(sc string, res map[string]string) {
 			}
 		}
 		runtime.LockOSThread() // exec from the thread that sent
-		var env []string
-		for _, e := range os.Environ() {
-			if !strings.HasPrefix(e, attackEnv+"=") {
-				env = append(env, e)
-			}
-		}
-		env = append(env, attackEnv+"=memo-next")
-		res["exec"] = errName(unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, env))
+		res["exec"] = errName(execNext("memo-next"))
 	case "memo-next":
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {

@@ -33,6 +33,25 @@ func hostPrefix(a netip.Addr) engine.Dest {
 	return engine.Dest{Prefix: netip.PrefixFrom(a, a.BitLen())}
 }
 
+// sourceRouteSetup is what the source-route tests run in: a backend on a
+// scratch cgroup, a test network, and a policy where restricted (a client
+// copy) may reach only the allowed addresses and free anything.
+func sourceRouteSetup(t *testing.T) (cg string, n *testNet, restricted, free string) {
+	t.Helper()
+	requireKernel(t)
+	cg = scratchCgroup(t)
+	b := newTestBackend(t, cg)
+	n = newTestNet(t)
+	dir := publicDir(t)
+	restricted, free = clientCopy(t, dir, "router"), clientCopy(t, dir, "free")
+	b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
+		{Name: "router", Selector: engine.Selector{Exe: restricted}, Action: engine.ActionDeny,
+			Allow: []engine.Dest{hostPrefix(n.allowed4), hostPrefix(n.allowed6), hostPrefix(n.a6)}},
+		{Name: "free", Selector: engine.Selector{Exe: free}, Action: engine.ActionAllow},
+	}})
+	return cg, n, restricted, free
+}
+
 // TestSourceRoutesNeverLeave is the wire capture of issue 13 item 2: a
 // restricted program (uid 65534, in the attach cgroup, allowed to reach one
 // address only) tries every way to put a routing header (IPv6) or a source
@@ -42,17 +61,7 @@ func hostPrefix(a netip.Addr) engine.Dest {
 // program do put such packets on the wire: the control that the kernel
 // accepts them here and that the capture sees them.
 func TestSourceRoutesNeverLeave(t *testing.T) {
-	requireKernel(t)
-	cg := scratchCgroup(t)
-	b := newTestBackend(t, cg)
-	n := newTestNet(t)
-	dir := publicDir(t)
-	restricted, free := clientCopy(t, dir, "router"), clientCopy(t, dir, "free")
-	b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
-		{Name: "router", Selector: engine.Selector{Exe: restricted}, Action: engine.ActionDeny,
-			Allow: []engine.Dest{hostPrefix(n.allowed4), hostPrefix(n.allowed6), hostPrefix(n.a6)}},
-		{Name: "free", Selector: engine.Selector{Exe: free}, Action: engine.ActionAllow},
-	}})
+	cg, n, restricted, free := sourceRouteSetup(t)
 	cases := []struct {
 		sc     string
 		dst    netip.Addr
@@ -114,17 +123,7 @@ func TestSourceRoutesNeverLeave(t *testing.T) {
 // no source-routed packet leaves (the guard's egress, restricted_by).
 // Control: the unrestricted program's own socket does put one on the wire.
 func TestHandedOverSocketSourceRouteNeverLeaves(t *testing.T) {
-	requireKernel(t)
-	cg := scratchCgroup(t)
-	b := newTestBackend(t, cg)
-	n := newTestNet(t)
-	dir := publicDir(t)
-	restricted, free := clientCopy(t, dir, "router"), clientCopy(t, dir, "free")
-	b.apply(t, &engine.Policy{Default: engine.ActionAllow, Rules: []engine.Rule{
-		{Name: "router", Selector: engine.Selector{Exe: restricted}, Action: engine.ActionDeny,
-			Allow: []engine.Dest{hostPrefix(n.allowed6)}},
-		{Name: "free", Selector: engine.Selector{Exe: free}, Action: engine.ActionAllow},
-	}})
+	cg, n, restricted, free := sourceRouteSetup(t)
 	port := 40000 + int(time.Now().UnixNano()%20000)
 	env := []string{"H3_SEG=" + n.b6.String(), "H3_DST=" + n.allowed6.String(), "H3_PORT=" + strconv.Itoa(port), "H3_NEXT=" + free}
 	stop := capture(t, n.a, n.ifa)

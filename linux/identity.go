@@ -287,19 +287,11 @@ func (c statCache[V]) lookupKeyed(paths []string, keys map[string]statKey, out m
 func (c statCache[V]) store(todo []string, keys map[string]statKey, fresh, out map[string]V) {
 	for _, p := range todo {
 		v, ok := fresh[p]
-		if !ok {
-			delete(c, p)
-			continue
-		}
-		if out != nil {
+		if ok && out != nil {
 			out[p] = v
 		}
-		if key, ok := keys[p]; ok {
-			c[p] = struct {
-				key statKey
-				val V
-			}{key, v}
-		}
+		key, hasKey := keys[p]
+		c.storeOne(p, key, hasKey, v, ok)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -32,22 +31,6 @@ func TestDecodeFdID(t *testing.T) {
 	fd, id := decodeFdID(buf.Bytes())
 	if want := (engine.FileID{Dev: 0x800003, Gen: 0xdeadbeef, Ino: 1<<40 + 5}); fd != 7 || id != want {
 		t.Fatalf("decoded fd %d id %v, want 7 %v", fd, id, want)
-	}
-}
-
-func TestNotRemembered(t *testing.T) {
-	todo := []string{"/a", "/b", "/a", "/c", "/d"}
-	rem := []bool{false, true, true, false, true}
-	for _, c := range []struct{ sub, want []string }{
-		{[]string{"/a", "/b", "/a", "/c", "/d"}, []string{"/a", "/c"}},
-		{[]string{"/b", "/c"}, []string{"/c"}},
-		{[]string{"/a", "/a"}, []string{"/a"}},
-		{nil, []string{}},
-		{[]string{"/c", "/x", "/d"}, []string{"/c", "/x", "/d"}}, // not a subsequence from /x on: kept
-	} {
-		if got := notRemembered(c.sub, todo, rem); !slices.Equal(got, c.want) {
-			t.Errorf("notRemembered(%q) = %q, want %q", c.sub, got, c.want)
-		}
 	}
 }
 

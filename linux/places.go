@@ -301,26 +301,6 @@ func (b *Backend) identifyAnswers(todo []string, ans []pathAnswer) error {
 	return nil
 }
 
-// notRemembered is sub, a subsequence of todo, without the paths whose
-// place in todo is marked in rem.
-func notRemembered(sub, todo []string, rem []bool) []string {
-	out := make([]string, 0, len(sub))
-	i := 0
-	for k, p := range sub {
-		for i < len(todo) && todo[i] != p {
-			i++
-		}
-		if i == len(todo) { // (not a subsequence: keep the rest)
-			return append(out, sub[k:]...)
-		}
-		if !rem[i] {
-			out = append(out, p)
-		}
-		i++
-	}
-	return out
-}
-
 // lstatKeys lstats every path once: links says which are symlinks, keys
 // holds the stat key of each path stat() succeeds on (for a path that is no
 // symlink lstat's answer is stat's).
