@@ -166,27 +166,55 @@ __attribute__((noinline)) int steer_dns6(struct bpf_sock_addr *ctx, struct dest_
 	return dns_steer(ctx, 1, q->family, q->addr, q->port, q->proto, rule);
 }
 
+/* memo_record remembers in this CPU's slot an allow the current thread
+ * reached from rc (kind MEMO_ALL: any destination; MEMO_DEST: q's), counted
+ * in counter slot `counter` of epoch `epoch`. A name rule's verdicts change
+ * with its bindings, which do not change the policy word, and its queries
+ * (all queries while learning) must reach dns_steer: never memoized; nor
+ * are destinations judged by local_nets, which change without a new word.
+ * A global function that finds the slot again: inlined, the slot pointer
+ * judge kept for it (NULL or not) doubled the verifier's states along
+ * every path after the memo's check. The hit stays inline: a call there
+ * costs the allowed path ~15 ns (returns are expensive with SRSO's
+ * mitigation on AMD). */
+__attribute__((noinline)) int memo_record(struct rule_cache *rc, struct dest_q *q, __u32 counter, __u64 epoch, __u32 kind)
+{
+	if (!rc || !q)
+		return 0;
+	if (rc->r.has_names || (rc->has_named && rc->named.has_names) || (kind == MEMO_DEST && q->local) ||
+	    dns_learning())
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct memo *m = memo_slot(task);
+	if (!m)
+		return 0;
+	if (kind == MEMO_ALL)
+		memo_put(m, task, rc, MEMO_ALL, counter, epoch, 0, q->addr, 0, 0);
+	else
+		memo_put(m, task, rc, MEMO_DEST, counter, epoch, q->family, q->addr, q->port, q->proto);
+	return 0;
+}
+
 /* judge returns 1 to let the call proceed, 0 to fail it with EPERM. The
  * common cases, a thread whose rule (or the default) allows everything, or
  * that asks again about the destination it was just allowed, cost the
  * policy word and this CPU's memo slot (which counts the allow itself).
+ * q holds the destination (q->local is decide's to set).
  * *in_open is set when the thread's rule accepts anyone inbound (its UDP
  * peers need no note), just before returning; left as it is when unknown. */
-static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const __u8 *addr,
-				 __u16 port, __u8 hook, __u8 *in_open)
+static __always_inline int judge(struct bpf_sock_addr *ctx, struct dest_q *q, __u8 hook, __u8 *in_open)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__s64 word = active_word();
 	if (word < 0)
 		return 1;
-	__u8 proto = proto_of(ctx);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (kernel_thread(task))
+		return 1; /* never memoized */
 	struct memo *m = memo_slot(task);
-	if (m && memo_hit(m, task, word, family, addr, port, proto)) {
+	if (m && memo_hit(m, task, word, q->family, q->addr, q->port, q->proto)) {
 		*in_open = m->in_open;
 		return 1;
 	}
-	if (!task->mm)
-		return 1; /* kernel thread: no user memory, always allowed (never memoized) */
 	struct rule_cache scratch;
 	struct rule_cache *rc = rule_of_word(task, word, &scratch);
 	if (!rc)
@@ -194,36 +222,26 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 	struct rule *r = &rc->r;
 	/* names (issue 15): a rule with name entries has its DNS sent to the
 	 * forwarder (bpf/dns.h); hook is a constant here. */
-	struct dest_q q = { .family = family, .port = port, .proto = proto };
 	int learning = !r->has_names && dns_learning();
 	if (r->has_names || learning) {
-		__builtin_memcpy(q.addr, addr, 16);
 		__u32 rule = learning ? DNS_NO_RULE : r->counter;
-		int s = hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6 ? steer_dns6(ctx, &q, rule) : steer_dns4(ctx, &q, rule);
+		int s = hook == HOOK_CONNECT6 || hook == HOOK_SENDMSG6 ? steer_dns6(ctx, q, rule) : steer_dns4(ctx, q, rule);
 		if (s != DNS_PASS) {
 			count(r->counter, s == DNS_STEERED ? VERDICT_ALLOW : VERDICT_DENY);
 			*in_open = rule_in_open(rc);
 			return s == DNS_STEERED;
 		}
 	}
-	/* A name rule's verdicts change with its bindings, which do not change
-	 * the policy word, and its queries must reach dns_steer: never memoized. */
-	if (r->has_names || learning || (rc->has_named && rc->named.has_names))
-		m = NULL;
 	if (r->action == ACTION_ALLOW && !r->has_dests && !rc->has_named) {
 		__u64 epoch = count(r->counter, VERDICT_ALLOW);
-		if (m)
-			memo_put(m, task, rc, MEMO_ALL, r->counter, epoch, 0, addr, 0, 0);
+		memo_record(rc, q, r->counter, epoch, MEMO_ALL);
 		*in_open = rule_in_open(rc);
 		return 1;
 	}
-	/* (Filled here, not before the line above: an allow-all thread's
-	 * connect does not pay for the copy.) */
-	__builtin_memcpy(q.addr, addr, 16);
-	__u8 verdict = decide(r, &q), named = 0;
+	__u8 verdict = decide(r, q), named = 0;
 	if (rc->has_named) {
 		/* The rule of a name this executable was run by may only tighten. */
-		__u8 nv = decide(&rc->named, &q);
+		__u8 nv = decide(&rc->named, q);
 		if (severity(nv) > severity(verdict)) {
 			verdict = nv;
 			r = &rc->named;
@@ -233,22 +251,22 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u32 family, const 
 
 	__u64 epoch = count(r->counter, verdict);
 	if (verdict == VERDICT_ALLOW) {
-		if (m && !q.local)
-			memo_put(m, task, rc, MEMO_DEST, r->counter, epoch, family, addr, port, proto);
+		if (!q->local) /* (checked again there: not worth a call here) */
+			memo_record(rc, q, r->counter, epoch, MEMO_DEST);
 		*in_open = rule_in_open(rc);
 		return 1;
 	}
-	report(rc, &q, REPORT_META(verdict, hook, ctx->family, named));
+	report(rc, q, REPORT_META(verdict, hook, ctx->family, named));
 	*in_open = rule_in_open(rc);
 	return verdict == VERDICT_AUDIT;
 }
 
 static __always_inline int judge4(struct bpf_sock_addr *ctx, __u8 hook, __u8 *in_open)
 {
-	__u8 addr[16] = {};
+	struct dest_q q = { .family = 4, .port = bpf_ntohs((__u16)ctx->user_port), .proto = proto_of(ctx) };
 	__u32 ip = ctx->user_ip4;
-	__builtin_memcpy(addr, &ip, 4);
-	return judge(ctx, 4, addr, bpf_ntohs((__u16)ctx->user_port), hook, in_open);
+	__builtin_memcpy(q.addr, &ip, 4);
+	return judge(ctx, &q, hook, in_open);
 }
 
 static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, __u8 *in_open)
@@ -262,11 +280,13 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, __u8 hook, __u8 *in
 
 	/* ::ffff:a.b.c.d is an IPv4 destination, whichever hook it came by. */
 	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
-		__u8 addr4[16] = {};
-		__builtin_memcpy(addr4, &a[3], 4);
-		return judge(ctx, 4, addr4, port, hook, in_open);
+		struct dest_q q4 = { .family = 4, .port = port, .proto = proto_of(ctx) };
+		__builtin_memcpy(q4.addr, &a[3], 4);
+		return judge(ctx, &q4, hook, in_open);
 	}
-	return judge(ctx, 6, (const __u8 *)a, port, hook, in_open);
+	struct dest_q q6 = { .family = 6, .port = port, .proto = proto_of(ctx) };
+	__builtin_memcpy(q6.addr, a, 16);
+	return judge(ctx, &q6, hook, in_open);
 }
 
 SEC("cgroup/connect4")
@@ -380,7 +400,7 @@ SEC("cgroup/sock_create")
 int exewall_sock_create(struct bpf_sock *sk)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (!task->mm)
+	if (kernel_thread(task))
 		return 1;
 	struct rule_cache scratch;
 	struct rule_cache *rc = rule_of(task, &scratch);

@@ -59,6 +59,7 @@ struct address_space {
 };
 
 struct task_struct {
+	unsigned int flags; /* PF_* */
 	struct mm_struct *mm;
 	__s32 pid;
 	__s32 tgid;

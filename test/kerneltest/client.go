@@ -161,6 +161,10 @@ func (c *Live) WaitReady(t testing.TB) {
 	}
 }
 
+// Continue ends the client's "wait" step and lets it go on to its next
+// "ready" (WaitReady) or "wait" step.
+func (c *Live) Continue() { c.stdin.Write([]byte("\"go\"\n")) }
+
 // Proceed ends the client's "wait" step and returns all its outcomes.
 func (c *Live) Proceed(t testing.TB) []Outcome {
 	t.Helper()
