@@ -121,6 +121,8 @@ func attack(sc string, res map[string]string) {
 		hdr = rt2(seg) // what ancillary data and RFC 2292 options accept
 	}
 	switch sc {
+	case "uring":
+		attackURing(dst, port, res)
 	case "srh-tcp", "srh-udp", "srh-2292":
 		typ := unix.SOCK_STREAM
 		if sc != "srh-tcp" {
