@@ -9,7 +9,6 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_core_read.h>
 
 #include "kernel_types.h"
 #include "maps.h"
@@ -36,13 +35,13 @@ static __always_inline int current_ident(struct task_struct *task, struct proc_i
 		*out = *id;
 		return 1;
 	}
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct file *exe = task->mm->exe_file;
 	if (!exe)
 		return 0;
-	struct inode *inode = BPF_CORE_READ(exe, f_inode);
-	out->exe.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	out->exe.igen = BPF_CORE_READ(inode, i_generation);
-	out->exe.ino = BPF_CORE_READ(inode, i_ino);
+	struct inode *inode = exe->f_inode;
+	out->exe.dev = inode->i_sb->s_dev;
+	out->exe.igen = inode->i_generation;
+	out->exe.ino = inode->i_ino;
 	out->has_real = 0;
 	out->state = IDENT_FIRST_SIGHT;
 	if (id)
