@@ -102,6 +102,16 @@ func execNext(sc string) error {
 	return unix.Exec(os.Getenv("H3_NEXT"), []string{"next"}, append(env, attackEnv+"="+sc))
 }
 
+// handOver puts fd at 3 and execs H3_NEXT as scenario sc, which finds it
+// there.
+func handOver(fd int, sc string, res map[string]string) {
+	if err := unix.Dup2(fd, 3); err != nil {
+		res["dup"] = errName(err)
+		return
+	}
+	res["exec"] = errName(execNext(sc))
+}
+
 func attack(sc string, res map[string]string) {
 	if sc == "families" {
 		attackFamilies(res)
@@ -149,11 +159,7 @@ func attack(sc string, res map[string]string) {
 			res["socket"] = errName(err)
 			return
 		}
-		if err := unix.Dup2(fd, 3); err != nil {
-			res["dup"] = errName(err)
-			return
-		}
-		res["exec"] = errName(execNext("srh-handed"))
+		handOver(fd, "srh-handed", res)
 	case "srh-handed":
 		// fd 3 is a UDP socket a restricted program created: this
 		// unrestricted one may set a routing header and send.
@@ -295,11 +301,7 @@ func attack(sc string, res map[string]string) {
 			res["reply"] = errName(recvTimeout(fd))
 			return
 		}
-		if err := unix.Dup2(fd, 3); err != nil {
-			res["dup"] = errName(err)
-			return
-		}
-		res["exec"] = errName(execNext("ping-inherited"))
+		handOver(fd, "ping-inherited", res)
 	case "memo-exec":
 		// Allowed sends fill the per-CPU memo of the last verdict; the
 		// same thread then execs H3_NEXT (denied), which sends again.
