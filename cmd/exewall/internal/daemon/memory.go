@@ -146,11 +146,17 @@ func trimIfWorth() bool {
 		s[i].Name = name
 	}
 	rtmetrics.Read(s)
-	objects, free, live := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
-	surplus := objects + free - min(live, objects+free)
-	if surplus < 2<<20 || surplus < live/32 {
+	if !worthTrim(s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()) {
 		return false
 	}
 	debug.FreeOSMemory()
 	return true
+}
+
+// worthTrim is trimIfWorth's rule, for a heap whose objects (live or not
+// yet collected) are objects bytes, whose free pages still backed by
+// memory are free bytes, and whose last collection found live bytes.
+func worthTrim(objects, free, live uint64) bool {
+	surplus := objects + free - min(live, objects+free)
+	return surplus >= 2<<20 && surplus >= live/32
 }
