@@ -66,7 +66,7 @@ func (v RuleView) Rule() (Rule, error) {
 		return Rule{}, err
 	}
 	rules := []Rule{r}
-	if err := newChecker(ruleLines(rules)).add(rules, 0); err != nil {
+	if err := newChecker(ruleLines(rules), 1).add(rules, 0); err != nil {
 		return Rule{}, err
 	}
 	return r, nil

@@ -214,7 +214,7 @@ func parsePolicy(root *yaml.Node) (*Policy, error) {
 			// Each rule is checked as soon as it is read, so the error
 			// reported is the first one in file order.
 			var lines []map[string]int
-			c := newChecker(func(i int, field string) int { return fieldLine(lines[i], field) })
+			c := newChecker(func(i int, field string) int { return fieldLine(lines[i], field) }, len(items))
 			for _, item := range items {
 				r, l, err := parseRule(item)
 				if err != nil {

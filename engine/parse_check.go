@@ -40,7 +40,7 @@ func checkPolicy(p *Policy) error {
 			return refuse(0, "resolvers: %v", err)
 		}
 	}
-	c := newChecker(ruleLines(p.Rules))
+	c := newChecker(ruleLines(p.Rules), len(p.Rules))
 	for i := range p.Rules {
 		if err := c.add(p.Rules, i); err != nil {
 			return err
@@ -52,10 +52,18 @@ func checkPolicy(p *Policy) error {
 // checker refuses each rule on its own and against the rules before it.
 type checker struct {
 	at   lineOf
-	seen map[string]int // "kind\x00key" -> index of the first rule with it
+	seen map[seenKey]int // index of the first rule with it
 }
 
-func newChecker(at lineOf) *checker { return &checker{at: at, seen: map[string]int{}} }
+// seenKey is what two rules may not share: a name, or the processes they
+// select. (A struct, not "kind\x00key": 200,000 strings fewer to make for
+// 100,000 rules.)
+type seenKey struct{ kind, key string }
+
+// newChecker makes a checker for about rules rules.
+func newChecker(at lineOf, rules int) *checker {
+	return &checker{at: at, seen: make(map[seenKey]int, 2*rules)}
+}
 
 func (c *checker) add(rules []Rule, i int) error {
 	r := &rules[i]
@@ -64,10 +72,10 @@ func (c *checker) add(rules []Rule, i int) error {
 	}
 	// Two rules may not share a name or select the same processes.
 	kind, key, field := "name", r.Name, "name"
-	if first, dup := c.seen[kind+"\x00"+key]; dup {
+	if first, dup := c.seen[seenKey{kind, key}]; dup {
 		return refuse(c.at(i, field), "duplicate rule name %q%s", r.Name, firstAt(c.at(first, "")))
 	}
-	c.seen[kind+"\x00"+key] = i
+	c.seen[seenKey{kind, key}] = i
 	switch {
 	case r.Exe != "":
 		kind, key, field = "executable", exeKey(r.Exe), "exe"
@@ -78,10 +86,10 @@ func (c *checker) add(rules []Rule, i int) error {
 	default:
 		kind, key, field = "group", r.Group, "group"
 	}
-	if first, dup := c.seen[kind+"\x00"+key]; dup {
+	if first, dup := c.seen[seenKey{kind, key}]; dup {
 		return refuse(c.at(i, field), "rules %q and %q name the same %s %s", rules[first].Name, r.Name, kind, key)
 	}
-	c.seen[kind+"\x00"+key] = i
+	c.seen[seenKey{kind, key}] = i
 	return nil
 }
 
@@ -348,7 +356,7 @@ func checkChanged(p *Policy, changed []int) bool {
 			return false
 		}
 	}
-	c := newChecker(ruleLines(p.Rules))
+	c := newChecker(ruleLines(p.Rules), len(p.Rules))
 	for _, i := range changed {
 		r := &p.Rules[i]
 		if c.checkRule(r, i) != nil {

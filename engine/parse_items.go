@@ -83,7 +83,7 @@ func parseItems(data []byte) (*Policy, bool) {
 			return nil, false
 		}
 	}
-	c := newChecker(func(int, string) int { return 0 }) // (an error: the tree says where)
+	c := newChecker(func(int, string) int { return 0 }, len(rules)) // (an error: the tree says where)
 	for i := range rules {
 		if c.add(rules, i) != nil {
 			return nil, false
@@ -129,6 +129,17 @@ func packStrings(rules []Rule) {
 // parseChunk reads consecutive items of the rules list into rules (one
 // each), from text, which starts on line.
 func parseChunk(text []byte, line int, rules []Rule) bool {
+	n, ok := plainItems(text, line, func(k int, item *yaml.Node) bool { // parse_plain.go
+		if k >= len(rules) {
+			return false
+		}
+		r, _, err := parseRule(item)
+		rules[k] = r
+		return err == nil
+	})
+	if ok && n == len(rules) {
+		return true
+	}
 	var doc yaml.Node
 	if yaml.Unmarshal(text, &doc) != nil || len(doc.Content) != 1 {
 		return false

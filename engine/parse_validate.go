@@ -161,11 +161,16 @@ func checkRunnable(exe string) error {
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %v", exe, err)
 	}
-	if !fi.Mode().IsRegular() {
+	return checkRunnableMode(exe, fi.Mode())
+}
+
+// checkRunnableMode is checkRunnable for an exe that stat found, of mode.
+func checkRunnableMode(exe string, mode fs.FileMode) error {
+	if !mode.IsRegular() {
 		return fmt.Errorf("%s is not a regular file", exe)
 	}
-	if fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not executable (mode %v): no process can run it; check the path", exe, fi.Mode().Perm())
+	if mode.Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable (mode %v): no process can run it; check the path", exe, mode.Perm())
 	}
 	interp, via, err := scriptInterpreter(exe)
 	if err != nil {

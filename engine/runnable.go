@@ -71,7 +71,12 @@ func (s *runnableSeen) check(exe string) error {
 		s.add(key)
 		return nil
 	}
-	err := checkRunnable(exe)
+	var err error
+	if ok { // (a stat fewer: 100,000 of them at a first start on 100,000 rules)
+		err = checkRunnableMode(exe, key.fileMode())
+	} else {
+		err = checkRunnable(exe)
+	}
 	if err == nil && ok {
 		s.add(key)
 	}

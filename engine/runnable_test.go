@@ -3,9 +3,11 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -68,5 +70,28 @@ func TestRunnableCacheIgnoresABadFile(t *testing.T) {
 	}
 	if s := loadRunnable(filepath.Join(dir, "none")); len(s.known) != 0 {
 		t.Error("a missing cache has entries")
+	}
+}
+
+// TestRunnableSeenRefusesAsCheckRunnable: a file the cache does not know
+// is judged from the stat that made its key, with checkRunnable's word: a
+// directory, a FIFO and a file nobody may run are refused, a binary taken.
+func TestRunnableSeenRefusesAsCheckRunnable(t *testing.T) {
+	dir := t.TempDir()
+	bin, data, fifo := filepath.Join(dir, "tool"), filepath.Join(dir, "data"), filepath.Join(dir, "fifo")
+	os.WriteFile(bin, []byte("\x7fELF not really\n"), 0o755)
+	os.WriteFile(data, []byte("\x7fELF not really\n"), 0o644)
+	if err := syscall.Mkfifo(fifo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, exe := range []string{bin, data, fifo, dir, filepath.Join(dir, "gone")} {
+		seen := &runnableSeen{known: map[runKey]bool{}}
+		got, want := seen.check(exe), checkRunnable(exe)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: the cache's check says %v, checkRunnable %v", exe, got, want)
+		}
+		if (want == nil) != (exe == bin || exe == filepath.Join(dir, "gone")) {
+			t.Errorf("%s: checkRunnable says %v", exe, want)
+		}
 	}
 }
