@@ -190,9 +190,7 @@ func TestPlainItemsReadWhatExewallWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// (A wildcard name, quoted as '*.example.com', makes scanRules leave
-	// the whole file to yaml.v3: it does not look inside quotes.)
-	p.Rules[3].Allow = []Dest{{Name: "example.org", PortLo: 443, PortHi: 443, Proto: ProtoTCP}}
+	p.Rules[3].Allow = []Dest{{Name: "*.example.com"}, {Name: "example.org", PortLo: 443, PortHi: 443, Proto: ProtoTCP}}
 	data, err := Marshal(p)
 	if err != nil {
 		t.Fatal(err)

@@ -371,12 +371,59 @@ func scanRules(src []byte, hint int) (items []ruleItem, indent int, ok bool) {
 }
 
 // plainEnough allows the characters scanRules is wary of where they are
-// harmless: in a comment, or inside a destination like "any port 443".
+// harmless: in a comment, or inside a quoted scalar that closes on its
+// line, like the wildcard name '*.example.com'.
 func plainEnough(s []byte) bool {
 	if i := bytes.Index(s, []byte(" #")); i >= 0 {
 		s = s[:i]
 	}
-	return !hasWary(s)
+	return !waryOutsideQuotes(s)
+}
+
+// waryOutsideQuotes is hasWary of s but for the quoted scalars that open
+// where a value may start (the line's start, after "- " or ": ") and close
+// on the line: in one, those characters are text.
+func waryOutsideQuotes(s []byte) bool {
+	valueStart := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if valueStart && (c == '\'' || c == '"') {
+			if end := quoteEnd(s, i); end > 0 {
+				i, valueStart = end, false
+				continue
+			}
+		}
+		if wary[c] {
+			return true
+		}
+		switch {
+		case c == ' ':
+		case (c == '-' || c == ':') && i+1 < len(s) && s[i+1] == ' ':
+			valueStart = true
+		default:
+			valueStart = false
+		}
+	}
+	return false
+}
+
+// quoteEnd is where the quoted scalar opening at s[i] closes, or -1 when it
+// does not close on s: a single-quoted one at a quote not doubled, a
+// double-quoted one at a quote not escaped.
+func quoteEnd(s []byte, i int) int {
+	q := s[i]
+	for j := i + 1; j < len(s); j++ {
+		switch {
+		case q == '"' && s[j] == '\\':
+			j++
+		case s[j] != q:
+		case q == '\'' && j+1 < len(s) && s[j+1] == '\'':
+			j++
+		default:
+			return j
+		}
+	}
+	return -1
 }
 
 // wary are the characters of YAML's anchors, aliases, tags, block scalars

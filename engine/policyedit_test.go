@@ -134,3 +134,41 @@ func TestEditPolicyFileFromNameOrDirectionOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEditRulesTextTakesQuotedWildcards: a quoted value holding what YAML
+// would read as an alias, anchor or tag elsewhere ('*.example.com', the
+// wildcard names every DNS policy has) keeps a file editable as text; the
+// same characters outside quotes, or in a quote that does not close on its
+// line, leave it to the YAML tree.
+func TestEditRulesTextTakesQuotedWildcards(t *testing.T) {
+	src := "rules:\n" +
+		"  - name: web\n    exe: /usr/bin/curl\n    action: deny\n    allow:\n      - '*.example.com'   # every host below\n      - \"*.example.org port 443 tcp\"\n" +
+		"  - name: b\n    exe: '/opt/it''s*/b'\n    action: deny\n"
+	old := mustParse(t, src)
+	p := old.Clone()
+	p.Rules[1].Action = ActionAllow
+	out, ok := editRulesText([]byte(src), old, p)
+	if !ok {
+		t.Fatal("a file with quoted wildcard names was not edited as text")
+	}
+	if back := mustParse(t, string(out)); !reflect.DeepEqual(ViewPolicy(back), ViewPolicy(p)) {
+		t.Fatalf("edited file says %+v, want %+v\n%s", ViewPolicy(back), ViewPolicy(p), out)
+	}
+	for _, line := range []string{
+		"      - *.example.com\n",               // an alias to YAML
+		"      - 'a' &x\n",                      // an anchor after a quote
+		"      - '*.example.com\n",              // a quote that does not close
+		"      - \"*.example.com\\\"\n",         // nor this one (escaped)
+		"      - 'a'' *b\n",                     // nor this one (doubled)
+		"    exe: !!str /bin/b\n",               // a tag
+		"    action: deny   # fine\n    x: |\n", // a block scalar
+	} {
+		bad := strings.Replace(src, "      - \"*.example.org port 443 tcp\"\n", line, 1)
+		if bad == src {
+			t.Fatal("nothing replaced")
+		}
+		if _, _, ok := scanRules([]byte(bad), 2); ok {
+			t.Errorf("scanRules delimits a file with %q", line)
+		}
+	}
+}
