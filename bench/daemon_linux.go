@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +34,12 @@ type daemon struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	start    time.Duration // exec to READY=1
-	keepPins bool
+	// What the CPUs did from exec to READY=1: the daemon's CPU time (to
+	// READY: the process's), the rest of the machine's (others: the
+	// benchmark, kernel threads, anything else), and what the hypervisor
+	// took (steal). Tells a slow start from a crowded one.
+	startCPU, othersCPU, stolenCPU time.Duration
+	keepPins                       bool
 }
 
 // buildExewall builds the CLI/daemon unless --exewall names one.
@@ -147,8 +153,9 @@ func (b *bench) startDaemonWith(bin, name string, policy []byte, o daemonOpts) (
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	d.exited = make(chan struct{})
 	var t0 time.Time
+	var stat0 machineCPU
 	if err := b.cl.create("daemon "+name, func() error { return d.stop() }, func() error {
-		t0 = time.Now()
+		stat0, t0 = readMachineCPU(), time.Now()
 		if err := d.cmd.Start(); err != nil {
 			return err
 		}
@@ -182,7 +189,36 @@ func (b *bench) startDaemonWith(bin, name string, policy []byte, o daemonOpts) (
 		return nil, fmt.Errorf("daemon %s exited before it was ready; log:\n%s", name, tail(d.logFile))
 	}
 	d.start = time.Since(t0)
+	d.startCPU = time.Duration(cpuTicks(d.cmd.Process.Pid)) * time.Second / clockTicks
+	stat := readMachineCPU()
+	d.othersCPU = max(stat.busy-stat0.busy-d.startCPU, 0)
+	d.stolenCPU = stat.steal - stat0.steal
 	return d, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTicks = 100
+
+// machineCPU is the machine's CPU time from /proc/stat: busy (neither idle
+// nor waiting for I/O nor stolen) and stolen by the hypervisor.
+type machineCPU struct{ busy, steal time.Duration }
+
+func readMachineCPU() machineCPU {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	var t [8]int64
+	for i := range t {
+		t[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+	return machineCPU{busy: tick(t[0] + t[1] + t[2] + t[5] + t[6]), steal: tick(t[7])}
 }
 
 // stop sends SIGTERM (the daemon detaches: --detach-on-exit) and makes sure

@@ -271,6 +271,7 @@ func (b *bench) settle(d *daemon, memcg string, rules int, pins string) ScaleDae
 	time.Sleep(2 * time.Second)
 	c0 := cpuTicks(pid)
 	s := ScaleDaemon{Rules: rules, Pins: pins, ReadyMs: float64(d.start) / 1e6, Load1: loadavg()[0],
+		StartCPUMs: float64(d.startCPU) / 1e6, OthersCPUMs: float64(d.othersCPU) / 1e6, StolenCPUMs: float64(d.stolenCPU) / 1e6,
 		RSSKiB: kerneltest.ProcKB(pid, "VmRSS"), RssAnonKiB: kerneltest.ProcKB(pid, "RssAnon"), HWMKiB: kerneltest.ProcKB(pid, "VmHWM")}
 	if memcg != "" {
 		s.MemcgKiB = readKiB(filepath.Join(memcg, "memory.usage_in_bytes"))

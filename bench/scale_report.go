@@ -58,6 +58,11 @@ type ScaleDaemon struct {
 	// dir (its runnable cache), fresh pins: what a restart sees.
 	RestartMs float64 `json:"restart_ready_ms,omitempty"`
 	Load1     float64 `json:"loadavg1"`
+	// CPU time from exec to READY: the daemon's, the rest of the
+	// machine's, and what the hypervisor stole (10 ms resolution).
+	StartCPUMs  float64 `json:"start_cpu_ms"`
+	OthersCPUMs float64 `json:"start_others_cpu_ms"`
+	StolenCPUMs float64 `json:"start_stolen_cpu_ms"`
 }
 
 func (s *ScaleResult) apply(eng, what string, n int) *ScaleApply {
@@ -210,7 +215,7 @@ func (r *Report) scaleMarkdown(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %s | %.1f %s |\n", a.Engine, a.What, count(a.Rules), msStr(a.Median), len(a.Ms), rss, a.Load1, r.noisy(a.Load1))
 	}
-	b.WriteString("\n| daemon rules | pins | start to READY | RSS | RssAnon | peak RSS | memory cgroup (kmem) | idle CPU 2–5 s | CLI one change (median) | RssAnon after the changes and a sync | READY again on its state dir | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("\n| daemon rules | pins | start to READY | RSS | RssAnon | peak RSS | memory cgroup (kmem) | idle CPU 2–5 s | CLI one change (median) | RssAnon after the changes and a sync | READY again on its state dir | CPU to READY: daemon / others / stolen | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, d := range s.Daemon {
 		cg, cli, settled, restart := "", "", "", ""
 		if d.RestartMs > 0 {
@@ -225,8 +230,13 @@ func (r *Report) scaleMarkdown(b *strings.Builder) {
 		if d.CLIMedian > 0 {
 			cli = fmt.Sprintf("%s of %d", msStr(d.CLIMedian), len(d.CLIMs))
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f%% | %s | %s | %s | %.1f %s |\n", count(d.Rules), d.Pins, msStr(d.ReadyMs),
-			float64(d.RSSKiB)/1024, float64(d.RssAnonKiB)/1024, float64(d.HWMKiB)/1024, cg, d.IdleCPUPct, cli, settled, restart, d.Load1, r.noisy(d.Load1))
+		cpu := fmt.Sprintf("%.0f / %.0f / %.0f ms", d.StartCPUMs, d.OthersCPUMs, d.StolenCPUMs)
+		if crowd := d.OthersCPUMs + d.StolenCPUMs; crowd > d.ReadyMs/2 {
+			// Half a CPU or more went elsewhere while the daemon started.
+			cpu += " (crowded)"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %.1f%% | %s | %s | %s | %s | %.1f %s |\n", count(d.Rules), d.Pins, msStr(d.ReadyMs),
+			float64(d.RSSKiB)/1024, float64(d.RssAnonKiB)/1024, float64(d.HWMKiB)/1024, cg, d.IdleCPUPct, cli, settled, restart, cpu, d.Load1, r.noisy(d.Load1))
 	}
 	if len(s.HeapTop) > 0 {
 		b.WriteString("\nThe daemon's in-use heap after READY at the largest rule count (`go tool pprof -top -sample_index=inuse_space`):\n\n```\n")
