@@ -5,6 +5,7 @@ package linux
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -50,6 +51,10 @@ func TestRestartAdoptsPinnedLinks(t *testing.T) {
 	}
 	if c := st.RuleCounter["d"]; c.Denied != 2 {
 		t.Errorf("counters did not survive the restart: %+v", c)
+	}
+	// What the daemon's READY line says, without the counters.
+	if d := second.Describe(); d.Backend != st.Backend || d.AttachPoint != st.AttachPoint || !slices.Equal(d.Hooks, st.Hooks) || d.Rules != st.Rules {
+		t.Errorf("Describe says %+v, State %+v", d, st)
 	}
 	if err := second.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)

@@ -477,6 +477,18 @@ var specHook func(*ebpf.CollectionSpec)
 func (b *Backend) Name() string { return "ebpf" }
 
 // State implements engine.Backend.
+// Describe is State without the counters: the backend's name, attach
+// point and active hooks.
+func (b *Backend) Describe() engine.State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := engine.State{Backend: b.Name(), AttachPoint: b.cgroupPath, Hooks: b.activeHooks()}
+	if b.policy != nil {
+		st.Rules = len(b.policy.Rules)
+	}
+	return st
+}
+
 func (b *Backend) State(ctx context.Context) (engine.State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
