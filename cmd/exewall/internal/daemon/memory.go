@@ -133,30 +133,46 @@ func trimHeap(ctx context.Context) {
 // the live heap the last collection found.
 var heapSamples = []string{"/memory/classes/heap/objects:bytes", "/memory/classes/heap/free:bytes", "/gc/heap/live:bytes"}
 
-// trimIfWorth returns the heap's surplus to the system when it is more
-// than a 32nd of the live heap and 2 MiB; it says whether it did. (At a
-// quarter, 30-90 MiB of a 100,000-rule daemon's stayed; at an eighth and 8
-// MiB, the periodic sync's garbage, 5 MB every 30 s at 100,000 rules
-// before its buffers shrank, stayed until the next collection: an idle
-// daemon's RssAnon went up and down by 8 MiB.) A trim is one collection:
-// tens of ms of CPU at 100,000 rules, at most once per trimEvery.
+// trimFloor is the surplus the last trim left: free pages that
+// debug.FreeOSMemory does not give back (2.3 MiB of them after many runs of
+// this package's tests), and what was allocated meanwhile. Only trimHeap's
+// goroutine reads and sets it.
+var trimFloor uint64
+
+// trimIfWorth returns the heap's surplus to the system when what grew
+// since the last trim is more than a 32nd of the live heap and 2 MiB; it
+// says whether it did. (At a quarter, 30-90 MiB of a 100,000-rule daemon's
+// stayed; at an eighth and 8 MiB, the periodic sync's garbage, 5 MB every
+// 30 s at 100,000 rules before its buffers shrank, stayed until the next
+// collection: an idle daemon's RssAnon went up and down by 8 MiB.) A trim
+// is one collection: tens of ms of CPU at 100,000 rules, at most once per
+// trimEvery, and none while idle: without the floor, a small heap whose
+// unreleased free pages were just over 2 MiB was collected every trimEvery
+// for nothing (CI's TestTrimIfWorth).
 func trimIfWorth() bool {
+	if surplus, live := heapSurplus(); !worthTrim(surplus, live, trimFloor) {
+		return false
+	}
+	debug.FreeOSMemory()
+	trimFloor, _ = heapSurplus()
+	return true
+}
+
+// heapSurplus is what the heap holds beyond its live objects: garbage not
+// yet collected and free pages still backed by memory.
+func heapSurplus() (surplus, live uint64) {
 	s := make([]rtmetrics.Sample, len(heapSamples))
 	for i, name := range heapSamples {
 		s[i].Name = name
 	}
 	rtmetrics.Read(s)
-	if !worthTrim(s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()) {
-		return false
-	}
-	debug.FreeOSMemory()
-	return true
+	objects, free, live := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	return objects + free - min(live, objects+free), live
 }
 
-// worthTrim is trimIfWorth's rule, for a heap whose objects (live or not
-// yet collected) are objects bytes, whose free pages still backed by
-// memory are free bytes, and whose last collection found live bytes.
-func worthTrim(objects, free, live uint64) bool {
-	surplus := objects + free - min(live, objects+free)
-	return surplus >= 2<<20 && surplus >= live/32
+// worthTrim is trimIfWorth's rule, for a heap with surplus bytes beyond its
+// live bytes, of which floor were left by the last trim.
+func worthTrim(surplus, live, floor uint64) bool {
+	grown := surplus - min(floor, surplus)
+	return grown >= 2<<20 && grown >= live/32
 }
