@@ -187,30 +187,43 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		name string
 		prog *ebpf.Program
 	}{{"fork", b.exec.ExewallFork}, {"exit", b.exec.ExewallExit}, {"loader", b.exec.ExewallLoaderRead}, {"exec", b.exec.ExewallExec}} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: h.prog})
-		if err != nil {
-			return notSupported("attach "+h.name+" hook", err)
-		}
-		// Replace an older daemon's link: it is pinned so the hook outlives
-		// a daemon, and running both for a moment is harmless (same maps).
-		// In an upgrade to other maps the older one keeps running until the
-		// cgroup hooks switch (identityMaps).
 		pin := b.identPin(h.name)
-		if old, err := link.LoadPinnedLink(pin, nil); err == nil {
-			old.Unpin()
-			if b.repin {
-				if b.oldIdentLinks == nil {
-					b.oldIdentLinks = map[string]link.Link{}
+		old, err := link.LoadPinnedLink(pin, nil)
+		if err != nil {
+			old = nil
+		}
+		l := old
+		if old == nil || b.repin || !runsProgram(old, h.prog) {
+			if l, err = link.AttachTracing(link.TracingOptions{Program: h.prog}); err != nil {
+				if old != nil {
+					old.Close()
 				}
-				b.oldIdentLinks[h.name] = old
-			} else {
-				old.Close()
+				return notSupported("attach "+h.name+" hook", err)
+			}
+			// Replace an older daemon's link: it is pinned so the hook
+			// outlives a daemon, and running both for a moment is harmless
+			// (same maps). In an upgrade to other maps the older one keeps
+			// running until the cgroup hooks switch (identityMaps).
+			if old != nil {
+				old.Unpin()
+				if b.repin {
+					if b.oldIdentLinks == nil {
+						b.oldIdentLinks = map[string]link.Link{}
+					}
+					b.oldIdentLinks[h.name] = old
+				} else {
+					old.Close()
+				}
+			}
+			if err := l.Pin(pin); err != nil {
+				l.Close()
+				return notSupported("pin "+h.name+" hook", err)
 			}
 		}
-		if err := l.Pin(pin); err != nil {
-			l.Close()
-			return notSupported("pin "+h.name+" hook", err)
-		}
+		// (else the pinned link already runs this very program, adopted
+		// from its pin: kept as it is. Replacing it cost an attach and a
+		// detach, which waits for an RCU grace period: 10-20 ms a hook
+		// here, four hooks in a row before READY.)
 		if h.name == "exec" {
 			b.execLink = l
 		} else {
@@ -227,6 +240,20 @@ func (b *Backend) loadExecHook(repl map[string]*ebpf.Map) error {
 		b.log.Warn("record identities of running processes", "err", err)
 	}
 	return nil
+}
+
+// runsProgram reports whether l runs prog (the same program, by its ID).
+func runsProgram(l link.Link, prog *ebpf.Program) bool {
+	li, err := l.Info()
+	if err != nil {
+		return false
+	}
+	pi, err := prog.Info()
+	if err != nil {
+		return false
+	}
+	id, ok := pi.ID()
+	return ok && li.Program == id
 }
 
 // seedIdentities records mm->exe_file of every running process that has no
