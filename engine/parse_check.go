@@ -356,7 +356,9 @@ func checkChanged(p *Policy, changed []int) bool {
 			return false
 		}
 	}
-	c := newChecker(ruleLines(p.Rules), len(p.Rules))
+	// (checkRule reads no seen map: none presized for every rule, 1.5 MB
+	// and ~1 ms at 10,000 rules for each change.)
+	c := newChecker(ruleLines(p.Rules), 0)
 	for _, i := range changed {
 		r := &p.Rules[i]
 		if c.checkRule(r, i) != nil {
