@@ -536,39 +536,32 @@ var sumSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 // same but for their action and audit, unless two independent 64-bit
 // hashes collide at once (2^-128; no one picks the seeds).
 func entriesSum(r *engine.Rule) ruleSum {
-	var sum ruleSum
-	var h maphash.Hash
-	for i, seed := range sumSeeds {
-		h.SetSeed(seed)
-		for _, s := range []string{r.Name, r.Exe, r.Cgroup, r.User, r.Group} {
-			writeString(&h, s)
-		}
-		for _, list := range [][]engine.Dest{r.Allow, r.Deny} {
-			writeUint(&h, uint64(len(list)))
-			for _, d := range list {
-				a := d.Prefix.Addr().As16()
-				h.Write(a[:])
-				writeUint(&h, uint64(d.Prefix.Bits()+1)<<1|uint64(b2u(d.Prefix.Addr().Is4())))
-				writeString(&h, d.Name)
-				writeUint(&h, uint64(d.PortLo)|uint64(d.PortHi)<<16|uint64(d.Proto)<<32|uint64(d.Dir)<<40)
-			}
-		}
-		sum[i] = h.Sum64()
+	// The rule is encoded once and each seed hashes the encoding whole:
+	// writing its fields into a maphash.Hash, one small Write each, twice,
+	// cost ~450 ns a rule, and an apply sums every rule of the policy.
+	var stack [256]byte
+	b := stack[:0]
+	for _, s := range []string{r.Name, r.Exe, r.Cgroup, r.User, r.Group} {
+		b = appendString(b, s)
 	}
-	return sum
+	for _, list := range [][]engine.Dest{r.Allow, r.Deny} {
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(list)))
+		for _, d := range list {
+			a := d.Prefix.Addr().As16()
+			b = append(b, a[:]...)
+			b = binary.LittleEndian.AppendUint64(b, uint64(d.Prefix.Bits()+1)<<1|uint64(b2u(d.Prefix.Addr().Is4())))
+			b = appendString(b, d.Name)
+			b = binary.LittleEndian.AppendUint64(b, uint64(d.PortLo)|uint64(d.PortHi)<<16|uint64(d.Proto)<<32|uint64(d.Dir)<<40)
+		}
+	}
+	return ruleSum{maphash.Bytes(sumSeeds[0], b), maphash.Bytes(sumSeeds[1], b)}
 }
 
-// writeString writes s with its length, so that no two lists of strings
-// write the same bytes.
-func writeString(h *maphash.Hash, s string) {
-	writeUint(h, uint64(len(s)))
-	h.WriteString(s)
-}
-
-func writeUint(h *maphash.Hash, v uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	h.Write(b[:])
+// appendString appends s with its length, so that no two lists of strings
+// encode to the same bytes.
+func appendString(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // equal says whether two ruleOuts write the same entries.
