@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"unsafe"
@@ -343,6 +344,12 @@ func (w *exeWatch) own() {
 // 100,000 rules). Whoever gets it only reads it (patchIDs copies it).
 func (w *exeWatch) shareEntries(found resolved) resolved {
 	if len(found) != len(w.entries) {
+		return found
+	}
+	if reflect.ValueOf(found).UnsafePointer() == reflect.ValueOf(w.entries).UnsafePointer() {
+		// Shared already (an apply of the memo's paths, which the last
+		// one shared): not compared with itself, 100,000 lookups.
+		w.shared = true
 		return found
 	}
 	for p, e := range found {
