@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"time"
 
@@ -98,10 +99,16 @@ func (b *Backend) sameIdentities(p *engine.Policy, found resolved) bool {
 	if old == nil || cur == nil && b.ids.exe.more == nil || len(old.Rules) != len(p.Rules) {
 		return false
 	}
+	// The resolution may be the very map in force (the memo's, shared):
+	// every entry is then its own, and only the paths need comparing.
+	same := cur != nil && reflect.ValueOf(found).UnsafePointer() == reflect.ValueOf(cur).UnsafePointer()
 	for i := range p.Rules {
 		exe := p.Rules[i].Exe
 		if exe != old.Rules[i].Exe {
 			return false
+		}
+		if same {
+			continue
 		}
 		e := found[exe]
 		if e == cur[exe] {
