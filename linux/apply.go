@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"time"
 
@@ -101,7 +100,7 @@ func (b *Backend) sameIdentities(p *engine.Policy, found resolved) bool {
 	}
 	// The resolution may be the very map in force (the memo's, shared):
 	// every entry is then its own, and only the paths need comparing.
-	same := cur != nil && reflect.ValueOf(found).UnsafePointer() == reflect.ValueOf(cur).UnsafePointer()
+	same := found.is(cur)
 	for i := range p.Rules {
 		exe := p.Rules[i].Exe
 		if exe != old.Rules[i].Exe {

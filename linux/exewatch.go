@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"unsafe"
@@ -346,9 +345,9 @@ func (w *exeWatch) shareEntries(found resolved) resolved {
 	if len(found) != len(w.entries) {
 		return found
 	}
-	if reflect.ValueOf(found).UnsafePointer() == reflect.ValueOf(w.entries).UnsafePointer() {
+	if found.is(w.entries) {
 		// Shared already (an apply of the memo's paths, which the last
-		// one shared): not compared with itself, 100,000 lookups.
+		// one shared).
 		w.shared = true
 		return found
 	}
