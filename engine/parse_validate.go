@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // Validate checks what needs the OS, after the checks Parse makes (so a
@@ -118,42 +116,20 @@ loop:
 }
 
 // firstNotRunnable runs checkRunnable on the exe of each rule in check (in
-// rule order), up to readersAtOnce at a time: at daemon start that is every
-// executable of the policy, each a stat, an open and a read. It returns
-// the first failure in that order.
+// rule order): at daemon start that is every executable of the policy.
+// It returns the first failure in that order.
 func firstNotRunnable(rules []Rule, check []int, seen *runnableSeen) (int, error) {
-	errs := make([]error, len(check))
-	workers := min(len(check)/64+1, readersAtOnce)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= len(check) {
-					return
-				}
-				errs[k] = seen.check(rules[check[k]].Exe)
-			}
-		}()
+	exes := make([]string, len(check))
+	for k, i := range check {
+		exes[k] = rules[i].Exe
 	}
-	wg.Wait()
-	for k, err := range errs {
+	for k, err := range seen.checkAll(exes) {
 		if err != nil {
 			return check[k], err
 		}
 	}
 	return 0, nil
 }
-
-// readersAtOnce is how many executables firstNotRunnable reads at a time,
-// whatever the CPUs: a head not in the page cache waits on the disk. A
-// daemon starting on 100,000 executables whose pages had gone cold (this
-// VM pages out what was not touched for a minute) took 5.9-6.8 s to READY
-// reading 2 at a time, 3.4-4.1 s reading 16; warm, the same either way.
-const readersAtOnce = 16
 
 // checkRunnable refuses an exe whose processes would not carry its identity:
 // a directory, or a script (the kernel's exe_file is then the interpreter).
@@ -167,10 +143,16 @@ func checkRunnable(exe string) error {
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %v", exe, err)
 	}
-	return checkRunnableMode(exe, fi.Mode())
+	if err := checkRunnableMode(exe, fi.Mode()); err != nil {
+		return err
+	}
+	var head [binprmBufSize]byte
+	n, err := readHead(exe, head[:])
+	return checkScript(exe, head[:n], err)
 }
 
-// checkRunnableMode is checkRunnable for an exe that stat found, of mode.
+// checkRunnableMode is the part of checkRunnable that stat answers: exe,
+// of mode, is a regular file that someone may execute.
 func checkRunnableMode(exe string, mode fs.FileMode) error {
 	if !mode.IsRegular() {
 		return fmt.Errorf("%s is not a regular file", exe)
@@ -178,7 +160,19 @@ func checkRunnableMode(exe string, mode fs.FileMode) error {
 	if mode.Perm()&0o111 == 0 {
 		return fmt.Errorf("%s is not executable (mode %v): no process can run it; check the path", exe, mode.Perm())
 	}
-	interp, via, err := scriptInterpreter(exe)
+	return nil
+}
+
+// checkScript is the part of checkRunnable that exe's head answers: head
+// is its start, or err why it could not be read.
+func checkScript(exe string, head []byte, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // vanished since its stat
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %v", exe, err)
+	}
+	interp, via, err := scriptInterpreterFrom(exe, head)
 	if err != nil {
 		return err
 	}
@@ -200,14 +194,35 @@ const maxInterpDepth = 4
 // answer is the cmd found on PATH (via "/usr/bin/env cmd"); when PATH has no
 // cmd it is "/usr/bin/env cmd".
 func scriptInterpreter(exe string) (interp, via string, err error) {
+	prog, args, ok, err := shebang(exe)
+	if err != nil || !ok {
+		return "", "", err
+	}
+	return followScript(exe, prog, args)
+}
+
+// scriptInterpreterFrom is scriptInterpreter for an exe whose head was
+// read already.
+func scriptInterpreterFrom(exe string, head []byte) (interp, via string, err error) {
+	prog, args, ok := parseShebang(head)
+	if !ok {
+		return "", "", nil
+	}
+	return followScript(exe, prog, args)
+}
+
+// followScript follows the #! line of script exe (prog and args) to the
+// program that runs it.
+func followScript(exe, prog, args string) (interp, via string, err error) {
 	var chain []string
 	for depth := 0; depth < maxInterpDepth; depth++ {
-		prog, args, ok, err := shebang(exe)
-		if err != nil {
-			return "", "", err
-		}
-		if !ok {
-			break
+		if depth > 0 {
+			var ok bool
+			if prog, args, ok, err = shebang(exe); err != nil {
+				return "", "", err
+			} else if !ok {
+				break
+			}
 		}
 		if prog == "" {
 			return "", "", fmt.Errorf("%s is a script with no interpreter on its #! line", exe)
@@ -249,9 +264,14 @@ func shebang(file string) (prog, args string, ok bool, err error) {
 	if err != nil {
 		return "", "", false, fmt.Errorf("cannot read %s: %v", file, err)
 	}
-	buf := head[:n]
+	prog, args, ok = parseShebang(head[:n])
+	return prog, args, ok, nil
+}
+
+// parseShebang reads the #! line at the start of buf, if it has one.
+func parseShebang(buf []byte) (prog, args string, ok bool) {
 	if !bytes.HasPrefix(buf, []byte("#!")) {
-		return "", "", false, nil
+		return "", "", false
 	}
 	line, _, _ := bytes.Cut(buf[2:], []byte("\n"))
 	s := strings.Trim(string(line), " \t\r")
@@ -259,7 +279,7 @@ func shebang(file string) (prog, args string, ok bool, err error) {
 	if i := strings.IndexAny(s, " \t"); i >= 0 {
 		prog, args = s[:i], strings.Trim(s[i+1:], " \t")
 	}
-	return prog, args, true, nil
+	return prog, args, true
 }
 
 // envCommand is the command an env #! line runs: its first word that is not

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // runnableSeen remembers the executables found runnable (checkRunnable: a
@@ -63,25 +64,74 @@ func loadRunnable(path string) *runnableSeen {
 // check is checkRunnable(exe), answered from the cache when exe is as it
 // was.
 func (s *runnableSeen) check(exe string) error {
-	if s == nil {
-		return checkRunnable(exe)
-	}
-	key, ok := runKeyOf(exe)
-	if ok && s.known[key] {
-		s.add(key)
-		return nil
-	}
-	var err error
-	if ok { // (a stat fewer: 100,000 of them at a first start on 100,000 rules)
-		err = checkRunnableMode(exe, key.fileMode())
-	} else {
-		err = checkRunnable(exe)
-	}
-	if err == nil && ok {
-		s.add(key)
-	}
-	return err
+	return s.checkAll([]string{exe})[0]
 }
+
+// checkAll is check for each of exes, by position. The stats come first,
+// from several goroutines (a stat can wait on the disk); then the heads of
+// the files the cache does not know are read together (eachHead), which
+// lets the kernel merge the disk reads of files stored side by side.
+func (s *runnableSeen) checkAll(exes []string) []error {
+	errs := make([]error, len(exes))
+	keys := make([]runKey, len(exes))
+	unknown := make([]bool, len(exes))
+	statAll(len(exes), func(k int) {
+		exe := exes[k]
+		key, ok := runKeyOf(exe)
+		switch {
+		case !ok:
+			errs[k] = checkRunnable(exe) // vanished, or why stat failed
+		case s != nil && s.known[key]:
+			s.add(key)
+		default:
+			errs[k] = checkRunnableMode(exe, key.fileMode())
+			keys[k], unknown[k] = key, errs[k] == nil
+		}
+	})
+	var todo []int
+	var files []string
+	for k, u := range unknown {
+		if u {
+			todo = append(todo, k)
+			files = append(files, exes[k])
+		}
+	}
+	eachHead(files, func(j int, head []byte, err error) {
+		k := todo[j]
+		if errs[k] = checkScript(exes[k], head, err); errs[k] == nil && s != nil {
+			s.add(keys[k])
+		}
+	})
+	return errs
+}
+
+// statAll calls stat(k) for k in [0, n), up to readersAtOnce at a time.
+func statAll(n int, stat func(k int)) {
+	if n == 1 {
+		stat(0)
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n/64+1, readersAtOnce) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				stat(k)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// readersAtOnce is how many files are read, or stat'ed, at a time without
+// a ring, whatever the CPUs: a file not in the page cache waits on the
+// disk. A daemon starting on 100,000 executables whose pages had gone cold
+// (this VM pages out what was not touched for a minute) took 5.9-6.8 s to
+// READY reading 2 at a time, 3.4-4.1 s reading 16; warm, the same either
+// way.
+const readersAtOnce = 16
 
 func (s *runnableSeen) add(k runKey) {
 	s.mu.Lock()
