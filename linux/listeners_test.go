@@ -142,6 +142,24 @@ func TestListenersAndTheCheck(t *testing.T) {
 	if found != 2 || recorded != 2 {
 		t.Fatalf("listeners of the second server: %d, with the kernel's creator record %d (%+v)", found, recorded, ls)
 	}
+	// Listeners reads the records in its sock_diag dump, not through the
+	// sockets iterator: the same records.
+	socks, dumped, err := tb.diagListenersOwned()
+	if err != nil || dumped == nil {
+		t.Fatalf("sock_diag with the creator records: %v (records %v)", err, dumped)
+	}
+	same := 0
+	for _, s := range socks {
+		want, ok := records[s.cookie]
+		if got, has := dumped[s.cookie]; ok != has || got != want {
+			t.Errorf("listener %s: dumped record %+v (%v), the iterator's %+v (%v)", s.local, got, has, want, ok)
+		} else if ok && got.Uid == 65534 {
+			same++
+		}
+	}
+	if same != 2 {
+		t.Errorf("the second server's listeners with the same record in both: %d, want 2", same)
+	}
 }
 
 // startListener runs listenerScript with exe as uid 65534 in cg and returns
