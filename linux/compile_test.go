@@ -5,6 +5,7 @@ package linux
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/exewall/exewall/engine"
@@ -195,6 +196,55 @@ func TestStampedLensArePrefixLens(t *testing.T) {
 		if got.Nlens4 != want.Nlens4 || got.Lens4 != want.Lens4 || got.Nlens6 != want.Nlens6 || got.Lens6 != want.Lens6 {
 			t.Fatalf("round %d, %v / %v: lengths %v %v / %v %v, want %v %v / %v %v", round, r.Allow, r.Deny,
 				got.Nlens4, got.Lens4, got.Nlens6, got.Lens6, want.Nlens4, want.Lens4, want.Nlens6, want.Lens6)
+		}
+	}
+}
+
+// TestCompileSeesChangedIdentities: a rule that did not change is taken
+// from the previous generation only with the identities its executable has
+// now, however they changed: resolved again (withFound), or patched in
+// place by an incremental apply (set). Reusing without comparing is for
+// a generation compiled from the very identities of this apply.
+func TestCompileSeesChangedIdentities(t *testing.T) {
+	oldID, newID := engine.FileID{Dev: 1, Ino: 2}, engine.FileID{Dev: 1, Ino: 3}
+	r := engine.Rule{Name: "x", Selector: engine.Selector{Exe: "/bin/x"}, Action: engine.ActionDeny}
+	p := &engine.Policy{Rules: []engine.Rule{r}}
+	slots := slotFunc(func(string) uint32 { return 7 })
+	idsOf := func(e exeIDs) identities {
+		return identities{exe: e, cgroups: map[string]uint64{}, uids: map[string]uint32{}, gids: map[string]uint32{}}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(exeIDs) exeIDs
+	}{
+		{"resolved again", func(e exeIDs) exeIDs {
+			return e.withFound([]string{"/bin/x"}, resolved{"/bin/x": {id: newID, hasID: true}})
+		}},
+		{"patched in place", func(e exeIDs) exeIDs {
+			e.set("/bin/x", &exeEntry{id: newID, hasID: true}, []engine.FileID{newID})
+			return e
+		}},
+	} {
+		ids := idsOf(exeIDsOf(map[string][]engine.FileID{"/bin/x": {oldID}}))
+		first, err := compile(p, ids, slots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := compile(p, ids, slots, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.rules.get(7) != first.rules.get(7) {
+			t.Errorf("%s: the same rule with the same identities compiled again", tc.name)
+		}
+		now := idsOf(tc.change(ids.exe))
+		got, err := compile(p, now, slots, again, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := datapathFileId{Dev: newID.Dev, Igen: newID.Gen, Ino: newID.Ino}
+		if exe := got.rules.get(7).exe(); !slices.Contains(exe, want) {
+			t.Errorf("%s: the rule holds %v, want the executable's identity now, %v", tc.name, exe, want)
 		}
 	}
 }

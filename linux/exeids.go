@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync/atomic"
 
 	"github.com/exewall/exewall/engine"
 )
@@ -95,7 +96,17 @@ func sameEntryWhere(a, b *exeEntry) bool {
 type exeIDs struct {
 	cur  resolved                   // read only unless owned (identities.owned)
 	more map[string][]engine.FileID // a path here has this list, whatever cur says; nil: none
+	// ver names what cur and more hold: every exeIDs made, and every change
+	// of one in place, takes a new one (newIDsVer); 0 is unknown. The rules
+	// a generation compiled with ver v hold the keys v gives their paths
+	// (generation.exeVer).
+	ver uint64
 }
+
+var idsVers atomic.Uint64
+
+// newIDsVer is a ver no exeIDs had before.
+func newIDsVer() uint64 { return idsVers.Add(1) }
 
 // has says whether path is one of the policy's exe paths.
 func (e exeIDs) has(path string) bool {
@@ -170,7 +181,7 @@ func (e exeIDs) lists() map[string][]engine.FileID {
 
 // exeIDsOf is the exeIDs of lists, with no places or names.
 func exeIDsOf(lists map[string][]engine.FileID) exeIDs {
-	e := exeIDs{cur: resolved{}}
+	e := exeIDs{cur: resolved{}, ver: newIDsVer()}
 	for p, l := range lists {
 		var ent *exeEntry
 		if len(l) > 0 {
@@ -183,6 +194,7 @@ func exeIDsOf(lists map[string][]engine.FileID) exeIDs {
 
 // set makes ent path's entry (nil: none) and l its list; e must be owned.
 func (e *exeIDs) set(path string, ent *exeEntry, l []engine.FileID) {
+	e.ver = newIDsVer()
 	if e.cur == nil {
 		e.cur = resolved{}
 	}
@@ -203,6 +215,7 @@ func (e *exeIDs) set(path string, ent *exeEntry, l []engine.FileID) {
 
 // del forgets path; e must be owned.
 func (e *exeIDs) del(path string) {
+	e.ver = newIDsVer()
 	delete(e.cur, path)
 	delete(e.more, path)
 }
@@ -212,7 +225,7 @@ func (e *exeIDs) del(path string) {
 // cur is found itself: only paths whose list is not exactly what found
 // says get one of their own.
 func (e exeIDs) withFound(paths []string, found resolved) exeIDs {
-	out := exeIDs{cur: found}
+	out := exeIDs{cur: found, ver: newIDsVer()}
 	var buf [2]engine.FileID
 	for _, path := range paths {
 		id, ok := found.id(path)

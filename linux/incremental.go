@@ -209,7 +209,7 @@ func (b *Backend) patchIDs(d idsDelta, changed []*engine.Rule) {
 	if !ids.owned {
 		ids.owned = true
 		// The resolution may be the watcher's entries (shareEntries).
-		ids.exe.cur = maps.Clone(ids.exe.cur)
+		ids.exe.cur, ids.exe.ver = maps.Clone(ids.exe.cur), newIDsVer()
 		if ids.exe.cur == nil {
 			ids.exe.cur = resolved{}
 		}
