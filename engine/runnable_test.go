@@ -95,3 +95,38 @@ func TestRunnableSeenRefusesAsCheckRunnable(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstNotRunnableAcrossChunks: the executables are checked a chunk at
+// a time; the failure reported is still the first in rule order, in the
+// first chunk or a later one.
+func TestFirstNotRunnableAcrossChunks(t *testing.T) {
+	dir := t.TempDir()
+	bin, script, script2 := filepath.Join(dir, "tool"), filepath.Join(dir, "script"), filepath.Join(dir, "script2")
+	os.WriteFile(bin, []byte("\x7fELF not really\n"), 0o755)
+	os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(script2, []byte("#!/bin/sh\n"), 0o755)
+	n := 2*checkChunk + 10
+	for _, tc := range []struct{ scripts, want []int }{
+		{nil, nil},
+		{[]int{checkChunk + 5, checkChunk + 100}, []int{checkChunk + 5}},
+		{[]int{2*checkChunk + 9, checkChunk - 1}, []int{checkChunk - 1}},
+		{[]int{3, 2 * checkChunk}, []int{3}},
+	} {
+		rules := make([]Rule, n)
+		check := make([]int, n)
+		for i := range rules {
+			rules[i] = Rule{Name: fmt.Sprintf("r%d", i), Selector: Selector{Exe: bin}}
+			check[i] = i
+		}
+		for k, i := range tc.scripts {
+			rules[i].Exe = []string{script, script2}[k]
+		}
+		i, err := firstNotRunnable(rules, check, loadRunnable(filepath.Join(dir, "none")))
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("no script: %v", err)
+		case tc.want != nil && (err == nil || i != tc.want[0] || !strings.Contains(err.Error(), rules[i].Exe)):
+			t.Errorf("scripts at %v: rule %d, %v; want rule %d", tc.scripts, i, err, tc.want[0])
+		}
+	}
+}
