@@ -198,21 +198,11 @@ func checkScript(exe string, head []byte, err error) error {
 // maxInterpDepth is how many nested #! interpreters Linux follows.
 const maxInterpDepth = 4
 
-// scriptInterpreter returns the program that runs when exe is executed, or ""
-// when exe is not a script. Interpreters that are scripts themselves are
-// followed as the kernel does; via lists them. For "#!/usr/bin/env cmd" the
-// answer is the cmd found on PATH (via "/usr/bin/env cmd"); when PATH has no
-// cmd it is "/usr/bin/env cmd".
-func scriptInterpreter(exe string) (interp, via string, err error) {
-	prog, args, ok, err := shebang(exe)
-	if err != nil || !ok {
-		return "", "", err
-	}
-	return followScript(exe, prog, args)
-}
-
-// scriptInterpreterFrom is scriptInterpreter for an exe whose head was
-// read already.
+// scriptInterpreterFrom returns the program that runs when exe, whose head
+// is head, is executed, or "" when exe is not a script. Interpreters that
+// are scripts themselves are followed as the kernel does; via lists them.
+// For "#!/usr/bin/env cmd" the answer is the cmd found on PATH (via
+// "/usr/bin/env cmd"); when PATH has no cmd it is "/usr/bin/env cmd".
 func scriptInterpreterFrom(exe string, head []byte) (interp, via string, err error) {
 	prog, args, ok := parseShebang(head)
 	if !ok {

@@ -61,13 +61,8 @@ func loadRunnable(path string) *runnableSeen {
 	return s
 }
 
-// check is checkRunnable(exe), answered from the cache when exe is as it
-// was.
-func (s *runnableSeen) check(exe string) error {
-	return s.checkAll([]string{exe})[0]
-}
-
-// checkAll is check for each of exes, by position. The stats come first,
+// checkAll is checkRunnable for each of exes, by position, answered from
+// the cache for a file that is as it was. The stats come first,
 // from several goroutines (a stat can wait on the disk); then the heads of
 // the files the cache does not know are read together (eachHead), which
 // lets the kernel merge the disk reads of files stored side by side.

@@ -42,7 +42,7 @@ func TestRunnableCache(t *testing.T) {
 	os.WriteFile(bin+".script", []byte("#!/bin/sh\n"), 0o755)
 	scriptKey, _ := runKeyOf(bin + ".script")
 	seen.known[scriptKey] = true
-	if err := seen.check(bin + ".script"); err != nil {
+	if err := seen.checkAll([]string{bin + ".script"})[0]; err != nil {
 		t.Fatalf("a file the cache remembers was read: %v", err)
 	}
 
@@ -86,7 +86,7 @@ func TestRunnableSeenRefusesAsCheckRunnable(t *testing.T) {
 	}
 	for _, exe := range []string{bin, data, fifo, dir, filepath.Join(dir, "gone")} {
 		seen := &runnableSeen{known: map[runKey]bool{}}
-		got, want := seen.check(exe), checkRunnable(exe)
+		got, want := seen.checkAll([]string{exe})[0], checkRunnable(exe)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: the cache's check says %v, checkRunnable %v", exe, got, want)
 		}
