@@ -63,7 +63,9 @@ func newInFixture(t *testing.T) *inFixture {
 	t.Helper()
 	requireKernel(t)
 	cg := scratchCgroup(t)
-	r := rand.IntN(250) + 1
+	// Third octets 1-99: test/e2e's learn tests, which may run beside
+	// these, draw theirs from 100-249 (NewHost refuses an overlap).
+	r := rand.IntN(99) + 1
 	h4 := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.1/30", r))
 	p4 := netip.MustParsePrefix(fmt.Sprintf("198.18.%d.2/30", r))
 	h6 := netip.MustParsePrefix(fmt.Sprintf("2001:db8:ee:%x::1/64", r))

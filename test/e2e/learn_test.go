@@ -22,7 +22,8 @@ import (
 
 // The test network: a host veth address and its peer (in a namespace the
 // test creates) on a /30, and ten "far" hosts in one /24 routed via the
-// peer. Benchmarking ranges (198.18.0.0/15), distinct from linux/'s tests.
+// peer. Benchmarking ranges (198.18.0.0/15), third octets 100-249: linux/'s
+// inbound tests, which may run beside these, draw theirs from 1-99.
 var (
 	// The third octet is drawn per run: another checkout's tests on this
 	// machine may hold the ranges of theirs (NewHost refuses overlaps).
