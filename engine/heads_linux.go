@@ -30,10 +30,7 @@ func eachHead(files []string, f func(k int, head []byte, err error)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := uring.New(ringBatch)
-			if err != nil {
-				r = nil // io_uring disabled or filtered: plain reads
-			}
+			r, _ := uring.New(ringBatch) // nil where io_uring is disabled or filtered: plain reads
 			h := headBatch{ring: r}
 			for {
 				lo := int(next.Add(ringBatch) - ringBatch)

@@ -70,7 +70,7 @@ func (s *runnableSeen) checkAll(exes []string) []error {
 	errs := make([]error, len(exes))
 	keys := make([]runKey, len(exes))
 	unknown := make([]bool, len(exes))
-	statAll(len(exes), func(k int) {
+	eachUpToReaders(len(exes), func(k int) {
 		exe := exes[k]
 		key, ok := runKeyOf(exe)
 		switch {
@@ -100,10 +100,11 @@ func (s *runnableSeen) checkAll(exes []string) []error {
 	return errs
 }
 
-// statAll calls stat(k) for k in [0, n), up to readersAtOnce at a time.
-func statAll(n int, stat func(k int)) {
+// eachUpToReaders calls f(k) for k in [0, n), up to readersAtOnce at a
+// time: f stats or reads a file, which may wait on the disk.
+func eachUpToReaders(n int, f func(k int)) {
 	if n == 1 {
-		stat(0)
+		f(0)
 		return
 	}
 	var next atomic.Int64
@@ -113,7 +114,7 @@ func statAll(n int, stat func(k int)) {
 		go func() {
 			defer wg.Done()
 			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
-				stat(k)
+				f(k)
 			}
 		}()
 	}

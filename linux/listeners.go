@@ -4,6 +4,7 @@ package linux
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -241,7 +242,9 @@ func sockDiag(family, proto uint8, states uint32, storageFD int, f func(diagMsg)
 			m.src, m.dst = netip.AddrFrom4([4]byte(msg[8:12])), netip.AddrFrom4([4]byte(msg[24:28]))
 		}
 		if storageFD >= 0 {
-			m.storage = diagStorage(msg[sizeofDiagMsg:])
+			// (A copy: the value outlives the dump, and msg is the
+			// library's buffer.)
+			m.storage = bytes.Clone(diagStorage(msg[sizeofDiagMsg:]))
 		}
 		f(m)
 		return true
@@ -274,7 +277,7 @@ func diagStorage(attrs []byte) []byte {
 // nestedAttrs is the values of the netlink attributes of type typ in b
 // (whatever their nested flag).
 func nestedAttrs(b []byte, typ uint16) [][]byte {
-	attrs, _ := nl.ParseRouteAttr(b) // (a truncated one ends the list)
+	attrs, _ := nl.ParseRouteAttr(b) // (a malformed list: none)
 	var out [][]byte
 	for _, a := range attrs {
 		if a.Attr.Type&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == typ {
